@@ -1,0 +1,168 @@
+"""API keys for tills, integrations and admin tools.
+
+A key looks like ``kk_pos_3f9a1c0b7d2e_<43 random chars>``: the scope and a public id make a leaked
+key easy to recognise and revoke; only the SHA-256 of the whole key is stored. Verification is on
+every request, so :class:`KeyVerifier` caches good keys for a short time and drops its cache when a
+revocation is announced over ``NOTIFY`` (the TTL bounds staleness if that notice is missed).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import secrets
+import time
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from kartka.db import Connection, Pool
+from kartka.errors import InvalidInput, NotFound
+
+REVOKE_CHANNEL: Final = "kartka_api_keys"
+CODE_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class Scope(enum.StrEnum):
+    POS = "pos"
+    INTEGRATION = "integration"
+    ADMIN = "admin"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the key's id and what it may do."""
+
+    key_id: str
+    scope: Scope
+    store: str | None
+    terminal: str | None
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    id: str
+    scope: Scope
+    store: str | None
+    terminal: str | None
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def create_key(
+    conn: Connection,
+    *,
+    scope: Scope,
+    store: str | None = None,
+    terminal: str | None = None,
+    name: str = "",
+) -> tuple[str, ApiKey]:
+    """Create a key and return it in clear text (shown once) with its stored record."""
+    if scope is Scope.POS and (not store or not terminal):
+        raise InvalidInput("a pos key belongs to one till: give both --store and --terminal", field="store")
+    if terminal and not store:
+        raise InvalidInput("a terminal belongs to a store: give --store too", field="store")
+    for field, value in (("store", store), ("terminal", terminal)):
+        if value is not None:
+            validate_code(value, field)
+    key_id = secrets.token_hex(6)
+    key = f"kk_{scope.value}_{key_id}_{secrets.token_urlsafe(32)}"
+    row = await conn.fetchrow(
+        """
+        INSERT INTO api_keys (id, key_hash, scope, store, terminal, name)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id, scope, store, terminal, name, created_at, revoked_at
+        """,
+        key_id,
+        _hash(key),
+        scope.value,
+        store,
+        terminal,
+        name,
+    )
+    assert row is not None
+    return key, msgspec.convert(dict(row), ApiKey)
+
+
+def validate_code(value: str, field: str) -> None:
+    """Store and terminal codes are short slugs: they appear in URLs, logs and receipts."""
+    if not re.fullmatch(CODE_PATTERN, value):
+        raise InvalidInput(f"{field} must be 1-64 letters, digits, '.', '_' or '-' (got {value!r})", field=field)
+
+
+async def list_keys(conn: Connection, *, include_revoked: bool = False) -> list[ApiKey]:
+    rows = await conn.fetch(
+        """
+        SELECT id, scope, store, terminal, name, created_at, revoked_at FROM api_keys
+        WHERE $1 OR revoked_at IS NULL ORDER BY created_at
+        """,
+        include_revoked,
+    )
+    return [msgspec.convert(dict(r), ApiKey) for r in rows]
+
+
+async def revoke_key(conn: Connection, key_or_id: str) -> ApiKey:
+    """Revoke by public id or by the full key; announce it so running APIs drop their cache at once."""
+    key_id = key_or_id.split("_")[2] if key_or_id.startswith("kk_") and key_or_id.count("_") >= 3 else key_or_id
+    row = await conn.fetchrow(
+        """
+        UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+        RETURNING id, scope, store, terminal, name, created_at, revoked_at
+        """,
+        key_id,
+    )
+    if row is None:
+        raise NotFound(f"no API key with id {key_id!r}", field="key")
+    await conn.execute("SELECT pg_notify($1, $2)", REVOKE_CHANNEL, key_id)
+    return msgspec.convert(dict(row), ApiKey)
+
+
+async def lookup(conn: Connection, key: str) -> Principal | None:
+    row = await conn.fetchrow(
+        "SELECT id, scope, store, terminal FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        _hash(key),
+    )
+    if row is None:
+        return None
+    return Principal(row["id"], Scope(row["scope"]), row["store"], row["terminal"])
+
+
+class KeyVerifier:
+    """Checks bearer keys against the database with a small in-process cache of good keys."""
+
+    def __init__(self, pool: Pool, ttl_seconds: float) -> None:
+        self._pool = pool
+        self._ttl = ttl_seconds
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+        self._listener: asyncpg.Connection[Any] | None = None
+
+    async def verify(self, key: str) -> Principal | None:
+        digest = _hash(key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._pool.acquire() as conn:
+            principal = await lookup(conn, key)
+        if principal is None:
+            self._cache.pop(digest, None)
+        elif self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+    def invalidate(self, *_: object) -> None:
+        self._cache.clear()
+
+    async def listen(self, conn: asyncpg.Connection[Any]) -> None:
+        """Drop the cache whenever a key is revoked anywhere (``kartka keys revoke`` in another process)."""
+        self._listener = conn
+        await conn.add_listener(REVOKE_CHANNEL, self.invalidate)
+        conn.add_termination_listener(self.invalidate)
