@@ -1,0 +1,332 @@
+"""Customers and their cards: registration on every path, no-name cards, identification at the till.
+
+Registration is idempotent by phone: ``INSERT ... ON CONFLICT (phone) DO NOTHING`` lets PostgreSQL
+settle races (a second transaction waits for the first and then sees its row), so twenty tills
+registering one phone at once still make one customer and one card.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from kartka.db import Connection
+from wallet.cards import generate_card_number, is_valid_card_number
+from wallet.errors import CardBlocked, CardNotFound, CardOwnedElsewhere, CustomerNotFound
+from wallet.models import (
+    Attachment,
+    BalanceView,
+    Card,
+    CardStatus,
+    Customer,
+    Expiring,
+    Identification,
+    NextTier,
+    Outcome,
+    Registration,
+    Source,
+    TierView,
+)
+from wallet.phones import normalize_phone, try_normalize_phone
+from wallet.profile import clean_email, clean_name
+from wallet.program import Program
+
+_CARD_ATTEMPTS: Final = 20
+_MAX_REPLACEMENT_HOPS: Final = 8
+_SEPARATORS = re.compile(r"[\s\-]")
+
+
+class Origin(msgspec.Struct, frozen=True):
+    """Who registered the customer and where: recorded with every registration."""
+
+    source: Source
+    store: str | None = None
+    terminal: str | None = None
+    api_key_id: str | None = None
+
+
+_CURRENT_CARD = """
+    SELECT number, status FROM cards WHERE customer_id = $1
+    ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1
+"""
+
+
+class CustomerService:
+    """Registration and identification. Methods take the caller's connection (and transaction)."""
+
+    def __init__(self, *, region: str, card_prefix: str, program: Program) -> None:
+        self.region = region
+        self.card_prefix = card_prefix
+        self.program = program
+
+    # -- registration -------------------------------------------------------------------------
+
+    async def register(
+        self,
+        conn: Connection,
+        *,
+        phone: str,
+        origin: Origin,
+        name: str | None = None,
+        email: str | None = None,
+    ) -> Registration:
+        e164 = normalize_phone(phone, self.region)
+        name = clean_name(name)
+        email = clean_email(email)
+        row = await conn.fetchrow(
+            """
+            INSERT INTO customers (phone, name, email, source) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (phone) DO NOTHING
+            RETURNING id, phone, name
+            """,
+            e164,
+            name,
+            email,
+            origin.source.value,
+        )
+        if row is not None:
+            customer = _customer(row)
+            card = await self._issue_card(conn, customer.id)
+            await _record(conn, customer.id, card.number, origin, Outcome.CREATED)
+            return Registration(customer=customer, card=card, created=True)
+
+        # Known phone: fill in what we did not know yet, never overwrite what the customer told us.
+        row = await conn.fetchrow(
+            """
+            UPDATE customers
+               SET name = coalesce(name, $2), email = coalesce(email, $3),
+                   updated_at = CASE WHEN (name IS NULL AND $2::text IS NOT NULL)
+                                       OR (email IS NULL AND $3::text IS NOT NULL)
+                                     THEN now() ELSE updated_at END
+             WHERE phone = $1
+            RETURNING id, phone, name
+            """,
+            e164,
+            name,
+            email,
+        )
+        assert row is not None, "a phone that conflicted on insert exists"
+        customer = _customer(row)
+        card = await self._current_card(conn, customer.id)
+        await _record(conn, customer.id, card.number, origin, Outcome.EXISTING)
+        return Registration(customer=customer, card=card, created=False)
+
+    async def issue_anonymous_card(self, conn: Connection, *, origin: Origin) -> Registration:
+        row = await conn.fetchrow(
+            "INSERT INTO customers (source) VALUES ($1) RETURNING id, phone, name", origin.source.value
+        )
+        assert row is not None
+        customer = _customer(row)
+        card = await self._issue_card(conn, customer.id)
+        await _record(conn, customer.id, card.number, origin, Outcome.CREATED)
+        return Registration(customer=customer, card=card, created=True)
+
+    async def attach_card(
+        self, conn: Connection, *, number: str, phone: str, origin: Origin, name: str | None = None
+    ) -> Attachment:
+        """Give a no-name card a phone.
+
+        If the phone is new, the card's customer takes it (``attached``). If the phone already has a
+        customer, the no-name customer is merged into it and the no-name card becomes ``replaced`` by
+        that customer's card (``merged``): nothing is lost and scans of either card find one account.
+        """
+        e164 = normalize_phone(phone, self.region)
+        name = clean_name(name)
+        number = _card_digits(number)
+        card_row = await conn.fetchrow(
+            """
+            SELECT c.number, c.status, c.customer_id, cu.phone
+              FROM cards c JOIN customers cu ON cu.id = c.customer_id
+             WHERE c.number = $1
+               FOR UPDATE OF c, cu
+            """,
+            number,
+        )
+        if card_row is None:
+            raise CardNotFound(f"no card with number {number}", field="number")
+        if card_row["status"] != CardStatus.ACTIVE:
+            raise CardBlocked(f"card {number} is {card_row['status']} and cannot be attached", field="number")
+        if card_row["phone"] is not None:
+            if card_row["phone"] != e164:
+                raise CardOwnedElsewhere(f"card {number} already belongs to another customer", field="number")
+            row = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE id = $1", card_row["customer_id"])
+            assert row is not None
+            card = Card(number=number, status=CardStatus.ACTIVE)
+            return Attachment(customer=_customer(row), card=card, created=False, outcome=Outcome.ATTACHED)
+
+        anonymous_id: UUID = card_row["customer_id"]
+        try:
+            async with conn.transaction():  # a savepoint: a concurrent registration may take the phone
+                row = await conn.fetchrow(
+                    """
+                    UPDATE customers SET phone = $2, name = coalesce(name, $3), updated_at = now()
+                     WHERE id = $1 RETURNING id, phone, name
+                    """,
+                    anonymous_id,
+                    e164,
+                    name,
+                )
+        except asyncpg.UniqueViolationError:
+            row = None
+        if row is not None:
+            customer = _customer(row)
+            card = Card(number=number, status=CardStatus.ACTIVE)
+            await _record(conn, customer.id, number, origin, Outcome.ATTACHED)
+            return Attachment(customer=customer, card=card, created=False, outcome=Outcome.ATTACHED)
+
+        owner = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE phone = $1 FOR UPDATE", e164)
+        assert owner is not None, "the phone that conflicted exists"
+        customer = _customer(owner)
+        kept = await self._current_card(conn, customer.id)
+        await conn.execute(
+            """
+            UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = now()
+             WHERE number = $1
+            """,
+            number,
+            kept.number,
+        )
+        await conn.execute(
+            "UPDATE customers SET merged_into = $2, updated_at = now() WHERE id = $1",
+            anonymous_id,
+            customer.id,
+        )
+        await _record(conn, customer.id, number, origin, Outcome.MERGED)
+        return Attachment(
+            customer=customer,
+            card=kept,
+            created=False,
+            outcome=Outcome.MERGED,
+            replaced_card=Card(number=number, status=CardStatus.REPLACED),
+        )
+
+    # -- identification -----------------------------------------------------------------------
+
+    async def identify(self, conn: Connection, code: str) -> Identification:
+        """Find the account behind what a till scanned or typed: a card number or a phone."""
+        text = code.strip()
+        digits = _SEPARATORS.sub("", text)
+        check_digit_wrong = False
+        if len(digits) == 13 and digits.isdigit():
+            if is_valid_card_number(digits):
+                found = await self._by_card(conn, digits)
+                if found is not None:
+                    return found
+            else:
+                check_digit_wrong = True
+        phone = try_normalize_phone(text, self.region)
+        if phone is not None:
+            row = await conn.fetchrow(
+                """
+                SELECT cu.id, cu.phone, cu.name, c.number, c.status
+                  FROM customers cu
+                  JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id
+                                ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true
+                 WHERE cu.phone = $1
+                """,
+                phone,
+            )
+            if row is not None:
+                if row["status"] == CardStatus.BLOCKED:
+                    raise CardBlocked(f"the card of {phone} is blocked", field="code", card=row["number"])
+                return self._identification(row)
+        hint = " (its check digit is wrong: was it mistyped?)" if check_digit_wrong else ""
+        raise CardNotFound(f"no card or customer matches {text!r}{hint}", field="code")
+
+    async def _by_card(self, conn: Connection, number: str) -> Identification | None:
+        for _ in range(_MAX_REPLACEMENT_HOPS):
+            row = await conn.fetchrow(
+                """
+                SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by
+                  FROM cards c JOIN customers cu ON cu.id = c.customer_id
+                 WHERE c.number = $1
+                """,
+                number,
+            )
+            if row is None:
+                return None
+            if row["status"] == CardStatus.REPLACED:
+                number = row["replaced_by"]
+                continue
+            if row["status"] == CardStatus.BLOCKED:
+                raise CardBlocked(f"card {number} is blocked", field="code", card=number)
+            return self._identification(row)
+        raise CardBlocked(f"card {number} is replaced too many times", field="code")  # pragma: no cover
+
+    def _identification(self, row: asyncpg.Record) -> Identification:
+        tier = self.program.base_tier
+        nxt = self.program.next_tier(tier)
+        return Identification(
+            customer=_customer(row),
+            card=Card(number=row["number"], status=CardStatus(row["status"])),
+            tier=TierView(
+                code=tier.code,
+                name=tier.name,
+                rate=tier.rate_bp,
+                spend_365d=0,
+                next=NextTier(code=nxt.code, name=nxt.name, threshold=nxt.threshold) if nxt else None,
+                to_next=nxt.threshold if nxt else None,
+            ),
+            balance=BalanceView(
+                available=0, pending=0, next_available_at=None, expiring_soon=Expiring(points=0, at=None)
+            ),
+        )
+
+    async def get_customer(self, conn: Connection, customer_id: UUID) -> Customer:
+        row = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE id = $1", customer_id)
+        if row is None:
+            raise CustomerNotFound(f"no customer with id {customer_id}", field="id")
+        return _customer(row)
+
+    # -- cards ---------------------------------------------------------------------------------
+
+    async def _issue_card(self, conn: Connection, customer_id: UUID) -> Card:
+        for _ in range(_CARD_ATTEMPTS):
+            number = await conn.fetchval(
+                """
+                INSERT INTO cards (number, customer_id) VALUES ($1, $2)
+                ON CONFLICT (number) DO NOTHING RETURNING number
+                """,
+                generate_card_number(self.card_prefix),
+                customer_id,
+            )
+            if number is not None:
+                return Card(number=number, status=CardStatus.ACTIVE)
+        raise RuntimeError("could not draw a free card number; widen the number space (shorter prefix)")
+
+    async def _current_card(self, conn: Connection, customer_id: UUID) -> Card:
+        row = await conn.fetchrow(_CURRENT_CARD, customer_id)
+        if row is None:  # an account without any card (should not happen): give it one
+            return await self._issue_card(conn, customer_id)
+        return Card(number=row["number"], status=CardStatus(row["status"]))
+
+
+def _customer(row: asyncpg.Record | dict[str, Any]) -> Customer:
+    return Customer(id=row["id"], phone=row["phone"], name=row["name"])
+
+
+def _card_digits(number: str) -> str:
+    digits = _SEPARATORS.sub("", number)
+    if not is_valid_card_number(digits):
+        raise CardNotFound(f"{number!r} is not a card number (13 digits with a valid check digit)", field="number")
+    return digits
+
+
+async def _record(conn: Connection, customer_id: UUID, card: str, origin: Origin, outcome: Outcome) -> None:
+    await conn.execute(
+        """
+        INSERT INTO registrations (customer_id, card_number, source, outcome, store, terminal, api_key_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        customer_id,
+        card,
+        origin.source.value,
+        outcome.value,
+        origin.store,
+        origin.terminal,
+        origin.api_key_id,
+    )
