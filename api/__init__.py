@@ -1,0 +1,1 @@
+"""HTTP only: the Litestar app, controllers per audience, auth guards, errors as problem+json."""

@@ -1,0 +1,1 @@
+"""One controller per resource; tags per audience (pos, integrations, web, health)."""

@@ -1,0 +1,57 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+
+from api.errors import problem_response, problems
+from api.state import Services
+from kartka.migrate import pending
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class HealthStatus(msgspec.Struct):
+    status: str
+
+
+class ReadyStatus(msgspec.Struct):
+    status: str
+    database: str
+    migrations: str
+
+
+class HealthController(Controller):
+    tags = ["health"]  # noqa: RUF012 - litestar reads these as class attributes
+
+    @get("/health", operation_id="health", summary="Liveness: the process answers")
+    async def health(self) -> HealthStatus:
+        return HealthStatus(status="ok")
+
+    @get(
+        "/ready",
+        operation_id="ready",
+        summary="Readiness: the database answers and its schema is current",
+        responses=problems(503),
+    )
+    async def ready(self, request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Response[Any]:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                async with services.pool.acquire() as conn:
+                    waiting = await pending(conn)
+        except Exception as exc:
+            return problem_response(
+                request,
+                503,
+                f"The database is unreachable or failing ({type(exc).__name__})",
+                code="not-ready",
+            )
+        if waiting:
+            names = ", ".join(f"{m.version:04d}_{m.name}" for m in waiting)
+            return problem_response(request, 503, f"Migrations not applied yet: {names}", code="not-ready")
+        return Response(ReadyStatus(status="ready", database="ok", migrations="current"))

@@ -1,0 +1,100 @@
+"""The online shop and CRM: register customers from any channel and import them in bulk."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
+
+from api.auth import SECURITY_SCHEME, require_scope
+from api.controllers.pos import Name, Phone
+from api.errors import problems
+from api.state import Services, provide_principal, provide_tx
+from kartka.db import Connection
+from kartka.errors import UnsupportedMediaType
+from kartka.keys import CODE_PATTERN, Principal, Scope
+from wallet.customers import CustomerService, Origin
+from wallet.importer import Format, ImportReport
+from wallet.models import Registration, Source
+
+Email = Annotated[str, msgspec.Meta(max_length=254, examples=["anna@example.com"])]
+StoreCode = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN)]
+
+_FORMATS = {
+    "text/csv": Format.CSV,
+    "application/csv": Format.CSV,
+    "application/x-ndjson": Format.NDJSON,
+    "application/ndjson": Format.NDJSON,
+    "application/jsonl": Format.NDJSON,
+    "application/jsonlines": Format.NDJSON,
+}
+
+
+class RegisterFromChannel(msgspec.Struct, forbid_unknown_fields=True):
+    phone: Phone
+    source: Source
+    name: Name | None = None
+    email: Email | None = None
+    store: StoreCode | None = None
+
+
+class IntegrationCustomerController(Controller):
+    path = "/v1/integrations/customers"
+    tags = ["integrations"]  # noqa: RUF012
+    guards = [require_scope(Scope.INTEGRATION)]  # noqa: RUF012
+    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
+    dependencies = {"tx": Provide(provide_tx), "principal": Provide(provide_principal)}  # noqa: RUF012
+
+    @post(
+        "/",
+        operation_id="integrationRegisterCustomer",
+        summary="Register a customer from the website, an online order, the CRM, ... (idempotent by phone)",
+        description="201 with a new customer and card; 200 with the existing ones and `created: false`. "
+        "A name or e-mail fills in a blank on an existing customer and never overwrites one.",
+        status_code=201,
+        responses=problems(401, 403, 422),
+    )
+    async def register(
+        self,
+        data: JSONBody[RegisterFromChannel],
+        tx: NamedDependency[Connection],
+        principal: NamedDependency[Principal],
+        customers: NamedDependency[CustomerService],
+    ) -> Response[Registration]:
+        origin = Origin(source=data.source, store=data.store, api_key_id=principal.key_id)
+        result = await customers.register(tx, phone=data.phone, name=data.name, email=data.email, origin=origin)
+        return Response(result, status_code=201 if result.created else 200)
+
+    @post(
+        "/import",
+        operation_id="integrationImportCustomers",
+        summary="Bulk import: CSV (header phone,name,email) or NDJSON, streamed, any size",
+        description=(
+            "Send `Content-Type: text/csv` (comma or semicolon separated, header line required) or "
+            "`application/x-ndjson` (one JSON object per line). Rows are written in batches as they "
+            "arrive; a bad row is reported with its line number and never stops the good ones."
+        ),
+        status_code=200,
+        request_max_body_size=None,
+        responses=problems(401, 403, 415, 422),
+    )
+    async def import_customers(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        services: NamedDependency[Services],
+        source: Annotated[Source, QueryParameter(required=False)] = Source.CRM_IMPORT,
+        store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
+    ) -> ImportReport:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        fmt = _FORMATS.get(media_type)
+        if fmt is None:
+            raise UnsupportedMediaType(
+                f"Send the file as text/csv or application/x-ndjson, not {media_type or 'no content type'}",
+                field="content-type",
+            )
+        origin = Origin(source=source, store=store, api_key_id=principal.key_id)
+        return await services.importer.run(request.stream(), fmt, origin)
