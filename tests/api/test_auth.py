@@ -1,0 +1,71 @@
+"""Bearer keys: 401 for missing, malformed, unknown or revoked keys; 403 for the wrong scope."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from kartka.db import Pool
+from kartka.keys import Scope, list_keys, revoke_key
+from tests.helpers import Keys, problem
+
+Client = AsyncTestClient[Litestar]
+BODY = {"phone": "+375291234567"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "kk_pos_123"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer kk_pos_000000000000_not-a-real-key"},
+        {"Authorization": "Bearer " + "x" * 5000},
+    ],
+)
+async def test_missing_or_bad_key_is_401(client: Client, headers: dict[str, str]) -> None:
+    response = await client.post("/v1/pos/customers", json=BODY, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    problem(response)
+
+
+async def test_key_of_another_scope_is_403(client: Client, keys: Keys) -> None:
+    integration = await keys.headers(Scope.INTEGRATION)
+    admin = await keys.headers(Scope.ADMIN)
+    pos = await keys.headers(Scope.POS)
+    for headers in (integration, admin):
+        response = await client.post("/v1/pos/customers", json=BODY, headers=headers)
+        assert response.status_code == 403
+        assert "pos key" in problem(response)["detail"]
+    response = await client.post("/v1/integrations/customers", json=BODY | {"source": "website"}, headers=pos)
+    assert response.status_code == 403
+
+
+async def test_revoked_key_stops_working_at_once(client: Client, keys: Keys, pool: Pool) -> None:
+    pos = await keys.headers(Scope.POS)
+    assert (await client.post("/v1/pos/customers", json=BODY, headers=pos)).status_code == 201
+    async with pool.acquire() as conn:
+        (key,) = await list_keys(conn)
+        await revoke_key(conn, key.id)
+    # The running app learns of the revocation over LISTEN/NOTIFY, without waiting for its cache TTL.
+    for _ in range(100):
+        response = await client.post("/v1/pos/customers", json=BODY, headers=pos)
+        if response.status_code == 401:
+            break
+        await asyncio.sleep(0.02)
+    assert response.status_code == 401
+
+
+async def test_keys_are_stored_hashed(keys: Keys, pool: Pool) -> None:
+    headers = await keys.headers(Scope.POS)
+    key = headers["Authorization"].removeprefix("Bearer ")
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM api_keys")
+    assert row is not None
+    assert key.encode() not in bytes(row["key_hash"])
+    assert all(key not in str(value) for value in row.values())

@@ -1,0 +1,60 @@
+"""Liveness, readiness and the API docs."""
+
+from __future__ import annotations
+
+import socket
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from kartka.settings import Secret, Settings
+from tests.helpers import problem
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_health_and_ready(client: Client) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "database": "ok", "migrations": "current"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_ready_is_503_when_the_database_is_unreachable(settings: Settings) -> None:
+    down = settings.with_database_url(f"postgresql://postgres@127.0.0.1:{_closed_port()}/kartka")
+    import msgspec  # noqa: PLC0415
+
+    down = msgspec.structs.replace(down, db_pool_min=0, migrate_on_start=False)
+    assert isinstance(down.database_url, Secret)
+    async with AsyncTestClient(create_app(down)) as offline:
+        assert (await offline.get("/health")).status_code == 200
+        response = await offline.get("/ready")
+        assert response.status_code == 503
+        assert "database" in problem(response)["detail"]
+
+
+async def test_openapi_documents_every_operation(client: Client) -> None:
+    spec = (await client.get("/schema/openapi.json")).json()
+    operations = {op["operationId"] for path in spec["paths"].values() for op in path.values() if isinstance(op, dict)}
+    assert {
+        "posRegisterCustomer",
+        "posIssueAnonymousCard",
+        "posAttachCard",
+        "posIdentify",
+        "integrationRegisterCustomer",
+        "integrationImportCustomers",
+        "health",
+        "ready",
+    } <= operations
+    assert spec["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    ui = await client.get("/schema")
+    assert ui.status_code == 200
+    assert "text/html" in ui.headers["content-type"]

@@ -1,0 +1,179 @@
+"""The online shop and CRM: registration with a source, and streamed bulk import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from kartka.db import Connection
+from tests.helpers import problem
+
+Client = AsyncTestClient[Litestar]
+
+
+@pytest.mark.parametrize("source", ["website", "online_order", "crm_import", "app", "qr_poster", "manual"])
+async def test_register_records_the_source(
+    client: Client, integration: dict[str, str], conn: Connection, source: str
+) -> None:
+    response = await client.post(
+        "/v1/integrations/customers",
+        json={"phone": "+375331234567", "source": source, "name": "Ольга", "email": "Olga@Example.COM"},
+        headers=integration,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["created"] is True
+    row = await conn.fetchrow(
+        "SELECT c.source, c.email, r.source AS reg FROM customers c JOIN registrations r ON r.customer_id = c.id"
+    )
+    assert row is not None
+    assert (row["source"], row["reg"], row["email"]) == (source, source, "Olga@example.com")
+
+
+async def test_register_rejects_unknown_source_and_bad_email(client: Client, integration: dict[str, str]) -> None:
+    unknown = await client.post(
+        "/v1/integrations/customers", json={"phone": "+375331234567", "source": "fax"}, headers=integration
+    )
+    assert unknown.status_code == 422
+    assert problem(unknown)["errors"][0]["field"] == "source"
+    email = await client.post(
+        "/v1/integrations/customers",
+        json={"phone": "+375331234567", "source": "website", "email": "not-an-email"},
+        headers=integration,
+    )
+    assert email.status_code == 422
+    assert problem(email)["errors"][0]["field"] == "email"
+
+
+CSV = """phone,name,email
++375291000001,Анна,anna@example.com
+80291000002,Борис,
+not-a-phone,Bad,
++375291000001,Анна again,
+"+375 29 100-00-03","Smith, John",john@example.com
++375291000004,Ева,broken-email
+"""
+
+
+async def test_csv_import_reports_counts_and_bad_lines(
+    client: Client, integration: dict[str, str], conn: Connection
+) -> None:
+    await client.post(
+        "/v1/integrations/customers",
+        json={"phone": "+375291000002", "source": "website"},
+        headers=integration,
+    )
+    response = await client.post(
+        "/v1/integrations/customers/import",
+        content=CSV.encode(),
+        headers=integration | {"content-type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["created"] == 2  # ...0001 and ...0003
+    assert report["existing"] == 2  # ...0002 (registered before) and the repeated ...0001
+    assert report["invalid"] == 2
+    assert [e["line"] for e in report["invalid_rows"]] == [4, 7]
+    assert "phone" in report["invalid_rows"][0]["error"]
+    assert "email" in report["invalid_rows"][1]["error"]
+    names = {r["phone"]: r["name"] for r in await conn.fetch("SELECT phone, name FROM customers")}
+    assert names == {"+375291000001": "Анна", "+375291000002": "Борис", "+375291000003": "Smith, John"}
+    assert await conn.fetchval("SELECT count(*) FROM cards") == 3
+    sources = await conn.fetch("SELECT DISTINCT source FROM registrations WHERE source <> 'website'")
+    assert [r["source"] for r in sources] == ["crm_import"]
+
+
+async def test_semicolon_csv_with_bom_and_crlf(client: Client, integration: dict[str, str]) -> None:
+    body = "\ufeffphone;name\r\n+375291000001;Анна\r\n+375291000002;Борис\r\n".encode()
+    response = await client.post(
+        "/v1/integrations/customers/import?source=website&store=minsk-1",
+        content=body,
+        headers=integration | {"content-type": "text/csv; charset=utf-8"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 2
+    assert response.json()["invalid"] == 0
+
+
+async def test_ndjson_import(client: Client, integration: dict[str, str], conn: Connection) -> None:
+    lines = [
+        b'{"phone": "+375291000001", "name": "A"}',
+        b'{"phone": "+375291000002", "extra": 1}',
+        b"{broken",
+        b"",
+        b'{"phone": "+375291000003", "email": "c@example.com"}',
+    ]
+    response = await client.post(
+        "/v1/integrations/customers/import",
+        content=b"\n".join(lines),
+        headers=integration | {"content-type": "application/x-ndjson"},
+    )
+    report = response.json()
+    assert (report["created"], report["existing"], report["invalid"]) == (2, 0, 2)
+    assert [e["line"] for e in report["invalid_rows"]] == [2, 3]
+    assert "extra" in report["invalid_rows"][0]["error"]
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 2
+
+
+async def test_csv_with_unknown_columns_is_refused_before_writing(
+    client: Client, integration: dict[str, str], conn: Connection
+) -> None:
+    response = await client.post(
+        "/v1/integrations/customers/import",
+        content=b"phone,birthday\n+375291000001,2000-01-01\n",
+        headers=integration | {"content-type": "text/csv"},
+    )
+    assert response.status_code == 422
+    assert "header" in problem(response)["detail"]
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+
+
+async def test_import_needs_a_known_media_type(client: Client, integration: dict[str, str]) -> None:
+    response = await client.post(
+        "/v1/integrations/customers/import",
+        content=b"phone\n+375291000001\n",
+        headers=integration | {"content-type": "application/pdf"},
+    )
+    assert response.status_code == 415
+    assert "text/csv" in problem(response)["detail"]
+
+
+async def test_import_streams_files_far_beyond_the_body_limit(
+    client: Client, integration: dict[str, str], conn: Connection
+) -> None:
+    # About 2 MB, above the 1 MiB JSON body limit. (The test transport buffers the body; the end-to-end
+    # test streams a larger file to a real server.)
+    rows = 30_000
+
+    def body() -> Iterator[bytes]:
+        yield b"phone,name,email\n"
+        for start in range(0, rows, 1_000):
+            yield "".join(
+                f"+3752920{n:05d},Customer number {n} with a longish name,c{n}@example.com\n"
+                for n in range(start, start + 1_000)
+            ).encode()
+
+    response = await client.post(
+        "/v1/integrations/customers/import",
+        content=b"".join(body()),
+        headers=integration | {"content-type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    report = msgspec.json.decode(response.content)
+    assert report["created"] == rows
+    assert report["invalid"] == 0
+    assert await conn.fetchval("SELECT count(*) FROM cards WHERE status = 'active'") == rows
+    assert await conn.fetchval("SELECT count(DISTINCT number) FROM cards") == rows
+
+
+async def test_overlong_line_is_one_bad_row(client: Client, integration: dict[str, str]) -> None:
+    body = b"phone,name\n+375291000001," + b"x" * 100_000 + b"\n+375291000002,ok\n"
+    response = await client.post(
+        "/v1/integrations/customers/import", content=body, headers=integration | {"content-type": "text/csv"}
+    )
+    report = response.json()
+    assert (report["created"], report["invalid"]) == (1, 1)
+    assert report["invalid_rows"][0]["line"] == 2

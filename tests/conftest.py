@@ -1,0 +1,123 @@
+"""Shared fixtures: a real PostgreSQL database made for this run, a clean state per test, the app.
+
+The server is ``KARTKA_TEST_ADMIN_URL`` (default: the local one on 127.0.0.1:5432); where none
+answers, an embedded PostgreSQL is started in a temporary folder. Either way the suite creates its own
+uniquely named database, migrates it, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from kartka.db import Connection, Pool, create_pool
+from kartka.keys import Scope
+from kartka.migrate import migrate
+from kartka.settings import Environment, Secret, Settings, load_settings
+from tests.helpers import Keys
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def admin_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    url = os.environ.get("KARTKA_TEST_ADMIN_URL", DEFAULT_ADMIN_URL)
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        from kartka.embedded import _server  # noqa: PLC0415 - only when no server runs
+
+        server = _server(tmp_path_factory.mktemp("pg") / "pgdata")
+        yield server.get_uri("postgres")
+        server.cleanup()
+        return
+    await conn.close()
+    yield url
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str) -> AsyncIterator[str]:
+    name = f"kartka_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(admin_url, name)
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    # An empty environment: the machine's variables must not change what the tests see.
+    return load_settings({}, environment=Environment.TEST, database_url=Secret(database_url), db_pool_min=1)
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings) -> AsyncIterator[Pool]:
+    pool = await create_pool(settings, application="kartka-tests")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(pool: Pool) -> None:
+    """Every test starts from empty tables (the schema stays)."""
+    async with pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS t FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            await conn.execute(f"TRUNCATE {', '.join(r['t'] for r in tables)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+async def conn(pool: Pool) -> AsyncIterator[Connection]:
+    async with pool.acquire() as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def keys(pool: Pool) -> Keys:
+    return Keys(pool)
+
+
+@pytest.fixture
+async def pos(keys: Keys) -> dict[str, str]:
+    return await keys.headers(Scope.POS)
+
+
+@pytest.fixture
+async def integration(keys: Keys) -> dict[str, str]:
+    return await keys.headers(Scope.INTEGRATION)

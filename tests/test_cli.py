@@ -1,0 +1,224 @@
+"""End to end, as a new user drives it: ``kartka serve`` in its own process, keys made by the CLI,
+the API over real HTTP, imports streamed to the real server, and the embedded PostgreSQL shared by
+the server and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+KARTKA = str(Path(sys.executable).parent / "kartka")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_") and k != "DATABASE_URL"}
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([KARTKA, *args], check=False, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, f"kartka {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+class Server:
+    """``kartka serve`` in a subprocess; logs go to a file so a full pipe can never block it."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("w")
+        self.process = subprocess.Popen(
+            [KARTKA, "serve", "--port", str(self.port)],
+            env=env,
+            cwd=cwd,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"kartka serve exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"kartka serve did not become ready:\n{log.read_text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    name = f"kartka_e2e_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def server(fresh_database: str, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    env = _env(DATABASE_URL=fresh_database, KARTKA_ENV="development", KARTKA_DATA_DIR=str(tmp_path / "data"))
+    running = Server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        yield running, env
+    finally:
+        running.stop()
+
+
+async def test_a_new_user_drives_the_served_api_with_cli_keys(
+    server: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    running, env = server
+    log = running.log.read_text()
+    assert f"{running.base}/schema" in log  # the docs URL is printed
+    assert "kk_pos_" in log  # and the demo till key
+
+    created = cli("keys", "create", "--scope", "pos", "--store", "minsk-1", "--terminal", "till-2", env=env)
+    pos_key = created.stdout.strip()
+    assert pos_key.startswith("kk_pos_")
+    assert "\n" not in pos_key  # the key alone on stdout
+    integration_key = cli("keys", "create", "--scope", "integration", env=env).stdout.strip()
+    pos = {"Authorization": f"Bearer {pos_key}"}
+
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        phones = [f"+37529300{n:04d}" for n in range(5)]
+        results = await asyncio.gather(
+            *(http.post("/v1/pos/customers", json={"phone": phones[n % 5]}, headers=pos) for n in range(40))
+        )
+        assert sorted(r.status_code for r in results) == [200] * 35 + [201] * 5
+        cards = {r.json()["customer"]["phone"]: r.json()["card"]["number"] for r in results}
+        assert len(set(cards.values())) == 5
+
+        scanned = await http.post("/v1/pos/identify", json={"code": cards[phones[0]]}, headers=pos)
+        assert scanned.status_code == 200
+        assert scanned.json()["customer"]["phone"] == phones[0]
+
+        forbidden = await http.post(
+            "/v1/pos/customers", json={"phone": phones[0]}, headers={"Authorization": f"Bearer {integration_key}"}
+        )
+        assert forbidden.status_code == 403
+        assert forbidden.headers["content-type"].startswith("application/problem+json")
+
+        # A big import streamed in chunks to the real server, far beyond the JSON body limit.
+        rows = 60_000
+
+        async def csv_body() -> AsyncIterator[bytes]:
+            yield b"phone,name\n"
+            for start in range(0, rows, 2_000):
+                yield "".join(f"+3752940{n:05d},Customer {n}\n" for n in range(start, start + 2_000)).encode()
+
+        imported = await http.post(
+            "/v1/integrations/customers/import",
+            content=csv_body(),
+            headers={"Authorization": f"Bearer {integration_key}", "Content-Type": "text/csv"},
+        )
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["created"] == rows
+
+        # The CLI imports too, reporting bad lines, and the API sees the result at once.
+        file = tmp_path / "crm.csv"
+        file.write_text("phone;name;email\n+375445550001;Ада;ada@example.com\nnope;Bad;\n+375291234000;Ян;\n")
+        report = cli("import", "customers", str(file), env=env).stdout
+        assert '"created": 2' in report
+        assert '"line": 3' in report
+        found = await http.post("/v1/pos/identify", json={"code": "+375445550001"}, headers=pos)
+        assert found.json()["customer"]["name"] == "Ада"
+
+        # Revoking from the CLI stops the running API accepting the key.
+        key_id = pos_key.split("_")[2]
+        assert key_id in cli("keys", "list", env=env).stdout
+        cli("keys", "revoke", key_id, env=env)
+        for _ in range(100):
+            after = await http.post("/v1/pos/identify", json={"code": phones[0]}, headers=pos)
+            if after.status_code == 401:
+                break
+            await asyncio.sleep(0.05)
+        assert after.status_code == 401
+    assert running.stop() == 0
+
+
+def test_embedded_postgres_is_shared_by_serve_and_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / ".kartka"
+    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data))
+    running = Server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        pid_file = data / "pgdata" / "postmaster.pid"
+        postmaster = pid_file.read_text().split()[0]
+        # Commands run while the server is up attach to its PostgreSQL instead of starting another.
+        assert cli("migrate", env=env, cwd=tmp_path).stdout.strip() == "the database is up to date"
+        key = cli("keys", "create", "--scope", "pos", "--store", "s", "--terminal", "t", env=env, cwd=tmp_path)
+        headers = {"Authorization": f"Bearer {key.stdout.strip()}"}
+        response = httpx.post(f"{running.base}/v1/pos/customers", json={"phone": "+375291234567"}, headers=headers)
+        assert response.status_code == 201
+        assert pid_file.read_text().split()[0] == postmaster  # the same server throughout
+        assert (data / ".gitignore").read_text() == "*\n"
+    finally:
+        assert running.stop() == 0
+    # The last user gone, the embedded server stops.
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_file.exists()
+
+
+def test_production_refuses_development_secrets(fresh_database: str, tmp_path: Path) -> None:
+    env = _env(KARTKA_ENV="production", DATABASE_URL=fresh_database, KARTKA_PUBLIC_URL="https://loyalty.example")
+    result = cli("serve", "--port", str(_free_port()), env=env, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "KARTKA_SECRET_KEY" in result.stderr
+
+
+def test_two_migrations_at_once_apply_everything_once(fresh_database: str, tmp_path: Path) -> None:
+    env = _env(DATABASE_URL=fresh_database)
+    processes = [
+        subprocess.Popen([KARTKA, "migrate"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert sorted(o.count("applied ") for o in outputs)[0] == 0
+    assert "the database is up to date" in cli("migrate", env=env, cwd=tmp_path).stdout
