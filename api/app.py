@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -88,7 +89,6 @@ async def _provide_customers(state: State) -> CustomerService:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    logging.getLogger("kartka").setLevel(settings.log_level)
     openapi = OpenAPIConfig(
         title="Kartka",
         version="1",
@@ -129,5 +129,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[_lifespan(settings)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            formatters={"standard": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+            log_exceptions="never",  # api.errors logs unexpected ones once, with their traceback
+        ),
         debug=False,
     )

@@ -7,6 +7,7 @@ uniquely named database, migrates it, and drops it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import urllib.parse
@@ -48,22 +49,36 @@ async def admin_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[s
     yield url
 
 
-@pytest.fixture(scope="session")
-async def database_url(admin_url: str) -> AsyncIterator[str]:
-    name = f"kartka_test_{os.getpid()}_{secrets.token_hex(4)}"
+@contextlib.asynccontextmanager
+async def temporary_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new, empty, uniquely named database, dropped afterwards whatever happened."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(admin_url, name)
+        yield _with_database(admin_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str) -> AsyncIterator[str]:
+    """The suite's database, migrated once."""
+    async with temporary_database(admin_url, "kartka_test") as url:
         conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
         finally:
             await conn.close()
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+
+
+@pytest.fixture
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    """An empty database of its own, for tests of migrations and of whole processes."""
+    async with temporary_database(admin_url, "kartka_fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

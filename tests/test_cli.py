@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
@@ -85,18 +82,6 @@ class Server:
                 self.process.wait()
         self._log_file.close()
         return self.process.returncode
-
-
-@pytest.fixture
-async def fresh_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"kartka_e2e_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-import urllib.parse
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from kartka.migrate import MigrationError, discover, migrate, pending
-
-
-@pytest.fixture
-async def empty_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"kartka_migrate_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(admin_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def test_migrations_are_numbered_uniquely_and_in_order() -> None:
@@ -33,8 +18,8 @@ def test_migrations_are_numbered_uniquely_and_in_order() -> None:
     assert {m.package for m in found} >= {"kartka", "wallet"}
 
 
-async def test_concurrent_and_repeated_runs_apply_each_migration_once(empty_database: str) -> None:
-    conns = [await asyncpg.connect(empty_database) for _ in range(3)]
+async def test_concurrent_and_repeated_runs_apply_each_migration_once(fresh_database: str) -> None:
+    conns = [await asyncpg.connect(fresh_database) for _ in range(3)]
     try:
         results = await asyncio.gather(*(migrate(c) for c in conns))
         assert sorted(len(r) for r in results) == [0, 0, len(discover())]
@@ -47,8 +32,8 @@ async def test_concurrent_and_repeated_runs_apply_each_migration_once(empty_data
             await conn.close()
 
 
-async def test_an_edited_migration_is_refused(empty_database: str) -> None:
-    conn = await asyncpg.connect(empty_database)
+async def test_an_edited_migration_is_refused(fresh_database: str) -> None:
+    conn = await asyncpg.connect(fresh_database)
     try:
         await migrate(conn)
         await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
