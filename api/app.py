@@ -13,7 +13,6 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
@@ -21,19 +20,26 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import SECURITY_SCHEME
+from api.controllers.admin import AdminCustomerController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
+from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.web import JoinController, join_rate_limit
 from api.errors import EXCEPTION_HANDLERS
-from api.state import Services, provide_services, services_of
+from api.state import Services, provide_clock, provide_customers, provide_orders, provide_services
+from kartka.clock import Clock, SystemClock
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
-from kartka.settings import Settings, get_settings, redact_url
+from kartka.settings import EngineKind, Settings, get_settings, redact_url
 from wallet.customers import CustomerService
 from wallet.importer import Importer
-from wallet.program import DEFAULT_PROGRAM
+from wallet.orders import OrderService
+from wallet.pricing.embedded import EmbeddedEngine
+from wallet.pricing.http import HttpEngine
+from wallet.pricing.port import Engine
+from wallet.program import Program, load_program
 
 logger = logging.getLogger("kartka.api")
 
@@ -47,12 +53,27 @@ Errors are RFC 9457 `application/problem+json` documents with a `detail` and, fo
 """
 
 
-def _lifespan(settings: Settings) -> Any:
+def build_engine(settings: Settings, program: Program) -> Engine:
+    if settings.engine is EngineKind.HTTP:
+        assert settings.engine_url is not None
+        return HttpEngine(
+            settings.engine_url,
+            program,
+            token=settings.engine_token.reveal() if settings.engine_token else None,
+            timeout=settings.engine_timeout_ms / 1000,
+            retries=settings.engine_retries,
+        )
+    return EmbeddedEngine(program)
+
+
+def _lifespan(settings: Settings, clock: Clock, engine: Engine | None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         if settings.database_url is None:
             raise RuntimeError("DATABASE_URL is not set; `kartka serve` starts an embedded PostgreSQL for you")
         logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
+        program = load_program(settings.program_file)
+        pricing = engine or build_engine(settings, program)
         pool = await create_pool(settings)
         listener = None
         try:
@@ -65,29 +86,35 @@ def _lifespan(settings: Settings) -> Any:
                 await keys.listen(listener)
             except (OSError, TimeoutError) as exc:
                 logger.warning("cannot listen for key revocations (%s); the key cache expires on its own", exc)
+            customers = CustomerService(
+                region=settings.default_region, card_prefix=settings.card_prefix, program=program
+            )
             app.state.services = Services(
                 settings=settings,
                 pool=pool,
                 keys=keys,
-                customers=CustomerService(
-                    region=settings.default_region, card_prefix=settings.card_prefix, program=DEFAULT_PROGRAM
-                ),
+                customers=customers,
                 importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
+                orders=OrderService(program=program, engine=pricing, customers=customers, clock=clock),
+                program=program,
+                clock=clock,
+                engine=pricing,
             )
             yield
         finally:
             if listener is not None:
                 await listener.close()
             await pool.close()
+            if engine is None:
+                await pricing.close()
 
     return lifespan
 
 
-async def _provide_customers(state: State) -> CustomerService:
-    return services_of(state).customers
-
-
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, engine: Engine | None = None
+) -> Litestar:
+    """The app. Tests may pass a fake clock and an engine; otherwise both come from the settings."""
     settings = settings or get_settings()
     openapi = OpenAPIConfig(
         title="Kartka",
@@ -105,8 +132,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         tags=[
-            Tag(name="pos", description="The till: register, identify, (later) price and commit"),
+            Tag(name="pos", description="The till: register, identify, price, commit, refund"),
             Tag(name="integrations", description="Online shop and CRM"),
+            Tag(name="admin", description="Staff tools"),
             Tag(name="health", description="Liveness and readiness"),
         ],
     )
@@ -121,12 +149,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PosCustomerController,
             PosCardController,
             PosIdentifyController,
+            PosOrderController,
             IntegrationCustomerController,
+            IntegrationOrderController,
+            AdminCustomerController,
             web,
         ],
-        dependencies={"services": Provide(provide_services), "customers": Provide(_provide_customers)},
+        dependencies={
+            "services": Provide(provide_services),
+            "customers": Provide(provide_customers),
+            "orders": Provide(provide_orders),
+            "clock": Provide(provide_clock),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[_lifespan(settings)],
+        lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         logging_config=LoggingConfig(

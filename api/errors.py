@@ -35,7 +35,7 @@ _KIND_STATUS: Final[dict[str, int]] = {
     "unsupported-media-type": 415,
 }
 
-_BACKTICK = re.compile(r"`([^`]+)`")
+_NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -101,14 +101,14 @@ def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response
 
 
 def _field_of(item: dict[str, Any]) -> str:
-    key = str(item.get("key") or "")
-    message = str(item.get("message") or "")
-    if key in ("", "data"):  # msgspec names unknown/missing fields only in the message
-        found = _BACKTICK.search(message)
-        if found and ("field" in message):
-            return found.group(1).removeprefix("$.")
-        return "body"
-    return key.removeprefix("$.")
+    """The dotted path of the field at fault: msgspec names unknown and missing fields in its message,
+    and the path of the object that holds them in the key."""
+    key = str(item.get("key") or "").removeprefix("$.")
+    base = "" if key in ("", "data") else key
+    named = _NAMED_FIELD.search(str(item.get("message") or ""))
+    if named:
+        return f"{base}.{named.group(1)}" if base else named.group(1)
+    return base or "body"
 
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
@@ -130,6 +130,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
+    if status >= 500:
+        return _unexpected(request, exc)
     detail = exc.detail or HTTPStatus(status).phrase
     headers = dict(exc.headers or {})
     code: str | None = None

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from litestar import Request
 from litestar.datastructures import State
 
+from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
 from kartka.settings import Settings
 from wallet.customers import CustomerService
 from wallet.importer import Importer
+from wallet.orders import OrderService
+from wallet.pricing.port import Engine
+from wallet.program import Program
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,10 @@ class Services:
     keys: KeyVerifier
     customers: CustomerService
     importer: Importer
+    orders: OrderService
+    program: Program
+    clock: Clock
+    engine: Engine
 
 
 def services_of(state: State) -> Services:
@@ -31,6 +39,18 @@ def services_of(state: State) -> Services:
 
 async def provide_services(state: State) -> Services:
     return services_of(state)
+
+
+async def provide_customers(state: State) -> CustomerService:
+    return services_of(state).customers
+
+
+async def provide_orders(state: State) -> OrderService:
+    return services_of(state).orders
+
+
+async def provide_clock(state: State) -> Clock:
+    return services_of(state).clock
 
 
 async def provide_tx(state: State) -> AsyncGenerator[Connection, None]:

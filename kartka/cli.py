@@ -11,11 +11,13 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 import msgspec
 
@@ -98,20 +100,32 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             "-H 'Content-Type: application/json' -d '{\"phone\": \"+375291234567\"}'",
             err=True,
         )
+    worker = None
+    if settings.run_worker:
+        # The worker (jobs now, notifications later) runs beside the API, on the same database.
+        worker = subprocess.Popen([sys.executable, "-m", "kartka", "worker"], env=os.environ.copy())
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
     # instead of dying by it, so that exit handlers run and stop the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_quietly)
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.web_workers,
-            log_level=settings.log_level.lower(),
-            proxy_headers=True,
-            server_header=False,
-        )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.web_workers,
+                log_level=settings.log_level.lower(),
+                proxy_headers=True,
+                server_header=False,
+            )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -264,3 +278,98 @@ async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) 
             return await importer.run(chunks(), fmt, origin, on_batch=on_batch)
     finally:
         await pool.close()
+
+
+@main.command()
+def worker() -> None:
+    """Run background jobs on a timer (lot expiry, daily tier downgrades) until stopped."""
+    settings = _database(_settings())
+    logging.getLogger("kartka").setLevel(settings.log_level)
+    logging.getLogger("wallet").setLevel(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_worker(settings))
+
+
+async def _worker(settings: Settings) -> None:
+    from kartka.clock import SystemClock  # noqa: PLC0415
+    from kartka.db import create_pool  # noqa: PLC0415
+    from wallet.jobs import run_all  # noqa: PLC0415
+    from wallet.program import load_program  # noqa: PLC0415
+
+    program = load_program(settings.program_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings, application="kartka-worker")
+    logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
+    try:
+        while not stop.is_set():
+            try:
+                await run_all(pool, program, SystemClock())
+            except (OSError, asyncpg.PostgresError) as exc:  # the database is away: try again next round
+                logger.warning("jobs failed, will retry: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.jobs_interval_seconds)
+    finally:
+        await pool.close()
+        logger.info("worker stopped")
+
+
+@main.group()
+def jobs() -> None:
+    """Run background jobs by hand."""
+
+
+@jobs.command("run")
+@click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
+def jobs_run(force: bool) -> None:
+    """Expire due lots and evaluate tier downgrades now; prints what was done."""
+    from kartka.clock import SystemClock  # noqa: PLC0415
+    from kartka.db import create_pool  # noqa: PLC0415
+    from wallet.jobs import JobReport, run_all  # noqa: PLC0415
+    from wallet.program import load_program  # noqa: PLC0415
+
+    settings = _database(_settings())
+
+    async def work() -> JobReport:
+        pool = await create_pool(settings, application="kartka-jobs")
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            return await run_all(pool, load_program(settings.program_file), SystemClock(), force=force)
+        finally:
+            await pool.close()
+
+    click.echo(msgspec.json.encode(asyncio.run(work())).decode())
+
+
+@main.group()
+def program() -> None:
+    """The loyalty program's configuration (tiers, rates, periods, promotions)."""
+
+
+@program.command("show")
+def program_show() -> None:
+    """Print the program in force (defaults, or KARTKA_PROGRAM_FILE)."""
+    from wallet.program import ProgramError, encode_program, load_program  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        click.echo(encode_program(load_program(settings.program_file)))
+    except ProgramError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@program.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def program_check(file: Path) -> None:
+    """Validate a program file; exits non-zero with the problem when it is invalid."""
+    from wallet.program import ProgramError, load_program  # noqa: PLC0415
+
+    try:
+        loaded = load_program(file)
+    except ProgramError as exc:
+        raise click.ClickException(str(exc)) from exc
+    tiers = ", ".join(f"{t.name} from {t.threshold / 100:.2f} at {t.rate_bp / 100:g}%" for t in loaded.tiers)
+    click.echo(f"{file}: valid; tiers {tiers}; {len(loaded.promotions)} promotions")

@@ -70,7 +70,20 @@ ENV: Final[dict[str, str]] = {
     "migrate_on_start": "KARTKA_MIGRATE_ON_START",
     "log_level": "KARTKA_LOG_LEVEL",
     "join_rate_per_minute": "KARTKA_JOIN_RATE_PER_MINUTE",
+    "program_file": "KARTKA_PROGRAM_FILE",
+    "engine": "KARTKA_ENGINE",
+    "engine_url": "KARTKA_ENGINE_URL",
+    "engine_token": "KARTKA_ENGINE_TOKEN",
+    "engine_timeout_ms": "KARTKA_ENGINE_TIMEOUT_MS",
+    "engine_retries": "KARTKA_ENGINE_RETRIES",
+    "jobs_interval_seconds": "KARTKA_JOBS_INTERVAL_SECONDS",
+    "run_worker": "KARTKA_RUN_WORKER",
 }
+
+
+class EngineKind(enum.StrEnum):
+    EMBEDDED = "embedded"
+    HTTP = "http"
 
 
 class SettingsError(ValueError):
@@ -96,6 +109,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     migrate_on_start: bool = True
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     join_rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10
+    program_file: Path | None = None
+    engine: EngineKind = EngineKind.EMBEDDED
+    engine_url: str | None = None
+    engine_token: Secret | None = None
+    engine_timeout_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 800
+    engine_retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    jobs_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    run_worker: bool = True
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -106,6 +127,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             problems.append("KARTKA_PUBLIC_URL must be an absolute http(s) URL, e.g. https://loyalty.example.com")
         if self.database_url is not None and not re.match(r"^postgres(ql)?://", self.database_url.reveal()):
             problems.append("DATABASE_URL must be a postgresql:// URL")
+        if self.engine is EngineKind.HTTP and not self.engine_url:
+            problems.append("KARTKA_ENGINE=http needs KARTKA_ENGINE_URL, the remote core engine's base URL")
         if self.environment is Environment.PRODUCTION:
             secret = self.secret_key.reveal()
             if secret == DEV_SECRET_KEY or len(secret) < 32:
@@ -134,6 +157,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             value = getattr(self, field.name)
             if field.name == "database_url":
                 out[field.encode_name] = redact_url(value.reveal()) if value else "(embedded)"
+            elif isinstance(value, Secret):
+                out[field.encode_name] = repr(value)
             else:
                 out[field.encode_name] = str(value)
         return out
@@ -142,7 +167,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 def redact_url(url: str) -> str:
     """Return a connection URL with its password replaced, safe for logs."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -12,6 +12,7 @@ import os
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from kartka.clock import FakeClock
 from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
 from kartka.migrate import migrate
@@ -26,6 +28,7 @@ from kartka.settings import Environment, Secret, Settings, load_settings
 from tests.helpers import Keys
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -113,8 +116,19 @@ async def conn(pool: Pool) -> AsyncIterator[Connection]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+def clock() -> FakeClock:
+    """The app's clock: tests move it to make points available, expire lots, roll tier windows."""
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def reset_clock(clock: FakeClock) -> None:
+    clock.set(START)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, clock: FakeClock) -> Litestar:
+    return create_app(settings, clock=clock)
 
 
 @pytest.fixture(scope="session")

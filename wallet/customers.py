@@ -8,6 +8,7 @@ registering one phone at once still make one customer and one card.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -17,23 +18,21 @@ import msgspec
 from kartka.db import Connection
 from wallet.cards import generate_card_number, is_valid_card_number
 from wallet.errors import CardBlocked, CardNotFound, CardOwnedElsewhere, CustomerNotFound
+from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, merge_accounts
 from wallet.models import (
     Attachment,
-    BalanceView,
     Card,
     CardStatus,
     Customer,
-    Expiring,
     Identification,
-    NextTier,
     Outcome,
     Registration,
     Source,
-    TierView,
 )
 from wallet.phones import normalize_phone, try_normalize_phone
 from wallet.profile import clean_email, clean_name
 from wallet.program import Program
+from wallet.tiers import tier_view
 
 _CARD_ATTEMPTS: Final = 20
 _MAX_REPLACEMENT_HOPS: Final = 8
@@ -48,6 +47,29 @@ class Origin(msgspec.Struct, frozen=True):
     terminal: str | None = None
     api_key_id: str | None = None
 
+
+_ACCOUNT_VIEW = f"""
+    a.tier_code, a.debt, b.*, s.spend
+      FROM {{source}}
+      LEFT JOIN accounts a ON a.customer_id = cu.id
+     CROSS JOIN LATERAL ({BALANCE_SQL.format(now="$2", soon="$3", customer="cu.id")}) b
+     CROSS JOIN LATERAL ({SPEND_SQL.format(customer="cu.id", since="$4")}) s
+"""
+
+_IDENTIFY_BY_CARD = (
+    "SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by,"
+    + _ACCOUNT_VIEW.format(source="cards c JOIN customers cu ON cu.id = c.customer_id")
+    + " WHERE c.number = $1"
+)
+
+_IDENTIFY_BY_PHONE = (
+    "SELECT cu.id, cu.phone, cu.name, c.number, c.status,"
+    + _ACCOUNT_VIEW.format(
+        source="customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id "
+        "ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true"
+    )
+    + " WHERE cu.phone = $1"
+)
 
 _CURRENT_CARD = """
     SELECT number, status FROM cards WHERE customer_id = $1
@@ -195,6 +217,7 @@ class CustomerService:
             anonymous_id,
             customer.id,
         )
+        await merge_accounts(conn, self.program, source=anonymous_id, target=customer.id)
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
         return Attachment(
             customer=customer,
@@ -206,30 +229,24 @@ class CustomerService:
 
     # -- identification -----------------------------------------------------------------------
 
-    async def identify(self, conn: Connection, code: str) -> Identification:
-        """Find the account behind what a till scanned or typed: a card number or a phone."""
+    async def identify(self, conn: Connection, code: str, now: datetime) -> Identification:
+        """Find the account behind what a till scanned or typed: a card number or a phone.
+
+        One round trip: the card, its customer, the tier and the balance at ``now``.
+        """
         text = code.strip()
         digits = _SEPARATORS.sub("", text)
         check_digit_wrong = False
         if len(digits) == 13 and digits.isdigit():
             if is_valid_card_number(digits):
-                found = await self._by_card(conn, digits)
+                found = await self._by_card(conn, digits, now)
                 if found is not None:
                     return found
             else:
                 check_digit_wrong = True
         phone = try_normalize_phone(text, self.region)
         if phone is not None:
-            row = await conn.fetchrow(
-                """
-                SELECT cu.id, cu.phone, cu.name, c.number, c.status
-                  FROM customers cu
-                  JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id
-                                ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true
-                 WHERE cu.phone = $1
-                """,
-                phone,
-            )
+            row = await conn.fetchrow(_IDENTIFY_BY_PHONE, phone, *self._view_args(now))
             if row is not None:
                 if row["status"] == CardStatus.BLOCKED:
                     raise CardBlocked(f"the card of {phone} is blocked", field="code", card=row["number"])
@@ -237,16 +254,12 @@ class CustomerService:
         hint = " (its check digit is wrong: was it mistyped?)" if check_digit_wrong else ""
         raise CardNotFound(f"no card or customer matches {text!r}{hint}", field="code")
 
-    async def _by_card(self, conn: Connection, number: str) -> Identification | None:
+    def _view_args(self, now: datetime) -> tuple[datetime, datetime, datetime]:
+        return now, self.program.expiring_soon_until(now), self.program.tier_window_start(now)
+
+    async def _by_card(self, conn: Connection, number: str, now: datetime) -> Identification | None:
         for _ in range(_MAX_REPLACEMENT_HOPS):
-            row = await conn.fetchrow(
-                """
-                SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by
-                  FROM cards c JOIN customers cu ON cu.id = c.customer_id
-                 WHERE c.number = $1
-                """,
-                number,
-            )
+            row = await conn.fetchrow(_IDENTIFY_BY_CARD, number, *self._view_args(now))
             if row is None:
                 return None
             if row["status"] == CardStatus.REPLACED:
@@ -258,22 +271,11 @@ class CustomerService:
         raise CardBlocked(f"card {number} is replaced too many times", field="code")  # pragma: no cover
 
     def _identification(self, row: asyncpg.Record) -> Identification:
-        tier = self.program.base_tier
-        nxt = self.program.next_tier(tier)
         return Identification(
             customer=_customer(row),
             card=Card(number=row["number"], status=CardStatus(row["status"])),
-            tier=TierView(
-                code=tier.code,
-                name=tier.name,
-                rate=tier.rate_bp,
-                spend_365d=0,
-                next=NextTier(code=nxt.code, name=nxt.name, threshold=nxt.threshold) if nxt else None,
-                to_next=nxt.threshold if nxt else None,
-            ),
-            balance=BalanceView(
-                available=0, pending=0, next_available_at=None, expiring_soon=Expiring(points=0, at=None)
-            ),
+            tier=tier_view(self.program, row["tier_code"] or self.program.base_tier.code, row["spend"]),
+            balance=balance_from(row, row["debt"] or 0),
         )
 
     async def get_customer(self, conn: Connection, customer_id: UUID) -> Customer:

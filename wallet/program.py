@@ -1,26 +1,114 @@
-"""The loyalty program's configuration: tiers with their spend thresholds and accrual rates.
+"""The loyalty program's configuration: one documented place, validated on load.
 
-Money is integer minor units (kopecks); rates are basis points (500 = 5.00%).
+Defaults are the #Veskabonus rules from the seeds (tiers Standart / Gold / Platinum at 0 / 500.00 /
+1500.00 spent in 365 days earning 5 / 10 / 15 %, points available after 24 hours and expiring after six
+calendar months, at most 70 % of a cart paid with points) and its two promotions. A TOML file named by
+``KARTKA_PROGRAM_FILE`` overrides any of them; ``kartka program show`` prints the program in force and
+``kartka program check FILE`` validates a file. See ``docs/program.md``.
+
+Money is integer minor units; rates are basis points (500 = 5.00 %).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from wallet.money import add_months
+
+Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Bp = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+Minor = Annotated[int, msgspec.Meta(ge=0)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class ProgramError(ValueError):
+    """The program configuration cannot be used."""
+
 
 class Tier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    threshold: Annotated[int, msgspec.Meta(ge=0)]
-    """Money spent in the window (minor units) from which the tier applies."""
-    rate_bp: Annotated[int, msgspec.Meta(ge=0, le=10_000)]
-    """Accrual rate in basis points of the money paid."""
+    code: Code
+    name: Title
+    threshold: Minor
+    """Money spent in the tier window (minor units) from which the tier applies."""
+    rate_bp: Bp
+    """Accrual rate in basis points of the money paid on eligible lines."""
+
+
+class _Promotion(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
+    id: Code
+    title_ru: Title
+    title_en: Title
+    stores: tuple[Code, ...] = ()
+    """Stores where it runs; empty means everywhere (online included)."""
+    starts_at: AwareTime | None = None
+    ends_at: AwareTime | None = None
+
+    def title(self, language: str) -> str:
+        return self.title_ru if language == "ru" else self.title_en
+
+    def runs(self, store: str | None, at: datetime) -> bool:
+        if self.stores and store not in self.stores:
+            return False
+        if self.starts_at is not None and at < self.starts_at:
+            return False
+        return self.ends_at is None or at < self.ends_at
+
+
+class BundlePercent(_Promotion, frozen=True, tag="bundle_percent"):
+    """A percentage off items of ``target_category`` bought with items of ``trigger_category``, one
+    discounted item per trigger item (seed: "-30% on pastry with coffee")."""
+
+    trigger_category: Code = "coffee"
+    target_category: Code = "pastry"
+    percent_bp: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 3_000
+
+
+class NForM(_Promotion, frozen=True, tag="n_for_m"):
+    """Take ``n`` items of ``category``, pay for ``m``: the cheapest ``n - m`` of every ``n`` are free
+    (seed: "1+1=3")."""
+
+    category: Code = "promo-3for2"
+    n: Annotated[int, msgspec.Meta(ge=2, le=100)] = 3
+    m: Annotated[int, msgspec.Meta(ge=1, le=99)] = 2
+
+
+Promotion = BundlePercent | NForM
 
 
 class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    tiers: tuple[Tier, ...]
+    tiers: tuple[Tier, ...] = (
+        Tier(code="standart", name="Standart", threshold=0, rate_bp=500),
+        Tier(code="gold", name="Gold", threshold=50_000, rate_bp=1_000),
+        Tier(code="platinum", name="Platinum", threshold=150_000, rate_bp=1_500),
+    )
+    tier_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+    redeem_cap_bp: Bp = 7_000
+    """At most this share of the eligible cart total (after discounts) may be paid with points."""
+    pending_hours: Annotated[int, msgspec.Meta(ge=0, le=24 * 365)] = 24
+    expiry_months: Annotated[int, msgspec.Meta(ge=1, le=120)] = 6
+    expiring_soon_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+    refund_policy: Literal["debt", "forgive"] = "debt"
+    """What a refund does when the points it takes back were already spent: ``debt`` leaves a
+    negative balance that later accruals repay; ``forgive`` takes back only what is still there."""
+    tier_nudge_within: Minor = 5_000
+    """Tell the shopper how much more to spend for the next tier when it is at most this far (0: never)."""
+    grant_max_points: Annotated[int, msgspec.Meta(ge=1)] = 10_000_000
+    language: Literal["ru", "en"] = "ru"
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "BYN"
+    timezone: str = "Europe/Minsk"
+    promotions: tuple[Promotion, ...] = (
+        BundlePercent(
+            id="pastry-with-coffee", title_ru="−30% на выпечку к кофе", title_en="-30% on pastry with coffee"
+        ),
+        NForM(id="three-for-two", title_ru="1+1=3", title_en="Buy 2, get the 3rd free"),
+    )
 
     def __post_init__(self) -> None:
         if not self.tiers or self.tiers[0].threshold != 0:
@@ -30,10 +118,29 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("tier thresholds must be strictly increasing")
         if len({t.code for t in self.tiers}) != len(self.tiers):
             raise ValueError("tier codes must be unique")
+        if len({p.id for p in self.promotions}) != len(self.promotions):
+            raise ValueError("promotion ids must be unique")
+        for promotion in self.promotions:
+            if isinstance(promotion, NForM) and promotion.m >= promotion.n:
+                raise ValueError(f"promotion {promotion.id}: m must be less than n")
+            if promotion.starts_at and promotion.ends_at and promotion.ends_at <= promotion.starts_at:
+                raise ValueError(f"promotion {promotion.id}: ends_at must come after starts_at")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
+
+    # -- tiers ----------------------------------------------------------------------------------
 
     @property
     def base_tier(self) -> Tier:
         return self.tiers[0]
+
+    def tier(self, code: str) -> Tier:
+        for tier in self.tiers:
+            if tier.code == code:
+                return tier
+        return self.base_tier  # a tier removed from the configuration falls back to the base
 
     def tier_for_spend(self, spend: int) -> Tier:
         current = self.tiers[0]
@@ -43,14 +150,53 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return current
 
     def next_tier(self, tier: Tier) -> Tier | None:
-        index = self.tiers.index(tier)
+        index = self.tiers.index(tier) if tier in self.tiers else 0
         return self.tiers[index + 1] if index + 1 < len(self.tiers) else None
 
+    def rank(self, code: str) -> int:
+        return next((i for i, t in enumerate(self.tiers) if t.code == code), 0)
 
-DEFAULT_PROGRAM = Program(
-    tiers=(
-        Tier(code="standart", name="Standart", threshold=0, rate_bp=500),
-        Tier(code="gold", name="Gold", threshold=50_000, rate_bp=1_000),
-        Tier(code="platinum", name="Platinum", threshold=150_000, rate_bp=1_500),
-    )
-)
+    # -- time -----------------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def available_at(self, purchased_at: datetime) -> datetime:
+        return purchased_at + timedelta(hours=self.pending_hours)
+
+    def expires_at(self, purchased_at: datetime) -> datetime:
+        """Calendar months in the program's time zone: a purchase on 31 August at 21:00 in Minsk
+        expires on the last day of February at 21:00 Minsk time."""
+        local = purchased_at.astimezone(self.zone)
+        return add_months(local, self.expiry_months).astimezone(purchased_at.tzinfo)
+
+    def tier_window_start(self, now: datetime) -> datetime:
+        return now - timedelta(days=self.tier_window_days)
+
+    def expiring_soon_until(self, now: datetime) -> datetime:
+        return now + timedelta(days=self.expiring_soon_days)
+
+
+DEFAULT_PROGRAM = Program()
+
+
+def load_program(path: Path | None) -> Program:
+    """The default program, overridden by the TOML file at ``path`` when one is given."""
+    if path is None:
+        return DEFAULT_PROGRAM
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProgramError(f"cannot read the program file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgramError(f"the program file {path} is not valid TOML: {exc}") from exc
+    try:
+        return msgspec.convert(data, Program)
+    except msgspec.ValidationError as exc:
+        raise ProgramError(f"the program file {path} is invalid: {exc}".replace("`$.", "`")) from exc
+
+
+def encode_program(program: Program) -> str:
+    """The program as TOML-like JSON for ``kartka program show`` (JSON: it round-trips through msgspec)."""
+    return msgspec.json.format(msgspec.json.encode(program)).decode()

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import SECURITY_SCHEME, require_scope
 from api.controllers.pos import Name, Phone
 from api.errors import problems
-from api.state import Services, provide_principal, provide_tx
+from api.state import Services, provide_conn, provide_principal, provide_tx
 from kartka.db import Connection
 from kartka.errors import UnsupportedMediaType
 from kartka.keys import CODE_PATTERN, Principal, Scope
+from wallet import ledger
 from wallet.customers import CustomerService, Origin
 from wallet.importer import Format, ImportReport
+from wallet.ledger import TransactionPage
 from wallet.models import Registration, Source
 
 Email = Annotated[str, msgspec.Meta(max_length=254, examples=["anna@example.com"])]
@@ -42,11 +45,17 @@ class RegisterFromChannel(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class IntegrationCustomerController(Controller):
+    """Registration, bulk import and the ledger history of customers."""
+
     path = "/v1/integrations/customers"
     tags = ["integrations"]  # noqa: RUF012
     guards = [require_scope(Scope.INTEGRATION)]  # noqa: RUF012
     security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
-    dependencies = {"tx": Provide(provide_tx), "principal": Provide(provide_principal)}  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "tx": Provide(provide_tx),
+        "conn": Provide(provide_conn),
+        "principal": Provide(provide_principal),
+    }
 
     @post(
         "/",
@@ -98,3 +107,20 @@ class IntegrationCustomerController(Controller):
             )
         origin = Origin(source=source, store=store, api_key_id=principal.key_id)
         return await services.importer.run(request.stream(), fmt, origin)
+
+    @get(
+        "/{customer_id:uuid}/transactions",
+        operation_id="integrationCustomerTransactions",
+        summary="The customer's points history, newest first, cursor paginated",
+        responses=problems(401, 403, 404, 422),
+    )
+    async def transactions(
+        self,
+        customer_id: FromPath[UUID],
+        conn: NamedDependency[Connection],
+        customers: NamedDependency[CustomerService],
+        cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    ) -> TransactionPage:
+        await customers.get_customer(conn, customer_id)
+        return await ledger.transactions(conn, customer_id, cursor=cursor, limit=limit)

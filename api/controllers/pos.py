@@ -12,6 +12,7 @@ from litestar.params import JSONBody, PathParameter
 from api.auth import SECURITY_SCHEME, require_scope
 from api.errors import problems
 from api.state import provide_conn, provide_principal, provide_tx
+from kartka.clock import Clock
 from kartka.db import Connection
 from kartka.keys import Principal, Scope
 from wallet.customers import CustomerService, Origin
@@ -138,5 +139,6 @@ class PosIdentifyController(_PosController):
         data: JSONBody[IdentifyRequest],
         conn: NamedDependency[Connection],
         customers: NamedDependency[CustomerService],
+        clock: NamedDependency[Clock],
     ) -> Identification:
-        return await customers.identify(conn, data.code)
+        return await customers.identify(conn, data.code, clock.now())

@@ -1,0 +1,143 @@
+"""Orders: price a cart, commit a purchase, refund part of it. The same handlers serve tills
+(``/v1/pos/orders``, pos keys) and the online shop (``/v1/integrations/orders``, integration keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter, JSONBody, PathParameter
+
+from api.auth import SECURITY_SCHEME, require_scope
+from api.errors import problems
+from api.state import provide_conn, provide_principal, provide_tx
+from kartka.db import Connection
+from kartka.keys import Principal, Scope
+from wallet.orders import (
+    CalculateInput,
+    CommitInput,
+    OrderResult,
+    OrderService,
+    Quote,
+    RefundInput,
+    RefundResult,
+    Stored,
+)
+
+IdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="A new random value per purchase (e.g. a UUID); a retry sends the same one",
+    ),
+]
+OrderId = Annotated[str, PathParameter(min_length=1, max_length=64, description="The till's order id")]
+
+_order_decoder = msgspec.json.Decoder(OrderResult)
+_refund_decoder = msgspec.json.Decoder(RefundResult)
+
+
+def _operation(name: str) -> Any:
+    """``posCommitOrder`` or ``integrationsCommitOrder``, from the audience in the path."""
+
+    def create(handler: Any, method: Any, components: list[Any]) -> str:
+        return f"{components[1]}{name}"
+
+    return create
+
+
+def _replayed(stored: Stored) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if stored.replayed else {}
+
+
+class _OrderHandlers(Controller):
+    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "tx": Provide(provide_tx),
+        "conn": Provide(provide_conn),
+        "principal": Provide(provide_principal),
+    }
+
+    @post(
+        "/calculate",
+        operation_id=_operation("CalculateOrder"),
+        summary="Price a cart: discounts, points that may be and will be spent, points it earns (writes nothing)",
+        description="`redeem_points` above the maximum is cut to `max_redeem_points`, which is the smaller of "
+        "the points available and 70% of the eligible total after discounts (items on sale are not eligible).",
+        status_code=200,
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def calculate(
+        self,
+        data: JSONBody[CalculateInput],
+        conn: NamedDependency[Connection],
+        principal: NamedDependency[Principal],
+        orders: NamedDependency[OrderService],
+    ) -> Quote:
+        return await orders.calculate(conn, data, store=principal.store, terminal=principal.terminal)
+
+    @post(
+        "/",
+        operation_id=_operation("CommitOrder"),
+        summary="Commit a purchase: spend and earn points (idempotent by Idempotency-Key)",
+        description="A retry with the same key and body returns the same answer (header `Idempotent-Replayed`) "
+        "and changes nothing; the same key with another body, or the same `order_id` under another key, is 409. "
+        "Redeeming more than is available is 409 and writes nothing. `purchased_at` lets an offline till send a "
+        "purchase later: pending and expiry run from it; it may not be in the future.",
+        status_code=201,
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def commit(
+        self,
+        data: JSONBody[CommitInput],
+        idempotency_key: IdempotencyKey,
+        tx: NamedDependency[Connection],
+        principal: NamedDependency[Principal],
+        orders: NamedDependency[OrderService],
+    ) -> Response[OrderResult]:
+        stored = await orders.commit(
+            tx,
+            data,
+            idempotency_key=idempotency_key,
+            api_key_id=principal.key_id,
+            store=principal.store,
+            terminal=principal.terminal,
+        )
+        return Response(_order_decoder.decode(stored.body), status_code=201, headers=_replayed(stored))
+
+    @post(
+        "/{order_id:str}/refunds",
+        operation_id=_operation("RefundOrder"),
+        summary="Refund part or all of a purchase, in proportion to the value returned",
+        description="Takes back the points the returned part earned and gives back the points spent on it. "
+        "Returning more than was sold is 409. Idempotent by Idempotency-Key like commits.",
+        status_code=201,
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def refund(
+        self,
+        order_id: OrderId,
+        data: JSONBody[RefundInput],
+        idempotency_key: IdempotencyKey,
+        tx: NamedDependency[Connection],
+        principal: NamedDependency[Principal],
+        orders: NamedDependency[OrderService],
+    ) -> Response[RefundResult]:
+        stored = await orders.refund(tx, order_id, data, idempotency_key=idempotency_key, api_key_id=principal.key_id)
+        return Response(_refund_decoder.decode(stored.body), status_code=201, headers=_replayed(stored))
+
+
+class PosOrderController(_OrderHandlers):
+    path = "/v1/pos/orders"
+    tags = ["pos"]  # noqa: RUF012
+    guards = [require_scope(Scope.POS)]  # noqa: RUF012
+
+
+class IntegrationOrderController(_OrderHandlers):
+    path = "/v1/integrations/orders"
+    tags = ["integrations"]  # noqa: RUF012
+    guards = [require_scope(Scope.INTEGRATION)]  # noqa: RUF012

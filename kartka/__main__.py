@@ -1,0 +1,3 @@
+from kartka.cli import main
+
+main()

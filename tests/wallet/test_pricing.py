@@ -1,0 +1,172 @@
+"""The embedded engine and the integer arithmetic under it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wallet.money import add_months, allocate, format_amount, prorate, share_floor
+from wallet.pricing.embedded import EmbeddedEngine
+from wallet.pricing.port import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
+from wallet.program import DEFAULT_PROGRAM, Program
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+STANDART = TierInfo(code="standart", name="Standart", rate_bp=500)
+GOLD = TierInfo(code="gold", name="Gold", rate_bp=1_000)
+
+
+def price(
+    *lines: CartLine,
+    available: int = 0,
+    requested: int = 0,
+    tier: TierInfo = STANDART,
+    spend: int = 0,
+    program: Program = DEFAULT_PROGRAM,
+    degraded: bool = False,
+    language: str = "ru",
+) -> Pricing:
+    request = PricingRequest(
+        lines=lines,
+        tier=tier,
+        next_tier=NextTierInfo(code="gold", name="Gold", threshold=50_000) if tier is STANDART else None,
+        spend_365d=spend,
+        available_points=available,
+        requested_points=requested,
+        at=AT,
+        language=language,
+        currency="BYN",
+    )
+    return EmbeddedEngine(program, degraded=degraded).price(request)
+
+
+def line(sku: str, qty: int, unit_price: int, category: str | None = None, on_sale: bool = False) -> CartLine:
+    return CartLine(sku=sku, qty=qty, unit_price=unit_price, category=category, on_sale=on_sale)
+
+
+def test_accrual_is_the_tier_rate_of_money_paid_on_eligible_lines() -> None:
+    result = price(line("milk", 2, 250), line("bread", 1, 199), tier=GOLD)
+    assert result.accrue_points == share_floor(699, 1_000) == 69
+    assert result.redeem_points == 0
+
+
+def test_items_on_sale_earn_nothing_and_cannot_be_paid_with_points() -> None:
+    result = price(
+        line("milk", 1, 1_000), line("sale-tv", 1, 9_000, on_sale=True), available=100_000, requested=100_000
+    )
+    assert result.max_redeem_points == 700  # 70% of the eligible 10.00 only
+    assert result.redeem_points == 700
+    assert result.accrue_points == share_floor(1_000 - 700, 500)
+
+
+def test_redeem_is_capped_by_70_percent_and_by_what_is_available() -> None:
+    cart = line("cheese", 1, 10_000)
+    assert price(cart, available=100_000, requested=100_000).max_redeem_points == 7_000
+    assert price(cart, available=2_500, requested=100_000).max_redeem_points == 2_500
+    assert price(cart, available=2_500, requested=1_000).redeem_points == 1_000
+    assert price(cart, available=-500, requested=1_000).max_redeem_points == 0
+
+
+def test_no_accrual_on_the_part_paid_with_points() -> None:
+    paid_in_full = price(line("cheese", 1, 10_000))
+    half_points = price(line("cheese", 1, 10_000), available=5_000, requested=5_000)
+    assert paid_in_full.accrue_points == 500
+    assert half_points.accrue_points == 250
+
+
+def test_pastry_with_coffee_discounts_one_pastry_per_coffee() -> None:
+    result = price(
+        line("latte", 2, 500, "coffee"),
+        line("croissant", 2, 300, "pastry"),
+        line("eclair", 1, 400, "pastry"),
+    )
+    # Two coffees discount the two most expensive pastries: the eclair and one croissant.
+    assert [p.discount for p in result.lines] == [0, 90, 120]
+    assert [p.promotion for p in result.lines] == [None, "pastry-with-coffee", "pastry-with-coffee"]
+    assert [m.code for m in result.messages] == ["promotion:pastry-with-coffee"]  # one pastry still without coffee
+
+
+def test_one_plus_one_is_three_makes_the_cheapest_of_each_three_free() -> None:
+    result = price(line("a", 2, 300, "promo-3for2"), line("b", 1, 100, "promo-3for2"), line("c", 3, 200, "promo-3for2"))
+    # Units by price: 300 300 200 | 200 200 100 -> free: one 200, then the 100.
+    assert sum(p.discount for p in result.lines) == 300
+    assert [p.discount for p in result.lines] == [0, 100, 200]
+    assert result.messages == ()
+    one_short = price(line("a", 5, 300, "promo-3for2"))
+    assert one_short.lines[0].discount == 300
+    assert [m.code for m in one_short.messages] == ["promotion:three-for-two"]
+    assert "бесплатным" in one_short.messages[0].text
+
+
+def test_promotions_never_stack_and_skip_items_on_sale() -> None:
+    double = msgspec.structs.replace(
+        DEFAULT_PROGRAM,
+        promotions=(
+            *DEFAULT_PROGRAM.promotions,
+            msgspec.convert(
+                {"kind": "bundle_percent", "id": "again", "title_ru": "x", "title_en": "x", "percent_bp": 5_000},
+                type=DEFAULT_PROGRAM.promotions[0].__class__,
+            ),
+        ),
+    )
+    result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), program=double)
+    assert result.lines[1].discount == 90  # the first promotion took the croissant; the second cannot
+    on_sale = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry", on_sale=True))
+    assert on_sale.lines[1].discount == 0
+
+
+def test_tier_nudge_when_the_next_tier_is_close() -> None:
+    near = price(line("cheese", 1, 1_000), spend=48_750)
+    assert [m.code for m in near.messages] == ["tier-nudge:gold"]
+    assert "2,50 BYN" in near.messages[0].text
+    english = price(line("cheese", 1, 1_000), spend=48_750, language="en")
+    assert english.messages[0].text == "Add 2.50 BYN more to reach Gold from your next purchase"
+    assert price(line("cheese", 1, 1_000), spend=10_000).messages == ()
+
+
+def test_degraded_mode_is_base_rate_without_promotions() -> None:
+    result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), tier=GOLD, degraded=True)
+    assert [p.discount for p in result.lines] == [0, 0]
+    assert result.accrue_points == share_floor(800, 500)
+    assert result.engine.degraded is True
+
+
+@given(st.integers(0, 10**9), st.lists(st.integers(0, 10**7), min_size=1, max_size=30))
+def test_allocate_adds_up_exactly_and_stays_proportional(total: int, weights: list[int]) -> None:
+    if sum(weights) == 0:
+        total = 0
+    parts = allocate(total, weights)
+    assert sum(parts) == total
+    weight_sum = sum(weights) or 1
+    for part, weight in zip(parts, weights, strict=True):
+        assert abs(part * weight_sum - total * weight) < weight_sum  # within one unit of the exact share
+
+
+@given(st.integers(0, 10**9), st.integers(1, 1000), st.data())
+def test_prorated_parts_add_up_to_the_whole(total: int, qty: int, data: st.DataObject) -> None:
+    steps = data.draw(st.lists(st.integers(1, qty), max_size=20))
+    done, taken = 0, 0
+    for asked in steps:
+        step = min(asked, qty - done)
+        taken += prorate(total, done + step, qty) - prorate(total, done, qty)
+        done += step
+    taken += prorate(total, qty, qty) - prorate(total, done, qty)
+    assert taken == total
+
+
+def test_calendar_months_clamp_and_follow_the_program_time_zone() -> None:
+    assert add_months(datetime(2026, 8, 31, 12, tzinfo=UTC), 6) == datetime(2027, 2, 28, 12, tzinfo=UTC)
+    assert add_months(datetime(2027, 8, 31, 12, tzinfo=UTC), 6) == datetime(2028, 2, 29, 12, tzinfo=UTC)
+    # 22:30 UTC on 31 August is already 1 September in Minsk: six months later is 1 March there.
+    late = datetime(2026, 8, 31, 22, 30, tzinfo=UTC)
+    assert DEFAULT_PROGRAM.expires_at(late) == datetime(2027, 2, 28, 22, 30, tzinfo=UTC)
+    assert DEFAULT_PROGRAM.expires_at(late).astimezone(DEFAULT_PROGRAM.zone).day == 1
+
+
+def test_amounts_are_formatted_for_people() -> None:
+    assert format_amount(1250, "ru") == "12,50"
+    assert format_amount(123456789, "ru") == "1\u00a0234\u00a0567,89"
+    assert format_amount(1250, "en") == "12.50"
+    assert format_amount(-5, "en") == "-0.05"

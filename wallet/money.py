@@ -1,0 +1,70 @@
+"""Integer arithmetic for money and points: minor units in, minor units out, no floats anywhere.
+
+Points are hundredths of a point and 1 point = 1 currency unit, so a point amount and a money amount
+in minor units are the same integer scale.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from datetime import datetime
+
+BP = 10_000  # basis points in a whole
+
+
+def share_floor(amount: int, bp: int) -> int:
+    """``amount * bp / 10000`` rounded down: never grant more than the rule says."""
+    return amount * bp // BP
+
+
+def share_round(amount: int, bp: int) -> int:
+    """``amount * bp / 10000`` rounded half up: for discounts shown to shoppers."""
+    return (amount * bp + BP // 2) // BP
+
+
+def allocate(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` so the parts add up exactly (largest remainder).
+
+    Used to spread points spent and points earned over cart lines, so that returning part of a
+    purchase later takes back exactly that part's share.
+    """
+    if total < 0 or any(w < 0 for w in weights):
+        raise ValueError("allocate needs a non-negative total and weights")
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        if total:
+            raise ValueError("cannot allocate a positive total over zero weights")
+        return [0] * len(weights)
+    parts = [total * w // weight_sum for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
+    for i in remainders[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def prorate(total: int, done: int, of: int) -> int:
+    """The share of ``total`` that ``done`` out of ``of`` units carry, rounded down; used cumulatively
+    (share after minus share before) so that returning everything in parts adds up to ``total``."""
+    if of <= 0 or not 0 <= done <= of:
+        raise ValueError("prorate needs 0 <= done <= of and of > 0")
+    return total * done // of
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same wall-clock time ``months`` calendar months later, clamped to the month's last day
+    (31 August + 6 months = 28 or 29 February)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def format_amount(minor: int, language: str) -> str:
+    """``1250`` -> ``12,50`` (ru) or ``12.50`` (en); thousands grouped as people write them."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    if language == "ru":
+        grouped = f"{whole:,}".replace(",", "\u00a0")
+        return f"{sign}{grouped},{cents:02d}"
+    return f"{sign}{whole:,}.{cents:02d}"

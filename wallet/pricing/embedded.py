@@ -1,0 +1,152 @@
+"""The embedded rules engine: the program's rules and its promotions, computed in-process.
+
+Promotions never stack: an item discounted by one promotion is out of reach of the next, and items on
+sale take no promotion at all (seed 003: the price is already the lowest the store accepts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wallet.money import format_amount, share_floor, share_round
+from wallet.pricing.port import (
+    CommittedOrder,
+    CommittedRefund,
+    EngineInfo,
+    LinePricing,
+    Message,
+    Pricing,
+    PricingRequest,
+)
+from wallet.program import BundlePercent, NForM, Program, Promotion
+
+
+@dataclass(slots=True)
+class _Unit:
+    line: int
+    price: int
+
+
+class EmbeddedEngine:
+    """Prices carts with ``program``. ``degraded=True`` is the fallback of a remote engine that is down:
+    base-tier accrual and no promotions, flagged in the answer."""
+
+    def __init__(self, program: Program, *, name: str = "embedded", degraded: bool = False) -> None:
+        self.program = program
+        self.name = name
+        self.degraded = degraded
+
+    async def calculate(self, request: PricingRequest) -> Pricing:
+        return self.price(request)
+
+    def price(self, request: PricingRequest) -> Pricing:
+        lines = request.lines
+        discounts = [0] * len(lines)
+        applied: list[str | None] = [None] * len(lines)
+        messages: list[Message] = []
+        if not self.degraded:
+            taken: set[tuple[int, int]] = set()  # (line, unit index) already discounted
+            for promotion in self.program.promotions:
+                if promotion.runs(request.store, request.at):
+                    self._apply(promotion, request, discounts, applied, taken, messages)
+
+        eligible_after_discount = sum(line.total - discounts[i] for i, line in enumerate(lines) if not line.on_sale)
+        cap = share_floor(eligible_after_discount, self.program.redeem_cap_bp)
+        max_redeem = max(0, min(request.available_points, cap))
+        redeem = max(0, min(request.requested_points, max_redeem))
+        rate = self.program.base_tier.rate_bp if self.degraded else request.tier.rate_bp
+        accrue = share_floor(eligible_after_discount - redeem, rate)
+
+        to_pay = sum(line.total for line in lines) - sum(discounts) - redeem
+        nudge = self._tier_nudge(request, to_pay)
+        if nudge is not None:
+            messages.append(nudge)
+        return Pricing(
+            lines=tuple(LinePricing(discount=d, promotion=p) for d, p in zip(discounts, applied, strict=True)),
+            max_redeem_points=max_redeem,
+            redeem_points=redeem,
+            accrue_points=accrue,
+            messages=tuple(messages),
+            engine=EngineInfo(name=self.name, degraded=self.degraded),
+        )
+
+    def _apply(
+        self,
+        promotion: Promotion,
+        request: PricingRequest,
+        discounts: list[int],
+        applied: list[str | None],
+        taken: set[tuple[int, int]],
+        messages: list[Message],
+    ) -> None:
+        def units(category: str) -> list[tuple[int, int, int]]:
+            """(line, unit index, price) of items in ``category`` a promotion may still touch."""
+            return [
+                (i, u, line.unit_price)
+                for i, line in enumerate(request.lines)
+                if line.category == category and not line.on_sale
+                for u in range(line.qty)
+                if (i, u) not in taken
+            ]
+
+        language = request.language
+        title = promotion.title(language)
+        if isinstance(promotion, BundlePercent):
+            targets = sorted(units(promotion.target_category), key=lambda t: -t[2])
+            triggers = sum(line.qty for line in request.lines if line.category == promotion.trigger_category)
+            for line, unit, price in targets[:triggers]:
+                discounts[line] += share_round(price, promotion.percent_bp)
+                applied[line] = promotion.id
+                taken.add((line, unit))
+            if len(targets) > triggers:
+                messages.append(_message(promotion.id, language, title, "bundle"))
+        elif isinstance(promotion, NForM):
+            eligible = sorted(units(promotion.category), key=lambda t: -t[2])
+            free_per_group = promotion.n - promotion.m
+            for start in range(0, len(eligible) - promotion.n + 1, promotion.n):
+                for line, unit, price in eligible[start + promotion.m : start + promotion.n][:free_per_group]:
+                    discounts[line] += price
+                    applied[line] = promotion.id
+                    taken.add((line, unit))
+            if len(eligible) % promotion.n == promotion.n - 1:
+                messages.append(_message(promotion.id, language, title, "n_for_m"))
+
+    def _tier_nudge(self, request: PricingRequest, to_pay: int) -> Message | None:
+        nxt = request.next_tier
+        within = self.program.tier_nudge_within
+        if nxt is None or within == 0 or self.degraded:
+            return None
+        missing = nxt.threshold - (request.spend_365d + to_pay)
+        if not 0 < missing <= within:
+            return None
+        amount = format_amount(missing, request.language)
+        if request.language == "ru":
+            text = f"Ещё {amount} {request.currency} — и со следующей покупки у вас уровень {nxt.name}"
+        else:
+            text = f"Add {amount} {request.currency} more to reach {nxt.name} from your next purchase"
+        return Message(code=f"tier-nudge:{nxt.code}", text=text)
+
+    async def commit(self, order: CommittedOrder) -> bool:
+        return True
+
+    async def refund(self, refund: CommittedRefund) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def _message(promotion_id: str, language: str, title: str, kind: str) -> Message:
+    if kind == "n_for_m":
+        text = (
+            f"Добавьте ещё один товар по акции «{title}» — он будет бесплатным"
+            if language == "ru"
+            else f"Add one more item from «{title}» and it is free"
+        )
+    else:
+        text = (
+            f"Ещё один товар — и сработает акция «{title}»"
+            if language == "ru"
+            else f"One more item and «{title}» applies"
+        )
+    return Message(code=f"promotion:{promotion_id}", text=text)

@@ -1,0 +1,174 @@
+"""HTTP client for a remote core engine (contract: ``docs/engine-contract.md``).
+
+Every call has a deadline. ``calculate`` is a pure function and commit/refund carry an
+``Idempotency-Key``, so all three are retried on connection errors, timeouts and 502/503/504. When the
+engine is down, slow or answers something that does not fit the contract, the till still works: the
+cart is priced in degraded mode (base-tier accrual, no promotions) and the answer says
+``"engine": {"degraded": true}``. After repeated failures a circuit breaker skips the engine for a
+while, so a dead engine does not add its timeout to every purchase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from wallet.pricing.embedded import EmbeddedEngine
+from wallet.pricing.port import CommittedOrder, CommittedRefund, EngineInfo, Pricing, PricingRequest
+from wallet.program import Program
+
+logger = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({502, 503, 504})
+
+
+class _Answer(msgspec.Struct):
+    """What the engine must send back for ``calculate``; anything else counts as garbage."""
+
+    lines: list[Any]
+    max_redeem_points: int
+    redeem_points: int
+    accrue_points: int
+    messages: list[Any] = []
+
+
+class EngineFailure(Exception):
+    pass
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown`` seconds."""
+
+    def __init__(self, threshold: int = 3, cooldown: float = 10.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures = 0
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = time.monotonic() + self.cooldown
+            self.failures = 0
+
+
+class HttpEngine:
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        program: Program,
+        *,
+        token: str | None = None,
+        timeout: float = 0.8,
+        retries: int = 1,
+        breaker: CircuitBreaker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 0.5)),
+            headers=headers,
+            transport=transport,
+        )
+        self._retries = retries
+        self._fallback = EmbeddedEngine(program, name=self.name, degraded=True)
+        self.breaker = breaker or CircuitBreaker()
+        self._decoder = msgspec.json.Decoder(_Answer)
+
+    async def _post(self, path: str, body: Any, idempotency_key: str | None = None) -> bytes:
+        if not self.breaker.allows():
+            raise EngineFailure("circuit open")
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        payload = msgspec.json.encode(body)
+        last: Exception | None = None
+        for attempt in range(self._retries + 1):
+            try:
+                response = await self._client.post(path, content=payload, headers=headers)
+            except (TimeoutError, httpx.TransportError) as exc:
+                last = exc
+            else:
+                if response.status_code in _RETRY_STATUS:
+                    last = EngineFailure(f"HTTP {response.status_code}")
+                elif response.status_code >= 400:
+                    self.breaker.record(False)
+                    raise EngineFailure(f"HTTP {response.status_code}: {response.text[:200]}")
+                else:
+                    self.breaker.record(True)
+                    return response.content
+            if attempt < self._retries:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        self.breaker.record(False)
+        raise EngineFailure(str(last) or type(last).__name__)
+
+    async def calculate(self, request: PricingRequest) -> Pricing:
+        try:
+            answer = self._decoder.decode(await self._post("/calculate", request))
+            pricing = self._check(answer, request)
+        except (EngineFailure, msgspec.DecodeError, ValueError) as exc:
+            logger.warning("core engine unavailable, pricing in degraded mode: %s", exc)
+            return self._fallback.price(request)
+        return pricing
+
+    def _check(self, answer: _Answer, request: PricingRequest) -> Pricing:
+        """Refuse answers that would break the program's rules or our ledger."""
+        from wallet.pricing.port import LinePricing, Message  # noqa: PLC0415
+
+        if len(answer.lines) != len(request.lines):
+            raise ValueError("the engine priced a different number of lines")
+        lines = tuple(msgspec.convert(line, LinePricing) for line in answer.lines)
+        for line, priced in zip(request.lines, lines, strict=True):
+            if priced.discount > line.total:
+                raise ValueError(f"discount above the line total on {line.sku}")
+        eligible = sum(
+            line.total - priced.discount for line, priced in zip(request.lines, lines, strict=True) if not line.on_sale
+        )
+        if not 0 <= answer.max_redeem_points <= max(0, min(request.available_points, eligible)):
+            raise ValueError("max_redeem_points out of range")
+        if not 0 <= answer.redeem_points <= min(answer.max_redeem_points, max(request.requested_points, 0)):
+            raise ValueError("redeem_points out of range")
+        if not 0 <= answer.accrue_points <= eligible - answer.redeem_points:
+            raise ValueError("accrue_points out of range")
+        messages = tuple(msgspec.convert(m, Message) for m in answer.messages)
+        return Pricing(
+            lines=lines,
+            max_redeem_points=answer.max_redeem_points,
+            redeem_points=answer.redeem_points,
+            accrue_points=answer.accrue_points,
+            messages=messages,
+            engine=EngineInfo(name=self.name, degraded=False),
+        )
+
+    async def commit(self, order: CommittedOrder) -> bool:
+        try:
+            await self._post("/orders", order, idempotency_key=order.order_id)
+        except EngineFailure as exc:
+            logger.warning("could not tell the core engine about order %s: %s", order.order_id, exc)
+            return False
+        return True
+
+    async def refund(self, refund: CommittedRefund) -> bool:
+        try:
+            await self._post(f"/orders/{refund.order_id}/refunds", refund, idempotency_key=refund.refund_id)
+        except EngineFailure as exc:
+            logger.warning("could not tell the core engine about refund %s: %s", refund.refund_id, exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,127 @@
+"""The engine port: what Kartka asks a core engine and what it expects back.
+
+The engine prices a cart for a customer: per-line discounts (promotions), how many points the cart
+may and will redeem, how many it earns, and messages for the shopper. It is told about committed
+orders and refunds. Kartka itself keeps the ledger: it checks the engine's answer, spreads points
+over lines and never lets a cart spend more than the customer has.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Protocol
+
+import msgspec
+
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+UnitPrice = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class CartLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: Sku
+    qty: Quantity
+    unit_price: UnitPrice
+    """Minor units per item."""
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    category: Category | None = None
+    on_sale: bool = False
+    """Items on sale earn nothing and cannot be paid with points."""
+
+    @property
+    def total(self) -> int:
+        return self.qty * self.unit_price
+
+
+class TierInfo(msgspec.Struct, frozen=True):
+    code: str
+    name: str
+    rate_bp: int
+
+
+class NextTierInfo(msgspec.Struct, frozen=True):
+    code: str
+    name: str
+    threshold: int
+
+
+class PricingRequest(msgspec.Struct, frozen=True):
+    lines: tuple[CartLine, ...]
+    tier: TierInfo
+    next_tier: NextTierInfo | None
+    spend_365d: int
+    available_points: int
+    requested_points: int
+    at: datetime
+    language: str
+    currency: str
+    customer_id: str | None = None
+    store: str | None = None
+    terminal: str | None = None
+
+
+class LinePricing(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    discount: Annotated[int, msgspec.Meta(ge=0)]
+    promotion: str | None = None
+
+
+class Message(msgspec.Struct, frozen=True):
+    code: str
+    text: str
+
+
+class EngineInfo(msgspec.Struct, frozen=True):
+    name: str
+    degraded: bool
+
+
+class Pricing(msgspec.Struct, frozen=True):
+    lines: tuple[LinePricing, ...]
+    max_redeem_points: int
+    redeem_points: int
+    accrue_points: int
+    messages: tuple[Message, ...]
+    engine: EngineInfo
+
+
+class CommittedOrder(msgspec.Struct, frozen=True):
+    order_id: str
+    customer_id: str
+    card: str
+    lines: tuple[CartLine, ...]
+    discount: int
+    redeemed_points: int
+    accrued_points: int
+    paid: int
+    purchased_at: datetime
+    store: str | None = None
+    terminal: str | None = None
+
+
+class ReturnedLine(msgspec.Struct, frozen=True):
+    sku: str
+    qty: int
+
+
+class CommittedRefund(msgspec.Struct, frozen=True):
+    order_id: str
+    refund_id: str
+    lines: tuple[ReturnedLine, ...]
+    points_taken_back: int
+    points_returned: int
+    amount: int
+
+
+class Engine(Protocol):
+    name: str
+
+    async def calculate(self, request: PricingRequest) -> Pricing: ...
+
+    async def commit(self, order: CommittedOrder) -> bool:
+        """Tell the engine about a committed order; ``False`` when it could not be told (degraded)."""
+        ...
+
+    async def refund(self, refund: CommittedRefund) -> bool: ...
+
+    async def close(self) -> None: ...
