@@ -433,7 +433,7 @@ async def test_bad_carts_are_422(till: Till, client: Client) -> None:
         ([], "lines"),
         ([item("x", 0, 100)], "lines[0].qty"),
         ([item("x", 1, -5)], "lines[0].unit_price"),
-        ([item("x", 1.5, 100)], "lines[0].qty"),
+        ([{"sku": "x", "qty": 1.5, "unit_price": 100}], "lines[0].qty"),
         ([{"sku": "x", "qty": 1, "unit_price": 100, "color": "red"}], "lines[0].color"),
     ):
         response = await client.post(
