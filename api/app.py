@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from litestar import Litestar, Router
@@ -66,14 +66,18 @@ def build_engine(settings: Settings, program: Program) -> Engine:
     return EmbeddedEngine(program)
 
 
-def _lifespan(settings: Settings, clock: Clock, engine: Engine | None) -> Any:
+EngineFactory = Callable[[Program], Engine]
+
+
+def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         if settings.database_url is None:
             raise RuntimeError("DATABASE_URL is not set; `kartka serve` starts an embedded PostgreSQL for you")
         logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
         program = load_program(settings.program_file)
-        pricing = engine or build_engine(settings, program)
+        # Built here, in the server's event loop, which its HTTP connections belong to.
+        pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
         listener = None
         try:
@@ -105,16 +109,15 @@ def _lifespan(settings: Settings, clock: Clock, engine: Engine | None) -> Any:
             if listener is not None:
                 await listener.close()
             await pool.close()
-            if engine is None:
-                await pricing.close()
+            await pricing.close()
 
     return lifespan
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, engine: Engine | None = None
+    settings: Settings | None = None, *, clock: Clock | None = None, engine: EngineFactory | None = None
 ) -> Litestar:
-    """The app. Tests may pass a fake clock and an engine; otherwise both come from the settings."""
+    """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
     openapi = OpenAPIConfig(
         title="Kartka",

@@ -1,0 +1,148 @@
+"""The remote core engine adapter against a fake engine over real HTTP: healthy, down, slow, broken."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from kartka.clock import FakeClock
+from kartka.db import Connection
+from kartka.settings import EngineKind, Settings
+from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
+from wallet.pricing.http import CircuitBreaker, HttpEngine
+from wallet.program import Program
+
+CART = [
+    {"sku": "cheese", "qty": 2, "unit_price": 1_000},
+    {"sku": "latte", "qty": 1, "unit_price": 500, "category": "coffee"},
+]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEngine]:
+    engine = FakeEngine()
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+async def http_client(
+    settings: Settings, clock: FakeClock, fake: FakeEngine
+) -> AsyncIterator[tuple[AsyncTestClient[Litestar], HttpEngine]]:
+    def engine(program: Program) -> HttpEngine:
+        return HttpEngine(fake.url, program, timeout=0.3, retries=1, breaker=CircuitBreaker(threshold=3, cooldown=60))
+
+    configured = msgspec.structs.replace(settings, engine=EngineKind.HTTP, engine_url=fake.url)
+    async with AsyncTestClient(create_app(configured, clock=clock, engine=engine)) as client:
+        yield client, client.app.state.services.engine
+
+
+async def _register(client: AsyncTestClient[Litestar], pos: dict[str, str]) -> str:
+    response = await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)
+    number: str = response.json()["card"]["number"]
+    return number
+
+
+async def _calculate(client: AsyncTestClient[Litestar], pos: dict[str, str], card: str) -> dict[str, Any]:
+    response = await client.post("/v1/pos/orders/calculate", json={"card": card, "lines": CART}, headers=pos)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_healthy_engine_prices_the_cart(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str]
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    quote = await _calculate(client, pos, card)
+    assert quote["engine"] == {"name": "http", "degraded": False}
+    assert [line["discount"] for line in quote["lines"]] == [100, 0]
+    assert quote["accrue_points"] == (2_500 - 100) * REMOTE_RATE_BP // 10_000
+    assert quote["messages"] == [{"code": "remote", "text": "priced by the core engine"}]
+    path, body, _ = fake.calls[-1]
+    assert path == "/calculate"
+    assert body["tier"] == {"code": "standart", "name": "Standart", "rate_bp": 500}
+    assert body["lines"][1]["category"] == "coffee"
+
+
+async def test_commit_and_refund_are_told_to_the_engine_with_idempotency_keys(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str], conn: Connection
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    body = {"order_id": "remote-1", "card": card, "lines": CART}
+    response = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "ik-1"})
+    assert response.status_code == 201, response.text
+    assert response.json()["accrued_points"] == 2_400 * REMOTE_RATE_BP // 10_000
+    refund = await client.post(
+        "/v1/pos/orders/remote-1/refunds",
+        json={"refund_id": "rf-1", "lines": [{"sku": "latte", "qty": 1}]},
+        headers=pos | {"Idempotency-Key": "ik-2"},
+    )
+    assert refund.status_code == 201, refund.text
+    assert fake.paths() == ["/calculate", "/orders", "/orders/remote-1/refunds"]
+    assert fake.calls[1][2]["idempotency-key"] == "remote-1"
+    assert fake.calls[2][2]["idempotency-key"] == "rf-1"
+    assert await conn.fetchval("SELECT engine_notified FROM orders") is True
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "garbage", "wrong-shape"])
+async def test_a_failing_engine_degrades_to_base_accrual_without_promotions(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str], mode: str
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    if mode == "down":
+        fake.stop()
+    else:
+        fake.mode = mode
+    started = time.monotonic()
+    quote = await _calculate(client, pos, card)
+    elapsed = time.monotonic() - started
+    assert quote["engine"] == {"name": "http", "degraded": True}
+    assert [line["discount"] for line in quote["lines"]] == [0, 0]  # no promotions, not even ours
+    assert quote["accrue_points"] == 2_500 * 500 // 10_000  # the base tier's 5%
+    assert elapsed < 1.5  # two attempts of 0.3 s at most, not the engine's 2 s
+    # A purchase still goes through, flagged degraded.
+    response = await client.post(
+        "/v1/pos/orders",
+        json={"order_id": f"d-{mode}", "card": card, "lines": CART},
+        headers=pos | {"Idempotency-Key": mode},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["engine"]["degraded"] is True
+
+
+async def test_a_passing_failure_is_retried(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str]
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    fake.mode, fake.fail_times = "error", 1
+    quote = await _calculate(client, pos, card)
+    assert quote["engine"]["degraded"] is False
+    assert fake.paths() == ["/calculate", "/calculate"]
+
+
+async def test_the_circuit_opens_after_repeated_failures(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str]
+) -> None:
+    client, engine = http_client
+    card = await _register(client, pos)
+    fake.mode, fake.fail_times = "error", 100
+    for _ in range(3):
+        assert (await _calculate(client, pos, card))["engine"]["degraded"] is True
+    calls = len(fake.calls)
+    assert calls == 6  # three calculations, each tried twice
+    assert (await _calculate(client, pos, card))["engine"]["degraded"] is True
+    assert len(fake.calls) == calls  # the open circuit spared the engine (and the till) another wait
+    assert not engine.breaker.allows()
