@@ -13,7 +13,6 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from litestar import Litestar, Router
-from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
@@ -27,7 +26,7 @@ from api.controllers.orders import IntegrationOrderController, PosOrderControlle
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.web import JoinController, join_rate_limit
 from api.errors import EXCEPTION_HANDLERS
-from api.state import Services, provide_clock, provide_customers, provide_orders, provide_services
+from api.state import Services
 from kartka.clock import Clock, SystemClock
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
@@ -158,12 +157,6 @@ def create_app(
             AdminCustomerController,
             web,
         ],
-        dependencies={
-            "services": Provide(provide_services),
-            "customers": Provide(provide_customers),
-            "orders": Provide(provide_orders),
-            "clock": Provide(provide_clock),
-        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
         openapi_config=openapi,

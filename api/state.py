@@ -1,9 +1,16 @@
-"""What the app builds once at start-up and hands to controllers through dependencies."""
+"""What the app builds once at start-up, and the one dependency handlers take: a database connection.
+
+Handlers reach the services through ``services_of(state)`` rather than one injected dependency each:
+Litestar resolves independent dependencies of a handler concurrently, in a task group, and on the till's
+hot paths that costs more than the work itself (measured with ``bench/run.py``). So a handler has at
+most one dependency, its connection or transaction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
@@ -37,22 +44,6 @@ def services_of(state: State) -> Services:
     return services
 
 
-async def provide_services(state: State) -> Services:
-    return services_of(state)
-
-
-async def provide_customers(state: State) -> CustomerService:
-    return services_of(state).customers
-
-
-async def provide_orders(state: State) -> OrderService:
-    return services_of(state).orders
-
-
-async def provide_clock(state: State) -> Clock:
-    return services_of(state).clock
-
-
 async def provide_tx(state: State) -> AsyncGenerator[Connection, None]:
     """A connection inside a transaction: committed when the handler returns, rolled back if it raises
     (Litestar throws the handler's exception into this generator), always before the response is sent."""
@@ -66,6 +57,10 @@ async def provide_conn(state: State) -> AsyncGenerator[Connection, None]:
         yield conn
 
 
-async def provide_principal(request: Request[object, object, State]) -> Principal:
-    principal: Principal = request.state.principal
+PRINCIPAL = "kartka.principal"
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    """Who is calling, as the bearer-key hook (``api.auth``) found it."""
+    principal: Principal = request.scope["state"][PRINCIPAL]
     return principal

@@ -18,8 +18,9 @@ _DIGITS = re.compile(r"^[0-9]{13}$")
 def ean13_check_digit(first12: str) -> int:
     if len(first12) != 12 or not first12.isdigit():
         raise ValueError("EAN-13 check digit needs exactly 12 digits")
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first12))
-    return (10 - total % 10) % 10
+    digits = first12.encode()  # ASCII codes: each digit is 48 too many, 48 * (6 + 3 * 6) = 1152 in all
+    total = sum(digits[0::2]) + 3 * sum(digits[1::2]) - 1152
+    return -total % 10
 
 
 def is_valid_card_number(number: str) -> bool:

@@ -48,28 +48,34 @@ class Origin(msgspec.Struct, frozen=True):
     api_key_id: str | None = None
 
 
-_ACCOUNT_VIEW = f"""
-    a.tier_code, a.debt, b.*, s.spend
-      FROM {{source}}
-      LEFT JOIN accounts a ON a.customer_id = cu.id
-     CROSS JOIN LATERAL ({BALANCE_SQL.format(now="$2", soon="$3", customer="cu.id")}) b
-     CROSS JOIN LATERAL ({SPEND_SQL.format(customer="cu.id", since="$4")}) s
-"""
-
-_IDENTIFY_BY_CARD = (
-    "SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by,"
-    + _ACCOUNT_VIEW.format(source="cards c JOIN customers cu ON cu.id = c.customer_id")
-    + " WHERE c.number = $1"
-)
-
-_IDENTIFY_BY_PHONE = (
-    "SELECT cu.id, cu.phone, cu.name, c.number, c.status,"
-    + _ACCOUNT_VIEW.format(
-        source="customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id "
-        "ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true"
+def _identify_sql(program: Program) -> tuple[str, str]:
+    """The two identify queries (by card number, by phone): the card, its customer, tier and balance in
+    one round trip. Parameters: $1 the card number or phone, $2 now. The program's periods are
+    validated integers, written into the SQL so each request sends two parameters instead of four."""
+    soon = f"($2 + interval '{int(program.expiring_soon_days)} days')"
+    since = f"($2 - interval '{int(program.tier_window_days)} days')"
+    view = f"""
+        a.tier_code, coalesce(a.debt, 0) AS debt, b.*, s.spend
+          FROM {{source}}
+          LEFT JOIN accounts a ON a.customer_id = cu.id
+         CROSS JOIN LATERAL ({BALANCE_SQL.format(now="$2", soon=soon, customer="cu.id")}) b
+         CROSS JOIN LATERAL ({SPEND_SQL.format(customer="cu.id", since=since)}) s
+    """
+    by_card = (
+        "SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by,"
+        + view.format(source="cards c JOIN customers cu ON cu.id = c.customer_id")
+        + " WHERE c.number = $1"
     )
-    + " WHERE cu.phone = $1"
-)
+    by_phone = (
+        "SELECT cu.id, cu.phone, cu.name, c.number, c.status,"
+        + view.format(
+            source="customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id "
+            "ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true"
+        )
+        + " WHERE cu.phone = $1"
+    )
+    return by_card, by_phone
+
 
 _CURRENT_CARD = """
     SELECT number, status FROM cards WHERE customer_id = $1
@@ -84,6 +90,7 @@ class CustomerService:
         self.region = region
         self.card_prefix = card_prefix
         self.program = program
+        self._by_card_sql, self._by_phone_sql = _identify_sql(program)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -235,7 +242,7 @@ class CustomerService:
         One round trip: the card, its customer, the tier and the balance at ``now``.
         """
         text = code.strip()
-        digits = _SEPARATORS.sub("", text)
+        digits = text if len(text) == 13 else _SEPARATORS.sub("", text)  # a scan is 13 digits already
         check_digit_wrong = False
         if len(digits) == 13 and digits.isdigit():
             if is_valid_card_number(digits):
@@ -246,7 +253,7 @@ class CustomerService:
                 check_digit_wrong = True
         phone = try_normalize_phone(text, self.region)
         if phone is not None:
-            row = await conn.fetchrow(_IDENTIFY_BY_PHONE, phone, *self._view_args(now))
+            row = await conn.fetchrow(self._by_phone_sql, phone, now)
             if row is not None:
                 if row["status"] == CardStatus.BLOCKED:
                     raise CardBlocked(f"the card of {phone} is blocked", field="code", card=row["number"])
@@ -254,12 +261,9 @@ class CustomerService:
         hint = " (its check digit is wrong: was it mistyped?)" if check_digit_wrong else ""
         raise CardNotFound(f"no card or customer matches {text!r}{hint}", field="code")
 
-    def _view_args(self, now: datetime) -> tuple[datetime, datetime, datetime]:
-        return now, self.program.expiring_soon_until(now), self.program.tier_window_start(now)
-
     async def _by_card(self, conn: Connection, number: str, now: datetime) -> Identification | None:
         for _ in range(_MAX_REPLACEMENT_HOPS):
-            row = await conn.fetchrow(_IDENTIFY_BY_CARD, number, *self._view_args(now))
+            row = await conn.fetchrow(self._by_card_sql, number, now)
             if row is None:
                 return None
             if row["status"] == CardStatus.REPLACED:
@@ -275,7 +279,7 @@ class CustomerService:
             customer=_customer(row),
             card=Card(number=row["number"], status=CardStatus(row["status"])),
             tier=tier_view(self.program, row["tier_code"] or self.program.base_tier.code, row["spend"]),
-            balance=balance_from(row, row["debt"] or 0),
+            balance=balance_from(row, row["debt"]),
         )
 
     async def get_customer(self, conn: Connection, customer_id: UUID) -> Customer:

@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.di import NamedDependency
+from litestar.datastructures import State
 
 from api.errors import problem_response, problems
-from api.state import Services
+from api.state import services_of
 from kartka.migrate import pending
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -39,7 +39,8 @@ class HealthController(Controller):
         summary="Readiness: the database answers and its schema is current",
         responses=problems(503),
     )
-    async def ready(self, request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Response[Any]:
+    async def ready(self, request: Request[Any, Any, State]) -> Response[Any]:
+        services = services_of(request.app.state)
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 async with services.pool.acquire() as conn:

@@ -7,18 +7,19 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import SECURITY_SCHEME, require_scope
 from api.controllers.pos import Name, Phone
 from api.errors import problems
-from api.state import Services, provide_conn, provide_principal, provide_tx
+from api.state import principal_of, provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import UnsupportedMediaType
-from kartka.keys import CODE_PATTERN, Principal, Scope
+from kartka.keys import CODE_PATTERN, Scope
 from wallet import ledger
-from wallet.customers import CustomerService, Origin
+from wallet.customers import Origin
 from wallet.importer import Format, ImportReport
 from wallet.ledger import TransactionPage
 from wallet.models import Registration, Source
@@ -49,12 +50,11 @@ class IntegrationCustomerController(Controller):
 
     path = "/v1/integrations/customers"
     tags = ["integrations"]  # noqa: RUF012
-    guards = [require_scope(Scope.INTEGRATION)]  # noqa: RUF012
+    before_request = require_scope(Scope.INTEGRATION)
     security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
     dependencies = {  # noqa: RUF012
         "tx": Provide(provide_tx),
         "conn": Provide(provide_conn),
-        "principal": Provide(provide_principal),
     }
 
     @post(
@@ -70,10 +70,10 @@ class IntegrationCustomerController(Controller):
         self,
         data: JSONBody[RegisterFromChannel],
         tx: NamedDependency[Connection],
-        principal: NamedDependency[Principal],
-        customers: NamedDependency[CustomerService],
+        request: Request[Any, Any, State],
     ) -> Response[Registration]:
-        origin = Origin(source=data.source, store=data.store, api_key_id=principal.key_id)
+        origin = Origin(source=data.source, store=data.store, api_key_id=principal_of(request).key_id)
+        customers = services_of(request.app.state).customers
         result = await customers.register(tx, phone=data.phone, name=data.name, email=data.email, origin=origin)
         return Response(result, status_code=201 if result.created else 200)
 
@@ -92,9 +92,7 @@ class IntegrationCustomerController(Controller):
     )
     async def import_customers(
         self,
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        services: NamedDependency[Services],
+        request: Request[Any, Any, State],
         source: Annotated[Source, QueryParameter(required=False)] = Source.CRM_IMPORT,
         store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
     ) -> ImportReport:
@@ -105,8 +103,8 @@ class IntegrationCustomerController(Controller):
                 f"Send the file as text/csv or application/x-ndjson, not {media_type or 'no content type'}",
                 field="content-type",
             )
-        origin = Origin(source=source, store=store, api_key_id=principal.key_id)
-        return await services.importer.run(request.stream(), fmt, origin)
+        origin = Origin(source=source, store=store, api_key_id=principal_of(request).key_id)
+        return await services_of(request.app.state).importer.run(request.stream(), fmt, origin)
 
     @get(
         "/{customer_id:uuid}/transactions",
@@ -118,9 +116,9 @@ class IntegrationCustomerController(Controller):
         self,
         customer_id: FromPath[UUID],
         conn: NamedDependency[Connection],
-        customers: NamedDependency[CustomerService],
+        state: State,
         cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> TransactionPage:
-        await customers.get_customer(conn, customer_id)
+        await services_of(state).customers.get_customer(conn, customer_id)
         return await ledger.transactions(conn, customer_id, cursor=cursor, limit=limit)

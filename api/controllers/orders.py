@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, post
+from litestar import Controller, Request, Response, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
 from api.auth import SECURITY_SCHEME, require_scope
 from api.errors import problems
-from api.state import provide_conn, provide_principal, provide_tx
+from api.state import principal_of, provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.keys import Principal, Scope
+from kartka.keys import Scope
 from wallet.orders import (
     CalculateInput,
     CommitInput,
     OrderResult,
-    OrderService,
     Quote,
     RefundInput,
     RefundResult,
@@ -56,11 +56,7 @@ def _replayed(stored: Stored) -> dict[str, str]:
 
 class _OrderHandlers(Controller):
     security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
-    dependencies = {  # noqa: RUF012
-        "tx": Provide(provide_tx),
-        "conn": Provide(provide_conn),
-        "principal": Provide(provide_principal),
-    }
+    dependencies = {"tx": Provide(provide_tx), "conn": Provide(provide_conn)}  # noqa: RUF012
 
     @post(
         "/calculate",
@@ -74,11 +70,12 @@ class _OrderHandlers(Controller):
     async def calculate(
         self,
         data: JSONBody[CalculateInput],
-        conn: NamedDependency[Connection],
-        principal: NamedDependency[Principal],
-        orders: NamedDependency[OrderService],
+        request: Request[Any, Any, State],
     ) -> Quote:
-        return await orders.calculate(conn, data, store=principal.store, terminal=principal.terminal)
+        principal = principal_of(request)
+        services = services_of(request.app.state)
+        async with services.pool.acquire() as conn:  # read-only and hot: inline, as identify does
+            return await services.orders.calculate(conn, data, store=principal.store, terminal=principal.terminal)
 
     @post(
         "/",
@@ -96,10 +93,10 @@ class _OrderHandlers(Controller):
         data: JSONBody[CommitInput],
         idempotency_key: IdempotencyKey,
         tx: NamedDependency[Connection],
-        principal: NamedDependency[Principal],
-        orders: NamedDependency[OrderService],
+        request: Request[Any, Any, State],
     ) -> Response[OrderResult]:
-        stored = await orders.commit(
+        principal = principal_of(request)
+        stored = await services_of(request.app.state).orders.commit(
             tx,
             data,
             idempotency_key=idempotency_key,
@@ -124,20 +121,21 @@ class _OrderHandlers(Controller):
         data: JSONBody[RefundInput],
         idempotency_key: IdempotencyKey,
         tx: NamedDependency[Connection],
-        principal: NamedDependency[Principal],
-        orders: NamedDependency[OrderService],
+        request: Request[Any, Any, State],
     ) -> Response[RefundResult]:
-        stored = await orders.refund(tx, order_id, data, idempotency_key=idempotency_key, api_key_id=principal.key_id)
+        stored = await services_of(request.app.state).orders.refund(
+            tx, order_id, data, idempotency_key=idempotency_key, api_key_id=principal_of(request).key_id
+        )
         return Response(_refund_decoder.decode(stored.body), status_code=201, headers=_replayed(stored))
 
 
 class PosOrderController(_OrderHandlers):
     path = "/v1/pos/orders"
     tags = ["pos"]  # noqa: RUF012
-    guards = [require_scope(Scope.POS)]  # noqa: RUF012
+    before_request = require_scope(Scope.POS)
 
 
 class IntegrationOrderController(_OrderHandlers):
     path = "/v1/integrations/orders"
     tags = ["integrations"]  # noqa: RUF012
-    guards = [require_scope(Scope.INTEGRATION)]  # noqa: RUF012
+    before_request = require_scope(Scope.INTEGRATION)

@@ -18,11 +18,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import QueryParameter, URLEncodedBody
 
-from api.state import provide_tx
+from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import DomainError
 from kartka.keys import CODE_PATTERN
-from wallet.customers import CustomerService, Origin
+from wallet.customers import Origin
 from wallet.errors import InvalidPhone
 from wallet.models import Source
 
@@ -163,8 +163,8 @@ class JoinController(Controller):
         request: Request[Any, Any, Any],
         data: URLEncodedBody[JoinForm],
         tx: NamedDependency[Connection],
-        customers: NamedDependency[CustomerService],
     ) -> Response[str]:
+        customers = services_of(request.app.state).customers
         lang = _lang(request, data.lang)
         store = data.store if re.fullmatch(CODE_PATTERN, data.store) else ""
         if data.consent != "yes":
