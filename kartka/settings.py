@@ -190,6 +190,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     """
     source = os.environ if environ is None else environ
     raw: dict[str, Any] = {env: source[env] for env in ENV.values() if source.get(env, "") != ""}
+    if "KARTKA_LOG_LEVEL" in raw:
+        raw["KARTKA_LOG_LEVEL"] = raw["KARTKA_LOG_LEVEL"].upper()
     for name, value in overrides.items():
         if name not in ENV:
             raise TypeError(f"unknown setting {name!r}")

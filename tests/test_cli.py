@@ -207,3 +207,36 @@ def test_two_migrations_at_once_apply_everything_once(fresh_database: str, tmp_p
     assert [p.returncode for p in processes] == [0, 0]
     assert sorted(o.count("applied ") for o in outputs)[0] == 0
     assert "the database is up to date" in cli("migrate", env=env, cwd=tmp_path).stdout
+
+
+def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Path) -> None:
+    unreachable = _env(DATABASE_URL=f"postgresql://kartka:secret@127.0.0.1:{_free_port()}/kartka")
+    down = cli("keys", "list", env=unreachable, cwd=tmp_path, check=False)
+    assert down.returncode == 1
+    assert "cannot use the database at postgresql://kartka:***@127.0.0.1" in down.stderr
+    assert "Traceback" not in down.stderr
+    assert "secret" not in down.stderr
+    env = _env(DATABASE_URL=fresh_database, KARTKA_LOG_LEVEL="debug")
+    assert cli("migrate", env=env, cwd=tmp_path).returncode == 0  # lower-case levels are fine
+    long_name = cli("keys", "create", "--scope", "admin", "--name", "x" * 300, env=env, cwd=tmp_path, check=False)
+    assert long_name.returncode == 1
+    assert "at most 200" in long_name.stderr
+    no_terminal = cli("keys", "create", "--scope", "pos", "--store", "s1", env=env, cwd=tmp_path, check=False)
+    assert "--terminal" in no_terminal.stderr
+
+
+def test_an_embedded_server_orphaned_by_kill_9_is_stopped_by_the_next_command(tmp_path: Path) -> None:
+    data = tmp_path / ".kartka"
+    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data), KARTKA_RUN_WORKER="false")
+    running = Server(env, tmp_path, tmp_path / "serve.log")
+    pid_file = data / "pgdata" / "postmaster.pid"
+    assert pid_file.exists()
+    running.process.kill()  # no exit handlers run: the server is left behind, its user list stale
+    running.stop()
+    assert pid_file.exists()
+    # The next command forgets the dead user, attaches, and as the last user stops the server.
+    assert cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_file.exists()

@@ -160,8 +160,10 @@ class CustomerService:
         """Give a no-name card a phone.
 
         If the phone is new, the card's customer takes it (``attached``). If the phone already has a
-        customer, the no-name customer is merged into it and the no-name card becomes ``replaced`` by
-        that customer's card (``merged``): nothing is lost and scans of either card find one account.
+        customer, the no-name customer is merged into it (``merged``): its points, orders and history
+        move over, and nothing is lost. The phone's active card stays and the no-name card becomes
+        ``replaced`` by it (scans of either find one account); if the phone has no active card (its
+        card was blocked), the no-name card becomes its card. Repeating an attach answers the same.
         """
         e164 = normalize_phone(phone, self.region)
         name = clean_name(name)
@@ -177,6 +179,8 @@ class CustomerService:
         )
         if card_row is None:
             raise CardNotFound(f"no card with number {number}", field="number")
+        if card_row["status"] == CardStatus.REPLACED:
+            return await self._merged_already(conn, number, e164)
         if card_row["status"] != CardStatus.ACTIVE:
             raise CardBlocked(f"card {number} is {card_row['status']} and cannot be attached", field="number")
         if card_row["phone"] is not None:
@@ -207,10 +211,28 @@ class CustomerService:
             await _record(conn, customer.id, number, origin, Outcome.ATTACHED)
             return Attachment(customer=customer, card=card, created=False, outcome=Outcome.ATTACHED)
 
-        owner = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE phone = $1 FOR UPDATE", e164)
+        owner = await conn.fetchrow(
+            """
+            UPDATE customers SET name = coalesce(name, $2), updated_at = now() WHERE phone = $1
+            RETURNING id, phone, name
+            """,
+            e164,
+            name,
+        )
         assert owner is not None, "the phone that conflicted exists"
         customer = _customer(owner)
         kept = await self._current_card(conn, customer.id)
+        await conn.execute(
+            "UPDATE customers SET merged_into = $2, updated_at = now() WHERE id = $1",
+            anonymous_id,
+            customer.id,
+        )
+        await merge_accounts(conn, self.program, source=anonymous_id, target=customer.id)
+        if kept.status != CardStatus.ACTIVE:  # the phone's card was blocked: the no-name card takes over
+            await conn.execute("UPDATE cards SET customer_id = $2 WHERE number = $1", number, customer.id)
+            await _record(conn, customer.id, number, origin, Outcome.MERGED)
+            card = Card(number=number, status=CardStatus.ACTIVE)
+            return Attachment(customer=customer, card=card, created=False, outcome=Outcome.MERGED)
         await conn.execute(
             """
             UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = now()
@@ -219,13 +241,29 @@ class CustomerService:
             number,
             kept.number,
         )
-        await conn.execute(
-            "UPDATE customers SET merged_into = $2, updated_at = now() WHERE id = $1",
-            anonymous_id,
-            customer.id,
-        )
-        await merge_accounts(conn, self.program, source=anonymous_id, target=customer.id)
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
+        return Attachment(
+            customer=customer,
+            card=kept,
+            created=False,
+            outcome=Outcome.MERGED,
+            replaced_card=Card(number=number, status=CardStatus.REPLACED),
+        )
+
+    async def _merged_already(self, conn: Connection, number: str, e164: str) -> Attachment:
+        """A retry of an attach that merged this card: the same answer, if it was this phone."""
+        row = await conn.fetchrow(
+            """
+            SELECT cu.id, cu.phone, cu.name FROM cards c JOIN customers anon ON anon.id = c.customer_id
+              JOIN customers cu ON cu.id = anon.merged_into
+             WHERE c.number = $1
+            """,
+            number,
+        )
+        if row is None or row["phone"] != e164:
+            raise CardOwnedElsewhere(f"card {number} was replaced and belongs to another customer now", field="number")
+        customer = _customer(row)
+        kept = await self._current_card(conn, customer.id)
         return Attachment(
             customer=customer,
             card=kept,

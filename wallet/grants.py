@@ -15,6 +15,7 @@ from wallet import ledger
 from wallet.errors import CustomerNotFound
 from wallet.ledger import EntryKind
 from wallet.models import BalanceView
+from wallet.profile import has_control_characters
 from wallet.program import Program
 
 
@@ -22,6 +23,10 @@ class GrantInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     points: Annotated[int, msgspec.Meta(gt=0, description="Hundredths of a point (1000 = 10 points)")]
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+    def __post_init__(self) -> None:
+        if has_control_characters(self.reason):
+            raise ValueError("reason may not contain control characters")
 
 
 class Grant(msgspec.Struct, frozen=True):

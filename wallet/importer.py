@@ -14,6 +14,7 @@ import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from kartka.db import Pool
@@ -259,6 +260,24 @@ class Importer:
         return report
 
     async def _write(self, rows: list[ValidRow], origin: Origin, report: ImportReport) -> None:
+        try:
+            created, existing = await self._write_batch(rows, origin)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+            # A row the checks above let through but the database refuses: find it, keep the others.
+            created = existing = 0
+            for row in rows:
+                try:
+                    one_created, one_existing = await self._write_batch([row], origin)
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                    report.add_error(RowError(row.line, f"cannot be stored: {exc}"))
+                    continue
+                created += one_created
+                existing += one_existing
+        report.created += created
+        report.existing += existing
+
+    async def _write_batch(self, rows: list[ValidRow], origin: Origin) -> tuple[int, int]:
+        """Write a batch in one transaction; returns (created, existing)."""
         # First occurrence of a phone in the batch wins; sorting gives concurrent imports one lock order.
         unique: dict[str, ValidRow] = {}
         repeats = 0
@@ -290,5 +309,4 @@ class Importer:
                 origin.terminal,
                 origin.api_key_id,
             )
-        report.created += len(created)
-        report.existing += len(ordered) - len(created) + repeats
+        return len(created), len(ordered) - len(created) + repeats

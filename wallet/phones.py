@@ -25,6 +25,8 @@ def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
         raise InvalidPhone("a phone number is required", field=field)
     if len(text) > MAX_RAW_LENGTH:
         raise InvalidPhone(f"a phone number has at most {MAX_RAW_LENGTH} characters", field=field)
+    if text.startswith("00"):  # the international prefix much of Europe dials, typed instead of "+"
+        text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
@@ -36,6 +38,8 @@ def normalize_phone(raw: str, region: str, *, field: str = "phone") -> str:
             + ("" if text.startswith("+") else f" for region {region}; add the country code, e.g. +375..."),
             field=field,
         )
+    if number.extension:
+        raise InvalidPhone(f"{text!r} has an extension; give the mobile number alone", field=field)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

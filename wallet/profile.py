@@ -21,9 +21,14 @@ def clean_name(name: str | None, *, field: str = "name") -> str | None:
         return None
     if len(text) > MAX_NAME:
         raise InvalidInput(f"a name has at most {MAX_NAME} characters", field=field)
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
+    if has_control_characters(text):
         raise InvalidInput("a name cannot contain control characters", field=field)
     return text
+
+
+def has_control_characters(text: str) -> bool:
+    """NUL and other control characters: PostgreSQL refuses NUL in text, people never mean them."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def clean_email(email: str | None, *, field: str = "email") -> str | None:
@@ -32,7 +37,7 @@ def clean_email(email: str | None, *, field: str = "email") -> str | None:
     text = email.strip()
     if not text:
         return None
-    if len(text) > MAX_EMAIL or not _EMAIL.match(text):
+    if len(text) > MAX_EMAIL or not _EMAIL.match(text) or has_control_characters(text):
         raise InvalidInput(f"{text!r} is not an e-mail address", field=field)
     local, domain = text.rsplit("@", 1)
     return f"{local}@{domain.lower()}"

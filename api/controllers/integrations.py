@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,14 +10,15 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import SECURITY_SCHEME, require_scope
-from api.controllers.pos import Name, Phone
+from api.controllers.pos import EXISTING, Name, Phone
 from api.errors import problems
 from api.state import principal_of, provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.errors import UnsupportedMediaType
+from kartka.errors import InvalidInput, UnsupportedMediaType
 from kartka.keys import CODE_PATTERN, Scope
 from wallet import ledger
 from wallet.customers import Origin
@@ -44,6 +46,31 @@ class RegisterFromChannel(msgspec.Struct, forbid_unknown_fields=True):
     email: Email | None = None
     store: StoreCode | None = None
 
+    def __post_init__(self) -> None:
+        _not_a_till(self.source)
+
+
+def _not_a_till(source: Source) -> None:
+    if source is Source.POS:
+        raise ValueError("source 'pos' is recorded by tills themselves (the /v1/pos API); use another source")
+
+
+@dataclass
+class ImportOperation(Operation):
+    """The import reads its body as a stream, so Litestar cannot see it: describe it by hand."""
+
+    def __post_init__(self) -> None:
+        text = Schema(type=OpenAPIType.STRING)
+        self.request_body = RequestBody(
+            required=True,
+            description="CSV with a header line (phone, and optionally name and email; ',' or ';'), "
+            'or NDJSON: one {"phone", "name"?, "email"?} object per line. UTF-8; any size.',
+            content={
+                "text/csv": OpenAPIMediaType(schema=text, example="phone,name,email\n+375291234567,Анна,\n"),
+                "application/x-ndjson": OpenAPIMediaType(schema=text, example='{"phone": "+375291234567"}\n'),
+            },
+        )
+
 
 class IntegrationCustomerController(Controller):
     """Registration, bulk import and the ledger history of customers."""
@@ -64,7 +91,7 @@ class IntegrationCustomerController(Controller):
         description="201 with a new customer and card; 200 with the existing ones and `created: false`. "
         "A name or e-mail fills in a blank on an existing customer and never overwrites one.",
         status_code=201,
-        responses=problems(401, 403, 422),
+        responses=problems(401, 403, 422) | {200: EXISTING},
     )
     async def register(
         self,
@@ -88,6 +115,7 @@ class IntegrationCustomerController(Controller):
         ),
         status_code=200,
         request_max_body_size=None,
+        operation_class=ImportOperation,
         responses=problems(401, 403, 415, 422),
     )
     async def import_customers(
@@ -96,6 +124,8 @@ class IntegrationCustomerController(Controller):
         source: Annotated[Source, QueryParameter(required=False)] = Source.CRM_IMPORT,
         store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
     ) -> ImportReport:
+        if source is Source.POS:
+            raise InvalidInput("source 'pos' is recorded by tills themselves; use another source", field="source")
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         fmt = _FORMATS.get(media_type)
         if fmt is None:

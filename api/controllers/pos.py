@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 
 from api.auth import SECURITY_SCHEME, require_scope
@@ -21,6 +22,11 @@ from wallet.models import Attachment, Identification, Registration, Source
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=32, examples=["+375291234567"])]
 Name = Annotated[str, msgspec.Meta(max_length=200, examples=["Анна"])]
 CardNumber = Annotated[str, PathParameter(pattern=r"^[0-9 -]{13,20}$", description="13-digit card number")]
+
+
+EXISTING = ResponseSpec(
+    data_container=Registration, description="The phone was already registered: its customer and card, created false"
+)
 
 
 class RegisterAtTill(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,7 +71,7 @@ class PosCustomerController(_PosController):
         summary="Register a shopper by phone (idempotent: the same phone returns the same card)",
         description="201 with a new customer and card; 200 with the existing ones and `created: false`.",
         status_code=201,
-        responses=problems(401, 403, 422),
+        responses=problems(401, 403, 422) | {200: EXISTING},
     )
     async def register(
         self,

@@ -1,7 +1,8 @@
 """The page behind a store's QR poster: a shopper types a phone and gets a card (source ``qr_poster``).
 
 The answer is the same whether the phone was new or known, so the page cannot be used to find out who
-is a customer; the card link reaches the phone's owner by SMS (the notifications outbox). Posting is
+is a customer; it shows no card number either, since whoever types a phone need not own it. The card
+itself reaches the phone's owner later, by SMS link (the notifications and card-page work). Posting is
 rate-limited per client address.
 """
 
@@ -35,8 +36,7 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "consent": "Согласен(на) с правилами программы и обработкой персональных данных",
         "submit": "Получить карту",
         "done_title": "Готово!",
-        "done": "Карта выпущена. Ссылка на неё придёт в SMS на номер {phone}: "
-        "откройте её, чтобы показать карту на кассе и добавить в Apple или Google Wallet.",
+        "done": "Карта готова. На кассе назовите номер {phone} — по нему вас найдут и начислят баллы.",
         "consent_needed": "Нужно согласие с правилами программы.",
         "bad_phone": "Проверьте номер телефона, например: +375 29 123-45-67.",
         "other": "English",
@@ -49,8 +49,7 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "consent": "I accept the program rules and the processing of my personal data",
         "submit": "Get my card",
         "done_title": "Done!",
-        "done": "Your card is ready. The link to it is on its way by SMS to {phone}: "
-        "open it to show the card at the till and add it to Apple or Google Wallet.",
+        "done": "Your card is ready. At the till, give your number {phone}: it finds your card and your points.",
         "consent_needed": "Please accept the program rules.",
         "bad_phone": "Please check the phone number, e.g. +375 29 123-45-67.",
         "other": "Русский",

@@ -78,3 +78,50 @@ async def test_problem_carries_instance_and_type(client: Client, pos: dict[str, 
     body = problem(response)
     assert body["instance"] == "/v1/pos/customers"
     assert body["type"] == "/problems/invalid-phone"
+
+
+async def test_text_that_cannot_be_stored_is_refused(
+    client: Client, pos: dict[str, str], integration: dict[str, str], conn: Connection
+) -> None:
+    email = await client.post(
+        "/v1/integrations/customers",
+        json={"phone": "+375297300003", "source": "website", "email": "x@y.co\u0000"},
+        headers=integration,
+    )
+    assert email.status_code == 422
+    assert problem(email)["errors"][0]["field"] == "email"
+    sku = await client.post(
+        "/v1/pos/orders/calculate",
+        json={"card": "+375297300003", "lines": [{"sku": "a\u0000b", "qty": 1, "unit_price": 1}]},
+        headers=pos,
+    )
+    assert sku.status_code == 422
+    assert "control characters" in problem(sku)["detail"]
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"phone":"+375291234572","name":"\xff\xfe"}', "UTF-8"),
+        (b'{"phone":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
+    ],
+)
+async def test_bad_encodings_are_400(client: Client, pos: dict[str, str], body: bytes, words: str) -> None:
+    response = await client.post("/v1/pos/customers", content=body, headers=pos | {"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert words in problem(response)["detail"]
+
+
+async def test_extension_members_sit_at_the_top_level(client: Client, pos: dict[str, str], conn: Connection) -> None:
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)).json()["card"]
+    await conn.execute("UPDATE cards SET status = 'blocked'")
+    body = problem(await client.post("/v1/pos/identify", json={"code": card["number"]}, headers=pos))
+    assert body["card"] == card["number"]
+    assert "extra" not in body
+
+
+async def test_too_large_says_the_limit(client: Client, pos: dict[str, str]) -> None:
+    huge = b'{"phone": "' + b"1" * 2_000_000 + b'"}'
+    response = await client.post("/v1/pos/customers", content=huge, headers=pos | {"content-type": "application/json"})
+    assert "at most 1048576 bytes" in problem(response)["detail"]

@@ -39,6 +39,13 @@ async def test_ready_is_503_when_the_database_is_unreachable(settings: Settings)
         response = await offline.get("/ready")
         assert response.status_code == 503
         assert "database" in problem(response)["detail"]
+        # Requests that need the database are 503 with Retry-After, not 500.
+        busy = await offline.post(
+            "/v1/pos/identify", json={"code": "+375291234567"}, headers={"Authorization": "Bearer kk_pos_x_y"}
+        )
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "5"
+        assert problem(busy)["code"] == "database-unavailable"
 
 
 async def test_openapi_documents_every_operation(client: Client) -> None:

@@ -9,8 +9,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from tests.helpers import problem
+from wallet.customers import Origin
+from wallet.importer import Importer, ImportReport, ValidRow
+from wallet.models import Source
 
 Client = AsyncTestClient[Litestar]
 
@@ -39,6 +42,11 @@ async def test_register_rejects_unknown_source_and_bad_email(client: Client, int
     )
     assert unknown.status_code == 422
     assert problem(unknown)["errors"][0]["field"] == "source"
+    till = await client.post(
+        "/v1/integrations/customers", json={"phone": "+375331234567", "source": "pos"}, headers=integration
+    )
+    assert till.status_code == 422
+    assert "tills" in problem(till)["detail"]
     email = await client.post(
         "/v1/integrations/customers",
         json={"phone": "+375331234567", "source": "website", "email": "not-an-email"},
@@ -177,3 +185,33 @@ async def test_overlong_line_is_one_bad_row(client: Client, integration: dict[st
     report = response.json()
     assert (report["created"], report["invalid"]) == (1, 1)
     assert report["invalid_rows"][0]["line"] == 2
+
+
+async def test_a_row_the_database_refuses_costs_only_that_row(
+    client: Client, integration: dict[str, str], conn: Connection
+) -> None:
+    body = "phone,name,email\n+375297200061,,\n+375297200062,,a\u0000b@example.com\n+375297200063,Ok,\n".encode()
+    response = await client.post(
+        "/v1/integrations/customers/import", content=body, headers=integration | {"content-type": "text/csv"}
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["invalid"]) == (2, 1)
+    assert report["invalid_rows"][0]["line"] == 3
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 2
+
+
+async def test_rows_the_database_refuses_are_isolated_from_their_batch(pool: Pool, conn: Connection) -> None:
+    """Rows reach the database only after validation; should one still be refused there, the rest of its
+    batch is written row by row and only that row is reported."""
+    importer = Importer(pool, region="BY", card_prefix="2")
+    rows = [
+        ValidRow(line=2, phone="+375297200071", name="Ok", email=None),
+        ValidRow(line=3, phone="+375297200072", name="a\u0000b", email=None),  # bypasses clean_name
+        ValidRow(line=4, phone="+375297200073", name=None, email=None),
+    ]
+    report = ImportReport()
+    await importer._write(rows, Origin(source=Source.CRM_IMPORT), report)
+    assert (report.created, report.invalid) == (2, 1)
+    assert report.invalid_rows[0].line == 3
+    assert await conn.fetchval("SELECT count(*) FROM cards") == 2

@@ -208,3 +208,47 @@ async def test_identify_blocked_card_is_409(client: Client, pos: dict[str, str],
     response = await client.post("/v1/pos/identify", json={"code": number}, headers=pos)
     assert response.status_code == 409
     assert problem(response)["code"] == "card-blocked"
+
+
+async def test_attach_to_a_phone_whose_card_is_blocked_gives_it_the_no_name_card(
+    client: Client, pos: dict[str, str], conn: Connection
+) -> None:
+    existing = (await client.post("/v1/pos/customers", json={"phone": PHONE}, headers=pos)).json()
+    await conn.execute("UPDATE cards SET status = 'blocked' WHERE number = $1", existing["card"]["number"])
+    number = (await client.post("/v1/pos/cards/anonymous", headers=pos)).json()["card"]["number"]
+    merged = await client.post(f"/v1/pos/cards/{number}/attach", json={"phone": PHONE, "name": "Ян"}, headers=pos)
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert body["outcome"] == "merged"
+    assert body["card"] == {"number": number, "status": "active"}
+    assert body["customer"]["id"] == existing["customer"]["id"]
+    assert body["customer"]["name"] == "Ян"  # a blank filled in on the kept customer
+    found = await client.post("/v1/pos/identify", json={"code": PHONE}, headers=pos)
+    assert found.status_code == 200
+    assert found.json()["card"]["number"] == number
+
+
+async def test_repeating_a_merging_attach_answers_the_same(client: Client, pos: dict[str, str]) -> None:
+    await client.post("/v1/pos/customers", json={"phone": PHONE}, headers=pos)
+    number = (await client.post("/v1/pos/cards/anonymous", headers=pos)).json()["card"]["number"]
+    first = await client.post(f"/v1/pos/cards/{number}/attach", json={"phone": PHONE}, headers=pos)
+    again = await client.post(f"/v1/pos/cards/{number}/attach", json={"phone": PHONE}, headers=pos)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    other = await client.post(f"/v1/pos/cards/{number}/attach", json={"phone": "+375291111111"}, headers=pos)
+    assert other.status_code == 409
+
+
+async def test_merging_moves_the_points_of_the_no_name_card(
+    client: Client, pos: dict[str, str], conn: Connection
+) -> None:
+    existing = (await client.post("/v1/pos/customers", json={"phone": PHONE}, headers=pos)).json()
+    number = (await client.post("/v1/pos/cards/anonymous", headers=pos)).json()["card"]["number"]
+    order = {"order_id": "anon-1", "card": number, "lines": [{"sku": "x", "qty": 1, "unit_price": 10_000}]}
+    committed = await client.post("/v1/pos/orders", json=order, headers=pos | {"Idempotency-Key": "anon-1"})
+    assert committed.status_code == 201
+    await client.post(f"/v1/pos/cards/{number}/attach", json={"phone": PHONE}, headers=pos)
+    balance = (await client.post("/v1/pos/identify", json={"code": PHONE}, headers=pos)).json()["balance"]
+    assert balance["pending"] == 500
+    owner = await conn.fetchval("SELECT customer_id FROM orders WHERE order_id = 'anon-1'")
+    assert str(owner) == existing["customer"]["id"]

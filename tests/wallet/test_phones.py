@@ -21,7 +21,9 @@ def test_other_countries_and_regions() -> None:
     assert normalize_phone("8 912 345-67-89", "RU") == "+79123456789"
 
 
-@pytest.mark.parametrize("typed", ["", "   ", "12", "abc", "+999 123 456", "+37529123456789", "1" * 40])
+@pytest.mark.parametrize(
+    "typed", ["", "   ", "12", "abc", "+999 123 456", "+37529123456789", "1" * 40, "+375291234567 ext. 5"]
+)
 def test_invalid(typed: str) -> None:
     with pytest.raises(InvalidPhone) as error:
         normalize_phone(typed, "BY")

@@ -13,6 +13,8 @@ from typing import Annotated, Protocol
 
 import msgspec
 
+from wallet.profile import has_control_characters
+
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 UnitPrice = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
@@ -28,6 +30,11 @@ class CartLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     category: Category | None = None
     on_sale: bool = False
     """Items on sale earn nothing and cannot be paid with points."""
+
+    def __post_init__(self) -> None:
+        for text in (self.sku, self.name, self.category):
+            if text is not None and has_control_characters(text):
+                raise ValueError("sku, name and category may not contain control characters")
 
     @property
     def total(self) -> int:
