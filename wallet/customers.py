@@ -77,6 +77,17 @@ def _identify_sql(program: Program) -> tuple[str, str]:
     return by_card, by_phone
 
 
+_RESOLVE_BY_CARD = """
+    SELECT cu.id, cu.phone, cu.name, c.number, c.status, c.replaced_by
+      FROM cards c JOIN customers cu ON cu.id = c.customer_id WHERE c.number = $1
+"""
+_RESOLVE_BY_PHONE = """
+    SELECT cu.id, cu.phone, cu.name, c.number, c.status
+      FROM customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id
+                                      ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true
+     WHERE cu.phone = $1
+"""
+
 _CURRENT_CARD = """
     SELECT number, status FROM cards WHERE customer_id = $1
     ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1
@@ -279,29 +290,39 @@ class CustomerService:
 
         One round trip: the card, its customer, the tier and the balance at ``now``.
         """
+        row = await self._find(conn, code, self._by_card_sql, self._by_phone_sql, now)
+        return self._identification(row)
+
+    async def resolve(self, conn: Connection, code: str) -> tuple[Customer, Card]:
+        """Who a card or phone belongs to, without the balance: for writes, which read the balance
+        themselves once the account is locked."""
+        row = await self._find(conn, code, _RESOLVE_BY_CARD, _RESOLVE_BY_PHONE)
+        return _customer(row), Card(number=row["number"], status=CardStatus(row["status"]))
+
+    async def _find(self, conn: Connection, code: str, by_card: str, by_phone: str, *args: Any) -> asyncpg.Record:
         text = code.strip()
         digits = text if len(text) == 13 else _SEPARATORS.sub("", text)  # a scan is 13 digits already
         check_digit_wrong = False
         if len(digits) == 13 and digits.isdigit():
             if is_valid_card_number(digits):
-                found = await self._by_card(conn, digits, now)
+                found = await self._by_card(conn, digits, by_card, args)
                 if found is not None:
                     return found
             else:
                 check_digit_wrong = True
         phone = try_normalize_phone(text, self.region)
         if phone is not None:
-            row = await conn.fetchrow(self._by_phone_sql, phone, now)
+            row: asyncpg.Record | None = await conn.fetchrow(by_phone, phone, *args)
             if row is not None:
                 if row["status"] == CardStatus.BLOCKED:
                     raise CardBlocked(f"the card of {phone} is blocked", field="code", card=row["number"])
-                return self._identification(row)
+                return row
         hint = " (its check digit is wrong: was it mistyped?)" if check_digit_wrong else ""
         raise CardNotFound(f"no card or customer matches {text!r}{hint}", field="code")
 
-    async def _by_card(self, conn: Connection, number: str, now: datetime) -> Identification | None:
+    async def _by_card(self, conn: Connection, number: str, sql: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
         for _ in range(_MAX_REPLACEMENT_HOPS):
-            row = await conn.fetchrow(self._by_card_sql, number, now)
+            row: asyncpg.Record | None = await conn.fetchrow(sql, number, *args)
             if row is None:
                 return None
             if row["status"] == CardStatus.REPLACED:
@@ -309,7 +330,7 @@ class CustomerService:
                 continue
             if row["status"] == CardStatus.BLOCKED:
                 raise CardBlocked(f"card {number} is blocked", field="code", card=number)
-            return self._identification(row)
+            return row
         raise CardBlocked(f"card {number} is replaced too many times", field="code")  # pragma: no cover
 
     def _identification(self, row: asyncpg.Record) -> Identification:

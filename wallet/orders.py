@@ -23,7 +23,7 @@ from kartka.errors import Conflict, InvalidInput, NotFound
 from wallet import ledger, receipts
 from wallet.customers import CustomerService
 from wallet.ledger import EntryKind
-from wallet.models import BalanceView, Identification, TierView
+from wallet.models import BalanceView, TierView
 from wallet.money import allocate, prorate
 from wallet.pricing.port import (
     CartLine,
@@ -184,7 +184,9 @@ class OrderService:
 
     def _pricing_request(
         self,
-        who: Identification,
+        customer_id: UUID,
+        tier_code: str,
+        spend: int,
         lines: tuple[CartLine, ...],
         *,
         available: int,
@@ -193,19 +195,19 @@ class OrderService:
         store: str | None,
         terminal: str | None,
     ) -> PricingRequest:
-        tier = self.program.tier(who.tier.code)
+        tier = self.program.tier(tier_code)
         nxt = self.program.next_tier(tier)
         return PricingRequest(
             lines=lines,
             tier=TierInfo(code=tier.code, name=tier.name, rate_bp=tier.rate_bp),
             next_tier=NextTierInfo(code=nxt.code, name=nxt.name, threshold=nxt.threshold) if nxt else None,
-            spend_365d=who.tier.spend_365d,
+            spend_365d=spend,
             available_points=max(available, 0),
             requested_points=requested,
             at=at,
             language=self.program.language,
             currency=self.program.currency,
-            customer_id=str(who.customer.id),
+            customer_id=str(customer_id),
             store=store,
             terminal=terminal,
         )
@@ -267,7 +269,9 @@ class OrderService:
         now = self.clock.now()
         who = await self.customers.identify(conn, data.card, now)
         request = self._pricing_request(
-            who,
+            who.customer.id,
+            who.tier.code,
+            who.tier.spend_365d,
             data.lines,
             available=who.balance.available,
             requested=data.redeem_points,
@@ -294,8 +298,8 @@ class OrderService:
         if purchased_at > now + CLOCK_SKEW:
             raise InvalidInput("purchased_at may not be in the future", field="purchased_at")
         digest = _request_hash("order", data)
-        who = await self.customers.identify(conn, data.card, now)
-        customer_id = who.customer.id
+        customer, card = await self.customers.resolve(conn, data.card)
+        customer_id = customer.id
         account = await ledger.lock_account(conn, customer_id, self.program)
 
         previous = await conn.fetchrow(
@@ -329,9 +333,10 @@ class OrderService:
                 available=max(available, 0),
             )
         tier = self.program.tier(account.tier_code)
-        current = msgspec.structs.replace(who, tier=tier_view(self.program, account.tier_code, snapshot["spend"]))
         request = self._pricing_request(
-            current,
+            customer_id,
+            account.tier_code,
+            snapshot["spend"],
             data.lines,
             available=available,
             requested=data.redeem_points,
@@ -353,7 +358,7 @@ class OrderService:
                 _INSERT_ORDER,
                 data.order_id,
                 customer_id,
-                who.card.number,
+                card.number,
                 api_key_id,
                 idempotency_key,
                 digest,
@@ -424,7 +429,7 @@ class OrderService:
             CommittedOrder(
                 order_id=data.order_id,
                 customer_id=str(customer_id),
-                card=who.card.number,
+                card=card.number,
                 lines=data.lines,
                 discount=quote.discount,
                 redeemed_points=quote.redeem_points,
@@ -438,7 +443,7 @@ class OrderService:
         result = OrderResult(
             order_id=data.order_id,
             customer_id=customer_id,
-            card=who.card.number,
+            card=card.number,
             subtotal=quote.subtotal,
             discount=quote.discount,
             to_pay=quote.to_pay,
