@@ -447,3 +447,18 @@ async def test_bad_carts_are_422(till: Till, client: Client) -> None:
         headers=till.headers,
     )
     assert negative.status_code == 422
+
+
+async def test_expiry_jobs_running_at_once_write_each_lot_off_once(
+    till: Till, client: Client, keys: Keys, clock: FakeClock, pool: Pool, conn: Connection
+) -> None:
+    from wallet.jobs import expire  # noqa: PLC0415
+
+    for n in range(30):
+        shopper = await till.register(f"+3752960000{n:02d}")
+        await grant(client, keys, shopper["customer"]["id"], 100 + n, days=1)
+    clock.advance(timedelta(days=2))
+    done = await asyncio.gather(*(expire(pool, clock.now(), batch=7) for _ in range(4)))
+    assert sum(done) == 30
+    assert await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'expiry'") == 30
+    assert await conn.fetchval("SELECT sum(points) FROM ledger_entries") == 0
