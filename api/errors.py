@@ -40,6 +40,7 @@ _KIND_STATUS: Final[dict[str, int]] = {
 }
 _STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+_MISSING_PARAMETER = re.compile(r"Missing required (header|query|path|cookie) parameter '([^']+)'")
 
 #: The database is away (down, restarting, out of connections): the client should retry, not give up.
 _UNAVAILABLE: Final = (
@@ -120,8 +121,10 @@ def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response
 
 def _field_of(item: dict[str, Any]) -> str:
     """The dotted path of the field at fault: msgspec names unknown and missing fields in its message,
-    and the path of the object that holds them in the key."""
+    and the path of the object that holds them in the key. Headers and query parameters are named."""
     key = str(item.get("key") or "").removeprefix("$.")
+    if item.get("source") in ("header", "query", "path") and key:
+        return key
     base = "" if key in ("", "data") else key
     named = _NAMED_FIELD.search(str(item.get("message") or ""))
     if named:
@@ -141,7 +144,11 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
             message = message.replace("`$.", "`")
             errors.append(FieldError(_field_of(item), message))
     if not errors:
-        errors.append(FieldError("body", exc.detail))
+        missing = _MISSING_PARAMETER.match(exc.detail or "")
+        if missing:
+            errors.append(FieldError(missing.group(2), f"this {missing.group(1)} is required"))
+        else:
+            errors.append(FieldError("body", exc.detail))
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem_response(request, 422, f"The request is invalid: {detail}", code="validation-failed", errors=errors)
 
@@ -183,6 +190,17 @@ def _unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+def _contention(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.warning("lock contention on %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "Another request on the same account got in the way; nothing was written, retry",
+        code="retry",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
     return problem_response(
@@ -208,6 +226,8 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     UnicodeDecodeError: _bad_encoding,
     RecursionError: _bad_encoding,
     asyncpg.CharacterNotInRepertoireError: _unstorable_text,
+    asyncpg.DeadlockDetectedError: _contention,
+    asyncpg.SerializationError: _contention,
     asyncpg.UntranslatableCharacterError: _unstorable_text,
     Exception: _unexpected,
 }

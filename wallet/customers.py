@@ -18,7 +18,7 @@ import msgspec
 from kartka.db import Connection
 from wallet.cards import generate_card_number, is_valid_card_number
 from wallet.errors import CardBlocked, CardNotFound, CardOwnedElsewhere, CustomerNotFound
-from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, merge_accounts
+from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, lock_account, merge_accounts, spend
 from wallet.models import (
     Attachment,
     Card,
@@ -32,7 +32,7 @@ from wallet.models import (
 from wallet.phones import normalize_phone, try_normalize_phone
 from wallet.profile import clean_email, clean_name
 from wallet.program import Program
-from wallet.tiers import tier_view
+from wallet.tiers import tier_view, upgrade_if_earned
 
 _CARD_ATTEMPTS: Final = 20
 _MAX_REPLACEMENT_HOPS: Final = 8
@@ -166,7 +166,14 @@ class CustomerService:
         return Registration(customer=customer, card=card, created=True)
 
     async def attach_card(
-        self, conn: Connection, *, number: str, phone: str, origin: Origin, name: str | None = None
+        self,
+        conn: Connection,
+        *,
+        number: str,
+        phone: str,
+        origin: Origin,
+        now: datetime,
+        name: str | None = None,
     ) -> Attachment:
         """Give a no-name card a phone.
 
@@ -179,6 +186,11 @@ class CustomerService:
         e164 = normalize_phone(phone, self.region)
         name = clean_name(name)
         number = _card_digits(number)
+        owner_id = await conn.fetchval("SELECT customer_id FROM cards WHERE number = $1", number)
+        if owner_id is None:
+            raise CardNotFound(f"no card with number {number}", field="number")
+        # The account first, as a purchase takes it first: the same lock order everywhere, no deadlock.
+        await lock_account(conn, owner_id, self.program)
         card_row = await conn.fetchrow(
             """
             SELECT c.number, c.status, c.customer_id, cu.phone
@@ -188,8 +200,8 @@ class CustomerService:
             """,
             number,
         )
-        if card_row is None:
-            raise CardNotFound(f"no card with number {number}", field="number")
+        if card_row is None or card_row["customer_id"] != owner_id:
+            raise CardOwnedElsewhere(f"card {number} changed hands meanwhile; retry", field="number")
         if card_row["status"] == CardStatus.REPLACED:
             return await self._merged_already(conn, number, e164)
         if card_row["status"] != CardStatus.ACTIVE:
@@ -239,6 +251,17 @@ class CustomerService:
             customer.id,
         )
         await merge_accounts(conn, self.program, source=anonymous_id, target=customer.id)
+        # The no-name card's purchases count towards the kept account's tier from now on.
+        account = await lock_account(conn, customer.id, self.program)
+        await upgrade_if_earned(
+            conn,
+            self.program,
+            customer_id=customer.id,
+            current=account.tier_code,
+            spend=await spend(conn, customer.id, self.program.tier_window_start(now)),
+            now=now,
+            order_pk=None,
+        )
         if kept.status != CardStatus.ACTIVE:  # the phone's card was blocked: the no-name card takes over
             await conn.execute("UPDATE cards SET customer_id = $2 WHERE number = $1", number, customer.id)
             await _record(conn, customer.id, number, origin, Outcome.MERGED)
@@ -342,9 +365,15 @@ class CustomerService:
         )
 
     async def get_customer(self, conn: Connection, customer_id: UUID) -> Customer:
-        row = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE id = $1", customer_id)
+        row = await conn.fetchrow("SELECT id, phone, name, merged_into FROM customers WHERE id = $1", customer_id)
         if row is None:
             raise CustomerNotFound(f"no customer with id {customer_id}", field="id")
+        if row["merged_into"] is not None:
+            raise CustomerNotFound(
+                f"customer {customer_id} was merged into {row['merged_into']}",
+                field="id",
+                merged_into=str(row["merged_into"]),
+            )
         return _customer(row)
 
     # -- cards ---------------------------------------------------------------------------------

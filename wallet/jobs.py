@@ -38,8 +38,15 @@ async def downgrade_daily(pool: Pool, program: Program, now: datetime, *, force:
     day = now.astimezone(program.zone).date()
     async with pool.acquire() as conn:
         if not force:
+            # Claim the day; a claim an hour old that never finished (its worker died) may be taken over.
             claimed = await conn.fetchval(
-                "INSERT INTO job_runs (job, run_on) VALUES ('downgrades', $1) ON CONFLICT DO NOTHING RETURNING 1", day
+                """
+                INSERT INTO job_runs (job, run_on) VALUES ('downgrades', $1)
+                ON CONFLICT (job, run_on) DO UPDATE SET started_at = now()
+                 WHERE job_runs.finished_at IS NULL AND job_runs.started_at < now() - interval '1 hour'
+                RETURNING 1
+                """,
+                day,
             )
             if claimed is None:
                 return None

@@ -338,7 +338,10 @@ def _decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not text.startswith("e"):
             raise ValueError
-        return int(text[1:])
+        entry_id = int(text[1:])
+        if not 0 < entry_id < 2**63:
+            raise ValueError
+        return entry_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("the cursor is not one this API gave out", field="cursor") from exc
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from kartka.clock import Clock
-from kartka.db import Connection
-from kartka.errors import Conflict, InvalidInput, NotFound
+from kartka.db import Connection, Pool
+from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
 from wallet import ledger, receipts
 from wallet.customers import CustomerService
 from wallet.ledger import EntryKind
 from wallet.models import BalanceView, TierView
 from wallet.money import allocate, prorate
+from wallet.pricing.embedded import EmbeddedEngine
 from wallet.pricing.port import (
     CartLine,
     CommittedOrder,
@@ -40,6 +41,8 @@ from wallet.pricing.port import (
 )
 from wallet.program import Program
 from wallet.tiers import tier_view, upgrade_if_earned
+
+Channel = Literal["pos", "online"]
 
 #: How far ahead of our clock a till's clock may run before its purchase time counts as "future".
 CLOCK_SKEW: Final = timedelta(minutes=5)
@@ -160,10 +163,13 @@ class RefundResult(msgspec.Struct, frozen=True):
 
 
 class Stored(msgspec.Struct, frozen=True):
-    """A committed answer, as stored; ``replayed`` tells a retry from the first call."""
+    """A committed answer, as stored; ``replayed`` tells a retry from the first call. ``tell`` is what
+    the remote engine is to be told once the transaction has committed (never before: it must not hear
+    of a purchase that rolls back, nor hold the customer's lock while it answers)."""
 
     body: bytes
     replayed: bool
+    tell: CommittedOrder | CommittedRefund | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -177,6 +183,7 @@ class OrderService:
     def __init__(self, *, program: Program, engine: Engine, customers: CustomerService, clock: Clock) -> None:
         self.program = program
         self.engine = engine
+        self.engine_remote = not isinstance(engine, EmbeddedEngine)
         self.customers = customers
         self.clock = clock
 
@@ -292,11 +299,20 @@ class OrderService:
         api_key_id: str | None,
         store: str | None,
         terminal: str | None,
+        channel: Channel = "pos",
     ) -> Stored:
         now = self.clock.now()
         purchased_at = (data.purchased_at or now).astimezone(UTC)
         if purchased_at > now + CLOCK_SKEW:
             raise InvalidInput("purchased_at may not be in the future", field="purchased_at")
+        purchased_at = min(purchased_at, now)  # a till clock a little ahead is not a future purchase
+        oldest = now - timedelta(days=self.program.offline_days)
+        if purchased_at < oldest:
+            raise InvalidInput(
+                f"purchased_at is more than {self.program.offline_days} days ago (offline_days); "
+                "a purchase that old is settled by staff, not by the till",
+                field="purchased_at",
+            )
         digest = _request_hash("order", data)
         customer, card = await self.customers.resolve(conn, data.card)
         customer_id = customer.id
@@ -384,11 +400,11 @@ class OrderService:
                 [line.redeem_points for line in quote.lines],
                 [line.accrue_points for line in quote.lines],
                 [line.promotion for line in quote.lines],
+                channel,
+                not self.engine_remote,  # the embedded engine needs no telling
             )
-        except asyncpg.UniqueViolationError as exc:  # another till recorded this order_id a moment ago
-            raise OrderConflict(
-                f"order {data.order_id} is already recorded under another Idempotency-Key", field="order_id"
-            ) from exc
+        except asyncpg.UniqueViolationError as exc:  # another request took this order_id or key a moment ago
+            raise _racing_conflict(exc, "order", data.order_id) from exc
 
         if quote.redeem_points:
             await ledger.redeem(
@@ -425,20 +441,18 @@ class OrderService:
         )
         balance = await ledger.balance(conn, customer_id, now, self.program)
         tier_after = tier_view(self.program, upgraded.code if upgraded else account.tier_code, spend_after)
-        notified = await self.engine.commit(
-            CommittedOrder(
-                order_id=data.order_id,
-                customer_id=str(customer_id),
-                card=card.number,
-                lines=data.lines,
-                discount=quote.discount,
-                redeemed_points=quote.redeem_points,
-                accrued_points=quote.accrue_points,
-                paid=quote.to_pay,
-                purchased_at=purchased_at,
-                store=store,
-                terminal=terminal,
-            )
+        tell = CommittedOrder(
+            order_id=data.order_id,
+            customer_id=str(customer_id),
+            card=card.number,
+            lines=data.lines,
+            discount=quote.discount,
+            redeemed_points=quote.redeem_points,
+            accrued_points=quote.accrue_points,
+            paid=quote.to_pay,
+            purchased_at=purchased_at,
+            store=store,
+            terminal=terminal,
         )
         result = OrderResult(
             order_id=data.order_id,
@@ -468,13 +482,8 @@ class OrderService:
             engine=quote.engine,
         )
         body = _encoder.encode(result)
-        await conn.execute(
-            "UPDATE orders SET response = $2::text::json, engine_notified = $3 WHERE id = $1",
-            order_pk,
-            body.decode(),
-            notified,
-        )
-        return Stored(body=body, replayed=False)
+        await conn.execute("UPDATE orders SET response = $2::text::json WHERE id = $1", order_pk, body.decode())
+        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
 
     # -- refunds --------------------------------------------------------------------------------
 
@@ -486,13 +495,16 @@ class OrderService:
         *,
         idempotency_key: str,
         api_key_id: str | None,
+        channel: Channel = "pos",
     ) -> Stored:
         now = self.clock.now()
         digest = _request_hash(f"refund:{order_id}", data)
-        order = await conn.fetchrow("SELECT id, customer_id, order_id FROM orders WHERE order_id = $1", order_id)
-        if order is None:
-            raise OrderNotFound(f"no order {order_id!r}", field="order_id")
-        account = await ledger.lock_account(conn, order["customer_id"], self.program)
+        order, account = await self._lock_order(conn, order_id)
+        if channel == "online" and order["channel"] != "online":
+            raise Forbidden(
+                f"order {order_id} was made at a till; an online integration refunds only online orders",
+                field="order_id",
+            )
         previous = await conn.fetchrow(
             """
             SELECT refund_id, api_key_id, idempotency_key, request_hash, response::text AS response FROM refunds
@@ -515,44 +527,54 @@ class OrderService:
         )
         plan = _plan_return(order_id, lines, data.lines)
         amount = sum(p[2] for p in plan)
-        taken_back = sum(p[3] for p in plan)
         returned = sum(p[4] for p in plan)
-        refund_pk: int = await conn.fetchval(
-            """
-            WITH r AS (
-                INSERT INTO refunds (refund_id, order_pk, customer_id, api_key_id, idempotency_key, request_hash,
-                                     amount, points_taken_back, points_returned)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                RETURNING id
-            ), rl AS (
-                INSERT INTO refund_lines (refund_pk, order_pk, line_no, qty, amount, points_taken_back, points_returned)
-                SELECT r.id, $2, l.line_no, l.qty, l.amount, l.taken, l.returned
-                  FROM r, unnest($10::int[], $11::int[], $12::bigint[], $13::bigint[], $14::bigint[])
-                       AS l (line_no, qty, amount, taken, returned)
-            ), ol AS (
-                UPDATE order_lines o SET refunded_qty = o.refunded_qty + l.qty
-                  FROM unnest($10::int[], $11::int[]) AS l (line_no, qty)
-                 WHERE o.order_pk = $2 AND o.line_no = l.line_no
-            ), ot AS (
-                UPDATE orders SET refunded_amount = refunded_amount + $7 WHERE id = $2
+        # Points that expired unspent are gone already: a refund takes back only what the order's points
+        # could still be (or were) used for, over all its refunds together.
+        takeable = await conn.fetchval(_TAKEABLE, order["id"], now)
+        taken_back = min(sum(p[3] for p in plan), max(takeable, 0))
+        if taken_back < sum(p[3] for p in plan):
+            shares = allocate(taken_back, [p[3] for p in plan])
+            plan = [(p[0], p[1], p[2], share, p[4]) for p, share in zip(plan, shares, strict=True)]
+        try:
+            refund_pk: int = await conn.fetchval(
+                """
+                WITH r AS (
+                    INSERT INTO refunds (refund_id, order_pk, customer_id, api_key_id, idempotency_key, request_hash,
+                                         amount, points_taken_back, points_returned)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    RETURNING id
+                ), rl AS (
+                    INSERT INTO refund_lines (refund_pk, order_pk, line_no, qty, amount, points_taken_back,
+                                              points_returned)
+                    SELECT r.id, $2, l.line_no, l.qty, l.amount, l.taken, l.returned
+                      FROM r, unnest($10::int[], $11::int[], $12::bigint[], $13::bigint[], $14::bigint[])
+                           AS l (line_no, qty, amount, taken, returned)
+                ), ol AS (
+                    UPDATE order_lines o SET refunded_qty = o.refunded_qty + l.qty
+                      FROM unnest($10::int[], $11::int[]) AS l (line_no, qty)
+                     WHERE o.order_pk = $2 AND o.line_no = l.line_no
+                ), ot AS (
+                    UPDATE orders SET refunded_amount = refunded_amount + $7 WHERE id = $2
+                )
+                SELECT id FROM r
+                """,
+                data.refund_id,
+                order["id"],
+                order["customer_id"],
+                api_key_id,
+                idempotency_key,
+                digest,
+                amount,
+                taken_back,
+                returned,
+                [p[0] for p in plan],
+                [p[1] for p in plan],
+                [p[2] for p in plan],
+                [p[3] for p in plan],
+                [p[4] for p in plan],
             )
-            SELECT id FROM r
-            """,
-            data.refund_id,
-            order["id"],
-            order["customer_id"],
-            api_key_id,
-            idempotency_key,
-            digest,
-            amount,
-            taken_back,
-            returned,
-            [p[0] for p in plan],
-            [p[1] for p in plan],
-            [p[2] for p in plan],
-            [p[3] for p in plan],
-            [p[4] for p in plan],
-        )
+        except asyncpg.UniqueViolationError as exc:  # another request took this refund_id or key a moment ago
+            raise _racing_conflict(exc, "refund", data.refund_id) from exc
         if taken_back:
             account, _ = await ledger.take_back(
                 conn,
@@ -586,15 +608,13 @@ class OrderService:
                 refund_pk=refund_pk,
             )
         balance = await ledger.balance(conn, order["customer_id"], now, self.program)
-        await self.engine.refund(
-            CommittedRefund(
-                order_id=order_id,
-                refund_id=data.refund_id,
-                lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
-                points_taken_back=taken_back,
-                points_returned=returned,
-                amount=amount,
-            )
+        tell = CommittedRefund(
+            order_id=order_id,
+            refund_id=data.refund_id,
+            lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
+            points_taken_back=taken_back,
+            points_returned=returned,
+            amount=amount,
         )
         result = RefundResult(
             refund_id=data.refund_id,
@@ -609,15 +629,39 @@ class OrderService:
         )
         body = _encoder.encode(result)
         await conn.execute("UPDATE refunds SET response = $2::text::json WHERE id = $1", refund_pk, body.decode())
-        return Stored(body=body, replayed=False)
+        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
+
+    async def _lock_order(self, conn: Connection, order_id: str) -> tuple[asyncpg.Record, ledger.Account]:
+        """The order and its customer's account, locked. A no-name card merged meanwhile moves the order to
+        another customer: look again until the lock is on the owner's account."""
+        for _ in range(3):
+            order = await conn.fetchrow(
+                "SELECT id, customer_id, order_id, channel FROM orders WHERE order_id = $1", order_id
+            )
+            if order is None:
+                raise OrderNotFound(f"no order {order_id!r}", field="order_id")
+            account = await ledger.lock_account(conn, order["customer_id"], self.program)
+            owner = await conn.fetchval("SELECT customer_id FROM orders WHERE id = $1", order["id"])
+            if owner == order["customer_id"]:
+                return order, account
+        raise OrderConflict(f"order {order_id} is being moved between accounts; retry", field="order_id")
+
+    async def tell_engine(self, pool: Pool, message: CommittedOrder | CommittedRefund) -> None:
+        """After the commit: tell the remote engine, and record that it heard of the order."""
+        if isinstance(message, CommittedOrder):
+            if await self.engine.commit(message):
+                async with pool.acquire() as conn:
+                    await conn.execute("UPDATE orders SET engine_notified = true WHERE order_id = $1", message.order_id)
+        else:
+            await self.engine.refund(message)
 
 
 _INSERT_ORDER = """
 WITH o AS (
     INSERT INTO orders (order_id, customer_id, card_number, api_key_id, idempotency_key, request_hash, store,
                         terminal, purchased_at, subtotal, discount, redeemed_points, paid, accrued_points,
-                        tier_code, rate_bp, engine, degraded)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                        tier_code, rate_bp, engine, degraded, channel, engine_notified)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $29, $30)
     RETURNING id
 ), lines AS (
     INSERT INTO order_lines (order_pk, line_no, sku, name, category, on_sale, qty, unit_price, total, discount,
@@ -631,6 +675,25 @@ WITH o AS (
 )
 SELECT id FROM o
 """
+
+
+_TAKEABLE = """
+SELECT (coalesce(sum(l.points - l.remaining * (l.expires_at <= $2)::int
+                  - coalesce((SELECT -sum(e.points) FROM ledger_entries e
+                               WHERE e.lot_id = l.id AND e.kind = 'expiry'), 0)), 0)
+        - coalesce((SELECT sum(points_taken_back) FROM refunds WHERE order_pk = $1), 0))::bigint
+  FROM lots l WHERE l.order_pk = $1 AND l.kind = 'accrual'
+"""
+
+
+def _racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: str) -> Conflict:
+    """Two requests raced past the replay check; the database let one in. Say which rule the other broke."""
+    if "idempotency_key" in (exc.constraint_name or ""):
+        return IdempotencyConflict(
+            f"this Idempotency-Key is being used for another {what} request; send a new key for a new {what}",
+            field="Idempotency-Key",
+        )
+    return OrderConflict(f"{what} {external_id} is already recorded under another Idempotency-Key", field=f"{what}_id")
 
 
 def _replay(

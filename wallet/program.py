@@ -94,6 +94,8 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pending_hours: Annotated[int, msgspec.Meta(ge=0, le=24 * 365)] = 24
     expiry_months: Annotated[int, msgspec.Meta(ge=1, le=120)] = 6
     expiring_soon_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+    offline_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    """How old a purchase an offline till may still send (``purchased_at``)."""
     refund_policy: Literal["debt", "forgive"] = "debt"
     """What a refund does when the points it takes back were already spent: ``debt`` leaves a
     negative balance that later accruals repay; ``forgive`` takes back only what is still there."""
@@ -120,9 +122,15 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("tier codes must be unique")
         if len({p.id for p in self.promotions}) != len(self.promotions):
             raise ValueError("promotion ids must be unique")
+        if self.pending_hours >= self.expiry_months * 28 * 24:
+            raise ValueError("pending_hours must be shorter than expiry_months: points would expire before use")
+        if self.offline_days * 24 * 60 * 60 > self.expiry_months * 28 * 24 * 60 * 60:
+            raise ValueError("offline_days must be shorter than expiry_months")
         for promotion in self.promotions:
             if isinstance(promotion, NForM) and promotion.m >= promotion.n:
                 raise ValueError(f"promotion {promotion.id}: m must be less than n")
+            if isinstance(promotion, BundlePercent) and promotion.trigger_category == promotion.target_category:
+                raise ValueError(f"promotion {promotion.id}: trigger_category and target_category must differ")
             if promotion.starts_at and promotion.ends_at and promotion.ends_at <= promotion.starts_at:
                 raise ValueError(f"promotion {promotion.id}: ends_at must come after starts_at")
         try:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter
@@ -15,9 +16,10 @@ from api.auth import SECURITY_SCHEME, require_scope
 from api.errors import problems
 from api.state import principal_of, provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.keys import Scope
+from kartka.keys import Principal, Scope
 from wallet.orders import (
     CalculateInput,
+    Channel,
     CommitInput,
     OrderResult,
     Quote,
@@ -50,8 +52,18 @@ def _operation(name: str) -> Any:
     return create
 
 
-def _replayed(stored: Stored) -> dict[str, str]:
-    return {"Idempotent-Replayed": "true"} if stored.replayed else {}
+def _channel(principal: Principal) -> Channel:
+    return "online" if principal.scope is Scope.INTEGRATION else "pos"
+
+
+def _answer(request: Request[Any, Any, State], stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]:
+    """201 with the stored answer; a retry is marked; the remote engine is told after the commit."""
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+    task = None
+    if stored.tell is not None:
+        services = services_of(request.app.state)
+        task = BackgroundTask(services.orders.tell_engine, services.pool, stored.tell)
+    return Response(decoder.decode(stored.body), status_code=201, headers=headers, background=task)
 
 
 class _OrderHandlers(Controller):
@@ -103,8 +115,9 @@ class _OrderHandlers(Controller):
             api_key_id=principal.key_id,
             store=principal.store,
             terminal=principal.terminal,
+            channel=_channel(principal),
         )
-        return Response(_order_decoder.decode(stored.body), status_code=201, headers=_replayed(stored))
+        return _answer(request, stored, _order_decoder)
 
     @post(
         "/{order_id:str}/refunds",
@@ -123,10 +136,16 @@ class _OrderHandlers(Controller):
         tx: NamedDependency[Connection],
         request: Request[Any, Any, State],
     ) -> Response[RefundResult]:
+        principal = principal_of(request)
         stored = await services_of(request.app.state).orders.refund(
-            tx, order_id, data, idempotency_key=idempotency_key, api_key_id=principal_of(request).key_id
+            tx,
+            order_id,
+            data,
+            idempotency_key=idempotency_key,
+            api_key_id=principal.key_id,
+            channel=_channel(principal),
         )
-        return Response(_refund_decoder.decode(stored.body), status_code=201, headers=_replayed(stored))
+        return _answer(request, stored, _refund_decoder)
 
 
 class PosOrderController(_OrderHandlers):

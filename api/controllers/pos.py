@@ -121,8 +121,10 @@ class PosCardController(_PosController):
         tx: NamedDependency[Connection],
         request: Request[Any, Any, State],
     ) -> Attachment:
-        customers = services_of(request.app.state).customers
-        return await customers.attach_card(tx, number=number, phone=data.phone, name=data.name, origin=_origin(request))
+        services = services_of(request.app.state)
+        return await services.customers.attach_card(
+            tx, number=number, phone=data.phone, name=data.name, origin=_origin(request), now=services.clock.now()
+        )
 
 
 class PosIdentifyController(_PosController):

@@ -130,7 +130,8 @@ async def test_calculate_prices_the_cart_and_writes_nothing(
     assert quote["accrue_points"] == (710 - 497) * 500 // 10_000
     assert quote["to_pay"] == 10_800 - 90 - 497
     assert quote["engine"] == {"name": "embedded", "degraded": False}
-    assert [line["promotion"] for line in quote["lines"]] == [None, "pastry-with-coffee", None]
+    assert [line["promotion"] for line in quote["lines"]] == ["pastry-with-coffee", "pastry-with-coffee", None]
+    assert [line["discount"] for line in quote["lines"]] == [56, 34, 0]
     assert sum(line["redeem_points"] for line in quote["lines"]) == 497
     assert quote["lines"][2]["redeem_points"] == 0  # nothing on the item on sale
     assert any("Будет начислено" in text for text in quote["receipt_lines"])
@@ -462,3 +463,122 @@ async def test_expiry_jobs_running_at_once_write_each_lot_off_once(
     assert sum(done) == 30
     assert await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'expiry'") == 30
     assert await conn.fetchval("SELECT sum(points) FROM ledger_entries") == 0
+
+
+async def test_points_that_expired_unspent_are_not_taken_back_again(
+    till: Till, clock: FakeClock, pool: Pool, conn: Connection
+) -> None:
+    from wallet.jobs import expire  # noqa: PLC0415
+
+    shopper = await till.register()
+    card = shopper["card"]["number"]
+    unspent = await till.order(card, [item("sofa", 1, 40_000)])  # 20.00 points, never spent
+    clock.advance(timedelta(days=200))
+    await expire(pool, clock.now())
+    refund = await till.refund(unspent["order_id"], [{"sku": "sofa", "qty": 1}])
+    assert refund["points_taken_back"] == 0
+    assert refund["balance"]["available"] == 0
+    assert await conn.fetchval("SELECT debt FROM accounts") == 0
+
+    partly = await till.order(card, [item("desk", 1, 40_000)])  # 20.00 more
+    clock.advance(DAY)
+    await till.order(card, [item("pen", 1, 1_000)], redeem=500)  # 5.00 of them spent
+    clock.advance(timedelta(days=200))  # the other 15.00 expire unspent (not yet written off)
+    refund = await till.refund(partly["order_id"], [{"sku": "desk", "qty": 1}])
+    assert refund["points_taken_back"] == 500  # only what the shopper actually used
+    assert refund["balance"]["available"] == -500
+
+
+async def test_refunds_racing_for_one_refund_id_get_409_not_500(client: Client, keys: Keys) -> None:
+    tills = [Till(client, await keys.headers(Scope.POS, terminal=f"t{n}")) for n in range(2)]
+    orders = []
+    for n, t in enumerate(tills):
+        shopper = await t.register(f"+37529700000{n}")
+        orders.append(await t.order(shopper["card"]["number"], [item("x", 1, 1_000)]))
+    for attempt in range(1):
+        results = await asyncio.gather(
+            *(
+                client.post(
+                    f"/v1/pos/orders/{order['order_id']}/refunds",
+                    json={"refund_id": f"same-{attempt}", "lines": [{"sku": "x", "qty": 1}]},
+                    headers=t.headers | {"Idempotency-Key": f"k-{attempt}-{n}"},
+                )
+                for n, (t, order) in enumerate(zip(tills, orders, strict=True))
+            )
+        )
+        assert sorted(r.status_code for r in results) == [201, 409]
+
+
+async def test_a_purchase_racing_a_merge_of_its_card_never_deadlocks(client: Client, pos: dict[str, str]) -> None:
+    await client.post("/v1/pos/customers", json={"phone": PHONE}, headers=pos)
+    for n in range(8):
+        number = (await client.post("/v1/pos/cards/anonymous", headers=pos)).json()["card"]["number"]
+        purchase, attach = await asyncio.gather(
+            client.post(
+                "/v1/pos/orders",
+                json={"order_id": f"race-{n}", "card": number, "lines": [item("x", 1, 1_000)]},
+                headers=pos | {"Idempotency-Key": f"race-{n}"},
+            ),
+            client.post(f"/v1/pos/cards/{number}/attach", json={"phone": PHONE}, headers=pos),
+        )
+        assert purchase.status_code in (201, 409), purchase.text
+        assert attach.status_code == 200, attach.text
+    balance = (await client.post("/v1/pos/identify", json={"code": PHONE}, headers=pos)).json()["balance"]
+    assert balance["pending"] == 8 * 50  # every purchase's points ended up on the phone's account
+
+
+async def test_online_keys_refund_only_online_orders(till: Till, client: Client, integration: dict[str, str]) -> None:
+    shopper = await till.register()
+    at_till = await till.order(shopper["card"]["number"], [item("x", 2, 1_000)])
+    refused = await client.post(
+        f"/v1/integrations/orders/{at_till['order_id']}/refunds",
+        json={"refund_id": "web-r1", "lines": [{"sku": "x", "qty": 1}]},
+        headers=integration | {"Idempotency-Key": "web-r1"},
+    )
+    assert refused.status_code == 403
+    online = await client.post(
+        "/v1/integrations/orders",
+        json={"order_id": "web-2", "card": PHONE, "lines": [item("y", 1, 1_000)]},
+        headers=integration | {"Idempotency-Key": "web-2"},
+    )
+    assert online.status_code == 201
+    returned_in_store = await till.refund("web-2", [{"sku": "y", "qty": 1}])  # buy online, return in store
+    assert returned_in_store["amount"] == 1_000
+
+
+async def test_purchase_time_bounds(till: Till, clock: FakeClock) -> None:
+    shopper = await till.register()
+    card = shopper["card"]["number"]
+    too_old = await till.order(card, [item("x", 1, 100)], purchased_at="2026-01-30T09:00:00+00:00", expect=422)
+    assert "30 days" in too_old["detail"]
+    ahead = await till.order(card, [item("x", 1, 100)], purchased_at="2026-03-02T09:04:00+00:00")
+    assert ahead["purchased_at"] == "2026-03-02T09:00:00Z"  # a till clock a little fast counts as now
+
+
+async def test_cursor_and_header_mistakes_name_what_is_wrong(
+    till: Till, client: Client, integration: dict[str, str], pos: dict[str, str]
+) -> None:
+    shopper = await till.register()
+    customer = shopper["customer"]["id"]
+    huge = await client.get(
+        f"/v1/integrations/customers/{customer}/transactions?cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5",
+        headers=integration,
+    )
+    assert huge.status_code == 422
+    no_key = await client.post(
+        "/v1/pos/orders", json={"order_id": "n1", "card": PHONE, "lines": [item("x", 1, 1)]}, headers=pos
+    )
+    assert problem(no_key)["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_a_merged_no_name_customer_is_gone_for_its_old_id(
+    client: Client, pos: dict[str, str], integration: dict[str, str]
+) -> None:
+    await client.post("/v1/pos/customers", json={"phone": PHONE}, headers=pos)
+    anonymous = (await client.post("/v1/pos/cards/anonymous", headers=pos)).json()
+    await client.post(f"/v1/pos/cards/{anonymous['card']['number']}/attach", json={"phone": PHONE}, headers=pos)
+    response = await client.get(
+        f"/v1/integrations/customers/{anonymous['customer']['id']}/transactions", headers=integration
+    )
+    assert response.status_code == 404
+    assert problem(response)["merged_into"]

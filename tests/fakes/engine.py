@@ -2,8 +2,9 @@
 
 It runs under uvicorn in a background thread on a free port. Its ``mode`` decides how it behaves:
 ``ok`` prices carts by its own (recognisable) rules, ``slow`` answers after the client's deadline,
-``garbage`` sends something that is not the contract, ``error`` answers 503 ``fail_times`` times before
-it recovers, ``down`` closes the port. It records what it was told.
+``garbage`` sends something that is not the contract, ``wrong-shape`` JSON of another shape, ``greedy``
+lets points pay the whole cart (beyond the program's cap), ``error`` answers 503 ``fail_times`` times
+before it recovers, ``down`` closes the port. It records what it was told.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class FakeEngine:
             lines.append({"discount": discount, "promotion": "remote-100" if discount else None})
             if not line.get("on_sale"):
                 eligible += total - discount
-        max_redeem = max(0, min(body["available_points"], eligible // 2))
+        share = eligible if self.mode == "greedy" else eligible // 2  # greedy: breaks the 70% cap
+        max_redeem = max(0, min(body["available_points"], share))
         redeem = min(body["requested_points"], max_redeem)
         return {
             "lines": lines,

@@ -14,8 +14,10 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection
+from kartka.keys import Scope
 from kartka.settings import EngineKind, Settings
 from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
+from tests.helpers import Keys
 from wallet.pricing.http import CircuitBreaker, HttpEngine
 from wallet.program import Program
 
@@ -120,6 +122,21 @@ async def test_a_failing_engine_degrades_to_base_accrual_without_promotions(
     )
     assert response.status_code == 201, response.text
     assert response.json()["engine"]["degraded"] is True
+
+
+async def test_an_engine_breaking_the_program_cap_is_not_believed(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str], keys: Keys
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    customer = (await client.post("/v1/pos/identify", json={"code": card}, headers=pos)).json()["customer"]["id"]
+    admin = await keys.headers(Scope.ADMIN)
+    body = {"points": 100_000, "expires_in_days": 30, "reason": "test"}
+    await client.post(f"/v1/admin/customers/{customer}/grants", json=body, headers=admin)
+    fake.mode = "greedy"
+    quote = await _calculate(client, pos, card)
+    assert quote["engine"]["degraded"] is True
+    assert quote["max_redeem_points"] == 2_500 * 7_000 // 10_000
 
 
 async def test_a_passing_failure_is_retried(

@@ -42,7 +42,7 @@ def price(
     return EmbeddedEngine(program, degraded=degraded).price(request)
 
 
-def line(sku: str, qty: int, unit_price: int, category: str | None = None, on_sale: bool = False) -> CartLine:
+def line(sku: str, qty: int, unit_price: int, category: str | None = None, *, on_sale: bool = False) -> CartLine:
     return CartLine(sku=sku, qty=qty, unit_price=unit_price, category=category, on_sale=on_sale)
 
 
@@ -82,17 +82,19 @@ def test_pastry_with_coffee_discounts_one_pastry_per_coffee() -> None:
         line("croissant", 2, 300, "pastry"),
         line("eclair", 1, 400, "pastry"),
     )
-    # Two coffees discount the two most expensive pastries: the eclair and one croissant.
-    assert [p.discount for p in result.lines] == [0, 90, 120]
-    assert [p.promotion for p in result.lines] == [None, "pastry-with-coffee", "pastry-with-coffee"]
+    # Two coffees discount the two dearest pastries (the eclair by 1.20, one croissant by 0.90); each
+    # discount is shared by its coffee and pastry in proportion to price, so a return gives back a share.
+    assert sum(p.discount for p in result.lines) == 120 + 90
+    assert [p.discount for p in result.lines] == [67 + 56, 34, 53]
+    assert [p.promotion for p in result.lines] == ["pastry-with-coffee"] * 3
     assert [m.code for m in result.messages] == ["promotion:pastry-with-coffee"]  # one pastry still without coffee
 
 
 def test_one_plus_one_is_three_makes_the_cheapest_of_each_three_free() -> None:
     result = price(line("a", 2, 300, "promo-3for2"), line("b", 1, 100, "promo-3for2"), line("c", 3, 200, "promo-3for2"))
-    # Units by price: 300 300 200 | 200 200 100 -> free: one 200, then the 100.
+    # Units by price: 300 300 200 | 200 200 100 -> free: one 200, then the 100, each shared by its group.
     assert sum(p.discount for p in result.lines) == 300
-    assert [p.discount for p in result.lines] == [0, 100, 200]
+    assert [p.discount for p in result.lines] == [75 + 75, 20, 50 + 40 + 40]
     assert result.messages == ()
     one_short = price(line("a", 5, 300, "promo-3for2"))
     assert one_short.lines[0].discount == 300
@@ -112,9 +114,11 @@ def test_promotions_never_stack_and_skip_items_on_sale() -> None:
         ),
     )
     result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), program=double)
-    assert result.lines[1].discount == 90  # the first promotion took the croissant; the second cannot
+    assert sum(p.discount for p in result.lines) == 90  # the first promotion took both; the second cannot
     on_sale = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry", on_sale=True))
-    assert on_sale.lines[1].discount == 0
+    assert sum(p.discount for p in on_sale.lines) == 0
+    sale_coffee = price(line("latte", 1, 500, "coffee", on_sale=True), line("croissant", 1, 300, "pastry"))
+    assert sum(p.discount for p in sale_coffee.lines) == 0  # a coffee on sale is already discounted
 
 
 def test_tier_nudge_when_the_next_tier_is_close() -> None:

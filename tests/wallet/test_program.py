@@ -40,6 +40,12 @@ def test_defaults_are_the_seed_program() -> None:
         ("timezone = 'Mars/Olympus'", "timezone"),
         ("[[promotions]]\nkind='n_for_m'\nid='x'\ntitle_ru='x'\ntitle_en='x'\nn=2\nm=2", "m must be less than n"),
         ("refund_policy = 'shrug'", "refund_policy"),
+        ("pending_hours = 2000\nexpiry_months = 1", "expire before use"),
+        (
+            "[[promotions]]\nkind='bundle_percent'\nid='x'\ntitle_ru='x'\ntitle_en='x'\n"
+            "trigger_category='coffee'\ntarget_category='coffee'",
+            "must differ",
+        ),
         ("this is not toml", "not valid TOML"),
     ],
 )

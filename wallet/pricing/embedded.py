@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wallet.money import format_amount, share_floor, share_round
+from wallet.money import allocate, format_amount, share_floor, share_round
 from wallet.pricing.port import (
     CommittedOrder,
     CommittedRefund,
@@ -22,9 +22,20 @@ from wallet.program import BundlePercent, NForM, Program, Promotion
 
 
 @dataclass(slots=True)
-class _Unit:
-    line: int
-    price: int
+class _Cart:
+    """Discounts being worked out for one cart."""
+
+    discounts: list[int]
+    applied: list[str | None]
+    taken: set[tuple[int, int]]  # (line, unit index) already in a promotion
+
+    def share(self, discount: int, units: tuple[tuple[int, int, int], ...], promotion_id: str) -> None:
+        """A promotion's discount spread over every item that earned it, in proportion to price, so that
+        returning any one of them later gives back its share of the deal and no more."""
+        for (line, unit, _), part in zip(units, allocate(discount, [price for _, _, price in units]), strict=True):
+            self.discounts[line] += part
+            self.applied[line] = promotion_id
+            self.taken.add((line, unit))
 
 
 class EmbeddedEngine:
@@ -41,14 +52,13 @@ class EmbeddedEngine:
 
     def price(self, request: PricingRequest) -> Pricing:
         lines = request.lines
-        discounts = [0] * len(lines)
-        applied: list[str | None] = [None] * len(lines)
+        cart = _Cart(discounts=[0] * len(lines), applied=[None] * len(lines), taken=set())
         messages: list[Message] = []
         if not self.degraded:
-            taken: set[tuple[int, int]] = set()  # (line, unit index) already discounted
             for promotion in self.program.promotions:
                 if promotion.runs(request.store, request.at):
-                    self._apply(promotion, request, discounts, applied, taken, messages)
+                    self._apply(promotion, request, cart, messages)
+        discounts, applied = cart.discounts, cart.applied
 
         eligible_after_discount = sum(line.total - discounts[i] for i, line in enumerate(lines) if not line.on_sale)
         cap = share_floor(eligible_after_discount, self.program.redeem_cap_bp)
@@ -70,15 +80,7 @@ class EmbeddedEngine:
             engine=EngineInfo(name=self.name, degraded=self.degraded),
         )
 
-    def _apply(
-        self,
-        promotion: Promotion,
-        request: PricingRequest,
-        discounts: list[int],
-        applied: list[str | None],
-        taken: set[tuple[int, int]],
-        messages: list[Message],
-    ) -> None:
+    def _apply(self, promotion: Promotion, request: PricingRequest, cart: _Cart, messages: list[Message]) -> None:
         def units(category: str) -> list[tuple[int, int, int]]:
             """(line, unit index, price) of items in ``category`` a promotion may still touch."""
             return [
@@ -86,28 +88,25 @@ class EmbeddedEngine:
                 for i, line in enumerate(request.lines)
                 if line.category == category and not line.on_sale
                 for u in range(line.qty)
-                if (i, u) not in taken
+                if (i, u) not in cart.taken
             ]
 
         language = request.language
         title = promotion.title(language)
         if isinstance(promotion, BundlePercent):
+            # Pairs of one trigger and one target item, dearest first; items on sale take no part.
             targets = sorted(units(promotion.target_category), key=lambda t: -t[2])
-            triggers = sum(line.qty for line in request.lines if line.category == promotion.trigger_category)
-            for line, unit, price in targets[:triggers]:
-                discounts[line] += share_round(price, promotion.percent_bp)
-                applied[line] = promotion.id
-                taken.add((line, unit))
-            if len(targets) > triggers:
+            triggers = sorted(units(promotion.trigger_category), key=lambda t: -t[2])
+            for target, trigger in zip(targets, triggers, strict=False):
+                cart.share(share_round(target[2], promotion.percent_bp), (trigger, target), promotion.id)
+            if len(targets) > len(triggers):
                 messages.append(_message(promotion.id, language, title, "bundle"))
         elif isinstance(promotion, NForM):
             eligible = sorted(units(promotion.category), key=lambda t: -t[2])
-            free_per_group = promotion.n - promotion.m
             for start in range(0, len(eligible) - promotion.n + 1, promotion.n):
-                for line, unit, price in eligible[start + promotion.m : start + promotion.n][:free_per_group]:
-                    discounts[line] += price
-                    applied[line] = promotion.id
-                    taken.add((line, unit))
+                group = eligible[start : start + promotion.n]
+                free = sum(price for _, _, price in group[promotion.m :])
+                cart.share(free, tuple(group), promotion.id)
             if len(eligible) % promotion.n == promotion.n - 1:
                 messages.append(_message(promotion.id, language, title, "n_for_m"))
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from wallet.money import share_floor
 from wallet.pricing.embedded import EmbeddedEngine
 from wallet.pricing.port import CommittedOrder, CommittedRefund, EngineInfo, Pricing, PricingRequest
 from wallet.program import Program
@@ -85,6 +86,7 @@ class HttpEngine:
             transport=transport,
         )
         self._retries = retries
+        self._program = program
         self._fallback = EmbeddedEngine(program, name=self.name, degraded=True)
         self.breaker = breaker or CircuitBreaker()
         self._decoder = msgspec.json.Decoder(_Answer)
@@ -138,7 +140,8 @@ class HttpEngine:
         eligible = sum(
             line.total - priced.discount for line, priced in zip(request.lines, lines, strict=True) if not line.on_sale
         )
-        if not 0 <= answer.max_redeem_points <= max(0, min(request.available_points, eligible)):
+        cap = share_floor(eligible, self._program.redeem_cap_bp)  # the program's limit binds any engine
+        if not 0 <= answer.max_redeem_points <= max(0, min(request.available_points, cap)):
             raise ValueError("max_redeem_points out of range")
         if not 0 <= answer.redeem_points <= min(answer.max_redeem_points, max(request.requested_points, 0)):
             raise ValueError("redeem_points out of range")
