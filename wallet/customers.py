@@ -276,13 +276,7 @@ class CustomerService:
             kept.number,
         )
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
-        return Attachment(
-            customer=customer,
-            card=kept,
-            created=False,
-            outcome=Outcome.MERGED,
-            replaced_card=Card(number=number, status=CardStatus.REPLACED),
-        )
+        return _merged(customer, kept, number)
 
     async def _merged_already(self, conn: Connection, number: str, e164: str) -> Attachment:
         """A retry of an attach that merged this card: the same answer, if it was this phone."""
@@ -297,14 +291,7 @@ class CustomerService:
         if row is None or row["phone"] != e164:
             raise CardOwnedElsewhere(f"card {number} was replaced and belongs to another customer now", field="number")
         customer = _customer(row)
-        kept = await self._current_card(conn, customer.id)
-        return Attachment(
-            customer=customer,
-            card=kept,
-            created=False,
-            outcome=Outcome.MERGED,
-            replaced_card=Card(number=number, status=CardStatus.REPLACED),
-        )
+        return _merged(customer, await self._current_card(conn, customer.id), number)
 
     # -- identification -----------------------------------------------------------------------
 
@@ -401,6 +388,16 @@ class CustomerService:
 
 def _customer(row: asyncpg.Record | dict[str, Any]) -> Customer:
     return Customer(id=row["id"], phone=row["phone"], name=row["name"])
+
+
+def _merged(customer: Customer, kept: Card, replaced: str) -> Attachment:
+    return Attachment(
+        customer=customer,
+        card=kept,
+        created=False,
+        outcome=Outcome.MERGED,
+        replaced_card=Card(number=replaced, status=CardStatus.REPLACED),
+    )
 
 
 def _card_digits(number: str) -> str:

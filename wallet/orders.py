@@ -318,18 +318,9 @@ class OrderService:
         customer_id = customer.id
         account = await ledger.lock_account(conn, customer_id, self.program)
 
-        previous = await conn.fetchrow(
-            """
-            SELECT order_id, api_key_id, idempotency_key, request_hash, response::text AS response FROM orders
-             WHERE order_id = $1 OR (api_key_id = $2 AND idempotency_key = $3)
-             LIMIT 1
-            """,
-            data.order_id,
-            api_key_id,
-            idempotency_key,
-        )
-        if previous is not None:
-            return _replay(previous, data.order_id, digest, api_key_id, idempotency_key, "order")
+        replay = await _seen_before(conn, "order", data.order_id, digest, api_key_id, idempotency_key)
+        if replay is not None:
+            return replay
 
         snapshot = await conn.fetchrow(
             f"SELECT b.*, s.spend FROM ({ledger.BALANCE_SQL.format(now='$2', soon='$3', customer='$1')}) b, "
@@ -505,18 +496,9 @@ class OrderService:
                 f"order {order_id} was made at a till; an online integration refunds only online orders",
                 field="order_id",
             )
-        previous = await conn.fetchrow(
-            """
-            SELECT refund_id, api_key_id, idempotency_key, request_hash, response::text AS response FROM refunds
-             WHERE refund_id = $1 OR (api_key_id = $2 AND idempotency_key = $3)
-             LIMIT 1
-            """,
-            data.refund_id,
-            api_key_id,
-            idempotency_key,
-        )
-        if previous is not None:
-            return _replay(previous, data.refund_id, digest, api_key_id, idempotency_key, "refund")
+        replay = await _seen_before(conn, "refund", data.refund_id, digest, api_key_id, idempotency_key)
+        if replay is not None:
+            return replay
 
         lines = await conn.fetch(
             """
@@ -694,6 +676,26 @@ def _racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: 
             field="Idempotency-Key",
         )
     return OrderConflict(f"{what} {external_id} is already recorded under another Idempotency-Key", field=f"{what}_id")
+
+
+_SEEN = """
+SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
+ WHERE {what}_id = $1 OR (api_key_id = $2 AND idempotency_key = $3)
+ LIMIT 1
+"""
+
+
+async def _seen_before(
+    conn: Connection,
+    what: Literal["order", "refund"],
+    external_id: str,
+    digest: bytes,
+    api_key_id: str | None,
+    key: str,
+) -> Stored | None:
+    """The stored answer to a retry; 409 for a reused key or id; ``None`` for a new request."""
+    previous = await conn.fetchrow(_SEEN.format(what=what), external_id, api_key_id, key)
+    return None if previous is None else _replay(previous, external_id, digest, api_key_id, key, what)
 
 
 def _replay(
