@@ -22,6 +22,13 @@ from api.auth import SECURITY_SCHEME
 from api.controllers.admin import AdminCustomerController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
+from api.controllers.notifications import (
+    AdminCampaignController,
+    AdminStoreController,
+    DevInboxController,
+    UnsubscribeController,
+    WebhookController,
+)
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.web import JoinController, join_rate_limit
@@ -31,7 +38,8 @@ from kartka.clock import Clock, SystemClock
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
-from kartka.settings import EngineKind, Settings, get_settings, redact_url
+from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
+from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
 from wallet.orders import OrderService
@@ -89,8 +97,13 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 await keys.listen(listener)
             except (OSError, TimeoutError) as exc:
                 logger.warning("cannot listen for key revocations (%s); the key cache expires on its own", exc)
+            notifier = make_notifier(settings, program)
             customers = CustomerService(
-                region=settings.default_region, card_prefix=settings.card_prefix, program=program
+                region=settings.default_region,
+                card_prefix=settings.card_prefix,
+                program=program,
+                events=notifier,
+                clock=clock,
             )
             app.state.services = Services(
                 settings=settings,
@@ -102,6 +115,8 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 program=program,
                 clock=clock,
                 engine=pricing,
+                notifier=notifier,
+                opt_out=opt_out_links(settings),
             )
             yield
         finally:
@@ -138,6 +153,8 @@ def create_app(
             Tag(name="integrations", description="Online shop and CRM"),
             Tag(name="admin", description="Staff tools"),
             Tag(name="health", description="Liveness and readiness"),
+            Tag(name="webhooks", description="Delivery receipts from message providers"),
+            Tag(name="development", description="Only outside production"),
         ],
     )
     web = Router(
@@ -155,6 +172,11 @@ def create_app(
             IntegrationCustomerController,
             IntegrationOrderController,
             AdminCustomerController,
+            AdminCampaignController,
+            AdminStoreController,
+            WebhookController,
+            UnsubscribeController,
+            *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
             web,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -19,6 +19,8 @@ from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
 from kartka.settings import Settings
+from notifications.preferences import OptOutLinks
+from notifications.triggers import Notifier
 from wallet.customers import CustomerService
 from wallet.importer import Importer
 from wallet.orders import OrderService
@@ -37,6 +39,8 @@ class Services:
     program: Program
     clock: Clock
     engine: Engine
+    notifier: Notifier
+    opt_out: OptOutLinks
 
 
 def services_of(state: State) -> Services:

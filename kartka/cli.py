@@ -115,7 +115,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         )
     worker = None
     if settings.run_worker:
-        # The worker (jobs now, notifications later) runs beside the API, on the same database.
+        # The worker (notifications and timed jobs) runs beside the API, on the same database.
         worker = subprocess.Popen([sys.executable, "-m", "kartka", "worker"], env=os.environ.copy())
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
     # instead of dying by it, so that exit handlers run and stop the embedded PostgreSQL.
@@ -294,10 +294,11 @@ async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) 
 
 @main.command()
 def worker() -> None:
-    """Run background jobs on a timer (lot expiry, daily tier downgrades) until stopped."""
+    """Send notifications from the outbox, and run the timed jobs (lot expiry, tier downgrades, expiry
+    reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit."""
     settings = _database(_settings())
-    logging.getLogger("kartka").setLevel(settings.log_level)
-    logging.getLogger("wallet").setLevel(settings.log_level)
+    for name in ("kartka", "wallet", "notifications"):
+        logging.getLogger(name).setLevel(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt), _friendly_errors(settings):
         asyncio.run(_worker(settings))
 
@@ -305,24 +306,38 @@ def worker() -> None:
 async def _worker(settings: Settings) -> None:
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
+    from notifications.setup import make_dispatcher, make_notifier  # noqa: PLC0415
     from wallet.jobs import run_all  # noqa: PLC0415
     from wallet.program import load_program  # noqa: PLC0415
 
     program = load_program(settings.program_file)
+    clock = SystemClock()
     stop = asyncio.Event()
+    pool = await create_pool(settings, application="kartka-worker")
+    dispatcher = make_dispatcher(settings, pool, program, clock)
+    notifier = make_notifier(settings, program)
+
+    def shutdown() -> None:
+        stop.set()
+        dispatcher.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    pool = await create_pool(settings, application="kartka-worker")
-    logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
-    try:
+        loop.add_signal_handler(sig, shutdown)
+
+    async def timed_jobs() -> None:
+        logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
         while not stop.is_set():
             try:
-                await run_all(pool, program, SystemClock())
+                await run_all(pool, program, clock)
+                await notifier.remind_expiring(pool, clock.now())
             except (OSError, asyncpg.PostgresError) as exc:  # the database is away: try again next round
                 logger.warning("jobs failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=settings.jobs_interval_seconds)
+
+    try:
+        await asyncio.gather(timed_jobs(), dispatcher.run())
     finally:
         await pool.close()
         logger.info("worker stopped")
@@ -336,20 +351,25 @@ def jobs() -> None:
 @jobs.command("run")
 @click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
 def jobs_run(force: bool) -> None:
-    """Expire due lots and evaluate tier downgrades now; prints what was done."""
+    """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
-    from wallet.jobs import JobReport, run_all  # noqa: PLC0415
+    from notifications.setup import make_notifier  # noqa: PLC0415
+    from wallet.jobs import run_all  # noqa: PLC0415
     from wallet.program import load_program  # noqa: PLC0415
 
     settings = _database(_settings())
 
-    async def work() -> JobReport:
+    async def work() -> dict[str, Any]:
         pool = await create_pool(settings, application="kartka-jobs")
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            return await run_all(pool, load_program(settings.program_file), SystemClock(), force=force)
+            program = load_program(settings.program_file)
+            report = await run_all(pool, program, SystemClock(), force=force)
+            reminded = await make_notifier(settings, program).remind_expiring(pool, SystemClock().now())
+            result: dict[str, Any] = msgspec.to_builtins(report)
+            return result | {"reminded_lots": reminded}
         finally:
             await pool.close()
 

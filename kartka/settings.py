@@ -78,12 +78,60 @@ ENV: Final[dict[str, str]] = {
     "engine_retries": "KARTKA_ENGINE_RETRIES",
     "jobs_interval_seconds": "KARTKA_JOBS_INTERVAL_SECONDS",
     "run_worker": "KARTKA_RUN_WORKER",
+    # notifications: the outbox worker
+    "outbox_batch": "KARTKA_OUTBOX_BATCH",
+    "outbox_loops": "KARTKA_OUTBOX_LOOPS",
+    "outbox_max_attempts": "KARTKA_OUTBOX_MAX_ATTEMPTS",
+    "outbox_lease_seconds": "KARTKA_OUTBOX_LEASE_SECONDS",
+    "outbox_poll_seconds": "KARTKA_OUTBOX_POLL_SECONDS",
+    "outbox_backoff_seconds": "KARTKA_OUTBOX_BACKOFF_SECONDS",
+    "outbox_backoff_max_seconds": "KARTKA_OUTBOX_BACKOFF_MAX_SECONDS",
+    "viber_fallback_seconds": "KARTKA_VIBER_FALLBACK_SECONDS",
+    "sms_rate_per_second": "KARTKA_SMS_RATE_PER_SECOND",
+    "sms_concurrency": "KARTKA_SMS_CONCURRENCY",
+    "viber_rate_per_second": "KARTKA_VIBER_RATE_PER_SECOND",
+    "viber_concurrency": "KARTKA_VIBER_CONCURRENCY",
+    "push_rate_per_second": "KARTKA_PUSH_RATE_PER_SECOND",
+    "push_concurrency": "KARTKA_PUSH_CONCURRENCY",
+    # notifications: providers
+    "sms_provider": "KARTKA_SMS_PROVIDER",
+    "viber_provider": "KARTKA_VIBER_PROVIDER",
+    "infobip_base_url": "KARTKA_INFOBIP_BASE_URL",
+    "infobip_api_key": "KARTKA_INFOBIP_API_KEY",
+    "infobip_sms_from": "KARTKA_INFOBIP_SMS_FROM",
+    "infobip_viber_from": "KARTKA_INFOBIP_VIBER_FROM",
+    "infobip_webhook_secret": "KARTKA_INFOBIP_WEBHOOK_SECRET",
+    "twilio_base_url": "KARTKA_TWILIO_BASE_URL",
+    "twilio_account_sid": "KARTKA_TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "KARTKA_TWILIO_AUTH_TOKEN",
+    "twilio_from": "KARTKA_TWILIO_FROM",
+    "apns_url": "KARTKA_APNS_URL",
+    "apns_key_file": "KARTKA_APNS_KEY_FILE",
+    "apns_key_id": "KARTKA_APNS_KEY_ID",
+    "apns_team_id": "KARTKA_APNS_TEAM_ID",
+    "apns_topic": "KARTKA_APNS_TOPIC",
+    "apns_ca_file": "KARTKA_APNS_CA_FILE",
+    "fcm_url": "KARTKA_FCM_URL",
+    "fcm_service_account_file": "KARTKA_FCM_SERVICE_ACCOUNT_FILE",
+    "provider_timeout_seconds": "KARTKA_PROVIDER_TIMEOUT_SECONDS",
 }
 
 
 class EngineKind(enum.StrEnum):
     EMBEDDED = "embedded"
     HTTP = "http"
+
+
+class SmsProvider(enum.StrEnum):
+    DEV = "dev"  # stored in the database, readable at GET /dev/inbox (refused in production)
+    INFOBIP = "infobip"
+    TWILIO = "twilio"
+
+
+class ViberProvider(enum.StrEnum):
+    NONE = "none"  # no Viber: messages go by SMS
+    DEV = "dev"
+    INFOBIP = "infobip"
 
 
 class SettingsError(ValueError):
@@ -117,6 +165,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     engine_retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
     jobs_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     run_worker: bool = True
+    outbox_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    outbox_loops: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    outbox_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
+    outbox_lease_seconds: Annotated[float, msgspec.Meta(ge=1)] = 60.0
+    outbox_poll_seconds: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    outbox_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    outbox_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    viber_fallback_seconds: Annotated[int, msgspec.Meta(ge=30, le=86_400)] = 600
+    sms_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 10_000.0
+    sms_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
+    viber_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 10_000.0
+    viber_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
+    push_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 10_000.0
+    push_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
+    sms_provider: SmsProvider = SmsProvider.DEV
+    viber_provider: ViberProvider = ViberProvider.DEV
+    infobip_base_url: str = "https://api.infobip.com"
+    infobip_api_key: Secret | None = None
+    infobip_sms_from: str = "Kartka"
+    infobip_viber_from: str = "Kartka"
+    infobip_webhook_secret: Secret | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: Secret | None = None
+    twilio_from: str | None = None
+    apns_url: str = "https://api.push.apple.com"
+    apns_key_file: Path | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_ca_file: Path | None = None
+    fcm_url: str = "https://fcm.googleapis.com"
+    fcm_service_account_file: Path | None = None
+    provider_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -129,7 +211,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             problems.append("DATABASE_URL must be a postgresql:// URL")
         if self.engine is EngineKind.HTTP and not self.engine_url:
             problems.append("KARTKA_ENGINE=http needs KARTKA_ENGINE_URL, the remote core engine's base URL")
+        problems += self._provider_problems()
         if self.environment is Environment.PRODUCTION:
+            if self.sms_provider is SmsProvider.DEV or self.viber_provider is ViberProvider.DEV:
+                problems.append(
+                    "production needs real message providers: set KARTKA_SMS_PROVIDER and KARTKA_VIBER_PROVIDER "
+                    "(the dev provider only stores messages)"
+                )
             secret = self.secret_key.reveal()
             if secret == DEV_SECRET_KEY or len(secret) < 32:
                 problems.append(
@@ -142,6 +230,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 problems.append("production needs an https KARTKA_PUBLIC_URL (wallet passes require TLS)")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def _provider_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.sms_provider is SmsProvider.INFOBIP or self.viber_provider is ViberProvider.INFOBIP:
+            if self.infobip_api_key is None:
+                problems.append("the infobip provider needs KARTKA_INFOBIP_API_KEY")
+            if self.infobip_webhook_secret is None:
+                problems.append("the infobip provider needs KARTKA_INFOBIP_WEBHOOK_SECRET for its delivery reports")
+        if self.sms_provider is SmsProvider.TWILIO and not (
+            self.twilio_account_sid and self.twilio_auth_token and self.twilio_from
+        ):
+            problems.append(
+                "KARTKA_SMS_PROVIDER=twilio needs KARTKA_TWILIO_ACCOUNT_SID, KARTKA_TWILIO_AUTH_TOKEN "
+                "and KARTKA_TWILIO_FROM"
+            )
+        apns = (self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_topic)
+        if any(v is not None for v in apns) and not all(v is not None for v in apns):
+            problems.append(
+                "app push to iOS needs all of KARTKA_APNS_KEY_FILE, KARTKA_APNS_KEY_ID, KARTKA_APNS_TEAM_ID "
+                "and KARTKA_APNS_TOPIC"
+            )
+        return problems
 
     @property
     def public_base(self) -> str:

@@ -15,9 +15,11 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from kartka.clock import Clock
 from kartka.db import Connection
 from wallet.cards import generate_card_number, is_valid_card_number
 from wallet.errors import CardBlocked, CardNotFound, CardOwnedElsewhere, CustomerNotFound
+from wallet.events import WalletEvents
 from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, lock_account, merge_accounts, spend
 from wallet.models import (
     Attachment,
@@ -97,10 +99,12 @@ _CURRENT_CARD = """
 class CustomerService:
     """Registration and identification. Methods take the caller's connection (and transaction)."""
 
-    def __init__(self, *, region: str, card_prefix: str, program: Program) -> None:
+    def __init__(self, *, region: str, card_prefix: str, program: Program, events: WalletEvents, clock: Clock) -> None:
         self.region = region
         self.card_prefix = card_prefix
         self.program = program
+        self.events = events
+        self.clock = clock
         self._by_card_sql, self._by_phone_sql = _identify_sql(program)
 
     # -- registration -------------------------------------------------------------------------
@@ -119,7 +123,7 @@ class CustomerService:
         email = clean_email(email)
         row = await conn.fetchrow(
             """
-            INSERT INTO customers (phone, name, email, source) VALUES ($1, $2, $3, $4)
+            INSERT INTO customers (phone, name, email, source, home_store) VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (phone) DO NOTHING
             RETURNING id, phone, name
             """,
@@ -127,11 +131,13 @@ class CustomerService:
             name,
             email,
             origin.source.value,
+            origin.store,
         )
         if row is not None:
             customer = _customer(row)
             card = await self._issue_card(conn, customer.id)
             await _record(conn, customer.id, card.number, origin, Outcome.CREATED)
+            await self.events.card_issued(conn, customer_id=customer.id, card_number=card.number, now=self.clock.now())
             return Registration(customer=customer, card=card, created=True)
 
         # Known phone: fill in what we did not know yet, never overwrite what the customer told us.
@@ -157,7 +163,9 @@ class CustomerService:
 
     async def issue_anonymous_card(self, conn: Connection, *, origin: Origin) -> Registration:
         row = await conn.fetchrow(
-            "INSERT INTO customers (source) VALUES ($1) RETURNING id, phone, name", origin.source.value
+            "INSERT INTO customers (source, home_store) VALUES ($1, $2) RETURNING id, phone, name",
+            origin.source.value,
+            origin.store,
         )
         assert row is not None
         customer = _customer(row)
@@ -232,6 +240,7 @@ class CustomerService:
             customer = _customer(row)
             card = Card(number=number, status=CardStatus.ACTIVE)
             await _record(conn, customer.id, number, origin, Outcome.ATTACHED)
+            await self.events.card_issued(conn, customer_id=customer.id, card_number=number, now=now)
             return Attachment(customer=customer, card=card, created=False, outcome=Outcome.ATTACHED)
 
         owner = await conn.fetchrow(
@@ -253,7 +262,7 @@ class CustomerService:
         await merge_accounts(conn, self.program, source=anonymous_id, target=customer.id)
         # The no-name card's purchases count towards the kept account's tier from now on.
         account = await lock_account(conn, customer.id, self.program)
-        await upgrade_if_earned(
+        upgraded = await upgrade_if_earned(
             conn,
             self.program,
             customer_id=customer.id,
@@ -262,6 +271,10 @@ class CustomerService:
             now=now,
             order_pk=None,
         )
+        if upgraded is not None:
+            await self.events.tier_upgraded(
+                conn, customer_id=customer.id, tier=upgraded, ref=f"merge:{number}", now=now
+            )
         if kept.status != CardStatus.ACTIVE:  # the phone's card was blocked: the no-name card takes over
             await conn.execute("UPDATE cards SET customer_id = $2 WHERE number = $1", number, customer.id)
             await _record(conn, customer.id, number, origin, Outcome.MERGED)

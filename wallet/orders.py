@@ -432,6 +432,19 @@ class OrderService:
         )
         balance = await ledger.balance(conn, customer_id, now, self.program)
         tier_after = tier_view(self.program, upgraded.code if upgraded else account.tier_code, spend_after)
+        events = self.customers.events
+        if quote.accrue_points:
+            await events.points_earned(
+                conn,
+                customer_id=customer_id,
+                order_pk=order_pk,
+                earned=quote.accrue_points,
+                available_at=available_at,
+                total_available=balance.available,
+                now=now,
+            )
+        if upgraded is not None:
+            await events.tier_upgraded(conn, customer_id=customer_id, tier=upgraded, ref=f"order:{order_pk}", now=now)
         tell = CommittedOrder(
             order_id=data.order_id,
             customer_id=str(customer_id),

@@ -28,6 +28,9 @@ Minor = Annotated[int, msgspec.Meta(ge=0)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
+_QUIET_HOURS = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
 class ProgramError(ValueError):
     """The program configuration cannot be used."""
 
@@ -105,6 +108,12 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     language: Literal["ru", "en"] = "ru"
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "BYN"
     timezone: str = "Europe/Minsk"
+    notify_channels: tuple[Literal["app", "viber", "sms"], ...] = ("app", "viber", "sms")
+    """Default order of channels for a shopper who has not chosen one (the first one available wins)."""
+    quiet_hours: Annotated[str, msgspec.Meta(pattern=_QUIET_HOURS)] = "21:00-09:00"
+    """Local time span in which no marketing message goes out (the shopper's store's time zone)."""
+    expiry_reminder_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 14
+    """Remind the shopper this many days before points expire (0: never)."""
     promotions: tuple[Promotion, ...] = (
         BundlePercent(
             id="pastry-with-coffee", title_ru="−30% на выпечку к кофе", title_en="-30% on pastry with coffee"
@@ -126,6 +135,8 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("pending_hours must be shorter than expiry_months: points would expire before use")
         if self.offline_days * 24 * 60 * 60 > self.expiry_months * 28 * 24 * 60 * 60:
             raise ValueError("offline_days must be shorter than expiry_months")
+        if not self.notify_channels or len(set(self.notify_channels)) != len(self.notify_channels):
+            raise ValueError("notify_channels must list each channel at most once, and at least one")
         for promotion in self.promotions:
             if isinstance(promotion, NForM) and promotion.m >= promotion.n:
                 raise ValueError(f"promotion {promotion.id}: m must be less than n")
@@ -165,6 +176,12 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return next((i for i, t in enumerate(self.tiers) if t.code == code), 0)
 
     # -- time -----------------------------------------------------------------------------------
+
+    @property
+    def quiet_minutes(self) -> tuple[int, int]:
+        """The default quiet hours as (start, end) minutes after local midnight."""
+        start, end = self.quiet_hours.split("-")
+        return _minutes(start), _minutes(end)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -208,3 +225,8 @@ def load_program(path: Path | None) -> Program:
 def encode_program(program: Program) -> str:
     """The program as TOML-like JSON for ``kartka program show`` (JSON: it round-trips through msgspec)."""
     return msgspec.json.format(msgspec.json.encode(program)).decode()
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)

@@ -58,8 +58,26 @@ def test_production_refuses_development_secrets() -> None:
         load_settings(base | {"KARTKA_SECRET_KEY": "short"})
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         load_settings({k: v for k, v in base.items() if k != "DATABASE_URL"} | {"KARTKA_SECRET_KEY": GOOD_SECRET})
-    settings = load_settings(base | {"KARTKA_SECRET_KEY": GOOD_SECRET})
+    with pytest.raises(SettingsError, match="real message providers"):
+        load_settings(base | {"KARTKA_SECRET_KEY": GOOD_SECRET})
+    providers = {
+        "KARTKA_SMS_PROVIDER": "infobip",
+        "KARTKA_VIBER_PROVIDER": "infobip",
+        "KARTKA_INFOBIP_API_KEY": "key",
+        "KARTKA_INFOBIP_WEBHOOK_SECRET": "hook-secret",
+    }
+    settings = load_settings(base | providers | {"KARTKA_SECRET_KEY": GOOD_SECRET})
     assert settings.environment is Environment.PRODUCTION
+
+
+def test_providers_need_their_credentials() -> None:
+    with pytest.raises(SettingsError, match="KARTKA_INFOBIP_API_KEY"):
+        load_settings({"KARTKA_SMS_PROVIDER": "infobip"})
+    with pytest.raises(SettingsError, match="KARTKA_TWILIO_ACCOUNT_SID"):
+        load_settings({"KARTKA_SMS_PROVIDER": "twilio"})
+    with pytest.raises(SettingsError, match="KARTKA_APNS_TEAM_ID"):
+        load_settings({"KARTKA_APNS_KEY_FILE": "keys/apns.p8"})
+    assert load_settings({"KARTKA_VIBER_PROVIDER": "none"}).viber_provider.value == "none"
 
 
 def test_secrets_never_show_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,10 +15,11 @@ from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection
 from kartka.keys import Scope
+from kartka.resilience import CircuitBreaker
 from kartka.settings import EngineKind, Settings
 from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
 from tests.helpers import Keys
-from wallet.pricing.http import CircuitBreaker, HttpEngine
+from wallet.pricing.http import HttpEngine
 from wallet.program import Program
 
 CART = [

@@ -29,6 +29,8 @@ from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
 from kartka.errors import Conflict
 from kartka.settings import Settings
+from notifications.audience import ALL_CHANNELS
+from notifications.triggers import Notifier
 from wallet import grants, ledger
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
@@ -113,7 +115,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock(datetime(2026, 1, 15, 10, 0, tzinfo=UTC))
-        self.customers = CustomerService(region="BY", card_prefix="2", program=self.program)
+        self.customers = CustomerService(
+            region="BY",
+            card_prefix="2",
+            program=self.program,
+            events=Notifier(program=self.program, public_base="http://test", available=ALL_CHANNELS),
+            clock=self.clock,
+        )
         self.orders = OrderService(
             program=self.program, engine=EmbeddedEngine(self.program), customers=self.customers, clock=self.clock
         )

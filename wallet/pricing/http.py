@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import httpx
 import msgspec
 
+from kartka.resilience import CircuitBreaker
 from wallet.money import share_floor
 from wallet.pricing.embedded import EmbeddedEngine
 from wallet.pricing.port import CommittedOrder, CommittedRefund, EngineInfo, Pricing, PricingRequest
@@ -40,28 +40,6 @@ class _Answer(msgspec.Struct):
 
 class EngineFailure(Exception):
     pass
-
-
-class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown`` seconds."""
-
-    def __init__(self, threshold: int = 3, cooldown: float = 10.0) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.failures = 0
-        self.open_until = 0.0
-
-    def allows(self) -> bool:
-        return time.monotonic() >= self.open_until
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures = 0
-            return
-        self.failures += 1
-        if self.failures >= self.threshold:
-            self.open_until = time.monotonic() + self.cooldown
-            self.failures = 0
 
 
 class HttpEngine:

@@ -1,0 +1,287 @@
+"""Campaigns: one marketing text to a segment of shoppers, enqueued set-based and throttled.
+
+``create`` validates and stores the campaign; the worker enqueues it (:func:`enqueue_chunk`) with one
+``INSERT ... SELECT`` per chunk of customers in id order, advancing a cursor in the same transaction,
+so a worker that dies mid-campaign resumes where it stopped and nobody is messaged twice (each row's
+idempotency key is ``campaign:<id>:<customer>``). Recipients are those in the segment who consented to
+marketing and have a phone; each gets the campaign's first channel in their own order of preference.
+Throttling spaces ``due_at`` by ``60 / rate_per_minute`` seconds; quiet hours are applied at sending.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from kartka.db import Connection, Pool
+from kartka.errors import InvalidInput, NotFound
+from notifications.outbox import wake
+from notifications.templates import LOCALES, sms_segments
+from wallet.models import Source
+from wallet.program import Program
+
+CHUNK: Final = 100_000
+MAX_SMS_PARTS: Final = 4
+
+
+class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    tiers: tuple[str, ...] | None = None
+    spend_min: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Spend in the tier window, minor units, inclusive."""
+    spend_max: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    last_purchase_before: datetime | None = None
+    last_purchase_after: datetime | None = None
+    sources: tuple[Source, ...] | None = None
+    """Registration sources (pos, qr_poster, app, website, online_order, crm_import, manual)."""
+    marketing_consent: Literal[True] = True
+    """Campaigns reach only shoppers who opted in to marketing; the field exists to say so explicitly."""
+
+
+class CampaignInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    texts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]]
+    """The text per language (``ru`` required, ``en`` optional); ``{name}`` is the shopper's name."""
+    channels: tuple[Literal["viber", "sms"], ...] = ("viber", "sms")
+    segment: Segment = Segment()
+    rate_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    start_at: datetime | None = None
+
+
+class Counts(msgspec.Struct, frozen=True):
+    queued: int
+    sent: int
+    delivered: int
+    failed: int
+    cancelled: int
+
+
+class Campaign(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    status: str  # enqueuing | sending | done
+    channels: list[str]
+    segment: dict[str, Any]
+    rate_per_minute: int | None
+    start_at: datetime
+    recipients: int
+    counts: Counts
+    created_at: datetime
+
+
+def _validate(data: CampaignInput, program: Program) -> None:
+    unknown = set(data.texts) - set(LOCALES)
+    if unknown:
+        raise InvalidInput(f"texts: unknown language(s) {sorted(unknown)}; use {list(LOCALES)}", field="texts")
+    if program.language not in data.texts:
+        raise InvalidInput(f"texts must include the program's language {program.language!r}", field="texts")
+    if len(set(data.channels)) != len(data.channels) or not data.channels:
+        raise InvalidInput("channels: list viber and/or sms, each once", field="channels")
+    for lang, text in data.texts.items():
+        parts = sms_segments(text).parts
+        if parts > MAX_SMS_PARTS:
+            raise InvalidInput(
+                f"texts.{lang} is {parts} SMS parts long; keep it to {MAX_SMS_PARTS} (the opt-out link is added)",
+                field=f"texts.{lang}",
+            )
+    seg = data.segment
+    if seg.spend_min is not None and seg.spend_max is not None and seg.spend_min > seg.spend_max:
+        raise InvalidInput("segment.spend_min must not exceed segment.spend_max", field="segment.spend_min")
+    if seg.tiers is not None:
+        codes = {t.code for t in program.tiers}
+        wrong = [t for t in seg.tiers if t not in codes]
+        if wrong:
+            raise InvalidInput(f"segment.tiers: unknown tier(s) {wrong}; known: {sorted(codes)}", field="segment.tiers")
+
+
+async def create(
+    conn: Connection, data: CampaignInput, *, program: Program, now: datetime, created_by: str | None
+) -> int:
+    _validate(data, program)
+    start = max(data.start_at or now, now)
+    campaign_id: int = await conn.fetchval(
+        """
+        INSERT INTO campaigns (name, texts, channels, segment, rate_per_minute, start_at, created_by, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+        """,
+        data.name,
+        data.texts,
+        list(data.channels),
+        msgspec.to_builtins(data.segment),
+        data.rate_per_minute,
+        start,
+        created_by,
+        now,
+    )
+    await wake(conn)  # a worker picks it up and enqueues it
+    return campaign_id
+
+
+def _segment_sql(segment: Segment, program: Program, now: datetime, args: list[Any]) -> tuple[str, str]:
+    """Extra joins and WHERE conditions for a segment; values are appended to ``args`` as parameters."""
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    joins, where = [], []
+    if segment.tiers is not None:
+        joins.append("LEFT JOIN accounts a ON a.customer_id = cu.id")
+        where.append(f"coalesce(a.tier_code, {param(program.base_tier.code)}) = ANY({param(list(segment.tiers))})")
+    needs_orders = any(
+        v is not None
+        for v in (segment.spend_min, segment.spend_max, segment.last_purchase_before, segment.last_purchase_after)
+    )
+    if needs_orders:
+        joins.append(
+            "LEFT JOIN LATERAL (SELECT coalesce(sum(o.paid - o.refunded_amount) FILTER (WHERE o.purchased_at > "
+            f"{param(program.tier_window_start(now))}), 0) AS spend, "
+            "max(o.purchased_at) AS last FROM orders o WHERE o.customer_id = cu.id) st ON true"
+        )
+        if segment.spend_min is not None:
+            where.append(f"st.spend >= {param(segment.spend_min)}")
+        if segment.spend_max is not None:
+            where.append(f"st.spend <= {param(segment.spend_max)}")
+        if segment.last_purchase_before is not None:
+            where.append(f"st.last < {param(segment.last_purchase_before)}")
+        if segment.last_purchase_after is not None:
+            where.append(f"st.last > {param(segment.last_purchase_after)}")
+    if segment.sources is not None:
+        where.append(f"cu.source = ANY({param([s.value for s in segment.sources])})")
+    return " ".join(joins), "".join(f" AND {w}" for w in where)
+
+
+def _channel_sql(channels: list[str], viber: bool) -> str:
+    """The first campaign channel in the shopper's own order of preference (NULL: none they accept)."""
+    ranks = [
+        (ch, "NULL::int" if ch == "viber" and not viber else f"array_position(t.prefs, '{ch}')")
+        for ch in channels
+        if ch in ("viber", "sms")
+    ]
+    if len(ranks) == 1:
+        ch, rank = ranks[0]
+        return f"CASE WHEN {rank} IS NOT NULL THEN '{ch}' END"
+    (a, ra), (b, rb) = ranks
+    return (
+        f"CASE WHEN {ra} IS NOT NULL AND ({rb} IS NULL OR {ra} < {rb}) THEN '{a}' WHEN {rb} IS NOT NULL THEN '{b}' END"
+    )
+
+
+async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datetime, chunk: int = CHUNK) -> bool:
+    """Enqueue the next chunk of one campaign that is still enqueuing; False when there is none."""
+    async with pool.acquire() as conn, conn.transaction():
+        campaign = await conn.fetchrow(
+            """
+            SELECT id, channels, segment, rate_per_minute, start_at, cursor_id, recipients FROM campaigns
+             WHERE status = 'enqueuing' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+            """
+        )
+        if campaign is None:
+            return False
+        segment = msgspec.convert(campaign["segment"], Segment)
+        start, end = program.quiet_minutes
+        spacing = 60.0 / campaign["rate_per_minute"] if campaign["rate_per_minute"] else 0.0
+        args: list[Any] = [
+            campaign["id"],  # $1
+            campaign["cursor_id"],  # $2
+            chunk,  # $3
+            program.language,  # $4
+            list(program.notify_channels),  # $5
+            start,  # $6
+            end,  # $7
+            program.timezone,  # $8
+            campaign["start_at"],  # $9
+            campaign["recipients"],  # $10
+            spacing,  # $11
+            now,  # $12
+        ]
+        joins, where = _segment_sql(segment, program, now, args)
+        channel = _channel_sql(campaign["channels"], viber)
+        row = await conn.fetchrow(
+            f"""
+            WITH target AS (
+                SELECT cu.id, cu.phone, cu.name, coalesce(cu.language, $4) AS locale,
+                       coalesce(p.channels, $5::text[]) AS prefs, coalesce(p.quiet_start, $6) AS qs,
+                       coalesce(p.quiet_end, $7) AS qe, coalesce(s.timezone, $8) AS tz
+                  FROM customers cu
+                  JOIN notification_preferences p ON p.customer_id = cu.id AND p.marketing
+                  LEFT JOIN stores s ON s.code = cu.home_store
+                  {joins}
+                 WHERE cu.phone IS NOT NULL AND cu.merged_into IS NULL
+                   AND ($2::uuid IS NULL OR cu.id > $2) {where}
+                 ORDER BY cu.id
+                 LIMIT $3
+            ), routed AS (
+                SELECT t.*, {channel} AS channel, row_number() OVER (ORDER BY t.id) AS rn FROM target t
+            ), added AS (
+                INSERT INTO outbox (idempotency_key, customer_id, campaign_id, channel, recipient, category, template,
+                                    locale, params, due_at, quiet_tz, quiet_start, quiet_end, created_at)
+                SELECT 'campaign:' || $1::bigint || ':' || id, id, $1::bigint, channel, phone, 'marketing',
+                       'campaign', locale,
+                       CASE WHEN name IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('name', name) END,
+                       $9::timestamptz + make_interval(secs => ($10 + rn - 1) * $11::float8), tz, qs, qe, $12
+                  FROM routed WHERE channel IS NOT NULL
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT max(id::text)::uuid FROM target) AS last, (SELECT count(*) FROM target) AS seen,
+                   (SELECT count(*) FROM added) AS added
+            """,
+            *args,
+        )
+        assert row is not None
+        done = row["seen"] < chunk
+        await conn.execute(
+            """
+            UPDATE campaigns SET cursor_id = coalesce($2, cursor_id), recipients = recipients + $3,
+                   status = CASE WHEN $4 THEN 'enqueued' ELSE status END,
+                   enqueued_at = CASE WHEN $4 THEN $5 ELSE enqueued_at END
+             WHERE id = $1
+            """,
+            campaign["id"],
+            row["last"],
+            row["added"],
+            done,
+            now,
+        )
+        if row["added"]:
+            await wake(conn)
+        return True
+
+
+async def get(conn: Connection, campaign_id: int, now: datetime) -> Campaign:
+    row = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+    if row is None:
+        raise NotFound(f"no campaign with id {campaign_id}", field="id")
+    stats = {
+        r["status"]: r["n"]
+        for r in await conn.fetch(
+            "SELECT status, count(*) AS n FROM outbox WHERE campaign_id = $1 GROUP BY status", campaign_id
+        )
+    }
+    counts = Counts(
+        queued=stats.get("queued", 0) + stats.get("sending", 0),
+        sent=stats.get("sent", 0),
+        delivered=stats.get("delivered", 0),
+        failed=stats.get("failed", 0) + stats.get("dead", 0),
+        cancelled=stats.get("cancelled", 0),
+    )
+    if row["status"] == "enqueuing":
+        status = "enqueuing"
+    elif counts.queued:
+        status = "scheduled" if row["start_at"] > now and not stats.get("sending") else "sending"
+    else:
+        status = "done"
+    return Campaign(
+        id=row["id"],
+        name=row["name"],
+        status=status,
+        channels=list(row["channels"]),
+        segment=row["segment"],
+        rate_per_minute=row["rate_per_minute"],
+        start_at=row["start_at"],
+        recipients=row["recipients"],
+        counts=counts,
+        created_at=row["created_at"],
+    )

@@ -1,0 +1,85 @@
+"""Provider adapters, and the lanes the worker sends through, chosen by settings.
+
+SMS: the development inbox, Infobip or Twilio. Viber: none, the development inbox or Infobip. App push:
+APNs (token auth, HTTP/2) and FCM HTTP v1 when their credentials are configured; outside production
+the development inbox stands in for a push channel that has none.
+"""
+
+from __future__ import annotations
+
+from kartka.db import Pool
+from kartka.settings import Environment, Settings, SmsProvider, ViberProvider
+from notifications.audience import Availability
+from notifications.model import Channel, Provider
+from notifications.providers.apns import load_apns
+from notifications.providers.dev import DevProvider
+from notifications.providers.fcm import load_fcm
+from notifications.providers.infobip import InfobipProvider
+from notifications.providers.twilio import load_twilio
+from notifications.worker import Lane
+
+INFOBIP_WEBHOOK = "/v1/webhooks/infobip"
+TWILIO_WEBHOOK = "/v1/webhooks/twilio"
+
+
+def availability(settings: Settings) -> Availability:
+    """Which channels can carry messages in this deployment (what producers may enqueue)."""
+    dev = settings.environment is not Environment.PRODUCTION
+    return Availability(
+        viber=settings.viber_provider is not ViberProvider.NONE,
+        apns=settings.apns_key_file is not None or dev,
+        fcm=settings.fcm_service_account_file is not None or dev,
+    )
+
+
+def _infobip(settings: Settings, channel: Channel) -> InfobipProvider:
+    assert settings.infobip_api_key is not None, "checked by the settings"
+    return InfobipProvider(
+        channel=channel,
+        base_url=settings.infobip_base_url,
+        api_key=settings.infobip_api_key.reveal(),
+        sender=settings.infobip_sms_from if channel is Channel.SMS else settings.infobip_viber_from,
+        notify_url=settings.public_base + INFOBIP_WEBHOOK,
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+def build_providers(settings: Settings, pool: Pool) -> dict[Channel, Provider]:
+    """One provider per channel this deployment sends on. Call inside the running event loop."""
+    dev = DevProvider(pool)
+    providers: dict[Channel, Provider] = {}
+    if settings.sms_provider is SmsProvider.DEV:
+        providers[Channel.SMS] = dev
+    elif settings.sms_provider is SmsProvider.INFOBIP:
+        providers[Channel.SMS] = _infobip(settings, Channel.SMS)
+    else:
+        providers[Channel.SMS] = load_twilio(settings, status_callback=settings.public_base + TWILIO_WEBHOOK)
+    if settings.viber_provider is ViberProvider.DEV:
+        providers[Channel.VIBER] = dev
+    elif settings.viber_provider is ViberProvider.INFOBIP:
+        providers[Channel.VIBER] = _infobip(settings, Channel.VIBER)
+    available = availability(settings)
+    apns = load_apns(settings)
+    if apns is not None:
+        providers[Channel.APNS] = apns
+    elif available.apns:
+        providers[Channel.APNS] = dev
+    fcm = load_fcm(settings)
+    if fcm is not None:
+        providers[Channel.FCM] = fcm
+    elif available.fcm:
+        providers[Channel.FCM] = dev
+    return providers
+
+
+def build_lanes(settings: Settings, pool: Pool) -> dict[Channel, Lane]:
+    limits = {
+        Channel.SMS: (settings.sms_rate_per_second, settings.sms_concurrency),
+        Channel.VIBER: (settings.viber_rate_per_second, settings.viber_concurrency),
+        Channel.APNS: (settings.push_rate_per_second, settings.push_concurrency),
+        Channel.FCM: (settings.push_rate_per_second, settings.push_concurrency),
+    }
+    return {
+        channel: Lane(provider, rate_per_second=limits[channel][0], concurrency=limits[channel][1])
+        for channel, provider in build_providers(settings, pool).items()
+    }

@@ -1,0 +1,280 @@
+"""Message texts in Russian and English, and what a text costs as SMS.
+
+Templates are code, not data: each one validates its parameters (they come from the outbox's JSON
+column, so ints and strings only, dates as ISO strings), agrees numerals with nouns the Russian way and
+keeps the text short, because every SMS part is paid for. :func:`sms_segments` counts parts exactly as
+GSM 03.38 / UCS-2 encoding does, so tests can hold each template to its budget.
+
+Number format: points are minor units (``1250`` = 12.50 points). Whole amounts print without a
+fraction (``12``), others with two decimals (``12,50`` / ``12.50``); thousands are grouped with a
+no-break space in Russian (``1 234,50``, as on receipts) and a comma in English (``1,234.50``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any, Final, Literal
+
+import msgspec
+
+LOCALES: Final = ("ru", "en")
+DEFAULT_LOCALE: Final = "ru"
+
+_MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class TemplateError(ValueError):
+    """An unknown template or parameters it cannot be rendered from."""
+
+
+class Rendered(msgspec.Struct, frozen=True):
+    text: str
+    title: str | None  # for app push; SMS and Viber send ``text`` only
+
+
+def resolve_locale(locale: str | None) -> str:
+    """``"ru"``, ``"en-GB"``, ``"EN_us"`` -> a supported locale; anything else -> Russian."""
+    if locale:
+        language = locale.replace("_", "-").split("-", 1)[0].strip().lower()
+        if language in LOCALES:
+            return language
+    return DEFAULT_LOCALE
+
+
+# -- numbers, words and dates -----------------------------------------------------------------------
+
+
+def format_points(minor: int, locale: str) -> str:
+    """``1250`` -> ``12,50`` (ru) / ``12.50`` (en); ``1200`` -> ``12``; ``123450`` -> ``1 234,50`` / ``1,234.50``."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    if resolve_locale(locale) == "ru":
+        grouped = f"{whole:,}".replace(",", "\u00a0")
+        return f"{sign}{grouped}" + (f",{cents:02d}" if cents else "")
+    return f"{sign}{whole:,}" + (f".{cents:02d}" if cents else "")
+
+
+def format_date(day: date, locale: str) -> str:
+    """``03.03.2026`` (ru) / ``3 Mar 2026`` (en)."""
+    if resolve_locale(locale) == "ru":
+        return f"{day.day:02d}.{day.month:02d}.{day.year}"
+    return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+
+
+def ru_plural(n: int, one: str, few: str, many: str) -> str:
+    """The Russian noun form after the integer ``n``: 1 балл, 2–4 балла, 5–20 баллов, 21 балл, 111 баллов."""
+    n = abs(n)
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
+
+
+def points_word(minor: int, locale: str) -> str:
+    """The noun that follows :func:`format_points`: a fraction takes the genitive singular ("12,50 балла")."""
+    if resolve_locale(locale) == "ru":
+        if minor % 100:
+            return "балла"
+        return ru_plural(minor // 100, "балл", "балла", "баллов")
+    return "point" if abs(minor) == 100 else "points"
+
+
+def points(minor: int, locale: str) -> str:
+    """``1250`` -> ``12,50 балла`` / ``12.50 points``."""
+    return f"{format_points(minor, locale)} {points_word(minor, locale)}"
+
+
+# -- SMS encoding -------------------------------------------------------------------------------------
+
+#: GSM 03.38 default alphabet: one septet each.
+_GSM_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+#: The extension table: an escape septet plus one, so two septets each.
+_GSM_EXTENDED: Final = frozenset("\f^{}\\[~]|€")
+
+_GSM_SINGLE, _GSM_PART = 160, 153  # septets; a part of a long message loses 7 to its header
+_UCS2_SINGLE, _UCS2_PART = 70, 67  # UTF-16 code units
+
+
+class Segments(msgspec.Struct, frozen=True):
+    encoding: Literal["GSM-7", "UCS-2"]
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    parts: int  # SMS parts the text is sent (and billed) as; an empty text still takes one
+
+
+def sms_segments(text: str) -> Segments:
+    """How many SMS parts ``text`` takes. A character outside GSM 03.38 makes the whole text UCS-2.
+
+    Parts are counted by packing, the way phones and providers split: an escape pair (``€``) or a
+    surrogate pair (emoji) never straddles two parts, so a part may carry one unit fewer than its limit.
+    """
+    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
+        costs = [2 if c in _GSM_EXTENDED else 1 for c in text]
+        return Segments(encoding="GSM-7", units=sum(costs), parts=_pack(costs, _GSM_SINGLE, _GSM_PART))
+    costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    return Segments(encoding="UCS-2", units=sum(costs), parts=_pack(costs, _UCS2_SINGLE, _UCS2_PART))
+
+
+def _pack(costs: list[int], single: int, per_part: int) -> int:
+    if sum(costs) <= single:
+        return 1
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > per_part:
+            parts, used = parts + 1, 0
+        used += cost
+    return parts
+
+
+# -- parameters ---------------------------------------------------------------------------------------
+
+
+def _param(template: str, params: Mapping[str, Any], name: str) -> Any:
+    if name not in params or params[name] is None:
+        raise TemplateError(f"template {template!r} needs the parameter {name!r}")
+    return params[name]
+
+
+def _int(template: str, params: Mapping[str, Any], name: str) -> int:
+    value = _param(template, params, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TemplateError(f"template {template!r}: {name!r} must be an integer, not {value!r}")
+    return value
+
+
+def _str(template: str, params: Mapping[str, Any], name: str) -> str:
+    value = _param(template, params, name)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TemplateError(f"template {template!r}: {name!r} must be a string, not {value!r}")
+    text = str(value).strip()
+    if not text:
+        raise TemplateError(f"template {template!r}: {name!r} is empty")
+    return text
+
+
+def _date(template: str, params: Mapping[str, Any], name: str) -> date:
+    value = _str(template, params, name)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise TemplateError(f"template {template!r}: {name!r} must be an ISO date like 2026-03-03") from None
+
+
+# -- the templates ------------------------------------------------------------------------------------
+
+_Render = Callable[[str, Mapping[str, Any]], tuple[str, str]]  # (locale, params) -> (title, text)
+
+
+def _card_link(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    url, card = _str("card_link", params, "url"), _str("card_link", params, "card")
+    if locale == "ru":
+        # Russian is UCS-2 (70 characters a part). The card number goes when it would cost a second
+        # part: the card page shows it anyway.
+        text = f"Карта {card}: {url}"
+        if sms_segments(text).parts > 1:
+            text = f"Карта: {url}"
+        return "Ваша карта Kartka", text
+    return "Your Kartka card", f"Your Kartka card {card}: {url}"
+
+
+def _points_earned(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    earned = _int("points_earned", params, "earned")
+    available_on = format_date(_date("points_earned", params, "available_on"), locale)
+    total = _int("points_earned", params, "total_available")
+    if locale == "ru":
+        text = f"Начислено {points(earned, locale)}, можно тратить с {available_on}. Баланс: {points(total, locale)}."
+        return "Баллы начислены", text
+    text = f"You earned {points(earned, locale)}, usable from {available_on}. Balance: {points(total, locale)}."
+    return "Points earned", text
+
+
+def _tier_upgrade(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    tier = _str("tier_upgrade", params, "tier_name")
+    rate = _str("tier_upgrade", params, "rate_percent")
+    if locale == "ru":
+        rate = rate.replace(".", ",")
+        return "Новый уровень", f"Поздравляем! Ваш уровень — {tier}: {rate}% баллами с покупок."
+    return "New tier", f"Congratulations! Your tier is now {tier}: {rate}% back in points on purchases."
+
+
+def _points_expiring(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    amount = _int("points_expiring", params, "points")
+    expires_on = format_date(_date("points_expiring", params, "expires_on"), locale)
+    if locale == "ru":
+        # "сгорит 21 балл", "сгорят 5 баллов", "сгорят 12,50 балла": the verb agrees with the numeral.
+        verb = "сгорят" if amount % 100 else ru_plural(amount // 100, "сгорит", "сгорят", "сгорят")
+        return "Баллы скоро сгорят", f"{expires_on} {verb} {points(amount, locale)} — успейте потратить!"
+    verb = "expires" if points_word(amount, locale) == "point" else "expire"
+    return "Points expiring soon", f"Your {points(amount, locale)} {verb} on {expires_on}. Use them before then."
+
+
+def _otp(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    code = _str("otp", params, "code")
+    minutes = _int("otp", params, "minutes")
+    if locale == "ru":
+        unit = ru_plural(minutes, "минуту", "минуты", "минут")
+        return "Код входа", f"Код входа Kartka: {code}. Действует {minutes} {unit}. Никому не сообщайте его."
+    unit = "minute" if minutes == 1 else "minutes"
+    return "Sign-in code", f"Kartka sign-in code: {code}. Valid for {minutes} {unit}. Do not share it with anyone."
+
+
+_SPACES: Final = re.compile(r"[ \t]{2,}")
+
+
+def substitute_name(text: str, name: str | None) -> str:
+    """Put the shopper's name into a marketer's text: only ``{name}`` is replaced, nothing else.
+
+    The text is never passed to ``str.format`` (``{0.__class__}`` in it stays literal text). Without a
+    name the placeholder is removed cleanly: ``", {name}"`` goes with its comma (``"Здравствуйте, {name}!"``
+    -> ``"Здравствуйте!"``), as does ``"{name}, "``; a bare ``{name}`` goes with one space before it.
+    """
+    name = " ".join((name or "").split())
+    if name:
+        return text.replace("{name}", name)
+    for pattern in (", {name}", "{name}, ", " {name}", "{name}"):
+        text = text.replace(pattern, "")
+    return _SPACES.sub(" ", text).strip()
+
+
+def _campaign(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    body = _param("campaign", params, "text")
+    if not isinstance(body, str) or not body.strip():
+        raise TemplateError("template 'campaign': 'text' must be a non-empty string")
+    name = params.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TemplateError(f"template 'campaign': 'name' must be a string, not {name!r}")
+    return "Kartka", substitute_name(body.strip(), name)
+
+
+_TEMPLATES: Final[dict[str, _Render]] = {
+    "card_link": _card_link,
+    "points_earned": _points_earned,
+    "tier_upgrade": _tier_upgrade,
+    "points_expiring": _points_expiring,
+    "otp": _otp,
+    "campaign": _campaign,
+}
+TEMPLATES: Final = frozenset(_TEMPLATES)
+
+_OPT_OUT: Final = {"ru": "Отписаться", "en": "Unsubscribe"}
+
+
+def render(template: str, locale: str, params: Mapping[str, Any], *, opt_out_url: str | None = None) -> Rendered:
+    """The text (and push title) of ``template`` in ``locale`` (unknown locales fall back to Russian).
+
+    ``opt_out_url``, for marketing messages, is appended on a line of its own. Raises
+    :class:`TemplateError` for an unknown template or a missing or malformed parameter.
+    """
+    renderer = _TEMPLATES.get(template)
+    if renderer is None:
+        raise TemplateError(f"unknown template {template!r}; known: {', '.join(sorted(_TEMPLATES))}")
+    language = resolve_locale(locale)
+    title, text = renderer(language, params)
+    if opt_out_url:
+        text = f"{text}\n{_OPT_OUT[language]}: {opt_out_url}"
+    return Rendered(text=text, title=title)
