@@ -117,13 +117,15 @@ class CustomerService:
         origin: Origin,
         name: str | None = None,
         email: str | None = None,
+        language: str | None = None,
     ) -> Registration:
+        """``language`` (``ru``/``en``), when known, is what the shopper's messages are written in."""
         e164 = normalize_phone(phone, self.region)
         name = clean_name(name)
         email = clean_email(email)
         row = await conn.fetchrow(
             """
-            INSERT INTO customers (phone, name, email, source, home_store) VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO customers (phone, name, email, source, home_store, language) VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (phone) DO NOTHING
             RETURNING id, phone, name
             """,
@@ -132,6 +134,7 @@ class CustomerService:
             email,
             origin.source.value,
             origin.store,
+            language if language in ("ru", "en") else None,
         )
         if row is not None:
             customer = _customer(row)

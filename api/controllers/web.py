@@ -36,7 +36,8 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "consent": "Согласен(на) с правилами программы и обработкой персональных данных",
         "submit": "Получить карту",
         "done_title": "Готово!",
-        "done": "Карта готова. На кассе назовите номер {phone} — по нему вас найдут и начислят баллы.",
+        "done": "Карта готова: ссылку на неё мы отправили на {phone}. На кассе назовите этот номер "
+        "или покажите карту — по нему вас найдут и начислят баллы.",
         "consent_needed": "Нужно согласие с правилами программы.",
         "bad_phone": "Проверьте номер телефона, например: +375 29 123-45-67.",
         "other": "English",
@@ -49,7 +50,8 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "consent": "I accept the program rules and the processing of my personal data",
         "submit": "Get my card",
         "done_title": "Done!",
-        "done": "Your card is ready. At the till, give your number {phone}: it finds your card and your points.",
+        "done": "Your card is ready: we sent its link to {phone}. At the till, give this number or show the "
+        "card: it finds your card and your points.",
         "consent_needed": "Please accept the program rules.",
         "bad_phone": "Please check the phone number, e.g. +375 29 123-45-67.",
         "other": "Русский",
@@ -175,6 +177,7 @@ class JoinController(Controller):
                 phone=data.phone,
                 name=data.name or None,
                 origin=Origin(source=Source.QR_POSTER, store=store or None),
+                language=lang,
             )
         except DomainError as exc:
             error = _TEXT[lang]["bad_phone"] if isinstance(exc, InvalidPhone) else exc.message

@@ -10,25 +10,25 @@ before it recovers, ``down`` closes the port. It records what it was told.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from typing import Any
 
 import uvicorn
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
+from tests.fakes.server import ThreadedServer, free_port
+
 REMOTE_RATE_BP = 700  # a rate no configured tier has, so tests can tell who priced the cart
 
 
-class FakeEngine:
+class FakeEngine(ThreadedServer):
     def __init__(self) -> None:
         self.mode = "ok"
         self.fail_times = 0
         self.delay = 2.0
         self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -69,6 +69,9 @@ class FakeEngine:
             "messages": [{"code": "remote", "text": "priced by the core engine"}],
         }
 
+    def asgi(self) -> Any:
+        return self.app()
+
     def app(self) -> Litestar:
         engine = self
 
@@ -91,29 +94,5 @@ class FakeEngine:
 
     # -- the server -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake engine did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-
     def paths(self) -> list[str]:
         return [path for path, _, _ in self.calls]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

@@ -14,9 +14,7 @@ import asyncio
 import json
 import re
 import secrets
-import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from typing import Any
 
 import jwt
 import uvicorn
+
+from tests.fakes.server import ThreadedServer, free_port
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -63,10 +63,10 @@ class Request:
         return str(self.message.get("token", ""))
 
 
-class FakeFcm:
+class FakeFcm(ThreadedServer):
     def __init__(self, *, project_id: str = "kartka-test") -> None:
         self.project_id = project_id
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_uri = f"{self.url}/token"
         self.accounts: dict[str, str] = {}  # client_email -> the PEM public key its assertions verify with
@@ -191,23 +191,6 @@ class FakeFcm:
 
     # -- the server -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake FCM did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-
 
 def _message_problem(message: object) -> str | None:
     """What FCM would refuse in a v1 ``message`` with INVALID_ARGUMENT, if anything."""
@@ -227,10 +210,3 @@ def _google_error(status: int, text: str, error_code: str | None = None) -> dict
     if error_code is not None:
         error["details"] = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code}]
     return {"error": error}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

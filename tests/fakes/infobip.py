@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import threading
-import time
 from collections import Counter
 from typing import Any
 
 import msgspec
 import uvicorn
+
+from tests.fakes.server import ThreadedServer, free_port
 
 API_KEY = "fake-infobip-key"
 
@@ -29,7 +29,7 @@ _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
-class FakeInfobip:
+class FakeInfobip(ThreadedServer):
     def __init__(self, port: int | None = None) -> None:
         self.mode = "ok"
         self.fail_times = 0
@@ -110,31 +110,6 @@ class FakeInfobip:
         return {"delivered": len(self.messages), "duplicates": self.duplicates, "requests": self.requests}
 
     # -- running --------------------------------------------------------------------------------
-
-    def start(self) -> FakeInfobip:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake Infobip did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def report(message_id: str, group: str, *, error: str | None = None) -> dict[str, Any]:

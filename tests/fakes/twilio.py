@@ -21,15 +21,15 @@ import hmac
 import json
 import re
 import secrets
-import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 import uvicorn
+
+from tests.fakes.server import ThreadedServer, free_port
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
@@ -66,7 +66,7 @@ def sign(url: str, params: dict[str, str], auth_token: str = AUTH_TOKEN) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-class FakeTwilio:
+class FakeTwilio(ThreadedServer):
     def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -78,7 +78,7 @@ class FakeTwilio:
         self.requests = 0
         self.headers: list[dict[str, str]] = []
         self._by_token: dict[str, Sent] = {}
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -221,23 +221,6 @@ class FakeTwilio:
 
     # -- the server ---------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake Twilio did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-
 
 def _error(code: int, message: str, status: int) -> dict[str, Any]:
     return {
@@ -246,10 +229,3 @@ def _error(code: int, message: str, status: int) -> dict[str, Any]:
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

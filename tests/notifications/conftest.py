@@ -23,7 +23,8 @@ PUBLIC = "http://127.0.0.1:8000"
 
 @pytest.fixture(scope="session")
 def infobip_server() -> Iterator[FakeInfobip]:
-    server = FakeInfobip().start()
+    server = FakeInfobip()
+    server.start()
     yield server
     server.stop()
 
