@@ -12,7 +12,7 @@ import re
 import secrets
 
 CARD_LENGTH = 13
-_DIGITS = re.compile(r"^[0-9]{13}$")
+_DIGITS = re.compile(r"[0-9]{13}")
 
 
 def ean13_check_digit(first12: str) -> int:
@@ -24,7 +24,7 @@ def ean13_check_digit(first12: str) -> int:
 
 
 def is_valid_card_number(number: str) -> bool:
-    return bool(_DIGITS.match(number)) and ean13_check_digit(number[:12]) == int(number[12])
+    return bool(_DIGITS.fullmatch(number)) and ean13_check_digit(number[:12]) == int(number[12])
 
 
 def generate_card_number(prefix: str) -> str:
