@@ -23,10 +23,14 @@ class Channel(enum.StrEnum):
     VIBER = "viber"
     APNS = "apns"  # app push to iOS
     FCM = "fcm"  # app push to Android
+    PASSKIT = "passkit"  # "this Wallet pass changed": an empty APNs push, the pass type as topic
+    GWALLET = "gwallet"  # Google Wallet: a PATCH of the card's loyalty object
 
 
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VIBER})
 PUSH_CHANNELS = frozenset({Channel.APNS, Channel.FCM})
+#: Channels that update a card in a phone's wallet rather than tell the shopper something.
+PASS_CHANNELS = frozenset({Channel.PASSKIT, Channel.GWALLET})
 
 
 class Category(enum.StrEnum):

@@ -2,40 +2,29 @@
 
 FCM v1 takes one message per request, so a batch goes out as concurrent requests (multiplexed over
 HTTP/2 when the server offers it). Authentication is an OAuth2 access token that the service account
-obtains with the JWT-bearer grant; it is cached until shortly before it expires, and when FCM still
-answers 401 (revoked, clock skew) it is refreshed once and the refused messages are sent again. Per-message
-answers become outcomes; what concerns every message (credentials refused, token endpoint down, FCM
-unreachable) raises :class:`ProviderUnavailable` for the worker's backoff and circuit breaker.
+obtains with the JWT-bearer grant (:mod:`notifications.providers.google_auth`, shared with Google
+Wallet); it is cached until shortly before it expires, and when FCM still answers 401 (revoked, clock
+skew) it is refreshed once and the refused messages are sent again. Per-message answers become
+outcomes; what concerns every message (credentials refused, token endpoint down, FCM unreachable)
+raises :class:`ProviderUnavailable` for the worker's backoff and circuit breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import httpx
-import jwt
 import msgspec
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kartka.settings import Settings
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
+from notifications.providers.google_auth import REQUIRED, ServiceAccountTokens, check_service_account, json_body
 
 DEFAULT_URL = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_REFRESH_EARLY = 60.0  # seconds before expiry at which a cached access token is replaced
-_ASSERTION_LIFETIME = 3600  # Google's maximum
-_REQUIRED = ("client_email", "private_key", "token_uri", "project_id")
-
-
-class _AccessToken(NamedTuple):
-    value: str
-    expires_at: float  # time.monotonic()
+_REQUIRED = (*REQUIRED, "project_id")
 
 
 class _Refused(NamedTuple):
@@ -59,11 +48,7 @@ class FcmProvider:
     max_batch: int = 100
 
     def __init__(self, *, url: str = DEFAULT_URL, service_account: dict[str, str], timeout: float = 10.0) -> None:
-        missing = [key for key in _REQUIRED if not service_account.get(key)]
-        if missing:
-            raise ValueError(f"the FCM service account lacks {', '.join(missing)}")
-        _check_key(service_account["private_key"])
-        self._account = service_account
+        check_service_account(service_account, required=_REQUIRED, label="FCM")
         self._send_url = f"{url.rstrip('/')}/v1/projects/{service_account['project_id']}/messages:send"
         self._timeout = timeout
         self._client = httpx.AsyncClient(
@@ -71,17 +56,16 @@ class FcmProvider:
             http2=True,  # FCM speaks h2: one connection carries the whole batch (plain http stays 1.1)
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         )
-        self._token: _AccessToken | None = None
-        self._token_lock = asyncio.Lock()
+        self._tokens = ServiceAccountTokens(service_account, scope=SCOPE, client=self._client, timeout=timeout)
 
     async def send(self, messages: Sequence[Outbound]) -> list[SendResult]:
         if not messages:
             return []
-        token = await self._access_token()
+        token = await self._tokens.token()
         answers = await self._send_all(messages, token)
         expired = [message for message in messages if _status(answers[message.id]) == 401]
         if expired:
-            token = await self._access_token(stale=token)
+            token = await self._tokens.token(stale=token)
             answers.update(await self._send_all(expired, token))
         results: list[SendResult] = []
         unreachable: list[str] = []
@@ -117,52 +101,11 @@ class FcmProvider:
         except httpx.TransportError as exc:
             return _Unreachable(f"cannot reach {self._send_url}: {type(exc).__name__} {exc}".strip())
         if response.status_code == 200:
-            name = _json(response).get("name")
+            name = json_body(response).get("name")
             return SendResult(
                 id=message.id, outcome=Outcome.SENT, provider_message_id=name if isinstance(name, str) else None
             )
         return _failure(message, response)
-
-    # -- access tokens --------------------------------------------------------------------------
-
-    async def _access_token(self, *, stale: str | None = None) -> str:
-        """A valid access token; ``stale`` is one FCM refused, replaced unless another call already did."""
-        async with self._token_lock:
-            token = self._token
-            if token is None or token.value == stale or time.monotonic() >= token.expires_at - _REFRESH_EARLY:
-                self._token = token = await self._fetch_token()
-            return token.value
-
-    async def _fetch_token(self) -> _AccessToken:
-        token_uri = self._account["token_uri"]
-        now = int(time.time())
-        claims = {
-            "iss": self._account["client_email"],
-            "scope": SCOPE,
-            "aud": token_uri,
-            "iat": now,
-            "exp": now + _ASSERTION_LIFETIME,
-        }
-        key_id = self._account.get("private_key_id")
-        assertion = jwt.encode(
-            claims, self._account["private_key"], algorithm="RS256", headers={"kid": key_id} if key_id else None
-        )
-        started = time.monotonic()
-        try:
-            response = await self._client.post(token_uri, data={"grant_type": JWT_BEARER, "assertion": assertion})
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(f"the OAuth token endpoint did not answer within {self._timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"cannot reach the OAuth token endpoint {token_uri}: {exc}") from exc
-        body = _json(response)
-        value, expires_in = body.get("access_token"), body.get("expires_in")
-        if response.status_code != 200 or not isinstance(value, str) or not isinstance(expires_in, int | float):
-            said = [str(body[key]) for key in ("error", "error_description") if body.get(key)]
-            detail = ": ".join(said) or response.text[:200]
-            raise ProviderUnavailable(
-                f"the OAuth token endpoint refused the service account: {response.status_code} {detail}"
-            )
-        return _AccessToken(value, started + float(expires_in))
 
 
 def load_fcm(settings: Settings) -> FcmProvider | None:
@@ -192,7 +135,7 @@ def _message(message: Outbound) -> dict[str, Any]:
 def _failure(message: Outbound, response: httpx.Response) -> _Answer:
     """Map an FCM error answer (``{"error": {"status", "message", "details": [{"errorCode"}]}}``)."""
     status = response.status_code
-    error = _json(response).get("error")
+    error = json_body(response).get("error")
     error = error if isinstance(error, dict) else {}
     codes = [detail.get("errorCode") for detail in error.get("details", []) if isinstance(detail, dict)]
     code = next((c for c in codes if isinstance(c, str)), None) or str(error.get("status") or "")
@@ -209,21 +152,3 @@ def _failure(message: Outbound, response: httpx.Response) -> _Answer:
 
 def _status(answer: _Answer) -> int | None:
     return answer.status if isinstance(answer, _Refused) else None
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _check_key(private_key: str) -> None:
-    """Fail at start-up, not at the first push, when the service account's key is unusable."""
-    try:
-        key = serialization.load_pem_private_key(private_key.encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("the FCM service account's private_key is not a PEM private key") from exc
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the FCM service account's private_key must be an RSA key")
