@@ -18,10 +18,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
-from api.auth import SECURITY_SCHEME
+from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
 from api.controllers.admin import AdminCustomerController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
+from api.controllers.me import MeController
 from api.controllers.notifications import (
     AdminCampaignController,
     AdminStoreController,
@@ -31,14 +32,19 @@ from api.controllers.notifications import (
 )
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import JoinController, join_rate_limit
 from api.errors import EXCEPTION_HANDLERS
 from api.state import Services
 from kartka.clock import Clock, SystemClock
+from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
+from kartka.ratelimit import RateLimiter
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
+from kartka.staff import Passwords, StaffSignIn
+from kartka.tokens import Tokens
 from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
@@ -47,6 +53,8 @@ from wallet.pricing.embedded import EmbeddedEngine
 from wallet.pricing.http import HttpEngine
 from wallet.pricing.port import Engine
 from wallet.program import Program, load_program
+from wallet.qrtokens import QrTokens
+from wallet.signin import SignInConfig, SignInService
 
 logger = logging.getLogger("kartka.api")
 
@@ -76,6 +84,18 @@ def build_engine(settings: Settings, program: Program) -> Engine:
 EngineFactory = Callable[[Program], Engine]
 
 
+def signin_config(settings: Settings) -> SignInConfig:
+    return SignInConfig(
+        code_length=settings.otp_length,
+        ttl_seconds=settings.otp_ttl_seconds,
+        max_attempts=settings.otp_max_attempts,
+        resend_seconds=settings.otp_resend_seconds,
+        per_phone_per_hour=settings.otp_per_phone_per_hour,
+        per_ip_per_hour=settings.otp_per_ip_per_hour,
+        checks_per_ip_per_hour=settings.signin_per_ip_per_hour,
+    )
+
+
 def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -98,13 +118,26 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
             except (OSError, TimeoutError) as exc:
                 logger.warning("cannot listen for key revocations (%s); the key cache expires on its own", exc)
             notifier = make_notifier(settings, program)
+            secret = settings.secret_key.reveal()
+            qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
             customers = CustomerService(
                 region=settings.default_region,
                 card_prefix=settings.card_prefix,
                 program=program,
                 events=notifier,
                 clock=clock,
+                qr_tokens=qr_tokens,
             )
+            tokens = Tokens(
+                key=derive_key(secret, "jwt"),
+                issuer=settings.public_base,
+                access_seconds=settings.access_token_seconds,
+                refresh_days=settings.refresh_token_days,
+                clock=clock,
+            )
+            limiter = RateLimiter(derive_key(secret, "rate"))
+            passwords = Passwords()
+            await passwords.warm_up()
             app.state.services = Services(
                 settings=settings,
                 pool=pool,
@@ -117,6 +150,26 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 engine=pricing,
                 notifier=notifier,
                 opt_out=opt_out_links(settings),
+                tokens=tokens,
+                signin=SignInService(
+                    pool=pool,
+                    customers=customers,
+                    tokens=tokens,
+                    limiter=limiter,
+                    key=derive_key(secret, "otp"),
+                    config=signin_config(settings),
+                    clock=clock,
+                ),
+                staff_signin=StaffSignIn(
+                    pool=pool,
+                    passwords=passwords,
+                    tokens=tokens,
+                    limiter=limiter,
+                    clock=clock,
+                    per_ip_per_hour=settings.signin_per_ip_per_hour,
+                    failures=settings.staff_login_failures,
+                ),
+                qr_tokens=qr_tokens,
             )
             yield
         finally:
@@ -145,11 +198,24 @@ def create_app(
                     type="http",
                     scheme="bearer",
                     description="A key from `kartka keys create`, scoped to pos, integration or admin",
-                )
+                ),
+                SHOPPER_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="A shopper's access token from `POST /v1/auth/token` (15 minutes; refresh it)",
+                ),
+                STAFF_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="A staff access token from `POST /v1/admin/login`",
+                ),
             }
         ),
         tags=[
             Tag(name="pos", description="The till: register, identify, price, commit, refund"),
+            Tag(name="app", description="The shopper's app: phone sign-in, card, balance, history, settings"),
             Tag(name="integrations", description="Online shop and CRM"),
             Tag(name="admin", description="Staff tools"),
             Tag(name="health", description="Liveness and readiness"),
@@ -171,6 +237,9 @@ def create_app(
             PosOrderController,
             IntegrationCustomerController,
             IntegrationOrderController,
+            SignInController,
+            MeController,
+            StaffLoginController,
             AdminCustomerController,
             AdminCampaignController,
             AdminStoreController,

@@ -19,6 +19,8 @@ from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
 from kartka.settings import Settings
+from kartka.staff import StaffSignIn
+from kartka.tokens import Tokens
 from notifications.preferences import OptOutLinks
 from notifications.triggers import Notifier
 from wallet.customers import CustomerService
@@ -26,6 +28,8 @@ from wallet.importer import Importer
 from wallet.orders import OrderService
 from wallet.pricing.port import Engine
 from wallet.program import Program
+from wallet.qrtokens import QrTokens
+from wallet.signin import SignInService
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,10 @@ class Services:
     engine: Engine
     notifier: Notifier
     opt_out: OptOutLinks
+    tokens: Tokens
+    signin: SignInService
+    staff_signin: StaffSignIn
+    qr_tokens: QrTokens
 
 
 def services_of(state: State) -> Services:
@@ -62,6 +70,8 @@ async def provide_conn(state: State) -> AsyncGenerator[Connection, None]:
 
 
 PRINCIPAL = "kartka.principal"
+SHOPPER = "kartka.shopper"
+ACTOR = "kartka.actor"
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

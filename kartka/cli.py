@@ -27,6 +27,7 @@ from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.migrate import migrate
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
+from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password
 
 T = TypeVar("T")
 logger = logging.getLogger("kartka")
@@ -220,6 +221,83 @@ def keys_revoke(key_id: str) -> None:
     _run(settings, work)
 
 
+@main.group()
+def staff() -> None:
+    """Staff accounts for the admin API (admins, marketers, support)."""
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("no password on standard input")
+        return password
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@staff.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
+def staff_create(username: str, role: str, password_stdin: bool) -> None:
+    """Create a staff account; the password is asked for (or read from stdin), never an argument."""
+    password = _password(password_stdin)
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        await migrate(conn)
+        account = await create_staff(conn, Passwords(), username=username, role=Role(role), password=password)
+        click.echo(f"created {account.role.value} {account.username} ({account.id})")
+
+    _run(settings, work)
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """List staff accounts."""
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        for account in await list_staff(conn):
+            state = f"disabled {account.disabled_at:%Y-%m-%d}" if account.disabled_at else "active"
+            seen = f"last login {account.last_login_at:%Y-%m-%d %H:%M}" if account.last_login_at else "never logged in"
+            click.echo(f"{account.username:<24} {account.role.value:<9} {state:<20} {seen}")
+
+    _run(settings, work)
+
+
+@staff.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
+def staff_passwd(username: str, password_stdin: bool) -> None:
+    """Set a staff member's password."""
+    password = _password(password_stdin)
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        await set_password(conn, Passwords(), username, password)
+        click.echo(f"password of {username} changed")
+
+    _run(settings, work)
+
+
+@staff.command("disable")
+@click.argument("username")
+def staff_disable(username: str) -> None:
+    """Disable a staff account; its sessions end at once."""
+    from kartka.clock import SystemClock  # noqa: PLC0415
+
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        async with conn.transaction():
+            account = await disable_staff(conn, username, SystemClock().now())
+        click.echo(f"disabled {account.username}")
+
+    _run(settings, work)
+
+
 @main.group("import")
 def import_group() -> None:
     """Bulk imports."""
@@ -306,6 +384,7 @@ def worker() -> None:
 async def _worker(settings: Settings) -> None:
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
+    from kartka.housekeeping import housekeeping  # noqa: PLC0415
     from notifications.setup import make_dispatcher, make_notifier  # noqa: PLC0415
     from wallet.jobs import run_all  # noqa: PLC0415
     from wallet.program import load_program  # noqa: PLC0415
@@ -329,8 +408,9 @@ async def _worker(settings: Settings) -> None:
         logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
         while not stop.is_set():
             try:
-                await run_all(pool, program, clock)
+                await run_all(pool, program, clock, notifier)
                 await notifier.remind_expiring(pool, clock.now())
+                await housekeeping(pool, clock.now())
             except (OSError, asyncpg.PostgresError) as exc:  # the database is away: try again next round
                 logger.warning("jobs failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -354,6 +434,7 @@ def jobs_run(force: bool) -> None:
     """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
+    from kartka.housekeeping import housekeeping  # noqa: PLC0415
     from notifications.setup import make_notifier  # noqa: PLC0415
     from wallet.jobs import run_all  # noqa: PLC0415
     from wallet.program import load_program  # noqa: PLC0415
@@ -366,10 +447,12 @@ def jobs_run(force: bool) -> None:
             async with pool.acquire() as conn:
                 await migrate(conn)
             program = load_program(settings.program_file)
-            report = await run_all(pool, program, SystemClock(), force=force)
-            reminded = await make_notifier(settings, program).remind_expiring(pool, SystemClock().now())
+            notifier = make_notifier(settings, program)
+            report = await run_all(pool, program, SystemClock(), notifier, force=force)
+            reminded = await notifier.remind_expiring(pool, SystemClock().now())
+            pruned = await housekeeping(pool, SystemClock().now())
             result: dict[str, Any] = msgspec.to_builtins(report)
-            return result | {"reminded_lots": reminded}
+            return result | {"reminded_lots": reminded} | pruned
         finally:
             await pool.close()
 

@@ -23,6 +23,8 @@ from kartka.db import Connection, Pool
 from kartka.errors import InvalidInput, NotFound
 
 REVOKE_CHANNEL: Final = "kartka_api_keys"
+#: Every key starts so; access tokens (JWTs) never do.
+KEY_PREFIX: Final = "kk_"
 CODE_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
@@ -74,7 +76,7 @@ async def create_key(
     if len(name) > 200 or not name.isprintable():
         raise InvalidInput("a key's name is at most 200 printable characters", field="name")
     key_id = secrets.token_hex(6)
-    key = f"kk_{scope.value}_{key_id}_{secrets.token_urlsafe(32)}"
+    key = f"{KEY_PREFIX}{scope.value}_{key_id}_{secrets.token_urlsafe(32)}"
     row = await conn.fetchrow(
         """
         INSERT INTO api_keys (id, key_hash, scope, store, terminal, name)

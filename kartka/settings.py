@@ -78,6 +78,18 @@ ENV: Final[dict[str, str]] = {
     "engine_retries": "KARTKA_ENGINE_RETRIES",
     "jobs_interval_seconds": "KARTKA_JOBS_INTERVAL_SECONDS",
     "run_worker": "KARTKA_RUN_WORKER",
+    # sign-in: shoppers by phone, staff by password
+    "otp_length": "KARTKA_OTP_LENGTH",
+    "otp_ttl_seconds": "KARTKA_OTP_TTL_SECONDS",
+    "otp_max_attempts": "KARTKA_OTP_MAX_ATTEMPTS",
+    "otp_resend_seconds": "KARTKA_OTP_RESEND_SECONDS",
+    "otp_per_phone_per_hour": "KARTKA_OTP_PER_PHONE_PER_HOUR",
+    "otp_per_ip_per_hour": "KARTKA_OTP_PER_IP_PER_HOUR",
+    "signin_per_ip_per_hour": "KARTKA_SIGNIN_PER_IP_PER_HOUR",
+    "staff_login_failures": "KARTKA_STAFF_LOGIN_FAILURES",
+    "access_token_seconds": "KARTKA_ACCESS_TOKEN_SECONDS",
+    "refresh_token_days": "KARTKA_REFRESH_TOKEN_DAYS",
+    "qr_token_seconds": "KARTKA_QR_TOKEN_SECONDS",
     # notifications: the outbox worker
     "outbox_batch": "KARTKA_OUTBOX_BATCH",
     "outbox_loops": "KARTKA_OUTBOX_LOOPS",
@@ -165,6 +177,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     engine_retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
     jobs_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     run_worker: bool = True
+    otp_length: Annotated[int, msgspec.Meta(ge=4, le=10)] = 6
+    otp_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
+    otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    otp_resend_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    otp_per_phone_per_hour: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 20
+    signin_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
+    staff_login_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    qr_token_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 60
     outbox_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     outbox_loops: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     outbox_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8

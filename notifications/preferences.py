@@ -18,6 +18,7 @@ from uuid import UUID
 
 import msgspec
 
+from kartka.crypto import derive_key
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from wallet.program import Program
@@ -106,7 +107,7 @@ class OptOutLinks:
     """``{public URL}/u/{token}``: the unsubscribe link in marketing messages."""
 
     def __init__(self, *, secret: str, public_base: str) -> None:
-        self._key = hashlib.sha256(b"kartka-opt-out:" + secret.encode()).digest()
+        self._key = derive_key(secret, "opt-out")
         self.public_base = public_base.rstrip("/")
 
     def token(self, customer_id: UUID) -> str:

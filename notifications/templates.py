@@ -213,6 +213,14 @@ def _points_expiring(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
     return "Points expiring soon", f"Your {points(amount, locale)} {verb} on {expires_on}. Use them before then."
 
 
+def _birthday_bonus(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    amount = _int("birthday_bonus", params, "points")
+    expires_on = format_date(_date("birthday_bonus", params, "expires_on"), locale)
+    if locale == "ru":
+        return "С днём рождения!", f"С днём рождения! Дарим {points(amount, locale)}, они действуют до {expires_on}."
+    return "Happy birthday!", f"Happy birthday! Here are {points(amount, locale)} from us, usable until {expires_on}."
+
+
 def _otp(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
     code = _str("otp", params, "code")
     minutes = _int("otp", params, "minutes")
@@ -256,6 +264,7 @@ _TEMPLATES: Final[dict[str, _Render]] = {
     "points_earned": _points_earned,
     "tier_upgrade": _tier_upgrade,
     "points_expiring": _points_expiring,
+    "birthday_bonus": _birthday_bonus,
     "otp": _otp,
     "campaign": _campaign,
 }

@@ -100,6 +100,30 @@ class Notifier:
             now=now,
         )
 
+    async def bonus_granted(
+        self,
+        conn: Connection,
+        *,
+        customer_id: UUID,
+        points: int,
+        expires_at: datetime,
+        kind: str,
+        ref: str,
+        now: datetime,
+    ) -> None:
+        local = expires_at.astimezone(self.program.zone)
+        await self._send(
+            conn,
+            customer_id,
+            key=f"bonus:{ref}",
+            template=f"{kind}_bonus",
+            params={"points": points, "expires_on": local.date().isoformat()},
+            now=now,
+        )
+
+    async def card_changed(self, conn: Connection, *, customer_id: UUID, now: datetime) -> None:
+        """Wallet passes are not issued yet, so there is nothing to update on a phone."""
+
     # -- sign-in codes --------------------------------------------------------------------------
 
     async def send_otp(

@@ -33,3 +33,33 @@ def problem(response: Any) -> dict[str, Any]:
     assert body["title"]
     assert body["detail"]
     return body
+
+
+async def latest_code(pool: Pool, phone: str) -> str:
+    """The sign-in code most recently queued for ``phone``: what the SMS will carry (the outbox keeps it
+    until the worker has handed it to the provider)."""
+    code: str | None = await pool.fetchval(
+        "SELECT params->>'code' FROM outbox WHERE template = 'otp' AND recipient = $1 ORDER BY id DESC LIMIT 1", phone
+    )
+    assert code is not None, f"no sign-in code was queued for {phone}"
+    return code
+
+
+async def sign_in(client: Any, pool: Pool, phone: str, **headers: str) -> dict[str, Any]:
+    """A shopper's whole phone sign-in; returns the token answer plus ready-made ``headers``."""
+    sent = await client.post("/v1/auth/otp", json={"phone": phone}, headers=headers)
+    assert sent.status_code == 202, sent.text
+    answer = await client.post("/v1/auth/token", json={"phone": phone, "code": await latest_code(pool, phone)})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    body["headers"] = {"Authorization": f"Bearer {body['access_token']}"}
+    return body
+
+
+async def refresh(client: Any, signed: dict[str, Any]) -> dict[str, Any]:
+    """Renew a signed-in shopper's tokens in place (after a test moved the clock past their life)."""
+    answer = await client.post("/v1/auth/refresh", json={"refresh_token": signed["refresh_token"]})
+    assert answer.status_code == 200, answer.text
+    signed.update(answer.json())
+    signed["headers"] = {"Authorization": f"Bearer {signed['access_token']}"}
+    return signed

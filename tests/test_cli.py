@@ -36,9 +36,11 @@ def _free_port() -> int:
 
 
 def cli(
-    *args: str, env: dict[str, str], cwd: Path | None = None, check: bool = True
+    *args: str, env: dict[str, str], cwd: Path | None = None, check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([KARTKA, *args], check=False, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [KARTKA, *args], check=False, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, input=stdin
+    )
     if check:
         assert result.returncode == 0, f"kartka {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
@@ -164,6 +166,46 @@ async def test_a_new_user_drives_the_served_api_with_cli_keys(
             await asyncio.sleep(0.05)
         assert after.status_code == 401
     assert running.stop() == 0
+
+
+async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
+    server: tuple[Server, dict[str, str]],
+) -> None:
+    running, env = server
+    created = cli(
+        "staff", "create", "Olga", "--role", "marketer", "--password-stdin", env=env, stdin="s3cret-enough-pass\n"
+    )
+    assert "created marketer olga" in created.stdout
+    assert "olga" in cli("staff", "list", env=env).stdout
+    short = cli("staff", "create", "ivan", "--role", "admin", "--password-stdin", env=env, stdin="short\n", check=False)
+    assert short.returncode != 0
+    assert "at least 12 characters" in short.stderr
+
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        phone = "+375291112233"
+        assert (await http.post("/v1/auth/otp", json={"phone": phone})).status_code == 202
+        # The worker beside the API delivers the code to the development inbox.
+        for _ in range(200):
+            inbox = (await http.get("/dev/inbox", params={"to": phone})).json()
+            if inbox:
+                break
+            await asyncio.sleep(0.05)
+        assert inbox, "the worker did not deliver the sign-in code"
+        code = inbox[0]["text"].split("Kartka: ", 1)[1][:6]
+        signed = await http.post("/v1/auth/token", json={"phone": phone, "code": code})
+        assert signed.status_code == 200, signed.text
+        assert signed.json()["card_created"] is True
+        me = await http.get("/v1/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"})
+        assert me.json()["profile"]["phone"] == phone
+
+        login = await http.post("/v1/admin/login", json={"username": "olga", "password": "s3cret-enough-pass"})
+        assert login.status_code == 200, login.text
+        staff = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        campaign = await http.post("/v1/admin/campaigns", json={"name": "x", "texts": {"ru": "Кофе"}}, headers=staff)
+        assert campaign.status_code == 202
+        cli("staff", "disable", "olga", env=env)
+        after = await http.post("/v1/admin/campaigns", json={"name": "x", "texts": {"ru": "Кофе"}}, headers=staff)
+        assert after.status_code == 401
 
 
 def test_embedded_postgres_is_shared_by_serve_and_the_cli(tmp_path: Path) -> None:

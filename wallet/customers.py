@@ -18,7 +18,7 @@ import msgspec
 from kartka.clock import Clock
 from kartka.db import Connection
 from wallet.cards import generate_card_number, is_valid_card_number
-from wallet.errors import CardBlocked, CardNotFound, CardOwnedElsewhere, CustomerNotFound
+from wallet.errors import CardBlocked, CardClosed, CardNotFound, CardOwnedElsewhere, CustomerNotFound
 from wallet.events import WalletEvents
 from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, lock_account, merge_accounts, spend
 from wallet.models import (
@@ -34,6 +34,7 @@ from wallet.models import (
 from wallet.phones import normalize_phone, try_normalize_phone
 from wallet.profile import clean_email, clean_name
 from wallet.program import Program
+from wallet.qrtokens import QrTokens, looks_like_token
 from wallet.tiers import tier_view, upgrade_if_earned
 
 _CARD_ATTEMPTS: Final = 20
@@ -50,10 +51,10 @@ class Origin(msgspec.Struct, frozen=True):
     api_key_id: str | None = None
 
 
-def _identify_sql(program: Program) -> tuple[str, str]:
-    """The two identify queries (by card number, by phone): the card, its customer, tier and balance in
-    one round trip. Parameters: $1 the card number or phone, $2 now. The program's periods are
-    validated integers, written into the SQL so each request sends two parameters instead of four."""
+def _identify_sql(program: Program) -> tuple[str, str, str]:
+    """The identify queries (by card number, by phone, by customer id): the card, its customer, tier and
+    balance in one round trip. Parameters: $1 the card number, phone or id, $2 now. The program's periods
+    are validated integers, written into the SQL so each request sends two parameters instead of four."""
     soon = f"($2 + interval '{int(program.expiring_soon_days)} days')"
     since = f"($2 - interval '{int(program.tier_window_days)} days')"
     view = f"""
@@ -68,15 +69,11 @@ def _identify_sql(program: Program) -> tuple[str, str]:
         + view.format(source="cards c JOIN customers cu ON cu.id = c.customer_id")
         + " WHERE c.number = $1"
     )
-    by_phone = (
-        "SELECT cu.id, cu.phone, cu.name, c.number, c.status,"
-        + view.format(
-            source="customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id "
-            "ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true"
-        )
-        + " WHERE cu.phone = $1"
+    by_customer = "SELECT cu.id, cu.phone, cu.name, c.number, c.status," + view.format(
+        source="customers cu JOIN LATERAL (SELECT number, status FROM cards WHERE customer_id = cu.id "
+        "ORDER BY status = 'active' DESC, issued_at DESC LIMIT 1) c ON true"
     )
-    return by_card, by_phone
+    return by_card, by_customer + " WHERE cu.phone = $1", by_customer + " WHERE cu.id = $1"
 
 
 _RESOLVE_BY_CARD = """
@@ -99,13 +96,23 @@ _CURRENT_CARD = """
 class CustomerService:
     """Registration and identification. Methods take the caller's connection (and transaction)."""
 
-    def __init__(self, *, region: str, card_prefix: str, program: Program, events: WalletEvents, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        region: str,
+        card_prefix: str,
+        program: Program,
+        events: WalletEvents,
+        clock: Clock,
+        qr_tokens: QrTokens | None = None,
+    ) -> None:
         self.region = region
         self.card_prefix = card_prefix
         self.program = program
         self.events = events
         self.clock = clock
-        self._by_card_sql, self._by_phone_sql = _identify_sql(program)
+        self.qr_tokens = qr_tokens
+        self._by_card_sql, self._by_phone_sql, self._by_customer_sql = _identify_sql(program)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -319,6 +326,13 @@ class CustomerService:
         row = await self._find(conn, code, self._by_card_sql, self._by_phone_sql, now)
         return self._identification(row)
 
+    async def identify_customer(self, conn: Connection, customer_id: UUID, now: datetime) -> Identification:
+        """What identify shows, for a customer known by id (the app's signed-in shopper)."""
+        row = await conn.fetchrow(self._by_customer_sql, customer_id, now)
+        if row is None:
+            raise CustomerNotFound(f"no customer with id {customer_id}", field="id")
+        return self._identification(row)
+
     async def resolve(self, conn: Connection, code: str) -> tuple[Customer, Card]:
         """Who a card or phone belongs to, without the balance: for writes, which read the balance
         themselves once the account is locked."""
@@ -327,6 +341,12 @@ class CustomerService:
 
     async def _find(self, conn: Connection, code: str, by_card: str, by_phone: str, *args: Any) -> asyncpg.Record:
         text = code.strip()
+        if self.qr_tokens is not None and looks_like_token(text):  # the app's short-lived QR
+            number = self.qr_tokens.card_number(text, self.clock.now())
+            found = await self._by_card(conn, number, by_card, args)
+            if found is None:
+                raise CardNotFound("the card this app QR code names no longer exists", field="code")
+            return found
         digits = text if len(text) == 13 else _SEPARATORS.sub("", text)  # a scan is 13 digits already
         check_digit_wrong = False
         if len(digits) == 13 and digits.isdigit():
@@ -356,6 +376,8 @@ class CustomerService:
                 continue
             if row["status"] == CardStatus.BLOCKED:
                 raise CardBlocked(f"card {number} is blocked", field="code", card=number)
+            if row["status"] == CardStatus.CLOSED:
+                raise CardClosed(f"card {number} was closed by its owner", field="code", card=number)
             return row
         raise CardBlocked(f"card {number} is replaced too many times", field="code")  # pragma: no cover
 

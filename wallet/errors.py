@@ -23,3 +23,9 @@ class CardBlocked(Conflict):
 
 class CardOwnedElsewhere(Conflict):
     code = "card-owned-by-another-customer"
+
+
+class CardClosed(Conflict):
+    """The shopper closed their account; the card's number is never reused."""
+
+    code = "card-closed"

@@ -37,3 +37,27 @@ class WalletEvents(Protocol):
     async def tier_upgraded(self, conn: Connection, *, customer_id: UUID, tier: Tier, ref: str, now: datetime) -> None:
         """The shopper reached ``tier``; ``ref`` identifies the change (one message per change)."""
         ...
+
+    async def card_changed(self, conn: Connection, *, customer_id: UUID, now: datetime) -> None:
+        """Something a wallet pass of this shopper shows changed (balance, tier, name, card status)."""
+        ...
+
+    async def send_otp(
+        self, conn: Connection, *, phone: str, code: str, ttl_seconds: int, key: str, now: datetime, locale: str
+    ) -> None:
+        """Send a sign-in code to ``phone``; ``key`` is unique per code sent."""
+        ...
+
+    async def bonus_granted(
+        self,
+        conn: Connection,
+        *,
+        customer_id: UUID,
+        points: int,
+        expires_at: datetime,
+        kind: str,
+        ref: str,
+        now: datetime,
+    ) -> None:
+        """The program gave the shopper bonus points (``kind``: ``birthday``); ``ref`` makes it one message."""
+        ...

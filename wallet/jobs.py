@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
 
 import msgspec
 
 from kartka.clock import Clock
 from kartka.db import Pool
 from wallet import ledger, tiers
+from wallet.events import WalletEvents
+from wallet.ledger import EntryKind
 from wallet.program import Program
+
+_BIRTHDAY_BATCH: Final = 500
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +26,7 @@ class JobReport(msgspec.Struct):
     expired_lots: int = 0
     downgrades: int | None = None
     """``None`` when today's evaluation had already been run (by this or another worker)."""
+    birthday_bonuses: int = 0
 
 
 async def expire(pool: Pool, now: datetime, *, batch: int = 5_000) -> int:
@@ -62,10 +69,83 @@ async def downgrade_daily(pool: Pool, program: Program, now: datetime, *, force:
     return lowered
 
 
-async def run_all(pool: Pool, program: Program, clock: Clock, *, force: bool = False) -> JobReport:
+async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, now: datetime) -> int:
+    """Give today's birthdays (the program's local date) their bonus, once per customer and year.
+
+    Runs every round, not once a day, so a shopper who sets today as their birthday in the app gets it
+    today; the ``birthday_bonuses`` row claimed with the grant makes a second run, or a second worker,
+    give nothing. A 29 February birthday is celebrated on the 28th in other years.
+    """
+    if program.birthday_bonus_points == 0:
+        return 0
+    today = now.astimezone(program.zone).date()
+    days = [today.day]
+    if today.month == 2 and today.day == 28 and not calendar.isleap(today.year):
+        days.append(29)
+    expires_at = now + timedelta(days=program.birthday_bonus_days)
+    granted = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetch(
+                """
+                WITH due AS (
+                    SELECT id FROM customers c
+                     WHERE birthday IS NOT NULL AND closed_at IS NULL AND merged_into IS NULL
+                       AND extract(month FROM birthday) = $1 AND extract(day FROM birthday) = ANY($2::int[])
+                       AND NOT EXISTS (SELECT 1 FROM birthday_bonuses b WHERE b.customer_id = c.id AND b.year = $3)
+                     ORDER BY id LIMIT $4
+                )
+                INSERT INTO birthday_bonuses (customer_id, year, granted_at) SELECT id, $3, $5 FROM due
+                ON CONFLICT DO NOTHING
+                RETURNING customer_id
+                """,
+                today.month,
+                days,
+                today.year,
+                _BIRTHDAY_BATCH,
+                now,
+            )
+            for row in sorted(claimed, key=lambda r: r["customer_id"]):  # lock accounts in one order
+                customer_id = row["customer_id"]
+                account = await ledger.lock_account(conn, customer_id, program)
+                await ledger.credit(
+                    conn,
+                    account,
+                    kind=EntryKind.GRANT,
+                    points=program.birthday_bonus_points,
+                    available_at=now,
+                    expires_at=expires_at,
+                    occurred_at=now,
+                    reason="birthday bonus",
+                    actor="program:birthday",
+                )
+                await events.bonus_granted(
+                    conn,
+                    customer_id=customer_id,
+                    points=program.birthday_bonus_points,
+                    expires_at=expires_at,
+                    kind="birthday",
+                    ref=f"birthday:{customer_id}:{today.year}",
+                    now=now,
+                )
+                await events.card_changed(conn, customer_id=customer_id, now=now)
+        granted += len(claimed)
+        if len(claimed) < _BIRTHDAY_BATCH:
+            return granted
+
+
+async def run_all(
+    pool: Pool, program: Program, clock: Clock, events: WalletEvents, *, force: bool = False
+) -> JobReport:
     now = clock.now()
     report = JobReport(expired_lots=await expire(pool, now))
     report.downgrades = await downgrade_daily(pool, program, now, force=force)
-    if report.expired_lots or report.downgrades:
-        logger.info("jobs: expired %d lots, lowered %s tiers", report.expired_lots, report.downgrades)
+    report.birthday_bonuses = await birthday_bonuses(pool, program, events, now)
+    if report.expired_lots or report.downgrades or report.birthday_bonuses:
+        logger.info(
+            "jobs: expired %d lots, lowered %s tiers, %d birthday bonuses",
+            report.expired_lots,
+            report.downgrades,
+            report.birthday_bonuses,
+        )
     return report

@@ -278,6 +278,46 @@ async def take_back(
     return account, debited
 
 
+async def forfeit_all(conn: Connection, account: Account, *, now: datetime, reason: str, actor: str | None) -> int:
+    """Write off every open lot and forgive any debt (a closed account): two adjustments that keep the
+    ledger's identity. Returns the points written off."""
+    written_off: int = await conn.fetchval(
+        """
+        WITH open AS (
+            SELECT id, remaining FROM lots WHERE customer_id = $1 AND remaining > 0 FOR UPDATE
+        ), entry AS (
+            INSERT INTO ledger_entries (customer_id, kind, points, reason, occurred_at, actor)
+            SELECT $1, 'adjustment', -sum(remaining), $2, $3, $4 FROM open HAVING sum(remaining) > 0
+            RETURNING id
+        ), used AS (
+            UPDATE lots l SET remaining = 0 FROM open WHERE l.id = open.id RETURNING l.id, open.remaining
+        ), consumed AS (
+            INSERT INTO lot_consumptions (entry_id, lot_id, points)
+            SELECT entry.id, used.id, used.remaining FROM used, entry
+        )
+        SELECT coalesce((SELECT sum(remaining) FROM open), 0)::bigint
+        """,
+        account.customer_id,
+        reason,
+        now,
+        actor,
+    )
+    if account.debt:
+        await conn.execute(
+            """
+            WITH forgiven AS (UPDATE accounts SET debt = 0 WHERE customer_id = $1)
+            INSERT INTO ledger_entries (customer_id, kind, points, reason, occurred_at, actor)
+            VALUES ($1, 'adjustment', $2, $3, $4, $5)
+            """,
+            account.customer_id,
+            account.debt,
+            f"debt forgiven: {reason}",
+            now,
+            actor,
+        )
+    return written_off
+
+
 # -- jobs ---------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ class CardStatus(enum.StrEnum):
     ACTIVE = "active"
     BLOCKED = "blocked"
     REPLACED = "replaced"
+    CLOSED = "closed"  # the shopper closed the account
 
 
 class Outcome(enum.StrEnum):

@@ -105,6 +105,10 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tier_nudge_within: Minor = 5_000
     """Tell the shopper how much more to spend for the next tier when it is at most this far (0: never)."""
     grant_max_points: Annotated[int, msgspec.Meta(ge=1)] = 10_000_000
+    birthday_bonus_points: Minor = 0
+    """Points given on the shopper's birthday (the one they set in the app), once a year (0: none)."""
+    birthday_bonus_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    """How long a birthday bonus stays usable."""
     language: Literal["ru", "en"] = "ru"
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "BYN"
     timezone: str = "Europe/Minsk"

@@ -1,4 +1,4 @@
-"""Staff tools (admin key): bonus grants."""
+"""Staff tools (an admin key, or staff with the right role): bonus grants."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from api.auth import SECURITY_SCHEME, require_scope
+from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.errors import problems
-from api.state import principal_of, provide_tx, services_of
+from api.state import provide_tx, services_of
 from kartka.db import Connection
-from kartka.keys import Scope
+from kartka.staff import Permission
 from wallet.grants import Grant, GrantInput, grant
 
 
 class AdminCustomerController(Controller):
     path = "/v1/admin/customers"
     tags = ["admin"]  # noqa: RUF012
-    before_request = require_scope(Scope.ADMIN)
-    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
+    before_request = require_permission(Permission.GRANT_POINTS)
+    security = ADMIN_SECURITY
     dependencies = {"tx": Provide(provide_tx)}  # noqa: RUF012
 
     @post(
@@ -40,5 +40,4 @@ class AdminCustomerController(Controller):
         request: Request[Any, Any, State],
     ) -> Grant:
         services = services_of(request.app.state)
-        principal = principal_of(request)
-        return await grant(tx, services.program, services.clock, customer_id, data, actor=f"api_key:{principal.key_id}")
+        return await grant(tx, services.program, services.clock, customer_id, data, actor=actor_of(request))

@@ -15,13 +15,15 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from api.auth import SECURITY_SCHEME, require_scope
+from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.errors import problems
-from api.state import principal_of, provide_conn, provide_tx, services_of
+from api.request import preferred_language
+from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound, Unauthenticated
-from kartka.keys import CODE_PATTERN, Scope
+from kartka.keys import CODE_PATTERN
 from kartka.settings import SmsProvider, ViberProvider
+from kartka.staff import Permission
 from notifications import campaigns
 from notifications.campaigns import Campaign, CampaignInput
 from notifications.preferences import set_marketing
@@ -39,8 +41,8 @@ class CampaignAccepted(msgspec.Struct, frozen=True):
 class AdminCampaignController(Controller):
     path = "/v1/admin/campaigns"
     tags = ["admin"]  # noqa: RUF012
-    before_request = require_scope(Scope.ADMIN)
-    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
+    before_request = require_permission(Permission.CAMPAIGNS)
+    security = ADMIN_SECURITY
 
     @post(
         "/",
@@ -54,9 +56,8 @@ class AdminCampaignController(Controller):
         self, data: JSONBody[CampaignInput], tx: NamedDependency[Connection], request: Request[Any, Any, State]
     ) -> Response[CampaignAccepted]:
         services = services_of(request.app.state)
-        principal = principal_of(request)
         campaign_id = await campaigns.create(
-            tx, data, program=services.program, now=services.clock.now(), created_by=f"api_key:{principal.key_id}"
+            tx, data, program=services.program, now=services.clock.now(), created_by=actor_of(request)
         )
         location = f"/v1/admin/campaigns/{campaign_id}"
         return Response(
@@ -92,8 +93,8 @@ class Store(msgspec.Struct, frozen=True):
 class AdminStoreController(Controller):
     path = "/v1/admin/stores"
     tags = ["admin"]  # noqa: RUF012
-    before_request = require_scope(Scope.ADMIN)
-    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
+    before_request = require_permission(Permission.STORES)
+    security = ADMIN_SECURITY
 
     @put(
         "/{code:str}",
@@ -214,7 +215,7 @@ class UnsubscribeController(Controller):
     @get("/{token:str}", media_type="text/html")
     async def ask(self, token: FromPath[str], request: Request[Any, Any, State]) -> Response[str]:
         services = services_of(request.app.state)
-        lang = "en" if request.headers.get("accept-language", "").lower().startswith("en") else "ru"
+        lang = preferred_language(request) or "ru"
         try:
             services.opt_out.customer(token)
         except InvalidInput as exc:
@@ -228,7 +229,7 @@ class UnsubscribeController(Controller):
         self, token: FromPath[str], request: Request[Any, Any, State], tx: NamedDependency[Connection]
     ) -> Response[str]:
         services = services_of(request.app.state)
-        lang = "en" if request.headers.get("accept-language", "").lower().startswith("en") else "ru"
+        lang = preferred_language(request) or "ru"
         try:
             customer_id = services.opt_out.customer(token)
         except InvalidInput as exc:

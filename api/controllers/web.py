@@ -19,6 +19,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import QueryParameter, URLEncodedBody
 
+from api.request import preferred_language
 from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import DomainError
@@ -96,10 +97,7 @@ class JoinForm(msgspec.Struct):
 
 
 def _lang(request: Request[Any, Any, Any], explicit: str | None) -> str:
-    if explicit in _TEXT:
-        return explicit
-    accept = request.headers.get("accept-language", "").lower()
-    return "en" if accept.startswith("en") else "ru"
+    return preferred_language(request, explicit) or "ru"
 
 
 def _page(lang: str, store: str, body: str) -> Response[str]:

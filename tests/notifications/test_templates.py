@@ -34,6 +34,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "tier_upgrade": {"tier_name": "Platinum", "rate_percent": "5"},
     "points_expiring": {"points": 31_250, "expires_on": "2026-03-31"},
     "otp": {"code": "482913", "minutes": 5},
+    "birthday_bonus": {"points": 50_000, "expires_on": "2026-04-01"},
     "campaign": {"text": "Здравствуйте, {name}! Скидка 20% на весь кофе до воскресенья.", "name": "Анна"},
 }
 
@@ -184,6 +185,15 @@ def test_otp(minutes: int, ru_unit: str, en_unit: str) -> None:
         f"Kartka sign-in code: 048213. Valid for {minutes} {en_unit}. Do not share it with anyone."
     )
     assert render("otp", "ru", params).title == "Код входа"
+
+
+def test_birthday_bonus() -> None:
+    assert render("birthday_bonus", "ru", PARAMS["birthday_bonus"]) == Rendered(
+        text="С днём рождения! Дарим 500 баллов, они действуют до 01.04.2026.", title="С днём рождения!"
+    )
+    assert render("birthday_bonus", "en", {"points": 150, "expires_on": "2026-04-01"}).text == (
+        "Happy birthday! Here are 1.50 points from us, usable until 1 Apr 2026."
+    )
 
 
 def test_campaign_substitutes_the_name() -> None:

@@ -1,0 +1,25 @@
+"""What handlers read off a request besides its body: the client's address and language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The caller's IP, as uvicorn saw it (behind a proxy, ``--proxy-headers`` and ``FORWARDED_ALLOW_IPS``
+    make it the shopper's rather than the proxy's): what per-client limits count by."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def preferred_language(request: Request[Any, Any, Any], explicit: str | None = None) -> str | None:
+    """``ru`` or ``en``: ``explicit`` when it is one of them, else the first of those in Accept-Language."""
+    if explicit in ("ru", "en"):
+        return explicit
+    for part in request.headers.get("accept-language", "").split(","):
+        language = part.split(";", 1)[0].strip().lower()[:2]
+        if language in ("ru", "en"):
+            return language
+    return None

@@ -1,0 +1,264 @@
+"""Staff accounts: admins, marketers and support, signing in to the admin API with a password.
+
+Passwords are hashed with argon2id through libpass (the maintained passlib; import name ``passlib``),
+in a worker thread, since one hash takes tens of milliseconds of CPU that the event loop must not
+wait on. A failed sign-in costs the same whether the username exists or not (an unknown name is
+checked against a dummy hash) and says the same thing, so the endpoint cannot be used to find out
+who works here. Failures are rate-limited per username and per client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import msgspec
+from passlib.context import CryptContext
+
+from kartka.clock import Clock
+from kartka.db import Connection, Pool
+from kartka.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from kartka.ratelimit import RateLimiter
+from kartka.tokens import SubjectKind, Tokens, revoke_sessions
+
+USERNAME: Final = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
+MIN_PASSWORD: Final = 12
+MAX_PASSWORD: Final = 1024  # argon2 takes any length; a cap keeps a megabyte "password" from costing CPU
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    MARKETER = "marketer"
+    SUPPORT = "support"
+
+
+class Permission(enum.StrEnum):
+    """What an admin endpoint needs; an admin key has every permission."""
+
+    GRANT_POINTS = "grant_points"
+    CAMPAIGNS = "campaigns"
+    STORES = "stores"
+    CARDS = "cards"
+
+
+ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.MARKETER: frozenset({Permission.CAMPAIGNS}),
+    Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS}),
+}
+
+
+class StaffAccount(msgspec.Struct, frozen=True):
+    id: UUID
+    username: str
+    role: Role
+    created_at: datetime
+    last_login_at: datetime | None
+    disabled_at: datetime | None
+
+
+class UsernameTaken(Conflict):
+    code = "username-taken"
+
+
+class WrongCredentials(Unauthenticated):
+    code = "wrong-credentials"
+
+
+def clean_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME.match(name):
+        raise InvalidInput(
+            "a username is 2-64 lowercase letters, digits, '.', '_', '@' or '-', starting with a letter or digit",
+            field="username",
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"a staff password has at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"a staff password has at most {MAX_PASSWORD} characters", field="password")
+
+
+class Passwords:
+    """argon2id hashing off the event loop, with libpass's default parameters (argon2id, 64 MiB, 3 passes,
+    as OWASP recommends). Stored hashes carry their parameters; when the defaults rise, a hash is
+    upgraded at the next successful sign-in (``verify`` returns the new one)."""
+
+    def __init__(self) -> None:
+        self._context = CryptContext(schemes=["argon2"])
+
+    async def warm_up(self) -> None:
+        """Make the dummy hash now, or the first unknown username would take longer than the rest."""
+        await asyncio.to_thread(self._context.dummy_verify)
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._context.hash, password)
+
+    async def verify(self, password: str, stored: str | None) -> tuple[bool, str | None]:
+        """Whether ``password`` matches, and a re-hash to store if the parameters changed. ``stored`` None
+        (no such user) still costs one hash: libpass checks against a dummy, so timing tells nothing."""
+        return await asyncio.to_thread(self._context.verify_and_update, password[:MAX_PASSWORD], stored)
+
+
+async def create_staff(
+    conn: Connection, passwords: Passwords, *, username: str, role: Role, password: str
+) -> StaffAccount:
+    name = clean_username(username)
+    check_password(password)
+    hashed = await passwords.hash(password)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO staff (username, role, password_hash) VALUES ($1, $2, $3)
+        ON CONFLICT (username) DO NOTHING
+        RETURNING id, username, role, created_at, last_login_at, disabled_at
+        """,
+        name,
+        role.value,
+        hashed,
+    )
+    if row is None:
+        raise UsernameTaken(f"there is already a staff member {name!r}", field="username")
+    return msgspec.convert(dict(row), StaffAccount)
+
+
+async def list_staff(conn: Connection) -> list[StaffAccount]:
+    rows = await conn.fetch(
+        "SELECT id, username, role, created_at, last_login_at, disabled_at FROM staff ORDER BY username"
+    )
+    return [msgspec.convert(dict(r), StaffAccount) for r in rows]
+
+
+async def set_password(conn: Connection, passwords: Passwords, username: str, password: str) -> None:
+    check_password(password)
+    hashed = await passwords.hash(password)
+    status = await conn.execute(
+        "UPDATE staff SET password_hash = $2, password_changed_at = now() WHERE username = $1",
+        clean_username(username),
+        hashed,
+    )
+    if status.endswith(" 0"):
+        raise NotFound(f"no staff member {username!r}", field="username")
+
+
+async def disable_staff(conn: Connection, username: str, now: datetime) -> StaffAccount:
+    """Disable an account and end its sessions at once (its access tokens stop working too)."""
+    row = await conn.fetchrow(
+        """
+        UPDATE staff SET disabled_at = coalesce(disabled_at, now()) WHERE username = $1
+        RETURNING id, username, role, created_at, last_login_at, disabled_at
+        """,
+        clean_username(username),
+    )
+    if row is None:
+        raise NotFound(f"no staff member {username!r}", field="username")
+    await revoke_sessions(conn, SubjectKind.STAFF, row["id"], now, "staff account disabled")
+    return msgspec.convert(dict(row), StaffAccount)
+
+
+async def authenticate(
+    conn: Connection, passwords: Passwords, username: str, password: str, now: datetime
+) -> StaffAccount:
+    """The account ``username``/``password`` names, or :class:`WrongCredentials` — the same for an
+    unknown name, a wrong password and a disabled account, after the same amount of work."""
+    name = username.strip().lower()
+    row = await conn.fetchrow(
+        "SELECT id, username, role, created_at, last_login_at, disabled_at, password_hash FROM staff "
+        "WHERE username = $1",
+        name if USERNAME.match(name) else "",
+    )
+    ok, rehashed = await passwords.verify(password, row["password_hash"] if row is not None else None)
+    if row is None or not ok or row["disabled_at"] is not None:
+        raise WrongCredentials("wrong username or password")
+    await conn.execute(
+        "UPDATE staff SET last_login_at = $2, password_hash = coalesce($3, password_hash) WHERE id = $1",
+        row["id"],
+        now,
+        rehashed,
+    )
+    return msgspec.convert({k: v for k, v in row.items() if k != "password_hash"}, StaffAccount)
+
+
+class StaffSession(msgspec.Struct, frozen=True):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    role: Role
+    username: str
+
+
+_HOUR: Final = timedelta(hours=1)
+_FAILURE_WINDOW: Final = timedelta(minutes=15)
+
+
+class StaffSignIn:
+    """``POST /v1/admin/login``: a password for a token pair, limited per address (every attempt) and
+    per username (failures in the last 15 minutes; a success clears them)."""
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        passwords: Passwords,
+        tokens: Tokens,
+        limiter: RateLimiter,
+        clock: Clock,
+        per_ip_per_hour: int,
+        failures: int,
+    ) -> None:
+        self.pool = pool
+        self.passwords = passwords
+        self.tokens = tokens
+        self.limiter = limiter
+        self.clock = clock
+        self.per_ip_per_hour = per_ip_per_hour
+        self.failures = failures
+
+    async def login(self, username: str, password: str, *, client: str) -> StaffSession:
+        now = self.clock.now()
+        await self.limiter.hit_now(
+            self.pool,
+            "login-ip",
+            client,
+            limit=self.per_ip_per_hour,
+            window=_HOUR,
+            now=now,
+            message="too many sign-in attempts from this address; try again later",
+        )
+        name = username.strip().lower()
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await self.limiter.hit(
+                    conn,
+                    "login-failures",
+                    name,
+                    limit=self.failures,
+                    window=_FAILURE_WINDOW,
+                    now=now,
+                    message="too many failed sign-ins for this username; try again in a few minutes",
+                    record=False,
+                )
+            try:
+                async with conn.transaction():
+                    account = await authenticate(conn, self.passwords, name, password, now)
+                    pair = await self.tokens.start(conn, SubjectKind.STAFF, account.id, role=account.role.value)
+                    await self.limiter.clear(conn, "login-failures", name)
+            except WrongCredentials:
+                async with conn.transaction():
+                    await self.limiter.record(conn, "login-failures", name, now)
+                raise
+        return StaffSession(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            token_type=pair.token_type,
+            expires_in=pair.expires_in,
+            role=account.role,
+            username=account.username,
+        )

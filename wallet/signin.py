@@ -1,0 +1,202 @@
+"""Phone-number sign-in: a code by SMS (or Viber), then tokens; the first sign-in issues the card.
+
+Codes are random digits, kept only as a keyed hash, single use, short-lived and good for a few wrong
+tries; a new send replaces the old code. Sending is limited by a cooldown per phone, a count per phone
+per hour and a count per client address; checking codes is limited per client address too. Every
+limit answers 429 with Retry-After. The answers never depend on whether the phone is already a
+customer, and no code is ever logged (it reaches the shopper through the outbox, which forgets it once
+it is sent).
+
+Wrong tries must count even though the request fails, so this service runs its own transactions
+instead of the request's, commits the counter, and only then raises.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Final
+
+import msgspec
+
+from kartka.clock import Clock
+from kartka.crypto import keyed_hash
+from kartka.db import Pool
+from kartka.errors import RateLimited, Unauthenticated
+from kartka.ratelimit import RateLimiter
+from kartka.tokens import SubjectKind, Tokens
+from wallet.customers import CustomerService, Origin
+from wallet.models import Source
+from wallet.phones import normalize_phone
+
+HOUR: Final = timedelta(hours=1)
+
+
+class WrongCode(Unauthenticated):
+    code = "wrong-code"
+
+
+class SignInConfig(msgspec.Struct, frozen=True, kw_only=True):
+    code_length: int = 6
+    ttl_seconds: int = 300
+    max_attempts: int = 5
+    resend_seconds: int = 60
+    per_phone_per_hour: int = 5
+    per_ip_per_hour: int = 20
+    checks_per_ip_per_hour: int = 60
+
+
+class CodeSent(msgspec.Struct, frozen=True):
+    expires_in: int
+    """Seconds the code is valid for."""
+    resend_after: int
+    """Seconds before another code may be asked for."""
+
+
+class SignedIn(msgspec.Struct, frozen=True):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    card_created: bool
+    """True when this sign-in issued the shopper's card (their first contact with the program)."""
+
+
+class SignInService:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        customers: CustomerService,
+        tokens: Tokens,
+        limiter: RateLimiter,
+        key: bytes,
+        config: SignInConfig,
+        clock: Clock,
+    ) -> None:
+        self.pool = pool
+        self.customers = customers
+        self.tokens = tokens
+        self.limiter = limiter
+        self._key = key
+        self.config = config
+        self.clock = clock
+
+    def _hash(self, phone: str, code: str) -> bytes:
+        return keyed_hash(self._key, phone, code)
+
+    def _new_code(self) -> str:
+        return "".join(secrets.choice("0123456789") for _ in range(self.config.code_length))
+
+    async def send_code(self, raw_phone: str, *, client: str, locale: str | None) -> CodeSent:
+        phone = normalize_phone(raw_phone, self.customers.region)
+        config = self.config
+        now = self.clock.now()
+        await self.limiter.hit_now(
+            self.pool,
+            "otp-ip",
+            client,
+            limit=config.per_ip_per_hour,
+            window=HOUR,
+            now=now,
+            message="too many sign-in codes were asked for from this address; try again later",
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One send at a time per phone: the cooldown and the hourly count are checked and used atomically.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", phone)
+            last = await conn.fetchval("SELECT sent_at FROM signin_codes WHERE phone = $1", phone)
+            if (
+                last is not None
+                and (wait := (last + timedelta(seconds=config.resend_seconds) - now).total_seconds()) > 0
+            ):
+                raise RateLimited(
+                    "a code was sent a moment ago; wait before asking for another", retry_after=math.ceil(wait)
+                )
+            await self.limiter.hit(
+                conn,
+                "otp-phone",
+                phone,
+                limit=config.per_phone_per_hour,
+                window=HOUR,
+                now=now,
+                message="too many codes were sent to this phone in the last hour; try again later",
+            )
+            code = self._new_code()
+            await conn.execute(
+                """
+                INSERT INTO signin_codes (phone, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (phone) DO UPDATE
+                   SET code_hash = EXCLUDED.code_hash, sent_at = EXCLUDED.sent_at, expires_at = EXCLUDED.expires_at,
+                       attempts = 0
+                """,
+                phone,
+                self._hash(phone, code),
+                now,
+                now + timedelta(seconds=config.ttl_seconds),
+            )
+            known = await conn.fetchval("SELECT language FROM customers WHERE phone = $1", phone)
+            await self.customers.events.send_otp(
+                conn,
+                phone=phone,
+                code=code,
+                ttl_seconds=config.ttl_seconds,
+                key=uuid.uuid4().hex,
+                now=now,
+                locale=known or locale or self.customers.program.language,
+            )
+        return CodeSent(expires_in=config.ttl_seconds, resend_after=config.resend_seconds)
+
+    async def sign_in(self, raw_phone: str, code: str, *, client: str, locale: str | None) -> SignedIn:
+        phone = normalize_phone(raw_phone, self.customers.region)
+        config = self.config
+        now = self.clock.now()
+        await self.limiter.hit_now(
+            self.pool,
+            "signin-ip",
+            client,
+            limit=config.checks_per_ip_per_hour,
+            window=HOUR,
+            now=now,
+            message="too many sign-in attempts from this address; try again later",
+        )
+        refused: WrongCode
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT code_hash, expires_at, attempts FROM signin_codes WHERE phone = $1 FOR UPDATE", phone
+            )
+            if row is None or row["expires_at"] <= now:
+                raise WrongCode("the code is wrong or has expired; ask for a new one", field="code")
+            if not hmac.compare_digest(bytes(row["code_hash"]), self._hash(phone, code)):
+                attempts = row["attempts"] + 1
+                left = config.max_attempts - attempts
+                if left <= 0:
+                    await conn.execute("DELETE FROM signin_codes WHERE phone = $1", phone)
+                    refused = WrongCode(
+                        "wrong code, and no tries are left: ask for a new code", field="code", tries_left=0
+                    )
+                else:
+                    await conn.execute("UPDATE signin_codes SET attempts = $2 WHERE phone = $1", phone, attempts)
+                    refused = WrongCode(
+                        f"wrong code; {left} {'try' if left == 1 else 'tries'} left", field="code", tries_left=left
+                    )
+            else:
+                await conn.execute("DELETE FROM signin_codes WHERE phone = $1", phone)  # single use
+                customer_id = await conn.fetchval("SELECT id FROM customers WHERE phone = $1", phone)
+                created = False
+                if customer_id is None:
+                    registration = await self.customers.register(
+                        conn, phone=phone, origin=Origin(source=Source.APP), language=locale
+                    )
+                    customer_id, created = registration.customer.id, registration.created
+                pair = await self.tokens.start(conn, SubjectKind.CUSTOMER, customer_id)
+                return SignedIn(
+                    access_token=pair.access_token,
+                    refresh_token=pair.refresh_token,
+                    token_type=pair.token_type,
+                    expires_in=pair.expires_in,
+                    card_created=created,
+                )
+        raise refused  # after the commit: the wrong try is counted
