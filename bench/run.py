@@ -172,7 +172,8 @@ def free_port() -> int:
     return port
 
 
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, workers: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The bench app under uvicorn; ``settings`` are extra ``KARTKA_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_")}
     env |= {
         "DATABASE_URL": url,
@@ -181,7 +182,7 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         "KARTKA_LOG_LEVEL": "WARNING",
         "KARTKA_DB_POOL_MIN": "10",
         "PYTHONPATH": str(ROOT),
-    }
+    } | (settings or {})
     command = [
         sys.executable,
         "-m",
@@ -267,7 +268,11 @@ def run_wrk(base: str, scenario: str, cards_file: Path, key: str, seconds: float
         }
     )
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency", "-s", str(script), base]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return parse_wrk(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Throughput, median and 99th percentile latency, and non-2xx answers from wrk's report."""
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
     latencies = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)

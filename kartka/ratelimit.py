@@ -50,14 +50,18 @@ class RateLimiter:
         now: datetime,
         message: str,
         record: bool = True,
+        locked: bool = False,
     ) -> None:
         """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full.
 
         Runs in the caller's transaction: the event counts only if that transaction commits. With
         ``record=False`` it only checks (for limits on failures, recorded with :meth:`record` later).
+        ``locked``: the caller already serialises requests for this subject (holds a row lock that every
+        such request takes first), so the advisory lock would add nothing.
         """
         bucket = self.bucket(name, subject)
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", bucket)
+        if not locked:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", bucket)
         row = await conn.fetchrow(_COUNT_AND_ADD, bucket, now, window.total_seconds(), limit if record else 0)
         assert row is not None
         if row["n"] >= limit:

@@ -154,28 +154,23 @@ class Tokens:
         """A new session for ``subject`` and its first token pair, in the caller's transaction."""
         now = self.clock.now()
         session = uuid.uuid4()
+        refresh = _new_refresh_token()
         await conn.execute(
-            "INSERT INTO auth_sessions (id, subject_kind, subject_id, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            """
+            WITH s AS (
+                INSERT INTO auth_sessions (id, subject_kind, subject_id, created_at, expires_at)
+                VALUES ($1, $2, $3, $4, $5)
+            )
+            INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($6, $1, $4, $5)
+            """,
             session,
             kind.value,
             subject,
             now,
             now + self.refresh_lifetime,
+            _hash(refresh),
         )
-        refresh = await self._new_refresh_token(conn, session, now)
         return TokenPair(self._access_token(kind, subject, session, role, now), refresh, self.access_seconds)
-
-    async def _new_refresh_token(self, conn: Connection, session: UUID, now: datetime) -> str:
-        token = REFRESH_PREFIX + secrets.token_urlsafe(32)
-        await conn.execute(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
-            _hash(token),
-            session,
-            now,
-            now + self.refresh_lifetime,
-        )
-        return token
 
     async def refresh(self, pool: Pool, refresh_token: str) -> TokenPair:
         """Spend ``refresh_token`` for a new pair. A spent token revokes its session (committed before
@@ -211,16 +206,19 @@ class Tokens:
                 refused = Unauthenticated("this staff account is disabled")
             else:
                 kind = SubjectKind(row["subject_kind"])
+                fresh = _new_refresh_token()
                 await conn.execute(
-                    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", _hash(refresh_token), now
-                )
-                await conn.execute(
-                    "UPDATE auth_sessions SET refreshed_at = $2, expires_at = $3 WHERE id = $1",
-                    row["session"],
+                    """
+                    WITH spent AS (UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1),
+                         renewed AS (UPDATE auth_sessions SET refreshed_at = $2, expires_at = $3 WHERE id = $4)
+                    INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($5, $4, $2, $3)
+                    """,
+                    _hash(refresh_token),
                     now,
                     now + self.refresh_lifetime,
+                    row["session"],
+                    _hash(fresh),
                 )
-                fresh = await self._new_refresh_token(conn, row["session"], now)
                 access = self._access_token(kind, row["subject_id"], row["session"], row["role"], now)
                 return TokenPair(access, fresh, self.access_seconds)
         raise refused
@@ -271,6 +269,10 @@ async def prune(pool: Pool, now: datetime) -> int:
         sessions = await conn.execute("DELETE FROM auth_sessions WHERE expires_at < $1 OR revoked_at < $1", cutoff)
         await conn.execute("DELETE FROM refresh_tokens WHERE expires_at < $1", cutoff)
     return int(sessions.rsplit(" ", 1)[-1])
+
+
+def _new_refresh_token() -> str:
+    return REFRESH_PREFIX + secrets.token_urlsafe(32)
 
 
 def _hash(token: str) -> bytes:

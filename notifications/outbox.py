@@ -46,14 +46,19 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     quiet: Quiet | None = None
 
 
-_INSERT: Final = """
-    INSERT INTO outbox (idempotency_key, channel, recipient, category, template, locale, params, customer_id,
-                        due_at, quiet_tz, quiet_start, quiet_end, created_at)
-    SELECT k, ch, r, cat, t, l, p::jsonb, c, coalesce(d, $13), qt, qs, qe, $13
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
-                  $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[])
-           AS m (k, ch, r, cat, t, l, p, c, d, qt, qs, qe)
-    ON CONFLICT (idempotency_key) DO NOTHING
+# The insert and the wake-up in one round trip: NOTIFY only when something was added.
+_INSERT: Final = f"""
+    WITH added AS (
+        INSERT INTO outbox (idempotency_key, channel, recipient, category, template, locale, params, customer_id,
+                            due_at, quiet_tz, quiet_start, quiet_end, created_at)
+        SELECT k, ch, r, cat, t, l, p::jsonb, c, coalesce(d, $13), qt, qs, qe, $13
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
+                      $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[])
+               AS m (k, ch, r, cat, t, l, p, c, d, qt, qs, qe)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) AS added, CASE WHEN count(*) > 0 THEN pg_notify('{WAKE_CHANNEL}', '') END AS woke FROM added
 """
 
 
@@ -61,7 +66,7 @@ async def enqueue(conn: Connection, messages: Sequence[Message], now: datetime) 
     """Add messages to the outbox in the caller's transaction; returns how many were new."""
     if not messages:
         return 0
-    status = await conn.execute(
+    added: int = await conn.fetchval(
         _INSERT,
         [m.key for m in messages],
         [m.channel.value for m in messages],
@@ -77,9 +82,6 @@ async def enqueue(conn: Connection, messages: Sequence[Message], now: datetime) 
         [m.quiet.end if m.quiet else None for m in messages],
         now,
     )
-    added = int(status.rsplit(" ", 1)[-1])
-    if added:
-        await wake(conn)
     return added
 
 

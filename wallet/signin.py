@@ -7,8 +7,9 @@ limit answers 429 with Retry-After. The answers never depend on whether the phon
 customer, and no code is ever logged (it reaches the shopper through the outbox, which forgets it once
 it is sent).
 
-Wrong tries must count even though the request fails, so this service runs its own transactions
-instead of the request's, commits the counter, and only then raises.
+Wrong tries must count even though the request fails, so this service runs its own transaction
+instead of the request's, commits the counter (and the attempt's place in the per-address limit), and
+only then raises.
 """
 
 from __future__ import annotations
@@ -95,25 +96,44 @@ class SignInService:
         phone = normalize_phone(raw_phone, self.customers.region)
         config = self.config
         now = self.clock.now()
-        await self.limiter.hit_now(
-            self.pool,
-            "otp-ip",
-            client,
-            limit=config.per_ip_per_hour,
-            window=HOUR,
-            now=now,
-            message="too many sign-in codes were asked for from this address; try again later",
-        )
+        code = self._new_code()
         async with self.pool.acquire() as conn, conn.transaction():
-            # One send at a time per phone: the cooldown and the hourly count are checked and used atomically.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", phone)
-            last = await conn.fetchval("SELECT sent_at FROM signin_codes WHERE phone = $1", phone)
-            if (
-                last is not None
-                and (wait := (last + timedelta(seconds=config.resend_seconds) - now).total_seconds()) > 0
-            ):
+            await self.limiter.hit(
+                conn,
+                "otp-ip",
+                client,
+                limit=config.per_ip_per_hour,
+                window=HOUR,
+                now=now,
+                message="too many sign-in codes were asked for from this address; try again later",
+            )
+            # The upsert takes the phone's row lock, so sends to one phone go one at a time: the cooldown is
+            # the upsert's condition, and the hourly count below runs under that lock.
+            row = await conn.fetchrow(
+                """
+                WITH sent AS (
+                    INSERT INTO signin_codes (phone, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (phone) DO UPDATE
+                       SET code_hash = EXCLUDED.code_hash, sent_at = EXCLUDED.sent_at,
+                           expires_at = EXCLUDED.expires_at, attempts = 0
+                     WHERE signin_codes.sent_at <= $3::timestamptz - make_interval(secs => $5)
+                    RETURNING 1
+                )
+                SELECT EXISTS (SELECT FROM sent) AS sent,
+                       (SELECT sent_at FROM signin_codes WHERE phone = $1) AS last,
+                       (SELECT language FROM customers WHERE phone = $1) AS language
+                """,
+                phone,
+                self._hash(phone, code),
+                now,
+                now + timedelta(seconds=config.ttl_seconds),
+                config.resend_seconds,
+            )
+            assert row is not None
+            if not row["sent"]:
+                wait = (row["last"] + timedelta(seconds=config.resend_seconds) - now).total_seconds()
                 raise RateLimited(
-                    "a code was sent a moment ago; wait before asking for another", retry_after=math.ceil(wait)
+                    "a code was sent a moment ago; wait before asking for another", retry_after=max(1, math.ceil(wait))
                 )
             await self.limiter.hit(
                 conn,
@@ -123,21 +143,8 @@ class SignInService:
                 window=HOUR,
                 now=now,
                 message="too many codes were sent to this phone in the last hour; try again later",
+                locked=True,
             )
-            code = self._new_code()
-            await conn.execute(
-                """
-                INSERT INTO signin_codes (phone, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4)
-                ON CONFLICT (phone) DO UPDATE
-                   SET code_hash = EXCLUDED.code_hash, sent_at = EXCLUDED.sent_at, expires_at = EXCLUDED.expires_at,
-                       attempts = 0
-                """,
-                phone,
-                self._hash(phone, code),
-                now,
-                now + timedelta(seconds=config.ttl_seconds),
-            )
-            known = await conn.fetchval("SELECT language FROM customers WHERE phone = $1", phone)
             await self.customers.events.send_otp(
                 conn,
                 phone=phone,
@@ -145,7 +152,7 @@ class SignInService:
                 ttl_seconds=config.ttl_seconds,
                 key=uuid.uuid4().hex,
                 now=now,
-                locale=known or locale or self.customers.program.language,
+                locale=row["language"] or locale or self.customers.program.language,
             )
         return CodeSent(expires_in=config.ttl_seconds, resend_after=config.resend_seconds)
 
@@ -153,23 +160,23 @@ class SignInService:
         phone = normalize_phone(raw_phone, self.customers.region)
         config = self.config
         now = self.clock.now()
-        await self.limiter.hit_now(
-            self.pool,
-            "signin-ip",
-            client,
-            limit=config.checks_per_ip_per_hour,
-            window=HOUR,
-            now=now,
-            message="too many sign-in attempts from this address; try again later",
-        )
         refused: WrongCode
         async with self.pool.acquire() as conn, conn.transaction():
+            await self.limiter.hit(
+                conn,
+                "signin-ip",
+                client,
+                limit=config.checks_per_ip_per_hour,
+                window=HOUR,
+                now=now,
+                message="too many sign-in attempts from this address; try again later",
+            )
             row = await conn.fetchrow(
                 "SELECT code_hash, expires_at, attempts FROM signin_codes WHERE phone = $1 FOR UPDATE", phone
             )
             if row is None or row["expires_at"] <= now:
-                raise WrongCode("the code is wrong or has expired; ask for a new one", field="code")
-            if not hmac.compare_digest(bytes(row["code_hash"]), self._hash(phone, code)):
+                refused = WrongCode("the code is wrong or has expired; ask for a new one", field="code")
+            elif not hmac.compare_digest(bytes(row["code_hash"]), self._hash(phone, code)):
                 attempts = row["attempts"] + 1
                 left = config.max_attempts - attempts
                 if left <= 0:
@@ -183,8 +190,10 @@ class SignInService:
                         f"wrong code; {left} {'try' if left == 1 else 'tries'} left", field="code", tries_left=left
                     )
             else:
-                await conn.execute("DELETE FROM signin_codes WHERE phone = $1", phone)  # single use
-                customer_id = await conn.fetchval("SELECT id FROM customers WHERE phone = $1", phone)
+                customer_id = await conn.fetchval(  # the code is used up, and whose phone is it?
+                    "DELETE FROM signin_codes WHERE phone = $1 RETURNING (SELECT id FROM customers WHERE phone = $1)",
+                    phone,
+                )
                 created = False
                 if customer_id is None:
                     registration = await self.customers.register(
