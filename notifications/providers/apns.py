@@ -1,20 +1,30 @@
-"""App push to iOS through Apple's APNs provider API, with aioapns: token auth, HTTP/2 over TLS.
+"""Push to iOS through Apple's APNs provider API, with aioapns: HTTP/2 over TLS.
+
+Two ways to authenticate, one per lane. App push uses token auth: an ES256 provider token signed with
+the ``.p8`` key, sent as ``authorization`` on every request. Wallet pass updates use certificate auth:
+the Pass Type ID certificate (with Apple's WWDR intermediate) is the TLS client certificate, the pass
+type identifier is the topic, and there is no ``authorization`` header (:func:`load_passkit_pusher`).
 
 One batch goes out as concurrent streams on a pooled connection. Each message's ``apns-id`` is derived
 from its idempotency key, so a retry carries the id of the first attempt, and the key (cut to 64 bytes)
 is the ``apns-collapse-id``, so a retried notification replaces the first one on the device instead of
 showing twice. Per-message answers become outcomes; answers that concern every message (our provider
-token refused, APNs unreachable or silent) raise :class:`ProviderUnavailable` for the worker's backoff.
+token or client certificate refused, APNs unreachable or silent) raise :class:`ProviderUnavailable` for
+the worker's backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import shutil
 import ssl
+import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,11 +33,13 @@ from aioapns.common import NotificationResult
 from aioapns.connection import APNsTLSClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kartka.settings import Settings
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
+from wallet.passes.certs import PassIdentity
 
 PRODUCTION_URL = "https://api.push.apple.com"
 _APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kartka/notifications/apns-id")
@@ -88,37 +100,74 @@ def _protocol_for(host: str, port: int) -> type[_ApnsProtocol]:
 
 
 class ApnsProvider:
-    name: str = "apns"
-    channels: frozenset[Channel] = frozenset({Channel.APNS})
+    """One APNs lane: token auth (``key_pem``, ``key_id``, ``team_id``) or certificate auth
+    (``client_certificate_pem``), exactly one of the two.
+
+    ``client_certificate_pem`` is the TLS client identity in PEM: the certificate first, then any
+    intermediates (sent in the handshake, so Apple's WWDR belongs there), then the unencrypted private
+    key. aioapns can only load it from a file, so it is written to a private temporary file (0600, in a
+    0700 directory of its own) for the constructor and deleted before the constructor returns.
+    """
+
+    name: str
+    channels: frozenset[Channel]
     max_batch: int = 100
 
     def __init__(
         self,
         *,
         url: str = PRODUCTION_URL,
-        key_pem: str,
-        key_id: str,
-        team_id: str,
+        key_pem: str | None = None,
+        key_id: str | None = None,
+        team_id: str | None = None,
+        client_certificate_pem: bytes | None = None,
         topic: str,
         ca_file: Path | None = None,
         timeout: float = 10.0,
+        name: str = "apns",
+        channels: Iterable[Channel] = (Channel.APNS,),
     ) -> None:
-        _check_key(key_pem)
+        token_parts = (key_pem, key_id, team_id)
+        if client_certificate_pem is not None:
+            if any(part is not None for part in token_parts):
+                raise ValueError(
+                    "give APNs either a provider key (key_pem, key_id, team_id) or a client certificate "
+                    "(client_certificate_pem), not both"
+                )
+            _check_client_certificate(client_certificate_pem)
+        elif key_pem is None or key_id is None or team_id is None:
+            raise ValueError(
+                "APNs needs a provider key (key_pem, key_id and team_id) or a client certificate "
+                "(client_certificate_pem)"
+            )
+        else:
+            _check_key(key_pem)
+        if not topic:
+            raise ValueError("the APNs topic must not be empty")
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"the APNs URL must be https://host[:port], not {url!r}")
+        self.name = name
+        self.channels = frozenset(channels)
+        if not self.channels:
+            raise ValueError("an APNs provider must serve at least one channel")
         self._protocol = _protocol_for(parts.hostname, parts.port or 443)
         self._topic = topic
         self._timeout = timeout
-        self._client = APNs(
-            key=key_pem,
-            key_id=key_id,
-            team_id=team_id,
-            topic=topic,
-            ssl_context=_tls_context(ca_file),
-            max_connection_attempts=1,  # one try per send: the worker owns retries and backoff
-            err_func=_ignore,  # every answer is mapped to an outcome below; aioapns need not log it
-        )
+        self._certificate_auth = client_certificate_pem is not None
+        common: dict[str, Any] = {
+            "topic": topic,
+            "ssl_context": _tls_context(ca_file),
+            "max_connection_attempts": 1,  # one try per send: the worker owns retries and backoff
+            "err_func": _ignore,  # every answer is mapped to an outcome below; aioapns need not log it
+        }
+        if client_certificate_pem is not None:
+            # aioapns' certificate pool loads the file into our ssl_context (load_cert_chain) right in
+            # its constructor and reads it again only to guess a topic, which we always give.
+            with _private_file(client_certificate_pem) as path:
+                self._client = APNs(client_cert=str(path), **common)
+        else:
+            self._client = APNs(key=key_pem, key_id=key_id, team_id=team_id, **common)
         self._client.pool.protocol_class = self._protocol
         self._stragglers: set[asyncio.Task[SendResult]] = set()
 
@@ -168,7 +217,7 @@ class ApnsProvider:
             host = f"{self._protocol.APNS_SERVER}:{self._protocol.APNS_PORT}"
             raise _Unreachable(f"cannot reach {host}: {type(exc).__name__} {exc}".strip()) from exc
         retry_after = retry_after_seconds(self._protocol.retry_after.pop(request.notification_id, None))
-        return _outcome(message, result, retry_after)
+        return _outcome(message, result, retry_after, certificate_auth=self._certificate_auth)
 
     def _request(self, message: Outbound) -> NotificationRequest:
         common: dict[str, Any] = {
@@ -227,15 +276,39 @@ def load_apns(settings: Settings) -> ApnsProvider | None:
     )
 
 
-def _outcome(message: Outbound, result: NotificationResult, retry_after: float | None) -> SendResult:
+def load_passkit_pusher(
+    identity: PassIdentity, *, url: str = PRODUCTION_URL, ca_file: Path | None = None, timeout: float = 10.0
+) -> ApnsProvider:
+    """The lane that tells Wallet a pass changed: certificate auth with the Pass Type ID certificate
+    (followed by the WWDR intermediate that issued it, so APNs can build the chain), the pass type
+    identifier as topic, channel :attr:`Channel.PASSKIT`."""
+    key = identity.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (identity.certificate, identity.wwdr))
+    return ApnsProvider(
+        url=url,
+        client_certificate_pem=chain + key,
+        topic=identity.pass_type_id,
+        ca_file=ca_file,
+        timeout=timeout,
+        name="passkit",
+        channels=(Channel.PASSKIT,),
+    )
+
+
+def _outcome(
+    message: Outbound, result: NotificationResult, retry_after: float | None, *, certificate_auth: bool = False
+) -> SendResult:
     status = int(result.status) if result.status.isdigit() else 0
     error = f"{status} {result.description or 'no reason given'}"
     if status == 200:
         return SendResult(id=message.id, outcome=Outcome.SENT, provider_message_id=result.notification_id)
     if status == 410 or (status == 400 and result.description == "BadDeviceToken"):
         return SendResult(id=message.id, outcome=Outcome.UNREGISTERED, error=error)
-    if status == 403:  # InvalidProviderToken, ExpiredProviderToken, ...: true of every message
-        raise ProviderUnavailable(f"APNs refused our provider token: {error}")
+    if status == 403:  # InvalidProviderToken, BadCertificate, BadCertificateEnvironment...: true of every message
+        credential = "client certificate" if certificate_auth else "provider token"
+        raise ProviderUnavailable(f"APNs refused our {credential}: {error}")
     if status == 429 or status >= 500:
         return SendResult(id=message.id, outcome=Outcome.RETRY, error=error, retry_after=retry_after)
     return SendResult(id=message.id, outcome=Outcome.FAILED, error=error)
@@ -257,6 +330,44 @@ def _check_key(key_pem: str) -> None:
         raise ValueError("the APNs key is not a PEM private key (expected the .p8 file from Apple)") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("the APNs key must be an EC P-256 key (the .p8 file from Apple)")
+
+
+def _check_client_certificate(pem: bytes) -> None:
+    """Fail at start-up when the PEM is not certificate(s) plus the unencrypted key of the first one.
+
+    An encrypted key must be refused here: ``load_cert_chain`` without a password would have OpenSSL
+    prompt for one on the terminal."""
+    what = "the APNs client certificate PEM"
+    try:
+        chain = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ValueError(f"{what} holds no certificate (expected certificate, intermediates, then key)") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:
+        raise ValueError(f"the private key in {what} is encrypted; APNs needs it unencrypted") from None
+    except ValueError:
+        raise ValueError(
+            f"{what} holds no readable private key (expected certificate, intermediates, then key)"
+        ) from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != chain[0].public_key().public_bytes(*spki):
+        raise ValueError(f"the private key in {what} does not belong to its first certificate (which must be the leaf)")
+
+
+@contextlib.contextmanager
+def _private_file(data: bytes) -> Iterator[Path]:
+    """``data`` in a file only this user can read, for as long as the ``with`` block runs."""
+    directory = Path(tempfile.mkdtemp(prefix="kartka-apns-"))  # mode 0700
+    path = directory / "client.pem"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # exactly 0600, whatever the umask
+            handle.write(data)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _ignore(request: NotificationRequest, result: NotificationResult) -> None:

@@ -6,6 +6,12 @@ frame holding ``{"reason": ...}``, and ``apns-id`` is echoed on both. It checks 
 ES256 provider token (signature, ``kid``, ``iss``, age), ``apns-topic``, the ``apns-id`` format and the
 collapse id's length. Tests choose how each device token is answered (``replies``, ``default``) and
 read back every request (``requests``) and every accepted notification (``received``).
+
+Given ``client_ca``, it also does certificate auth as Apple does for Wallet pass updates: the TLS
+handshake asks for a client certificate (optional, verified against ``client_ca``; the client sends
+its intermediates), and on a connection that presented one, requests need no ``authorization``
+header: they are authenticated by the certificate, whose subject ``UID`` is the only topic allowed
+(any other gets 400 ``TopicDisallowed``). A connection with neither gets 403 ``MissingProviderToken``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -50,6 +57,7 @@ class Request:
     payload: dict[str, Any] | None
     status: int  # what the fake answered
     reason: str | None
+    certificate_uid: str | None = None  # the UID of the client certificate that authenticated it, if one did
 
     @property
     def topic(self) -> str | None:
@@ -61,11 +69,20 @@ class Request:
 
 
 class FakeApns:
-    def __init__(self, tls: TlsFiles, *, public_pem: str, key_id: str, team_id: str) -> None:
+    def __init__(
+        self,
+        tls: TlsFiles,
+        *,
+        public_pem: str | None = None,
+        key_id: str | None = None,
+        team_id: str | None = None,
+        client_ca: Path | None = None,
+    ) -> None:
         self.tls = tls
-        self.public_pem = public_pem  # of the provider's .p8 key
+        self.public_pem = public_pem  # of the provider's .p8 key; None accepts no provider token
         self.key_id = key_id
         self.team_id = team_id
+        self.client_ca = client_ca  # trust root for client certificates; None asks for none
         self.default = Reply()
         self.replies: dict[str, Reply] = {}  # device token -> how to answer it
         self.requests: list[Request] = []  # everything that reached the handler
@@ -92,12 +109,19 @@ class FakeApns:
 
     # -- the provider API -----------------------------------------------------------------------
 
-    def judge(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None, Reply | None]:
-        """Apple's checks in Apple's order, then the reply configured for the token (``None`` if refused)."""
+    def judge(
+        self, headers: dict[str, str], body: bytes, *, certificate_uid: str | None = None
+    ) -> tuple[int, str | None, Reply | None]:
+        """Apple's checks in Apple's order, then the reply configured for the token (``None`` if refused).
+
+        ``certificate_uid`` is the subject UID of the verified client certificate the connection
+        presented, if any."""
         match = _PATH.match(headers.get(":path", ""))
         token = match.group(1) if match else ""
         payload = _json_object(body)
-        refusal = self._refusal(headers, match is not None, payload)
+        # A provider token, when sent, is what authenticates the request; otherwise the certificate does.
+        by_certificate = certificate_uid if "authorization" not in headers else None
+        refusal = self._refusal(headers, match is not None, payload, by_certificate)
         reply: Reply | None = None
         status: int
         reason: str | None
@@ -106,15 +130,29 @@ class FakeApns:
         else:
             reply = self.replies.get(token, self.default)
             status, reason = reply.status, reply.reason
-        self.requests.append(Request(token=token, headers=headers, payload=payload, status=status, reason=reason))
+        self.requests.append(
+            Request(
+                token=token,
+                headers=headers,
+                payload=payload,
+                status=status,
+                reason=reason,
+                certificate_uid=by_certificate,
+            )
+        )
         return status, reason, reply
 
-    def _refusal(self, headers: dict[str, str], path_ok: bool, payload: object) -> tuple[int, str] | None:
+    def _refusal(
+        self, headers: dict[str, str], path_ok: bool, payload: object, certificate_uid: str | None
+    ) -> tuple[int, str] | None:
+        problem = None if certificate_uid is not None else self._credentials(headers.get("authorization", ""))
+        topic = headers.get("apns-topic")
         checks = [
             (headers.get(":method") != "POST", 405, "MethodNotAllowed"),
             (not path_ok, 404, "BadPath"),
-            (bool(problem := self._credentials(headers.get("authorization", ""))), 403, problem or ""),
-            (not headers.get("apns-topic"), 400, "MissingTopic"),
+            (problem is not None, 403, problem or ""),
+            (not topic, 400, "MissingTopic"),
+            (certificate_uid is not None and topic != certificate_uid, 400, "TopicDisallowed"),
             ("apns-id" in headers and not _APNS_ID.match(headers["apns-id"]), 400, "BadMessageId"),
             (len(headers.get("apns-collapse-id", "").encode()) > 64, 400, "BadCollapseId"),
             (payload is None, 400, "PayloadEmpty"),
@@ -125,6 +163,8 @@ class FakeApns:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return "MissingProviderToken"
+        if self.public_pem is None:
+            return "InvalidProviderToken"
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(
@@ -158,6 +198,9 @@ class FakeApns:
         self._stop = asyncio.Event()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        if self.client_ca is not None:
+            context.load_verify_locations(cafile=self.client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL  # a presented certificate must verify; none is fine
         context.set_alpn_protocols(["h2"])
         connections: set[_Connection] = set()
         server = await self._loop.create_server(lambda: _Connection(self, connections), "127.0.0.1", 0, ssl=context)
@@ -183,6 +226,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, tuple[dict[str, str], bytearray]] = {}
         self.answers: set[asyncio.Task[None]] = set()
+        self.certificate_uid: str | None = None  # of the verified client certificate, if one was presented
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -191,6 +235,8 @@ class _Connection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         self.fake.alpn.append(protocol)
+        if ssl_object is not None:
+            self.certificate_uid = _subject_uid(ssl_object.getpeercert())
         if protocol != "h2":  # Apple speaks nothing else
             transport.close()
             return
@@ -226,7 +272,7 @@ class _Connection(asyncio.Protocol):
         self.flush()
 
     async def answer(self, stream_id: int, headers: dict[str, str], body: bytes) -> None:
-        status, reason, reply = self.fake.judge(headers, body)
+        status, reason, reply = self.fake.judge(headers, body, certificate_uid=self.certificate_uid)
         if reply is not None and reply.delay:
             await asyncio.sleep(reply.delay)
         if self.transport is None or self.transport.is_closing():
@@ -259,6 +305,15 @@ class _Connection(asyncio.Protocol):
         self.registry.discard(self)
         for task in self.answers:
             task.cancel()
+
+
+def _subject_uid(certificate: dict[str, Any] | None) -> str | None:
+    """The subject UID of a verified peer certificate as ``SSLObject.getpeercert()`` gives it (``userId``)."""
+    for rdn in (certificate or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "userId":
+                return str(value)
+    return None
 
 
 def _text(value: str | bytes) -> str:
