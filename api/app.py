@@ -19,7 +19,8 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
-from api.controllers.admin import AdminCustomerController
+from api.controllers.admin import AdminCardController, AdminCustomerController
+from api.controllers.card_page import CardPageController, PassAssetsController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
@@ -31,6 +32,7 @@ from api.controllers.notifications import (
     WebhookController,
 )
 from api.controllers.orders import IntegrationOrderController, PosOrderController
+from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import JoinController, join_rate_limit
@@ -49,6 +51,8 @@ from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
 from wallet.orders import OrderService
+from wallet.passes.service import Passes
+from wallet.passes.setup import load_wallet_setup
 from wallet.pricing.embedded import EmbeddedEngine
 from wallet.pricing.http import HttpEngine
 from wallet.pricing.port import Engine
@@ -135,6 +139,9 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 refresh_days=settings.refresh_token_days,
                 clock=clock,
             )
+            passes = Passes(
+                setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
+            )
             limiter = RateLimiter(derive_key(secret, "rate"))
             passwords = Passwords()
             await passwords.warm_up()
@@ -170,6 +177,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     failures=settings.staff_login_failures,
                 ),
                 qr_tokens=qr_tokens,
+                passes=passes,
             )
             yield
         finally:
@@ -220,6 +228,7 @@ def create_app(
             Tag(name="admin", description="Staff tools"),
             Tag(name="health", description="Liveness and readiness"),
             Tag(name="webhooks", description="Delivery receipts from message providers"),
+            Tag(name="passkit", description="The PassKit web service Apple Wallet calls to keep passes current"),
             Tag(name="development", description="Only outside production"),
         ],
     )
@@ -241,10 +250,14 @@ def create_app(
             MeController,
             StaffLoginController,
             AdminCustomerController,
+            AdminCardController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,
             UnsubscribeController,
+            PassKitController,
+            CardPageController,
+            PassAssetsController,
             *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
             web,
         ],

@@ -26,6 +26,7 @@ from notifications.triggers import Notifier
 from wallet.customers import CustomerService
 from wallet.importer import Importer
 from wallet.orders import OrderService
+from wallet.passes.service import Passes
 from wallet.pricing.port import Engine
 from wallet.program import Program
 from wallet.qrtokens import QrTokens
@@ -49,6 +50,7 @@ class Services:
     signin: SignInService
     staff_signin: StaffSignIn
     qr_tokens: QrTokens
+    passes: Passes
 
 
 def services_of(state: State) -> Services:

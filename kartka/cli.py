@@ -221,6 +221,38 @@ def keys_revoke(key_id: str) -> None:
     _run(settings, work)
 
 
+@main.command("dev-certs")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Default: KARTKA_CERTS_DIR.")
+@click.option("--force", is_flag=True, help="Make everything again, even what is still usable.")
+def dev_certs(directory: Path | None, force: bool) -> None:
+    """Make development stand-ins for Apple's and Google's key material (never for production).
+
+    A local root CA in place of Apple's, a WWDR intermediate, a Pass Type ID certificate and key shaped
+    like Apple's, an APNs auth key and a Google service-account key. Development runs make them on
+    their own; this command shows where they are and how to point settings at them.
+    """
+    from wallet.passes.certs import generate_dev_certs  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        made = generate_dev_certs(
+            directory or settings.certs_dir,
+            pass_type_id=settings.pass_type_id,
+            team_id=settings.pass_team_id,
+            organization=settings.pass_organization,
+            force=force,
+        )
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"development certificates in {made.directory} (refused in production):")
+    click.echo(f"  KARTKA_PASS_CERT_FILE={made.cert_file}")
+    click.echo(f"  KARTKA_PASS_KEY_FILE={made.key_file}")
+    click.echo(f"  KARTKA_PASS_WWDR_FILE={made.wwdr_file}")
+    click.echo(f"  root CA (trust it in tests and fakes): {made.ca_file}")
+    click.echo(f"  APNs key: {made.apns_key_file} (key id {made.apns_key_id}, team {made.team_id})")
+    click.echo(f"  Google service account: {made.google_service_account_file} ({made.google_client_email})")
+
+
 @main.group()
 def staff() -> None:
     """Staff accounts for the admin API (admins, marketers, support)."""

@@ -126,6 +126,22 @@ ENV: Final[dict[str, str]] = {
     "fcm_url": "KARTKA_FCM_URL",
     "fcm_service_account_file": "KARTKA_FCM_SERVICE_ACCOUNT_FILE",
     "provider_timeout_seconds": "KARTKA_PROVIDER_TIMEOUT_SECONDS",
+    # wallet passes: Apple Wallet and Google Wallet
+    "certs_dir": "KARTKA_CERTS_DIR",
+    "pass_type_id": "KARTKA_PASS_TYPE_ID",
+    "pass_team_id": "KARTKA_PASS_TEAM_ID",
+    "pass_cert_file": "KARTKA_PASS_CERT_FILE",
+    "pass_key_file": "KARTKA_PASS_KEY_FILE",
+    "pass_key_password": "KARTKA_PASS_KEY_PASSWORD",
+    "pass_wwdr_file": "KARTKA_PASS_WWDR_FILE",
+    "pass_organization": "KARTKA_PASS_ORGANIZATION",
+    "pass_barcode": "KARTKA_PASS_BARCODE",
+    "passkit_apns_url": "KARTKA_PASSKIT_APNS_URL",
+    "google_issuer_id": "KARTKA_GOOGLE_ISSUER_ID",
+    "google_service_account_file": "KARTKA_GOOGLE_SERVICE_ACCOUNT_FILE",
+    "google_wallet_url": "KARTKA_GOOGLE_WALLET_URL",
+    "google_class_suffix": "KARTKA_GOOGLE_CLASS_SUFFIX",
+    "google_logo_url": "KARTKA_GOOGLE_LOGO_URL",
 }
 
 
@@ -144,6 +160,11 @@ class ViberProvider(enum.StrEnum):
     NONE = "none"  # no Viber: messages go by SMS
     DEV = "dev"
     INFOBIP = "infobip"
+
+
+class PassBarcode(enum.StrEnum):
+    QR = "qr"
+    CODE128 = "code128"
 
 
 class SettingsError(ValueError):
@@ -222,6 +243,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fcm_url: str = "https://fcm.googleapis.com"
     fcm_service_account_file: Path | None = None
     provider_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    certs_dir: Path = Path(".kartka/certs")
+    # (the noqa: S105 below: "pass" here is a Wallet pass, and these are identifiers, not passwords)
+    pass_type_id: Annotated[str, msgspec.Meta(pattern=r"^pass\.[A-Za-z0-9.-]{1,120}$")] = "pass.by.kartka.loyalty"  # noqa: S105
+    pass_team_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{10}$")] = "KARTKADEV0"  # noqa: S105
+    pass_cert_file: Path | None = None
+    pass_key_file: Path | None = None
+    pass_key_password: Secret | None = None
+    pass_wwdr_file: Path | None = None
+    pass_organization: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "Kartka"  # noqa: S105
+    pass_barcode: PassBarcode = PassBarcode.QR
+    passkit_apns_url: str = "https://api.push.apple.com"
+    google_issuer_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,30}$")] | None = None
+    google_service_account_file: Path | None = None
+    google_wallet_url: str = "https://walletobjects.googleapis.com"
+    google_class_suffix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,60}$")] = "loyalty"
+    google_logo_url: str | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -268,6 +305,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "KARTKA_SMS_PROVIDER=twilio needs KARTKA_TWILIO_ACCOUNT_SID, KARTKA_TWILIO_AUTH_TOKEN "
                 "and KARTKA_TWILIO_FROM"
             )
+        apple = (self.pass_cert_file, self.pass_key_file, self.pass_wwdr_file)
+        if any(v is not None for v in apple) and not all(v is not None for v in apple):
+            problems.append(
+                "Apple Wallet needs all of KARTKA_PASS_CERT_FILE, KARTKA_PASS_KEY_FILE and KARTKA_PASS_WWDR_FILE"
+            )
+        if (self.google_issuer_id is None) != (self.google_service_account_file is None):
+            problems.append("Google Wallet needs both KARTKA_GOOGLE_ISSUER_ID and KARTKA_GOOGLE_SERVICE_ACCOUNT_FILE")
+        if self.google_logo_url is not None and not self.google_logo_url.startswith("https://"):
+            problems.append("KARTKA_GOOGLE_LOGO_URL must be an https URL (Google fetches the image)")
         apns = (self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_topic)
         if any(v is not None for v in apns) and not all(v is not None for v in apns):
             problems.append(

@@ -9,6 +9,9 @@ from notifications.preferences import OptOutLinks
 from notifications.providers import availability, build_lanes
 from notifications.triggers import Notifier
 from notifications.worker import Dispatcher, WorkerConfig
+from wallet.customers import CustomerService
+from wallet.passes.service import Passes
+from wallet.passes.setup import load_wallet_setup
 from wallet.program import Program
 
 
@@ -33,11 +36,23 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
+def make_passes(settings: Settings, program: Program, clock: Clock) -> Passes:
+    """What builds wallet passes, from the settings (development certificates made where needed)."""
+    customers = CustomerService(
+        region=settings.default_region,
+        card_prefix=settings.card_prefix,
+        program=program,
+        events=make_notifier(settings, program),
+        clock=clock,
+    )
+    return Passes(setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base)
+
+
 def make_dispatcher(settings: Settings, pool: Pool, program: Program, clock: Clock) -> Dispatcher:
     """The worker's dispatcher; call inside the running event loop (providers open HTTP clients)."""
     return Dispatcher(
         pool,
-        build_lanes(settings, pool),
+        build_lanes(settings, pool, make_passes(settings, program, clock), clock),
         clock=clock,
         opt_out=opt_out_links(settings),
         config=worker_config(settings),

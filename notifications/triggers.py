@@ -7,6 +7,7 @@ runs the "points expiring soon" reminder job: one reminder per lot, ``expiry_rem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 from uuid import UUID
@@ -15,7 +16,11 @@ from kartka.db import Connection, Pool
 from notifications.audience import Audience, Availability, load_audience, route
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
+from wallet.passes import service as passes
 from wallet.program import Program, Tier
+
+#: The template of pass updates: no text, the channel's provider knows what to send.
+UPDATE_TEMPLATE: Final = "pass_update"
 
 _REMINDER_BATCH: Final = 5_000
 
@@ -121,8 +126,22 @@ class Notifier:
             now=now,
         )
 
-    async def card_changed(self, conn: Connection, *, customer_id: UUID, now: datetime) -> None:
-        """Wallet passes are not issued yet, so there is nothing to update on a phone."""
+    async def cards_changed(self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime) -> None:
+        """Move these shoppers' passes on and queue the updates: an empty APNs push to every device that
+        registered each pass (the phone then fetches it), and a PATCH of each Google object that a save
+        link was given out for. Keys carry the pass's new tag: one update per change."""
+        messages: list[Message] = []
+        for changed in await passes.touch(conn, customer_ids, now):
+            for token in changed.push_tokens:
+                messages.append(
+                    _pass_update(
+                        f"pass:{changed.serial_number}:{changed.update_tag}:{token[-16:]}", Channel.PASSKIT, token
+                    )
+                )
+            if changed.google:
+                key = f"gwallet:{changed.serial_number}:{changed.update_tag}"
+                messages.append(_pass_update(key, Channel.GWALLET, changed.serial_number))
+        await enqueue(conn, messages, now)
 
     # -- sign-in codes --------------------------------------------------------------------------
 
@@ -195,6 +214,17 @@ class Notifier:
                     )
                     covered += row["lots"]
                 await enqueue(conn, messages, now)
+
+
+def _pass_update(key: str, channel: Channel, recipient: str) -> Message:
+    return Message(
+        key=key,
+        channel=channel,
+        recipient=recipient,
+        category=Category.TRANSACTIONAL,
+        template=UPDATE_TEMPLATE,
+        locale="ru",  # nothing is read by a person: the phone renders the pass
+    )
 
 
 def _percent(bp: int) -> str:

@@ -41,6 +41,7 @@ from kartka.db import Connection, Pool
 from kartka.resilience import CircuitBreaker, TokenBucket
 from notifications import campaigns
 from notifications.model import (
+    PASS_CHANNELS,
     Category,
     Channel,
     Outbound,
@@ -53,6 +54,7 @@ from notifications.model import (
 from notifications.outbox import WAKE_CHANNEL
 from notifications.preferences import OptOutLinks
 from notifications.templates import TemplateError, render
+from wallet.passes.service import forget_push_tokens
 from wallet.program import Program
 
 logger = logging.getLogger(__name__)
@@ -151,7 +153,8 @@ class _Updates:
     pmid: list[str | None] = field(default_factory=list)
     error: list[str | None] = field(default_factory=list)
     fallback_at: list[datetime | None] = field(default_factory=list)
-    unregistered: list[str] = field(default_factory=list)
+    unregistered: list[str] = field(default_factory=list)  # app push tokens APNs or FCM called dead
+    dead_pass_tokens: list[str] = field(default_factory=list)  # Wallet push tokens APNs called dead
     attempts: dict[int, int] = field(default_factory=dict)  # per claimed id, this attempt's number
 
     def add(
@@ -228,6 +231,10 @@ class Dispatcher:
 
     async def _prepare(self, row: asyncpg.Record, now: datetime, updates: _Updates) -> Outbound | None:
         channel = Channel(row["channel"])
+        if channel in PASS_CHANNELS:  # a wallet pass changed: no text; the provider knows what to send
+            return Outbound(
+                id=row["id"], key=row["idempotency_key"], channel=channel, recipient=row["recipient"], text=""
+            )
         marketing = row["category"] == Category.MARKETING
         if row["opted_out"]:
             updates.add(row["id"], Status.CANCELLED, delta=-1, error="marketing consent withdrawn")
@@ -308,7 +315,8 @@ class Dispatcher:
             self._retry(updates, m, now, result.error or "provider asked to retry", result.retry_after, name)
         else:
             if result.outcome is Outcome.UNREGISTERED:
-                updates.unregistered.append(m.recipient)
+                target = updates.dead_pass_tokens if m.channel is Channel.PASSKIT else updates.unregistered
+                target.append(m.recipient)
             updates.add(m.id, Status.FAILED, provider=name, error=result.error, fallback_at=now if viber else None)
 
     def _retry(
@@ -353,6 +361,8 @@ class Dispatcher:
             )
             if updates.unregistered:
                 await conn.execute("DELETE FROM devices WHERE token = ANY($1::text[])", updates.unregistered)
+            if updates.dead_pass_tokens:
+                await forget_push_tokens(conn, updates.dead_pass_tokens)
 
     # -- upkeep ---------------------------------------------------------------------------------
 

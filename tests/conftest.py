@@ -85,9 +85,16 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    # An empty environment: the machine's variables must not change what the tests see.
-    return load_settings({}, environment=Environment.TEST, database_url=Secret(database_url), db_pool_min=1)
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # An empty environment: the machine's variables must not change what the tests see. The wallets'
+    # development certificates are made for this run.
+    return load_settings(
+        {},
+        environment=Environment.TEST,
+        database_url=Secret(database_url),
+        db_pool_min=1,
+        certs_dir=tmp_path_factory.mktemp("certs"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,12 @@ from typing import Any
 
 from kartka.db import Pool
 from kartka.keys import Scope, create_key
+from notifications.audience import ALL_CHANNELS
+from notifications.triggers import Notifier
+from wallet.program import DEFAULT_PROGRAM
+
+#: What the app's services tell the rest of the system, for tests that run jobs by hand.
+NOTIFIER = Notifier(program=DEFAULT_PROGRAM, public_base="http://127.0.0.1:8000", available=ALL_CHANNELS)
 
 
 class Keys:

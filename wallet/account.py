@@ -100,7 +100,7 @@ async def update_profile(
         if found is None:
             raise CustomerNotFound("this account no longer exists", field="id")
         if change.name is not msgspec.UNSET:
-            await customers.events.card_changed(conn, customer_id=customer_id, now=now)
+            await customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)
     return await me(conn, customers, customer_id, now)
 
 
@@ -153,4 +153,4 @@ async def close_account(conn: Connection, customers: CustomerService, customer_i
         await conn.execute("DELETE FROM dev_inbox WHERE recipient = $1", phone)
     await revoke_sessions(conn, SubjectKind.CUSTOMER, customer_id, now, "account closed")
     if numbers:
-        await customers.events.card_changed(conn, customer_id=customer_id, now=now)
+        await customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)

@@ -29,6 +29,7 @@ from wallet.models import (
     Identification,
     Outcome,
     Registration,
+    Replacement,
     Source,
 )
 from wallet.phones import normalize_phone, try_normalize_phone
@@ -251,6 +252,7 @@ class CustomerService:
             card = Card(number=number, status=CardStatus.ACTIVE)
             await _record(conn, customer.id, number, origin, Outcome.ATTACHED)
             await self.events.card_issued(conn, customer_id=customer.id, card_number=number, now=now)
+            await self.events.cards_changed(conn, customer_ids=[customer.id], now=now)
             return Attachment(customer=customer, card=card, created=False, outcome=Outcome.ATTACHED)
 
         owner = await conn.fetchrow(
@@ -285,6 +287,8 @@ class CustomerService:
             await self.events.tier_upgraded(
                 conn, customer_id=customer.id, tier=upgraded, ref=f"merge:{number}", now=now
             )
+        # The kept account's passes show the merged points; the no-name card's own pass goes void.
+        await self.events.cards_changed(conn, customer_ids=[customer.id, anonymous_id], now=now)
         if kept.status != CardStatus.ACTIVE:  # the phone's card was blocked: the no-name card takes over
             await conn.execute("UPDATE cards SET customer_id = $2 WHERE number = $1", number, customer.id)
             await _record(conn, customer.id, number, origin, Outcome.MERGED)
@@ -300,6 +304,62 @@ class CustomerService:
         )
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
         return _merged(customer, kept, number)
+
+    async def block_card(self, conn: Connection, number: str, *, now: datetime) -> Card:
+        """Block a card (lost, misused): tills refuse it and its wallet passes go void. Blocking twice is
+        a no-op; a replaced or closed card cannot be blocked."""
+        number = _card_digits(number)
+        owner = await self._lock_owner(conn, number)
+        status = await conn.fetchval(
+            """
+            UPDATE cards SET status = CASE WHEN status = 'active' THEN 'blocked' ELSE status END,
+                             status_changed_at = CASE WHEN status = 'active' THEN $2 ELSE status_changed_at END
+             WHERE number = $1 RETURNING status
+            """,
+            number,
+            now,
+        )
+        if status != CardStatus.BLOCKED:
+            raise CardBlocked(f"card {number} is {status} and cannot be blocked", field="number")
+        await self.events.cards_changed(conn, customer_ids=[owner], now=now)
+        return Card(number=number, status=CardStatus.BLOCKED)
+
+    async def replace_card(self, conn: Connection, number: str, *, now: datetime) -> Replacement:
+        """A new card for the same account (a lost or leaked one): the old number is blocked for good and
+        its passes go void; the shopper gets a link to the new card. Repeating it answers the same."""
+        number = _card_digits(number)
+        owner = await self._lock_owner(conn, number)
+        old = await conn.fetchrow("SELECT status, replaced_by FROM cards WHERE number = $1 FOR UPDATE", number)
+        assert old is not None
+        customer_row = await conn.fetchrow("SELECT id, phone, name FROM customers WHERE id = $1", owner)
+        assert customer_row is not None
+        customer = _customer(customer_row)
+        if old["status"] == CardStatus.BLOCKED and old["replaced_by"] is not None:
+            current = await self._current_card(conn, owner)
+            return Replacement(customer=customer, card=current, replaced_card=Card(number, CardStatus.BLOCKED))
+        if old["status"] not in (CardStatus.ACTIVE, CardStatus.BLOCKED):
+            raise CardBlocked(f"card {number} is {old['status']} and cannot be replaced", field="number")
+        await conn.execute(
+            "UPDATE cards SET status = 'blocked', status_changed_at = coalesce(status_changed_at, $2) "
+            "WHERE number = $1 AND status = 'active'",
+            number,
+            now,
+        )
+        card = await self._issue_card(conn, owner)
+        await conn.execute("UPDATE cards SET replaced_by = $2 WHERE number = $1", number, card.number)
+        await _record(conn, owner, card.number, Origin(source=Source.MANUAL), Outcome.CREATED)
+        await self.events.card_issued(conn, customer_id=owner, card_number=card.number, now=now)
+        await self.events.cards_changed(conn, customer_ids=[owner], now=now)
+        return Replacement(customer=customer, card=card, replaced_card=Card(number, CardStatus.BLOCKED))
+
+    async def _lock_owner(self, conn: Connection, number: str) -> UUID:
+        owner: UUID | None = await conn.fetchval("SELECT customer_id FROM cards WHERE number = $1", number)
+        if owner is None:
+            raise CardNotFound(f"no card with number {number}", field="number")
+        await lock_account(conn, owner, self.program)
+        if await conn.fetchval("SELECT customer_id FROM cards WHERE number = $1", number) != owner:
+            raise CardOwnedElsewhere(f"card {number} changed hands meanwhile; retry", field="number")
+        return owner
 
     async def _merged_already(self, conn: Connection, number: str, e164: str) -> Attachment:
         """A retry of an attach that merged this card: the same answer, if it was this phone."""

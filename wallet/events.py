@@ -7,6 +7,7 @@ writes its outbox rows there, so an event exists exactly when the change does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -38,8 +39,9 @@ class WalletEvents(Protocol):
         """The shopper reached ``tier``; ``ref`` identifies the change (one message per change)."""
         ...
 
-    async def card_changed(self, conn: Connection, *, customer_id: UUID, now: datetime) -> None:
-        """Something a wallet pass of this shopper shows changed (balance, tier, name, card status)."""
+    async def cards_changed(self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime) -> None:
+        """Something the wallet passes of these shoppers show changed (balance, tier, pending points
+        becoming available, expiry, name, card status): their passes are to be updated on the phones."""
         ...
 
     async def send_otp(

@@ -13,6 +13,7 @@ from kartka.db import Connection
 from kartka.errors import InvalidInput
 from wallet import ledger
 from wallet.errors import CustomerNotFound
+from wallet.events import WalletEvents
 from wallet.ledger import EntryKind
 from wallet.models import BalanceView
 from wallet.profile import has_control_characters
@@ -39,7 +40,14 @@ class Grant(msgspec.Struct, frozen=True):
 
 
 async def grant(
-    conn: Connection, program: Program, clock: Clock, customer_id: UUID, data: GrantInput, *, actor: str | None
+    conn: Connection,
+    program: Program,
+    clock: Clock,
+    events: WalletEvents,
+    customer_id: UUID,
+    data: GrantInput,
+    *,
+    actor: str | None,
 ) -> Grant:
     if data.points > program.grant_max_points:
         raise InvalidInput(
@@ -65,6 +73,7 @@ async def grant(
         reason=reason,
         actor=actor,
     )
+    await events.cards_changed(conn, customer_ids=[customer_id], now=now)
     return Grant(
         customer_id=customer_id,
         points=data.points,

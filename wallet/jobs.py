@@ -27,20 +27,25 @@ class JobReport(msgspec.Struct):
     downgrades: int | None = None
     """``None`` when today's evaluation had already been run (by this or another worker)."""
     birthday_bonuses: int = 0
+    passes_due: int = 0
+    """Shoppers whose passes changed with time alone (points became available, or soon expire)."""
 
 
-async def expire(pool: Pool, now: datetime, *, batch: int = 5_000) -> int:
-    """Expire every lot due at ``now``, one short transaction per batch."""
+async def expire(pool: Pool, events: WalletEvents, now: datetime, *, batch: int = 5_000) -> int:
+    """Expire every lot due at ``now``, one short transaction per batch (with the passes it changes)."""
     total = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            done = await ledger.expire_due(conn, now, batch=batch)
+            done, customers = await ledger.expire_due(conn, now, batch=batch)
+            await events.cards_changed(conn, customer_ids=customers, now=now)
         total += done
         if done < batch:
             return total
 
 
-async def downgrade_daily(pool: Pool, program: Program, now: datetime, *, force: bool = False) -> int | None:
+async def downgrade_daily(
+    pool: Pool, program: Program, events: WalletEvents, now: datetime, *, force: bool = False
+) -> int | None:
     """Evaluate tier downgrades once per day (the program's local date); ``force`` runs it regardless."""
     day = now.astimezone(program.zone).date()
     async with pool.acquire() as conn:
@@ -57,7 +62,7 @@ async def downgrade_daily(pool: Pool, program: Program, now: datetime, *, force:
             )
             if claimed is None:
                 return None
-        lowered = await tiers.evaluate_downgrades(conn, program, now)
+        lowered = await tiers.evaluate_downgrades(conn, program, events, now)
         await conn.execute(
             """
             INSERT INTO job_runs (job, run_on, finished_at, result) VALUES ('downgrades', $1, now(), $2)
@@ -128,19 +133,61 @@ async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, n
                     ref=f"birthday:{customer_id}:{today.year}",
                     now=now,
                 )
-                await events.card_changed(conn, customer_id=customer_id, now=now)
+            await events.cards_changed(conn, customer_ids=[r["customer_id"] for r in claimed], now=now)
         granted += len(claimed)
         if len(claimed) < _BIRTHDAY_BATCH:
             return granted
+
+
+async def passes_due(pool: Pool, program: Program, events: WalletEvents, now: datetime) -> int:
+    """Mark changed the passes that time alone changed since the last run: points that became available,
+    and points that entered the "expiring soon" window. (Expired points are written off by
+    :func:`expire`, which marks their passes.) Returns how many shoppers' passes moved.
+
+    The last moment covered is kept in ``job_marks``, its row locked while a run works, so runs on
+    several workers cover each moment once; the first run only sets the mark.
+    """
+    soon = timedelta(days=program.expiring_soon_days)
+    async with pool.acquire() as conn, conn.transaction():
+        reached = await conn.fetchval(
+            """
+            INSERT INTO job_marks (job, reached) VALUES ('passes-due', $1)
+            ON CONFLICT (job) DO UPDATE SET job = EXCLUDED.job RETURNING reached
+            """,
+            now,
+        )
+        if reached >= now:
+            return 0
+        customers = [
+            row["customer_id"]
+            for row in await conn.fetch(
+                """
+                SELECT DISTINCT l.customer_id FROM lots l
+                  JOIN cards c ON c.customer_id = l.customer_id
+                  JOIN passes p ON p.serial_number = c.number
+                 WHERE l.remaining > 0
+                   AND ((l.available_at > $1 AND l.available_at <= $2)
+                        OR (l.expires_at > $1::timestamptz + $3::interval
+                            AND l.expires_at <= $2::timestamptz + $3::interval))
+                """,
+                reached,
+                now,
+                soon,
+            )
+        ]
+        await events.cards_changed(conn, customer_ids=customers, now=now)
+        await conn.execute("UPDATE job_marks SET reached = $1 WHERE job = 'passes-due'", now)
+    return len(customers)
 
 
 async def run_all(
     pool: Pool, program: Program, clock: Clock, events: WalletEvents, *, force: bool = False
 ) -> JobReport:
     now = clock.now()
-    report = JobReport(expired_lots=await expire(pool, now))
-    report.downgrades = await downgrade_daily(pool, program, now, force=force)
+    report = JobReport(expired_lots=await expire(pool, events, now))
+    report.downgrades = await downgrade_daily(pool, program, events, now, force=force)
     report.birthday_bonuses = await birthday_bonuses(pool, program, events, now)
+    report.passes_due = await passes_due(pool, program, events, now)
     if report.expired_lots or report.downgrades or report.birthday_bonuses:
         logger.info(
             "jobs: expired %d lots, lowered %s tiers, %d birthday bonuses",

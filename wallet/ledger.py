@@ -321,12 +321,12 @@ async def forfeit_all(conn: Connection, account: Account, *, now: datetime, reas
 # -- jobs ---------------------------------------------------------------------------------------
 
 
-async def expire_due(conn: Connection, now: datetime, *, batch: int = 5_000) -> int:
-    """Write off lots past their expiry, a batch at a time; returns how many lots it expired.
+async def expire_due(conn: Connection, now: datetime, *, batch: int = 5_000) -> tuple[int, list[UUID]]:
+    """Write off lots past their expiry, a batch at a time; returns how many lots it expired and whose.
 
     ``SKIP LOCKED`` lets several workers share the work and never waits on a purchase in flight.
     """
-    expired: int = await conn.fetchval(
+    row = await conn.fetchrow(
         """
         WITH due AS (
             SELECT id, customer_id, remaining, expires_at FROM lots
@@ -341,12 +341,13 @@ async def expire_due(conn: Connection, now: datetime, *, batch: int = 5_000) -> 
             INSERT INTO ledger_entries (customer_id, kind, points, lot_id, occurred_at)
             SELECT customer_id, 'expiry', -remaining, id, expires_at FROM written_off
         )
-        SELECT count(*) FROM written_off
+        SELECT count(*) AS expired, coalesce(array_agg(DISTINCT customer_id), '{}') AS customers FROM written_off
         """,
         now,
         batch,
     )
-    return expired
+    assert row is not None
+    return row["expired"], list(row["customers"])
 
 
 # -- history ------------------------------------------------------------------------------------

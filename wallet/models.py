@@ -63,6 +63,14 @@ class Attachment(msgspec.Struct, frozen=True):
     replaced_card: Card | None = None
 
 
+class Replacement(msgspec.Struct, frozen=True):
+    """A lost or leaked card replaced: ``card`` is the new one; ``replaced_card`` is blocked for good."""
+
+    customer: Customer
+    card: Card
+    replaced_card: Card
+
+
 class NextTier(msgspec.Struct, frozen=True):
     code: str
     name: str

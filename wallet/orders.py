@@ -445,6 +445,7 @@ class OrderService:
             )
         if upgraded is not None:
             await events.tier_upgraded(conn, customer_id=customer_id, tier=upgraded, ref=f"order:{order_pk}", now=now)
+        await events.cards_changed(conn, customer_ids=[customer_id], now=now)
         tell = CommittedOrder(
             order_id=data.order_id,
             customer_id=str(customer_id),
@@ -603,6 +604,7 @@ class OrderService:
                 refund_pk=refund_pk,
             )
         balance = await ledger.balance(conn, order["customer_id"], now, self.program)
+        await self.customers.events.cards_changed(conn, customer_ids=[order["customer_id"]], now=now)
         tell = CommittedRefund(
             order_id=order_id,
             refund_id=data.refund_id,

@@ -11,6 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 from kartka.db import Connection
+from wallet.events import WalletEvents
 from wallet.models import NextTier, TierView
 from wallet.program import Program, Tier
 
@@ -85,15 +86,19 @@ WITH tiers AS (
     INSERT INTO tier_changes (customer_id, from_code, to_code, direction, spend, changed_at)
     SELECT customer_id, from_code, to_code, 'downgrade', spend, $5 FROM lowered WHERE from_code <> to_code
 )
-SELECT (SELECT max(customer_id::text) FROM batch) AS last, (SELECT count(*) FROM lowered) AS lowered
+SELECT (SELECT max(customer_id::text) FROM batch) AS last,
+       (SELECT coalesce(array_agg(customer_id), '{}') FROM lowered) AS lowered
 """
 
 
-async def evaluate_downgrades(conn: Connection, program: Program, now: datetime, *, batch: int = 10_000) -> int:
+async def evaluate_downgrades(
+    conn: Connection, program: Program, events: WalletEvents, now: datetime, *, batch: int = 10_000
+) -> int:
     """Lower every tier whose spend in the window is below its threshold; returns how many changed.
 
-    Walks the accounts above the base tier in id order, a batch per statement. Safe to run twice or
-    from two workers at once: an account already changed by another run no longer matches.
+    Walks the accounts above the base tier in id order, a batch per transaction, in which the lowered
+    shoppers' passes are marked changed too. Safe to run twice or from two workers at once: an account
+    already changed by another run no longer matches.
     """
     codes = [t.code for t in program.tiers]
     thresholds = [t.threshold for t in program.tiers]
@@ -102,9 +107,12 @@ async def evaluate_downgrades(conn: Connection, program: Program, now: datetime,
     after: UUID | None = None
     total = 0
     while True:
-        row = await conn.fetchrow(_DOWNGRADE, codes, thresholds, ranks, since, now, after, batch)
-        assert row is not None
-        total += int(row["lowered"])
+        async with conn.transaction():
+            row = await conn.fetchrow(_DOWNGRADE, codes, thresholds, ranks, since, now, after, batch)
+            assert row is not None
+            lowered: list[UUID] = list(row["lowered"])
+            await events.cards_changed(conn, customer_ids=lowered, now=now)
+        total += len(lowered)
         if row["last"] is None:
             return total
         after = UUID(row["last"])

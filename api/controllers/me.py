@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -17,13 +18,23 @@ from api.controllers.images import barcode_response
 from api.errors import problems
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
+from kartka.errors import NotFound
 from notifications.devices import Device, DeviceInput, forget_device, register_device
 from notifications.preferences import Preferences, get_preferences, set_preferences
 from wallet import account, ledger
 from wallet.account import Me, ProfileUpdate
 from wallet.barcodes import ImageType, Symbology
 from wallet.ledger import TransactionPage
+from wallet.passes.service import PKPASS_MEDIA_TYPE
 from wallet.qrtokens import QrToken
+
+
+class SaveLink(msgspec.Struct, frozen=True):
+    save_url: str
+
+
+class PageLink(msgspec.Struct, frozen=True):
+    url: str
 
 
 class MeController(Controller):
@@ -114,6 +125,71 @@ class MeController(Controller):
         services = services_of(request.app.state)
         who = await services.customers.identify_customer(conn, shopper_of(request).subject, services.clock.now())
         return barcode_response(request, who.card.number, symbology, image_type)
+
+    @get(
+        "/card/apple-pass",
+        operation_id="appApplePass",
+        summary="The card as an Apple Wallet pass (.pkpass) that updates itself when balance or tier change",
+        media_type=PKPASS_MEDIA_TYPE,
+        responses=problems(401, 404),
+    )
+    async def apple_pass(self, tx: NamedDependency[Connection], request: Request[Any, Any, State]) -> Response[bytes]:
+        services = services_of(request.app.state)
+        now = services.clock.now()
+        who = await services.customers.identify_customer(tx, shopper_of(request).subject, now)
+        body, _ = await services.passes.apple_pass(tx, who.card.number, now)
+        return Response(
+            body,
+            media_type=PKPASS_MEDIA_TYPE,
+            headers={"Content-Disposition": 'attachment; filename="kartka.pkpass"', "Cache-Control": "no-store"},
+        )
+
+    @get(
+        "/card/google-pass",
+        operation_id="appGooglePass",
+        summary='An "Add to Google Wallet" link; the saved card is then kept up to date',
+        responses=problems(401, 404),
+    )
+    async def google_pass(self, tx: NamedDependency[Connection], request: Request[Any, Any, State]) -> SaveLink:
+        services = services_of(request.app.state)
+        now = services.clock.now()
+        who = await services.customers.identify_customer(tx, shopper_of(request).subject, now)
+        return SaveLink(save_url=await services.passes.google_save_url(tx, who.card.number, now))
+
+    @get(
+        "/card/page-link",
+        operation_id="appCardPageLink",
+        summary="The card page's address (the link the registration SMS carried)",
+        responses=problems(401, 404),
+    )
+    async def page_link(self, conn: NamedDependency[Connection], request: Request[Any, Any, State]) -> PageLink:
+        services = services_of(request.app.state)
+        token = await conn.fetchval(
+            "SELECT page_token FROM cards WHERE customer_id = $1 AND status = 'active'", shopper_of(request).subject
+        )
+        if token is None:
+            raise NotFound("this account has no active card", field="card")
+        return PageLink(url=services.passes.card_page_url(token))
+
+    @post(
+        "/card/page-link",
+        operation_id="appRotateCardPageLink",
+        summary="Give the card page a new address; the old link stops working at once",
+        status_code=201,
+        responses=problems(401, 404),
+    )
+    async def rotate_page_link(self, tx: NamedDependency[Connection], request: Request[Any, Any, State]) -> PageLink:
+        services = services_of(request.app.state)
+        token = await tx.fetchval(
+            """
+            UPDATE cards SET page_token = replace(gen_random_uuid()::text, '-', '')
+             WHERE customer_id = $1 AND status = 'active' RETURNING page_token
+            """,
+            shopper_of(request).subject,
+        )
+        if token is None:
+            raise NotFound("this account has no active card", field="card")
+        return PageLink(url=services.passes.card_page_url(token))
 
     @get(
         "/preferences",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from decimal import Decimal
 from string import Template
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -79,15 +80,31 @@ class AdminCampaignController(Controller):
         return await campaigns.get(conn, campaign_id, services_of(request.app.state).clock.now())
 
 
+class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Decimal degrees (JSON numbers, read exactly as decimals, never as floats)."""
+
+    latitude: Decimal
+    longitude: Decimal
+
+    def __post_init__(self) -> None:
+        if not (Decimal(-90) <= self.latitude <= 90 and Decimal(-180) <= self.longitude <= 180):
+            raise ValueError("latitude is -90..90 and longitude -180..180 degrees")
+        if self.latitude.as_tuple().exponent < -6 or self.longitude.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise ValueError("coordinates have at most 6 decimals (about 10 cm)")
+
+
 class StoreInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    location: Location | None = None
+    """Where the store is: wallet passes come up on the lock screen near it."""
 
 
 class Store(msgspec.Struct, frozen=True):
     code: str
     name: str
     timezone: str
+    location: Location | None = None
 
 
 class AdminStoreController(Controller):
@@ -112,16 +129,20 @@ class AdminStoreController(Controller):
             ZoneInfo(data.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown time zone {data.timezone!r} (use an IANA name)", field="timezone") from exc
+        location = data.location
         await tx.execute(
             """
-            INSERT INTO stores (code, name, timezone) VALUES ($1, $2, $3)
-            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, updated_at = now()
+            INSERT INTO stores (code, name, timezone, latitude, longitude) VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone,
+                   latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, updated_at = now()
             """,
             code,
             data.name,
             data.timezone,
+            location.latitude if location else None,
+            location.longitude if location else None,
         )
-        return Store(code=code, name=data.name, timezone=data.timezone)
+        return Store(code=code, name=data.name, timezone=data.timezone, location=location)
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -2,21 +2,30 @@
 
 SMS: the development inbox, Infobip or Twilio. Viber: none, the development inbox or Infobip. App push:
 APNs (token auth, HTTP/2) and FCM HTTP v1 when their credentials are configured; outside production
-the development inbox stands in for a push channel that has none.
+the development inbox stands in for a push channel that has none. Wallet pass updates: APNs with the
+Pass Type ID certificate, and Google Wallet's REST API; with development certificates (which Apple and
+Google would refuse) they go to the development inbox instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from kartka.clock import Clock
 from kartka.db import Pool
 from kartka.settings import Environment, Settings, SmsProvider, ViberProvider
 from notifications.audience import Availability
 from notifications.model import Channel, Provider
-from notifications.providers.apns import load_apns
+from notifications.providers.apns import load_apns, load_passkit_pusher
 from notifications.providers.dev import DevProvider
 from notifications.providers.fcm import load_fcm
+from notifications.providers.google_wallet import GoogleWalletProvider
 from notifications.providers.infobip import InfobipProvider
 from notifications.providers.twilio import load_twilio
 from notifications.worker import Lane
+from wallet.passes.certs import is_development_service_account
+from wallet.passes.service import Passes
 
 INFOBIP_WEBHOOK = "/v1/webhooks/infobip"
 TWILIO_WEBHOOK = "/v1/webhooks/twilio"
@@ -44,7 +53,7 @@ def _infobip(settings: Settings, channel: Channel) -> InfobipProvider:
     )
 
 
-def build_providers(settings: Settings, pool: Pool) -> dict[Channel, Provider]:
+def build_providers(settings: Settings, pool: Pool, passes: Passes, clock: Clock) -> dict[Channel, Provider]:
     """One provider per channel this deployment sends on. Call inside the running event loop."""
     dev = DevProvider(pool)
     providers: dict[Channel, Provider] = {}
@@ -69,17 +78,49 @@ def build_providers(settings: Settings, pool: Pool) -> dict[Channel, Provider]:
         providers[Channel.FCM] = fcm
     elif available.fcm:
         providers[Channel.FCM] = dev
+    apple, google = passes.setup.apple, passes.setup.google
+    if apple is not None:
+        providers[Channel.PASSKIT] = (
+            dev
+            if apple.identity.is_development
+            else load_passkit_pusher(
+                apple.identity,
+                url=settings.passkit_apns_url,
+                ca_file=settings.apns_ca_file,
+                timeout=settings.provider_timeout_seconds,
+            )
+        )
+    if google is not None:
+
+        async def load_objects(numbers: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+            async with pool.acquire() as conn:
+                return await passes.google_objects(conn, numbers, clock.now())
+
+        providers[Channel.GWALLET] = (
+            dev
+            if is_development_service_account(google.service_account)
+            else GoogleWalletProvider(
+                base_url=google.api_url,
+                service_account=google.service_account,
+                config=google.config,
+                load_objects=load_objects,
+                timeout=settings.provider_timeout_seconds,
+            )
+        )
     return providers
 
 
-def build_lanes(settings: Settings, pool: Pool) -> dict[Channel, Lane]:
+def build_lanes(settings: Settings, pool: Pool, passes: Passes, clock: Clock) -> dict[Channel, Lane]:
+    push = (settings.push_rate_per_second, settings.push_concurrency)
     limits = {
         Channel.SMS: (settings.sms_rate_per_second, settings.sms_concurrency),
         Channel.VIBER: (settings.viber_rate_per_second, settings.viber_concurrency),
-        Channel.APNS: (settings.push_rate_per_second, settings.push_concurrency),
-        Channel.FCM: (settings.push_rate_per_second, settings.push_concurrency),
+        Channel.APNS: push,
+        Channel.FCM: push,
+        Channel.PASSKIT: push,
+        Channel.GWALLET: push,
     }
     return {
         channel: Lane(provider, rate_per_second=limits[channel][0], concurrency=limits[channel][1])
-        for channel, provider in build_providers(settings, pool).items()
+        for channel, provider in build_providers(settings, pool, passes, clock).items()
     }

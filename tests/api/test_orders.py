@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
-from tests.helpers import Keys, problem
+from tests.helpers import NOTIFIER, Keys, problem
 
 Client = AsyncTestClient[Litestar]
 PHONE = "+375291234567"
@@ -340,8 +340,8 @@ async def test_expiry_is_right_at_read_time_and_the_job_writes_it_down(
     assert soon["at"] == order["expires_at"]
     clock.set(clock.now() + timedelta(days=5))
     assert (await till.identify(card))["balance"]["available"] == 0  # expired, though no job has run
-    assert await expire(pool, clock.now()) == 1
-    assert await expire(pool, clock.now()) == 0  # a second run finds nothing
+    assert await expire(pool, NOTIFIER, clock.now()) == 1
+    assert await expire(pool, NOTIFIER, clock.now()) == 0  # a second run finds nothing
     entries = await conn.fetch("SELECT kind, points FROM ledger_entries ORDER BY id")
     assert [tuple(e) for e in entries] == [("accrual", 500), ("expiry", -500)]
 
@@ -358,11 +358,13 @@ async def test_daily_job_lowers_tiers_whose_spend_fell(
     assert (await till.identify(card))["tier"]["code"] == "platinum"
     clock.advance(timedelta(days=200))
     await till.order(card, [item("lamp", 1, 60_000)])
-    assert await downgrade_daily(pool, DEFAULT_PROGRAM, clock.now()) == 0  # still 2200.00 in the window
+    assert await downgrade_daily(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 0  # still 2200.00 in the window
     clock.advance(timedelta(days=200))  # the sofa left the window; 600.00 remains: Gold
-    results = await asyncio.gather(*(downgrade_daily(pool, DEFAULT_PROGRAM, clock.now(), force=True) for _ in range(3)))
+    results = await asyncio.gather(
+        *(downgrade_daily(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now(), force=True) for _ in range(3))
+    )
     assert sum(r or 0 for r in results) == 1  # three concurrent runs lower it once
-    assert await downgrade_daily(pool, DEFAULT_PROGRAM, clock.now()) is None  # today's run is done
+    assert await downgrade_daily(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) is None  # today's run is done
     view = (await till.identify(card))["tier"]
     assert (view["code"], view["spend_365d"]) == ("gold", 60_000)
     changes = await conn.fetch("SELECT from_code, to_code, direction FROM tier_changes ORDER BY id")
@@ -459,7 +461,7 @@ async def test_expiry_jobs_running_at_once_write_each_lot_off_once(
         shopper = await till.register(f"+3752960000{n:02d}")
         await grant(client, keys, shopper["customer"]["id"], 100 + n, days=1)
     clock.advance(timedelta(days=2))
-    done = await asyncio.gather(*(expire(pool, clock.now(), batch=7) for _ in range(4)))
+    done = await asyncio.gather(*(expire(pool, NOTIFIER, clock.now(), batch=7) for _ in range(4)))
     assert sum(done) == 30
     assert await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'expiry'") == 30
     assert await conn.fetchval("SELECT sum(points) FROM ledger_entries") == 0
@@ -474,7 +476,7 @@ async def test_points_that_expired_unspent_are_not_taken_back_again(
     card = shopper["card"]["number"]
     unspent = await till.order(card, [item("sofa", 1, 40_000)])  # 20.00 points, never spent
     clock.advance(timedelta(days=200))
-    await expire(pool, clock.now())
+    await expire(pool, NOTIFIER, clock.now())
     refund = await till.refund(unspent["order_id"], [{"sku": "sofa", "qty": 1}])
     assert refund["points_taken_back"] == 0
     assert refund["balance"]["available"] == 0

@@ -246,7 +246,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def grant(self, points: int, days: int) -> None:
         async def work(conn: Any) -> Any:
             data = grants.GrantInput(points=points, expires_in_days=days, reason="property test")
-            return await grants.grant(conn, self.program, self.clock, self.customer_id, data, actor=None)
+            return await grants.grant(
+                conn, self.program, self.clock, self.customers.events, self.customer_id, data, actor=None
+            )
 
         self.run(self._tx(work))
         self._sync_new_lots(None)
@@ -261,7 +263,7 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self.clock.now()
 
         async def work(conn: Any) -> Any:
-            return await ledger.expire_due(conn, now)
+            return (await ledger.expire_due(conn, now))[0]
 
         self.run(self._tx(work))
         for lot in self.model.lots:

@@ -1,0 +1,207 @@
+"""The PassKit web service, at ``{public URL}/passkit/v1``, exactly as Apple's Wallet calls it.
+
+Phones that added a pass register for its updates, ask which of their passes changed since the last
+update tag they saw, fetch a changed pass (``If-Modified-Since`` answered with 304 when nothing
+changed), unregister, and send their error logs. Requests about one pass carry
+``Authorization: ApplePass <authenticationToken>``; a missing or wrong token, or a pass or pass type
+this service does not know, is 401 (so the answer tells nothing about which passes exist).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, head, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from api.errors import problems
+from api.state import provide_conn, provide_tx, services_of
+from kartka.db import Connection
+from kartka.errors import Unauthenticated
+from wallet.passes import service as passes
+from wallet.passes.service import PKPASS_MEDIA_TYPE, PassRecord
+
+logger = logging.getLogger("kartka.passkit")
+
+DeviceId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9._-]{1,128}$", description="deviceLibraryIdentifier")]
+PassType = Annotated[str, PathParameter(max_length=160, description="passTypeIdentifier")]
+Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number)")]
+MAX_LOG_LINES: Final = 50
+
+
+class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    push_token: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{16,200}$")]
+
+
+class SerialNumbers(msgspec.Struct, frozen=True, rename="camel"):
+    serial_numbers: list[str]
+    last_updated: str
+
+
+class Logs(msgspec.Struct):
+    logs: Annotated[list[Annotated[str, msgspec.Meta(max_length=4096)]], msgspec.Meta(max_length=1000)]
+
+
+def _apple_pass_token(request: Request[Any, Any, Any]) -> str:
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme != "ApplePass" or not token.strip():
+        raise Unauthenticated("send the pass's authenticationToken as 'Authorization: ApplePass <token>'")
+    return token.strip()
+
+
+async def _pass(request: Request[Any, Any, Any], conn: Connection, pass_type: str, serial: str) -> PassRecord:
+    """The pass the request is about, if its ApplePass token is right; 401 otherwise."""
+    token = _apple_pass_token(request)
+    apple = services_of(request.app.state).passes.apple  # 404 when Apple Wallet is not offered
+    record = await passes.authorized(conn, serial, token) if pass_type == apple.identity.pass_type_id else None
+    if record is None:
+        raise Unauthenticated("this pass is unknown or its authentication token is wrong")
+    return record
+
+
+def _http_date(moment: datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def _not_modified_since(request: Request[Any, Any, Any], record: PassRecord) -> bool:
+    since = request.headers.get("if-modified-since")
+    if not since:
+        return False
+    try:
+        moment = email.utils.parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return record.updated_at <= moment
+
+
+class PassKitController(Controller):
+    path = "/passkit/v1"
+    tags = ["passkit"]  # noqa: RUF012
+    dependencies = {"tx": Provide(provide_tx), "conn": Provide(provide_conn)}  # noqa: RUF012
+
+    @post(
+        "/devices/{device_id:str}/registrations/{pass_type:str}/{serial:str}",
+        operation_id="passkitRegister",
+        summary="Register a device for a pass's updates: 201 new, 200 already registered",
+        status_code=201,
+        responses=problems(401),
+    )
+    async def register(
+        self,
+        device_id: DeviceId,
+        pass_type: PassType,
+        serial: Serial,
+        data: JSONBody[PushToken],
+        tx: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Response[None]:
+        record = await _pass(request, tx, pass_type, serial)
+        now = services_of(request.app.state).clock.now()
+        created = await passes.register_device(tx, device_id, record.serial_number, data.push_token, now)
+        return Response(None, status_code=201 if created else 200)
+
+    @get(
+        "/devices/{device_id:str}/registrations/{pass_type:str}",
+        operation_id="passkitUpdatedSerials",
+        summary="The serial numbers of this device's passes updated since a tag: 200, or 204 when none",
+        responses=problems(404),
+    )
+    async def updated(
+        self,
+        device_id: DeviceId,
+        pass_type: PassType,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+        passes_updated_since: Annotated[
+            str | None, QueryParameter(name="passesUpdatedSince", max_length=40, required=False)
+        ] = None,
+    ) -> Response[SerialNumbers | None]:
+        apple = services_of(request.app.state).passes.apple
+        if pass_type != apple.identity.pass_type_id:
+            return Response(None, status_code=204)
+        since = int(passes_updated_since) if passes_updated_since and passes_updated_since.isdigit() else None
+        serials, last = await passes.updated_serials(conn, device_id, since)
+        if not serials:
+            return Response(None, status_code=204)
+        return Response(SerialNumbers(serial_numbers=serials, last_updated=str(last)))
+
+    @get(
+        "/passes/{pass_type:str}/{serial:str}",
+        operation_id="passkitLatestPass",
+        summary="The latest version of a pass (Last-Modified; 304 for If-Modified-Since when unchanged)",
+        media_type=PKPASS_MEDIA_TYPE,
+        responses=problems(401),
+    )
+    async def latest(
+        self,
+        pass_type: PassType,
+        serial: Serial,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Response[bytes]:
+        record = await _pass(request, conn, pass_type, serial)
+        headers = {"Last-Modified": _http_date(record.updated_at), "Cache-Control": "no-cache"}
+        if _not_modified_since(request, record):
+            return Response(b"", status_code=304, headers=headers)
+        services = services_of(request.app.state)
+        body, _ = await services.passes.apple_pass(conn, record.serial_number, services.clock.now(), record)
+        return Response(body, media_type=PKPASS_MEDIA_TYPE, headers=headers)
+
+    @head(
+        "/passes/{pass_type:str}/{serial:str}",
+        operation_id="passkitLatestPassHead",
+        summary="What GET would answer, without the pass",
+        media_type=PKPASS_MEDIA_TYPE,
+    )
+    async def latest_head(
+        self,
+        pass_type: PassType,
+        serial: Serial,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Response[None]:
+        record = await _pass(request, conn, pass_type, serial)
+        headers = {"Last-Modified": _http_date(record.updated_at), "Cache-Control": "no-cache"}
+        status = 304 if _not_modified_since(request, record) else 200
+        # Litestar renders no body for HEAD; text/plain only lets it accept the empty content.
+        response = Response(None, status_code=status, headers=headers, media_type="text/plain")
+        response.headers["Content-Type"] = PKPASS_MEDIA_TYPE
+        return response
+
+    @delete(
+        "/devices/{device_id:str}/registrations/{pass_type:str}/{serial:str}",
+        operation_id="passkitUnregister",
+        summary="Stop sending this device updates of this pass",
+        status_code=200,
+        responses=problems(401),
+    )
+    async def unregister(
+        self,
+        device_id: DeviceId,
+        pass_type: PassType,
+        serial: Serial,
+        tx: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Response[None]:
+        record = await _pass(request, tx, pass_type, serial)
+        await passes.unregister_device(tx, device_id, record.serial_number)
+        return Response(None, status_code=200)
+
+    @post(
+        "/log",
+        operation_id="passkitLog",
+        summary="Error messages from devices about this web service (logged)",
+        status_code=200,
+    )
+    async def log(self, data: JSONBody[Logs]) -> Response[None]:
+        for line in data.logs[:MAX_LOG_LINES]:
+            logger.warning("device log: %s", line[:500].replace("\n", " "))
+        return Response(None, status_code=200)

@@ -1,0 +1,329 @@
+"""The PassKit web service, as Apple's Wallet calls it, and the passes that change under it."""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import json
+import zipfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from kartka.clock import FakeClock
+from kartka.db import Connection, Pool
+from kartka.keys import Scope
+from tests.helpers import NOTIFIER, Keys, problem, refresh, sign_in
+from wallet.jobs import downgrade_daily, expire, passes_due
+from wallet.program import DEFAULT_PROGRAM
+
+Client = AsyncTestClient[Litestar]
+DEVICE = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+OTHER_DEVICE = "ffeeddccbbaa99887766554433221100"
+PUSH = "ab" * 32
+OTHER_PUSH = "cd" * 32
+LINES = [{"sku": "milk", "qty": 2, "unit_price": 25_000}]
+
+
+def unpack(body: bytes) -> dict[str, Any]:
+    with zipfile.ZipFile(io.BytesIO(body)) as pkpass:
+        document: dict[str, Any] = json.loads(pkpass.read("pass.json"))
+    return document
+
+
+class Phone:
+    """A shopper with the app, and the Wallet on their phone holding their card's pass."""
+
+    def __init__(self, client: Client, signed: dict[str, Any], document: dict[str, Any]) -> None:
+        self.client = client
+        self.signed = signed
+        self.serial: str = document["serialNumber"]
+        self.pass_type: str = document["passTypeIdentifier"]
+        self.auth = {"Authorization": f"ApplePass {document['authenticationToken']}"}
+
+    def url(self, device: str = DEVICE) -> str:
+        return f"/passkit/v1/devices/{device}/registrations/{self.pass_type}/{self.serial}"
+
+    async def register(self, device: str = DEVICE, push: str = PUSH, **headers: str) -> Any:
+        return await self.client.post(self.url(device), json={"pushToken": push}, headers=headers or self.auth)
+
+    async def changed(self, since: str | None = None, device: str = DEVICE) -> Any:
+        params = {"passesUpdatedSince": since} if since is not None else {}
+        return await self.client.get(f"/passkit/v1/devices/{device}/registrations/{self.pass_type}", params=params)
+
+    async def latest(self, since: str | None = None, method: str = "GET") -> Any:
+        headers = self.auth | ({"If-Modified-Since": since} if since else {})
+        return await self.client.request(method, f"/passkit/v1/passes/{self.pass_type}/{self.serial}", headers=headers)
+
+
+@pytest.fixture
+async def phone(client: Client, pool: Pool) -> Phone:
+    signed = await sign_in(client, pool, "+375291234567")
+    response = await client.get("/v1/me/card/apple-pass", headers=signed["headers"])
+    assert response.status_code == 200, response.text
+    return Phone(client, signed, unpack(response.content))
+
+
+async def buy(client: Client, pos: dict[str, str], card: str, order: str) -> None:
+    response = await client.post(
+        "/v1/pos/orders",
+        json={"order_id": order, "card": card, "lines": LINES},
+        headers=pos | {"Idempotency-Key": order},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_the_pass_carries_the_web_service_and_a_token_fixed_for_its_life(
+    client: Client, phone: Phone, settings: Any
+) -> None:
+    response = await client.get("/v1/me/card/apple-pass", headers=phone.signed["headers"])
+    assert response.headers["content-type"] == "application/vnd.apple.pkpass"
+    document = unpack(response.content)
+    assert document["webServiceURL"] == f"{settings.public_base}/passkit"
+    assert len(document["authenticationToken"]) >= 16
+    assert f"ApplePass {document['authenticationToken']}" == phone.auth["Authorization"]  # the same every time
+    assert document["serialNumber"] == document["barcodes"][0]["message"]
+    assert document["passTypeIdentifier"] == settings.pass_type_id
+    assert "voided" not in document
+
+
+async def test_register_is_201_then_200_and_needs_the_pass_token(client: Client, phone: Phone) -> None:
+    assert (await phone.register()).status_code == 201
+    assert (await phone.register()).status_code == 200
+    assert (await phone.register(device=OTHER_DEVICE)).status_code == 201
+    for headers in (
+        {"Authorization": "ApplePass wrong-token-wrong-token"},
+        {"Authorization": "Bearer " + phone.auth["Authorization"].split()[1]},
+        {"X-Nothing": "1"},
+    ):
+        refused = await client.post(phone.url(), json={"pushToken": PUSH}, headers=headers)
+        assert refused.status_code == 401, headers
+        problem(refused)
+    elsewhere = phone.url().replace(phone.serial, "2000000000015")
+    assert (await client.post(elsewhere, json={"pushToken": PUSH}, headers=phone.auth)).status_code == 401
+    other_type = phone.url().replace(phone.pass_type, "pass.com.example.other")
+    assert (await client.post(other_type, json={"pushToken": PUSH}, headers=phone.auth)).status_code == 401
+    bad = await client.post(phone.url(), json={"pushToken": "not hex"}, headers=phone.auth)
+    assert bad.status_code == 422
+
+
+async def test_serials_updated_since_a_tag(client: Client, phone: Phone, pos: dict[str, str], clock: FakeClock) -> None:
+    assert (await phone.changed()).status_code == 204  # nothing registered on this device yet
+    await phone.register()
+    first = await phone.changed()
+    assert first.status_code == 200
+    body = first.json()
+    assert body["serialNumbers"] == [phone.serial]
+    tag = body["lastUpdated"]
+    assert (await phone.changed(tag)).status_code == 204
+    clock.advance(timedelta(seconds=5))
+    await buy(client, pos, phone.serial, "o-1")
+    after = await phone.changed(tag)
+    assert after.status_code == 200
+    assert after.json()["serialNumbers"] == [phone.serial]
+    assert int(after.json()["lastUpdated"]) > int(tag)
+    assert (await phone.changed(after.json()["lastUpdated"])).status_code == 204
+    assert (await phone.changed(device=OTHER_DEVICE)).status_code == 204
+    assert (await phone.changed("not-a-tag")).json()["serialNumbers"] == [phone.serial]  # unknown: everything
+
+
+async def test_latest_pass_with_last_modified_and_304(
+    client: Client, phone: Phone, pos: dict[str, str], clock: FakeClock
+) -> None:
+    first = await phone.latest()
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/vnd.apple.pkpass"
+    modified = first.headers["last-modified"]
+    assert email.utils.parsedate_to_datetime(modified)
+    unchanged = await phone.latest(since=modified)
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert (await phone.latest(since=modified, method="HEAD")).status_code == 304
+    head = await phone.latest(method="HEAD")
+    assert head.status_code == 200
+    assert head.headers["last-modified"] == modified
+    assert head.headers["content-type"] == "application/vnd.apple.pkpass"
+    assert head.content == b""
+
+    await buy(client, pos, phone.serial, "o-1")  # within the same second as the pass was made
+    changed = await phone.latest(since=modified)
+    assert changed.status_code == 200
+    newer = changed.headers["last-modified"]
+    assert email.utils.parsedate_to_datetime(newer) > email.utils.parsedate_to_datetime(modified)
+    assert unpack(changed.content)["storeCard"]["secondaryFields"]  # a whole pass, freshly built
+    assert (await client.get(f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}")).status_code == 401
+    wrong = await client.get(
+        f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}", headers={"Authorization": "ApplePass x" * 3}
+    )
+    assert wrong.status_code == 401
+
+
+async def test_unregister_and_log(client: Client, phone: Phone) -> None:
+    await phone.register()
+    await phone.register(device=OTHER_DEVICE, push=OTHER_PUSH)
+    assert (
+        await client.delete(phone.url(), headers={"Authorization": "ApplePass nope-nope-nope-nope"})
+    ).status_code == 401
+    assert (await client.delete(phone.url(), headers=phone.auth)).status_code == 200
+    assert (await phone.changed()).status_code == 204
+    assert (await phone.changed(device=OTHER_DEVICE)).status_code == 200  # the other phone still has it
+    logged = await client.post("/passkit/v1/log", json={"logs": ["[2026-03-02] Web service error: 500"]})
+    assert logged.status_code == 200
+
+
+async def test_every_change_a_pass_shows_moves_its_tag_and_queues_a_push(
+    client: Client, pool: Pool, phone: Phone, pos: dict[str, str], keys: Keys, clock: FakeClock, conn: Connection
+) -> None:
+    await phone.register()
+    await phone.register(device=OTHER_DEVICE, push=OTHER_PUSH)
+    customer = (await client.get("/v1/me", headers=phone.signed["headers"])).json()["profile"]["id"]
+    admin = await keys.headers(Scope.ADMIN)
+
+    async def tag() -> int:
+        value: int = await conn.fetchval("SELECT update_tag FROM passes WHERE serial_number = $1", phone.serial)
+        return value
+
+    async def pushes() -> set[str]:
+        rows = await conn.fetch("SELECT recipient FROM outbox WHERE channel = 'passkit' AND status = 'queued'")
+        await conn.execute("DELETE FROM outbox WHERE channel = 'passkit'")
+        return {r["recipient"] for r in rows}
+
+    changes: dict[str, Callable[[], Awaitable[Any]]] = {
+        "a purchase": lambda: buy(client, pos, phone.serial, "o-1"),
+        "a refund": lambda: client.post(
+            "/v1/pos/orders/o-1/refunds",
+            json={"refund_id": "r-1", "lines": [{"sku": "milk", "qty": 1}]},
+            headers=pos | {"Idempotency-Key": "r-1"},
+        ),
+        "a grant": lambda: client.post(
+            f"/v1/admin/customers/{customer}/grants",
+            json={"points": 500, "expires_in_days": 1, "reason": "sorry"},
+            headers=admin,
+        ),
+        "a new name": lambda: client.patch("/v1/me", json={"name": "Анна"}, headers=phone.signed["headers"]),
+    }
+    for what, change in changes.items():
+        before = await tag()
+        response = await change()
+        assert response is None or response.status_code < 300, (what, response.text)
+        assert await tag() > before, what
+        assert await pushes() == {PUSH, OTHER_PUSH}, what
+
+    # Time alone: the purchase's points become available a day later; the grant expires after a day.
+    await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now())  # the first run sets its mark
+    clock.advance(timedelta(hours=25))
+    before = await tag()
+    assert await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 1
+    assert await tag() > before
+    assert await pushes() == {PUSH, OTHER_PUSH}
+    assert await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 0  # covered already
+    before = await tag()
+    assert await expire(pool, NOTIFIER, clock.now()) == 1
+    assert await tag() > before
+    assert await pushes() == {PUSH, OTHER_PUSH}
+
+
+async def test_a_tier_downgrade_updates_the_pass(
+    client: Client, pool: Pool, phone: Phone, pos: dict[str, str], clock: FakeClock, conn: Connection
+) -> None:
+    await phone.register()
+    big = [{"sku": "sofa", "qty": 1, "unit_price": 160_000}]
+    response = await client.post(
+        "/v1/pos/orders",
+        json={"order_id": "o-1", "card": phone.serial, "lines": big},
+        headers=pos | {"Idempotency-Key": "o"},
+    )
+    assert response.json()["tier"]["code"] == "platinum"
+    clock.advance(timedelta(days=400))
+    before = await conn.fetchval("SELECT update_tag FROM passes")
+    assert await downgrade_daily(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 1
+    assert await conn.fetchval("SELECT update_tag FROM passes") > before
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel = 'passkit' AND recipient = $1", PUSH) >= 1
+
+
+async def test_a_blocked_or_replaced_card_voids_its_pass(
+    client: Client, pool: Pool, phone: Phone, keys: Keys, pos: dict[str, str], conn: Connection
+) -> None:
+    await phone.register()
+    support = await keys.headers(Scope.ADMIN)
+    replaced = await client.post(f"/v1/admin/cards/{phone.serial}/replace", headers=support)
+    assert replaced.status_code == 201, replaced.text
+    new_card = replaced.json()["card"]["number"]
+    assert new_card != phone.serial
+    assert replaced.json()["replaced_card"] == {"number": phone.serial, "status": "blocked"}
+    again = await client.post(f"/v1/admin/cards/{phone.serial}/replace", headers=support)
+    assert again.json()["card"]["number"] == new_card  # a retry answers the same
+    voided = unpack((await phone.latest()).content)
+    assert voided["voided"] is True
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel = 'passkit' AND recipient = $1", PUSH) >= 1
+    # The till refuses the old number and finds the account by the new one; the shopper gets its link.
+    assert (await client.post("/v1/pos/identify", json={"code": phone.serial}, headers=pos)).status_code == 409
+    assert (await client.post("/v1/pos/identify", json={"code": new_card}, headers=pos)).status_code == 200
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE template = 'card_link' AND params->>'card' = $1", new_card
+        )
+        == 1
+    )
+    blocked = await client.post(f"/v1/admin/cards/{new_card}/block", headers=support)
+    assert blocked.json() == {"number": new_card, "status": "blocked"}
+    assert (await client.post(f"/v1/admin/cards/{new_card}/block", headers=support)).status_code == 200
+    assert (await client.post("/v1/admin/cards/2000000000015/block", headers=support)).status_code == 404
+
+
+async def test_closing_the_account_voids_the_pass(client: Client, phone: Phone, conn: Connection) -> None:
+    await phone.register()
+    assert (await client.delete("/v1/me", headers=phone.signed["headers"])).status_code == 204
+    assert unpack((await phone.latest()).content)["voided"] is True
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel = 'passkit' AND status = 'queued'") == 1
+
+
+async def test_a_card_without_a_pass_costs_no_push(
+    client: Client, pool: Pool, pos: dict[str, str], conn: Connection
+) -> None:
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375297654321"}, headers=pos)).json()["card"]
+    await buy(client, pos, card["number"], "o-1")
+    assert await conn.fetchval("SELECT count(*) FROM passes") == 0
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel IN ('passkit', 'gwallet')") == 0
+
+
+async def test_store_locations_become_relevant_places(client: Client, phone: Phone, keys: Keys) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    for n in range(12):
+        store = {
+            "name": f"Store {n:02d}",
+            "timezone": "Europe/Minsk",
+            "location": {"latitude": round(53.9 + n / 100, 2), "longitude": 27.5667},
+        }
+        assert (await client.put(f"/v1/admin/stores/s{n}", json=store, headers=admin)).status_code == 200
+    bad = {"name": "x", "timezone": "Europe/Minsk", "location": {"latitude": 91, "longitude": 0}}
+    assert (await client.put("/v1/admin/stores/bad", json=bad, headers=admin)).status_code == 422
+    locations = unpack((await phone.latest()).content)["locations"]
+    assert len(locations) == 10
+    assert locations[0] == {"latitude": 53.9, "longitude": 27.5667, "relevantText": "Store 00"}
+
+
+async def test_google_save_link(client: Client, phone: Phone, conn: Connection, pos: dict[str, str]) -> None:
+    link = await client.get("/v1/me/card/google-pass", headers=phone.signed["headers"])
+    assert link.status_code == 200
+    assert link.json()["save_url"].startswith("https://pay.google.com/gp/v/save/")
+    assert await conn.fetchval("SELECT google_linked_at FROM passes") is not None
+    await buy(client, pos, phone.serial, "o-1")
+    row = await conn.fetchrow("SELECT recipient, template FROM outbox WHERE channel = 'gwallet'")
+    assert row is not None
+    assert (row["recipient"], row["template"]) == (phone.serial, "pass_update")
+
+
+async def test_pass_endpoints_need_the_app_token(client: Client, pool: Pool, clock: FakeClock) -> None:
+    signed = await sign_in(client, pool, "+375291234567")
+    for path in ("/v1/me/card/apple-pass", "/v1/me/card/google-pass", "/v1/me/card/page-link"):
+        assert (await client.get(path)).status_code == 401
+        assert (await client.get(path, headers=signed["headers"])).status_code == 200
+    clock.advance(timedelta(minutes=20))
+    assert (await client.get("/v1/me/card/apple-pass", headers=signed["headers"])).status_code == 401
+    await refresh(client, signed)
+    assert (await client.get("/v1/me/card/apple-pass", headers=signed["headers"])).status_code == 200
