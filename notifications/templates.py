@@ -19,10 +19,10 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from wallet.texts import format_date, points, points_word, ru_plural
+
 LOCALES: Final = ("ru", "en")
 DEFAULT_LOCALE: Final = "ru"
-
-_MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class TemplateError(ValueError):
@@ -43,48 +43,8 @@ def resolve_locale(locale: str | None) -> str:
     return DEFAULT_LOCALE
 
 
-# -- numbers, words and dates -----------------------------------------------------------------------
-
-
-def format_points(minor: int, locale: str) -> str:
-    """``1250`` -> ``12,50`` (ru) / ``12.50`` (en); ``1200`` -> ``12``; ``123450`` -> ``1 234,50`` / ``1,234.50``."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    if resolve_locale(locale) == "ru":
-        grouped = f"{whole:,}".replace(",", "\u00a0")
-        return f"{sign}{grouped}" + (f",{cents:02d}" if cents else "")
-    return f"{sign}{whole:,}" + (f".{cents:02d}" if cents else "")
-
-
-def format_date(day: date, locale: str) -> str:
-    """``03.03.2026`` (ru) / ``3 Mar 2026`` (en)."""
-    if resolve_locale(locale) == "ru":
-        return f"{day.day:02d}.{day.month:02d}.{day.year}"
-    return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
-
-
-def ru_plural(n: int, one: str, few: str, many: str) -> str:
-    """The Russian noun form after the integer ``n``: 1 балл, 2–4 балла, 5–20 баллов, 21 балл, 111 баллов."""
-    n = abs(n)
-    if n % 10 == 1 and n % 100 != 11:
-        return one
-    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-        return few
-    return many
-
-
-def points_word(minor: int, locale: str) -> str:
-    """The noun that follows :func:`format_points`: a fraction takes the genitive singular ("12,50 балла")."""
-    if resolve_locale(locale) == "ru":
-        if minor % 100:
-            return "балла"
-        return ru_plural(minor // 100, "балл", "балла", "баллов")
-    return "point" if abs(minor) == 100 else "points"
-
-
-def points(minor: int, locale: str) -> str:
-    """``1250`` -> ``12,50 балла`` / ``12.50 points``."""
-    return f"{format_points(minor, locale)} {points_word(minor, locale)}"
+# -- numbers, words and dates: wallet.texts (format_points, format_date, ru_plural, points_word, points),
+# so that messages, receipts and passes write them alike. Imported here for the templates below.
 
 
 # -- SMS encoding -------------------------------------------------------------------------------------

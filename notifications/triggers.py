@@ -18,6 +18,7 @@ from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from wallet.passes import service as passes
 from wallet.program import Program, Tier
+from wallet.texts import format_percent
 
 #: The template of pass updates: no text, the channel's provider knows what to send.
 UPDATE_TEMPLATE: Final = "pass_update"
@@ -101,7 +102,7 @@ class Notifier:
             customer_id,
             key=f"tier-upgrade:{customer_id}:{tier.code}:{ref}",
             template="tier_upgrade",
-            params={"tier_name": tier.name, "rate_percent": _percent(tier.rate_bp)},
+            params={"tier_name": tier.name, "rate_percent": format_percent(tier.rate_bp, "en")},
             now=now,
         )
 
@@ -225,8 +226,3 @@ def _pass_update(key: str, channel: Channel, recipient: str) -> Message:
         template=UPDATE_TEMPLATE,
         locale="ru",  # nothing is read by a person: the phone renders the pass
     )
-
-
-def _percent(bp: int) -> str:
-    whole, rest = divmod(bp, 100)
-    return str(whole) if rest == 0 else f"{whole}.{rest:02d}".rstrip("0")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from wallet.models import BalanceView, TierView
 from wallet.money import format_amount
+from wallet.texts import format_percent
 
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -59,7 +60,7 @@ def order_lines(
         lines.append(f"Баланс: {a(balance.available)} баллов")
         if balance.pending:
             lines.append(f"Ожидают начисления: {a(balance.pending)}")
-        lines.append(f"Уровень: {tier.name}, {format_amount(tier.rate, 'ru').rstrip('0').rstrip(',')}% баллами")
+        lines.append(f"Уровень: {tier.name}, {format_percent(tier.rate, 'ru')}% баллами")
         if upgraded_to:
             lines.append(f"Поздравляем! Со следующей покупки ваш уровень — {upgraded_to}")
         return lines
@@ -70,7 +71,7 @@ def order_lines(
     lines.append(f"Balance: {a(balance.available)} points")
     if balance.pending:
         lines.append(f"Pending: {a(balance.pending)}")
-    lines.append(f"Tier: {tier.name}, {format_amount(tier.rate, 'en').rstrip('0').rstrip('.')}% back in points")
+    lines.append(f"Tier: {tier.name}, {format_percent(tier.rate, 'en')}% back in points")
     if upgraded_to:
         lines.append(f"Congratulations! From your next purchase your tier is {upgraded_to}")
     return lines

@@ -26,13 +26,13 @@ from api.request import preferred_language
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import NotFound
-from notifications.templates import format_date, format_points, points
 from wallet.barcodes import Symbology, svg_inline
 from wallet.models import BalanceView, CardStatus, TierView
 from wallet.passes.apple import DEFAULT_ASSETS, IMAGES
 from wallet.passes.service import PKPASS_MEDIA_TYPE
 from wallet.passes.setup import ASSETS_PATH
 from wallet.program import Program
+from wallet.texts import format_date, format_points, points
 
 PageToken = Annotated[str, PathParameter(max_length=64)]
 _TOKEN: Final = re.compile(r"^[0-9a-f]{32}$")

@@ -13,15 +13,12 @@ from notifications.templates import (
     Rendered,
     Segments,
     TemplateError,
-    format_date,
-    format_points,
-    points,
     render,
     resolve_locale,
-    ru_plural,
     sms_segments,
     substitute_name,
 )
+from wallet.texts import format_date, format_points, points, ru_plural
 
 NBSP = "\u00a0"
 URL = "https://kartka.by/c/0123456789abcdef0123456789"  # 46 characters

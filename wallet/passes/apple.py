@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from wallet.models import BalanceView, TierView
 from wallet.passes.certs import PassIdentity
+from wallet.texts import format_percent, format_points, ru_plural
 
 DEFAULT_ASSETS: Final = Path(__file__).with_name("assets")
 IMAGES: Final = ("icon.png", "icon@2x.png", "icon@3x.png", "logo.png", "logo@2x.png", "logo@3x.png")
@@ -345,7 +346,7 @@ def _points_field(
 ) -> _Field:
     """Points as a number the phone formats (``numberStyle``), or as our text when ``number_locale`` is set."""
     if data.number_locale is not None:
-        text = _points_text(minor, data.number_locale)
+        text = format_points(minor, data.number_locale)
         return _Field(key=key, label=label, value=text, change_message=change_message, data_detector_types=detectors)
     return _Field(
         key=key,
@@ -378,15 +379,6 @@ def _fixed(value: int, places: int) -> Decimal:
     if not fraction:
         return Decimal(f"{sign}{whole}")
     return Decimal(f"{sign}{whole}.{f'{fraction:0{places}d}'.rstrip('0')}")
-
-
-def _points_text(minor: int, locale: str) -> str:
-    """As ``notifications.templates.format_points`` writes them (the wallet does not import notifications)."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    if locale == "ru":
-        return f"{sign}{whole:,}".replace(",", "\u00a0") + (f",{cents:02d}" if cents else "")
-    return f"{sign}{whole:,}" + (f".{cents:02d}" if cents else "")
 
 
 def _rgb(colour: Rgb) -> str:
@@ -442,11 +434,11 @@ def _strings_for(terms: _Terms, locale: str) -> bytes:
 
 def _texts(data: _Terms, locale: str) -> dict[str, str]:
     org, nxt = data.organization_name, data.next_tier
-    cap = _percent_text(data.redeem_cap_bp, locale)
+    cap = format_percent(data.redeem_cap_bp, locale)
     if locale == "ru":
-        hours = f"{data.pending_hours} {_ru_plural(data.pending_hours, 'час', 'часа', 'часов')}"
-        months = f"{data.expiry_months} {_ru_plural(data.expiry_months, 'месяц', 'месяца', 'месяцев')}"
-        days = f"{data.tier_window_days} {_ru_plural(data.tier_window_days, 'день', 'дня', 'дней')}"
+        hours = f"{data.pending_hours} {ru_plural(data.pending_hours, 'час', 'часа', 'часов')}"
+        months = f"{data.expiry_months} {ru_plural(data.expiry_months, 'месяц', 'месяца', 'месяцев')}"
+        days = f"{data.tier_window_days} {ru_plural(data.tier_window_days, 'день', 'дня', 'дней')}"
         texts = {
             "pass.description": f"Карта лояльности {org}",
             "label.balance": "Баланс",
@@ -500,22 +492,6 @@ def _texts(data: _Terms, locale: str) -> dict[str, str]:
     if nxt is not None:
         texts["label.progress"] = f"To reach {nxt}"
     return texts
-
-
-def _percent_text(bp: int, locale: str) -> str:
-    whole, fraction = divmod(bp, 100)
-    if not fraction:
-        return str(whole)
-    return f"{whole}{',' if locale == 'ru' else '.'}{f'{fraction:02d}'.rstrip('0')}"
-
-
-def _ru_plural(n: int, one: str, few: str, many: str) -> str:
-    n = abs(n)
-    if n % 10 == 1 and n % 100 != 11:
-        return one
-    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-        return few
-    return many
 
 
 #: The strings-file escapes: backslash, quote and line breaks by name, other control characters as ``\Unnnn``.

@@ -27,6 +27,7 @@ import msgspec
 
 from wallet.models import BalanceView, TierView
 from wallet.money import format_amount
+from wallet.texts import format_date, format_points
 
 SAVE_URL: Final = "https://pay.google.com/gp/v/save/"
 SCOPE: Final = "https://www.googleapis.com/auth/wallet_object.issuer"
@@ -40,7 +41,6 @@ Language = Literal["ru", "en"]
 
 _ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")  # what Google allows after "<issuerId>."
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-_MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 _TEXTS: Final[dict[str, dict[str, str]]] = {
     "ru": {
@@ -177,7 +177,7 @@ def loyalty_object(config: GoogleWalletConfig, data: GooglePassData) -> dict[str
         "loyaltyPoints": {
             "label": texts["points"][default],
             "localizedLabel": _localized(texts["points"], default),
-            "balance": {"string": _format_points(balance.available, default)},
+            "balance": {"string": format_points(balance.available, default)},
         },
         "secondaryLoyaltyPoints": {
             "label": texts["tier"][default],
@@ -238,13 +238,13 @@ def _module_texts(data: GooglePassData, zone: ZoneInfo, language: str) -> list[t
     modules: list[tuple[str, str, str]] = []
     balance = data.balance
     if balance.pending > 0:
-        body = _format_points(balance.pending, language)
+        body = format_points(balance.pending, language)
         if balance.next_available_at is not None:
             body = texts["pending_at"].format(points=body, date=_format_day(balance.next_available_at, zone, language))
         modules.append(("pending", texts["pending"], body))
     soon = balance.expiring_soon
     if soon.points > 0:
-        body = _format_points(soon.points, language)
+        body = format_points(soon.points, language)
         if soon.at is not None:
             body = texts["expiring_at"].format(points=body, date=_format_day(soon.at, zone, language))
         modules.append(("expiring", texts["expiring"], body))
@@ -259,16 +259,7 @@ def _module_texts(data: GooglePassData, zone: ZoneInfo, language: str) -> list[t
 
 def _format_day(moment: datetime, zone: ZoneInfo, language: str) -> str:
     """``03.03.2026`` / ``3 Mar 2026``, the calendar day in the program's timezone."""
-    day = moment.astimezone(zone).date()
-    if language == "ru":
-        return f"{day.day:02d}.{day.month:02d}.{day.year}"
-    return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
-
-
-def _format_points(minor: int, language: str) -> str:
-    """``12550`` -> ``125,50`` / ``125.50``; whole amounts without a fraction (``125``)."""
-    text = format_amount(minor, language)
-    return text.removesuffix(",00" if language == "ru" else ".00")
+    return format_date(moment.astimezone(zone).date(), language)
 
 
 def _all_texts() -> dict[str, dict[str, str]]:
