@@ -10,28 +10,23 @@ before it recovers, ``down`` closes the port. It records what it was told.
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
-import uvicorn
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
-from tests.fakes.server import ThreadedServer, free_port
+from tests.fakes.server import ThreadedServer
 
 REMOTE_RATE_BP = 700  # a rate no configured tier has, so tests can tell who priced the cart
 
 
 class FakeEngine(ThreadedServer):
     def __init__(self) -> None:
+        super().__init__()
         self.mode = "ok"
         self.fail_times = 0
         self.delay = 2.0
         self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- the contract ---------------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ say (nested objects merged, arrays replaced, ``null`` deletes) and answers error
 Google does (signature, ``aud`` "google", ``typ`` "savetowallet", the page's origin listed in
 ``origins``) and inserts the classes and objects it carries unless they already exist.
 
-The token endpoint is :class:`FakeOAuth`, parameterised by scope; :class:`tests.fakes.fcm.FakeFcm`
-has the same logic fixed to the FCM scope (and :class:`Reply`, reused from there).
+The token endpoint is :class:`tests.fakes.google_oauth.FakeOAuth` for the wallet scope, the FCM fake's too.
 """
 
 from __future__ import annotations
@@ -24,18 +23,16 @@ import asyncio
 import copy
 import json
 import re
-import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from tests.fakes.fcm import JWT_BEARER, Reply
-from tests.fakes.server import ThreadedServer, free_port
+from tests.fakes.google_oauth import Answer, FakeOAuth, Reply
+from tests.fakes.server import Receive, Scope, Send, ThreadedServer, answer, headers_of, read_body
 
 WALLET_SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 _RESOURCE = re.compile(r"^/walletobjects/v1/(loyaltyClass|loyaltyObject)(?:/([^/]+))?$")
@@ -55,10 +52,6 @@ _REQUIRED = {
     "loyaltyObject": ("id", "classId", "state"),
 }
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Answer = tuple[int, dict[str, Any], dict[str, str]]
-
 
 class SaveRefused(Exception):
     """What the shopper would see instead of the pass: Google refused the save link."""
@@ -74,85 +67,10 @@ class Request:
     status: int  # what the fake answered
 
 
-class FakeOAuth:
-    """Google's OAuth2 token endpoint for service accounts (the JWT-bearer grant), for one scope."""
-
-    def __init__(self, token_uri: str, scope: str) -> None:
-        self.token_uri = token_uri
-        self.scope = scope
-        self.keys: dict[str, dict[str, str]] = {}  # client_email -> key id -> PEM public key
-        self.expires_in = 3600  # what the endpoint says of the tokens it issues
-        self.token_reply = Reply()  # its behaviour once the assertion checks out
-        self.grants: list[dict[str, Any]] = []  # verified assertion claims, one per token issued
-        self.token_errors: list[str] = []  # why assertions were refused
-        self.accept_tokens = True  # False: the APIs refuse every token, even fresh ones (revoked account)
-        self._tokens: set[str] = set()
-
-    def trust(self, client_email: str, public_pem: str, key_id: str) -> None:
-        self.keys.setdefault(client_email, {})[key_id] = public_pem
-
-    def public_key(self, token: str) -> tuple[str, str]:
-        """The issuer of a JWT and the PEM its ``kid`` names; KeyError when Google knows neither."""
-        issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss", ""))
-        key_id = str(jwt.get_unverified_header(token).get("kid", ""))
-        return issuer, self.keys[issuer][key_id]
-
-    def revoke_tokens(self) -> None:
-        """Forget every access token issued so far: the next call with one gets a 401."""
-        self._tokens.clear()
-
-    def valid(self, headers: dict[str, str]) -> bool:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        return scheme == "Bearer" and token in self._tokens and self.accept_tokens
-
-    def reset(self) -> None:
-        self.expires_in = 3600
-        self.token_reply = Reply()
-        self.grants.clear()
-        self.token_errors.clear()
-        self.accept_tokens = True
-        self._tokens.clear()
-
-    async def grant(self, headers: dict[str, str], body: bytes) -> Answer:
-        form = dict(urllib.parse.parse_qsl(body.decode()))
-        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return self._refuse("invalid_request", "the token request must be a form")
-        if form.get("grant_type") != JWT_BEARER:
-            return self._refuse("unsupported_grant_type", f"grant_type {form.get('grant_type')!r}")
-        assertion = form.get("assertion", "")
-        try:
-            issuer, public_pem = self.public_key(assertion)
-            claims = jwt.decode(
-                assertion,
-                public_pem,
-                algorithms=["RS256"],
-                audience=self.token_uri,
-                issuer=issuer,
-                options={"require": ["iss", "aud", "iat", "exp", "scope"]},
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            return self._refuse("invalid_grant", f"Invalid JWT: {type(exc).__name__} {exc}")
-        if self.scope not in str(claims["scope"]).split() or claims["exp"] - claims["iat"] > 3600:
-            return self._refuse("invalid_scope", "wrong scope or an assertion living over an hour")
-        reply = self.token_reply
-        await asyncio.sleep(reply.delay)
-        if reply.status != 200:
-            return reply.status, {"error": "internal_failure"}, {}
-        self.grants.append(claims)
-        token = f"ya29.fake-{secrets.token_urlsafe(16)}"
-        self._tokens.add(token)
-        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}, {}
-
-    def _refuse(self, error: str, description: str) -> Answer:
-        self.token_errors.append(f"{error}: {description}")
-        return 400, {"error": error, "error_description": description}, {}
-
-
 class FakeGoogleWallet(ThreadedServer):
     def __init__(self, *, issuer_id: str = "3388000000012345678") -> None:
+        super().__init__()
         self.issuer_id = issuer_id
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.token_uri = f"{self.url}/token"
         self.oauth = FakeOAuth(self.token_uri, WALLET_SCOPE)
         self.classes: dict[str, dict[str, Any]] = {}
@@ -222,30 +140,22 @@ class FakeGoogleWallet(ThreadedServer):
 
     # -- the APIs -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            event = await receive()
-            body.extend(event.get("body", b""))
-            if not event.get("more_body"):
-                break
-        headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
+        body = await read_body(receive)
+        headers = headers_of(scope)
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "POST" and path == "/token":
-            status, answer, extra = await self.oauth.grant(headers, bytes(body))
+            status, document, extra = await self.oauth.grant(headers, body)
         elif match := _RESOURCE.match(path):
             kind, resource_id = match.group(1), match.group(2)
-            status, answer, extra = await self._rest(method, kind, resource_id, headers, bytes(body))
+            status, document, extra = await self._rest(method, kind, resource_id, headers, body)
         else:
-            status, answer, extra = 404, _error(404, f"no such path {path}"), {}
-        payload = json.dumps(answer).encode()
-        response_headers = [(b"content-type", b"application/json; charset=UTF-8")]
-        response_headers += [(name.encode(), value.encode()) for name, value in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+            status, document, extra = 404, _error(404, f"no such path {path}"), {}
+        response_headers = {"content-type": "application/json; charset=UTF-8", **extra}
+        await answer(send, status, json.dumps(document).encode(), response_headers)
 
     async def _rest(
         self, method: str, kind: str, resource_id: str | None, headers: dict[str, str], raw: bytes
@@ -273,14 +183,14 @@ class FakeGoogleWallet(ThreadedServer):
         await asyncio.sleep(reply.delay)
         extra = {"retry-after": reply.retry_after} if reply.retry_after is not None else {}
         if reply.status != 200:
-            status, answer = reply.status, _error(reply.status, "refused by the fake")
+            status, document = reply.status, _error(reply.status, "refused by the fake")
         else:
             with self._lock:
-                status, answer = self._handle(method, kind, resource_id, body)
+                status, document = self._handle(method, kind, resource_id, body)
         self.requests.append(
             Request(method=method, kind=kind, resource_id=resource_id, body=body, headers=headers, status=status)
         )
-        return status, answer, extra
+        return status, document, extra
 
     def _handle(self, method: str, kind: str, resource_id: str, body: dict[str, Any] | None) -> tuple[int, Any]:
         store = self.classes if kind == "loyaltyClass" else self.objects

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 from collections import Counter
 from typing import Any
 
 import msgspec
 import uvicorn
 
-from tests.fakes.server import ThreadedServer, free_port
+from tests.fakes.server import Receive, Scope, Send, ThreadedServer, answer, headers_of, read_body
 
 API_KEY = "fake-infobip-key"
 
@@ -31,6 +30,7 @@ _encoder = msgspec.json.Encoder()
 
 class FakeInfobip(ThreadedServer):
     def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
         self.mode = "ok"
         self.fail_times = 0
         self.retry_after = 1
@@ -40,52 +40,35 @@ class FakeInfobip(ThreadedServer):
         self.duplicates = 0
         self.requests = 0
         self.per_recipient: Counter[str] = Counter()
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- the API --------------------------------------------------------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await read_body(receive)
         status, payload, headers = await self.handle(scope, body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": _encoder.encode(payload)})
+        await answer(send, status, _encoder.encode(payload), {"content-type": "application/json", **headers})
 
-    async def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+    async def handle(self, scope: Scope, body: bytes) -> tuple[int, Any, dict[str, str]]:
         path = scope["path"]
         if scope["method"] == "GET" and path == "/_stats":
-            return 200, self.stats(), []
-        headers = dict(scope["headers"])
-        if headers.get(b"authorization") != f"App {API_KEY}".encode():
-            return 401, {"requestError": {"serviceException": {"messageId": "UNAUTHORIZED"}}}, []
+            return 200, self.stats(), {}
+        if headers_of(scope).get("authorization") != f"App {API_KEY}":
+            return 401, {"requestError": {"serviceException": {"messageId": "UNAUTHORIZED"}}}, {}
         if path not in ("/sms/2/text/advanced", "/viber/2/messages"):
-            return 404, {"requestError": {"serviceException": {"messageId": "NOT_FOUND"}}}, []
+            return 404, {"requestError": {"serviceException": {"messageId": "NOT_FOUND"}}}, {}
         self.requests += 1
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
         if self.mode == "error" and self.fail_times > 0:
             self.fail_times -= 1
-            return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, []
+            return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, {}
         if self.mode == "throttle":
             return (
                 429,
                 {"requestError": {"serviceException": {"messageId": "TOO_MANY_REQUESTS"}}},
-                [(b"retry-after", str(self.retry_after).encode())],
+                {"retry-after": str(self.retry_after)},
             )
         request = _decoder.decode(body)
         channel = "sms" if path.startswith("/sms") else "viber"
@@ -104,12 +87,10 @@ class FakeInfobip(ThreadedServer):
                         self.messages[mid] = {"channel": channel, "to": to, "text": text, "message": message}
                         self.per_recipient[to] += 1
                 answers.append({"to": to, "messageId": mid, "status": status})
-        return 200, {"bulkId": f"bulk-{self.requests}", "messages": answers}, []
+        return 200, {"bulkId": f"bulk-{self.requests}", "messages": answers}, {}
 
     def stats(self) -> dict[str, Any]:
         return {"delivered": len(self.messages), "duplicates": self.duplicates, "requests": self.requests}
-
-    # -- running --------------------------------------------------------------------------------
 
 
 def report(message_id: str, group: str, *, error: str | None = None) -> dict[str, Any]:

@@ -21,15 +21,12 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
-import uvicorn
 
-from tests.fakes.server import ThreadedServer, free_port
+from tests.fakes.server import Receive, Scope, Send, ThreadedServer, answer, headers_of, read_body
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
@@ -41,10 +38,6 @@ _MODE_ERRORS: dict[str, tuple[int, int, str]] = {
     "error": (503, 20500, "Service Unavailable"),
     "unsubscribed": (400, 21610, "Attempt to send to unsubscribed recipient"),
 }
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class Sent(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +61,7 @@ def sign(url: str, params: dict[str, str], auth_token: str = AUTH_TOKEN) -> str:
 
 class FakeTwilio(ThreadedServer):
     def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.mode = "ok"
@@ -78,10 +72,6 @@ class FakeTwilio(ThreadedServer):
         self.requests = 0
         self.headers: list[dict[str, str]] = []
         self._by_token: dict[str, Sent] = {}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- Twilio -----------------------------------------------------------------------------------
 
@@ -165,39 +155,26 @@ class FakeTwilio(ThreadedServer):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await read_body(receive)
+        headers = headers_of(scope)
         self.requests += 1
         self.headers.append(headers)
         expected = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
-        extra: list[tuple[bytes, bytes]] = []
+        response_headers = {"content-type": "application/json"}
         if scope["method"] != "POST" or not scope["path"].startswith("/2010-04-01/Accounts/"):
-            status, answer = 404, _error(20404, "The requested resource was not found", 404)
+            status, document = 404, _error(20404, "The requested resource was not found", 404)
         elif not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            status, answer = 400, _error(20001, "form-encoded body expected", 400)
+            status, document = 400, _error(20001, "form-encoded body expected", 400)
         elif scope["path"] != expected and self._authorized(headers):
-            status, answer = 404, _error(20404, "The requested resource was not found", 404)
+            status, document = 404, _error(20404, "The requested resource was not found", 404)
         else:
             form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
-            status, answer = await self._messages(headers, form)
+            status, document = await self._messages(headers, form)
         if status == 429:
-            extra.append((b"retry-after", RETRY_AFTER.encode()))
+            response_headers["retry-after"] = RETRY_AFTER
         if status == 401:
-            extra.append((b"www-authenticate", b'Basic realm="Twilio API"'))
-        payload = json.dumps(answer).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+            response_headers["www-authenticate"] = 'Basic realm="Twilio API"'
+        await answer(send, status, json.dumps(document).encode(), response_headers)
 
     # -- status callbacks ---------------------------------------------------------------------------
 
@@ -218,8 +195,6 @@ class FakeTwilio(ThreadedServer):
         if error_code is not None:
             params["ErrorCode"] = error_code
         return message.status_callback, params, sign(message.status_callback, params, self.auth_token)
-
-    # -- the server ---------------------------------------------------------------------------------
 
 
 def _error(code: int, message: str, status: int) -> dict[str, Any]:
