@@ -37,6 +37,7 @@ from api.controllers.pos import PosCardController, PosCustomerController, PosIde
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import JoinController, join_rate_limit
 from api.errors import EXCEPTION_HANDLERS
+from api.request import RedactSecrets
 from api.state import Services
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
@@ -178,6 +179,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 ),
                 qr_tokens=qr_tokens,
                 passes=passes,
+                limiter=limiter,
             )
             yield
         finally:
@@ -194,6 +196,9 @@ def create_app(
 ) -> Litestar:
     """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
     openapi = OpenAPIConfig(
         title="Kartka",
         version="1",

@@ -23,6 +23,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from api.request import redact_path
 from kartka.errors import DomainError, RateLimited
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def _unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 
 def _contention(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.warning("lock contention on %s %s: %r", request.method, request.url.path, exc)
+    logger.warning("lock contention on %s %s: %r", request.method, redact_path(request.url.path), exc)
     return problem_response(
         request,
         503,
@@ -202,7 +203,7 @@ def _contention(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    logger.warning("database unavailable on %s %s: %r", request.method, redact_path(request.url.path), exc)
     return problem_response(
         request,
         503,
@@ -215,7 +216,7 @@ def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[di
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, _UNAVAILABLE):
         return _unavailable(request, exc)
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    logger.exception("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
     return problem_response(request, 500, "Something went wrong on our side; it has been logged")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from typing import Any, Final
 
 from litestar import Request
 
@@ -23,3 +25,21 @@ def preferred_language(request: Request[Any, Any, Any], explicit: str | None = N
         if language in ("ru", "en"):
             return language
     return None
+
+
+#: Paths that carry a secret: the card page's token and the unsubscribe link's.
+_SECRET_PATHS: Final = re.compile(r"(/(?:c|u)/)[^/?#\s]+")
+
+
+def redact_path(path: str) -> str:
+    """``/c/<token>/pass.pkpass`` -> ``/c/…/pass.pkpass``: what logs may say about a request's path."""
+    return _SECRET_PATHS.sub(r"\1…", path)
+
+
+class RedactSecrets(logging.Filter):
+    """Keeps the card-page and unsubscribe tokens out of the access log (uvicorn logs every path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_path(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True

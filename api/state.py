@@ -18,6 +18,7 @@ from litestar.datastructures import State
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
+from kartka.ratelimit import RateLimiter
 from kartka.settings import Settings
 from kartka.staff import StaffSignIn
 from kartka.tokens import Tokens
@@ -51,6 +52,7 @@ class Services:
     staff_signin: StaffSignIn
     qr_tokens: QrTokens
     passes: Passes
+    limiter: RateLimiter
 
 
 def services_of(state: State) -> Services:

@@ -307,8 +307,11 @@ def staff_passwd(username: str, password_stdin: bool) -> None:
     password = _password(password_stdin)
     settings = _database(_settings())
 
+    from kartka.clock import SystemClock  # noqa: PLC0415
+
     async def work(conn: Any) -> None:
-        await set_password(conn, Passwords(), username, password)
+        async with conn.transaction():
+            await set_password(conn, Passwords(), username, password, SystemClock().now())
         click.echo(f"password of {username} changed")
 
     _run(settings, work)

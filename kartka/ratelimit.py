@@ -49,27 +49,22 @@ class RateLimiter:
         window: timedelta,
         now: datetime,
         message: str,
-        record: bool = True,
         locked: bool = False,
     ) -> None:
         """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full.
 
-        Runs in the caller's transaction: the event counts only if that transaction commits. With
-        ``record=False`` it only checks (for limits on failures, recorded with :meth:`record` later).
+        Runs in the caller's transaction: the event counts only if that transaction commits.
         ``locked``: the caller already serialises requests for this subject (holds a row lock that every
         such request takes first), so the advisory lock would add nothing.
         """
         bucket = self.bucket(name, subject)
         if not locked:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", bucket)
-        row = await conn.fetchrow(_COUNT_AND_ADD, bucket, now, window.total_seconds(), limit if record else 0)
+        row = await conn.fetchrow(_COUNT_AND_ADD, bucket, now, window.total_seconds(), limit)
         assert row is not None
         if row["n"] >= limit:
             wait = (row["oldest"] + window - now).total_seconds()
             raise RateLimited(message, retry_after=max(1, math.ceil(wait)))
-
-    async def record(self, conn: Connection, name: str, subject: str, now: datetime) -> None:
-        await conn.execute("INSERT INTO rate_events (bucket, at) VALUES ($1, $2)", self.bucket(name, subject), now)
 
     async def hit_now(
         self, pool: Pool, name: str, subject: str, *, limit: int, window: timedelta, now: datetime, message: str

@@ -203,8 +203,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     otp_resend_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
     otp_per_phone_per_hour: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
-    otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 20
-    signin_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
+    # Per client address: generous, since a store's Wi-Fi or a carrier's NAT puts many shoppers behind one.
+    otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
+    signin_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 200
     staff_login_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import re
 from datetime import datetime, timedelta
 from typing import Final
@@ -28,6 +29,7 @@ from kartka.tokens import SubjectKind, Tokens, revoke_sessions
 USERNAME: Final = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
 MIN_PASSWORD: Final = 12
 MAX_PASSWORD: Final = 1024  # argon2 takes any length; a cap keeps a megabyte "password" from costing CPU
+MAX_HASHES: Final = max(2, os.cpu_count() or 2)  # argon2 runs at once per process
 
 
 class Role(enum.StrEnum):
@@ -91,20 +93,25 @@ class Passwords:
     as OWASP recommends). Stored hashes carry their parameters; when the defaults rise, a hash is
     upgraded at the next successful sign-in (``verify`` returns the new one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, concurrency: int = MAX_HASHES) -> None:
         self._context = CryptContext(schemes=["argon2"])
+        # Each hash takes 64 MiB: a burst of sign-ins waits here instead of taking the machine's memory.
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def warm_up(self) -> None:
         """Make the dummy hash now, or the first unknown username would take longer than the rest."""
-        await asyncio.to_thread(self._context.dummy_verify)
+        async with self._slots:
+            await asyncio.to_thread(self._context.dummy_verify)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._context.hash, password)
+        async with self._slots:
+            return await asyncio.to_thread(self._context.hash, password)
 
     async def verify(self, password: str, stored: str | None) -> tuple[bool, str | None]:
         """Whether ``password`` matches, and a re-hash to store if the parameters changed. ``stored`` None
         (no such user) still costs one hash: libpass checks against a dummy, so timing tells nothing."""
-        return await asyncio.to_thread(self._context.verify_and_update, password[:MAX_PASSWORD], stored)
+        async with self._slots:
+            return await asyncio.to_thread(self._context.verify_and_update, password[:MAX_PASSWORD], stored)
 
 
 async def create_staff(
@@ -135,16 +142,20 @@ async def list_staff(conn: Connection) -> list[StaffAccount]:
     return [msgspec.convert(dict(r), StaffAccount) for r in rows]
 
 
-async def set_password(conn: Connection, passwords: Passwords, username: str, password: str) -> None:
+async def set_password(conn: Connection, passwords: Passwords, username: str, password: str, now: datetime) -> None:
+    """A new password; every session signed in with the old one ends (a reset after a leak must lock
+    the intruder out, refresh tokens included)."""
     check_password(password)
     hashed = await passwords.hash(password)
-    status = await conn.execute(
-        "UPDATE staff SET password_hash = $2, password_changed_at = now() WHERE username = $1",
+    staff_id = await conn.fetchval(
+        "UPDATE staff SET password_hash = $2, password_changed_at = $3 WHERE username = $1 RETURNING id",
         clean_username(username),
         hashed,
+        now,
     )
-    if status.endswith(" 0"):
+    if staff_id is None:
         raise NotFound(f"no staff member {username!r}", field="username")
+    await revoke_sessions(conn, SubjectKind.STAFF, staff_id, now, "password changed")
 
 
 async def disable_staff(conn: Connection, username: str, now: datetime) -> StaffAccount:
@@ -234,6 +245,8 @@ class StaffSignIn:
         )
         name = username.strip().lower()
         async with self.pool.acquire() as conn:
+            # The attempt counts as a failure before the password is checked, and stops counting only when
+            # it succeeds: attempts made at the same moment cannot all slip under the limit.
             async with conn.transaction():
                 await self.limiter.hit(
                     conn,
@@ -243,17 +256,11 @@ class StaffSignIn:
                     window=_FAILURE_WINDOW,
                     now=now,
                     message="too many failed sign-ins for this username; try again in a few minutes",
-                    record=False,
                 )
-            try:
-                async with conn.transaction():
-                    account = await authenticate(conn, self.passwords, name, password, now)
-                    pair = await self.tokens.start(conn, SubjectKind.STAFF, account.id, role=account.role.value)
-                    await self.limiter.clear(conn, "login-failures", name)
-            except WrongCredentials:
-                async with conn.transaction():
-                    await self.limiter.record(conn, "login-failures", name, now)
-                raise
+            async with conn.transaction():
+                account = await authenticate(conn, self.passwords, name, password, now)
+                pair = await self.tokens.start(conn, SubjectKind.STAFF, account.id, role=account.role.value)
+                await self.limiter.clear(conn, "login-failures", name)
         return StaffSession(
             access_token=pair.access_token,
             refresh_token=pair.refresh_token,

@@ -82,12 +82,3 @@ async def forget_device(conn: Connection, customer_id: UUID, token: str) -> None
     status = await conn.execute("DELETE FROM devices WHERE customer_id = $1 AND token = $2", customer_id, token.strip())
     if status.endswith(" 0"):
         raise NotFound("this device is not registered for your account", field="token")
-
-
-async def list_devices(conn: Connection, customer_id: UUID) -> list[Device]:
-    rows = await conn.fetch(
-        "SELECT platform, token, created_at, last_seen_at FROM devices WHERE customer_id = $1 "
-        "ORDER BY last_seen_at DESC",
-        customer_id,
-    )
-    return [msgspec.convert(dict(r), Device) for r in rows]

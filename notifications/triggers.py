@@ -127,12 +127,14 @@ class Notifier:
             now=now,
         )
 
-    async def cards_changed(self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime) -> None:
+    async def cards_changed(
+        self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime, cards: Sequence[str] = ()
+    ) -> None:
         """Move these shoppers' passes on and queue the updates: an empty APNs push to every device that
         registered each pass (the phone then fetches it), and a PATCH of each Google object that a save
         link was given out for. Keys carry the pass's new tag: one update per change."""
         messages: list[Message] = []
-        for changed in await passes.touch(conn, customer_ids, now):
+        for changed in await passes.touch(conn, customer_ids, now, cards=cards):
             for token in changed.push_tokens:
                 messages.append(
                     _pass_update(

@@ -94,6 +94,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         database_url=Secret(database_url),
         db_pool_min=1,
         certs_dir=tmp_path_factory.mktemp("certs"),
+        otp_per_ip_per_hour=20,  # low, so that tests reach the per-address limits quickly
+        signin_per_ip_per_hour=60,
     )
 
 

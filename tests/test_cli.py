@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -195,8 +196,12 @@ async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
         signed = await http.post("/v1/auth/token", json={"phone": phone, "code": code})
         assert signed.status_code == 200, signed.text
         assert signed.json()["card_created"] is True
-        me = await http.get("/v1/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"})
+        shopper = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+        me = await http.get("/v1/me", headers=shopper)
         assert me.json()["profile"]["phone"] == phone
+        page = (await http.get("/v1/me/card/page-link", headers=shopper)).json()["url"]
+        assert (await http.get(urllib.parse.urlsplit(page).path)).status_code == 200
+        assert (await http.get("/v1/me/card/apple-pass", headers=shopper)).status_code == 200
 
         login = await http.post("/v1/admin/login", json={"username": "olga", "password": "s3cret-enough-pass"})
         assert login.status_code == 200, login.text
@@ -206,6 +211,10 @@ async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
         cli("staff", "disable", "olga", env=env)
         after = await http.post("/v1/admin/campaigns", json={"name": "x", "texts": {"ru": "Кофе"}}, headers=staff)
         assert after.status_code == 401
+    log = running.log.read_text()
+    assert "GET /c/… HTTP/1.1" in log  # the card page was served and logged...
+    assert page.rsplit("/", 1)[1] not in log  # ...without its token
+    assert code not in log
 
 
 def test_embedded_postgres_is_shared_by_serve_and_the_cli(tmp_path: Path) -> None:

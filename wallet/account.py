@@ -88,18 +88,29 @@ async def update_profile(
             if change.birthday > today or change.birthday.year < 1900:
                 raise InvalidInput("a birthday is a date in the past, from 1900 on", field="birthday")
         assign("birthday", change.birthday)
+        values.append(now)  # a new date restarts the birthday bonus's notice period (program.birthday_notice_days)
+        sets.append(
+            f"birthday_set_at = CASE WHEN before.birthday IS DISTINCT FROM ${len(values)} THEN ${len(values) + 1} "
+            "ELSE c.birthday_set_at END"
+        )
     if change.language is not msgspec.UNSET:
         assign("language", change.language)
     if sets:
-        found = await conn.fetchval(
-            f"UPDATE customers SET {', '.join(sets)}, updated_at = now() WHERE id = $1 AND closed_at IS NULL "
-            "RETURNING id",
+        # The passes show the name and speak the language: they change only if either really did.
+        row = await conn.fetchrow(
+            f"""
+            WITH before AS (
+                SELECT id, name, language, birthday FROM customers WHERE id = $1 AND closed_at IS NULL FOR UPDATE
+            )
+            UPDATE customers c SET {", ".join(sets)}, updated_at = now() FROM before WHERE c.id = before.id
+            RETURNING before.name IS DISTINCT FROM c.name OR before.language IS DISTINCT FROM c.language AS shown
+            """,
             customer_id,
             *values,
         )
-        if found is None:
+        if row is None:
             raise CustomerNotFound("this account no longer exists", field="id")
-        if change.name is not msgspec.UNSET:
+        if row["shown"]:
             await customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)
     return await me(conn, customers, customer_id, now)
 
@@ -153,4 +164,4 @@ async def close_account(conn: Connection, customers: CustomerService, customer_i
         await conn.execute("DELETE FROM dev_inbox WHERE recipient = $1", phone)
     await revoke_sessions(conn, SubjectKind.CUSTOMER, customer_id, now, "account closed")
     if numbers:
-        await customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)
+        await customers.events.cards_changed(conn, customer_ids=[], now=now, cards=[r["number"] for r in numbers])

@@ -154,13 +154,14 @@ class CustomerService:
         # Known phone: fill in what we did not know yet, never overwrite what the customer told us.
         row = await conn.fetchrow(
             """
-            UPDATE customers
-               SET name = coalesce(name, $2), email = coalesce(email, $3),
-                   updated_at = CASE WHEN (name IS NULL AND $2::text IS NOT NULL)
-                                       OR (email IS NULL AND $3::text IS NOT NULL)
-                                     THEN now() ELSE updated_at END
-             WHERE phone = $1
-            RETURNING id, phone, name
+            WITH before AS (SELECT id, name FROM customers WHERE phone = $1 FOR UPDATE)
+            UPDATE customers c
+               SET name = coalesce(c.name, $2), email = coalesce(c.email, $3),
+                   updated_at = CASE WHEN (c.name IS NULL AND $2::text IS NOT NULL)
+                                       OR (c.email IS NULL AND $3::text IS NOT NULL)
+                                     THEN now() ELSE c.updated_at END
+              FROM before WHERE c.id = before.id
+            RETURNING c.id, c.phone, c.name, before.name IS NULL AND c.name IS NOT NULL AS named
             """,
             e164,
             name,
@@ -170,6 +171,8 @@ class CustomerService:
         customer = _customer(row)
         card = await self._current_card(conn, customer.id)
         await _record(conn, customer.id, card.number, origin, Outcome.EXISTING)
+        if row["named"]:  # the passes show the holder's name
+            await self.events.cards_changed(conn, customer_ids=[customer.id], now=self.clock.now())
         return Registration(customer=customer, card=card, created=False)
 
     async def issue_anonymous_card(self, conn: Connection, *, origin: Origin) -> Registration:
@@ -288,7 +291,7 @@ class CustomerService:
                 conn, customer_id=customer.id, tier=upgraded, ref=f"merge:{number}", now=now
             )
         # The kept account's passes show the merged points; the no-name card's own pass goes void.
-        await self.events.cards_changed(conn, customer_ids=[customer.id, anonymous_id], now=now)
+        await self.events.cards_changed(conn, customer_ids=[customer.id], now=now, cards=[number])
         if kept.status != CardStatus.ACTIVE:  # the phone's card was blocked: the no-name card takes over
             await conn.execute("UPDATE cards SET customer_id = $2 WHERE number = $1", number, customer.id)
             await _record(conn, customer.id, number, origin, Outcome.MERGED)
@@ -309,19 +312,15 @@ class CustomerService:
         """Block a card (lost, misused): tills refuse it and its wallet passes go void. Blocking twice is
         a no-op; a replaced or closed card cannot be blocked."""
         number = _card_digits(number)
-        owner = await self._lock_owner(conn, number)
-        status = await conn.fetchval(
-            """
-            UPDATE cards SET status = CASE WHEN status = 'active' THEN 'blocked' ELSE status END,
-                             status_changed_at = CASE WHEN status = 'active' THEN $2 ELSE status_changed_at END
-             WHERE number = $1 RETURNING status
-            """,
-            number,
-            now,
-        )
-        if status != CardStatus.BLOCKED:
+        await self._lock_owner(conn, number)
+        status = await conn.fetchval("SELECT status FROM cards WHERE number = $1 FOR UPDATE", number)
+        if status == CardStatus.ACTIVE:
+            await conn.execute(
+                "UPDATE cards SET status = 'blocked', status_changed_at = $2 WHERE number = $1", number, now
+            )
+            await self.events.cards_changed(conn, customer_ids=[], now=now, cards=[number])
+        elif status != CardStatus.BLOCKED:
             raise CardBlocked(f"card {number} is {status} and cannot be blocked", field="number")
-        await self.events.cards_changed(conn, customer_ids=[owner], now=now)
         return Card(number=number, status=CardStatus.BLOCKED)
 
     async def replace_card(self, conn: Connection, number: str, *, now: datetime) -> Replacement:
@@ -349,7 +348,7 @@ class CustomerService:
         await conn.execute("UPDATE cards SET replaced_by = $2 WHERE number = $1", number, card.number)
         await _record(conn, owner, card.number, Origin(source=Source.MANUAL), Outcome.CREATED)
         await self.events.card_issued(conn, customer_id=owner, card_number=card.number, now=now)
-        await self.events.cards_changed(conn, customer_ids=[owner], now=now)
+        await self.events.cards_changed(conn, customer_ids=[], now=now, cards=[number])
         return Replacement(customer=customer, card=card, replaced_card=Card(number, CardStatus.BLOCKED))
 
     async def _lock_owner(self, conn: Connection, number: str) -> UUID:

@@ -39,9 +39,12 @@ class WalletEvents(Protocol):
         """The shopper reached ``tier``; ``ref`` identifies the change (one message per change)."""
         ...
 
-    async def cards_changed(self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime) -> None:
-        """Something the wallet passes of these shoppers show changed (balance, tier, pending points
-        becoming available, expiry, name, card status): their passes are to be updated on the phones."""
+    async def cards_changed(
+        self, conn: Connection, *, customer_ids: Sequence[UUID], now: datetime, cards: Sequence[str] = ()
+    ) -> None:
+        """Something the wallet passes of these shoppers' active cards show changed (balance, tier, pending
+        points becoming available, expiry, name, the card page link), or ``cards`` changed status (their
+        passes go void): the passes are to be updated on the phones."""
         ...
 
     async def send_otp(

@@ -77,9 +77,9 @@ async def downgrade_daily(
 async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, now: datetime) -> int:
     """Give today's birthdays (the program's local date) their bonus, once per customer and year.
 
-    Runs every round, not once a day, so a shopper who sets today as their birthday in the app gets it
-    today; the ``birthday_bonuses`` row claimed with the grant makes a second run, or a second worker,
-    give nothing. A 29 February birthday is celebrated on the 28th in other years.
+    Runs every round, not once a day; the ``birthday_bonuses`` row claimed with the grant makes a second
+    run, or a second worker, give nothing. A birthday set or changed fewer than ``birthday_notice_days``
+    before brings nothing that year. A 29 February birthday is celebrated on the 28th in other years.
     """
     if program.birthday_bonus_points == 0:
         return 0
@@ -97,6 +97,7 @@ async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, n
                     SELECT id FROM customers c
                      WHERE birthday IS NOT NULL AND closed_at IS NULL AND merged_into IS NULL
                        AND extract(month FROM birthday) = $1 AND extract(day FROM birthday) = ANY($2::int[])
+                       AND birthday_set_at <= $6
                        AND NOT EXISTS (SELECT 1 FROM birthday_bonuses b WHERE b.customer_id = c.id AND b.year = $3)
                      ORDER BY id LIMIT $4
                 )
@@ -109,6 +110,7 @@ async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, n
                 today.year,
                 _BIRTHDAY_BATCH,
                 now,
+                now - timedelta(days=program.birthday_notice_days),
             )
             for row in sorted(claimed, key=lambda r: r["customer_id"]):  # lock accounts in one order
                 customer_id = row["customer_id"]
@@ -141,8 +143,9 @@ async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, n
 
 async def passes_due(pool: Pool, program: Program, events: WalletEvents, now: datetime) -> int:
     """Mark changed the passes that time alone changed since the last run: points that became available,
-    and points that entered the "expiring soon" window. (Expired points are written off by
-    :func:`expire`, which marks their passes.) Returns how many shoppers' passes moved.
+    points that entered the "expiring soon" window, and purchases that left the tier window (the
+    progress to the next tier). (Expired points are written off by :func:`expire`, and lowered tiers by
+    the downgrade job, which mark their passes.) Returns how many shoppers' passes moved.
 
     The last moment covered is kept in ``job_marks``, its row locked while a run works, so runs on
     several workers cover each moment once; the first run only sets the mark.
@@ -162,17 +165,26 @@ async def passes_due(pool: Pool, program: Program, events: WalletEvents, now: da
             row["customer_id"]
             for row in await conn.fetch(
                 """
-                SELECT DISTINCT l.customer_id FROM lots l
-                  JOIN cards c ON c.customer_id = l.customer_id
+                WITH moved AS (
+                    SELECT customer_id FROM lots
+                     WHERE remaining > 0
+                       AND ((available_at > $1 AND available_at <= $2)
+                            OR (expires_at > $1::timestamptz + $3::interval
+                                AND expires_at <= $2::timestamptz + $3::interval))
+                    UNION
+                    -- purchases leaving the tier window: the progress to the next tier moves
+                    SELECT customer_id FROM orders
+                     WHERE purchased_at > $1::timestamptz - $4::interval
+                       AND purchased_at <= $2::timestamptz - $4::interval
+                )
+                SELECT DISTINCT m.customer_id FROM moved m
+                  JOIN cards c ON c.customer_id = m.customer_id AND c.status = 'active'
                   JOIN passes p ON p.serial_number = c.number
-                 WHERE l.remaining > 0
-                   AND ((l.available_at > $1 AND l.available_at <= $2)
-                        OR (l.expires_at > $1::timestamptz + $3::interval
-                            AND l.expires_at <= $2::timestamptz + $3::interval))
                 """,
                 reached,
                 now,
                 soon,
+                timedelta(days=program.tier_window_days),
             )
         ]
         await events.cards_changed(conn, customer_ids=customers, now=now)

@@ -109,6 +109,9 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Points given on the shopper's birthday (the one they set in the app), once a year (0: none)."""
     birthday_bonus_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
     """How long a birthday bonus stays usable."""
+    birthday_notice_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
+    """A birthday set or changed fewer days before it brings no bonus that year (setting today's date
+    in the app to collect one at once)."""
     language: Literal["ru", "en"] = "ru"
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "BYN"
     timezone: str = "Europe/Minsk"

@@ -120,7 +120,6 @@ class SignInService:
                     RETURNING 1
                 )
                 SELECT EXISTS (SELECT FROM sent) AS sent,
-                       (SELECT sent_at FROM signin_codes WHERE phone = $1) AS last,
                        (SELECT language FROM customers WHERE phone = $1) AS language
                 """,
                 phone,
@@ -131,7 +130,9 @@ class SignInService:
             )
             assert row is not None
             if not row["sent"]:
-                wait = (row["last"] + timedelta(seconds=config.resend_seconds) - now).total_seconds()
+                # A fresh statement sees the send that won (this one's snapshot predates it).
+                last = await conn.fetchval("SELECT sent_at FROM signin_codes WHERE phone = $1", phone)
+                wait = (last + timedelta(seconds=config.resend_seconds) - now).total_seconds()
                 raise RateLimited(
                     "a code was sent a moment ago; wait before asking for another", retry_after=max(1, math.ceil(wait))
                 )

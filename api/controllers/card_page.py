@@ -3,8 +3,9 @@
 A mobile-first page in Russian or English with the card's QR code (inline SVG, so it works offline
 once loaded), the number, the balance and the tier, and the "Add to Apple Wallet" / "Add to Google
 Wallet" buttons. The token is 128 random bits, rotated by the shopper (``POST /v1/me/card/page-link``)
-or when the card closes; the page sends no Referer, so the token never leaks to Google or Apple when a
-button is followed, and nothing on it is cached or indexed.
+or when the card closes. The page sends no Referer, so following a button does not hand the token to
+Google or Apple (the passes themselves carry the link on their back, for the shopper), and nothing on
+it is cached or indexed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import datetime
 from string import Template
 from typing import Annotated, Any, Final
 
-import asyncpg
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -29,7 +29,7 @@ from kartka.errors import NotFound
 from wallet.barcodes import Symbology, svg_inline
 from wallet.models import BalanceView, CardStatus, TierView
 from wallet.passes.apple import DEFAULT_ASSETS, IMAGES
-from wallet.passes.service import PKPASS_MEDIA_TYPE
+from wallet.passes.service import PKPASS_MEDIA_TYPE, PageCard
 from wallet.passes.setup import ASSETS_PATH
 from wallet.program import Program
 from wallet.texts import format_date, format_points, points
@@ -132,20 +132,12 @@ def _group(number: str) -> str:
     return f"{number[0]} {number[1:7]} {number[7:]}" if len(number) == 13 else number
 
 
-async def _card(conn: Connection, token: str) -> asyncpg.Record:
-    row: asyncpg.Record | None = None
-    if _TOKEN.match(token):
-        row = await conn.fetchrow(
-            """
-            SELECT c.number, c.status, c.customer_id, cu.language
-              FROM cards c JOIN customers cu ON cu.id = c.customer_id
-             WHERE c.page_token = $1
-            """,
-            token,
-        )
-    if row is None:
-        raise NotFound("there is no card behind this link (it may have been renewed)", field="token")
-    return row
+async def _active_card(request: Request[Any, Any, State], conn: Connection, token: str) -> PageCard:
+    """The card behind the link, for its wallet buttons: only while it is the shopper's card."""
+    card = await services_of(request.app.state).passes.page_card(conn, token)
+    if card is None or card.status != CardStatus.ACTIVE:
+        raise NotFound("there is no valid card behind this link (it may have been renewed)", field="token")
+    return card
 
 
 def _html(body: str, lang: str, status: int = 200) -> Response[str]:
@@ -171,16 +163,15 @@ class CardPageController(Controller):
         lang: Annotated[str | None, QueryParameter(required=False, max_length=5)] = None,
     ) -> Response[str]:
         services = services_of(request.app.state)
-        try:
-            card = await _card(conn, token)
-        except NotFound:
+        card = await services.passes.page_card(conn, token)
+        if card is None:
             language = preferred_language(request, lang) or services.program.language
             return _html(f"<p>{html.escape(_TEXT[language]['inactive'])}</p>", language, 404)
-        language = preferred_language(request, lang) or card["language"] or services.program.language
+        language = preferred_language(request, lang) or card.language or services.program.language
         text = _TEXT[language]
-        if card["status"] != CardStatus.ACTIVE:
+        if card.status != CardStatus.ACTIVE:
             return _html(f"<p>{html.escape(text['inactive'])}</p>", language)
-        who = await services.customers.identify_customer(conn, card["customer_id"], services.clock.now())
+        who = await services.customers.identify_customer(conn, card.customer_id, services.clock.now())
         cells = "".join(
             f'<div class="figure"><small>{html.escape(label)}</small><b>{html.escape(value)}</b>'
             f"<small>{html.escape(note)}</small></div>"
@@ -193,8 +184,8 @@ class CardPageController(Controller):
             buttons += f'<a class="wallet google" href="/c/{token}/google">{html.escape(text["google"])}</a>'
         note = f'<p class="note">{html.escape(text["wallet_note"])}</p>' if buttons else ""
         body = (
-            f'<div class="card"><div class="qr">{svg_inline(card["number"], Symbology.QR)}</div>'
-            f'<p class="number">{_group(card["number"])}</p></div>'
+            f'<div class="card"><div class="qr">{svg_inline(card.number, Symbology.QR)}</div>'
+            f'<p class="number">{_group(card.number)}</p></div>'
             f'<p class="note">{html.escape(text["show"])}</p><div class="figures">{cells}</div>{buttons}{note}'
         )
         return _html(body, language)
@@ -204,8 +195,8 @@ class CardPageController(Controller):
         self, token: PageToken, tx: NamedDependency[Connection], request: Request[Any, Any, State]
     ) -> Response[bytes]:
         services = services_of(request.app.state)
-        card = await _card(tx, token)
-        body, _ = await services.passes.apple_pass(tx, card["number"], services.clock.now())
+        card = await _active_card(request, tx, token)
+        body, _ = await services.passes.apple_pass(tx, card.number, services.clock.now())
         return Response(
             body,
             media_type=PKPASS_MEDIA_TYPE,
@@ -217,8 +208,8 @@ class CardPageController(Controller):
         self, token: PageToken, tx: NamedDependency[Connection], request: Request[Any, Any, State]
     ) -> Redirect:
         services = services_of(request.app.state)
-        card = await _card(tx, token)
-        url = await services.passes.google_save_url(tx, card["number"], services.clock.now())
+        card = await _active_card(request, tx, token)
+        url = await services.passes.google_save_url(tx, card.number, services.clock.now())
         return Redirect(url, status_code=303, headers=_HEADERS)
 
 

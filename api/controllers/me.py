@@ -18,7 +18,6 @@ from api.controllers.images import barcode_response
 from api.errors import problems
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.errors import NotFound
 from notifications.devices import Device, DeviceInput, forget_device, register_device
 from notifications.preferences import Preferences, get_preferences, set_preferences
 from wallet import account, ledger
@@ -164,12 +163,7 @@ class MeController(Controller):
     )
     async def page_link(self, conn: NamedDependency[Connection], request: Request[Any, Any, State]) -> PageLink:
         services = services_of(request.app.state)
-        token = await conn.fetchval(
-            "SELECT page_token FROM cards WHERE customer_id = $1 AND status = 'active'", shopper_of(request).subject
-        )
-        if token is None:
-            raise NotFound("this account has no active card", field="card")
-        return PageLink(url=services.passes.card_page_url(token))
+        return PageLink(url=await services.passes.page_link(conn, shopper_of(request).subject))
 
     @post(
         "/card/page-link",
@@ -180,16 +174,9 @@ class MeController(Controller):
     )
     async def rotate_page_link(self, tx: NamedDependency[Connection], request: Request[Any, Any, State]) -> PageLink:
         services = services_of(request.app.state)
-        token = await tx.fetchval(
-            """
-            UPDATE cards SET page_token = replace(gen_random_uuid()::text, '-', '')
-             WHERE customer_id = $1 AND status = 'active' RETURNING page_token
-            """,
-            shopper_of(request).subject,
+        return PageLink(
+            url=await services.passes.rotate_page_link(tx, shopper_of(request).subject, services.clock.now())
         )
-        if token is None:
-            raise NotFound("this account has no active card", field="card")
-        return PageLink(url=services.passes.card_page_url(token))
 
     @get(
         "/preferences",

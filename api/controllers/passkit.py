@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -21,6 +22,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from api.errors import problems
+from api.request import client_address
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import Unauthenticated
@@ -33,6 +35,9 @@ DeviceId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9._-]{1,128}$", desc
 PassType = Annotated[str, PathParameter(max_length=160, description="passTypeIdentifier")]
 Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number)")]
 MAX_LOG_LINES: Final = 50
+LOGS_PER_HOUR: Final = 120  # per client address: devices log rarely; more is somebody filling our logs
+#: Update tags are Unix seconds (see wallet.passes.service.updated_serials).
+_TAG: Final = re.compile(r"^[0-9]{1,12}$")
 
 
 class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -127,11 +132,14 @@ class PassKitController(Controller):
         apple = services_of(request.app.state).passes.apple
         if pass_type != apple.identity.pass_type_id:
             return Response(None, status_code=204)
-        since = int(passes_updated_since) if passes_updated_since and passes_updated_since.isdigit() else None
-        serials, last = await passes.updated_serials(conn, device_id, since)
+        since = None  # a tag we did not give out (or none): every registered serial
+        if passes_updated_since and _TAG.match(passes_updated_since):
+            since = datetime.fromtimestamp(int(passes_updated_since), UTC)
+        now = services_of(request.app.state).clock.now()
+        serials, last = await passes.updated_serials(conn, device_id, since, now)
         if not serials:
             return Response(None, status_code=204)
-        return Response(SerialNumbers(serial_numbers=serials, last_updated=str(last)))
+        return Response(SerialNumbers(serial_numbers=serials, last_updated=str(int(last.timestamp()))))
 
     @get(
         "/passes/{pass_type:str}/{serial:str}",
@@ -200,8 +208,21 @@ class PassKitController(Controller):
         operation_id="passkitLog",
         summary="Error messages from devices about this web service (logged)",
         status_code=200,
+        responses=problems(429),
     )
-    async def log(self, data: JSONBody[Logs]) -> Response[None]:
+    async def log(
+        self, data: JSONBody[Logs], tx: NamedDependency[Connection], request: Request[Any, Any, State]
+    ) -> Response[None]:
+        services = services_of(request.app.state)
+        await services.limiter.hit(
+            tx,
+            "passkit-log",
+            client_address(request),
+            limit=LOGS_PER_HOUR,
+            window=timedelta(hours=1),
+            now=services.clock.now(),
+            message="too many log messages from this address",
+        )
         for line in data.logs[:MAX_LOG_LINES]:
-            logger.warning("device log: %s", line[:500].replace("\n", " "))
+            logger.warning("device log: %s", " ".join(line[:500].split()))
         return Response(None, status_code=200)

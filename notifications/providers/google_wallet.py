@@ -21,7 +21,7 @@ import contextlib
 import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import httpx
 import msgspec
@@ -34,6 +34,10 @@ DEFAULT_URL = "https://walletobjects.googleapis.com"
 
 #: Card numbers -> each card's current ``loyaltyObject`` JSON, or ``None`` when the card is gone.
 LoadObjects = Callable[[Sequence[str]], Awaitable[dict[str, dict[str, Any] | None]]]
+
+
+#: Reads after a PATCH to catch a newer state sent first by another worker (see ``_settle``).
+_SETTLE_ROUNDS: Final = 3
 
 
 class _Refused(NamedTuple):
@@ -115,6 +119,7 @@ class GoogleWalletProvider:
                     *(self._patch(card, document, token) for card, document in wanted.items())
                 )
                 answers = dict(zip(wanted, patched, strict=True))
+                await self._settle(wanted, answers, token)
         results: list[SendResult] = []
         unreachable: list[str] = []
         for message in messages:
@@ -133,6 +138,26 @@ class GoogleWalletProvider:
         if answers and all(isinstance(answer, _Unreachable) for answer in answers.values()):
             raise ProviderUnavailable(f"Google Wallet: {unreachable[0]}")  # nothing got through: down for us
         return results
+
+    async def _settle(
+        self, sent: dict[str, dict[str, Any]], answers: dict[str, SendResult | _Refused | _Unreachable], token: str
+    ) -> None:
+        """Make the newest state the one Google keeps. Another worker may have sent a newer state of a
+        card while this one's older PATCH was still on its way, and landed first; so read each sent card
+        again and, while it differs from what was sent, send it again (rarely more than once). The
+        answers of the last round are the ones that count."""
+        pending = sent
+        for _ in range(_SETTLE_ROUNDS):
+            done = [card for card in pending if _was_sent(answers[card])]
+            if not done:
+                return
+            fresh = await self._load_objects(done)
+            changed = {card: doc for card in done if (doc := fresh.get(card)) is not None and doc != pending[card]}
+            if not changed:
+                return
+            again = await asyncio.gather(*(self._patch(card, doc, token) for card, doc in changed.items()))
+            answers.update(zip(changed, again, strict=True))
+            pending = changed
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -218,6 +243,10 @@ class GoogleWalletProvider:
             return _Unreachable(f"no answer within {self._timeout:g}s")
         except httpx.TransportError as exc:
             return _Unreachable(f"cannot reach {url}: {type(exc).__name__} {exc}".strip())
+
+
+def _was_sent(answer: SendResult | _Refused | _Unreachable) -> bool:
+    return isinstance(answer, SendResult) and answer.outcome is Outcome.SENT
 
 
 def _quote(resource_id: str) -> str:

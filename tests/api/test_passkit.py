@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import io
 import json
@@ -9,6 +10,7 @@ import zipfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from litestar import Litestar
@@ -19,6 +21,7 @@ from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from tests.helpers import NOTIFIER, Keys, problem, refresh, sign_in
 from wallet.jobs import downgrade_daily, expire, passes_due
+from wallet.passes.service import touch
 from wallet.program import DEFAULT_PROGRAM
 
 Client = AsyncTestClient[Litestar]
@@ -116,19 +119,51 @@ async def test_serials_updated_since_a_tag(client: Client, phone: Phone, pos: di
     await phone.register()
     first = await phone.changed()
     assert first.status_code == 200
-    body = first.json()
-    assert body["serialNumbers"] == [phone.serial]
-    tag = body["lastUpdated"]
-    assert (await phone.changed(tag)).status_code == 204
-    clock.advance(timedelta(seconds=5))
+    assert first.json()["serialNumbers"] == [phone.serial]
+    tag = first.json()["lastUpdated"]
+    assert tag.isdigit()
+    # Within the look-back a recent change is listed again (a change still committing may hide there).
+    assert (await phone.changed(tag)).json()["serialNumbers"] == [phone.serial]
+    clock.advance(timedelta(minutes=11))
+    quiet = (await phone.changed(tag)).json()["lastUpdated"]
+    assert (await phone.changed(quiet)).status_code == 204  # nothing changed since
     await buy(client, pos, phone.serial, "o-1")
-    after = await phone.changed(tag)
+    after = await phone.changed(quiet)
     assert after.status_code == 200
     assert after.json()["serialNumbers"] == [phone.serial]
-    assert int(after.json()["lastUpdated"]) > int(tag)
-    assert (await phone.changed(after.json()["lastUpdated"])).status_code == 204
     assert (await phone.changed(device=OTHER_DEVICE)).status_code == 204
-    assert (await phone.changed("not-a-tag")).json()["serialNumbers"] == [phone.serial]  # unknown: everything
+    for odd in ("not-a-tag", "²", "9" * 40):  # a tag we never gave out: everything
+        assert (await phone.changed(odd)).json()["serialNumbers"] == [phone.serial], odd
+
+
+async def test_a_change_still_committing_during_a_listing_is_listed_next_time(
+    client: Client, pool: Pool, phone: Phone, clock: FakeClock
+) -> None:
+    """One phone holds two passes; the change to A is made first but commits after the change to B, and
+    after the phone listed what changed: the next listing must still name A."""
+    other_signed = await sign_in(client, pool, "+375297654321")
+    other = Phone(
+        client,
+        other_signed,
+        unpack((await client.get("/v1/me/card/apple-pass", headers=other_signed["headers"])).content),
+    )
+    await phone.register()
+    await other.register()
+    me = (await client.get("/v1/me", headers=phone.signed["headers"])).json()["profile"]["id"]
+    them = (await client.get("/v1/me", headers=other_signed["headers"])).json()["profile"]["id"]
+    clock.advance(timedelta(minutes=11))
+    tag = (await phone.changed()).json()["lastUpdated"]
+    async with pool.acquire() as first, pool.acquire() as second:
+        slow = first.transaction()
+        await slow.start()
+        await touch(first, [UUID(me)], clock.now())  # A: made first, still committing
+        async with second.transaction():
+            await touch(second, [UUID(them)], clock.now())  # B: made and committed
+        during = await phone.changed(tag)
+        await slow.commit()
+    assert during.json()["serialNumbers"] == [other.serial]
+    after = await phone.changed(during.json()["lastUpdated"])
+    assert phone.serial in after.json()["serialNumbers"]
 
 
 async def test_latest_pass_with_last_modified_and_304(
@@ -327,3 +362,29 @@ async def test_pass_endpoints_need_the_app_token(client: Client, pool: Pool, clo
     assert (await client.get("/v1/me/card/apple-pass", headers=signed["headers"])).status_code == 401
     await refresh(client, signed)
     assert (await client.get("/v1/me/card/apple-pass", headers=signed["headers"])).status_code == 200
+
+
+async def test_concurrent_first_downloads_make_one_pass(client: Client, pool: Pool, conn: Connection) -> None:
+    signed = await sign_in(client, pool, "+375291234567")
+    answers = await asyncio.gather(*(client.get("/v1/me/card/apple-pass", headers=signed["headers"]) for _ in range(6)))
+    assert [a.status_code for a in answers] == [200] * 6
+    tokens = {unpack(a.content)["authenticationToken"] for a in answers}
+    assert len(tokens) == 1
+    assert await conn.fetchval("SELECT count(*) FROM passes") == 1
+
+
+async def test_a_purchase_leaving_the_tier_window_moves_the_progress_shown(
+    client: Client, pool: Pool, phone: Phone, pos: dict[str, str], clock: FakeClock, conn: Connection
+) -> None:
+    await buy(client, pos, phone.serial, "o-1")
+    await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now())  # sets the mark
+    clock.advance(timedelta(days=2))
+    await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now())  # the points became available
+    clock.advance(timedelta(days=200))
+    await expire(pool, NOTIFIER, clock.now())  # the points expired
+    clock.advance(timedelta(days=150))
+    assert await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 0  # nothing in this stretch
+    before = await conn.fetchval("SELECT update_tag FROM passes")
+    clock.advance(timedelta(days=20))  # 372 days after the purchase: it left the 365-day window
+    assert await passes_due(pool, DEFAULT_PROGRAM, NOTIFIER, clock.now()) == 1
+    assert await conn.fetchval("SELECT update_tag FROM passes") > before

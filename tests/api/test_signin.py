@@ -15,13 +15,16 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.state import services_of
 from kartka.clock import FakeClock
 from kartka.crypto import derive_key
 from kartka.db import Connection, Pool
+from kartka.errors import RateLimited
 from kartka.settings import DEV_SECRET_KEY, Settings
 from notifications.setup import make_dispatcher
 from tests.helpers import latest_code, problem, sign_in
 from wallet.program import DEFAULT_PROGRAM
+from wallet.signin import SignInService
 
 Client = AsyncTestClient[Litestar]
 PHONE = "+375291234567"
@@ -379,3 +382,33 @@ async def test_a_bad_refresh_token_is_401(client: Client) -> None:
         response = await client.post("/v1/auth/refresh", json={"refresh_token": value})
         assert response.status_code == 401
         problem(response)
+
+
+def _on(app: Litestar, pool: Pool) -> SignInService:
+    """The app's sign-in service with its settings, on the test's own pool (the app's lives in another loop)."""
+    app_signin = services_of(app.state).signin
+    return SignInService(
+        pool=pool,
+        customers=app_signin.customers,
+        tokens=app_signin.tokens,
+        limiter=app_signin.limiter,
+        key=derive_key(DEV_SECRET_KEY, "otp"),
+        config=app_signin.config,
+        clock=app_signin.clock,
+    )
+
+
+async def test_concurrent_first_sends_from_many_addresses_send_one_code(
+    app: Litestar, client: Client, pool: Pool, conn: Connection
+) -> None:
+    """Shoppers behind different addresses racing to one new phone: one code, the rest told to wait.
+    (The test client has one address, so this drives the app's sign-in service, on this loop's pool.)"""
+    signin = _on(app, pool)
+    results = await asyncio.gather(
+        *(signin.send_code(PHONE, client=f"10.0.0.{n}", locale=None) for n in range(8)), return_exceptions=True
+    )
+    sent = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert (len(sent), len(refused)) == (1, 7), results
+    assert all(55 <= r.retry_after <= 60 for r in refused)
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE template = 'otp'") == 1

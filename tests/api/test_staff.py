@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
-from kartka.staff import Passwords, Role, create_staff, disable_staff
+from kartka.staff import Passwords, Role, create_staff, disable_staff, set_password
 from tests.helpers import Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
@@ -157,3 +158,20 @@ async def test_bad_login_bodies_are_422(client: Client) -> None:
         response = await client.post("/v1/admin/login", json=body)
         assert response.status_code == 422, body
         problem(response)
+
+
+async def test_parallel_guesses_cannot_slip_under_the_failure_limit(client: Client, pool: Pool) -> None:
+    await staff(pool, "ada", Role.ADMIN)
+    answers = await asyncio.gather(*(login(client, "ada", f"guess number {n:04d}") for n in range(12)))
+    assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 7
+
+
+async def test_a_new_password_ends_the_old_sessions(client: Client, pool: Pool) -> None:
+    await staff(pool, "ada", Role.ADMIN)
+    signed = (await login(client, "ada")).json()
+    async with pool.acquire() as conn:
+        await set_password(conn, Passwords(), "ada", "another long password", FakeClock().now())
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": signed["refresh_token"]})).status_code == 401
+    headers = {"Authorization": f"Bearer {signed['access_token']}"}
+    assert (await client.post("/v1/admin/campaigns", json=CAMPAIGN, headers=headers)).status_code == 401
+    assert (await login(client, "ada", "another long password")).status_code == 200

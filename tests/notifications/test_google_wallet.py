@@ -242,7 +242,7 @@ async def test_a_late_or_repeated_message_sends_what_is_current(
 
     assert sorted((r.id, r.outcome) for r in results) == [(1, Outcome.SENT), (2, Outcome.SENT)]
     assert len(google.calls("PATCH")) == 1  # one card, one PATCH
-    assert cards.loads == [[ANNA]]
+    assert cards.loads == [[ANNA], [ANNA]]  # and one read-back: nothing newer to send
     assert stored_balance(google) == {"string": "3"}
 
 
@@ -281,9 +281,38 @@ async def test_batches_touching_one_card_take_turns(
     assert (await first)[0].outcome is second[0].outcome is Outcome.SENT
     assert [request.body["loyaltyPoints"]["balance"] for request in google.calls("PATCH") if request.body] == [
         {"string": "2"},
-        {"string": "3"},
-    ]  # the second batch loaded only after the first PATCH was answered
+        {"string": "3"},  # the first batch's read-back found the newer state and sent it
+        {"string": "3"},  # the second batch loaded only after the first had finished
+    ]
     assert stored_balance(google) == {"string": "3"}
+
+
+async def test_an_older_state_landing_late_from_another_worker_is_corrected(
+    google: FakeGoogleWallet, account: ServiceAccount, cards: Cards
+) -> None:
+    """Two workers (two providers, no lock in common): the older state's PATCH lands after the newer
+    one's, and its read-back sends the newer state again, so Google keeps the newest."""
+    saved(google, account, card(available=100))
+    cards.set(card(available=200))
+    slow, quick = make_provider(google, account, cards), make_provider(google, account, cards)
+    try:
+        google.replies[object_id(CONFIG, ANNA)] = Reply(delay=0.4)
+        loaded = asyncio.Event()
+        cards.on_load.append(loaded)
+        late = asyncio.create_task(slow.send([update(1)]))
+        await loaded.wait()
+        cards.on_load.clear()
+        await asyncio.sleep(0.1)  # the slow PATCH (of 2.00) is at Google, waiting
+        google.replies.clear()
+        cards.set(card(available=300))
+        assert (await quick.send([update(2)]))[0].outcome is Outcome.SENT  # 3.00 lands first
+        assert (await late)[0].outcome is Outcome.SENT
+        balances = [r.body["loyaltyPoints"]["balance"]["string"] for r in google.calls("PATCH") if r.body]
+        assert balances == ["3", "2", "3"]  # the late 2.00 was followed by the current 3.00
+        assert stored_balance(google) == {"string": "3"}
+    finally:
+        await slow.aclose()
+        await quick.aclose()
 
 
 async def test_a_card_never_saved_fails(

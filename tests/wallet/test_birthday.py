@@ -18,7 +18,9 @@ from wallet.jobs import birthday_bonuses
 from wallet.program import DEFAULT_PROGRAM
 
 Client = AsyncTestClient[Litestar]
-PROGRAM = msgspec.structs.replace(DEFAULT_PROGRAM, birthday_bonus_points=50_000, birthday_bonus_days=30)
+PROGRAM = msgspec.structs.replace(
+    DEFAULT_PROGRAM, birthday_bonus_points=50_000, birthday_bonus_days=30, birthday_notice_days=0
+)
 NOTIFIER = Notifier(program=PROGRAM, public_base="https://kartka.example", available=ALL_CHANNELS)
 
 
@@ -78,3 +80,16 @@ async def test_no_bonus_when_the_program_has_none_or_the_account_is_closed(
     await client.patch("/v1/me", json={"birthday": "1990-03-02"}, headers=signed["headers"])
     await client.delete("/v1/me", headers=signed["headers"])
     assert await birthday_bonuses(pool, PROGRAM, NOTIFIER, clock.now()) == 1  # only the open account
+
+
+async def test_a_birthday_set_just_before_brings_nothing_that_year(
+    client: Client, pool: Pool, clock: FakeClock
+) -> None:
+    program = msgspec.structs.replace(PROGRAM, birthday_notice_days=30)
+    await shopper_born(client, pool, "+375291234567", "1990-03-02")  # set on the day itself
+    assert await birthday_bonuses(pool, program, NOTIFIER, clock.now()) == 0
+    await shopper_born(client, pool, "+375297654321", "1990-03-31")
+    clock.set(datetime(2026, 3, 31, 9, 0, tzinfo=UTC))  # 29 days after setting it
+    assert await birthday_bonuses(pool, program, NOTIFIER, clock.now()) == 0
+    clock.set(datetime(2027, 3, 2, 9, 0, tzinfo=UTC))  # next year it counts
+    assert await birthday_bonuses(pool, program, NOTIFIER, clock.now()) == 1

@@ -13,11 +13,14 @@ CREATE TABLE signin_codes (
 CREATE INDEX signin_codes_expiry ON signin_codes (expires_at);
 
 ALTER TABLE customers ADD COLUMN birthday date CHECK (birthday >= date '1900-01-01');
+-- When the birthday was last set: one set the day before does not bring that year's bonus.
+ALTER TABLE customers ADD COLUMN birthday_set_at timestamptz;
 -- A closed account keeps its id, orders and ledger (the books stay whole) and loses everything that
 -- names a person.
 ALTER TABLE customers ADD COLUMN closed_at timestamptz;
 ALTER TABLE customers ADD CONSTRAINT customers_closed_anonymous
     CHECK (closed_at IS NULL OR (phone IS NULL AND name IS NULL AND email IS NULL AND birthday IS NULL));
+ALTER TABLE customers ADD CONSTRAINT customers_birthday_set CHECK ((birthday IS NULL) OR (birthday_set_at IS NOT NULL));
 -- The birthday bonus job looks customers up by month and day.
 CREATE INDEX customers_birthday ON customers (extract(month FROM birthday), extract(day FROM birthday))
     WHERE birthday IS NOT NULL;

@@ -35,6 +35,8 @@ CREATE INDEX pass_registrations_serial ON pass_registrations (serial_number);
 -- The availability job wakes passes whose points became available (lots_due, on expires_at, serves
 -- the points that enter "expiring soon").
 CREATE INDEX lots_available_at ON lots (available_at) WHERE remaining > 0;
+-- ...and those whose purchases leave the tier window (the progress to the next tier moves).
+CREATE INDEX orders_purchased_at ON orders (purchased_at);
 
 -- Where a job that runs on every tick (not once a day) got to.
 CREATE TABLE job_marks (

@@ -13,6 +13,7 @@ those passes, built fresh from the database.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -25,13 +26,15 @@ import msgspec
 from kartka.db import Connection
 from kartka.errors import NotFound
 from wallet.customers import CustomerService
-from wallet.models import CardStatus
+from wallet.models import BalanceView, CardStatus, Expiring, TierView
 from wallet.passes import google as gwallet
-from wallet.passes.apple import ApplePassData, PassLocation, build_pkpass
+from wallet.passes.apple import MAX_LOCATIONS, ApplePassData, PassLocation, build_pkpass
 from wallet.passes.setup import BACKGROUND, AppleSetup, GoogleSetup, WalletSetup
+from wallet.tiers import tier_view
 
 PKPASS_MEDIA_TYPE: Final = "application/vnd.apple.pkpass"
-MAX_LOCATIONS: Final = 10
+#: Longer than any transaction that changes passes runs (requests take milliseconds, job batches seconds).
+LISTING_LOOKBACK: Final = timedelta(minutes=10)
 
 
 class WalletNotOffered(NotFound):
@@ -45,6 +48,13 @@ class PassRecord(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
+class PageCard(msgspec.Struct, frozen=True):
+    number: str
+    status: CardStatus
+    customer_id: UUID
+    language: str | None
+
+
 class Touched(msgspec.Struct, frozen=True):
     """A pass whose content changed: its new tag, the push tokens of the devices that registered it,
     and whether its Google object is to be updated too."""
@@ -56,24 +66,35 @@ class Touched(msgspec.Struct, frozen=True):
 
 
 _RECORD_COLUMNS: Final = "serial_number, authentication_token, update_tag, updated_at"
+_PAGE_TOKEN: Final = re.compile(r"^[0-9a-f]{32}$")
+_NOTHING: Final = BalanceView(available=0, pending=0, next_available_at=None, expiring_soon=Expiring(0, None))
 
 
-async def touch(conn: Connection, customer_ids: Sequence[UUID], now: datetime) -> list[Touched]:
-    """Move the update tag of every pass these customers' cards have; in the caller's transaction.
+async def touch(
+    conn: Connection, customer_ids: Sequence[UUID], now: datetime, *, cards: Sequence[str] = ()
+) -> list[Touched]:
+    """Move the update tag of the passes of these customers' active cards, and of ``cards`` (cards whose
+    status just changed, so that their passes go void on the phones); in the caller's transaction. A
+    card that stopped being active is not touched again after that: its voided pass shows nothing live.
 
     ``updated_at`` (the pass's Last-Modified, whole seconds) moves by at least a second each time, so a
     phone that fetched the pass a moment before a second change still gets the newer one.
     """
-    if not customer_ids:
+    if not customer_ids and not cards:
         return []
     rows = await conn.fetch(
         """
-        WITH moved AS (
+        WITH target AS (  -- locked in serial order: two jobs touching the same passes cannot deadlock
+            SELECT p.serial_number FROM passes p JOIN cards c ON c.number = p.serial_number
+             WHERE (c.customer_id = ANY($1::uuid[]) AND c.status = 'active') OR c.number = ANY($3::text[])
+             ORDER BY p.serial_number
+               FOR UPDATE OF p
+        ), moved AS (
             UPDATE passes p
                SET update_tag = nextval('pass_update_tags'),
                    updated_at = greatest(date_trunc('second', $2::timestamptz), p.updated_at + interval '1 second')
-              FROM cards c
-             WHERE c.number = p.serial_number AND c.customer_id = ANY($1::uuid[])
+              FROM target t
+             WHERE p.serial_number = t.serial_number
             RETURNING p.serial_number, p.update_tag, p.google_linked_at IS NOT NULL AS google
         )
         SELECT m.serial_number, m.update_tag, m.google,
@@ -86,29 +107,32 @@ async def touch(conn: Connection, customer_ids: Sequence[UUID], now: datetime) -
         """,
         list(dict.fromkeys(customer_ids)),
         now,
+        list(cards),
     )
     return [msgspec.convert(dict(r), Touched) for r in rows]
 
 
 async def ensure_pass(conn: Connection, card_number: str, now: datetime) -> PassRecord:
-    """The card's pass record, made on first use."""
-    row = await conn.fetchrow(
-        f"""
-        WITH made AS (
+    """The card's pass record, made on first use.
+
+    Usually one read. A first use inserts; when another request made the row meanwhile, the insert
+    waits for it and does nothing, and a fresh read (a new statement sees what committed) finds it.
+    """
+    select = f"SELECT {_RECORD_COLUMNS} FROM passes WHERE serial_number = $1"
+    row = await conn.fetchrow(select, card_number)
+    if row is None:
+        row = await conn.fetchrow(
+            f"""
             INSERT INTO passes (serial_number, authentication_token, updated_at, created_at)
             VALUES ($1, $2, date_trunc('second', $3::timestamptz), $3)
             ON CONFLICT (serial_number) DO NOTHING
             RETURNING {_RECORD_COLUMNS}
-        )
-        SELECT {_RECORD_COLUMNS} FROM made
-        UNION ALL
-        SELECT {_RECORD_COLUMNS} FROM passes WHERE serial_number = $1 AND NOT EXISTS (SELECT FROM made)
-        """,
-        card_number,
-        secrets.token_urlsafe(32),
-        now,
-    )
-    assert row is not None
+            """,
+            card_number,
+            secrets.token_urlsafe(32),
+            now,
+        ) or await conn.fetchrow(select, card_number)
+    assert row is not None, "made by this statement or the one it waited for"
     return msgspec.convert(dict(row), PassRecord)
 
 
@@ -163,20 +187,27 @@ async def unregister_device(conn: Connection, device_library_id: str, serial_num
     )
 
 
-async def updated_serials(conn: Connection, device_library_id: str, since: int | None) -> tuple[list[str], int]:
-    """The serials this device registered whose tag moved past ``since`` (all of them without it), and
-    the newest tag among them (the device sends it back next time)."""
+async def updated_serials(
+    conn: Connection, device_library_id: str, since: datetime | None, now: datetime
+) -> tuple[list[str], datetime]:
+    """The serials this device registered whose pass changed after ``since`` (all of them without it),
+    and the moment to send back next time (``passesUpdatedSince``).
+
+    That moment is :data:`LISTING_LOOKBACK` before now, not the newest change seen: a change made by a
+    transaction still running during this listing carries an earlier time but becomes visible later,
+    and must still be listed next time. Passes that changed in the look-back are listed again; the
+    phone then fetches them with If-Modified-Since and gets 304 for those that did not change since.
+    """
     rows = await conn.fetch(
         """
-        SELECT p.serial_number, p.update_tag FROM pass_registrations r
-          JOIN passes p ON p.serial_number = r.serial_number
-         WHERE r.device_library_id = $1 AND ($2::bigint IS NULL OR p.update_tag > $2)
+        SELECT p.serial_number FROM pass_registrations r JOIN passes p ON p.serial_number = r.serial_number
+         WHERE r.device_library_id = $1 AND ($2::timestamptz IS NULL OR p.updated_at > $2)
          ORDER BY p.serial_number
         """,
         device_library_id,
         since,
     )
-    return [r["serial_number"] for r in rows], max((r["update_tag"] for r in rows), default=since or 0)
+    return [r["serial_number"] for r in rows], now - LISTING_LOOKBACK
 
 
 async def forget_push_tokens(conn: Connection, push_tokens: Sequence[str]) -> None:
@@ -223,6 +254,15 @@ class Passes:
             raise NotFound(f"no card {card_number}", field="serial_number")
         return card
 
+    async def _view(self, conn: Connection, card: asyncpg.Record, now: datetime) -> tuple[BalanceView, TierView]:
+        """What a pass of ``card`` shows: the account's balance and tier while the card is active; nothing
+        of the account once it is not (a lost phone's voided pass must not keep showing its owner's points)."""
+        if card["status"] != CardStatus.ACTIVE:
+            base = self.program.base_tier
+            return _NOTHING, tier_view(self.program, base.code, 0)
+        who = await self.customers.identify_customer(conn, card["customer_id"], now)
+        return who.balance, who.tier
+
     async def apple_pass(
         self, conn: Connection, card_number: str, now: datetime, record: PassRecord | None = None
     ) -> tuple[bytes, PassRecord]:
@@ -230,7 +270,7 @@ class Passes:
         apple = self.apple
         record = record or await ensure_pass(conn, card_number, now)
         card = await self._card(conn, card_number)
-        who = await self.customers.identify_customer(conn, card["customer_id"], now)
+        balance, tier = await self._view(conn, card, now)
         active = card["status"] == CardStatus.ACTIVE
         program = self.program
         data = ApplePassData(
@@ -238,9 +278,9 @@ class Passes:
             authentication_token=record.authentication_token,
             web_service_url=apple.web_service_url,
             card_number=card["number"],
-            balance=who.balance,
-            tier=who.tier,
-            holder_name=card["name"],
+            balance=balance,
+            tier=tier,
+            holder_name=card["name"] if active else None,
             barcode=apple.barcode.value,
             locations=await self._locations(conn, card["home_store"]),
             voided=not active,
@@ -268,6 +308,47 @@ class Passes:
         )
         return tuple(PassLocation(r["latitude"], r["longitude"], r["name"]) for r in rows)
 
+    # -- the card page ----------------------------------------------------------------------------
+
+    async def page_card(self, conn: Connection, page_token: str) -> PageCard | None:
+        """The card behind a card-page link (any status; the page says when it is no longer valid)."""
+        if not _PAGE_TOKEN.match(page_token):
+            return None
+        row = await conn.fetchrow(
+            """
+            SELECT c.number, c.status, c.customer_id, cu.language
+              FROM cards c JOIN customers cu ON cu.id = c.customer_id
+             WHERE c.page_token = $1
+            """,
+            page_token,
+        )
+        return None if row is None else msgspec.convert(dict(row), PageCard)
+
+    async def page_link(self, conn: Connection, customer_id: UUID) -> str:
+        token = await conn.fetchval(
+            "SELECT page_token FROM cards WHERE customer_id = $1 AND status = 'active'", customer_id
+        )
+        if token is None:
+            raise NotFound("this account has no active card", field="card")
+        return self.card_page_url(token)
+
+    async def rotate_page_link(self, conn: Connection, customer_id: UUID, now: datetime) -> str:
+        """A new card-page address; the old link stops working at once, and the passes, which carry the
+        link on their back, are updated."""
+        token = await conn.fetchval(
+            """
+            UPDATE cards SET page_token = replace(gen_random_uuid()::text, '-', '')
+             WHERE customer_id = $1 AND status = 'active' RETURNING page_token
+            """,
+            customer_id,
+        )
+        if token is None:
+            raise NotFound("this account has no active card", field="card")
+        await self.customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)
+        return self.card_page_url(token)
+
+    # -- Google -------------------------------------------------------------------------------------
+
     async def google_save_url(self, conn: Connection, card_number: str, now: datetime) -> str:
         """An "Add to Google Wallet" link; from now on the card's Google object is kept up to date."""
         setup = self.google
@@ -291,18 +372,14 @@ class Passes:
         return objects
 
     async def _google_data(self, conn: Connection, card: asyncpg.Record, now: datetime) -> gwallet.GooglePassData:
-        who = await self.customers.identify_customer(conn, card["customer_id"], now)
+        balance, tier = await self._view(conn, card, now)
         active = card["status"] == CardStatus.ACTIVE
         return gwallet.GooglePassData(
             card_number=card["number"],
-            balance=who.balance,
-            tier=who.tier,
+            balance=balance,
+            tier=tier,
             active=active,
-            holder_name=card["name"],
+            holder_name=card["name"] if active else None,
             card_page_url=self.card_page_url(card["page_token"]) if active else None,
             language=card["language"] or self.program.language,
         )
-
-
-def whole_seconds(moment: datetime) -> datetime:
-    return moment - timedelta(microseconds=moment.microsecond)
