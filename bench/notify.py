@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.run import ROOT, admin_url, free_port, with_database
+from bench.harness import ROOT, free_port, fresh_database, save
 from kartka.clock import SystemClock
 from kartka.db import create_pool
 from kartka.migrate import migrate
@@ -216,49 +214,35 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker process counts to measure")
     args = parser.parse_args()
 
-    admin, embedded = asyncio.run(admin_url())
-    name = f"kartka_bench_notify_{secrets.token_hex(4)}"
-    db = with_database(admin, name)
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        conn = await asyncpg.connect(db)
-        await migrate(conn)
-        await conn.close()
-
-    asyncio.run(create())
     results: dict[str, Any] = {}
-    fake, fake_url = start_fake()
-    try:
-        results["dispatch_baseline_per_s"] = asyncio.run(baseline_dispatch(fake_url, args.messages))
-        for workers in (int(w) for w in args.workers.split(",")):
-            stop(fake)
-            fake, fake_url = start_fake()
-            results[f"dispatch_{workers}_workers_per_s"] = dispatch(db, fake_url, args.messages, workers)
-            stats = httpx.get(f"{fake_url}/_stats").json()
-            assert stats["delivered"] == args.messages, stats
-            assert stats["duplicates"] == 0, stats
-        stop(fake)
+    with fresh_database("kartka_bench_notify") as db:
 
-        started = time.perf_counter()
-        asyncio.run(seed_recipients(db, args.recipients))
-        print(f"seeded {args.recipients} consenting customers in {time.perf_counter() - started:.1f} s")
-        results["insert_baseline_s"] = asyncio.run(baseline_insert(db, args.recipients))
-        results["campaign_s"], results["campaign_recipients"] = asyncio.run(campaign(db))
-    finally:
-        if fake.poll() is None:
-            stop(fake)
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        async def create() -> None:
+            conn = await asyncpg.connect(db)
+            await migrate(conn)
             await conn.close()
 
-        asyncio.run(drop())
-        if embedded is not None:
-            embedded.cleanup()
+        asyncio.run(create())
+        fake, fake_url = start_fake()
+        try:
+            results["dispatch_baseline_per_s"] = asyncio.run(baseline_dispatch(fake_url, args.messages))
+            for workers in (int(w) for w in args.workers.split(",")):
+                stop(fake)
+                fake, fake_url = start_fake()
+                results[f"dispatch_{workers}_workers_per_s"] = dispatch(db, fake_url, args.messages, workers)
+                stats = httpx.get(f"{fake_url}/_stats").json()
+                assert stats["delivered"] == args.messages, stats
+                assert stats["duplicates"] == 0, stats
+            stop(fake)
+
+            started = time.perf_counter()
+            asyncio.run(seed_recipients(db, args.recipients))
+            print(f"seeded {args.recipients} consenting customers in {time.perf_counter() - started:.1f} s")
+            results["insert_baseline_s"] = asyncio.run(baseline_insert(db, args.recipients))
+            results["campaign_s"], results["campaign_recipients"] = asyncio.run(campaign(db))
+        finally:
+            if fake.poll() is None:
+                stop(fake)
     report(results, args)
 
 
@@ -275,10 +259,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  {'baseline (bare INSERT ... SELECT)':34} {insert:9.1f} s       100%")
     ratio = results["campaign_s"] / insert
     print(f"  {'campaign enqueue':34} {results['campaign_s']:9.1f} s     {ratio:5.1f}x the baseline's time")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    (out / f"notify-{stamp}.json").write_text(json.dumps(results | {"messages": args.messages}, indent=2))
+    save("notify", results | {"messages": args.messages})
 
 
 if __name__ == "__main__":

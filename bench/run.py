@@ -22,16 +22,10 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,12 +34,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
 from kartka.keys import Scope, create_key
 from kartka.migrate import migrate
 from wallet.cards import ean13_check_digit
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CART = [
     {"sku": "milk", "qty": 2, "unit_price": 249, "category": "dairy"},
     {"sku": "latte", "qty": 1, "unit_price": 550, "category": "coffee"},
@@ -54,23 +47,6 @@ CART = [
 
 
 # -- database -------------------------------------------------------------------------------------
-
-
-async def admin_url() -> tuple[str, Any]:
-    url = os.environ.get("KARTKA_BENCH_ADMIN_URL", DEFAULT_ADMIN_URL)
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-        await conn.close()
-        return url, None
-    except (OSError, asyncpg.PostgresError):
-        from kartka.embedded import _server  # noqa: PLC0415
-
-        server = _server(Path(tempfile.mkdtemp(prefix="kartka-bench-")) / "pgdata")
-        return server.get_uri("postgres"), server
-
-
-def with_database(url: str, name: str) -> str:
-    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{name}"))
 
 
 def card_number(n: int) -> str:
@@ -165,52 +141,6 @@ async def seed(url: str, customers: int) -> tuple[list[str], str]:
 # -- server ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def start_server(url: str, port: int, workers: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """The bench app under uvicorn; ``settings`` are extra ``KARTKA_*`` variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_")}
-    env |= {
-        "DATABASE_URL": url,
-        "KARTKA_ENV": "test",
-        "KARTKA_MIGRATE_ON_START": "false",
-        "KARTKA_LOG_LEVEL": "WARNING",
-        "KARTKA_DB_POOL_MIN": "10",
-        "PYTHONPATH": str(ROOT),
-    } | (settings or {})
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.app:create_bench_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(command, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not start")
-
-
 # -- load -----------------------------------------------------------------------------------------
 
 LUA = """
@@ -243,14 +173,6 @@ PATHS = {
     "calculate": "/v1/pos/orders/calculate",
     "commit": "/v1/pos/orders",
 }
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        raise ValueError(f"cannot read a latency from {text!r}")
-    return float(match[1]) * _UNITS[match[2]]
 
 
 def run_wrk(base: str, scenario: str, cards_file: Path, key: str, seconds: float, connections: int) -> dict[str, Any]:
@@ -269,20 +191,6 @@ def run_wrk(base: str, scenario: str, cards_file: Path, key: str, seconds: float
     )
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency", "-s", str(script), base]
     return parse_wrk(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-
-
-def parse_wrk(output: str) -> dict[str, Any]:
-    """Throughput, median and 99th percentile latency, and non-2xx answers from wrk's report."""
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    latencies = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return {
-        "requests_per_second": rate,
-        "p50_ms": _ms(latencies["50"]),
-        "p99_ms": _ms(latencies["99"]),
-        "errors": int(errors[1]) if errors else 0,
-        "client": "wrk",
-    }
 
 
 async def run_python(
@@ -343,42 +251,14 @@ def main() -> None:
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
 
-    admin, embedded = asyncio.run(admin_url())
-    name = f"kartka_bench_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    asyncio.run(create())
-    url = with_database(admin, name)
-    workdir = Path(tempfile.mkdtemp(prefix="kartka-bench-"))
-    server = None
-    try:
+    with fresh_database() as url, scratch() as workdir:
         started = time.monotonic()
         cards, key = asyncio.run(seed(url, args.customers))
         print(f"seeded {args.customers} customers, {args.customers * 5} orders in {time.monotonic() - started:.1f} s")
         cards_file = workdir / "cards.txt"
         cards_file.write_text("\n".join(cards) + "\n")
-        port = free_port()
-        server = start_server(url, port, args.workers)
-        base = f"http://127.0.0.1:{port}"
-        report(measure(base, scenarios, cards, cards_file, key, args), args)
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
-
-        asyncio.run(drop())
-        if embedded is not None:
-            embedded.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with serving(url, args.workers) as base:
+            report(measure(base, scenarios, cards, cards_file, key, args), args)
 
 
 def measure(
@@ -400,13 +280,6 @@ def measure(
     return {scenario: median_round(runs) for scenario, runs in rounds.items()}
 
 
-def median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(runs, key=lambda r: r["requests_per_second"])
-    middle = dict(ordered[len(ordered) // 2])
-    middle["rounds"] = [round(r["requests_per_second"]) for r in runs]
-    return middle
-
-
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     baseline = results.get("baseline", {}).get("requests_per_second")
     print(
@@ -421,10 +294,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             f"{scenario:<11}{figures['requests_per_second']:>10.0f}{figures['p50_ms']:>10.2f}"
             f"{figures['p99_ms']:>10.2f}{figures['errors']:>8}{ratio:>13}  {figures['rounds']}"
         )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"till-{stamp}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    save("till", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import tempfile
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench.run import admin_url, card_number, free_port, median_round, parse_wrk, start_server, with_database
+from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
+from bench.run import card_number
 from kartka.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,55 +117,29 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark needs wrk (Debian/Ubuntu: apt install wrk; macOS: brew install wrk)")
 
-    admin, embedded = asyncio.run(admin_url())
-    name = f"kartka_bench_{secrets.token_hex(4)}"
-
-    async def database(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(database(f'CREATE DATABASE "{name}"'))
-    url = with_database(admin, name)
-    workdir = Path(tempfile.mkdtemp(prefix="kartka-bench-"))
-    server = None
-    try:
+    many = str(10**9)
+    settings = {"KARTKA_OTP_PER_IP_PER_HOUR": many, "KARTKA_SIGNIN_PER_IP_PER_HOUR": many, "KARTKA_RUN_WORKER": "false"}
+    with fresh_database() as url, scratch() as workdir:
         asyncio.run(seed(url, args.customers))
-        port = free_port()
-        many = str(10**9)
-        server = start_server(
-            url,
-            port,
-            args.workers,
-            {"KARTKA_OTP_PER_IP_PER_HOUR": many, "KARTKA_SIGNIN_PER_IP_PER_HOUR": many, "KARTKA_RUN_WORKER": "false"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        wrk(base, "baseline", workdir, 2, args.connections)  # warm-up
-        rounds: dict[str, list[dict[str, Any]]] = {"baseline": [], "send": [], "verify": []}
-        for number in range(args.rounds):
-            rounds["baseline"].append(wrk(base, "baseline", workdir, args.seconds, args.connections))
-            # Half the phones of a round are existing customers (+375330...), half new (+375 33 1.../2...).
-            # Each half sends for the whole --seconds, so that verify has codes enough for its --seconds.
-            for prefix in ("+3753300", f"+375331{number}"):
-                rounds["send"].append(wrk(base, "send", workdir, args.seconds, args.connections, prefix=prefix))
-            codes = asyncio.run(issued_codes(url, "+3753300")) + asyncio.run(issued_codes(url, f"+375331{number}"))
-            codes_file = workdir / f"codes-{number}.txt"
-            codes_file.write_text("\n".join(secrets.SystemRandom().sample(codes, len(codes))) + "\n")
-            figures = wrk(base, "verify", workdir, args.seconds, args.connections, codes=str(codes_file))
-            figures["codes_available"] = len(codes)
-            rounds["verify"].append(figures)
-            asyncio.run(clear_codes(url))
-        sends = rounds["send"]
-        rounds["send"] = [combine(sends[i], sends[i + 1]) for i in range(0, len(sends), 2)]
-        report({scenario: median_round(runs) for scenario, runs in rounds.items()}, args)
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
-        asyncio.run(database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if embedded is not None:
-            embedded.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with serving(url, args.workers, settings) as base:
+            wrk(base, "baseline", workdir, 2, args.connections)  # warm-up
+            rounds: dict[str, list[dict[str, Any]]] = {"baseline": [], "send": [], "verify": []}
+            for number in range(args.rounds):
+                rounds["baseline"].append(wrk(base, "baseline", workdir, args.seconds, args.connections))
+                # Half the phones of a round are existing customers (+375330...), half new (+375 33 1...).
+                # Each half sends for the whole --seconds, so that verify has codes enough for its --seconds.
+                for prefix in ("+3753300", f"+375331{number}"):
+                    rounds["send"].append(wrk(base, "send", workdir, args.seconds, args.connections, prefix=prefix))
+                codes = asyncio.run(issued_codes(url, "+3753300")) + asyncio.run(issued_codes(url, f"+375331{number}"))
+                codes_file = workdir / f"codes-{number}.txt"
+                codes_file.write_text("\n".join(secrets.SystemRandom().sample(codes, len(codes))) + "\n")
+                figures = wrk(base, "verify", workdir, args.seconds, args.connections, codes=str(codes_file))
+                figures["codes_available"] = len(codes)
+                rounds["verify"].append(figures)
+                asyncio.run(clear_codes(url))
+    sends = rounds["send"]
+    rounds["send"] = [combine(sends[i], sends[i + 1]) for i in range(0, len(sends), 2)]
+    report({scenario: median_round(runs) for scenario, runs in rounds.items()}, args)
 
 
 async def clear_codes(url: str) -> None:
@@ -213,10 +184,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             f"verify: {verify['errors']} answers were not 200: the round used up its "
             f"{verify['codes_available']} codes (each works once); give --seconds more, or fewer --connections"
         )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"signin-{stamp}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    save("signin", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

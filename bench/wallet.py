@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.utils
-import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +31,8 @@ import asyncpg
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bench.run import admin_url, free_port, median_round, parse_wrk, seed, start_server, with_database
+from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
+from bench.run import seed
 from wallet.models import BalanceView, Expiring, NextTier, TierView
 from wallet.passes.apple import ApplePassData, build_pkpass
 from wallet.passes.certs import generate_dev_certs, load_pass_identity
@@ -135,44 +133,24 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark needs wrk (Debian/Ubuntu: apt install wrk; macOS: brew install wrk)")
-    workdir = Path(tempfile.mkdtemp(prefix="kartka-bench-"))
-    admin, embedded = asyncio.run(admin_url())
-    name = f"kartka_bench_{secrets.token_hex(4)}"
-
-    async def database(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(sql)
-        await conn.close()
-
-    server = None
-    try:
+    with scratch() as workdir:
         local = in_process(args.builds, workdir)
-        asyncio.run(database(f'CREATE DATABASE "{name}"'))
-        url = with_database(admin, name)
-        asyncio.run(seed(url, args.customers))
-        entries, updated = asyncio.run(give_passes(url))
-        passes_file = workdir / "passes.txt"
-        passes_file.write_text("\n".join(entries) + "\n")
-        since = email.utils.format_datetime(updated.astimezone(UTC), usegmt=True)
-        port = free_port()
-        server = start_server(url, port, args.workers, {"KARTKA_CERTS_DIR": str(workdir / "certs")})
-        base = f"http://127.0.0.1:{port}"
-        scenarios = ("baseline", "pass", "not-modified")
-        rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
-        for number in range(args.rounds):
-            for scenario in scenarios:
-                if number == 0:
-                    wrk(base, scenario, passes_file, since, 2, args.connections)  # warm-up
-                rounds[scenario].append(wrk(base, scenario, passes_file, since, args.seconds, args.connections))
-        report(local, {s: median_round(r) for s, r in rounds.items()}, args)
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
-        asyncio.run(database(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if embedded is not None:
-            embedded.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with fresh_database() as url:
+            asyncio.run(seed(url, args.customers))
+            entries, updated = asyncio.run(give_passes(url))
+            passes_file = workdir / "passes.txt"
+            passes_file.write_text("\n".join(entries) + "\n")
+            since = email.utils.format_datetime(updated.astimezone(UTC), usegmt=True)
+            scenarios = ("baseline", "pass", "not-modified")
+            rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
+            with serving(url, args.workers, {"KARTKA_CERTS_DIR": str(workdir / "certs")}) as base:
+                for number in range(args.rounds):
+                    for scenario in scenarios:
+                        if number == 0:
+                            wrk(base, scenario, passes_file, since, 2, args.connections)  # warm-up
+                        figures = wrk(base, scenario, passes_file, since, args.seconds, args.connections)
+                        rounds[scenario].append(figures)
+    report(local, {s: median_round(r) for s, r in rounds.items()}, args)
 
 
 def report(local: dict[str, float], http: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
@@ -192,12 +170,7 @@ def report(local: dict[str, float], http: dict[str, dict[str, Any]], args: argpa
             f"{figures['p99_ms']:>10.2f}{figures['errors']:>8}{figures['requests_per_second'] / baseline:>13.0%}"
             f"  {figures['rounds']}"
         )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"wallet-{stamp}.json").write_text(
-        json.dumps({"args": vars(args), "in_process": local, "http": http}, indent=2)
-    )
+    save("wallet", {"args": vars(args), "in_process": local, "http": http})
 
 
 if __name__ == "__main__":
