@@ -40,6 +40,19 @@ class FakeInfobip(ThreadedServer):
         self.duplicates = 0
         self.requests = 0
         self.per_recipient: Counter[str] = Counter()
+        # Bumped by reset(): a slow request of an earlier test that completes after it is not recorded
+        # (outbox ids restart per test, so its messageId could pass for a later test's message).
+        self.generation = 0
+
+    def reset(self) -> None:
+        self.generation += 1
+        self.mode = "ok"
+        self.fail_times = 0
+        self.rejected = set()
+        self.messages.clear()
+        self.per_recipient.clear()
+        self.duplicates = 0
+        self.requests = 0
 
     # -- the API --------------------------------------------------------------------------------
 
@@ -59,8 +72,11 @@ class FakeInfobip(ThreadedServer):
         if path not in ("/sms/2/text/advanced", "/viber/2/messages"):
             return 404, {"requestError": {"serviceException": {"messageId": "NOT_FOUND"}}}, {}
         self.requests += 1
+        generation = self.generation
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
+            if generation != self.generation:  # the test that sent it is over
+                return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, {}
         if self.mode == "error" and self.fail_times > 0:
             self.fail_times -= 1
             return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, {}

@@ -31,15 +31,8 @@ def infobip_server() -> Iterator[FakeInfobip]:
 
 @pytest.fixture
 def infobip(infobip_server: FakeInfobip) -> FakeInfobip:
-    server = infobip_server
-    server.mode = "ok"
-    server.fail_times = 0
-    server.rejected = set()
-    server.messages.clear()
-    server.per_recipient.clear()
-    server.duplicates = 0
-    server.requests = 0
-    return server
+    infobip_server.reset()
+    return infobip_server
 
 
 def infobip_provider(server: FakeInfobip, channel: Channel, *, key: str = API_KEY, timeout: float = 2.0) -> Provider:

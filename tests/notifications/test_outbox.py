@@ -217,7 +217,9 @@ async def test_a_dead_provider_opens_its_breaker_without_holding_up_the_others(
         for n in range(5)
     ]
     bad_sms = infobip_provider(infobip, Channel.SMS, key="wrong-key")
-    dispatcher = make_dispatcher({Channel.SMS: bad_sms}, batch=2)
+    # Retries wait longer than the test runs, so the refused messages keep saying why (with the default
+    # 5 s backoff, a jittered retry could come due and be skipped by the open circuit, overwriting it).
+    dispatcher = make_dispatcher({Channel.SMS: bad_sms}, batch=2, backoff_seconds=60.0)
     for n in range(5):
         await enqueue(conn, [sms(n), viber[n]], clock.now())
         await dispatcher.run_once()
