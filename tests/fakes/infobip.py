@@ -44,6 +44,13 @@ class FakeInfobip(ThreadedServer):
         # (outbox ids restart per test, so its messageId could pass for a later test's message).
         self.generation = 0
 
+    def _failing(self) -> bool:
+        """Whether ``error`` mode fails this request (it fails the next ``fail_times`` ones)."""
+        if self.mode == "error" and self.fail_times > 0:
+            self.fail_times -= 1
+            return True
+        return False
+
     def reset(self) -> None:
         self.generation += 1
         self.mode = "ok"
@@ -75,10 +82,7 @@ class FakeInfobip(ThreadedServer):
         generation = self.generation
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
-            if generation != self.generation:  # the test that sent it is over
-                return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, {}
-        if self.mode == "error" and self.fail_times > 0:
-            self.fail_times -= 1
+        if generation != self.generation or self._failing():  # (a stale request: the test that sent it is over)
             return 503, {"requestError": {"serviceException": {"messageId": "SERVICE_UNAVAILABLE"}}}, {}
         if self.mode == "throttle":
             return (
