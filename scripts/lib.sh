@@ -1,21 +1,28 @@
-# Shared by scripts/run, scripts/test and scripts/bench: make the virtualenv $1 with the extras $2.
-# The project is installed in editable mode, so code changes need no reinstall; pip runs again only
-# when pyproject.toml changes (a stamp in the virtualenv remembers it), and a start needs no network.
+# Shared by scripts/run, scripts/test and scripts/bench*: make the virtualenv $1 from the lock file
+# requirements/$2.txt (main or dev), every package pinned with its hash, then the project itself in
+# editable mode (so code changes need no reinstall). A stamp in the virtualenv remembers which lock it
+# was built from: when the lock (or pyproject.toml) changes, the virtualenv is made anew, so nothing
+# left over from an older lock stays installed. A start with an unchanged lock needs no network.
 
 PYTHON="${PYTHON:-python3}"
 
 ensure_venv() {
     venv="$1"
-    extras="$2"
+    lock="requirements/$2.txt"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
         echo "Kartka needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1)); set PYTHON=python3.x" >&2
         exit 1
     }
-    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
     stamp="$venv/.kartka-installed"
-    want="$(cat pyproject.toml) extras=$extras"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extras"
-        printf '%s' "$want" > "$stamp"
+    want="$(cat "$lock" pyproject.toml)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+        return 0
     fi
+    [ -d "$venv" ] && echo "$lock changed since $venv was made: making it anew" >&2
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    pip="$venv/bin/python -m pip --quiet --disable-pip-version-check"
+    $pip install --require-hashes --only-binary :all: -r "$lock"
+    $pip install --no-deps --no-build-isolation -e .
+    printf '%s' "$want" > "$stamp"
 }
