@@ -15,9 +15,9 @@ from typing import Any
 from litestar import Litestar, Router
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
+from api.apidocs import assets_router, render_plugins
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
 from api.controllers.admin import AdminCardController, AdminCustomerController
 from api.controllers.card_page import CardPageController, PassAssetsController
@@ -204,7 +204,7 @@ def create_app(
         version="1",
         description=API_DESCRIPTION.strip(),
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+        render_plugins=render_plugins(),
         components=Components(
             security_schemes={
                 SECURITY_SCHEME: SecurityScheme(
@@ -245,6 +245,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             HealthController,
+            assets_router(),
             PosCustomerController,
             PosCardController,
             PosIdentifyController,

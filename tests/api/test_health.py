@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -65,3 +67,18 @@ async def test_openapi_documents_every_operation(client: Client) -> None:
     ui = await client.get("/schema")
     assert ui.status_code == 200
     assert "text/html" in ui.headers["content-type"]
+
+
+@pytest.mark.parametrize("page", ["/schema", "/schema/swagger", "/schema/redoc"])
+async def test_api_docs_work_offline_from_our_own_assets(client: Client, page: str) -> None:
+    """Swagger UI and ReDoc load every script, style and icon from us: no CDN, no web fonts."""
+    html = (await client.get(page)).text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assert urls
+    assert not [url for url in urls if "//" in url], "the docs page points outside the service"
+    for url in urls:
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100, url
+        kind = asset.headers["content-type"].split(";")[0]
+        assert kind in {"text/javascript", "application/javascript", "text/css", "image/png"}, url
