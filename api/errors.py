@@ -160,13 +160,17 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         return _unexpected(request, exc)
     detail = exc.detail or HTTPStatus(status).phrase
     headers = dict(exc.headers or {})
-    code: str | None = None
+    # Every problem carries a stable code; Litestar's own 4xx get theirs from the status phrase.
+    code = HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
     if status == 404:
+        code = "not-found"
         detail = f"There is no {request.method} {request.url.path}; see /schema for the API"
     elif status == 405:
+        code = "method-not-allowed"
         allowed = headers.get("allow") or headers.get("Allow") or ""
         detail = f"{request.method} is not allowed on {request.url.path}" + (f"; allowed: {allowed}" if allowed else "")
     elif status == 413:
+        code = "body-too-large"
         limit = request.route_handler.resolve_request_max_body_size()
         detail = "The request body is too large" + (f": at most {limit} bytes" if limit else "")
     elif status == 400 and isinstance(exc.__cause__, SerializationException):

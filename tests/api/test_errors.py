@@ -16,12 +16,14 @@ async def test_unknown_route_is_404_problem(client: Client) -> None:
     response = await client.get("/v1/nowhere")
     assert response.status_code == 404
     assert "/v1/nowhere" in problem(response)["detail"]
+    assert problem(response)["code"] == "not-found"
 
 
 async def test_wrong_method_is_405_problem(client: Client) -> None:
     response = await client.delete("/health")
     assert response.status_code == 405
     body = problem(response)
+    assert body["code"] == "method-not-allowed"
     assert "DELETE" in body["detail"]
     assert "GET" in body["detail"]
 
@@ -69,7 +71,7 @@ async def test_huge_body_is_413_problem(client: Client, pos: dict[str, str], con
     huge = b'{"phone": "+375291234567", "name": "' + b"x" * 2_000_000 + b'"}'
     response = await client.post("/v1/pos/customers", content=huge, headers=pos | {"content-type": "application/json"})
     assert response.status_code == 413
-    problem(response)
+    assert problem(response)["code"] == "body-too-large"
     assert await conn.fetchval("SELECT count(*) FROM customers") == 0
 
 
