@@ -17,7 +17,6 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
-from api.apidocs import assets_router, render_plugins
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
 from api.controllers.admin import AdminCardController, AdminCustomerController
 from api.controllers.card_page import CardPageController, PassAssetsController
@@ -37,6 +36,7 @@ from api.controllers.pos import PosCardController, PosCustomerController, PosIde
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import JoinController, join_rate_limit
 from api.errors import EXCEPTION_HANDLERS
+from api.openapi import assets_router, render_plugins
 from api.request import RedactSecrets
 from api.state import Services
 from kartka.clock import Clock, SystemClock

@@ -1,0 +1,133 @@
+"""The OpenAPI document as the contract, and the pages that show it (offline: no CDN).
+
+Litestar derives the document from the handlers' types, but its schemas for msgspec Structs drift from
+what msgspec actually accepts: a variadic tuple becomes ``oneOf: [Item, {}]`` (any object passes), a
+struct that forbids unknown fields does not say ``additionalProperties: false``, and constraints of an
+optional field land beside the ``oneOf`` instead of on the string. msgspec's own JSON Schema is, by
+construction, exactly what its decoder enforces, so every component that is one of our Structs (or
+enums) is taken from ``msgspec.json.schema_components`` instead. The pages and ``openapi.json`` all
+render the corrected document.
+
+Swagger UI (swagger-ui-dist 5.35.0) and ReDoc (redoc 2.5.4) ship in ``api/assets/apidocs`` (licences
+beside them) and are served under ``/schema/assets``; to upgrade, replace the files and the versions here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.datastructures import CacheControlHeader
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    OpenAPIRenderPlugin,
+    RedocRenderPlugin,
+    SwaggerRenderPlugin,
+)
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
+
+ASSETS_DIR = Path(__file__).parent / "assets" / "apidocs"
+ASSETS_PATH = "/schema/assets"
+SWAGGER_UI_VERSION = "5.35.0"
+REDOC_VERSION = "2.5.4"
+#: Our own pass icon, not Litestar's badge from a CDN.
+FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon.png'>"
+#: The packages whose types make up the API's bodies.
+_OUR_PACKAGES = frozenset({"api", "wallet", "notifications", "kartka"})
+_REF = "#/components/schemas/{name}"
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _ours(cls: type) -> bool:
+    return cls.__module__.split(".")[0] in _OUR_PACKAGES
+
+
+def _field_names(cls: type) -> set[str] | None:
+    if issubclass(cls, msgspec.Struct):
+        return {field.encode_name for field in msgspec.structs.fields(cls)}
+    return None
+
+
+def _type_for(name: str, schema: dict[str, Any], candidates: dict[str, list[type]]) -> type | None:
+    """The Struct or enum Litestar named ``name``: by name, and by its properties when two share a name."""
+    found = candidates.get(name, [])
+    if len(found) > 1:
+        properties = set(schema.get("properties", {}))
+        found = [cls for cls in found if _field_names(cls) == properties]
+    return found[0] if len(found) == 1 else None
+
+
+def corrected(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with each of our Structs' and enums' component schemas replaced by msgspec's."""
+    components = document.get("components", {}).get("schemas", {})
+    candidates: dict[str, list[type]] = {}
+    for cls in [*_subclasses(msgspec.Struct), *_subclasses(enum.Enum)]:
+        if _ours(cls):
+            candidates.setdefault(cls.__name__, []).append(cls)
+    types: dict[str, type] = {}
+    for name, schema in components.items():
+        if (found := _type_for(name, schema, candidates)) is not None:
+            types[name] = found
+    _, exact = msgspec.json.schema_components(list(types.values()), ref_template=_REF)
+    return document | {"components": document["components"] | {"schemas": components | exact}}
+
+
+class _Corrected(OpenAPIRenderPlugin):
+    """Renders the corrected document (computed once: the document does not change while we run)."""
+
+    _document: tuple[int, dict[str, Any]] | None = None
+
+    def _corrected(self, openapi_schema: dict[str, Any]) -> dict[str, Any]:
+        if self._document is None or self._document[0] != id(openapi_schema):
+            self._document = (id(openapi_schema), corrected(openapi_schema))
+        return self._document[1]
+
+
+class _Json(_Corrected, JsonRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._corrected(openapi_schema))
+
+
+class _Swagger(_Corrected, SwaggerRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._corrected(openapi_schema))
+
+
+class _Redoc(_Corrected, RedocRenderPlugin):
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._corrected(openapi_schema))
+
+
+def render_plugins() -> list[OpenAPIRenderPlugin]:
+    return [
+        _Swagger(
+            version=SWAGGER_UI_VERSION,
+            js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+            css_url=f"{ASSETS_PATH}/swagger-ui.css",
+            standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+            favicon=FAVICON,
+        ),
+        _Redoc(version=REDOC_VERSION, js_url=f"{ASSETS_PATH}/redoc.standalone.js", google_fonts=False, favicon=FAVICON),
+        _Json(),
+    ]
+
+
+def assets_router() -> Router:
+    return create_static_files_router(
+        path=ASSETS_PATH,
+        directories=[ASSETS_DIR],
+        include_in_schema=False,
+        cache_control=CacheControlHeader(public=True, max_age=86_400),
+        name="apidocs-assets",
+    )
