@@ -57,6 +57,24 @@ async def _key(request: Request[Any, Any, Any], token: str) -> Principal:
     return principal
 
 
+async def _other_kind(request: Request[Any, Any, Any], token: str, wanted: str) -> None:
+    """Raise 403 when ``token``, refused as ``wanted``, is a valid credential of another kind (a till key
+    on the app's endpoints, a shopper's token on a till's): it is valid, it just does not cover this
+    endpoint. Anything else stays a 401."""
+    if token.startswith(KEY_PREFIX):
+        keys = services_of(request.scope["litestar_app"].state).keys
+        principal = keys.cached(token) or await keys.verify(token)
+        if principal is not None:
+            raise Forbidden(f"This is a {principal.scope} key; {request.url.path} needs {wanted}")
+        return
+    for audience, kind in ((Audience.APP, "a shopper's access token"), (Audience.STAFF, "a staff access token")):
+        try:
+            await _token(request, token, audience)
+        except Unauthenticated:
+            continue
+        raise Forbidden(f"This is {kind}; {request.url.path} needs {wanted}")
+
+
 class require_scope:  # noqa: N801 - reads as a declaration: before_request = require_scope(Scope.POS)
     """A ``before_request`` hook admitting keys of one scope; sets ``request.state.principal``."""
 
@@ -64,7 +82,10 @@ class require_scope:  # noqa: N801 - reads as a declaration: before_request = re
         self.scope = scope
 
     async def __call__(self, request: Request[Any, Any, Any]) -> None:
-        principal = await _key(request, bearer_token(request))
+        token = bearer_token(request, max_length=MAX_TOKEN_LENGTH)
+        if not token.startswith(KEY_PREFIX):
+            await _other_kind(request, token, f"a {self.scope} key")
+        principal = await _key(request, token)
         if principal.scope is not self.scope:
             raise Forbidden(f"This is a {principal.scope} key; {request.url.path} needs a {self.scope} key")
         request.scope["state"][PRINCIPAL] = principal
@@ -83,7 +104,11 @@ class _RequireShopper:
 
     async def __call__(self, request: Request[Any, Any, Any]) -> None:
         token = bearer_token(request, max_length=MAX_TOKEN_LENGTH)
-        request.scope["state"][SHOPPER] = await _token(request, token, Audience.APP)
+        try:
+            request.scope["state"][SHOPPER] = await _token(request, token, Audience.APP)
+        except Unauthenticated:
+            await _other_kind(request, token, "a shopper's access token")
+            raise
 
 
 require_shopper: Final = _RequireShopper()
@@ -104,7 +129,11 @@ class require_permission:  # noqa: N801 - before_request = require_permission(Pe
                 raise Forbidden(f"This is a {principal.scope} key; {request.url.path} needs an admin key or staff")
             request.scope["state"][ACTOR] = f"api_key:{principal.key_id}"
             return
-        claims = await _token(request, token, Audience.STAFF)
+        try:
+            claims = await _token(request, token, Audience.STAFF)
+        except Unauthenticated:
+            await _other_kind(request, token, "an admin key or a staff access token")
+            raise
         try:
             role = Role(claims.role or "")
         except ValueError as exc:

@@ -40,6 +40,20 @@ FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon.png'>"
 #: The packages whose types make up the API's bodies.
 _OUR_PACKAGES = frozenset({"api", "wallet", "notifications", "kartka"})
 _REF = "#/components/schemas/{name}"
+PROBLEM_JSON = "application/problem+json"
+#: Security schemes whose credentials carry a scope, so a valid one can still be refused (403).
+_SCOPED_SCHEMES = frozenset({"ApiKey", "StaffToken"})
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
+}
+_SHARED_ANSWERS = {
+    "400": "Malformed: not JSON, not UTF-8, or a header that cannot be read",
+    "401": "No credential, or one that is unknown, expired or revoked",
+    "403": "A valid credential that does not cover this operation",
+    "413": "The body is larger than KARTKA_MAX_BODY_BYTES",
+    "422": "The request is invalid; `errors` names each field and what is wrong",
+    "503": "The database cannot be reached, or another request on the same account got in the way: retry",
+}
 
 
 def _subclasses(cls: type) -> Iterator[type]:
@@ -80,7 +94,42 @@ def corrected(document: dict[str, Any]) -> dict[str, Any]:
         if (found := _type_for(name, schema, candidates)) is not None:
             types[name] = found
     _, exact = msgspec.json.schema_components(list(types.values()), ref_template=_REF)
-    return document | {"components": document["components"] | {"schemas": components | exact}}
+    paths = {path: _with_shared_answers(path, item) for path, item in document.get("paths", {}).items()}
+    return document | {"paths": paths, "components": document["components"] | {"schemas": components | exact}}
+
+
+def _problem(status: str, description: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": _REF.format(name="Problem")}}},
+    }
+    if status in ("429", "503"):
+        answer["headers"] = _RETRY_AFTER
+    return answer
+
+
+def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Each operation of ``item`` with the answers every operation of its kind can give."""
+    item = dict(item)
+    for method, operation in item.items():
+        if not isinstance(operation, dict) or "responses" not in operation:
+            continue
+        shared = {"503"} if path != "/health" else set()
+        if "requestBody" in operation:
+            shared |= {"400", "413", "422"}
+        schemes = {name for requirement in operation.get("security", []) for name in requirement}
+        if schemes:
+            shared.add("401")
+        if schemes & _SCOPED_SCHEMES:
+            shared.add("403")
+        responses = dict(operation["responses"])
+        for status in sorted(shared):
+            responses.setdefault(status, _problem(status, _SHARED_ANSWERS[status]))
+        for status in ("429", "503"):
+            if status in responses and "headers" not in responses[status]:
+                responses[status] = responses[status] | {"headers": _RETRY_AFTER}
+        item[method] = operation | {"responses": responses}
+    return item
 
 
 class _Corrected(OpenAPIRenderPlugin):

@@ -1,4 +1,5 @@
-"""Bearer keys: 401 for missing, malformed, unknown or revoked keys; 403 for the wrong scope."""
+"""Bearer keys and tokens: 401 for missing, malformed, unknown or revoked ones; 403 for a valid one of the
+wrong scope or kind."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from kartka.db import Pool
 from kartka.keys import Scope, list_keys, revoke_key
-from tests.helpers import Keys, problem
+from kartka.staff import Passwords, Role, create_staff
+from tests.helpers import Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
 BODY = {"phone": "+375291234567"}
@@ -69,3 +71,31 @@ async def test_keys_are_stored_hashed(keys: Keys, pool: Pool) -> None:
     assert row is not None
     assert key.encode() not in bytes(row["key_hash"])
     assert all(key not in str(value) for value in row.values())
+
+
+async def test_a_valid_credential_of_another_kind_is_403_and_a_dead_one_401(
+    client: Client, keys: Keys, pool: Pool
+) -> None:
+    """The README's rule holds across kinds: a till key on the app's endpoints, or a shopper's token on a
+    till's, is valid but does not cover the endpoint (403); garbage of either shape is 401."""
+    pos = await keys.headers(Scope.POS)
+    shopper = (await sign_in(client, pool, "+375291112233"))["headers"]
+    async with pool.acquire() as conn:
+        await create_staff(conn, Passwords(), username="kinds", role=Role.ADMIN, password="a long enough password")
+    login = await client.post("/v1/admin/login", json={"username": "kinds", "password": "a long enough password"})
+    staff = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    refused = [
+        (await client.get("/v1/me", headers=pos), "pos key"),
+        (await client.get("/v1/me", headers=staff), "staff access token"),
+        (await client.post("/v1/pos/identify", json={"code": "1"}, headers=shopper), "shopper's access token"),
+        (await client.post("/v1/pos/identify", json={"code": "1"}, headers=staff), "staff access token"),
+        (await client.get("/v1/admin/campaigns/1", headers=shopper), "shopper's access token"),
+    ]
+    for response, kind in refused:
+        assert response.status_code == 403, response.text
+        assert kind in problem(response)["detail"]
+
+    forged = {"Authorization": "Bearer " + shopper["Authorization"].removeprefix("Bearer ")[:-4] + "AAAA"}
+    assert (await client.post("/v1/pos/identify", json={"code": "1"}, headers=forged)).status_code == 401
+    assert (await client.get("/v1/me", headers={"Authorization": "Bearer kk_pos_0_nope"})).status_code == 401

@@ -348,7 +348,11 @@ async def test_app_endpoints_need_a_shopper_token(client: Client, pos: dict[str,
         ("GET", "/v1/me/preferences"),
         ("POST", "/v1/me/devices"),
     ):
-        for headers in ({}, pos, {"Authorization": "Bearer nope"}):
+        for headers in ({}, {"Authorization": "Bearer nope"}):
             response = await client.request(method, path, headers=headers, json={})
             assert response.status_code == 401, (method, path, headers)
             problem(response)
+        # A till's key is a valid credential, just not one that covers the app's endpoints.
+        response = await client.request(method, path, headers=pos, json={})
+        assert response.status_code == 403, (method, path)
+        problem(response)
