@@ -33,6 +33,8 @@ T = TypeVar("T")
 logger = logging.getLogger("kartka")
 
 DEMO_KEY_NAME = "demo (kartka serve)"
+#: Exit status of a command that did part of its work (an import with invalid rows): not 1, which is failure.
+EXIT_PARTLY_DONE = 3
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -198,12 +200,15 @@ def keys_list(include_revoked: bool) -> None:
     settings = _database(_settings())
 
     async def work(conn: Any) -> None:
-        for key in await list_keys(conn, include_revoked=include_revoked):
+        found = await list_keys(conn, include_revoked=include_revoked)
+        if not found:
+            click.echo("no keys" if include_revoked else "no active keys (--all shows revoked ones)", err=True)
+            return
+        row = "{:<14}  {:<11}  {:<12}  {:<12}  {:<22}  {}"
+        click.echo(row.format("ID", "SCOPE", "STORE", "TERMINAL", "STATE", "NAME"))
+        for key in found:
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-            click.echo(
-                f"{key.id}  {key.scope.value:<11}  store={key.store or '-'}  terminal={key.terminal or '-'}  "
-                f"{state}  {key.name}"
-            )
+            click.echo(row.format(key.id, key.scope.value, key.store or "-", key.terminal or "-", state, key.name))
 
     _run(settings, work)
 
@@ -264,6 +269,8 @@ def _password(from_stdin: bool) -> str:
         if not password:
             raise click.UsageError("no password on standard input")
         return password
+    if not sys.stdin.isatty():
+        raise click.UsageError("no terminal to ask for the password on: pipe it in with --password-stdin")
     value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return value
 
@@ -369,7 +376,12 @@ def import_customers(file: Path, fmt: str | None, source: str, store: str | None
         )
     click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     if report.invalid:
-        click.echo(f"{report.invalid} invalid rows (line numbers above)", err=True)
+        # The valid rows are in (each row stands alone); the exit status tells a script that some were not.
+        click.echo(
+            f"{report.invalid} invalid rows were skipped (line numbers above); the other rows are imported",
+            err=True,
+        )
+        sys.exit(EXIT_PARTLY_DONE)
 
 
 async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) -> Any:

@@ -150,7 +150,10 @@ async def test_a_new_user_drives_the_served_api_with_cli_keys(
         # The CLI imports too, reporting bad lines, and the API sees the result at once.
         file = tmp_path / "crm.csv"
         file.write_text("phone;name;email\n+375445550001;Ада;ada@example.com\nnope;Bad;\n+375291234000;Ян;\n")
-        report = cli("import", "customers", str(file), env=env).stdout
+        imported_by_cli = cli("import", "customers", str(file), env=env, check=False)
+        assert imported_by_cli.returncode == 3, imported_by_cli.stderr  # done, but not all of it
+        assert "1 invalid rows were skipped" in imported_by_cli.stderr
+        report = imported_by_cli.stdout
         assert '"created": 2' in report
         assert '"line": 3' in report
         found = await http.post("/v1/pos/identify", json={"code": "+375445550001"}, headers=pos)
@@ -158,7 +161,9 @@ async def test_a_new_user_drives_the_served_api_with_cli_keys(
 
         # Revoking from the CLI stops the running API accepting the key.
         key_id = pos_key.split("_")[2]
-        assert key_id in cli("keys", "list", env=env).stdout
+        listing = cli("keys", "list", env=env).stdout.splitlines()
+        assert listing[0].split() == ["ID", "SCOPE", "STORE", "TERMINAL", "STATE", "NAME"]
+        assert any(line.startswith(key_id) for line in listing[1:])
         cli("keys", "revoke", key_id, env=env)
         for _ in range(100):
             after = await http.post("/v1/pos/identify", json={"code": phones[0]}, headers=pos)
@@ -274,6 +279,9 @@ def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Pa
     assert "at most 200" in long_name.stderr
     no_terminal = cli("keys", "create", "--scope", "pos", "--store", "s1", env=env, cwd=tmp_path, check=False)
     assert "--terminal" in no_terminal.stderr
+    no_tty = cli("staff", "create", "ada", "--role", "admin", env=env, cwd=tmp_path, check=False, stdin="")
+    assert no_tty.returncode == 2
+    assert "--password-stdin" in no_tty.stderr
 
 
 def test_an_embedded_server_orphaned_by_kill_9_is_stopped_by_the_next_command(tmp_path: Path) -> None:
