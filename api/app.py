@@ -1,6 +1,7 @@
 """The Litestar application factory.
 
-``create_app()`` reads settings from the environment (``uvicorn --factory api.app:create_app``);
+``create_app()`` reads settings from the environment (``uvicorn --factory --no-proxy-headers
+api.app:create_app``: the app reads ``X-Forwarded-For`` itself, from ``KARTKA_TRUSTED_PROXIES`` only);
 tests pass their own. The database pool, the key verifier and the domain services are built in the
 lifespan and reach handlers through dependencies.
 """
@@ -12,7 +13,8 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar
+from litestar.datastructures import State
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
@@ -35,22 +37,24 @@ from api.controllers.orders import IntegrationOrderController, PosOrderControlle
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.signin import SignInController, StaffLoginController
-from api.controllers.web import JoinController, join_rate_limit
+from api.controllers.web import FormGuard, JoinController
 from api.errors import EXCEPTION_HANDLERS
-from api.request import RedactSecrets
+from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
-from kartka.ratelimit import RateLimiter
+from kartka.netaddr import ClientAddresses, parse_networks
+from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
 from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
+from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
 from wallet.passes.setup import load_wallet_setup
@@ -144,6 +148,13 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
             )
             limiter = RateLimiter(derive_key(secret, "rate"))
+            texts = TextBudget(
+                limiter,
+                per_hour=settings.sms_budget_per_hour,
+                per_country_per_hour=settings.sms_budget_per_country_per_hour,
+                countries=settings.sms_country_budgets,
+                home=settings.default_region,
+            )
             passwords = Passwords()
             await passwords.warm_up()
             app.state.services = Services(
@@ -164,6 +175,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     customers=customers,
                     tokens=tokens,
                     limiter=limiter,
+                    texts=texts,
                     key=derive_key(secret, "otp"),
                     config=signin_config(settings),
                     clock=clock,
@@ -180,6 +192,15 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 qr_tokens=qr_tokens,
                 passes=passes,
                 limiter=limiter,
+                texts=texts,
+                join=JoinService(
+                    pool=pool,
+                    customers=customers,
+                    limiter=limiter,
+                    texts=texts,
+                    per_ip_per_hour=settings.join_per_ip_per_hour,
+                    clock=clock,
+                ),
             )
             yield
         finally:
@@ -237,11 +258,6 @@ def create_app(
             Tag(name="development", description="Only outside production"),
         ],
     )
-    web = Router(
-        path="/",
-        route_handlers=[JoinController],
-        middleware=[join_rate_limit(settings.join_rate_per_minute).middleware],
-    )
     return Litestar(
         route_handlers=[
             HealthController,
@@ -264,9 +280,15 @@ def create_app(
             CardPageController,
             PassAssetsController,
             *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
-            web,
+            JoinController,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        state=State(
+            {
+                CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),
+                "join_forms": FormGuard(settings),
+            }
+        ),
         lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,

@@ -131,7 +131,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 port=settings.port,
                 workers=settings.web_workers,
                 log_level=settings.log_level.lower(),
-                proxy_headers=True,
+                # Not uvicorn's: it trusts 127.0.0.1 by default. The app reads X-Forwarded-For itself, from
+                # KARTKA_TRUSTED_PROXIES only (kartka.netaddr).
+                proxy_headers=False,
                 server_header=False,
             )
     finally:

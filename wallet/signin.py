@@ -2,8 +2,9 @@
 
 Codes are random digits, kept only as a keyed hash, single use, short-lived and good for a few wrong
 tries; a new send replaces the old code. Sending is limited by a cooldown per phone, a count per phone
-per hour and a count per client address; checking codes is limited per client address too. Every
-limit answers 429 with Retry-After. The answers never depend on whether the phone is already a
+per hour and a count per client address, and every code spends the hourly SMS budget (in all and per
+destination country, :class:`kartka.ratelimit.TextBudget`); checking codes is limited per client address
+too. Every limit answers 429 with Retry-After. The answers never depend on whether the phone is already a
 customer, and no code is ever logged (it reaches the shopper through the outbox, which forgets it once
 it is sent).
 
@@ -27,11 +28,11 @@ from kartka.clock import Clock
 from kartka.crypto import keyed_hash
 from kartka.db import Pool
 from kartka.errors import RateLimited, Unauthenticated
-from kartka.ratelimit import RateLimiter
+from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.tokens import SubjectKind, Tokens
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
-from wallet.phones import normalize_phone
+from wallet.phones import country_of, normalize_phone
 
 HOUR: Final = timedelta(hours=1)
 
@@ -74,6 +75,7 @@ class SignInService:
         customers: CustomerService,
         tokens: Tokens,
         limiter: RateLimiter,
+        texts: TextBudget,
         key: bytes,
         config: SignInConfig,
         clock: Clock,
@@ -82,6 +84,7 @@ class SignInService:
         self.customers = customers
         self.tokens = tokens
         self.limiter = limiter
+        self.texts = texts
         self._key = key
         self.config = config
         self.clock = clock
@@ -146,6 +149,7 @@ class SignInService:
                 message="too many codes were sent to this phone in the last hour; try again later",
                 locked=True,
             )
+            await self.texts.spend(conn, country_of(phone), now)  # last: the code goes out unless this refuses
             await self.customers.events.send_otp(
                 conn,
                 phone=phone,

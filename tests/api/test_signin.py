@@ -392,6 +392,7 @@ def _on(app: Litestar, pool: Pool) -> SignInService:
         customers=app_signin.customers,
         tokens=app_signin.tokens,
         limiter=app_signin.limiter,
+        texts=app_signin.texts,
         key=derive_key(DEV_SECRET_KEY, "otp"),
         config=app_signin.config,
         clock=app_signin.clock,
