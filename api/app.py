@@ -21,7 +21,7 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
-from api.controllers.admin import AdminCardController, AdminCustomerController
+from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
@@ -99,7 +99,7 @@ def signin_config(settings: Settings) -> SignInConfig:
         ttl_seconds=settings.otp_ttl_seconds,
         max_attempts=settings.otp_max_attempts,
         resend_seconds=settings.otp_resend_seconds,
-        per_phone_per_hour=settings.otp_per_phone_per_hour,
+        resend_max_seconds=settings.otp_resend_max_seconds,
         per_ip_per_hour=settings.otp_per_ip_per_hour,
         checks_per_ip_per_hour=settings.signin_per_ip_per_hour,
     )
@@ -188,6 +188,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     clock=clock,
                     per_ip_per_hour=settings.signin_per_ip_per_hour,
                     failures=settings.staff_login_failures,
+                    per_account_per_hour=settings.staff_login_per_account_per_hour,
                 ),
                 qr_tokens=qr_tokens,
                 passes=passes,
@@ -272,6 +273,7 @@ def create_app(
             StaffLoginController,
             AdminCustomerController,
             AdminCardController,
+            AdminStaffController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,

@@ -27,7 +27,7 @@ from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.migrate import migrate
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
-from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password
+from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 
 T = TypeVar("T")
 logger = logging.getLogger("kartka")
@@ -331,6 +331,21 @@ def staff_disable(username: str) -> None:
         async with conn.transaction():
             account = await disable_staff(conn, username, SystemClock().now())
         click.echo(f"disabled {account.username}")
+
+    _run(settings, work)
+
+
+@staff.command("unlock")
+@click.argument("username")
+def staff_unlock(username: str) -> None:
+    """Lift a staff account's sign-in limits (after someone guessed at its password); takes effect at once."""
+    from kartka.clock import SystemClock  # noqa: PLC0415
+
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        account = await unlock_staff(conn, username, SystemClock().now())
+        click.echo(f"unlocked {account.username}: failed sign-ins so far no longer count")
 
     _run(settings, work)
 

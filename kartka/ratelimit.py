@@ -34,7 +34,7 @@ RETENTION: Final = timedelta(days=1)
 _COUNT_AND_ADD: Final = """
     WITH recent AS (
         SELECT count(*) AS n, min(at) AS oldest FROM rate_events
-         WHERE bucket = $1 AND at > $2::timestamptz - make_interval(secs => $3)
+         WHERE bucket = $1 AND at > greatest($2::timestamptz - make_interval(secs => $3), $5::timestamptz)
     ), added AS (
         INSERT INTO rate_events (bucket, at) SELECT $1, $2 FROM recent WHERE n < $4
     )
@@ -65,17 +65,19 @@ class RateLimiter:
         now: datetime,
         message: str,
         locked: bool = False,
+        since: datetime | None = None,
     ) -> None:
         """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full.
 
         Runs in the caller's transaction: the event counts only if that transaction commits.
         ``locked``: the caller already serialises requests for this subject (holds a row lock that every
-        such request takes first), so the advisory lock would add nothing.
+        such request takes first), so the advisory lock would add nothing. ``since``: events before it do
+        not count (an admin lifted the limit).
         """
         bucket = self.bucket(name, subject)
         if not locked:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", bucket)
-        row = await conn.fetchrow(_COUNT_AND_ADD, bucket, now, window.total_seconds(), limit)
+        row = await conn.fetchrow(_COUNT_AND_ADD, bucket, now, window.total_seconds(), limit, since)
         assert row is not None
         if row["n"] >= limit:
             wait = (row["oldest"] + window - now).total_seconds()
@@ -94,23 +96,28 @@ class RateLimiter:
         now: datetime,
         message: str,
         since: datetime | None = None,
-    ) -> None:
-        """Count one event, or raise :class:`RateLimited` while a growing delay runs.
+    ) -> timedelta:
+        """Count one event, or raise :class:`RateLimited` while a growing delay runs; returns the delay
+        the next event will have to wait.
 
         Of the events in the last ``window`` (after ``since``: an admin's unlock), the first ``free`` go
         through at once; after that each must wait ``first_delay`` after the latest, doubled for every
         event past ``free``, up to ``max_delay``. Runs in the caller's transaction, under the bucket's lock.
         """
+
+        def delay(n: int) -> timedelta:  # the wait after the latest, once n events are in the window
+            return timedelta(0) if n < free else min(max_delay, first_delay * 2 ** min(n - free, 32))
+
         bucket = self.bucket(name, subject)
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))", bucket)
         row = await conn.fetchrow(_BACKOFF, bucket, now, window.total_seconds(), since)
         assert row is not None
-        if row["n"] >= free and row["latest"] is not None:
-            delay = min(max_delay, first_delay * 2 ** min(row["n"] - free, 32))
-            wait = (row["latest"] + delay - now).total_seconds()
+        if row["latest"] is not None:
+            wait = (row["latest"] + delay(row["n"]) - now).total_seconds()
             if wait > 0:
                 raise RateLimited(message, retry_after=max(1, math.ceil(wait)))
         await conn.execute("INSERT INTO rate_events (bucket, at) VALUES ($1, $2)", bucket, now)
+        return delay(row["n"] + 1)
 
     async def hit_now(
         self, pool: Pool, name: str, subject: str, *, limit: int, window: timedelta, now: datetime, message: str

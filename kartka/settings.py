@@ -84,7 +84,6 @@ ENV: Final[dict[str, str]] = {
     "otp_ttl_seconds": "KARTKA_OTP_TTL_SECONDS",
     "otp_max_attempts": "KARTKA_OTP_MAX_ATTEMPTS",
     "otp_resend_seconds": "KARTKA_OTP_RESEND_SECONDS",
-    "otp_per_phone_per_hour": "KARTKA_OTP_PER_PHONE_PER_HOUR",
     "otp_per_ip_per_hour": "KARTKA_OTP_PER_IP_PER_HOUR",
     "signin_per_ip_per_hour": "KARTKA_SIGNIN_PER_IP_PER_HOUR",
     # abuse: client addresses, per-address limits, SMS budgets, sign-in delays
@@ -210,7 +209,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otp_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
     otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     otp_resend_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
-    otp_per_phone_per_hour: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     # Per client address: generous, since a store's Wi-Fi or a carrier's NAT puts many shoppers behind one.
     otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
     signin_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 200
