@@ -1,6 +1,7 @@
 """The Litestar application factory.
 
-``create_app()`` reads settings from the environment (``uvicorn --factory api.app:create_app``);
+``create_app()`` reads settings from the environment (``uvicorn --factory --no-proxy-headers
+api.app:create_app``: the app reads ``X-Forwarded-For`` itself, from ``KARTKA_TRUSTED_PROXIES`` only);
 tests pass their own. The database pool, the key verifier and the domain services are built in the
 lifespan and reach handlers through dependencies.
 """
@@ -12,13 +13,14 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar
+from litestar.datastructures import State
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
-from api.controllers.admin import AdminCardController, AdminCustomerController
+from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
@@ -34,23 +36,25 @@ from api.controllers.orders import IntegrationOrderController, PosOrderControlle
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.signin import SignInController, StaffLoginController
-from api.controllers.web import JoinController, join_rate_limit
+from api.controllers.web import FormGuard, JoinController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
-from api.request import RedactSecrets
+from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
-from kartka.ratelimit import RateLimiter
+from kartka.netaddr import ClientAddresses, parse_networks
+from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
 from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
+from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
 from wallet.passes.setup import load_wallet_setup
@@ -95,7 +99,7 @@ def signin_config(settings: Settings) -> SignInConfig:
         ttl_seconds=settings.otp_ttl_seconds,
         max_attempts=settings.otp_max_attempts,
         resend_seconds=settings.otp_resend_seconds,
-        per_phone_per_hour=settings.otp_per_phone_per_hour,
+        resend_max_seconds=settings.otp_resend_max_seconds,
         per_ip_per_hour=settings.otp_per_ip_per_hour,
         checks_per_ip_per_hour=settings.signin_per_ip_per_hour,
     )
@@ -144,6 +148,13 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
             )
             limiter = RateLimiter(derive_key(secret, "rate"))
+            texts = TextBudget(
+                limiter,
+                per_hour=settings.sms_budget_per_hour,
+                per_country_per_hour=settings.sms_budget_per_country_per_hour,
+                countries=settings.sms_country_budgets,
+                home=settings.default_region,
+            )
             passwords = Passwords()
             await passwords.warm_up()
             app.state.services = Services(
@@ -164,6 +175,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     customers=customers,
                     tokens=tokens,
                     limiter=limiter,
+                    texts=texts,
                     key=derive_key(secret, "otp"),
                     config=signin_config(settings),
                     clock=clock,
@@ -176,10 +188,20 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     clock=clock,
                     per_ip_per_hour=settings.signin_per_ip_per_hour,
                     failures=settings.staff_login_failures,
+                    per_account_per_hour=settings.staff_login_per_account_per_hour,
                 ),
                 qr_tokens=qr_tokens,
                 passes=passes,
                 limiter=limiter,
+                texts=texts,
+                join=JoinService(
+                    pool=pool,
+                    customers=customers,
+                    limiter=limiter,
+                    texts=texts,
+                    per_ip_per_hour=settings.join_per_ip_per_hour,
+                    clock=clock,
+                ),
             )
             yield
         finally:
@@ -237,11 +259,6 @@ def create_app(
             Tag(name="development", description="Only outside production"),
         ],
     )
-    web = Router(
-        path="/",
-        route_handlers=[JoinController],
-        middleware=[join_rate_limit(settings.join_rate_per_minute).middleware],
-    )
     return Litestar(
         route_handlers=[
             HealthController,
@@ -257,6 +274,7 @@ def create_app(
             StaffLoginController,
             AdminCustomerController,
             AdminCardController,
+            AdminStaffController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,
@@ -265,9 +283,15 @@ def create_app(
             CardPageController,
             PassAssetsController,
             *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
-            web,
+            JoinController,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        state=State(
+            {
+                CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),
+                "join_forms": FormGuard(settings),
+            }
+        ),
         lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,

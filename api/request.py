@@ -8,12 +8,17 @@ from typing import Any, Final
 
 from litestar import Request
 
+from kartka.netaddr import ClientAddresses
+
+#: Where :class:`ClientAddresses` lives in the app's state (set by the app factory).
+CLIENT_ADDRESSES: Final = "client_addresses"
+
 
 def client_address(request: Request[Any, Any, Any]) -> str:
-    """The caller's IP, as uvicorn saw it (behind a proxy, ``--proxy-headers`` and ``FORWARDED_ALLOW_IPS``
-    make it the shopper's rather than the proxy's): what per-client limits count by."""
+    """The caller's address as every per-address limit counts it (see :class:`kartka.netaddr.ClientAddresses`)."""
+    addresses: ClientAddresses = getattr(request.app.state, CLIENT_ADDRESSES, None) or ClientAddresses()
     client = request.scope.get("client")
-    return str(client[0]) if client else "unknown"
+    return addresses.of(str(client[0]) if client else None, request.headers.getall("x-forwarded-for", []))
 
 
 def preferred_language(request: Request[Any, Any, Any], explicit: str | None = None) -> str | None:

@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
-from kartka.ratelimit import RateLimiter
+from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import Settings
 from kartka.staff import StaffSignIn
 from kartka.tokens import Tokens
@@ -26,6 +26,7 @@ from notifications.preferences import OptOutLinks
 from notifications.triggers import Notifier
 from wallet.customers import CustomerService
 from wallet.importer import Importer
+from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
 from wallet.pricing.port import Engine
@@ -53,6 +54,8 @@ class Services:
     qr_tokens: QrTokens
     passes: Passes
     limiter: RateLimiter
+    texts: TextBudget
+    join: JoinService
 
 
 def services_of(state: State) -> Services:

@@ -104,6 +104,7 @@ def start_server(url: str, port: int, workers: int, settings: dict[str, str] | N
         "--log-level",
         "warning",
         "--no-access-log",
+        "--no-proxy-headers",  # as `kartka serve`: the app reads X-Forwarded-For from KARTKA_TRUSTED_PROXIES
     ]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     deadline = time.monotonic() + 60

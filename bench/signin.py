@@ -46,7 +46,7 @@ end
 local counter = 0
 request = function()
   counter = counter + 1
-  -- Shoppers come from many addresses (uvicorn trusts X-Forwarded-For from 127.0.0.1, as behind a proxy).
+  -- Shoppers come from many addresses (the app trusts X-Forwarded-For from 127.0.0.1, as behind a proxy).
   local address = "10." .. (counter %% 250) .. "." .. (math.floor(counter / 250) %% 250) .. ".%(octet)s"
   local headers = {["Content-Type"] = "application/json", ["X-Forwarded-For"] = address}
   if "%(scenario)s" == "baseline" then
@@ -118,7 +118,13 @@ def main() -> None:
         raise SystemExit("this benchmark needs wrk (Debian/Ubuntu: apt install wrk; macOS: brew install wrk)")
 
     many = str(10**9)
-    settings = {"KARTKA_OTP_PER_IP_PER_HOUR": many, "KARTKA_SIGNIN_PER_IP_PER_HOUR": many, "KARTKA_RUN_WORKER": "false"}
+    settings = {
+        "KARTKA_OTP_PER_IP_PER_HOUR": many,
+        "KARTKA_SIGNIN_PER_IP_PER_HOUR": many,
+        "KARTKA_SMS_BUDGET_PER_HOUR": many,
+        "KARTKA_TRUSTED_PROXIES": "127.0.0.1",
+        "KARTKA_RUN_WORKER": "false",
+    }
     with fresh_database() as url, scratch() as workdir:
         asyncio.run(seed(url, args.customers))
         with serving(url, args.workers, settings) as base:

@@ -27,7 +27,7 @@ from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.migrate import migrate
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
-from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password
+from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 
 T = TypeVar("T")
 logger = logging.getLogger("kartka")
@@ -133,7 +133,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 port=settings.port,
                 workers=settings.web_workers,
                 log_level=settings.log_level.lower(),
-                proxy_headers=True,
+                # Not uvicorn's: it trusts 127.0.0.1 by default. The app reads X-Forwarded-For itself, from
+                # KARTKA_TRUSTED_PROXIES only (kartka.netaddr).
+                proxy_headers=False,
                 server_header=False,
             )
     finally:
@@ -336,6 +338,21 @@ def staff_disable(username: str) -> None:
         async with conn.transaction():
             account = await disable_staff(conn, username, SystemClock().now())
         click.echo(f"disabled {account.username}")
+
+    _run(settings, work)
+
+
+@staff.command("unlock")
+@click.argument("username")
+def staff_unlock(username: str) -> None:
+    """Lift a staff account's sign-in limits (after someone guessed at its password); takes effect at once."""
+    from kartka.clock import SystemClock  # noqa: PLC0415
+
+    settings = _database(_settings())
+
+    async def work(conn: Any) -> None:
+        account = await unlock_staff(conn, username, SystemClock().now())
+        click.echo(f"unlocked {account.username}: failed sign-ins so far no longer count")
 
     _run(settings, work)
 

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from kartka.netaddr import parse_networks
+
 
 class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
@@ -69,7 +71,6 @@ ENV: Final[dict[str, str]] = {
     "key_cache_seconds": "KARTKA_KEY_CACHE_SECONDS",
     "migrate_on_start": "KARTKA_MIGRATE_ON_START",
     "log_level": "KARTKA_LOG_LEVEL",
-    "join_rate_per_minute": "KARTKA_JOIN_RATE_PER_MINUTE",
     "program_file": "KARTKA_PROGRAM_FILE",
     "engine": "KARTKA_ENGINE",
     "engine_url": "KARTKA_ENGINE_URL",
@@ -83,10 +84,17 @@ ENV: Final[dict[str, str]] = {
     "otp_ttl_seconds": "KARTKA_OTP_TTL_SECONDS",
     "otp_max_attempts": "KARTKA_OTP_MAX_ATTEMPTS",
     "otp_resend_seconds": "KARTKA_OTP_RESEND_SECONDS",
-    "otp_per_phone_per_hour": "KARTKA_OTP_PER_PHONE_PER_HOUR",
     "otp_per_ip_per_hour": "KARTKA_OTP_PER_IP_PER_HOUR",
     "signin_per_ip_per_hour": "KARTKA_SIGNIN_PER_IP_PER_HOUR",
+    # abuse: client addresses, per-address limits, SMS budgets, sign-in delays
+    "trusted_proxies": "KARTKA_TRUSTED_PROXIES",
+    "join_per_ip_per_hour": "KARTKA_JOIN_PER_IP_PER_HOUR",
+    "sms_budget_per_hour": "KARTKA_SMS_BUDGET_PER_HOUR",
+    "sms_budget_per_country_per_hour": "KARTKA_SMS_BUDGET_PER_COUNTRY_PER_HOUR",
+    "sms_budget_countries": "KARTKA_SMS_BUDGET_COUNTRIES",
+    "otp_resend_max_seconds": "KARTKA_OTP_RESEND_MAX_SECONDS",
     "staff_login_failures": "KARTKA_STAFF_LOGIN_FAILURES",
+    "staff_login_per_account_per_hour": "KARTKA_STAFF_LOGIN_PER_ACCOUNT_PER_HOUR",
     "access_token_seconds": "KARTKA_ACCESS_TOKEN_SECONDS",
     "refresh_token_days": "KARTKA_REFRESH_TOKEN_DAYS",
     "qr_token_seconds": "KARTKA_QR_TOKEN_SECONDS",
@@ -189,7 +197,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     migrate_on_start: bool = True
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
-    join_rate_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10
     program_file: Path | None = None
     engine: EngineKind = EngineKind.EMBEDDED
     engine_url: str | None = None
@@ -202,11 +209,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otp_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
     otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     otp_resend_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
-    otp_per_phone_per_hour: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     # Per client address: generous, since a store's Wi-Fi or a carrier's NAT puts many shoppers behind one.
     otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60
     signin_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 200
-    staff_login_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # Abuse. Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated): nobody's by
+    # default, so a client cannot pick the address its limits are counted by.
+    trusted_proxies: str = ""
+    join_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60  # QR-poster joins; as many as codes
+    # Texts (SMS, Viber) a stranger can make us send (join page, sign-in codes) per hour: in all, to any
+    # one country other than the home one (KARTKA_DEFAULT_REGION, bounded by the total alone), and to the
+    # countries listed as "RU=200,LT=50".
+    sms_budget_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    sms_budget_per_country_per_hour: Annotated[int, msgspec.Meta(ge=0)] = 20
+    sms_budget_countries: str = ""
+    otp_resend_max_seconds: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 900  # the resend delay doubles to this
+    staff_login_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5  # per account and address, then delays
+    # Attempts per account from addresses it has not signed in from (a spread-out guesser), per hour.
+    staff_login_per_account_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 50
     access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
     qr_token_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 60
@@ -272,6 +291,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             problems.append("DATABASE_URL must be a postgresql:// URL")
         if self.engine is EngineKind.HTTP and not self.engine_url:
             problems.append("KARTKA_ENGINE=http needs KARTKA_ENGINE_URL, the remote core engine's base URL")
+        problems += self._abuse_problems()
         problems += self._provider_problems()
         if self.environment is Environment.PRODUCTION:
             if self.sms_provider is SmsProvider.DEV or self.viber_provider is ViberProvider.DEV:
@@ -291,6 +311,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 problems.append("production needs an https KARTKA_PUBLIC_URL (wallet passes require TLS)")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def _abuse_problems(self) -> list[str]:
+        problems: list[str] = []
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            problems.append(f"KARTKA_TRUSTED_PROXIES must list addresses or CIDRs, comma-separated: {exc}")
+        try:
+            self.sms_country_budgets  # noqa: B018 - parsed to be checked
+        except ValueError as exc:
+            problems.append(f"KARTKA_SMS_BUDGET_COUNTRIES {exc}")
+        if self.otp_resend_max_seconds < self.otp_resend_seconds:
+            problems.append("KARTKA_OTP_RESEND_MAX_SECONDS must be at least KARTKA_OTP_RESEND_SECONDS")
+        return problems
+
+    @property
+    def sms_country_budgets(self) -> dict[str, int]:
+        """``KARTKA_SMS_BUDGET_COUNTRIES`` as a mapping; ValueError names what is wrong."""
+        budgets: dict[str, int] = {}
+        for part in self.sms_budget_countries.split(","):
+            if not part.strip():
+                continue
+            country, _, number = part.partition("=")
+            country = country.strip().upper()
+            if not re.fullmatch(r"[A-Z]{2}", country) or not number.strip().isdigit():
+                raise ValueError(f"must read like 'RU=200,LT=50' (a country code, '=', texts per hour), not {part!r}")
+            budgets[country] = int(number)
+        return budgets
 
     def _provider_problems(self) -> list[str]:
         problems: list[str] = []

@@ -4,7 +4,15 @@ Passwords are hashed with argon2id through libpass (the maintained passlib; impo
 in a worker thread, since one hash takes tens of milliseconds of CPU that the event loop must not
 wait on. A failed sign-in costs the same whether the username exists or not (an unknown name is
 checked against a dummy hash) and says the same thing, so the endpoint cannot be used to find out
-who works here. Failures are rate-limited per username and per client address.
+who works here.
+
+Limits keep guessing hopeless without letting a stranger lock a staff member out: every attempt counts
+per client address (all accounts); failures count per account *and* address, and past
+``KARTKA_STAFF_LOGIN_FAILURES`` each further try from that address waits twice as long as the last
+(a minute, doubling to an hour), so someone guessing elsewhere slows only themselves; attempts on one
+account from addresses it has never signed in from are capped per hour (guessing spread over many
+addresses), while the addresses it signs in from are remembered and not held to that cap. An admin can
+lift an account's limits at once (``kartka staff unlock``, ``POST /v1/admin/staff/{username}/unlock``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class Permission(enum.StrEnum):
     CAMPAIGNS = "campaigns"
     STORES = "stores"
     CARDS = "cards"
+    STAFF = "staff"
 
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -173,6 +182,21 @@ async def disable_staff(conn: Connection, username: str, now: datetime) -> Staff
     return msgspec.convert(dict(row), StaffAccount)
 
 
+async def unlock_staff(conn: Connection, username: str, now: datetime) -> StaffAccount:
+    """Lift an account's sign-in limits: the failures counted so far, on every address, stop counting."""
+    row = await conn.fetchrow(
+        """
+        UPDATE staff SET unlocked_at = $2 WHERE username = $1
+        RETURNING id, username, role, created_at, last_login_at, disabled_at
+        """,
+        clean_username(username),
+        now,
+    )
+    if row is None:
+        raise NotFound(f"no staff member {username!r}", field="username")
+    return msgspec.convert(dict(row), StaffAccount)
+
+
 async def authenticate(
     conn: Connection, passwords: Passwords, username: str, password: str, now: datetime
 ) -> StaffAccount:
@@ -206,12 +230,16 @@ class StaffSession(msgspec.Struct, frozen=True):
 
 
 _HOUR: Final = timedelta(hours=1)
-_FAILURE_WINDOW: Final = timedelta(minutes=15)
+#: Failures from one address on one account are remembered this long; the delays grow within it.
+_FAILURE_WINDOW: Final = timedelta(hours=24)
+_FIRST_DELAY: Final = timedelta(minutes=1)
+_MAX_DELAY: Final = timedelta(hours=1)
+#: An address an account signed in from stays known (exempt from the per-account cap) this long.
+KNOWN_FOR: Final = timedelta(days=90)
 
 
 class StaffSignIn:
-    """``POST /v1/admin/login``: a password for a token pair, limited per address (every attempt) and
-    per username (failures in the last 15 minutes; a success clears them)."""
+    """``POST /v1/admin/login``: a password for a token pair, under the limits the module describes."""
 
     def __init__(
         self,
@@ -223,6 +251,7 @@ class StaffSignIn:
         clock: Clock,
         per_ip_per_hour: int,
         failures: int,
+        per_account_per_hour: int = 50,
     ) -> None:
         self.pool = pool
         self.passwords = passwords
@@ -231,6 +260,7 @@ class StaffSignIn:
         self.clock = clock
         self.per_ip_per_hour = per_ip_per_hour
         self.failures = failures
+        self.per_account_per_hour = per_account_per_hour
 
     async def login(self, username: str, password: str, *, client: str) -> StaffSession:
         now = self.clock.now()
@@ -244,23 +274,62 @@ class StaffSignIn:
             message="too many sign-in attempts from this address; try again later",
         )
         name = username.strip().lower()
+        here = f"{name}\n{client}"  # one account, from one address
+        known_client = self.limiter.bucket("staff-known", client)
         async with self.pool.acquire() as conn:
             # The attempt counts as a failure before the password is checked, and stops counting only when
             # it succeeds: attempts made at the same moment cannot all slip under the limit.
             async with conn.transaction():
-                await self.limiter.hit(
+                row = await conn.fetchrow(
+                    """
+                    SELECT s.unlocked_at, EXISTS (
+                               SELECT FROM staff_known_clients k
+                                WHERE k.staff_id = s.id AND k.client = $2 AND k.last_success_at > $3
+                           ) AS known
+                      FROM staff s WHERE s.username = $1
+                    """,
+                    name,
+                    known_client,
+                    now - KNOWN_FOR,
+                )
+                since = row["unlocked_at"] if row is not None else None
+                if row is None or not row["known"]:
+                    await self.limiter.hit(
+                        conn,
+                        "login-account",
+                        name,
+                        limit=self.per_account_per_hour,
+                        window=_HOUR,
+                        now=now,
+                        since=since,
+                        message="too many sign-in attempts on this username from new addresses; try again "
+                        "later, from an address you signed in from before, or ask an admin to unlock it",
+                    )
+                await self.limiter.backoff(
                     conn,
                     "login-failures",
-                    name,
-                    limit=self.failures,
+                    here,
+                    free=self.failures,
+                    first_delay=_FIRST_DELAY,
+                    max_delay=_MAX_DELAY,
                     window=_FAILURE_WINDOW,
                     now=now,
-                    message="too many failed sign-ins for this username; try again in a few minutes",
+                    since=since,
+                    message="too many failed sign-ins for this username; wait before trying again",
                 )
             async with conn.transaction():
                 account = await authenticate(conn, self.passwords, name, password, now)
                 pair = await self.tokens.start(conn, SubjectKind.STAFF, account.id, role=account.role.value)
-                await self.limiter.clear(conn, "login-failures", name)
+                await self.limiter.clear(conn, "login-failures", here)
+                await conn.execute(
+                    """
+                    INSERT INTO staff_known_clients (staff_id, client, last_success_at) VALUES ($1, $2, $3)
+                    ON CONFLICT (staff_id, client) DO UPDATE SET last_success_at = EXCLUDED.last_success_at
+                    """,
+                    account.id,
+                    known_client,
+                    now,
+                )
         return StaffSession(
             access_token=pair.access_token,
             refresh_token=pair.refresh_token,

@@ -89,7 +89,12 @@ class Server:
 
 @pytest.fixture
 def server(fresh_database: str, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    env = _env(DATABASE_URL=fresh_database, KARTKA_ENV="development", KARTKA_DATA_DIR=str(tmp_path / "data"))
+    env = _env(
+        DATABASE_URL=fresh_database,
+        KARTKA_ENV="development",
+        KARTKA_DATA_DIR=str(tmp_path / "data"),
+        KARTKA_OTP_PER_IP_PER_HOUR="2",
+    )
     running = Server(env, tmp_path, tmp_path / "serve.log")
     try:
         yield running, env
@@ -207,12 +212,29 @@ async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
         page = (await http.get("/v1/me/card/page-link", headers=shopper)).json()["url"]
         assert (await http.get(urllib.parse.urlsplit(page).path)).status_code == 200
         assert (await http.get("/v1/me/card/apple-pass", headers=shopper)).status_code == 200
+        # X-Forwarded-For from 127.0.0.1 names nobody: no proxy is trusted unless KARTKA_TRUSTED_PROXIES says.
+        spoofed = [
+            await http.post(
+                "/v1/auth/otp", json={"phone": f"+37529111224{n}"}, headers={"X-Forwarded-For": f"10.9.9.{n}"}
+            )
+            for n in range(2)
+        ]
+        assert [r.status_code for r in spoofed] == [202, 429]
 
         login = await http.post("/v1/admin/login", json={"username": "olga", "password": "s3cret-enough-pass"})
         assert login.status_code == 200, login.text
         staff = {"Authorization": f"Bearer {login.json()['access_token']}"}
         campaign = await http.post("/v1/admin/campaigns", json={"name": "x", "texts": {"ru": "Кофе"}}, headers=staff)
         assert campaign.status_code == 202
+        # Someone guesses at olga's password from this address: it waits; an admin lifts that at once.
+        for _ in range(5):
+            guess = await http.post("/v1/admin/login", json={"username": "olga", "password": "a wrong guess here"})
+            assert guess.status_code == 401
+        locked = await http.post("/v1/admin/login", json={"username": "olga", "password": "s3cret-enough-pass"})
+        assert locked.status_code == 429
+        assert "unlocked olga" in cli("staff", "unlock", "olga", env=env).stdout
+        again = await http.post("/v1/admin/login", json={"username": "olga", "password": "s3cret-enough-pass"})
+        assert again.status_code == 200, again.text
         cli("staff", "disable", "olga", env=env)
         after = await http.post("/v1/admin/campaigns", json={"name": "x", "texts": {"ru": "Кофе"}}, headers=staff)
         assert after.status_code == 401

@@ -48,3 +48,9 @@ def try_normalize_phone(raw: str, region: str) -> str | None:
         return normalize_phone(raw, region)
     except InvalidPhone:
         return None
+
+
+def country_of(e164: str) -> str:
+    """The ISO country a number in E.164 belongs to (``BY``), or ``001`` for non-geographic numbers:
+    what the budgets of texts per country count by."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or "ZZ"

@@ -1,9 +1,11 @@
 """Phone-number sign-in: a code by SMS (or Viber), then tokens; the first sign-in issues the card.
 
 Codes are random digits, kept only as a keyed hash, single use, short-lived and good for a few wrong
-tries; a new send replaces the old code. Sending is limited by a cooldown per phone, a count per phone
-per hour and a count per client address; checking codes is limited per client address too. Every
-limit answers 429 with Retry-After. The answers never depend on whether the phone is already a
+tries; a new send replaces the old code. Sending is limited by a wait per phone that doubles with every
+code sent in the last hour (to 15 minutes: a stranger cannot block a phone for longer, and a sign-in
+resets it) and a count per client address, and every code spends the hourly SMS budget (in all and per
+destination country, :class:`kartka.ratelimit.TextBudget`); checking codes is limited per client address
+too. Every limit answers 429 with Retry-After. The answers never depend on whether the phone is already a
 customer, and no code is ever logged (it reaches the shopper through the outbox, which forgets it once
 it is sent).
 
@@ -26,12 +28,12 @@ import msgspec
 from kartka.clock import Clock
 from kartka.crypto import keyed_hash
 from kartka.db import Pool
-from kartka.errors import RateLimited, Unauthenticated
-from kartka.ratelimit import RateLimiter
+from kartka.errors import Unauthenticated
+from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.tokens import SubjectKind, Tokens
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
-from wallet.phones import normalize_phone
+from wallet.phones import country_of, normalize_phone
 
 HOUR: Final = timedelta(hours=1)
 
@@ -45,7 +47,7 @@ class SignInConfig(msgspec.Struct, frozen=True, kw_only=True):
     ttl_seconds: int = 300
     max_attempts: int = 5
     resend_seconds: int = 60
-    per_phone_per_hour: int = 5
+    resend_max_seconds: int = 900
     per_ip_per_hour: int = 20
     checks_per_ip_per_hour: int = 60
 
@@ -54,7 +56,7 @@ class CodeSent(msgspec.Struct, frozen=True):
     expires_in: int
     """Seconds the code is valid for."""
     resend_after: int
-    """Seconds before another code may be asked for."""
+    """Seconds before another code may be asked for (it doubles with every code sent in the last hour)."""
 
 
 class SignedIn(msgspec.Struct, frozen=True):
@@ -74,6 +76,7 @@ class SignInService:
         customers: CustomerService,
         tokens: Tokens,
         limiter: RateLimiter,
+        texts: TextBudget,
         key: bytes,
         config: SignInConfig,
         clock: Clock,
@@ -82,6 +85,7 @@ class SignInService:
         self.customers = customers
         self.tokens = tokens
         self.limiter = limiter
+        self.texts = texts
         self._key = key
         self.config = config
         self.clock = clock
@@ -107,45 +111,37 @@ class SignInService:
                 now=now,
                 message="too many sign-in codes were asked for from this address; try again later",
             )
-            # The upsert takes the phone's row lock, so sends to one phone go one at a time: the cooldown is
-            # the upsert's condition, and the hourly count below runs under that lock.
-            row = await conn.fetchrow(
+            # Each code to a phone waits twice as long after the last as that one did after its own: the
+            # shopper waits a minute, a stranger asking for codes again and again soon waits 15 (and the
+            # phone gets a few texts an hour), but nobody can shut the owner out for longer than that.
+            # Sends to one phone go one at a time, under the bucket's lock.
+            delay = await self.limiter.backoff(
+                conn,
+                "otp-phone",
+                phone,
+                free=1,
+                first_delay=timedelta(seconds=config.resend_seconds),
+                max_delay=timedelta(seconds=config.resend_max_seconds),
+                window=HOUR,
+                now=now,
+                message="a code was sent to this phone a moment ago; wait before asking for another",
+            )
+            language = await conn.fetchval(
                 """
                 WITH sent AS (
                     INSERT INTO signin_codes (phone, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4)
                     ON CONFLICT (phone) DO UPDATE
                        SET code_hash = EXCLUDED.code_hash, sent_at = EXCLUDED.sent_at,
                            expires_at = EXCLUDED.expires_at, attempts = 0
-                     WHERE signin_codes.sent_at <= $3::timestamptz - make_interval(secs => $5)
-                    RETURNING 1
                 )
-                SELECT EXISTS (SELECT FROM sent) AS sent,
-                       (SELECT language FROM customers WHERE phone = $1) AS language
+                SELECT language FROM customers WHERE phone = $1
                 """,
                 phone,
                 self._hash(phone, code),
                 now,
                 now + timedelta(seconds=config.ttl_seconds),
-                config.resend_seconds,
             )
-            assert row is not None
-            if not row["sent"]:
-                # A fresh statement sees the send that won (this one's snapshot predates it).
-                last = await conn.fetchval("SELECT sent_at FROM signin_codes WHERE phone = $1", phone)
-                wait = (last + timedelta(seconds=config.resend_seconds) - now).total_seconds()
-                raise RateLimited(
-                    "a code was sent a moment ago; wait before asking for another", retry_after=max(1, math.ceil(wait))
-                )
-            await self.limiter.hit(
-                conn,
-                "otp-phone",
-                phone,
-                limit=config.per_phone_per_hour,
-                window=HOUR,
-                now=now,
-                message="too many codes were sent to this phone in the last hour; try again later",
-                locked=True,
-            )
+            await self.texts.spend(conn, country_of(phone), now)  # last: the code goes out unless this refuses
             await self.customers.events.send_otp(
                 conn,
                 phone=phone,
@@ -153,9 +149,9 @@ class SignInService:
                 ttl_seconds=config.ttl_seconds,
                 key=uuid.uuid4().hex,
                 now=now,
-                locale=row["language"] or locale or self.customers.program.language,
+                locale=language or locale or self.customers.program.language,
             )
-        return CodeSent(expires_in=config.ttl_seconds, resend_after=config.resend_seconds)
+        return CodeSent(expires_in=config.ttl_seconds, resend_after=math.ceil(delay.total_seconds()))
 
     async def sign_in(self, raw_phone: str, code: str, *, client: str, locale: str | None) -> SignedIn:
         phone = normalize_phone(raw_phone, self.customers.region)
@@ -195,6 +191,7 @@ class SignInService:
                     "DELETE FROM signin_codes WHERE phone = $1 RETURNING (SELECT id FROM customers WHERE phone = $1)",
                     phone,
                 )
+                await self.limiter.clear(conn, "otp-phone", phone)  # the owner is in: their next code waits no more
                 created = False
                 if customer_id is None:
                     registration = await self.customers.register(

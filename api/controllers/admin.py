@@ -1,21 +1,22 @@
-"""Staff tools (an admin key, or staff with the right role): bonus grants, blocking and replacing cards."""
+"""Staff tools (an admin key, or staff with the right role): bonus grants, blocking and replacing cards,
+lifting a staff account's sign-in limits."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, PathParameter
 
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.controllers.pos import CardNumber
 from api.errors import problems
 from api.state import provide_tx, services_of
 from kartka.db import Connection
-from kartka.staff import Permission
+from kartka.staff import Permission, StaffAccount, unlock_staff
 from wallet.grants import Grant, GrantInput, grant
 from wallet.models import Card, Replacement
 
@@ -82,3 +83,28 @@ class AdminCardController(Controller):
     ) -> Replacement:
         services = services_of(request.app.state)
         return await services.customers.replace_card(tx, number, now=services.clock.now())
+
+
+class AdminStaffController(Controller):
+    path = "/v1/admin/staff"
+    tags = ["admin"]  # noqa: RUF012
+    before_request = require_permission(Permission.STAFF)
+    security = ADMIN_SECURITY
+    dependencies = {"tx": Provide(provide_tx)}  # noqa: RUF012
+
+    @post(
+        "/{username:str}/unlock",
+        operation_id="adminUnlockStaff",
+        summary="Lift a staff account's sign-in limits (failed passwords, attempts from new addresses) at once",
+        description="For a staff member shut out by someone guessing their password. The per-address limit "
+        "(all accounts) stays. The same as `kartka staff unlock USERNAME`. `admin` only.",
+        status_code=200,
+        responses=problems(401, 403, 404),
+    )
+    async def unlock(
+        self,
+        username: Annotated[str, PathParameter(max_length=64)],
+        tx: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> StaffAccount:
+        return await unlock_staff(tx, username, services_of(request.app.state).clock.now())

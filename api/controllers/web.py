@@ -2,31 +2,40 @@
 
 The answer is the same whether the phone was new or known, so the page cannot be used to find out who
 is a customer; it shows no card number either, since whoever types a phone need not own it. The card
-itself reaches the phone's owner later, by SMS link (the notifications and card-page work). Posting is
-rate-limited per client address.
+itself reaches the phone's owner later, by SMS link (the notifications and card-page work).
+
+A stranger's form that sends texts is worth abusing, so (besides ``wallet.join``'s limit per client
+address and the SMS budget) posts must come from this page: a signed token in the form, bound to a
+SameSite=Strict cookie set with it, and a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused. A
+shopper who hits a limit gets a page in their language with ``Retry-After``, not a JSON problem.
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 import html
+import math
 import re
+import secrets
+import time
+import urllib.parse
 from string import Template
 from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.datastructures import Cookie
 from litestar.params import QueryParameter, URLEncodedBody
 
-from api.request import preferred_language
-from api.state import provide_tx, services_of
-from kartka.db import Connection
-from kartka.errors import DomainError
+from api.request import client_address, preferred_language
+from api.state import services_of
+from kartka.crypto import derive_key, keyed_hash
+from kartka.errors import DomainError, RateLimited
 from kartka.keys import CODE_PATTERN
-from wallet.customers import Origin
+from kartka.ratelimit import TextBudgetSpent
+from kartka.settings import Settings
 from wallet.errors import InvalidPhone
-from wallet.models import Source
 
 _TEXT: Final[dict[str, dict[str, str]]] = {
     "ru": {
@@ -41,6 +50,12 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "или покажите карту — по нему вас найдут и начислят баллы.",
         "consent_needed": "Нужно согласие с правилами программы.",
         "bad_phone": "Проверьте номер телефона, например: +375 29 123-45-67.",
+        "stale_form": "Страница устарела: отправьте форму ещё раз.",
+        "limited_title": "Слишком много попыток",
+        "limited": "С этого адреса было слишком много запросов. Попробуйте снова через {minutes} мин.",
+        "busy_title": "Попробуйте чуть позже",
+        "busy": "Сейчас мы не можем отправить SMS. Попробуйте снова через {minutes} мин.",
+        "again": "Вернуться к форме",
         "other": "English",
     },
     "en": {
@@ -55,6 +70,12 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "card: it finds your card and your points.",
         "consent_needed": "Please accept the program rules.",
         "bad_phone": "Please check the phone number, e.g. +375 29 123-45-67.",
+        "stale_form": "This page has expired: please send the form again.",
+        "limited_title": "Too many attempts",
+        "limited": "Too many requests came from this address. Please try again in {minutes} min.",
+        "busy_title": "Please try again a little later",
+        "busy": "We cannot send text messages right now. Please try again in {minutes} min.",
+        "again": "Back to the form",
         "other": "Русский",
     },
 }
@@ -78,6 +99,7 @@ _PAGE = Template("""<!doctype html>
 _FORM = Template("""<h1>$title</h1><p>$lead</p>$error
 <form method="post" action="/join">
  <input type="hidden" name="store" value="$store"><input type="hidden" name="lang" value="$lang">
+ <input type="hidden" name="csrf" value="$csrf">
  <label for="phone">$phone_label</label>
  <input id="phone" name="phone" type="tel" autocomplete="tel" inputmode="tel" required value="$phone">
  <label for="name">$name_label</label>
@@ -93,7 +115,63 @@ class JoinForm(msgspec.Struct):
     name: str = ""
     consent: str = ""
     store: str = ""
-    lang: str = "ru"
+    lang: str = ""  # the page's language; without it, Accept-Language decides as for the page
+    csrf: str = ""
+
+
+#: The join page's cookie: a random value the form's token is signed with.
+COOKIE: Final = "kartka_join"
+#: How long a form may stay open before it must be loaded again.
+FORM_SECONDS: Final = 24 * 3600
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+
+
+class FormGuard:
+    """Signed double-submit tokens: the form carries ``<issued>.<HMAC(cookie, issued)>``; a post is good
+    when its token was signed for the cookie the browser sends back, within :data:`FORM_SECONDS`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = derive_key(settings.secret_key.reveal(), "join-form")
+        self._secure = settings.public_url.startswith("https://")
+        self._public_host = urllib.parse.urlsplit(settings.public_url).netloc
+
+    def _mac(self, nonce: str, issued: int) -> str:
+        return base64.urlsafe_b64encode(keyed_hash(self._key, nonce, str(issued))[:18]).decode()
+
+    def issue(self, request: Request[Any, Any, Any]) -> tuple[str, Cookie]:
+        nonce = request.cookies.get(COOKIE, "")
+        if not _NONCE.match(nonce):
+            nonce = secrets.token_urlsafe(18)
+        issued = int(time.time())
+        cookie = Cookie(
+            key=COOKIE,
+            value=nonce,
+            path="/join",
+            max_age=FORM_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=self._secure,
+        )
+        return f"{issued}.{self._mac(nonce, issued)}", cookie
+
+    def accepts(self, request: Request[Any, Any, Any], token: str) -> bool:
+        """Whether a post comes from our own page, in this browser, recently."""
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc not in (
+            self._public_host,
+            request.headers.get("host"),
+        ):
+            return False  # also "null": a sandboxed or privacy-stripped cross-site post
+        nonce = request.cookies.get(COOKIE, "")
+        issued_text, _, mac = token.partition(".")
+        if not _NONCE.match(nonce) or not issued_text.isdigit():
+            return False
+        issued = int(issued_text)
+        if not 0 <= time.time() - issued <= FORM_SECONDS:
+            return False
+        return hmac.compare_digest(mac, self._mac(nonce, issued))
 
 
 def _lang(request: Request[Any, Any, Any], explicit: str | None) -> str:
@@ -109,9 +187,10 @@ def _page(lang: str, store: str, body: str) -> Response[str]:
     return Response(content, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
-def _form(lang: str, store: str, *, phone: str = "", name: str = "", error: str = "") -> str:
+def _form(lang: str, store: str, csrf: str, *, phone: str = "", name: str = "", error: str = "") -> str:
     text = _TEXT[lang]
     return _FORM.substitute(
+        csrf=html.escape(csrf),
         title=html.escape(text["title"]),
         lead=html.escape(text["lead"]),
         error=f'<p class="error">{html.escape(error)}</p>' if error else "",
@@ -126,13 +205,35 @@ def _form(lang: str, store: str, *, phone: str = "", name: str = "", error: str 
     )
 
 
-def _only_posts(request: Request[Any, Any, Any]) -> bool:
-    return request.method == "POST"
+def _guard(request: Request[Any, Any, Any]) -> FormGuard:
+    guard: FormGuard = request.app.state.join_forms
+    return guard
 
 
-def join_rate_limit(per_minute: int) -> RateLimitConfig:
-    """Per client address; behind a proxy run uvicorn with --proxy-headers so the address is the shopper's."""
-    return RateLimitConfig(rate_limit=("minute", per_minute), check_throttle_handler=_only_posts)
+def _form_page(
+    request: Request[Any, Any, Any], lang: str, store: str, status: int = 200, **fields: str
+) -> Response[str]:
+    """The form with a fresh token (and its cookie)."""
+    token, cookie = _guard(request).issue(request)
+    response = _with_status(_page(lang, store, _form(lang, store, token, **fields)), status)
+    response.cookies.append(cookie)
+    return response
+
+
+def _limited(lang: str, store: str, exc: RateLimited) -> Response[str]:
+    """429 as a page the shopper can read, with Retry-After for anything that retries by itself."""
+    text = _TEXT[lang]
+    kind = "busy" if isinstance(exc, TextBudgetSpent) else "limited"
+    minutes = max(1, math.ceil(exc.retry_after / 60))
+    back = f"/join?lang={lang}" + (f"&store={html.escape(store)}" if store else "")
+    body = (
+        f"<h1>{html.escape(text[kind + '_title'])}</h1>"
+        f"<p>{html.escape(text[kind].format(minutes=minutes))}</p>"
+        f'<p><a href="{back}">{html.escape(text["again"])}</a></p>'
+    )
+    response = _with_status(_page(lang, store, body), 429)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 class JoinController(Controller):
@@ -147,40 +248,27 @@ class JoinController(Controller):
         store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
         lang: Annotated[str | None, QueryParameter(required=False)] = None,
     ) -> Response[str]:
-        language = _lang(request, lang)
-        return _page(language, store or "", _form(language, store or ""))
+        return _form_page(request, _lang(request, lang), store or "")
 
-    @post(
-        "/",
-        operation_id="webJoin",
-        media_type="text/html",
-        status_code=200,
-        dependencies={"tx": Provide(provide_tx)},
-    )
-    async def join(
-        self,
-        request: Request[Any, Any, Any],
-        data: URLEncodedBody[JoinForm],
-        tx: NamedDependency[Connection],
-    ) -> Response[str]:
-        customers = services_of(request.app.state).customers
+    @post("/", operation_id="webJoin", media_type="text/html", status_code=200)
+    async def join(self, request: Request[Any, Any, Any], data: URLEncodedBody[JoinForm]) -> Response[str]:
+        services = services_of(request.app.state)
         lang = _lang(request, data.lang)
         store = data.store if re.fullmatch(CODE_PATTERN, data.store) else ""
+        typed = {"phone": data.phone, "name": data.name}
+        if not _guard(request).accepts(request, data.csrf):
+            return _form_page(request, lang, store, 403, error=_TEXT[lang]["stale_form"], **typed)
         if data.consent != "yes":
-            body = _form(lang, store, phone=data.phone, name=data.name, error=_TEXT[lang]["consent_needed"])
-            return _with_status(_page(lang, store, body), 422)
+            return _form_page(request, lang, store, 422, error=_TEXT[lang]["consent_needed"], **typed)
         try:
-            result = await customers.register(
-                tx,
-                phone=data.phone,
-                name=data.name or None,
-                origin=Origin(source=Source.QR_POSTER, store=store or None),
-                language=lang,
+            result = await services.join.join(
+                data.phone, name=data.name or None, store=store or None, language=lang, client=client_address(request)
             )
+        except RateLimited as exc:
+            return _limited(lang, store, exc)
         except DomainError as exc:
             error = _TEXT[lang]["bad_phone"] if isinstance(exc, InvalidPhone) else exc.message
-            body = _form(lang, store, phone=data.phone, name=data.name, error=error)
-            return _with_status(_page(lang, store, body), 422)
+            return _form_page(request, lang, store, 422, error=error, **typed)
         phone = html.escape(result.customer.phone or "")
         body = f"<h1>{_TEXT[lang]['done_title']}</h1><p>{html.escape(_TEXT[lang]['done']).format(phone=phone)}</p>"
         return _page(lang, store, body)

@@ -1,4 +1,5 @@
-"""Staff: password sign-in, roles on the admin API beside admin keys, limits on failures."""
+"""Staff: password sign-in, roles on the admin API beside admin keys, limits on failures that a stranger
+cannot turn into a lock-out, and unlocking."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.state import services_of
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
+from kartka.errors import DomainError, RateLimited
 from kartka.keys import Scope
-from kartka.staff import Passwords, Role, create_staff, disable_staff, set_password
+from kartka.staff import Passwords, Role, StaffSignIn, create_staff, disable_staff, set_password
 from tests.helpers import Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
@@ -117,7 +120,7 @@ async def test_a_failed_sign_in_says_the_same_for_any_reason(client: Client, poo
     assert details == {(401, "wrong username or password", "wrong-credentials")}
 
 
-async def test_failures_per_username_are_limited_and_a_success_clears_them(
+async def test_failures_per_username_and_address_grow_delays_and_a_success_clears_them(
     client: Client, pool: Pool, clock: FakeClock
 ) -> None:
     await staff(pool, "ada", Role.ADMIN)
@@ -126,11 +129,93 @@ async def test_failures_per_username_are_limited_and_a_success_clears_them(
     assert (await login(client, "ada")).status_code == 200  # clears the four failures
     for _ in range(5):
         assert (await login(client, "ada", "wrong password, long enough")).status_code == 401
-    locked = await login(client, "ada")  # even the right password waits now
-    assert locked.status_code == 429
-    assert 0 < int(locked.headers["retry-after"]) <= 15 * 60
-    clock.advance(timedelta(minutes=15))
+    # From here each try from this address waits twice as long as the last: 1, 2, 4 minutes...
+    for minutes in (1, 2, 4, 8):
+        locked = await login(client, "ada")  # even the right password waits
+        assert locked.status_code == 429
+        assert locked.headers["retry-after"] == str(minutes * 60)
+        clock.advance(timedelta(minutes=minutes))
+        assert (await login(client, "ada", "wrong password, long enough")).status_code == 401
+    clock.advance(timedelta(minutes=16))
     assert (await login(client, "ada")).status_code == 200
+
+
+def _signin(app: Litestar, pool: Pool, **limits: int) -> StaffSignIn:
+    """The app's staff sign-in on the test's own pool (the app's lives in another loop), so that tests
+    can say which address each attempt comes from."""
+    app_signin = services_of(app.state).staff_signin
+    return StaffSignIn(
+        pool=pool,
+        passwords=app_signin.passwords,
+        tokens=app_signin.tokens,
+        limiter=app_signin.limiter,
+        clock=app_signin.clock,
+        per_ip_per_hour=limits.get("per_ip_per_hour", app_signin.per_ip_per_hour),
+        failures=app_signin.failures,
+        per_account_per_hour=limits.get("per_account_per_hour", app_signin.per_account_per_hour),
+    )
+
+
+async def _status(signin: StaffSignIn, client: str, password: str = PASSWORD, username: str = "ada") -> int:
+    try:
+        await signin.login(username, password, client=client)
+    except DomainError as exc:
+        return 429 if isinstance(exc, RateLimited) else 401
+    return 200
+
+
+async def test_a_stranger_guessing_cannot_lock_the_staff_member_out(app: Litestar, pool: Pool) -> None:
+    await staff(pool, "ada", Role.ADMIN)
+    signin = _signin(app, pool)
+    for _ in range(5):
+        assert await _status(signin, "203.0.113.66", "guessing away, long enough") == 401
+    assert await _status(signin, "203.0.113.66", "still guessing, long enough") == 429  # the guesser waits
+    assert await _status(signin, "198.51.100.10") == 200  # ada, at her own address, does not
+
+
+async def test_guessing_spread_over_many_addresses_is_capped_but_not_for_known_addresses(
+    app: Litestar, pool: Pool, client: Client, keys: Keys, clock: FakeClock
+) -> None:
+    await staff(pool, "ada", Role.ADMIN)
+    await staff(pool, "mark", Role.MARKETER)
+    signin = _signin(app, pool, per_account_per_hour=6)
+    assert await _status(signin, "198.51.100.10") == 200  # ada's office: known from now on
+    clock.advance(timedelta(minutes=1))
+    for n in range(5):  # a botnet, one try per address (ada's own success above counted as one attempt)
+        assert await _status(signin, f"203.0.113.{n}", "guessing away, long enough") == 401
+    assert await _status(signin, "203.0.113.99", "guessing away, long enough") == 429
+    assert await _status(signin, "192.0.2.1") == 429  # ada on the road, at a new address, waits too...
+    assert await _status(signin, "198.51.100.10") == 200  # ...but from her office she signs in
+    assert await _status(signin, "192.0.2.1", username="mark") == 200  # and nobody else is affected
+    # An admin lifts the limits at once; the new address works.
+    unlocked = await client.post("/v1/admin/staff/ada/unlock", headers=await keys.headers(Scope.ADMIN))
+    assert unlocked.status_code == 200, unlocked.text
+    assert unlocked.json()["username"] == "ada"
+    assert await _status(signin, "192.0.2.1") == 200
+
+
+async def test_an_admin_unlocks_a_staff_member(client: Client, pool: Pool, clock: FakeClock) -> None:
+    await staff(pool, "ada", Role.ADMIN)
+    await staff(pool, "mark", Role.MARKETER)
+    admin, marketer = await bearer(client, "ada"), await bearer(client, "mark")
+    for _ in range(6):
+        await login(client, "mark", "wrong password, long enough")
+    assert (await login(client, "mark")).status_code == 429
+    refused = await client.post("/v1/admin/staff/mark/unlock", headers=marketer)
+    assert refused.status_code == 403  # only admins lift locks
+    assert (await client.post("/v1/admin/staff/mark/unlock")).status_code == 401
+    missing = await client.post("/v1/admin/staff/nobody/unlock", headers=admin)
+    assert missing.status_code == 404
+    assert problem(missing)["code"] == "not-found"
+    unlocked = await client.post("/v1/admin/staff/mark/unlock", headers=admin)
+    assert unlocked.status_code == 200
+    assert set(unlocked.json()) == {"id", "username", "role", "created_at", "last_login_at", "disabled_at"}
+    assert (await login(client, "mark")).status_code == 200
+    # Unlocking forgives the failures so far; new ones count from zero.
+    clock.advance(timedelta(seconds=1))
+    for _ in range(5):
+        assert (await login(client, "mark", "wrong password, long enough")).status_code == 401
+    assert (await login(client, "mark")).status_code == 429
 
 
 async def test_sign_ins_are_limited_per_client_address(client: Client, pool: Pool) -> None:
