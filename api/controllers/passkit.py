@@ -41,7 +41,8 @@ _TAG: Final = re.compile(r"^[0-9]{1,12}$")
 
 
 class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
-    push_token: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{16,200}$")]
+    # Apple promises no length (64 hex digits today); the column takes as many (migration 0016).
+    push_token: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{16,2048}$")]
 
 
 class SerialNumbers(msgspec.Struct, frozen=True, rename="camel"):
@@ -54,8 +55,8 @@ class Logs(msgspec.Struct):
 
 
 def _apple_pass_token(request: Request[Any, Any, Any]) -> str:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme != "ApplePass" or not token.strip():
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "applepass" or not token.strip():  # schemes are case-insensitive (RFC 9110 §11.1)
         raise Unauthenticated("send the pass's authenticationToken as 'Authorization: ApplePass <token>'")
     return token.strip()
 

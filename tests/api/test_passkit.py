@@ -114,6 +114,36 @@ async def test_register_is_201_then_200_and_needs_the_pass_token(client: Client,
     assert bad.status_code == 422
 
 
+async def test_the_applepass_scheme_is_matched_in_any_case(client: Client, phone: Phone) -> None:
+    token = phone.auth["Authorization"].split()[1]
+    for scheme in ("applepass", "APPLEPASS", "applePass"):
+        auth = {"Authorization": f"{scheme} {token}"}
+        assert (await phone.register(**auth)).status_code in (200, 201), scheme
+        assert (await phone.latest(method="GET")).status_code == 200
+        fetched = await client.get(f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}", headers=auth)
+        assert fetched.status_code == 200, scheme
+    assert (await client.delete(phone.url(), headers={"Authorization": f"APPLEPASS {token}"})).status_code == 200
+    assert (await phone.register(Authorization=f"ApplePassword {token}")).status_code == 401
+
+
+async def test_a_long_push_token_registers_and_gets_its_pushes(
+    client: Client, phone: Phone, pos: dict[str, str], conn: Connection
+) -> None:
+    """Apple promises no length for push tokens; one of 1,024 (and 2,048) hex digits is kept and pushed to."""
+    long, longest = "ab" * 512, "cd" * 1024
+    assert (await phone.register(push=long)).status_code == 201
+    assert (await phone.register(device=OTHER_DEVICE, push=longest)).status_code == 201
+    await buy(client, pos, phone.serial, "o-1")
+    queued = {r["recipient"] for r in await conn.fetch("SELECT recipient FROM outbox WHERE channel = 'passkit'")}
+    assert queued == {long, longest}
+    too_long = await phone.register(device="c" * 32, push="ef" * 1024 + "0")
+    assert too_long.status_code == 422
+    ios = await client.post(
+        "/v1/me/devices", json={"platform": "ios", "token": long}, headers=phone.signed["headers"]
+    )  # the app's own APNs token, the same rule
+    assert ios.status_code == 201, ios.text
+
+
 async def test_serials_updated_since_a_tag(client: Client, phone: Phone, pos: dict[str, str], clock: FakeClock) -> None:
     assert (await phone.changed()).status_code == 204  # nothing registered on this device yet
     await phone.register()
