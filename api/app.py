@@ -8,14 +8,18 @@ lifespan and reach handlers through dependencies.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC
 from typing import Any
 
 from litestar import Litestar, Router
+from litestar.datastructures import MutableScopeHeaders
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from api.apidocs import assets_router, render_plugins
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
@@ -191,11 +195,26 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
     return lifespan
 
 
+def date_header(clock: Clock) -> BeforeMessageSendHookHandler:
+    """Every response's ``Date``, from the app's clock as the response starts. A ``Last-Modified`` a
+    handler took from the same clock is then never later than it (RFC 9110 §8.8.2.1), which uvicorn's
+    own Date, refreshed once a second, cannot promise; ``kartka serve`` turns that one off."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableScopeHeaders.from_message(message)
+            if "date" not in headers:
+                headers["Date"] = email.utils.format_datetime(clock.now().astimezone(UTC), usegmt=True)
+
+    return before_send
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, engine: EngineFactory | None = None
 ) -> Litestar:
     """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
+    clock = clock or SystemClock()
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
@@ -268,7 +287,8 @@ def create_app(
             web,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
+        lifespan=[_lifespan(settings, clock, engine)],
+        before_send=[date_header(clock)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         logging_config=LoggingConfig(

@@ -104,6 +104,7 @@ def start_server(url: str, port: int, workers: int, settings: dict[str, str] | N
         "--log-level",
         "warning",
         "--no-access-log",
+        "--no-date-header",  # as kartka serve: the app sets Date
     ]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     deadline = time.monotonic() + 60

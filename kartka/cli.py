@@ -133,6 +133,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 log_level=settings.log_level.lower(),
                 proxy_headers=True,
                 server_header=False,
+                date_header=False,  # the app sets Date from its clock (api.app.date_header)
             )
     finally:
         if worker is not None:

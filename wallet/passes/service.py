@@ -77,8 +77,10 @@ async def touch(
     status just changed, so that their passes go void on the phones); in the caller's transaction. A
     card that stopped being active is not touched again after that: its voided pass shows nothing live.
 
-    ``updated_at`` (the pass's Last-Modified, whole seconds) moves by at least a second each time, so a
-    phone that fetched the pass a moment before a second change still gets the newer one.
+    ``updated_at`` (the pass's version: whole seconds, as If-Modified-Since compares) moves by at least
+    a second each time, so a phone that fetched the pass a moment before a second change still gets the
+    newer one. It runs ahead of the clock when a pass changes more than once a second; Last-Modified is
+    therefore this or now, whichever is earlier (``api.controllers.passkit``), never later than Date.
     """
     if not customer_ids and not cards:
         return []
