@@ -52,6 +52,7 @@ from kartka.ratelimit import RateLimiter
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
+from notifications.providers.google_wallet import load_wallet_objects
 from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
@@ -116,6 +117,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
         listener = None
+        google_objects = None
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
@@ -144,8 +146,10 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 refresh_days=settings.refresh_token_days,
                 clock=clock,
             )
+            wallet = load_wallet_setup(settings, program)
+            google_objects = load_wallet_objects(wallet.google, timeout=settings.google_save_timeout_seconds)
             passes = Passes(
-                setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
+                setup=wallet, customers=customers, public_base=settings.public_base, google_api=google_objects
             )
             limiter = RateLimiter(derive_key(secret, "rate"))
             passwords = Passwords()
@@ -189,6 +193,8 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         finally:
             if listener is not None:
                 await listener.close()
+            if google_objects is not None:
+                await google_objects.aclose()
             await pool.close()
             await pricing.close()
 
