@@ -9,15 +9,18 @@ lifespan and reach handlers through dependencies.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC
 from typing import Any
 
 from litestar import Litestar
-from litestar.datastructures import State
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
@@ -51,6 +54,7 @@ from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
+from notifications.providers.google_wallet import load_wallet_objects
 from notifications.setup import make_notifier, opt_out_links
 from wallet.customers import CustomerService
 from wallet.importer import Importer
@@ -116,6 +120,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
         listener = None
+        google_objects = None
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
@@ -144,8 +149,10 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 refresh_days=settings.refresh_token_days,
                 clock=clock,
             )
+            wallet = load_wallet_setup(settings, program)
+            google_objects = load_wallet_objects(wallet.google, timeout=settings.google_save_timeout_seconds)
             passes = Passes(
-                setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
+                setup=wallet, customers=customers, public_base=settings.public_base, google_api=google_objects
             )
             limiter = RateLimiter(derive_key(secret, "rate"))
             texts = TextBudget(
@@ -207,10 +214,26 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         finally:
             if listener is not None:
                 await listener.close()
+            if google_objects is not None:
+                await google_objects.aclose()
             await pool.close()
             await pricing.close()
 
     return lifespan
+
+
+def date_header(clock: Clock) -> BeforeMessageSendHookHandler:
+    """Every response's ``Date``, from the app's clock as the response starts. A ``Last-Modified`` a
+    handler took from the same clock is then never later than it (RFC 9110 §8.8.2.1), which uvicorn's
+    own Date, refreshed once a second, cannot promise; ``kartka serve`` turns that one off."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableScopeHeaders.from_message(message)
+            if "date" not in headers:
+                headers["Date"] = email.utils.format_datetime(clock.now().astimezone(UTC), usegmt=True)
+
+    return before_send
 
 
 def create_app(
@@ -218,6 +241,7 @@ def create_app(
 ) -> Litestar:
     """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
+    clock = clock or SystemClock()
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
@@ -292,7 +316,8 @@ def create_app(
                 "join_forms": FormGuard(settings),
             }
         ),
-        lifespan=[_lifespan(settings, clock or SystemClock(), engine)],
+        lifespan=[_lifespan(settings, clock, engine)],
+        before_send=[date_header(clock)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         logging_config=LoggingConfig(

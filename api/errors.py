@@ -24,7 +24,7 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from api.request import redact_path
-from kartka.errors import DomainError, RateLimited
+from kartka.errors import DomainError, RateLimited, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ _KIND_STATUS: Final[dict[str, int]] = {
     "forbidden": 403,
     "rate-limited": 429,
     "unsupported-media-type": 415,
+    "unavailable": 503,
 }
 _STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
@@ -112,7 +113,7 @@ def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="kartka"'
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     errors = [FieldError(exc.field, exc.message)] if exc.field and status == 422 else None
     return problem_response(

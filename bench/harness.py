@@ -105,6 +105,7 @@ def start_server(url: str, port: int, workers: int, settings: dict[str, str] | N
         "warning",
         "--no-access-log",
         "--no-proxy-headers",  # as `kartka serve`: the app reads X-Forwarded-For from KARTKA_TRUSTED_PROXIES
+        "--no-date-header",  # as kartka serve: the app sets Date
     ]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     deadline = time.monotonic() + 60

@@ -137,6 +137,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 # KARTKA_TRUSTED_PROXIES only (kartka.netaddr).
                 proxy_headers=False,
                 server_header=False,
+                date_header=False,  # the app sets Date from its clock (api.app.date_header)
             )
     finally:
         if worker is not None:

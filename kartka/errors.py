@@ -61,3 +61,14 @@ class RateLimited(DomainError):
 class UnsupportedMediaType(DomainError):
     kind = "unsupported-media-type"
     code = "unsupported-media-type"
+
+
+class Unavailable(DomainError):
+    """Something the request needs outside this service is not answering; worth retrying later."""
+
+    kind = "unavailable"
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -150,6 +150,8 @@ ENV: Final[dict[str, str]] = {
     "google_wallet_url": "KARTKA_GOOGLE_WALLET_URL",
     "google_class_suffix": "KARTKA_GOOGLE_CLASS_SUFFIX",
     "google_logo_url": "KARTKA_GOOGLE_LOGO_URL",
+    # the save link: how long the shopper waits for Google to take the class and object
+    "google_save_timeout_seconds": "KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS",
 }
 
 
@@ -279,6 +281,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     google_wallet_url: str = "https://walletobjects.googleapis.com"
     google_class_suffix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,60}$")] = "loyalty"
     google_logo_url: str | None = None
+    # The save link's inserts, all of them; past it the shopper gets a 503 with Retry-After.
+    google_save_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 3.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -18,7 +18,7 @@ from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 
 MAX_DEVICES: Final = 10
-_APNS_TOKEN: Final = re.compile(r"^[0-9a-fA-F]{64,200}$")
+_APNS_TOKEN: Final = re.compile(r"^[0-9a-fA-F]{64,2048}$")  # Apple promises no length
 _FCM_TOKEN: Final = re.compile(r"^[A-Za-z0-9_:\-]{20,4096}$")
 
 

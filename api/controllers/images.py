@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from litestar import Request, Response
 
+from api.conditional import not_modified
 from wallet.barcodes import MEDIA_TYPES, ImageType, Symbology, etag, render
 
 #: Private (the image is the shopper's card), revalidated after a day; the ETag makes that a 304.
@@ -17,6 +18,6 @@ def barcode_response(
 ) -> Response[bytes]:
     tag = etag(number, symbology, image_type)
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Authorization"}
-    if tag in (request.headers.get("if-none-match") or "").replace(" ", "").split(","):
+    if not_modified(request, tag):
         return Response(b"", status_code=304, headers=headers)
     return Response(render(number, symbology, image_type), media_type=MEDIA_TYPES[image_type], headers=headers)

@@ -147,7 +147,10 @@ class MeController(Controller):
         "/card/google-pass",
         operation_id="appGooglePass",
         summary='An "Add to Google Wallet" link; the saved card is then kept up to date',
-        responses=problems(401, 404),
+        description="The card's object is inserted through Google's API first and the link only names it "
+        "(well under 2,000 characters). 503 `google-wallet-unavailable` with `Retry-After` when Google "
+        "does not answer in time.",
+        responses=problems(401, 404, 503),
     )
     async def google_pass(self, tx: NamedDependency[Connection], request: Request[Any, Any, State]) -> SaveLink:
         services = services_of(request.app.state)

@@ -41,7 +41,8 @@ _TAG: Final = re.compile(r"^[0-9]{1,12}$")
 
 
 class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
-    push_token: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{16,200}$")]
+    # Apple promises no length (64 hex digits today); the column takes as many (migration 0016).
+    push_token: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{16,2048}$")]
 
 
 class SerialNumbers(msgspec.Struct, frozen=True, rename="camel"):
@@ -54,8 +55,8 @@ class Logs(msgspec.Struct):
 
 
 def _apple_pass_token(request: Request[Any, Any, Any]) -> str:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme != "ApplePass" or not token.strip():
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "applepass" or not token.strip():  # schemes are case-insensitive (RFC 9110 §11.1)
         raise Unauthenticated("send the pass's authenticationToken as 'Authorization: ApplePass <token>'")
     return token.strip()
 
@@ -72,6 +73,14 @@ async def _pass(request: Request[Any, Any, Any], conn: Connection, pass_type: st
 
 def _http_date(moment: datetime) -> str:
     return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def _last_modified(record: PassRecord, now: datetime) -> str:
+    """The pass's version second, but never later than now: the response's Date (set from the same
+    clock as it goes out) must not precede it (RFC 9110 §8.8.2.1). The version runs ahead of the clock
+    when a pass changes more than once a second (see ``passes.touch``); a phone given the earlier time
+    just gets the pass again next time, since 304 needs its ``If-Modified-Since`` to reach the version."""
+    return _http_date(min(record.updated_at, now))
 
 
 def _not_modified_since(request: Request[Any, Any, Any], record: PassRecord) -> bool:
@@ -156,11 +165,12 @@ class PassKitController(Controller):
         request: Request[Any, Any, State],
     ) -> Response[bytes]:
         record = await _pass(request, conn, pass_type, serial)
-        headers = {"Last-Modified": _http_date(record.updated_at), "Cache-Control": "no-cache"}
+        services = services_of(request.app.state)
+        now = services.clock.now()
+        headers = {"Last-Modified": _last_modified(record, now), "Cache-Control": "no-cache"}
         if _not_modified_since(request, record):
             return Response(b"", status_code=304, headers=headers)
-        services = services_of(request.app.state)
-        body, _ = await services.passes.apple_pass(conn, record.serial_number, services.clock.now(), record)
+        body, _ = await services.passes.apple_pass(conn, record.serial_number, now, record)
         return Response(body, media_type=PKPASS_MEDIA_TYPE, headers=headers)
 
     @head(
@@ -177,7 +187,8 @@ class PassKitController(Controller):
         request: Request[Any, Any, State],
     ) -> Response[None]:
         record = await _pass(request, conn, pass_type, serial)
-        headers = {"Last-Modified": _http_date(record.updated_at), "Cache-Control": "no-cache"}
+        now = services_of(request.app.state).clock.now()
+        headers = {"Last-Modified": _last_modified(record, now), "Cache-Control": "no-cache"}
         status = 304 if _not_modified_since(request, record) else 200
         # Litestar renders no body for HEAD; text/plain only lets it accept the empty content.
         response = Response(None, status_code=status, headers=headers, media_type="text/plain")

@@ -12,12 +12,18 @@ token for the ``wallet_object.issuer`` scope (:mod:`notifications.providers.goog
 once when Google answers 401. Answers about one card become outcomes: 404 means the shopper never
 saved the pass, so there is nothing to update. Answers about us (credentials refused, Google
 unreachable for the whole batch) raise :class:`ProviderUnavailable`.
+
+:class:`GoogleWalletApi` is the HTTP client, the token and the refresh-once rule, shared with the save
+link: it implements :class:`wallet.passes.google.WalletObjects`, inserting a card's object (and the
+class) before the link names them, within a short deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -28,9 +34,23 @@ import msgspec
 
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
 from notifications.providers.google_auth import REQUIRED, ServiceAccountTokens, check_service_account, json_body
-from wallet.passes.google import CLEARABLE_FIELDS, SCOPE, GoogleWalletConfig, class_id, loyalty_class, object_id
+from wallet.passes.certs import is_development_service_account
+from wallet.passes.google import (
+    CLEARABLE_FIELDS,
+    SCOPE,
+    GoogleWalletConfig,
+    GoogleWalletUnavailable,
+    class_id,
+    loyalty_class,
+    object_id,
+)
+from wallet.passes.setup import GoogleSetup
+
+logger = logging.getLogger("kartka.google_wallet")
 
 DEFAULT_URL = "https://walletobjects.googleapis.com"
+#: What the shopper's app is told to wait when Google gave no Retry-After.
+RETRY_AFTER_SECONDS: Final = 30
 
 #: Card numbers -> each card's current ``loyaltyObject`` JSON, or ``None`` when the card is gone.
 LoadObjects = Callable[[Sequence[str]], Awaitable[dict[str, dict[str, Any] | None]]]
@@ -75,6 +95,87 @@ class _CardLocks:
                     del self._holders[key], self._locks[key]
 
 
+class GoogleWalletApi:
+    """walletobjects v1 with the service account's OAuth token: one HTTP client (HTTP/2 to Google),
+    the token, and one retry with a fresh token when Google answers 401."""
+
+    def __init__(self, *, base_url: str = DEFAULT_URL, service_account: dict[str, str], timeout: float) -> None:
+        check_service_account(service_account, required=REQUIRED, label="Google Wallet")
+        self.url = f"{base_url.rstrip('/')}/walletobjects/v1"
+        self.timeout = timeout
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            http2=True,  # Google speaks h2: one connection carries the whole batch (plain http stays 1.1)
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
+        self.tokens = ServiceAccountTokens(service_account, scope=SCOPE, client=self.client, timeout=timeout)
+
+    async def put(self, loyalty_class: dict[str, Any] | None, loyalty_object: dict[str, Any]) -> None:
+        """Insert the class (unless None), then the object; on 409 (Google has it) update it with a
+        PATCH. All within ``timeout``: the shopper is waiting for the save link."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                token = await self.tokens.token()
+                if loyalty_class is not None:
+                    token = await self._put("loyaltyClass", loyalty_class, token)
+                # A PATCH keeps what it does not name: absent fields are sent as null (deleted).
+                await self._put(
+                    "loyaltyObject", loyalty_object, token, dict.fromkeys(CLEARABLE_FIELDS) | loyalty_object
+                )
+        except TimeoutError as exc:
+            raise _unavailable(f"no answer within {self.timeout:g}s", None) from exc
+        except ProviderUnavailable as exc:  # the OAuth token endpoint
+            raise _unavailable(str(exc), exc.retry_after) from exc
+
+    async def _put(self, kind: str, document: dict[str, Any], token: str, patch: dict[str, Any] | None = None) -> str:
+        answer, token = await self.authorized("POST", f"{self.url}/{kind}", token, document)
+        if isinstance(answer, httpx.Response) and answer.status_code == 409:  # inserted before: bring it up to date
+            url = f"{self.url}/{kind}/{_quote(document['id'])}"
+            answer, token = await self.authorized("PATCH", url, token, patch or document)
+        if isinstance(answer, _Unreachable):
+            raise _unavailable(answer.error, None)
+        if answer.status_code != 200:
+            raise _unavailable(f"{kind}: {_error(answer)}", retry_after_seconds(answer.headers.get("retry-after")))
+        return token
+
+    async def authorized(
+        self, method: str, url: str, token: str, body: dict[str, Any] | None
+    ) -> tuple[httpx.Response | _Unreachable, str]:
+        """One call, sent again once with a fresh token if Google says ours is not (or no longer) valid."""
+        response = await self._call(method, url, token, body)
+        if isinstance(response, httpx.Response) and response.status_code == 401:
+            token = await self.tokens.token(stale=token)  # concurrent 401s share one refresh
+            response = await self._call(method, url, token, body)
+        return response, token
+
+    async def _call(
+        self, method: str, url: str, token: str, body: dict[str, Any] | None
+    ) -> httpx.Response | _Unreachable:
+        try:
+            return await self.client.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.TimeoutException:
+            return _Unreachable(f"no answer within {self.timeout:g}s")
+        except httpx.TransportError as exc:
+            return _Unreachable(f"cannot reach {url}: {type(exc).__name__} {exc}".strip())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def load_wallet_objects(google: GoogleSetup | None, *, timeout: float) -> GoogleWalletApi | None:
+    """What inserts objects for save links; None without a Google to insert into (development material)."""
+    if google is None or is_development_service_account(google.service_account):
+        return None
+    return GoogleWalletApi(base_url=google.api_url, service_account=google.service_account, timeout=timeout)
+
+
+def _unavailable(error: str, retry_after: float | None) -> GoogleWalletUnavailable:
+    """What the shopper is told (nothing of Google's answer: that goes to the log)."""
+    logger.warning("Google Wallet did not take a save link's class or object: %s", error)
+    wait = RETRY_AFTER_SECONDS if retry_after is None else max(1, math.ceil(retry_after))
+    return GoogleWalletUnavailable("Google Wallet is not answering right now; try again shortly", retry_after=wait)
+
+
 class GoogleWalletProvider:
     name: str = "google-wallet"
     channels: frozenset[Channel] = frozenset({Channel.GWALLET})
@@ -89,17 +190,10 @@ class GoogleWalletProvider:
         load_objects: LoadObjects,
         timeout: float = 10.0,
     ) -> None:
-        check_service_account(service_account, required=REQUIRED, label="Google Wallet")
+        self._http = GoogleWalletApi(base_url=base_url, service_account=service_account, timeout=timeout)
         self._config = config
         self._load_objects = load_objects
-        self._api = f"{base_url.rstrip('/')}/walletobjects/v1"
-        self._timeout = timeout
-        self._client = httpx.AsyncClient(
-            timeout=timeout,
-            http2=True,  # Google speaks h2: one connection carries the whole batch (plain http stays 1.1)
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
-        self._tokens = ServiceAccountTokens(service_account, scope=SCOPE, client=self._client, timeout=timeout)
+        self._api = self._http.url
         self._class_ready = asyncio.Event()
         self._class_lock = asyncio.Lock()
         self._cards = _CardLocks()
@@ -113,7 +207,7 @@ class GoogleWalletProvider:
             wanted = {card: document for card in cards if (document := objects.get(card)) is not None}
             answers: dict[str, SendResult | _Refused | _Unreachable] = {}
             if wanted:
-                token = await self._tokens.token()
+                token = await self._http.tokens.token()
                 token = await self._ensure_class(token)
                 patched = await asyncio.gather(
                     *(self._patch(card, document, token) for card, document in wanted.items())
@@ -160,7 +254,7 @@ class GoogleWalletProvider:
             pending = changed
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     # -- the class ------------------------------------------------------------------------------
 
@@ -190,7 +284,7 @@ class GoogleWalletProvider:
     async def _class_call(
         self, method: str, url: str, token: str, body: dict[str, Any] | None = None
     ) -> tuple[httpx.Response, str]:
-        answer, token = await self._authorized(method, url, token, body)
+        answer, token = await self._http.authorized(method, url, token, body)
         if isinstance(answer, _Unreachable):
             raise ProviderUnavailable(f"Google Wallet: {answer.error}")
         if answer.status_code in (401, 403):
@@ -203,7 +297,7 @@ class GoogleWalletProvider:
         """The answer about one card; ``send`` gives the result each message's id (one card, many messages)."""
         resource = object_id(self._config, card)
         body = dict.fromkeys(CLEARABLE_FIELDS) | document  # a PATCH keeps what it does not name
-        answer, _ = await self._authorized("PATCH", f"{self._api}/loyaltyObject/{_quote(resource)}", token, body)
+        answer, _ = await self._http.authorized("PATCH", f"{self._api}/loyaltyObject/{_quote(resource)}", token, body)
         if isinstance(answer, _Unreachable):
             return answer
         status = answer.status_code
@@ -221,28 +315,6 @@ class GoogleWalletProvider:
             retry_after = retry_after_seconds(answer.headers.get("retry-after"))
             return SendResult(id=0, outcome=Outcome.RETRY, error=text, retry_after=retry_after)
         return SendResult(id=0, outcome=Outcome.FAILED, error=text)
-
-    # -- HTTP -----------------------------------------------------------------------------------
-
-    async def _authorized(
-        self, method: str, url: str, token: str, body: dict[str, Any] | None
-    ) -> tuple[httpx.Response | _Unreachable, str]:
-        """One call, sent again once with a fresh token if Google says ours is not (or no longer) valid."""
-        response = await self._call(method, url, token, body)
-        if isinstance(response, httpx.Response) and response.status_code == 401:
-            token = await self._tokens.token(stale=token)  # concurrent 401s share one refresh
-            response = await self._call(method, url, token, body)
-        return response, token
-
-    async def _call(
-        self, method: str, url: str, token: str, body: dict[str, Any] | None
-    ) -> httpx.Response | _Unreachable:
-        try:
-            return await self._client.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"})
-        except httpx.TimeoutException:
-            return _Unreachable(f"no answer within {self._timeout:g}s")
-        except httpx.TransportError as exc:
-            return _Unreachable(f"cannot reach {url}: {type(exc).__name__} {exc}".strip())
 
 
 def _was_sent(answer: SendResult | _Refused | _Unreachable) -> bool:

@@ -82,3 +82,19 @@ async def test_api_docs_work_offline_from_our_own_assets(client: Client, page: s
         assert len(asset.content) > 100, url
         kind = asset.headers["content-type"].split(";")[0]
         assert kind in {"text/javascript", "application/javascript", "text/css", "image/png"}, url
+
+
+async def test_the_docs_assets_revalidate_with_a_304(client: Client) -> None:
+    first = await client.get("/schema/assets/swagger-ui.css")
+    assert first.status_code == 200
+    tag = first.headers["etag"]
+    assert tag.startswith('"')
+    assert "max-age=86400" in first.headers["cache-control"]
+    for value in (tag, f"W/{tag}", "*", f'"x", {tag}'):
+        again = await client.get("/schema/assets/swagger-ui.css", headers={"If-None-Match": value})
+        assert again.status_code == 304, value
+        assert again.content == b""
+        assert again.headers["etag"] == tag
+    assert (await client.get("/schema/assets/swagger-ui.css", headers={"If-None-Match": '"x"'})).status_code == 200
+    assert (await client.get("/schema/assets/LICENSE.redoc")).status_code == 404
+    assert (await client.get("/schema/assets/..%2Fapidocs.py")).status_code == 404

@@ -211,6 +211,37 @@ async def test_the_card_barcode_in_every_format(client: Client, shopper: dict[st
     assert (await client.get("/v1/me/card/barcode")).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [
+        ("{tag}", 304),
+        ("W/{tag}", 304),  # weak comparison: a proxy that recompressed marks the tag weak
+        ("*", 304),
+        ('"other", W/{tag}', 304),  # a cache holding several variants lists their tags
+        ('"a",,  {tag} ,', 304),  # empty list members are allowed
+        ('"other", W/"another"', 200),
+        ("{bare}", 200),  # not an entity tag (no quotes): malformed, ignored
+        ("{tag} junk", 200),
+    ],
+)
+async def test_the_barcode_revalidates_as_rfc_9110_says(
+    client: Client, shopper: dict[str, Any], if_none_match: str, status: int
+) -> None:
+    first = await client.get("/v1/me/card/barcode", headers=shopper["headers"])
+    tag = first.headers["etag"]
+    value = if_none_match.format(tag=tag, bare=tag.strip('"'))
+    again = await client.get("/v1/me/card/barcode", headers=shopper["headers"] | {"If-None-Match": value})
+    assert again.status_code == status, value
+    assert again.headers["etag"] == tag
+    assert (again.content == b"") is (status == 304)
+
+
+async def test_if_none_match_split_over_field_lines(client: Client, shopper: dict[str, Any]) -> None:
+    tag = (await client.get("/v1/me/card/barcode", headers=shopper["headers"])).headers["etag"]
+    headers = [*shopper["headers"].items(), ("If-None-Match", '"other"'), ("If-None-Match", f"W/{tag}")]
+    assert (await client.get("/v1/me/card/barcode", headers=headers)).status_code == 304
+
+
 async def test_preferences(client: Client, shopper: dict[str, Any]) -> None:
     headers = shopper["headers"]
     defaults = (await client.get("/v1/me/preferences", headers=headers)).json()

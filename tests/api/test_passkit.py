@@ -8,7 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -114,6 +114,36 @@ async def test_register_is_201_then_200_and_needs_the_pass_token(client: Client,
     assert bad.status_code == 422
 
 
+async def test_the_applepass_scheme_is_matched_in_any_case(client: Client, phone: Phone) -> None:
+    token = phone.auth["Authorization"].split()[1]
+    for scheme in ("applepass", "APPLEPASS", "applePass"):
+        auth = {"Authorization": f"{scheme} {token}"}
+        assert (await phone.register(**auth)).status_code in (200, 201), scheme
+        assert (await phone.latest(method="GET")).status_code == 200
+        fetched = await client.get(f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}", headers=auth)
+        assert fetched.status_code == 200, scheme
+    assert (await client.delete(phone.url(), headers={"Authorization": f"APPLEPASS {token}"})).status_code == 200
+    assert (await phone.register(Authorization=f"ApplePassword {token}")).status_code == 401
+
+
+async def test_a_long_push_token_registers_and_gets_its_pushes(
+    client: Client, phone: Phone, pos: dict[str, str], conn: Connection
+) -> None:
+    """Apple promises no length for push tokens; one of 1,024 (and 2,048) hex digits is kept and pushed to."""
+    long, longest = "ab" * 512, "cd" * 1024
+    assert (await phone.register(push=long)).status_code == 201
+    assert (await phone.register(device=OTHER_DEVICE, push=longest)).status_code == 201
+    await buy(client, pos, phone.serial, "o-1")
+    queued = {r["recipient"] for r in await conn.fetch("SELECT recipient FROM outbox WHERE channel = 'passkit'")}
+    assert queued == {long, longest}
+    too_long = await phone.register(device="c" * 32, push="ef" * 1024 + "0")
+    assert too_long.status_code == 422
+    ios = await client.post(
+        "/v1/me/devices", json={"platform": "ios", "token": long}, headers=phone.signed["headers"]
+    )  # the app's own APNs token, the same rule
+    assert ios.status_code == 201, ios.text
+
+
 async def test_serials_updated_since_a_tag(client: Client, phone: Phone, pos: dict[str, str], clock: FakeClock) -> None:
     assert (await phone.changed()).status_code == 204  # nothing registered on this device yet
     await phone.register()
@@ -187,14 +217,46 @@ async def test_latest_pass_with_last_modified_and_304(
     await buy(client, pos, phone.serial, "o-1")  # within the same second as the pass was made
     changed = await phone.latest(since=modified)
     assert changed.status_code == 200
-    newer = changed.headers["last-modified"]
-    assert email.utils.parsedate_to_datetime(newer) > email.utils.parsedate_to_datetime(modified)
+    assert http_date(changed.headers["last-modified"]) <= http_date(changed.headers["date"])
     assert unpack(changed.content)["storeCard"]["secondaryFields"]  # a whole pass, freshly built
     assert (await client.get(f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}")).status_code == 401
     wrong = await client.get(
         f"/passkit/v1/passes/{phone.pass_type}/{phone.serial}", headers={"Authorization": "ApplePass x" * 3}
     )
     assert wrong.status_code == 401
+
+
+def http_date(value: str) -> datetime:
+    return email.utils.parsedate_to_datetime(value)
+
+
+async def test_ten_changes_in_one_second_never_put_last_modified_after_date(
+    client: Client, phone: Phone, pos: dict[str, str], clock: FakeClock
+) -> None:
+    """If-Modified-Since compares whole seconds, so a pass's version moves a second per change and runs
+    ahead of the clock in a burst; Last-Modified still never passes Date, and no change is missed."""
+    await phone.register()
+    first = await phone.latest()
+    seen, tag = first.headers["last-modified"], (await phone.changed()).json()["lastUpdated"]
+    for n in range(10):  # ten changes within the same second
+        await buy(client, pos, phone.serial, f"o-{n}")
+        listed = await phone.changed(tag)
+        assert listed.json()["serialNumbers"] == [phone.serial], n  # the listing names it
+        tag = listed.json()["lastUpdated"]
+        fetched = await phone.latest(since=seen)
+        assert fetched.status_code == 200, n  # the phone's copy is older: never a 304 here
+        assert fetched.headers["date"] == email.utils.format_datetime(clock.now(), usegmt=True)
+        assert http_date(fetched.headers["last-modified"]) <= http_date(fetched.headers["date"]), n
+        head = await phone.latest(since=seen, method="HEAD")
+        assert http_date(head.headers["last-modified"]) <= http_date(head.headers["date"]), n
+        seen = fetched.headers["last-modified"]
+    clock.advance(timedelta(seconds=11))  # the clock catches up with the version
+    caught_up = await phone.latest(since=seen)
+    assert caught_up.status_code == 200
+    assert http_date(caught_up.headers["last-modified"]) <= http_date(caught_up.headers["date"])
+    assert (await phone.latest(since=caught_up.headers["last-modified"])).status_code == 304
+    await buy(client, pos, phone.serial, "o-last")  # and the next change is not missed
+    assert (await phone.latest(since=caught_up.headers["last-modified"])).status_code == 200
 
 
 async def test_unregister_and_log(client: Client, phone: Phone) -> None:

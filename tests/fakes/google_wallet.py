@@ -12,7 +12,8 @@ say (nested objects merged, arrays replaced, ``null`` deletes) and answers error
 
 :meth:`FakeGoogleWallet.save` is the shopper tapping "Add to Google Wallet": it verifies the JWT as
 Google does (signature, ``aud`` "google", ``typ`` "savetowallet", the page's origin listed in
-``origins``) and inserts the classes and objects it carries unless they already exist.
+``origins``) and inserts the classes and objects it carries unless they already exist; an object given
+by id only (``{"id", "classId"}``) must have been inserted through the REST API before, as Google asks.
 
 The token endpoint is :class:`tests.fakes.google_oauth.FakeOAuth` for the wallet scope, the FCM fake's too.
 """
@@ -85,6 +86,13 @@ class FakeGoogleWallet(ThreadedServer):
     def trust(self, client_email: str, public_pem: str, key_id: str) -> None:
         self.oauth.trust(client_email, public_pem, key_id)
 
+    def preload(self, loyalty_class: dict[str, Any], *objects: dict[str, Any]) -> None:
+        """What an earlier process inserted through the API (no calls recorded)."""
+        with self._lock:
+            self.classes.setdefault(loyalty_class["id"], _stored("loyaltyClass", loyalty_class))
+            for document in objects:
+                self.objects.setdefault(document["id"], _stored("loyaltyObject", document))
+
     def calls(self, method: str, kind: str = "loyaltyObject") -> list[Request]:
         return [request for request in self.requests if (request.method, request.kind) == (method, kind)]
 
@@ -129,6 +137,13 @@ class FakeGoogleWallet(ThreadedServer):
                     raise SaveRefused(problem[1])
                 self.classes.setdefault(document["id"], _stored("loyaltyClass", document))
             for document in payload.get("loyaltyObjects", []):
+                if set(document) <= {"id", "classId"}:  # a reference to an object inserted through the API
+                    stored = self.objects.get(document.get("id", ""))
+                    if stored is None or document.get("classId", stored["classId"]) != stored["classId"]:
+                        raise SaveRefused(f"no object {document.get('id')!r} of class {document.get('classId')!r}")
+                    stored["hasUsers"] = True
+                    saved.append(document["id"])
+                    continue
                 if (problem := self._problem("loyaltyObject", document)) is not None:
                     raise SaveRefused(problem[1])
                 # Google does not re-insert an object whose id exists: the saved pass keeps its data.

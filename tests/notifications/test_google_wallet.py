@@ -27,6 +27,7 @@ from wallet.passes.google import (
     GooglePassData,
     GoogleWalletConfig,
     class_id,
+    loyalty_class,
     loyalty_object,
     object_id,
     save_url,
@@ -145,8 +146,10 @@ def update(id: int, number: str = ANNA) -> Outbound:
 
 
 def saved(google: FakeGoogleWallet, account: ServiceAccount, data: GooglePassData) -> str:
-    """The shopper taps "Add to Google Wallet" on the card page."""
-    [saved_id] = google.save(save_url(CONFIG, account.info, data).removeprefix(SAVE_URL), ORIGIN)
+    """The card's object was inserted (by the request for the link), and the shopper taps "Add to Google
+    Wallet" on the card page."""
+    google.preload(loyalty_class(CONFIG), loyalty_object(CONFIG, data))
+    [saved_id] = google.save(save_url(CONFIG, account.info, data.card_number).removeprefix(SAVE_URL), ORIGIN)
     return saved_id
 
 
@@ -157,7 +160,7 @@ def stored_balance(google: FakeGoogleWallet, number: str = ANNA) -> Any:
 # -- the save link ------------------------------------------------------------------------------------
 
 
-def test_the_save_link_verifies_as_google_would_and_creates_class_and_object(
+def test_the_save_link_verifies_as_google_would_and_saves_the_inserted_object(
     google: FakeGoogleWallet, account: ServiceAccount
 ) -> None:
     saved_id = saved(google, account, card())
@@ -183,7 +186,7 @@ def test_saving_again_keeps_the_object_google_has(google: FakeGoogleWallet, acco
 
 
 def test_a_page_not_among_the_origins_cannot_save(google: FakeGoogleWallet, account: ServiceAccount) -> None:
-    token = save_url(CONFIG, account.info, card()).removeprefix(SAVE_URL)
+    token = save_url(CONFIG, account.info, ANNA).removeprefix(SAVE_URL)
 
     with pytest.raises(SaveRefused, match=r"https://evil\.example is not among the JWT's origins"):
         google.save(token, "https://evil.example")
@@ -193,7 +196,7 @@ def test_a_page_not_among_the_origins_cannot_save(google: FakeGoogleWallet, acco
 def test_a_tampered_or_foreign_link_does_not_verify(
     google: FakeGoogleWallet, account: ServiceAccount, tmp_path: Path
 ) -> None:
-    token = save_url(CONFIG, account.info, card()).removeprefix(SAVE_URL)
+    token = save_url(CONFIG, account.info, ANNA).removeprefix(SAVE_URL)
     header, payload, signature = token.split(".")
     with pytest.raises(SaveRefused, match="InvalidSignatureError"):
         google.save(f"{header}.{payload}.{signature[:-4]}AAAA", ORIGIN)
@@ -201,7 +204,7 @@ def test_a_tampered_or_foreign_link_does_not_verify(
     stranger = make_service_account(tmp_path, token_uri=google.token_uri)  # same email, a key Google never saw
     stranger.info["private_key_id"] = "test-key-2"
     with pytest.raises(SaveRefused, match="KeyError"):
-        google.save(save_url(CONFIG, stranger.info, card()).removeprefix(SAVE_URL), ORIGIN)
+        google.save(save_url(CONFIG, stranger.info, ANNA).removeprefix(SAVE_URL), ORIGIN)
     assert google.objects == {}
 
 

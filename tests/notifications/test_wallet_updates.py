@@ -26,6 +26,7 @@ from tests.fakes.google_wallet import FakeGoogleWallet
 from tests.fakes.tls import TlsFiles, make_tls
 from tests.helpers import sign_in
 from tests.notifications.conftest import Make
+from wallet.passes.google import loyalty_class
 
 Client = AsyncTestClient[Litestar]
 LINES = [{"sku": "milk", "qty": 2, "unit_price": 25_000}]
@@ -146,6 +147,11 @@ async def test_the_saved_google_pass_follows_the_balance(
     link = (await client.get("/v1/me/card/google-pass", headers=signed["headers"])).json()["save_url"]
     setup = services.passes.setup.google
     assert setup is not None
+    # Development material has no Google to insert into; here the fake stands in for what the request
+    # for the link inserts where Google is real (tests/api/test_google_save.py).
+    async with pool.acquire() as conn:
+        objects = await services.passes.google_objects(conn, [card], services.clock.now())
+    google.preload(loyalty_class(setup.config), objects[card])
     saved = google.save(link.rsplit("/", 1)[1], setup.config.origins[0])  # the shopper taps "Add"
     assert saved
     object_id = f"{setup.config.issuer_id}.{card}"

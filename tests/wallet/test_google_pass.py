@@ -17,6 +17,7 @@ import pytest
 from tests.fakes.tls import ServiceAccount, make_service_account
 from wallet.models import BalanceView, Expiring, NextTier, TierView
 from wallet.passes.google import (
+    MAX_SAVE_URL,
     SAVE_URL,
     GooglePassData,
     GoogleWalletConfig,
@@ -216,10 +217,13 @@ def test_a_blocked_card_without_name_or_page() -> None:
     assert document["textModulesData"] == []  # an empty list, so a PATCH clears modules that went away
 
 
-def test_the_save_link_is_a_jwt_signed_with_the_service_account(account: ServiceAccount) -> None:
-    url = save_url(CONFIG, account.info, card(), now=1_772_442_000)
+def test_the_save_link_is_a_short_jwt_naming_the_object_signed_with_the_service_account(
+    account: ServiceAccount,
+) -> None:
+    url = save_url(CONFIG, account.info, card().card_number, now=1_772_442_000)
 
     assert url.startswith("https://pay.google.com/gp/v/save/")
+    assert len(url) <= MAX_SAVE_URL  # what messengers and mail clients keep whole
     token = url.removeprefix(SAVE_URL)
     assert jwt.get_unverified_header(token) == {"alg": "RS256", "typ": "JWT", "kid": "test-key-1"}
     claims = jwt.decode(
@@ -231,13 +235,13 @@ def test_the_save_link_is_a_jwt_signed_with_the_service_account(account: Service
         "typ": "savetowallet",
         "iat": 1_772_442_000,
         "origins": ["https://kartka.example", "https://shop.example"],
-        "payload": {"loyaltyClasses": [loyalty_class(CONFIG)], "loyaltyObjects": [loyalty_object(CONFIG, card())]},
+        "payload": {"loyaltyObjects": [{"id": object_id(CONFIG, card().card_number), "classId": class_id(CONFIG)}]},
     }
 
 
 def test_a_stranger_key_does_not_verify(account: ServiceAccount, tmp_path: Path) -> None:
     stranger = make_service_account(tmp_path, token_uri="http://127.0.0.1:9/token")
-    token = save_url(CONFIG, stranger.info, card()).removeprefix(SAVE_URL)
+    token = save_url(CONFIG, stranger.info, card().card_number).removeprefix(SAVE_URL)
 
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, account.public_pem, algorithms=["RS256"], audience="google")

@@ -5,31 +5,38 @@ Google keeps the pass: a ``loyaltyClass`` (the program's look, one per deploymen
 REST API (https://developers.google.com/wallet/reference/rest/v1/loyaltyclass and ``/loyaltyobject``).
 The shopper adds a card by opening ``https://pay.google.com/gp/v/save/<jwt>``: an RS256 JWT signed with
 the issuer's service-account key (``aud`` "google", ``typ`` "savetowallet", ``origins`` allowed to show
-the button) carrying the class and the object, which Google creates when the shopper saves; later
+the button) naming the object and its class. Both are inserted through the REST API first
+(:class:`WalletObjects`), so the link carries only their ids and stays under 2,000 characters, which
+messengers and mail clients keep whole (with the class and object inside it was over 4,000); later
 changes reach the phone as a PATCH of the object (``notifications.providers.google_wallet``).
 
-Everything here is pure: JSON in the documented shape, built from read models, so the save link and
-the PATCH body always say the same thing. Points are integer hundredths and reach Google as text
-formatted for people (``"125,50"``); no float is ever produced.
+Everything else here is pure: JSON in the documented shape, built from read models, so the inserted
+object and the PATCH body always say the same thing. Points are integer hundredths and reach Google as
+text formatted for people (``"125,50"``); no float is ever produced.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jwt
 import msgspec
 
+from kartka.errors import Unavailable
 from wallet.models import BalanceView, TierView
 from wallet.money import format_amount
 from wallet.texts import format_date, format_points
 
 SAVE_URL: Final = "https://pay.google.com/gp/v/save/"
+#: What messengers, mail clients and QR codes keep of a link without cutting it.
+MAX_SAVE_URL: Final = 2_000
 SCOPE: Final = "https://www.googleapis.com/auth/wallet_object.issuer"
 LANGUAGES: Final = ("ru", "en")
 #: Top-level object fields :func:`loyalty_object` leaves out when they have no value. A PATCH only
@@ -72,6 +79,21 @@ _TEXTS: Final[dict[str, dict[str, str]]] = {
         "logo": "{program} logo",
     },
 }
+
+
+class GoogleWalletUnavailable(Unavailable):
+    """Google Wallet's API did not take the class or the object: no save link can be given right now."""
+
+    code = "google-wallet-unavailable"
+
+
+class WalletObjects(Protocol):
+    """Google Wallet's REST API as the save link needs it (``notifications.providers.google_wallet``)."""
+
+    async def put(self, loyalty_class: dict[str, Any] | None, loyalty_object: dict[str, Any]) -> None:
+        """Make the class (unless None) and then the object exist on Google as given: insert each, and
+        update it when Google already has it (409). Raises :class:`GoogleWalletUnavailable`."""
+        ...
 
 
 class GoogleWalletConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,14 +227,11 @@ def loyalty_object(config: GoogleWalletConfig, data: GooglePassData) -> dict[str
 
 
 def save_url(
-    config: GoogleWalletConfig, service_account: Mapping[str, str], data: GooglePassData, *, now: int | None = None
+    config: GoogleWalletConfig, service_account: Mapping[str, str], card_number: str, *, now: int | None = None
 ) -> str:
-    """The "Add to Google Wallet" link for one card.
-
-    The JWT carries the class as well as the object: Google creates both when the shopper saves
-    (neither is re-created if it already exists), so the first save works before any API call. The
-    header names the signing key (``kid``) so Google can pick it among the account's keys.
-    """
+    """The "Add to Google Wallet" link for one card: a JWT naming its object and class, which must
+    exist on Google already (:class:`WalletObjects`). The header names the signing key (``kid``) so
+    Google can pick it among the account's keys."""
     issued_at = int(time.time()) if now is None else now
     claims = {
         "iss": service_account["client_email"],
@@ -220,13 +239,19 @@ def save_url(
         "typ": "savetowallet",
         "iat": issued_at,
         "origins": list(config.origins),
-        "payload": {"loyaltyClasses": [loyalty_class(config)], "loyaltyObjects": [loyalty_object(config, data)]},
+        "payload": {"loyaltyObjects": [{"id": object_id(config, card_number), "classId": class_id(config)}]},
     }
     key_id = service_account.get("private_key_id")
     token = jwt.encode(
         claims, service_account["private_key"], algorithm="RS256", headers={"kid": key_id} if key_id else None
     )
     return SAVE_URL + token
+
+
+def digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of a resource's JSON, key order aside: tells whether the class Google has is this one."""
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # -- text ----------------------------------------------------------------------------------------------

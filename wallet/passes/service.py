@@ -77,8 +77,10 @@ async def touch(
     status just changed, so that their passes go void on the phones); in the caller's transaction. A
     card that stopped being active is not touched again after that: its voided pass shows nothing live.
 
-    ``updated_at`` (the pass's Last-Modified, whole seconds) moves by at least a second each time, so a
-    phone that fetched the pass a moment before a second change still gets the newer one.
+    ``updated_at`` (the pass's version: whole seconds, as If-Modified-Since compares) moves by at least
+    a second each time, so a phone that fetched the pass a moment before a second change still gets the
+    newer one. It runs ahead of the clock when a pass changes more than once a second; Last-Modified is
+    therefore this or now, whichever is earlier (``api.controllers.passkit``), never later than Date.
     """
     if not customer_ids and not cards:
         return []
@@ -227,8 +229,16 @@ _CARD: Final = """
 class Passes:
     """Builds a card's Apple pass and Google object from the database, as they are right now."""
 
-    def __init__(self, *, setup: WalletSetup, customers: CustomerService, public_base: str) -> None:
+    def __init__(
+        self,
+        *,
+        setup: WalletSetup,
+        customers: CustomerService,
+        public_base: str,
+        google_api: gwallet.WalletObjects | None = None,  # None: no Google to insert into (development)
+    ) -> None:
         self.setup = setup
+        self.google_api = google_api
         self.customers = customers
         self.program = customers.program
         self.public_base = public_base.rstrip("/")
@@ -350,16 +360,51 @@ class Passes:
     # -- Google -------------------------------------------------------------------------------------
 
     async def google_save_url(self, conn: Connection, card_number: str, now: datetime) -> str:
-        """An "Add to Google Wallet" link; from now on the card's Google object is kept up to date."""
+        """An "Add to Google Wallet" link; from now on the card's Google object is kept up to date.
+
+        The link only names the object: the first time, the object (and the class, when the program's
+        changed) is inserted through Google's API, in the caller's transaction with the pass row locked,
+        so a change committing meanwhile waits and then queues a PATCH that finds the object. When Google
+        does not answer, :class:`~wallet.passes.google.GoogleWalletUnavailable` and nothing is recorded.
+        """
         setup = self.google
         await ensure_pass(conn, card_number, now)
+        inserted = await conn.fetchval(
+            "SELECT google_object_at IS NOT NULL FROM passes WHERE serial_number = $1 FOR UPDATE", card_number
+        )
+        insert = not inserted and self.google_api is not None
+        if insert:
+            await self._insert_google(conn, setup, card_number, now)
         await conn.execute(
-            "UPDATE passes SET google_linked_at = coalesce(google_linked_at, $2) WHERE serial_number = $1",
+            """
+            UPDATE passes SET google_linked_at = coalesce(google_linked_at, $2),
+                              google_object_at = CASE WHEN $3 THEN $2 ELSE google_object_at END
+             WHERE serial_number = $1
+            """,
             card_number,
             now,
+            insert,
         )
+        return gwallet.save_url(setup.config, setup.service_account, card_number, now=int(now.timestamp()))
+
+    async def _insert_google(self, conn: Connection, setup: GoogleSetup, card_number: str, now: datetime) -> None:
+        assert self.google_api is not None
+        loyalty_class = gwallet.loyalty_class(setup.config)
+        digest = gwallet.digest(loyalty_class)
+        known = await conn.fetchval("SELECT digest FROM google_classes WHERE class_id = $1", loyalty_class["id"])
         data = await self._google_data(conn, await self._card(conn, card_number), now)
-        return gwallet.save_url(setup.config, setup.service_account, data, now=int(now.timestamp()))
+        fresh_class = None if known == digest else loyalty_class  # sent once per change of the program
+        await self.google_api.put(fresh_class, gwallet.loyalty_object(setup.config, data))
+        if fresh_class is not None:
+            await conn.execute(
+                """
+                INSERT INTO google_classes (class_id, digest, synced_at) VALUES ($1, $2, $3)
+                ON CONFLICT (class_id) DO UPDATE SET digest = EXCLUDED.digest, synced_at = EXCLUDED.synced_at
+                """,
+                loyalty_class["id"],
+                digest,
+                now,
+            )
 
     async def google_objects(self, conn: Connection, numbers: Sequence[str], now: datetime) -> dict[str, Any]:
         """The current Google loyalty object of each card (None for a card that is gone)."""
