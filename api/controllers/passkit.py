@@ -33,7 +33,7 @@ logger = logging.getLogger("kartka.passkit")
 
 DeviceId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9._-]{1,128}$", description="deviceLibraryIdentifier")]
 PassType = Annotated[str, PathParameter(max_length=160, description="passTypeIdentifier")]
-Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number)")]
+Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number, then a suffix)")]
 MAX_LOG_LINES: Final = 50
 LOGS_PER_HOUR: Final = 120  # per client address: devices log rarely; more is somebody filling our logs
 #: Update tags are Unix seconds (see wallet.passes.service.updated_serials).
@@ -160,7 +160,7 @@ class PassKitController(Controller):
         if _not_modified_since(request, record):
             return Response(b"", status_code=304, headers=headers)
         services = services_of(request.app.state)
-        body, _ = await services.passes.apple_pass(conn, record.serial_number, services.clock.now(), record)
+        body, _ = await services.passes.apple_pass(conn, record.card_number, services.clock.now(), record)
         return Response(body, media_type=PKPASS_MEDIA_TYPE, headers=headers)
 
     @head(
