@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -24,6 +23,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from api.errors import problems
 from api.request import client_address
 from api.state import provide_conn, provide_tx, services_of
+from kartka.bounds import parse_http_date, parse_unix_seconds
 from kartka.db import Connection
 from kartka.errors import Unauthenticated
 from wallet.passes import service as passes
@@ -36,8 +36,6 @@ PassType = Annotated[str, PathParameter(max_length=160, description="passTypeIde
 Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number, then a suffix)")]
 MAX_LOG_LINES: Final = 50
 LOGS_PER_HOUR: Final = 120  # per client address: devices log rarely; more is somebody filling our logs
-#: Update tags are Unix seconds (see wallet.passes.service.updated_serials).
-_TAG: Final = re.compile(r"^[0-9]{1,12}$")
 
 
 class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -75,16 +73,9 @@ def _http_date(moment: datetime) -> str:
 
 
 def _not_modified_since(request: Request[Any, Any, Any], record: PassRecord) -> bool:
-    since = request.headers.get("if-modified-since")
-    if not since:
-        return False
-    try:
-        moment = email.utils.parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return record.updated_at <= moment
+    """An invalid or out-of-range date is ignored (RFC 9110 §13.1.3): the phone gets the whole pass."""
+    moment = parse_http_date(request.headers.get("if-modified-since"))
+    return moment is not None and record.updated_at <= moment
 
 
 class PassKitController(Controller):
@@ -132,9 +123,9 @@ class PassKitController(Controller):
         apple = services_of(request.app.state).passes.apple
         if pass_type != apple.identity.pass_type_id:
             return Response(None, status_code=204)
-        since = None  # a tag we did not give out (or none): every registered serial
-        if passes_updated_since and _TAG.match(passes_updated_since):
-            since = datetime.fromtimestamp(int(passes_updated_since), UTC)
+        # Update tags are Unix seconds (see wallet.passes.service.updated_serials). A tag we did not
+        # give out (none, garbage, out of range): every registered serial, so the phone catches up.
+        since = parse_unix_seconds(passes_updated_since)
         now = services_of(request.app.state).clock.now()
         serials, last = await passes.updated_serials(conn, device_id, since, now)
         if not serials:
