@@ -94,7 +94,7 @@ class require_scope:  # noqa: N801 - reads as a declaration: before_request = re
 async def _token(request: Request[Any, Any, Any], token: str, audience: Audience) -> Claims:
     services = services_of(request.scope["litestar_app"].state)
     claims = services.tokens.verify(token, audience)
-    if not await services.tokens.session_alive(services.pool, claims.session):
+    if not await services.tokens.session_alive(services.pool, claims):
         raise SessionEnded("the session has ended (signed out, or the account was closed); sign in again")
     return claims
 

@@ -196,6 +196,18 @@ def _unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+def _out_of_range(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A last line of defence like :func:`_unstorable_text`: inputs are bounded at the edge
+    (:mod:`kartka.bounds`), but a number or time no column can hold that slipped through is the client's
+    error. Logged without a traceback, so that the edge can be tightened."""
+    logger.warning(  # the class only: the message quotes the client's value
+        "out-of-range input on %s %s: %s", request.method, redact_path(request.url.path), type(exc).__name__
+    )
+    return problem_response(
+        request, 422, "The request holds a number or time outside what this API accepts", code="out-of-range"
+    )
+
+
 def _contention(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.warning("lock contention on %s %s: %r", request.method, redact_path(request.url.path), exc)
     return problem_response(
@@ -235,5 +247,8 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     asyncpg.DeadlockDetectedError: _contention,
     asyncpg.SerializationError: _contention,
     asyncpg.UntranslatableCharacterError: _unstorable_text,
+    asyncpg.exceptions._base.DataError: _out_of_range,  # the driver refused an argument (out of int64 range)
+    asyncpg.NumericValueOutOfRangeError: _out_of_range,
+    asyncpg.DatetimeFieldOverflowError: _out_of_range,
     Exception: _unexpected,
 }

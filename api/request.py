@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from litestar import Request
 
+from kartka.logtext import log_text
 from kartka.netaddr import ClientAddresses
 
 #: Where :class:`ClientAddresses` lives in the app's state (set by the app factory).
@@ -32,17 +33,20 @@ def preferred_language(request: Request[Any, Any, Any], explicit: str | None = N
     return None
 
 
-#: Paths that carry a secret: the card page's token and the unsubscribe link's.
-_SECRET_PATHS: Final = re.compile(r"(/(?:c|u)/)[^/?#\s]+")
+#: Path segments that are secrets: the card page's token and the unsubscribe link's, a PassKit device
+#: id (all that the serial listing asks for) and an app push token (``DELETE /v1/me/devices/{token}``).
+_SECRET_PATHS: Final = re.compile(r"(/(?:c|u|devices)/)[^/?#]+")
 
 
 def redact_path(path: str) -> str:
-    """``/c/<token>/pass.pkpass`` -> ``/c/…/pass.pkpass``: what logs may say about a request's path."""
-    return _SECRET_PATHS.sub(r"\1…", path)
+    """``/c/<token>/pass.pkpass`` -> ``/c/…/pass.pkpass``: what logs may say about a request's path,
+    with what the client put in it escaped (:func:`kartka.logtext.log_text`; uvicorn logs it decoded)."""
+    return log_text(_SECRET_PATHS.sub(r"\1…", path), limit=2_000)
 
 
 class RedactSecrets(logging.Filter):
-    """Keeps the card-page and unsubscribe tokens out of the access log (uvicorn logs every path)."""
+    """Keeps secrets in paths out of the access log (uvicorn logs every path), and client text in it
+    escaped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

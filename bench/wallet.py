@@ -102,9 +102,9 @@ async def give_passes(url: str) -> tuple[list[str], datetime]:
     try:
         await conn.execute(
             """
-            INSERT INTO passes (serial_number, authentication_token, updated_at, created_at)
-            SELECT number, encode(sha256(number::bytea), 'hex'), date_trunc('second', now()) - interval '1 minute',
-                   now() FROM cards
+            INSERT INTO passes (serial_number, card_number, authentication_token, updated_at, created_at)
+            SELECT number, number, encode(sha256(number::bytea), 'hex'),
+                   date_trunc('second', now()) - interval '1 minute', now() FROM cards
             """
         )
         await conn.execute("VACUUM ANALYZE passes")

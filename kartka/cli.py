@@ -180,7 +180,7 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--scope", type=click.Choice([s.value for s in Scope]), required=True)
-@click.option("--store", help="Store code (required for pos keys).")
+@click.option("--store", help="Store code (required for pos keys; binds an integration key to that store).")
 @click.option("--terminal", help="Till code within the store (required for pos keys).")
 @click.option("--name", default="", help="A note for people: who holds this key.")
 def keys_create(scope: str, store: str | None, terminal: str | None, name: str) -> None:

@@ -4,8 +4,9 @@ A sign-in starts a session and hands out a pair: a short-lived access token (a J
 audience and issuer checked) and a refresh token (256 random bits, kept as SHA-256). Refreshing spends
 the refresh token and hands out a new pair in the same session (rotation); presenting a spent refresh
 token again means it was copied, so the whole session is revoked. Access tokens name their session
-(``sid``) and are honoured only while it lives, so logging out, closing the account or reusing a
-refresh token ends access at once, not when the access token would have expired.
+(``sid``) and are honoured only while it lives and belongs to the subject and kind the token names (a
+staff token cannot ride on a shopper's session, nor the reverse), so logging out, closing the account
+or reusing a refresh token ends access at once, not when the access token would have expired.
 
 Times are the service clock's, not the machine's, so tests can move time across an expiry.
 """
@@ -45,6 +46,7 @@ class SubjectKind(enum.StrEnum):
 
 
 _AUDIENCE_OF: Final = {SubjectKind.CUSTOMER: Audience.APP, SubjectKind.STAFF: Audience.STAFF}
+_KIND_OF: Final = {audience: kind for kind, audience in _AUDIENCE_OF.items()}
 
 
 class TokenExpired(Unauthenticated):
@@ -73,6 +75,8 @@ class Claims(msgspec.Struct, frozen=True):
     subject: UUID
     session: UUID
     audience: Audience
+    kind: SubjectKind
+    """Whose token it is, by audience: a session of another kind does not back it."""
     role: str | None
     expires_at: datetime
 
@@ -138,13 +142,26 @@ class Tokens:
             subject=subject,
             session=session,
             audience=audience,
+            kind=_KIND_OF[audience],
             role=role if isinstance(role, str) else None,
             expires_at=datetime.fromtimestamp(expires, self.clock.now().tzinfo),
         )
 
-    async def session_alive(self, conn: Connection | Pool, session: UUID) -> bool:
+    async def session_alive(self, conn: Connection | Pool, claims: Claims) -> bool:
+        """Whether the token's session lives and is the session of the subject and kind the token names.
+
+        The session id alone is not enough: a token signed for a staff member but naming a shopper's
+        session (or another subject's) must not ride on that session's life.
+        """
         alive: bool | None = await conn.fetchval(
-            "SELECT revoked_at IS NULL AND expires_at > $2 FROM auth_sessions WHERE id = $1", session, self.clock.now()
+            """
+            SELECT revoked_at IS NULL AND expires_at > $2 FROM auth_sessions
+             WHERE id = $1 AND subject_kind = $3 AND subject_id = $4
+            """,
+            claims.session,
+            self.clock.now(),
+            claims.kind.value,
+            claims.subject,
         )
         return bool(alive)
 

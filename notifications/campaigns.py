@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from kartka.bounds import Instant, MoneyBound, check_instant
 from kartka.db import Connection, Pool
 from kartka.errors import InvalidInput, NotFound
 from notifications.outbox import wake
@@ -28,15 +29,19 @@ MAX_SMS_PARTS: Final = 4
 
 class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     tiers: tuple[str, ...] | None = None
-    spend_min: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    spend_min: MoneyBound | None = None
     """Spend in the tier window, minor units, inclusive."""
-    spend_max: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    last_purchase_before: datetime | None = None
-    last_purchase_after: datetime | None = None
+    spend_max: MoneyBound | None = None
+    last_purchase_before: Instant | None = None
+    last_purchase_after: Instant | None = None
     sources: tuple[Source, ...] | None = None
     """Registration sources (pos, qr_poster, app, website, online_order, crm_import, manual)."""
     marketing_consent: Literal[True] = True
     """Campaigns reach only shoppers who opted in to marketing; the field exists to say so explicitly."""
+
+    def __post_init__(self) -> None:
+        check_instant(self.last_purchase_before, "last_purchase_before")
+        check_instant(self.last_purchase_after, "last_purchase_after")
 
 
 class CampaignInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -46,7 +51,10 @@ class CampaignInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channels: tuple[Literal["viber", "sms"], ...] = ("viber", "sms")
     segment: Segment = Segment()
     rate_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
-    start_at: datetime | None = None
+    start_at: Instant | None = None
+
+    def __post_init__(self) -> None:
+        check_instant(self.start_at, "start_at")
 
 
 class Counts(msgspec.Struct, frozen=True):

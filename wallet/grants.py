@@ -21,7 +21,9 @@ from wallet.program import Program
 
 
 class GrantInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    points: Annotated[int, msgspec.Meta(gt=0, description="Hundredths of a point (1000 = 10 points)")]
+    points: Annotated[
+        int, msgspec.Meta(gt=0, le=10_000_000_000, description="Hundredths of a point (1000 = 10 points)")
+    ]
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=3650)]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 

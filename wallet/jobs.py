@@ -179,7 +179,7 @@ async def passes_due(pool: Pool, program: Program, events: WalletEvents, now: da
                 )
                 SELECT DISTINCT m.customer_id FROM moved m
                   JOIN cards c ON c.customer_id = m.customer_id AND c.status = 'active'
-                  JOIN passes p ON p.serial_number = c.number
+                  JOIN passes p ON p.card_number = c.number AND p.retired_at IS NULL
                 """,
                 reached,
                 now,

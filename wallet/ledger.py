@@ -387,8 +387,14 @@ def _decode_cursor(cursor: str) -> int:
         raise InvalidInput("the cursor is not one this API gave out", field="cursor") from exc
 
 
-async def transactions(conn: Connection, customer_id: UUID, *, cursor: str | None, limit: int) -> TransactionPage:
-    """The customer's ledger, newest first, ``limit`` at a time; ``next_cursor`` continues it."""
+async def transactions(
+    conn: Connection, customer_id: UUID, *, cursor: str | None, limit: int, store: str | None = None
+) -> TransactionPage:
+    """The customer's ledger, newest first, ``limit`` at a time; ``next_cursor`` continues it.
+
+    With ``store``, only what happened in that store: the entries of its orders and of their refunds
+    (a store-bound integration key's view; grants, expiry and other stores' purchases are the chain's).
+    """
     before = _decode_cursor(cursor) if cursor else None
     rows = await conn.fetch(
         """
@@ -397,14 +403,17 @@ async def transactions(conn: Connection, customer_id: UUID, *, cursor: str | Non
           FROM ledger_entries e
           LEFT JOIN orders o ON o.id = e.order_pk
           LEFT JOIN refunds r ON r.id = e.refund_pk
+          LEFT JOIN orders ro ON ro.id = r.order_pk
           LEFT JOIN lots l ON l.id = e.lot_id
          WHERE e.customer_id = $1 AND ($2::bigint IS NULL OR e.id < $2)
+           AND ($4::text IS NULL OR coalesce(o.store, ro.store) = $4)
          ORDER BY e.id DESC
          LIMIT $3
         """,
         customer_id,
         before,
         limit + 1,
+        store,
     )
     items = [msgspec.convert(dict(r), Transaction) for r in rows[:limit]]
     return TransactionPage(items=items, next_cursor=_cursor(items[-1].id) if len(rows) > limit else None)

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from kartka.bounds import Instant, check_instant
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -54,7 +55,6 @@ CardCode = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=512, description="Anything identify accepts: card number, scanned QR, phone"),
 ]
-AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class OrderConflict(Conflict):
@@ -87,8 +87,11 @@ class CommitInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     card: CardCode
     lines: Lines
     redeem_points: Points = 0
-    purchased_at: AwareTime | None = None
+    purchased_at: Instant | None = None
     """When the purchase happened (RFC 3339 with offset); an offline till sends it later. Default: now."""
+
+    def __post_init__(self) -> None:
+        check_instant(self.purchased_at, "purchased_at")
 
 
 class ReturnLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,4 +1,11 @@
-"""The online shop and CRM: register customers from any channel and import them in bulk."""
+"""The online shop and CRM: register customers from any channel and import them in bulk.
+
+An integration key is either chain-wide (made without a store: the CRM, a chain-wide online shop) or
+bound to one store. A store-bound key acts for its store only: what it registers or imports is
+recorded with its store (naming another is 403), its orders are its store's, and the history it reads
+is what happened in its store. Customers themselves are chain-wide (one card per phone), so a
+store-bound key still finds any customer by phone, as the store's tills do.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +25,8 @@ from api.controllers.pos import EXISTING, Name, Phone
 from api.errors import problems
 from api.state import principal_of, provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.errors import InvalidInput, UnsupportedMediaType
-from kartka.keys import CODE_PATTERN, Scope
+from kartka.errors import Forbidden, InvalidInput, UnsupportedMediaType
+from kartka.keys import CODE_PATTERN, Principal, Scope
 from wallet import ledger
 from wallet.customers import Origin
 from wallet.importer import Format, ImportReport
@@ -72,6 +79,18 @@ class ImportOperation(Operation):
         )
 
 
+def _store_for(principal: Principal, asked: str | None) -> str | None:
+    """The store a registration is recorded with: a store-bound key's own (it may not name another)."""
+    if principal.store is None:
+        return asked
+    if asked is not None and asked != principal.store:
+        raise Forbidden(
+            f"this key is bound to store {principal.store!r}: it registers customers for that store only",
+            field="store",
+        )
+    return principal.store
+
+
 class IntegrationCustomerController(Controller):
     """Registration, bulk import and the ledger history of customers."""
 
@@ -99,7 +118,8 @@ class IntegrationCustomerController(Controller):
         tx: NamedDependency[Connection],
         request: Request[Any, Any, State],
     ) -> Response[Registration]:
-        origin = Origin(source=data.source, store=data.store, api_key_id=principal_of(request).key_id)
+        principal = principal_of(request)
+        origin = Origin(source=data.source, store=_store_for(principal, data.store), api_key_id=principal.key_id)
         customers = services_of(request.app.state).customers
         result = await customers.register(tx, phone=data.phone, name=data.name, email=data.email, origin=origin)
         return Response(result, status_code=201 if result.created else 200)
@@ -133,22 +153,25 @@ class IntegrationCustomerController(Controller):
                 f"Send the file as text/csv or application/x-ndjson, not {media_type or 'no content type'}",
                 field="content-type",
             )
-        origin = Origin(source=source, store=store, api_key_id=principal_of(request).key_id)
+        principal = principal_of(request)
+        origin = Origin(source=source, store=_store_for(principal, store), api_key_id=principal.key_id)
         return await services_of(request.app.state).importer.run(request.stream(), fmt, origin)
 
     @get(
         "/{customer_id:uuid}/transactions",
         operation_id="integrationCustomerTransactions",
         summary="The customer's points history, newest first, cursor paginated",
+        description="A store-bound key sees what happened in its store: its orders and their refunds.",
         responses=problems(401, 403, 404, 422),
     )
     async def transactions(
         self,
         customer_id: FromPath[UUID],
         conn: NamedDependency[Connection],
-        state: State,
+        request: Request[Any, Any, State],
         cursor: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> TransactionPage:
-        await services_of(state).customers.get_customer(conn, customer_id)
-        return await ledger.transactions(conn, customer_id, cursor=cursor, limit=limit)
+        await services_of(request.app.state).customers.get_customer(conn, customer_id)
+        store = principal_of(request).store
+        return await ledger.transactions(conn, customer_id, cursor=cursor, limit=limit, store=store)

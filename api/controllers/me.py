@@ -172,6 +172,8 @@ class MeController(Controller):
         "/card/page-link",
         operation_id="appRotateCardPageLink",
         summary="Give the card page a new address; the old link stops working at once",
+        description="The wallet pass handed out so far is retired as well (void on the phones holding "
+        "it, never updated again); the next download makes a new pass with a new serial and token.",
         status_code=201,
         responses=problems(401, 404),
     )

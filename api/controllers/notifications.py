@@ -14,12 +14,13 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.errors import problems
 from api.request import preferred_language
 from api.state import provide_conn, provide_tx, services_of
+from kartka.bounds import INT64_MAX
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound, Unauthenticated
 from kartka.keys import CODE_PATTERN
@@ -31,6 +32,8 @@ from notifications.preferences import set_marketing
 from notifications.providers import INFOBIP_WEBHOOK, TWILIO_WEBHOOK, infobip, twilio
 from notifications.providers.dev import InboxEntry, read_inbox
 from notifications.receipts import apply_receipts
+
+CampaignId = Annotated[int, PathParameter(ge=1, le=INT64_MAX, description="The campaign's id")]
 
 
 class CampaignAccepted(msgspec.Struct, frozen=True):
@@ -75,7 +78,7 @@ class AdminCampaignController(Controller):
         dependencies={"conn": Provide(provide_conn)},
     )
     async def show(
-        self, campaign_id: FromPath[int], conn: NamedDependency[Connection], request: Request[Any, Any, State]
+        self, campaign_id: CampaignId, conn: NamedDependency[Connection], request: Request[Any, Any, State]
     ) -> Campaign:
         return await campaigns.get(conn, campaign_id, services_of(request.app.state).clock.now())
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -24,8 +23,10 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from api.errors import problems
 from api.request import client_address
 from api.state import provide_conn, provide_tx, services_of
+from kartka.bounds import parse_http_date, parse_unix_seconds
 from kartka.db import Connection
 from kartka.errors import Unauthenticated
+from kartka.logtext import log_text
 from wallet.passes import service as passes
 from wallet.passes.service import PKPASS_MEDIA_TYPE, PassRecord
 
@@ -33,11 +34,9 @@ logger = logging.getLogger("kartka.passkit")
 
 DeviceId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9._-]{1,128}$", description="deviceLibraryIdentifier")]
 PassType = Annotated[str, PathParameter(max_length=160, description="passTypeIdentifier")]
-Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number)")]
+Serial = Annotated[str, PathParameter(max_length=128, description="serialNumber (the card number, then a suffix)")]
 MAX_LOG_LINES: Final = 50
 LOGS_PER_HOUR: Final = 120  # per client address: devices log rarely; more is somebody filling our logs
-#: Update tags are Unix seconds (see wallet.passes.service.updated_serials).
-_TAG: Final = re.compile(r"^[0-9]{1,12}$")
 
 
 class PushToken(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -84,16 +83,9 @@ def _last_modified(record: PassRecord, now: datetime) -> str:
 
 
 def _not_modified_since(request: Request[Any, Any, Any], record: PassRecord) -> bool:
-    since = request.headers.get("if-modified-since")
-    if not since:
-        return False
-    try:
-        moment = email.utils.parsedate_to_datetime(since)
-    except (TypeError, ValueError):
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return record.updated_at <= moment
+    """An invalid or out-of-range date is ignored (RFC 9110 §13.1.3): the phone gets the whole pass."""
+    moment = parse_http_date(request.headers.get("if-modified-since"))
+    return moment is not None and record.updated_at <= moment
 
 
 class PassKitController(Controller):
@@ -141,9 +133,9 @@ class PassKitController(Controller):
         apple = services_of(request.app.state).passes.apple
         if pass_type != apple.identity.pass_type_id:
             return Response(None, status_code=204)
-        since = None  # a tag we did not give out (or none): every registered serial
-        if passes_updated_since and _TAG.match(passes_updated_since):
-            since = datetime.fromtimestamp(int(passes_updated_since), UTC)
+        # Update tags are Unix seconds (see wallet.passes.service.updated_serials). A tag we did not
+        # give out (none, garbage, out of range): every registered serial, so the phone catches up.
+        since = parse_unix_seconds(passes_updated_since)
         now = services_of(request.app.state).clock.now()
         serials, last = await passes.updated_serials(conn, device_id, since, now)
         if not serials:
@@ -170,7 +162,7 @@ class PassKitController(Controller):
         headers = {"Last-Modified": _last_modified(record, now), "Cache-Control": "no-cache"}
         if _not_modified_since(request, record):
             return Response(b"", status_code=304, headers=headers)
-        body, _ = await services.passes.apple_pass(conn, record.serial_number, now, record)
+        body, _ = await services.passes.apple_pass(conn, record.card_number, now, record)
         return Response(body, media_type=PKPASS_MEDIA_TYPE, headers=headers)
 
     @head(
@@ -235,5 +227,5 @@ class PassKitController(Controller):
             message="too many log messages from this address",
         )
         for line in data.logs[:MAX_LOG_LINES]:
-            logger.warning("device log: %s", " ".join(line[:500].split()))
+            logger.warning("device log: %s", log_text(" ".join(line[:500].split())))
         return Response(None, status_code=200)

@@ -1,7 +1,8 @@
 """Google Wallet pass updates: a PATCH of each card's loyalty object through the Google Wallet REST API.
 
 An outbox message on :attr:`Channel.GWALLET` means "bring this card's Google object up to date"; its
-``recipient`` is the card number and its text is ignored. The JSON is not in the message: at send time
+``recipient`` is the pass's serial (the card number for a card's first pass; see
+:func:`wallet.passes.google.object_id`) and its text is ignored. The JSON is not in the message: at send time
 ``load_objects`` reads each card's current object (built by :func:`wallet.passes.google.loyalty_object`),
 so a late or retried message always sends the newest state, and two batches that touch one card in
 this process take turns (the later one loads later), so an older state never lands last.

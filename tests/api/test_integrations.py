@@ -10,7 +10,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from kartka.db import Connection, Pool
-from tests.helpers import problem
+from kartka.keys import Scope, create_key
+from tests.helpers import Keys, problem
 from wallet.customers import Origin
 from wallet.importer import Importer, ImportReport, ValidRow
 from wallet.models import Source
@@ -215,3 +216,73 @@ async def test_rows_the_database_refuses_are_isolated_from_their_batch(pool: Poo
     assert (report.created, report.invalid) == (2, 1)
     assert report.invalid_rows[0].line == 3
     assert await conn.fetchval("SELECT count(*) FROM cards") == 2
+
+
+async def test_a_store_bound_key_acts_for_its_store_and_a_chain_wide_key_for_all(
+    client: Client, pool: Pool, conn: Connection, keys: Keys
+) -> None:
+    """S1's key registers for S1 only and reads only what happened in S1 (its orders and their refunds),
+    though customers are chain-wide; a key made without a store is the chain's and sees everything."""
+
+    async def key(store: str | None) -> dict[str, str]:
+        async with pool.acquire() as c:
+            text, _ = await create_key(c, scope=Scope.INTEGRATION, store=store)
+        return {"Authorization": f"Bearer {text}"}
+
+    s1, s2, chain = await key("s1"), await key("s2"), await key(None)
+    till = await keys.headers(Scope.POS, store="s2")
+    phone = "+375291234567"
+    registered = await client.post("/v1/pos/customers", json={"phone": phone}, headers=till)
+    customer = registered.json()["customer"]["id"]
+    lines = [{"sku": "milk", "qty": 2, "unit_price": 25_000}]
+    for path, headers, order in (("/v1/pos/orders", till, "till-order"), ("/v1/integrations/orders", s1, "web-order")):
+        body = {"order_id": order, "card": phone, "lines": lines}
+        bought = await client.post(path, json=body, headers=headers | {"Idempotency-Key": order})
+        assert bought.status_code == 201, bought.text
+    assert {tuple(r) for r in await conn.fetch("SELECT order_id, store FROM orders")} == {
+        ("till-order", "s2"),
+        ("web-order", "s1"),
+    }
+
+    async def orders_seen(headers: dict[str, str]) -> set[str]:
+        page = await client.get(f"/v1/integrations/customers/{customer}/transactions", headers=headers)
+        assert page.status_code == 200, page.text
+        return {item["order_id"] for item in page.json()["items"]}
+
+    assert await orders_seen(s1) == {"web-order"}
+    assert await orders_seen(s2) == {"till-order"}
+    assert await orders_seen(chain) == {"till-order", "web-order"}
+
+    # Registrations: a store-bound key's are its store's; naming another store is refused, writing nothing.
+    before = await conn.fetchval("SELECT count(*) FROM registrations")
+    elsewhere = await client.post(
+        "/v1/integrations/customers", json={"phone": phone, "source": "website", "store": "s2"}, headers=s1
+    )
+    assert elsewhere.status_code == 403
+    assert problem(elsewhere)["code"] == "forbidden"
+    refused_import = await client.post(
+        "/v1/integrations/customers/import?store=s2",
+        content=b"phone\n+375297654321\n",
+        headers=s1 | {"Content-Type": "text/csv"},
+    )
+    assert refused_import.status_code == 403
+    assert await conn.fetchval("SELECT count(*) FROM registrations") == before
+    fresh = await client.post(
+        "/v1/integrations/customers", json={"phone": "+375297654321", "source": "website"}, headers=s1
+    )
+    assert fresh.status_code == 201
+    imported = await client.post(
+        "/v1/integrations/customers/import",
+        content=b"phone\n+375297654322\n",
+        headers=s1 | {"Content-Type": "text/csv"},
+    )
+    assert imported.json()["created"] == 1
+    stores = await conn.fetch(
+        "SELECT r.store FROM registrations r JOIN customers c ON c.id = r.customer_id WHERE c.phone <> $1", phone
+    )
+    assert [r["store"] for r in stores] == ["s1", "s1"]
+    assert (
+        await client.post(
+            "/v1/integrations/customers", json={"phone": phone, "source": "website", "store": "s2"}, headers=chain
+        )
+    ).status_code == 200

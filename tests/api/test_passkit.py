@@ -372,6 +372,54 @@ async def test_a_blocked_or_replaced_card_voids_its_pass(
     assert (await client.post("/v1/admin/cards/2000000000015/block", headers=support)).status_code == 404
 
 
+async def test_rotating_the_card_page_link_retires_the_pass_it_handed_out(
+    client: Client, phone: Phone, pos: dict[str, str], conn: Connection
+) -> None:
+    """Whoever downloaded the pass through the old link loses it: the phones holding it are pushed and
+    fetch it void and empty of the account; the old token fetches nothing live; the new link's pass
+    (a new serial and token) works and is the one that updates from now on."""
+    await phone.register()
+    assert (await client.get("/v1/me/card/google-pass", headers=phone.signed["headers"])).status_code == 200
+    await conn.execute("DELETE FROM outbox")
+    rotated = await client.post("/v1/me/card/page-link", headers=phone.signed["headers"])
+    assert rotated.status_code == 201
+    page = rotated.json()["url"].rsplit("/c/", 1)[1]
+    # The void push, through the outbox, as when a card is replaced; the Google object is expired too.
+    queued = {tuple(r) for r in await conn.fetch("SELECT channel, recipient FROM outbox")}
+    assert queued == {("passkit", PUSH), ("gwallet", phone.serial)}
+    assert (await phone.changed()).json()["serialNumbers"] == [phone.serial]
+    void = unpack((await phone.latest()).content)
+    assert void["voided"] is True
+    shown = [void["barcodes"][0]["message"]] + [f["value"] for f in void["storeCard"]["backFields"]]
+    assert phone.serial not in shown  # nor the card number in full: the void pass does not scan at a till
+    assert void["storeCard"]["primaryFields"][0]["value"] in (0, "0")
+    assert all(f["key"] not in {"holder", "card_page"} for f in void["storeCard"]["backFields"])
+
+    fresh = await client.get(f"/c/{page}/pass.pkpass")
+    assert fresh.status_code == 200
+    document = unpack(fresh.content)
+    new = Phone(client, phone.signed, document)
+    assert new.serial != phone.serial
+    assert new.serial.startswith(phone.serial)
+    assert new.auth != phone.auth
+    assert document["barcodes"][0]["message"] == phone.serial  # the same card
+    assert "voided" not in document
+    # The old token does not open the new pass; the new one does.
+    stolen = await client.get(f"/passkit/v1/passes/{new.pass_type}/{new.serial}", headers=phone.auth)
+    assert stolen.status_code == 401
+    problem(stolen)
+    assert (await new.latest()).status_code == 200
+    again = await client.get("/v1/me/card/apple-pass", headers=phone.signed["headers"])
+    assert unpack(again.content)["serialNumber"] == new.serial  # the app hands out the same new pass
+    # From now on changes push the new pass's devices only: the retired one is never updated again.
+    assert (await new.register(device=OTHER_DEVICE, push=OTHER_PUSH)).status_code == 201
+    await conn.execute("DELETE FROM outbox")
+    await buy(client, pos, phone.serial, "o-1")
+    pushed = await conn.fetch("SELECT recipient FROM outbox WHERE channel = 'passkit'")
+    assert [r["recipient"] for r in pushed] == [OTHER_PUSH]
+    assert unpack((await phone.latest()).content)["voided"] is True
+
+
 async def test_closing_the_account_voids_the_pass(client: Client, phone: Phone, conn: Connection) -> None:
     await phone.register()
     assert (await client.delete("/v1/me", headers=phone.signed["headers"])).status_code == 204

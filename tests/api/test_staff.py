@@ -7,14 +7,17 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import jwt
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.state import services_of
 from kartka.clock import FakeClock
+from kartka.crypto import derive_key
 from kartka.db import Connection, Pool
 from kartka.errors import DomainError, RateLimited
 from kartka.keys import Scope
+from kartka.settings import DEV_SECRET_KEY, Settings
 from kartka.staff import Passwords, Role, StaffSignIn, create_staff, disable_staff, set_password
 from tests.helpers import Keys, problem, sign_in
 
@@ -103,6 +106,49 @@ async def test_tokens_do_not_cross_audiences(client: Client, pool: Pool) -> None
     refused = await client.post("/v1/admin/campaigns", json=CAMPAIGN, headers=shopper["headers"])
     assert refused.status_code == 403
     assert "shopper's access token" in problem(refused)["detail"]
+
+
+def _claims(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def test_a_token_is_honoured_only_on_its_own_subjects_session(
+    client: Client, pool: Pool, settings: Settings
+) -> None:
+    """A token signed with the real key but naming a session of another kind or subject is refused:
+    the session must be alive *and* be the token's subject's session of the token's kind."""
+    await staff(pool, "ada", Role.ADMIN)
+    admin = _claims((await login(client, "ada")).json()["access_token"])
+    shopper = _claims((await sign_in(client, pool, "+375291234567"))["access_token"])
+    other = _claims((await sign_in(client, pool, "+375297654321"))["access_token"])
+    key = derive_key(DEV_SECRET_KEY, "jwt")
+
+    def signed(claims: dict[str, Any]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {jwt.encode(claims, key, algorithm='HS256')}"}
+
+    assert admin["iss"] == settings.public_base
+    staff_on_shopper_session = signed(admin | {"sid": shopper["sid"]})
+    staff_as_shopper = signed(admin | {"sid": shopper["sid"], "sub": shopper["sub"]})
+    shopper_on_staff_session = signed(shopper | {"sid": admin["sid"], "sub": admin["sub"]})
+    shopper_on_anothers_session = signed(shopper | {"sid": other["sid"]})
+    for what, headers in {
+        "staff token, shopper's session": staff_on_shopper_session,
+        "staff token naming the shopper and their session": staff_as_shopper,
+    }.items():
+        refused = await client.post("/v1/admin/campaigns", json=CAMPAIGN, headers=headers)
+        assert refused.status_code == 401, what
+        assert problem(refused)["code"] == "session-ended", what
+    for what, headers in {
+        "shopper token, staff session": shopper_on_staff_session,
+        "shopper token, another shopper's session": shopper_on_anothers_session,
+    }.items():
+        refused = await client.get("/v1/me", headers=headers)
+        assert refused.status_code == 401, what
+        problem(refused)
+    # The genuine ones, re-signed unchanged, still work: only the binding refused the others.
+    assert (await client.post("/v1/admin/campaigns", json=CAMPAIGN, headers=signed(admin))).status_code == 202
+    assert (await client.get("/v1/me", headers=signed(shopper))).status_code == 200
 
 
 async def test_a_failed_sign_in_says_the_same_for_any_reason(client: Client, pool: Pool) -> None:

@@ -128,6 +128,8 @@ class GooglePassData(msgspec.Struct, frozen=True, kw_only=True):
     """What one card's pass shows, read at the moment the JSON is built."""
 
     card_number: str
+    object_key: str | None = None
+    """What names the object after the issuer: the pass's serial (the card number when None)."""
     balance: BalanceView
     tier: TierView
     active: bool  # False for a blocked, closed or replaced card: Google files it under expired passes
@@ -140,11 +142,12 @@ def class_id(config: GoogleWalletConfig) -> str:
     return f"{config.issuer_id}.{config.class_suffix}"
 
 
-def object_id(config: GoogleWalletConfig, card_number: str) -> str:
-    """``<issuerId>.<card number>``: stable for the card's life, so every update finds the saved pass."""
-    if not _ID_PART.match(card_number):
-        raise ValueError(f"a card number cannot name a Google Wallet object: {card_number!r}")
-    return f"{config.issuer_id}.{card_number}"
+def object_id(config: GoogleWalletConfig, key: str) -> str:
+    """``<issuerId>.<pass serial>`` (the card number for a card's first pass): stable for the pass's
+    life, so every update finds the saved pass; a link rotation starts a new object."""
+    if not _ID_PART.match(key):
+        raise ValueError(f"this cannot name a Google Wallet object: {key!r}")
+    return f"{config.issuer_id}.{key}"
 
 
 def loyalty_class(config: GoogleWalletConfig) -> dict[str, Any]:
@@ -192,7 +195,7 @@ def loyalty_object(config: GoogleWalletConfig, data: GooglePassData) -> dict[str
     ]
     balance = data.balance
     document: dict[str, Any] = {
-        "id": object_id(config, data.card_number),
+        "id": object_id(config, data.object_key or data.card_number),
         "classId": class_id(config),
         "state": "ACTIVE" if data.active else "INACTIVE",
         "accountId": data.card_number,
@@ -227,11 +230,11 @@ def loyalty_object(config: GoogleWalletConfig, data: GooglePassData) -> dict[str
 
 
 def save_url(
-    config: GoogleWalletConfig, service_account: Mapping[str, str], card_number: str, *, now: int | None = None
+    config: GoogleWalletConfig, service_account: Mapping[str, str], object_key: str, *, now: int | None = None
 ) -> str:
-    """The "Add to Google Wallet" link for one card: a JWT naming its object and class, which must
-    exist on Google already (:class:`WalletObjects`). The header names the signing key (``kid``) so
-    Google can pick it among the account's keys."""
+    """The "Add to Google Wallet" link for one pass (``object_key``: its serial): a JWT naming its object
+    and class, which must exist on Google already (:class:`WalletObjects`). The header names the signing
+    key (``kid``) so Google can pick it among the account's keys."""
     issued_at = int(time.time()) if now is None else now
     claims = {
         "iss": service_account["client_email"],
@@ -239,7 +242,7 @@ def save_url(
         "typ": "savetowallet",
         "iat": issued_at,
         "origins": list(config.origins),
-        "payload": {"loyaltyObjects": [{"id": object_id(config, card_number), "classId": class_id(config)}]},
+        "payload": {"loyaltyObjects": [{"id": object_id(config, object_key), "classId": class_id(config)}]},
     }
     key_id = service_account.get("private_key_id")
     token = jwt.encode(

@@ -1,8 +1,11 @@
 """Cards in phones' wallets: building the passes, the PassKit web service's bookkeeping, and telling
 which passes changed.
 
-A card gets a ``passes`` row the first time a pass of it is asked for: its Apple authentication token
-(random, fixed for the serial's life) and its update tag. :func:`touch` moves the tag and
+A card gets a ``passes`` row the first time a pass of it is asked for: its serial (the card number),
+its Apple authentication token (random, fixed for the serial's life) and its update tag. Rotating the
+card-page link retires that pass (it goes void on the phones holding it and shows nothing of the
+account any more: whoever had the old link loses the live pass) and the next download makes a new
+pass, with a new serial and token, as a replaced card does. :func:`touch` moves the tag and
 ``updated_at`` of a customer's passes whenever something a pass shows changes (balance, tier, pending
 points becoming available, points entering "expiring soon", the card's status, the holder's name) and
 says which devices to push to; the notifier turns that into outbox rows in the same transaction. A
@@ -43,9 +46,12 @@ class WalletNotOffered(NotFound):
 
 class PassRecord(msgspec.Struct, frozen=True):
     serial_number: str
+    card_number: str
     authentication_token: str
     update_tag: int
     updated_at: datetime
+    retired_at: datetime | None = None
+    """Retired by a link rotation: the pass is void and shows nothing of the account."""
 
 
 class PageCard(msgspec.Struct, frozen=True):
@@ -65,7 +71,7 @@ class Touched(msgspec.Struct, frozen=True):
     google: bool
 
 
-_RECORD_COLUMNS: Final = "serial_number, authentication_token, update_tag, updated_at"
+_RECORD_COLUMNS: Final = "serial_number, card_number, authentication_token, update_tag, updated_at, retired_at"
 _PAGE_TOKEN: Final = re.compile(r"^[0-9a-f]{32}$")
 _NOTHING: Final = BalanceView(available=0, pending=0, next_available_at=None, expiring_soon=Expiring(0, None))
 
@@ -76,6 +82,7 @@ async def touch(
     """Move the update tag of the passes of these customers' active cards, and of ``cards`` (cards whose
     status just changed, so that their passes go void on the phones); in the caller's transaction. A
     card that stopped being active is not touched again after that: its voided pass shows nothing live.
+    Nor is a retired pass (see :meth:`Passes.rotate_page_link`).
 
     ``updated_at`` (the pass's version: whole seconds, as If-Modified-Since compares) moves by at least
     a second each time, so a phone that fetched the pass a moment before a second change still gets the
@@ -87,8 +94,9 @@ async def touch(
     rows = await conn.fetch(
         """
         WITH target AS (  -- locked in serial order: two jobs touching the same passes cannot deadlock
-            SELECT p.serial_number FROM passes p JOIN cards c ON c.number = p.serial_number
-             WHERE (c.customer_id = ANY($1::uuid[]) AND c.status = 'active') OR c.number = ANY($3::text[])
+            SELECT p.serial_number FROM passes p JOIN cards c ON c.number = p.card_number
+             WHERE p.retired_at IS NULL
+               AND ((c.customer_id = ANY($1::uuid[]) AND c.status = 'active') OR c.number = ANY($3::text[]))
              ORDER BY p.serial_number
                FOR UPDATE OF p
         ), moved AS (
@@ -115,24 +123,28 @@ async def touch(
 
 
 async def ensure_pass(conn: Connection, card_number: str, now: datetime) -> PassRecord:
-    """The card's pass record, made on first use.
+    """The card's live pass record, made on first use (and after a link rotation retired the last one).
 
     Usually one read. A first use inserts; when another request made the row meanwhile, the insert
     waits for it and does nothing, and a fresh read (a new statement sees what committed) finds it.
+    A card's first pass has the card number for serial; a later one the number and a random suffix.
     """
-    select = f"SELECT {_RECORD_COLUMNS} FROM passes WHERE serial_number = $1"
+    select = f"SELECT {_RECORD_COLUMNS} FROM passes WHERE card_number = $1 AND retired_at IS NULL"
     row = await conn.fetchrow(select, card_number)
     if row is None:
         row = await conn.fetchrow(
             f"""
-            INSERT INTO passes (serial_number, authentication_token, updated_at, created_at)
-            VALUES ($1, $2, date_trunc('second', $3::timestamptz), $3)
-            ON CONFLICT (serial_number) DO NOTHING
+            INSERT INTO passes (serial_number, card_number, authentication_token, updated_at, created_at)
+            SELECT CASE WHEN EXISTS (SELECT FROM passes WHERE serial_number = $1) THEN $1 || '-' || $4
+                        ELSE $1 END,
+                   $1, $2, date_trunc('second', $3::timestamptz), $3
+            ON CONFLICT DO NOTHING
             RETURNING {_RECORD_COLUMNS}
             """,
             card_number,
             secrets.token_urlsafe(32),
             now,
+            secrets.token_hex(8),
         ) or await conn.fetchrow(select, card_number)
     assert row is not None, "made by this statement or the one it waited for"
     return msgspec.convert(dict(row), PassRecord)
@@ -264,10 +276,13 @@ class Passes:
             raise NotFound(f"no card {card_number}", field="serial_number")
         return card
 
-    async def _view(self, conn: Connection, card: asyncpg.Record, now: datetime) -> tuple[BalanceView, TierView]:
+    async def _view(
+        self, conn: Connection, card: asyncpg.Record, now: datetime, *, live: bool = True
+    ) -> tuple[BalanceView, TierView]:
         """What a pass of ``card`` shows: the account's balance and tier while the card is active; nothing
-        of the account once it is not (a lost phone's voided pass must not keep showing its owner's points)."""
-        if card["status"] != CardStatus.ACTIVE:
+        of the account once it is not (a lost phone's voided pass must not keep showing its owner's points),
+        nor on a retired pass (``live`` False)."""
+        if card["status"] != CardStatus.ACTIVE or not live:
             base = self.program.base_tier
             return _NOTHING, tier_view(self.program, base.code, 0)
         who = await self.customers.identify_customer(conn, card["customer_id"], now)
@@ -276,23 +291,28 @@ class Passes:
     async def apple_pass(
         self, conn: Connection, card_number: str, now: datetime, record: PassRecord | None = None
     ) -> tuple[bytes, PassRecord]:
-        """The signed .pkpass of a card and its pass record (made on first use unless given)."""
+        """The signed .pkpass of a card and its pass record (its live one, made on first use, unless given).
+
+        A retired pass is void and shows nothing of the account, not even the whole card number: its
+        holder may be whoever had the old card-page link.
+        """
         apple = self.apple
         record = record or await ensure_pass(conn, card_number, now)
-        card = await self._card(conn, card_number)
-        balance, tier = await self._view(conn, card, now)
-        active = card["status"] == CardStatus.ACTIVE
+        card = await self._card(conn, record.card_number)
+        live = record.retired_at is None
+        balance, tier = await self._view(conn, card, now, live=live)
+        active = card["status"] == CardStatus.ACTIVE and live
         program = self.program
         data = ApplePassData(
             serial_number=record.serial_number,
             authentication_token=record.authentication_token,
             web_service_url=apple.web_service_url,
-            card_number=card["number"],
+            card_number=card["number"] if live else _masked(card["number"]),
             balance=balance,
             tier=tier,
             holder_name=card["name"] if active else None,
             barcode=apple.barcode.value,
-            locations=await self._locations(conn, card["home_store"]),
+            locations=await self._locations(conn, card["home_store"]) if live else (),
             voided=not active,
             card_page_url=self.card_page_url(card["page_token"]) if active else None,
             organization_name=apple.organization,
@@ -343,56 +363,69 @@ class Passes:
         return self.card_page_url(token)
 
     async def rotate_page_link(self, conn: Connection, customer_id: UUID, now: datetime) -> str:
-        """A new card-page address; the old link stops working at once, and the passes, which carry the
-        link on their back, are updated."""
-        token = await conn.fetchval(
+        """A new card-page address. The old link stops working at once, and the card's pass is retired:
+        whoever downloaded it through the old link (or was sent it) is cut off from the live pass.
+
+        Its update tag moves first, so the phones holding it are pushed (through the outbox, in this
+        transaction) and fetch it; by then it is retired and they get it void, empty of the account.
+        The next download, from the new link or the app, makes a new pass with a new serial and token.
+        """
+        row = await conn.fetchrow(
             """
             UPDATE cards SET page_token = replace(gen_random_uuid()::text, '-', '')
-             WHERE customer_id = $1 AND status = 'active' RETURNING page_token
+             WHERE customer_id = $1 AND status = 'active' RETURNING number, page_token
             """,
             customer_id,
         )
-        if token is None:
+        if row is None:
             raise NotFound("this account has no active card", field="card")
         await self.customers.events.cards_changed(conn, customer_ids=[customer_id], now=now)
-        return self.card_page_url(token)
+        await conn.execute(
+            "UPDATE passes SET retired_at = $2 WHERE card_number = $1 AND retired_at IS NULL", row["number"], now
+        )
+        return self.card_page_url(row["page_token"])
 
     # -- Google -------------------------------------------------------------------------------------
 
     async def google_save_url(self, conn: Connection, card_number: str, now: datetime) -> str:
         """An "Add to Google Wallet" link; from now on the card's Google object is kept up to date.
 
-        The link only names the object: the first time, the object (and the class, when the program's
-        changed) is inserted through Google's API, in the caller's transaction with the pass row locked,
-        so a change committing meanwhile waits and then queues a PATCH that finds the object. When Google
-        does not answer, :class:`~wallet.passes.google.GoogleWalletUnavailable` and nothing is recorded.
+        The link only names the object, which is named after the card's live pass (so a link rotation
+        retires it as it does the Apple pass). The first time, the object (and the class, when the
+        program's changed) is inserted through Google's API, in the caller's transaction with the pass row
+        locked, so a change committing meanwhile waits and then queues a PATCH that finds the object. When
+        Google does not answer, :class:`~wallet.passes.google.GoogleWalletUnavailable` and nothing is
+        recorded.
         """
         setup = self.google
-        await ensure_pass(conn, card_number, now)
+        record = await ensure_pass(conn, card_number, now)
         inserted = await conn.fetchval(
-            "SELECT google_object_at IS NOT NULL FROM passes WHERE serial_number = $1 FOR UPDATE", card_number
+            "SELECT google_object_at IS NOT NULL FROM passes WHERE serial_number = $1 FOR UPDATE",
+            record.serial_number,
         )
         insert = not inserted and self.google_api is not None
         if insert:
-            await self._insert_google(conn, setup, card_number, now)
+            await self._insert_google(conn, setup, card_number, record, now)
         await conn.execute(
             """
             UPDATE passes SET google_linked_at = coalesce(google_linked_at, $2),
                               google_object_at = CASE WHEN $3 THEN $2 ELSE google_object_at END
              WHERE serial_number = $1
             """,
-            card_number,
+            record.serial_number,
             now,
             insert,
         )
-        return gwallet.save_url(setup.config, setup.service_account, card_number, now=int(now.timestamp()))
+        return gwallet.save_url(setup.config, setup.service_account, record.serial_number, now=int(now.timestamp()))
 
-    async def _insert_google(self, conn: Connection, setup: GoogleSetup, card_number: str, now: datetime) -> None:
+    async def _insert_google(
+        self, conn: Connection, setup: GoogleSetup, card_number: str, record: PassRecord, now: datetime
+    ) -> None:
         assert self.google_api is not None
         loyalty_class = gwallet.loyalty_class(setup.config)
         digest = gwallet.digest(loyalty_class)
         known = await conn.fetchval("SELECT digest FROM google_classes WHERE class_id = $1", loyalty_class["id"])
-        data = await self._google_data(conn, await self._card(conn, card_number), now)
+        data = await self._google_data(conn, await self._card(conn, card_number), record, now)
         fresh_class = None if known == digest else loyalty_class  # sent once per change of the program
         await self.google_api.put(fresh_class, gwallet.loyalty_object(setup.config, data))
         if fresh_class is not None:
@@ -406,21 +439,30 @@ class Passes:
                 now,
             )
 
-    async def google_objects(self, conn: Connection, numbers: Sequence[str], now: datetime) -> dict[str, Any]:
-        """The current Google loyalty object of each card (None for a card that is gone)."""
+    async def google_objects(self, conn: Connection, serials: Sequence[str], now: datetime) -> dict[str, Any]:
+        """The current Google loyalty object of each pass (None for one that is gone)."""
         setup = self.google
-        objects: dict[str, dict[str, Any] | None] = dict.fromkeys(numbers)
-        for number in numbers:
-            card = await conn.fetchrow(_CARD, number)
+        objects: dict[str, dict[str, Any] | None] = dict.fromkeys(serials)
+        for serial in serials:
+            row = await conn.fetchrow(f"SELECT {_RECORD_COLUMNS} FROM passes WHERE serial_number = $1", serial)
+            if row is None:
+                continue
+            record = msgspec.convert(dict(row), PassRecord)
+            card = await conn.fetchrow(_CARD, record.card_number)
             if card is not None:
-                objects[number] = gwallet.loyalty_object(setup.config, await self._google_data(conn, card, now))
+                data = await self._google_data(conn, card, record, now)
+                objects[serial] = gwallet.loyalty_object(setup.config, data)
         return objects
 
-    async def _google_data(self, conn: Connection, card: asyncpg.Record, now: datetime) -> gwallet.GooglePassData:
-        balance, tier = await self._view(conn, card, now)
-        active = card["status"] == CardStatus.ACTIVE
+    async def _google_data(
+        self, conn: Connection, card: asyncpg.Record, record: PassRecord, now: datetime
+    ) -> gwallet.GooglePassData:
+        live = record.retired_at is None
+        balance, tier = await self._view(conn, card, now, live=live)
+        active = card["status"] == CardStatus.ACTIVE and live
         return gwallet.GooglePassData(
-            card_number=card["number"],
+            object_key=record.serial_number,
+            card_number=card["number"] if live else _masked(card["number"]),
             balance=balance,
             tier=tier,
             active=active,
@@ -428,3 +470,8 @@ class Passes:
             card_page_url=self.card_page_url(card["page_token"]) if active else None,
             language=card["language"] or self.program.language,
         )
+
+
+def _masked(number: str) -> str:
+    """A card number as a retired pass shows it: enough for its owner to recognise, not to use."""
+    return "*" * (len(number) - 4) + number[-4:]

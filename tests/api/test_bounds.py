@@ -1,0 +1,125 @@
+"""Out-of-range numbers and times from outside are the client's error, never a 500 with a traceback in
+the log: one test per kind of input (path, query and body integers, body times, protocol values)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from kartka.db import Connection, Pool
+from kartka.keys import Scope
+from kartka.settings import Settings
+from tests.helpers import Keys, problem, sign_in
+
+Client = AsyncTestClient[Litestar]
+BIG = 2**63
+LINES = [{"sku": "milk", "qty": 1, "unit_price": 10_000}]
+CAMPAIGN: dict[str, Any] = {"name": "Coffee week", "texts": {"ru": "Кофе −20%"}}
+#: The edges of what Python's datetime holds, with offsets that push them over when moved to UTC.
+EDGES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z")
+
+
+def no_traceback(caplog: pytest.LogCaptureFixture, what: object) -> None:
+    logged = [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not logged, (what, logged)
+    caplog.clear()
+
+
+def refused(response: Any, caplog: pytest.LogCaptureFixture, what: object) -> None:
+    assert response.status_code in (400, 404, 422), (what, response.status_code, response.text)
+    problem(response)
+    no_traceback(caplog, what)
+
+
+async def test_path_integers(client: Client, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    for value in (str(BIG), str(-BIG - 1), "9" * 40, "-1", "0"):
+        refused(await client.get(f"/v1/admin/campaigns/{value}", headers=admin), caplog, value)
+
+
+async def test_query_integers(client: Client, pool: Pool, caplog: pytest.LogCaptureFixture) -> None:
+    signed = await sign_in(client, pool, "+375291234567")
+    for value in (str(BIG), "9" * 40, "-5", "0"):
+        response = await client.get("/v1/me/transactions", params={"limit": value}, headers=signed["headers"])
+        refused(response, caplog, value)
+
+
+async def test_body_integers(
+    client: Client, keys: Keys, pos: dict[str, str], conn: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    created = await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)
+    customer = created.json()["customer"]["id"]
+    for points in (BIG, BIG - 1, 10**30):
+        grant = {"points": points, "expires_in_days": 7, "reason": "x"}
+        refused(await client.post(f"/v1/admin/customers/{customer}/grants", json=grant, headers=admin), caplog, points)
+    segments: list[dict[str, Any]] = [{"spend_min": BIG}, {"spend_max": 10**30}, {"spend_min": BIG - 1}]
+    for segment in segments:
+        response = await client.post("/v1/admin/campaigns", json=CAMPAIGN | {"segment": segment}, headers=admin)
+        refused(response, caplog, segment)
+    for line in ({"qty": BIG}, {"unit_price": BIG}, {"unit_price": -1}):
+        body = {"card": "+375291234567", "lines": [LINES[0] | line]}
+        refused(await client.post("/v1/pos/orders/calculate", json=body, headers=pos), caplog, line)
+    assert await conn.fetchval("SELECT count(*) FROM campaigns") == 0
+    assert await conn.fetchval("SELECT count(*) FROM ledger_entries") == 0
+
+
+async def test_body_times(
+    client: Client, keys: Keys, pos: dict[str, str], conn: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)
+    for n, moment in enumerate((*EDGES, "2026-03-02T12:00:00")):  # the last has no offset
+        order = {"order_id": f"o-{n}", "card": "+375291234567", "lines": LINES, "purchased_at": moment}
+        response = await client.post("/v1/pos/orders", json=order, headers=pos | {"Idempotency-Key": f"k-{n}"})
+        refused(response, caplog, moment)
+        bodies = [
+            CAMPAIGN | {"start_at": moment},
+            CAMPAIGN | {"segment": {"last_purchase_before": moment}},
+            CAMPAIGN | {"segment": {"last_purchase_after": moment}},
+        ]
+        for body in bodies:
+            refused(await client.post("/v1/admin/campaigns", json=body, headers=admin), caplog, body)
+    assert await conn.fetchval("SELECT count(*) FROM orders") == 0
+    assert await conn.fetchval("SELECT count(*) FROM campaigns") == 0
+
+
+async def test_update_tags_and_http_dates_out_of_range_are_ignored(
+    client: Client, pool: Pool, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PassKit's tag and the If-Modified-Since header are protocol values: one that cannot be a tag we
+    gave out (or an HTTP-date, RFC 9110 §13.1.3) is ignored, so the phone gets every serial / the pass."""
+    signed = await sign_in(client, pool, "+375291234567")
+    document = await client.get("/v1/me/card/apple-pass", headers=signed["headers"])
+    with zipfile.ZipFile(io.BytesIO(document.content)) as pkpass:
+        data = json.loads(pkpass.read("pass.json"))
+    device = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+    auth = {"Authorization": f"ApplePass {data['authenticationToken']}"}
+    registration = f"/passkit/v1/devices/{device}/registrations/{settings.pass_type_id}"
+    registered = await client.post(
+        f"{registration}/{data['serialNumber']}", json={"pushToken": "ab" * 32}, headers=auth
+    )
+    assert registered.status_code == 201
+    for tag in ("999999999999", "253402300800", "9" * 30, "-1", "1e9", "٣٣"):
+        listed = await client.get(registration, params={"passesUpdatedSince": tag})
+        assert listed.status_code == 200, (tag, listed.status_code)
+        assert listed.json()["serialNumbers"] == [data["serialNumber"]]
+        no_traceback(caplog, tag)
+    url = f"/passkit/v1/passes/{settings.pass_type_id}/{data['serialNumber']}"
+    for since in (
+        "Mon, 01 Jan 0001 00:00:00 +2359",
+        "Fri, 31 Dec 9999 23:59:59 -2359",
+        "Fri, 31 Dec 99999 23:59:59 GMT",
+        "Sat, 01 Jan 10000 00:00:00 GMT",
+        "garbage",
+    ):
+        response = await client.get(url, headers=auth | {"If-Modified-Since": since})
+        assert response.status_code == 200, (since, response.status_code)
+        no_traceback(caplog, since)
