@@ -314,9 +314,8 @@ class OrderService:
                 field="purchased_at",
             )
         digest = _request_hash("order", data)
-        customer, card = await self.customers.resolve(conn, data.card)
+        customer, card, account = await self.customers.lock_card_owner(conn, data.card)
         customer_id = customer.id
-        account = await ledger.lock_account(conn, customer_id, self.program)
 
         replay = await _seen_before(conn, "order", data.order_id, digest, api_key_id, idempotency_key)
         if replay is not None:
@@ -637,9 +636,9 @@ class OrderService:
             )
             if order is None:
                 raise OrderNotFound(f"no order {order_id!r}", field="order_id")
-            account = await ledger.lock_account(conn, order["customer_id"], self.program)
+            account = await ledger.lock_live_account(conn, order["customer_id"], self.program, closed_ok=True)
             owner = await conn.fetchval("SELECT customer_id FROM orders WHERE id = $1", order["id"])
-            if owner == order["customer_id"]:
+            if account is not None and owner == order["customer_id"]:
                 return order, account
         raise OrderConflict(f"order {order_id} is being moved between accounts; retry", field="order_id")
 
