@@ -20,6 +20,7 @@ import msgspec
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kartka.keys import CODE_PATTERN
 from wallet import ledger, receipts
 from wallet.customers import CustomerService
 from wallet.ledger import EntryKind
@@ -55,6 +56,7 @@ CardCode = Annotated[
     msgspec.Meta(min_length=1, max_length=512, description="Anything identify accepts: card number, scanned QR, phone"),
 ]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+StoreCode = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN, description="A store's code, as on its till keys")]
 
 
 class OrderConflict(Conflict):
@@ -99,6 +101,25 @@ class ReturnLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RefundInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refund_id: ExternalId
     lines: Annotated[tuple[ReturnLine, ...], msgspec.Meta(min_length=1, max_length=500)]
+    order_store: StoreCode | None = None
+    """The store the order was sold in, when it is not the refunding till's own (a return in another store)."""
+    order_channel: Channel | None = None
+    """``online`` for an order of the online shop returned at a till; default: the refunding channel."""
+
+
+class OrderScope(msgspec.Struct, frozen=True):
+    """Where an order id means something: order ids are unique within a channel and store only."""
+
+    channel: Channel
+    store: str | None
+
+    @property
+    def key(self) -> str:
+        """The store as the unique indexes see it ('' for none)."""
+        return self.store or ""
+
+    def describe(self) -> str:
+        return "online" if self.channel == "online" else f"at store {self.store or '(none)'}"
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -317,7 +338,8 @@ class OrderService:
         customer, card, account = await self.customers.lock_card_owner(conn, data.card)
         customer_id = customer.id
 
-        replay = await _seen_before(conn, "order", data.order_id, digest, api_key_id, idempotency_key)
+        scope = OrderScope(channel=channel, store=store)
+        replay = await _seen_before(conn, "order", scope, data.order_id, digest, api_key_id, idempotency_key)
         if replay is not None:
             return replay
 
@@ -500,16 +522,17 @@ class OrderService:
         idempotency_key: str,
         api_key_id: str | None,
         channel: Channel = "pos",
+        store: str | None = None,
     ) -> Stored:
+        """Refund part of the order ``order_id`` of the caller's own store and channel, or of the store
+        and channel the request names (``order_store``, ``order_channel``): an order id never reaches
+        another store's order by accident."""
         now = self.clock.now()
         digest = _request_hash(f"refund:{order_id}", data)
-        order, account = await self._lock_order(conn, order_id)
-        if channel == "online" and order["channel"] != "online":
-            raise Forbidden(
-                f"order {order_id} was made at a till; an online integration refunds only online orders",
-                field="order_id",
-            )
-        replay = await _seen_before(conn, "refund", data.refund_id, digest, api_key_id, idempotency_key)
+        order_scope = _order_scope(data, channel=channel, store=store)
+        order, account = await self._lock_order(conn, order_scope, order_id)
+        refund_scope = OrderScope(channel=channel, store=store)
+        replay = await _seen_before(conn, "refund", refund_scope, data.refund_id, digest, api_key_id, idempotency_key)
         if replay is not None:
             return replay
 
@@ -535,8 +558,8 @@ class OrderService:
                 """
                 WITH r AS (
                     INSERT INTO refunds (refund_id, order_pk, customer_id, api_key_id, idempotency_key, request_hash,
-                                         amount, points_taken_back, points_returned)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                         amount, points_taken_back, points_returned, channel, store)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $15, $16)
                     RETURNING id
                 ), rl AS (
                     INSERT INTO refund_lines (refund_pk, order_pk, line_no, qty, amount, points_taken_back,
@@ -567,6 +590,8 @@ class OrderService:
                 [p[2] for p in plan],
                 [p[3] for p in plan],
                 [p[4] for p in plan],
+                channel,
+                store,
             )
         except asyncpg.UniqueViolationError as exc:  # another request took this refund_id or key a moment ago
             raise _racing_conflict(exc, "refund", data.refund_id) from exc
@@ -627,15 +652,21 @@ class OrderService:
         await conn.execute("UPDATE refunds SET response = $2::text::json WHERE id = $1", refund_pk, body.decode())
         return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
 
-    async def _lock_order(self, conn: Connection, order_id: str) -> tuple[asyncpg.Record, ledger.Account]:
+    async def _lock_order(
+        self, conn: Connection, scope: OrderScope, order_id: str
+    ) -> tuple[asyncpg.Record, ledger.Account]:
         """The order and its customer's account, locked. A no-name card merged meanwhile moves the order to
         another customer: look again until the lock is on the owner's account."""
         for _ in range(3):
             order = await conn.fetchrow(
-                "SELECT id, customer_id, order_id, channel FROM orders WHERE order_id = $1", order_id
+                "SELECT id, customer_id, order_id, channel FROM orders "
+                "WHERE channel = $1 AND coalesce(store, '') = $2 AND order_id = $3",
+                scope.channel,
+                scope.key,
+                order_id,
             )
             if order is None:
-                raise OrderNotFound(f"no order {order_id!r}", field="order_id")
+                raise OrderNotFound(f"no order {order_id!r} {scope.describe()}", field="order_id")
             account = await ledger.lock_live_account(conn, order["customer_id"], self.program, closed_ok=True)
             owner = await conn.fetchval("SELECT customer_id FROM orders WHERE id = $1", order["id"])
             if account is not None and owner == order["customer_id"]:
@@ -692,23 +723,38 @@ def _racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: 
     return OrderConflict(f"{what} {external_id} is already recorded under another Idempotency-Key", field=f"{what}_id")
 
 
+# An id is looked for in its scope only (the unique indexes' expression), a key among the caller's own.
 _SEEN = """
 SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
- WHERE {what}_id = $1 OR (api_key_id = $2 AND idempotency_key = $3)
+ WHERE (channel = $4 AND coalesce(store, '') = $5 AND {what}_id = $1) OR (api_key_id = $2 AND idempotency_key = $3)
  LIMIT 1
 """
+
+
+def _order_scope(data: RefundInput, *, channel: Channel, store: str | None) -> OrderScope:
+    """Which order a refund means: the caller's own store and channel unless it names another. The online
+    shop refunds only its own orders; a till may take back another store's or an online order, named."""
+    order_channel = data.order_channel or channel
+    if channel == "online" and order_channel != "online":
+        raise Forbidden("an online integration refunds only online orders", field="order_channel")
+    if order_channel == "online":
+        if data.order_store is not None:
+            raise InvalidInput("online orders belong to no store: leave order_store out", field="order_store")
+        return OrderScope(channel="online", store=None)
+    return OrderScope(channel="pos", store=data.order_store or store)
 
 
 async def _seen_before(
     conn: Connection,
     what: Literal["order", "refund"],
+    scope: OrderScope,
     external_id: str,
     digest: bytes,
     api_key_id: str | None,
     key: str,
 ) -> Stored | None:
     """The stored answer to a retry; 409 for a reused key or id; ``None`` for a new request."""
-    previous = await conn.fetchrow(_SEEN.format(what=what), external_id, api_key_id, key)
+    previous = await conn.fetchrow(_SEEN.format(what=what), external_id, api_key_id, key, scope.channel, scope.key)
     return None if previous is None else _replay(previous, external_id, digest, api_key_id, key, what)
 
 

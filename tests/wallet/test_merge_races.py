@@ -137,7 +137,7 @@ async def test_a_refund_racing_a_merge_follows_the_order_and_leaves_no_dead_acco
     data = RefundInput(refund_id="race-2-r", lines=(ReturnLine(sku="x", qty=1),))
 
     async def refund(conn: Connection) -> Any:
-        return await orders.refund(conn, "race-2", data, idempotency_key="race-2-r", api_key_id=None)
+        return await orders.refund(conn, "race-2", data, idempotency_key="race-2-r", api_key_id=None, store="s1")
 
     await _race(pool, customers, number, refund)
     assert await pool.fetchval("SELECT customer_id FROM refunds") == kept
