@@ -10,6 +10,7 @@ returns the stored answer and changes nothing.
 from __future__ import annotations
 
 import hashlib
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -33,6 +34,7 @@ from wallet.pricing.port import (
     CommittedRefund,
     Engine,
     EngineInfo,
+    EngineNotice,
     Message,
     NextTierInfo,
     PricingRequest,
@@ -184,13 +186,10 @@ class RefundResult(msgspec.Struct, frozen=True):
 
 
 class Stored(msgspec.Struct, frozen=True):
-    """A committed answer, as stored; ``replayed`` tells a retry from the first call. ``tell`` is what
-    the remote engine is to be told once the transaction has committed (never before: it must not hear
-    of a purchase that rolls back, nor hold the customer's lock while it answers)."""
+    """A committed answer, as stored; ``replayed`` tells a retry from the first call."""
 
     body: bytes
     replayed: bool
-    tell: CommittedOrder | CommittedRefund | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -338,8 +337,9 @@ class OrderService:
         customer, card, account = await self.customers.lock_card_owner(conn, data.card)
         customer_id = customer.id
 
-        scope = OrderScope(channel=channel, store=store)
-        replay = await _seen_before(conn, "order", scope, data.order_id, digest, api_key_id, idempotency_key)
+        replay = await _seen_before(
+            conn, "order", OrderScope(channel, store), data.order_id, digest, api_key_id, idempotency_key
+        )
         if replay is not None:
             return replay
 
@@ -467,19 +467,22 @@ class OrderService:
         if upgraded is not None:
             await events.tier_upgraded(conn, customer_id=customer_id, tier=upgraded, ref=f"order:{order_pk}", now=now)
         await events.cards_changed(conn, customer_ids=[customer_id], now=now)
-        tell = CommittedOrder(
-            order_id=data.order_id,
-            customer_id=str(customer_id),
-            card=card.number,
-            lines=data.lines,
-            discount=quote.discount,
-            redeemed_points=quote.redeem_points,
-            accrued_points=quote.accrue_points,
-            paid=quote.to_pay,
-            purchased_at=purchased_at,
-            store=store,
-            terminal=terminal,
-        )
+        if self.engine_remote:  # through the outbox: sent once this commits, never for a rollback
+            order = CommittedOrder(
+                order_id=data.order_id,
+                customer_id=str(customer_id),
+                card=card.number,
+                lines=data.lines,
+                discount=quote.discount,
+                redeemed_points=quote.redeem_points,
+                accrued_points=quote.accrue_points,
+                paid=quote.to_pay,
+                purchased_at=purchased_at,
+                store=store,
+                terminal=terminal,
+                channel=channel,
+            )
+            await self._tell_engine(conn, EngineNotice(f"order-{order_pk}", "/orders", _builtins(order), order_pk), now)
         result = OrderResult(
             order_id=data.order_id,
             customer_id=customer_id,
@@ -509,7 +512,7 @@ class OrderService:
         )
         body = _encoder.encode(result)
         await conn.execute("UPDATE orders SET response = $2::text::json WHERE id = $1", order_pk, body.decode())
-        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
+        return Stored(body=body, replayed=False)
 
     # -- refunds --------------------------------------------------------------------------------
 
@@ -629,14 +632,20 @@ class OrderService:
             )
         balance = await ledger.balance(conn, order["customer_id"], now, self.program)
         await self.customers.events.cards_changed(conn, customer_ids=[order["customer_id"]], now=now)
-        tell = CommittedRefund(
-            order_id=order_id,
-            refund_id=data.refund_id,
-            lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
-            points_taken_back=taken_back,
-            points_returned=returned,
-            amount=amount,
-        )
+        if self.engine_remote:
+            refunded = CommittedRefund(
+                order_id=order_id,
+                refund_id=data.refund_id,
+                lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
+                points_taken_back=taken_back,
+                points_returned=returned,
+                amount=amount,
+                store=order_scope.store,
+                channel=order_scope.channel,
+                refund_store=store,
+            )
+            path = f"/orders/{urllib.parse.quote(order_id, safe='')}/refunds"
+            await self._tell_engine(conn, EngineNotice(f"refund-{refund_pk}", path, _builtins(refunded)), now)
         result = RefundResult(
             refund_id=data.refund_id,
             order_id=order_id,
@@ -650,7 +659,13 @@ class OrderService:
         )
         body = _encoder.encode(result)
         await conn.execute("UPDATE refunds SET response = $2::text::json WHERE id = $1", refund_pk, body.decode())
-        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
+        return Stored(body=body, replayed=False)
+
+    async def _tell_engine(self, conn: Connection, notice: EngineNotice, now: datetime) -> None:
+        """Queue a notice for the remote engine in this transaction: the outbox worker sends it once the
+        change has committed (never for one that rolls back, and not while the account is locked) and
+        again, with backoff, until the engine acknowledges."""
+        await self.customers.events.engine_notice(conn, notice=notice, now=now)
 
     async def _lock_order(
         self, conn: Connection, scope: OrderScope, order_id: str
@@ -672,15 +687,6 @@ class OrderService:
             if account is not None and owner == order["customer_id"]:
                 return order, account
         raise OrderConflict(f"order {order_id} is being moved between accounts; retry", field="order_id")
-
-    async def tell_engine(self, pool: Pool, message: CommittedOrder | CommittedRefund) -> None:
-        """After the commit: tell the remote engine, and record that it heard of the order."""
-        if isinstance(message, CommittedOrder):
-            if await self.engine.commit(message):
-                async with pool.acquire() as conn:
-                    await conn.execute("UPDATE orders SET engine_notified = true WHERE order_id = $1", message.order_id)
-        else:
-            await self.engine.refund(message)
 
 
 _INSERT_ORDER = """
@@ -818,6 +824,16 @@ def _plan_return(
                 (row["line_no"], take, share(row["paid"]), share(row["accrued_points"]), share(row["redeemed_points"]))
             )
     return plan
+
+
+async def engine_acknowledged(pool: Pool, order_pk: int) -> None:
+    """The remote engine took the notice of this order (``orders.engine_notified``)."""
+    await pool.execute("UPDATE orders SET engine_notified = true WHERE id = $1 AND NOT engine_notified", order_pk)
+
+
+def _builtins(message: CommittedOrder | CommittedRefund) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(message)
+    return body
 
 
 def stored_json(stored: Stored) -> Any:

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter
@@ -58,14 +57,10 @@ def _channel(principal: Principal) -> Channel:
     return "online" if principal.scope is Scope.INTEGRATION else "pos"
 
 
-def _answer(request: Request[Any, Any, State], stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]:
-    """201 with the stored answer; a retry is marked; the remote engine is told after the commit."""
+def _answer(stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]:
+    """201 with the stored answer; a retry is marked."""
     headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
-    task = None
-    if stored.tell is not None:
-        services = services_of(request.app.state)
-        task = BackgroundTask(services.orders.tell_engine, services.pool, stored.tell)
-    return Response(decoder.decode(stored.body), status_code=201, headers=headers, background=task)
+    return Response(decoder.decode(stored.body), status_code=201, headers=headers)
 
 
 class _OrderHandlers(Controller):
@@ -120,7 +115,7 @@ class _OrderHandlers(Controller):
             terminal=principal.terminal,
             channel=_channel(principal),
         )
-        return _answer(request, stored, _order_decoder)
+        return _answer(stored, _order_decoder)
 
     @post(
         "/{order_id:str}/refunds",
@@ -152,7 +147,7 @@ class _OrderHandlers(Controller):
             channel=_channel(principal),
             store=principal.store,
         )
-        return _answer(request, stored, _refund_decoder)
+        return _answer(stored, _refund_decoder)
 
 
 class PosOrderController(_OrderHandlers):
