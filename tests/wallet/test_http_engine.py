@@ -151,6 +151,7 @@ async def test_a_notice_the_engine_missed_while_down_is_delivered_when_it_is_bac
     for attempt in range(1, 4):  # more attempts than max_attempts: an engine's notice never dies of an outage
         await notices.run_once()
         row = await conn.fetchrow("SELECT status, attempts, last_error FROM outbox WHERE channel = 'engine'")
+        assert row is not None
         assert (row["status"], row["attempts"]) == ("queued", attempt)
         assert "core engine" in row["last_error"]
         clock.advance(timedelta(minutes=1))  # past the backoff
