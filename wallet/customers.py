@@ -25,8 +25,8 @@ from wallet.ledger import (
     SPEND_SQL,
     Account,
     balance_from,
+    drop_dead_account,
     lock_account,
-    lock_live_account,
     merge_accounts,
     spend,
 )
@@ -416,10 +416,12 @@ class CustomerService:
         Holding the owner's lock, the card cannot move again (every move locks it)."""
         customer, card = await self.resolve(conn, code)
         for _ in range(_OWNER_ATTEMPTS):
-            account = await lock_live_account(conn, customer.id, self.program)
+            account = await lock_account(conn, customer.id, self.program)
+            # Resolving never finds a merged-away or closed customer: the same owner means a live account.
             owner, card = await self.resolve(conn, code)
-            if account is not None and owner.id == customer.id:
+            if owner.id == customer.id:
                 return owner, card, account
+            await drop_dead_account(conn, customer.id)
             customer = owner
         raise CardOwnedElsewhere("the card keeps changing hands; retry", field="code")  # pragma: no cover
 

@@ -25,8 +25,9 @@ from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from tests.helpers import NOTIFIER
 from wallet import grants
+from wallet.account import close_account
 from wallet.customers import CustomerService, Origin
-from wallet.errors import CustomerNotFound
+from wallet.errors import CardClosed, CustomerNotFound
 from wallet.models import Source
 from wallet.orders import CommitInput, OrderService, RefundInput, ReturnLine
 from wallet.pricing.embedded import EmbeddedEngine
@@ -64,14 +65,25 @@ async def _blocked_behind(pool: Pool, pid: int) -> None:
 
 async def _race(pool: Pool, customers: CustomerService, number: str, write: Callable[[Connection], Awaitable[T]]) -> T:
     """Run ``write`` so that it finds its customer before the merge of ``number`` commits and locks after."""
-    async with pool.acquire() as merging:
-        async with merging.transaction():
-            attached = await customers.attach_card(
-                merging, number=number, phone=PHONE, origin=Origin(source=Source.POS), now=customers.clock.now()
-            )
-            assert attached.outcome == "merged"
+
+    async def merge(conn: Connection) -> None:
+        attached = await customers.attach_card(
+            conn, number=number, phone=PHONE, origin=Origin(source=Source.POS), now=customers.clock.now()
+        )
+        assert attached.outcome == "merged"
+
+    return await _behind(pool, merge, write)
+
+
+async def _behind(
+    pool: Pool, first: Callable[[Connection], Awaitable[None]], write: Callable[[Connection], Awaitable[T]]
+) -> T:
+    """Run ``first`` in a transaction held open until ``write`` (on another connection) waits for its locks."""
+    async with pool.acquire() as holding:
+        async with holding.transaction():
+            await first(holding)
             task = asyncio.ensure_future(_in_tx(pool, write))
-            await _blocked_behind(pool, merging.get_server_pid())
+            await _blocked_behind(pool, holding.get_server_pid())
         return await task
 
 
@@ -142,3 +154,17 @@ async def test_a_refund_racing_a_merge_follows_the_order_and_leaves_no_dead_acco
     await _race(pool, customers, number, refund)
     assert await pool.fetchval("SELECT customer_id FROM refunds") == kept
     assert await _accounts_of(pool, anonymous) == 0
+
+
+async def test_a_purchase_racing_the_closing_of_the_account_is_refused(
+    pool: Pool, customers: CustomerService, orders: OrderService
+) -> None:
+    kept, _, _ = await _shoppers(pool, customers)
+    number = await pool.fetchval("SELECT number FROM cards WHERE customer_id = $1", kept)
+
+    async def close(conn: Connection) -> None:
+        await close_account(conn, customers, kept, customers.clock.now())
+
+    with pytest.raises(CardClosed):  # as if the closing had come first
+        await _behind(pool, close, _commit(orders, "race-3", number))
+    assert await pool.fetchval("SELECT count(*) FROM lots") == 0
