@@ -51,7 +51,7 @@ from kartka.keys import KeyVerifier
 from kartka.migrate import migrate
 from kartka.netaddr import ClientAddresses, parse_networks
 from kartka.ratelimit import RateLimiter, TextBudget
-from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
+from kartka.settings import Environment, Settings, get_settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
 from notifications.providers.google_wallet import load_wallet_objects
@@ -62,9 +62,8 @@ from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
 from wallet.passes.setup import load_wallet_setup
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.http import HttpEngine
 from wallet.pricing.port import Engine
+from wallet.pricing.setup import build_engine
 from wallet.program import Program, load_program
 from wallet.qrtokens import QrTokens
 from wallet.signin import SignInConfig, SignInService
@@ -79,19 +78,6 @@ Errors are RFC 9457 `application/problem+json` documents with a `detail` and, fo
 `errors` naming each field. Tills and integrations authenticate with `Authorization: Bearer <key>`
 (keys are made with `kartka keys create`).
 """
-
-
-def build_engine(settings: Settings, program: Program) -> Engine:
-    if settings.engine is EngineKind.HTTP:
-        assert settings.engine_url is not None
-        return HttpEngine(
-            settings.engine_url,
-            program,
-            token=settings.engine_token.reveal() if settings.engine_token else None,
-            timeout=settings.engine_timeout_ms / 1000,
-            retries=settings.engine_retries,
-        )
-    return EmbeddedEngine(program)
 
 
 EngineFactory = Callable[[Program], Engine]

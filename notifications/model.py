@@ -25,6 +25,7 @@ class Channel(enum.StrEnum):
     FCM = "fcm"  # app push to Android
     PASSKIT = "passkit"  # "this Wallet pass changed": an empty APNs push, the pass type as topic
     GWALLET = "gwallet"  # Google Wallet: a PATCH of the card's loyalty object
+    ENGINE = "engine"  # the remote core engine: a committed order or refund (docs/engine-contract.md)
 
 
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VIBER})
@@ -61,6 +62,8 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     #: Viber: drop the message at the provider if it is not delivered within this many seconds, so a
     #: fallback SMS sent after that time is the only message the shopper gets.
     validity_seconds: int | None = None
+    #: The engine channel: the notice (``wallet.pricing.port.EngineNotice``) as JSON; nothing is rendered.
+    payload: bytes = b""
 
 
 class Outcome(enum.StrEnum):

@@ -12,16 +12,21 @@ from datetime import datetime
 from typing import Final
 from uuid import UUID
 
+import msgspec
+
 from kartka.db import Connection, Pool
 from notifications.audience import Audience, Availability, load_audience, route
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from wallet.passes import service as passes
+from wallet.pricing.port import EngineNotice
 from wallet.program import Program, Tier
 from wallet.texts import format_percent
 
 #: The template of pass updates: no text, the channel's provider knows what to send.
 UPDATE_TEMPLATE: Final = "pass_update"
+#: The template of the engine's notices: the row's params are the notice itself.
+ENGINE_TEMPLATE: Final = "engine_notice"
 
 _REMINDER_BATCH: Final = 5_000
 
@@ -145,6 +150,20 @@ class Notifier:
                 key = f"gwallet:{changed.serial_number}:{changed.update_tag}"
                 messages.append(_pass_update(key, Channel.GWALLET, changed.serial_number))
         await enqueue(conn, messages, now)
+
+    async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:
+        """Queue a notice for the remote core engine. No shopper is named on the row (closing an account
+        must not cancel what the engine is owed); the key makes a producer's retry queue it once."""
+        message = Message(
+            key=f"engine:{notice.key}",
+            channel=Channel.ENGINE,
+            recipient="core-engine",
+            category=Category.TRANSACTIONAL,
+            template=ENGINE_TEMPLATE,
+            locale="ru",  # read by no person
+            params=msgspec.to_builtins(notice),
+        )
+        await enqueue(conn, [message], now)
 
     # -- sign-in codes --------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+import msgspec
 
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
@@ -58,6 +59,7 @@ from wallet.passes.service import forget_push_tokens
 from wallet.program import Program
 
 logger = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
 
 
 class LaneClosed(Exception):
@@ -231,6 +233,15 @@ class Dispatcher:
 
     async def _prepare(self, row: asyncpg.Record, now: datetime, updates: _Updates) -> Outbound | None:
         channel = Channel(row["channel"])
+        if channel is Channel.ENGINE:  # a notice for the remote engine: sent as it was written
+            return Outbound(
+                id=row["id"],
+                key=row["idempotency_key"],
+                channel=channel,
+                recipient=row["recipient"],
+                text="",
+                payload=_json.encode(row["params"]),
+            )
         if channel in PASS_CHANNELS:  # a wallet pass changed: no text; the provider knows what to send
             return Outbound(
                 id=row["id"], key=row["idempotency_key"], channel=channel, recipient=row["recipient"], text=""
@@ -329,7 +340,9 @@ class Dispatcher:
         provider: str | None = None,
     ) -> None:
         attempts = updates.attempts.get(m.id, 1)
-        if attempts >= self.config.max_attempts:
+        # The engine's notices never die of an outage: they wait (at most backoff_max_seconds apart) until
+        # the engine is back and acknowledges; only a notice it refuses fails.
+        if attempts >= self.config.max_attempts and m.channel is not Channel.ENGINE:
             fallback = now if m.channel is Channel.VIBER else None
             updates.add(m.id, Status.DEAD, provider=provider, error=error, fallback_at=fallback)
             return

@@ -20,7 +20,16 @@ from kartka.db import Connection
 from wallet.cards import generate_card_number, is_valid_card_number
 from wallet.errors import CardBlocked, CardClosed, CardNotFound, CardOwnedElsewhere, CustomerNotFound
 from wallet.events import WalletEvents
-from wallet.ledger import BALANCE_SQL, SPEND_SQL, balance_from, lock_account, merge_accounts, spend
+from wallet.ledger import (
+    BALANCE_SQL,
+    SPEND_SQL,
+    Account,
+    balance_from,
+    drop_dead_account,
+    lock_account,
+    merge_accounts,
+    spend,
+)
 from wallet.models import (
     Attachment,
     Card,
@@ -40,6 +49,7 @@ from wallet.tiers import tier_view, upgrade_if_earned
 
 _CARD_ATTEMPTS: Final = 20
 _MAX_REPLACEMENT_HOPS: Final = 8
+_OWNER_ATTEMPTS: Final = 3
 _SEPARATORS = re.compile(r"[\s\-]")
 
 
@@ -397,6 +407,23 @@ class CustomerService:
         themselves once the account is locked."""
         row = await self._find(conn, code, _RESOLVE_BY_CARD, _RESOLVE_BY_PHONE)
         return _customer(row), Card(number=row["number"], status=CardStatus(row["status"]))
+
+    async def lock_card_owner(self, conn: Connection, code: str) -> tuple[Customer, Card, Account]:
+        """Who a card or phone belongs to, with that customer's account locked: the start of every write
+        that begins with a card (a purchase). The card is looked up again once the lock is held: a merge
+        or a closing that committed while the lock was awaited has moved or closed the card by then, and
+        the write goes to the new owner (or is refused) instead of landing on an account nobody sees.
+        Holding the owner's lock, the card cannot move again (every move locks it)."""
+        customer, card = await self.resolve(conn, code)
+        for _ in range(_OWNER_ATTEMPTS):
+            account = await lock_account(conn, customer.id, self.program)
+            # Resolving never finds a merged-away or closed customer: the same owner means a live account.
+            owner, card = await self.resolve(conn, code)
+            if owner.id == customer.id:
+                return owner, card, account
+            await drop_dead_account(conn, customer.id)
+            customer = owner
+        raise CardOwnedElsewhere("the card keeps changing hands; retry", field="code")  # pragma: no cover
 
     async def _find(self, conn: Connection, code: str, by_card: str, by_phone: str, *args: Any) -> asyncpg.Record:
         text = code.strip()

@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from kartka.db import Connection
+from wallet.pricing.port import EngineNotice
 from wallet.program import Tier
 
 
@@ -65,4 +66,9 @@ class WalletEvents(Protocol):
         now: datetime,
     ) -> None:
         """The program gave the shopper bonus points (``kind``: ``birthday``); ``ref`` makes it one message."""
+        ...
+
+    async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:
+        """The remote core engine is to be told of a committed order or refund: after the commit, again
+        and again until it acknowledges, once per ``notice.key``."""
         ...

@@ -63,7 +63,11 @@ async def grant(
         raise CustomerNotFound(f"no customer with id {customer_id}", field="customer_id")
     now = clock.now()
     expires_at = now + timedelta(days=data.expires_in_days)
-    account = await ledger.lock_account(conn, customer_id, program)
+    # Locked, the customer is looked at again: a merge or a closing that committed while the lock was
+    # awaited wins, as if it had come first, and the points never land on an account nobody sees.
+    account = await ledger.lock_live_account(conn, customer_id, program)
+    if account is None:
+        raise CustomerNotFound(f"customer {customer_id} was merged into another account or closed", field="customer_id")
     await ledger.credit(
         conn,
         account,

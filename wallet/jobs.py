@@ -114,7 +114,9 @@ async def birthday_bonuses(pool: Pool, program: Program, events: WalletEvents, n
             )
             for row in sorted(claimed, key=lambda r: r["customer_id"]):  # lock accounts in one order
                 customer_id = row["customer_id"]
-                account = await ledger.lock_account(conn, customer_id, program)
+                account = await ledger.lock_live_account(conn, customer_id, program)
+                if account is None:  # merged away or closed since it was picked
+                    continue
                 await ledger.credit(
                     conn,
                     account,

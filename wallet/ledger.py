@@ -118,6 +118,36 @@ async def lock_account(conn: Connection, customer_id: UUID, program: Program) ->
     return Account(customer_id=row["customer_id"], tier_code=row["tier_code"], debt=row["debt"])
 
 
+#: Takes out an account the lock's upsert re-created for a customer merged away meanwhile; says whether
+#: the customer is gone (merged away, or closed unless $2).
+_DEAD_ACCOUNT = """
+    WITH c AS (SELECT merged_into, closed_at FROM customers WHERE id = $1),
+         zombie AS (DELETE FROM accounts WHERE customer_id = $1 AND (SELECT merged_into FROM c) IS NOT NULL)
+    SELECT merged_into IS NOT NULL OR (NOT $2 AND closed_at IS NOT NULL) FROM c
+"""
+
+
+async def lock_live_account(
+    conn: Connection, customer_id: UUID, program: Program, *, closed_ok: bool = False
+) -> Account | None:
+    """Lock the account of a customer still in use; ``None`` when a merge took the customer away, or the
+    shopper closed it (unless ``closed_ok``: a refund of a closed account's order still goes through).
+
+    Every write that found its customer before locking goes through here. The lock may have waited for
+    that very merge, and then the upsert has re-created the account the merge deleted. The next
+    statement sees what committed during the wait: it takes such a row out again, so nothing can land
+    on an account nobody sees (the caller looks up the new owner, or refuses)."""
+    account = await lock_account(conn, customer_id, program)
+    gone = await conn.fetchval(_DEAD_ACCOUNT, customer_id, closed_ok)
+    return None if gone else account
+
+
+async def drop_dead_account(conn: Connection, customer_id: UUID) -> None:
+    """Take out the account the lock re-created if ``customer_id`` was merged away meanwhile (see
+    :func:`lock_live_account`; for callers that found out otherwise that the customer changed)."""
+    await conn.fetchval(_DEAD_ACCOUNT, customer_id, True)
+
+
 # -- credits ------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ returns the stored answer and changes nothing.
 from __future__ import annotations
 
 import hashlib
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -21,6 +22,7 @@ from kartka.bounds import Instant, check_instant
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kartka.keys import CODE_PATTERN
 from wallet import ledger, receipts
 from wallet.customers import CustomerService
 from wallet.ledger import EntryKind
@@ -33,6 +35,7 @@ from wallet.pricing.port import (
     CommittedRefund,
     Engine,
     EngineInfo,
+    EngineNotice,
     Message,
     NextTierInfo,
     PricingRequest,
@@ -55,6 +58,7 @@ CardCode = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=512, description="Anything identify accepts: card number, scanned QR, phone"),
 ]
+StoreCode = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN, description="A store's code, as on its till keys")]
 
 
 class OrderConflict(Conflict):
@@ -102,6 +106,25 @@ class ReturnLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RefundInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refund_id: ExternalId
     lines: Annotated[tuple[ReturnLine, ...], msgspec.Meta(min_length=1, max_length=500)]
+    order_store: StoreCode | None = None
+    """The store the order was sold in, when it is not the refunding till's own (a return in another store)."""
+    order_channel: Channel | None = None
+    """``online`` for an order of the online shop returned at a till; default: the refunding channel."""
+
+
+class OrderScope(msgspec.Struct, frozen=True):
+    """Where an order id means something: order ids are unique within a channel and store only."""
+
+    channel: Channel
+    store: str | None
+
+    @property
+    def key(self) -> str:
+        """The store as the unique indexes see it ('' for none)."""
+        return self.store or ""
+
+    def describe(self) -> str:
+        return "online" if self.channel == "online" else f"at store {self.store or '(none)'}"
 
 
 # -- outputs ------------------------------------------------------------------------------------
@@ -166,13 +189,10 @@ class RefundResult(msgspec.Struct, frozen=True):
 
 
 class Stored(msgspec.Struct, frozen=True):
-    """A committed answer, as stored; ``replayed`` tells a retry from the first call. ``tell`` is what
-    the remote engine is to be told once the transaction has committed (never before: it must not hear
-    of a purchase that rolls back, nor hold the customer's lock while it answers)."""
+    """A committed answer, as stored; ``replayed`` tells a retry from the first call."""
 
     body: bytes
     replayed: bool
-    tell: CommittedOrder | CommittedRefund | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -317,11 +337,12 @@ class OrderService:
                 field="purchased_at",
             )
         digest = _request_hash("order", data)
-        customer, card = await self.customers.resolve(conn, data.card)
+        customer, card, account = await self.customers.lock_card_owner(conn, data.card)
         customer_id = customer.id
-        account = await ledger.lock_account(conn, customer_id, self.program)
 
-        replay = await _seen_before(conn, "order", data.order_id, digest, api_key_id, idempotency_key)
+        replay = await _seen_before(
+            conn, "order", OrderScope(channel, store), data.order_id, digest, api_key_id, idempotency_key
+        )
         if replay is not None:
             return replay
 
@@ -449,19 +470,22 @@ class OrderService:
         if upgraded is not None:
             await events.tier_upgraded(conn, customer_id=customer_id, tier=upgraded, ref=f"order:{order_pk}", now=now)
         await events.cards_changed(conn, customer_ids=[customer_id], now=now)
-        tell = CommittedOrder(
-            order_id=data.order_id,
-            customer_id=str(customer_id),
-            card=card.number,
-            lines=data.lines,
-            discount=quote.discount,
-            redeemed_points=quote.redeem_points,
-            accrued_points=quote.accrue_points,
-            paid=quote.to_pay,
-            purchased_at=purchased_at,
-            store=store,
-            terminal=terminal,
-        )
+        if self.engine_remote:  # through the outbox: sent once this commits, never for a rollback
+            order = CommittedOrder(
+                order_id=data.order_id,
+                customer_id=str(customer_id),
+                card=card.number,
+                lines=data.lines,
+                discount=quote.discount,
+                redeemed_points=quote.redeem_points,
+                accrued_points=quote.accrue_points,
+                paid=quote.to_pay,
+                purchased_at=purchased_at,
+                store=store,
+                terminal=terminal,
+                channel=channel,
+            )
+            await self._tell_engine(conn, EngineNotice(f"order-{order_pk}", "/orders", _builtins(order), order_pk), now)
         result = OrderResult(
             order_id=data.order_id,
             customer_id=customer_id,
@@ -491,7 +515,7 @@ class OrderService:
         )
         body = _encoder.encode(result)
         await conn.execute("UPDATE orders SET response = $2::text::json WHERE id = $1", order_pk, body.decode())
-        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
+        return Stored(body=body, replayed=False)
 
     # -- refunds --------------------------------------------------------------------------------
 
@@ -504,16 +528,17 @@ class OrderService:
         idempotency_key: str,
         api_key_id: str | None,
         channel: Channel = "pos",
+        store: str | None = None,
     ) -> Stored:
+        """Refund part of the order ``order_id`` of the caller's own store and channel, or of the store
+        and channel the request names (``order_store``, ``order_channel``): an order id never reaches
+        another store's order by accident."""
         now = self.clock.now()
         digest = _request_hash(f"refund:{order_id}", data)
-        order, account = await self._lock_order(conn, order_id)
-        if channel == "online" and order["channel"] != "online":
-            raise Forbidden(
-                f"order {order_id} was made at a till; an online integration refunds only online orders",
-                field="order_id",
-            )
-        replay = await _seen_before(conn, "refund", data.refund_id, digest, api_key_id, idempotency_key)
+        order_scope = _order_scope(data, channel=channel, store=store)
+        order, account = await self._lock_order(conn, order_scope, order_id)
+        refund_scope = OrderScope(channel=channel, store=store)
+        replay = await _seen_before(conn, "refund", refund_scope, data.refund_id, digest, api_key_id, idempotency_key)
         if replay is not None:
             return replay
 
@@ -539,8 +564,8 @@ class OrderService:
                 """
                 WITH r AS (
                     INSERT INTO refunds (refund_id, order_pk, customer_id, api_key_id, idempotency_key, request_hash,
-                                         amount, points_taken_back, points_returned)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                         amount, points_taken_back, points_returned, channel, store)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $15, $16)
                     RETURNING id
                 ), rl AS (
                     INSERT INTO refund_lines (refund_pk, order_pk, line_no, qty, amount, points_taken_back,
@@ -571,6 +596,8 @@ class OrderService:
                 [p[2] for p in plan],
                 [p[3] for p in plan],
                 [p[4] for p in plan],
+                channel,
+                store,
             )
         except asyncpg.UniqueViolationError as exc:  # another request took this refund_id or key a moment ago
             raise _racing_conflict(exc, "refund", data.refund_id) from exc
@@ -608,14 +635,20 @@ class OrderService:
             )
         balance = await ledger.balance(conn, order["customer_id"], now, self.program)
         await self.customers.events.cards_changed(conn, customer_ids=[order["customer_id"]], now=now)
-        tell = CommittedRefund(
-            order_id=order_id,
-            refund_id=data.refund_id,
-            lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
-            points_taken_back=taken_back,
-            points_returned=returned,
-            amount=amount,
-        )
+        if self.engine_remote:
+            refunded = CommittedRefund(
+                order_id=order_id,
+                refund_id=data.refund_id,
+                lines=tuple(ReturnedLine(sku=line.sku, qty=line.qty) for line in data.lines),
+                points_taken_back=taken_back,
+                points_returned=returned,
+                amount=amount,
+                store=order_scope.store,
+                channel=order_scope.channel,
+                refund_store=store,
+            )
+            path = f"/orders/{urllib.parse.quote(order_id, safe='')}/refunds"
+            await self._tell_engine(conn, EngineNotice(f"refund-{refund_pk}", path, _builtins(refunded)), now)
         result = RefundResult(
             refund_id=data.refund_id,
             order_id=order_id,
@@ -629,31 +662,34 @@ class OrderService:
         )
         body = _encoder.encode(result)
         await conn.execute("UPDATE refunds SET response = $2::text::json WHERE id = $1", refund_pk, body.decode())
-        return Stored(body=body, replayed=False, tell=tell if self.engine_remote else None)
+        return Stored(body=body, replayed=False)
 
-    async def _lock_order(self, conn: Connection, order_id: str) -> tuple[asyncpg.Record, ledger.Account]:
+    async def _tell_engine(self, conn: Connection, notice: EngineNotice, now: datetime) -> None:
+        """Queue a notice for the remote engine in this transaction: the outbox worker sends it once the
+        change has committed (never for one that rolls back, and not while the account is locked) and
+        again, with backoff, until the engine acknowledges."""
+        await self.customers.events.engine_notice(conn, notice=notice, now=now)
+
+    async def _lock_order(
+        self, conn: Connection, scope: OrderScope, order_id: str
+    ) -> tuple[asyncpg.Record, ledger.Account]:
         """The order and its customer's account, locked. A no-name card merged meanwhile moves the order to
         another customer: look again until the lock is on the owner's account."""
         for _ in range(3):
             order = await conn.fetchrow(
-                "SELECT id, customer_id, order_id, channel FROM orders WHERE order_id = $1", order_id
+                "SELECT id, customer_id, order_id, channel FROM orders "
+                "WHERE channel = $1 AND coalesce(store, '') = $2 AND order_id = $3",
+                scope.channel,
+                scope.key,
+                order_id,
             )
             if order is None:
-                raise OrderNotFound(f"no order {order_id!r}", field="order_id")
-            account = await ledger.lock_account(conn, order["customer_id"], self.program)
+                raise OrderNotFound(f"no order {order_id!r} {scope.describe()}", field="order_id")
+            account = await ledger.lock_live_account(conn, order["customer_id"], self.program, closed_ok=True)
             owner = await conn.fetchval("SELECT customer_id FROM orders WHERE id = $1", order["id"])
-            if owner == order["customer_id"]:
+            if account is not None and owner == order["customer_id"]:
                 return order, account
         raise OrderConflict(f"order {order_id} is being moved between accounts; retry", field="order_id")
-
-    async def tell_engine(self, pool: Pool, message: CommittedOrder | CommittedRefund) -> None:
-        """After the commit: tell the remote engine, and record that it heard of the order."""
-        if isinstance(message, CommittedOrder):
-            if await self.engine.commit(message):
-                async with pool.acquire() as conn:
-                    await conn.execute("UPDATE orders SET engine_notified = true WHERE order_id = $1", message.order_id)
-        else:
-            await self.engine.refund(message)
 
 
 _INSERT_ORDER = """
@@ -696,23 +732,38 @@ def _racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: 
     return OrderConflict(f"{what} {external_id} is already recorded under another Idempotency-Key", field=f"{what}_id")
 
 
+# An id is looked for in its scope only (the unique indexes' expression), a key among the caller's own.
 _SEEN = """
 SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
- WHERE {what}_id = $1 OR (api_key_id = $2 AND idempotency_key = $3)
+ WHERE (channel = $4 AND coalesce(store, '') = $5 AND {what}_id = $1) OR (api_key_id = $2 AND idempotency_key = $3)
  LIMIT 1
 """
+
+
+def _order_scope(data: RefundInput, *, channel: Channel, store: str | None) -> OrderScope:
+    """Which order a refund means: the caller's own store and channel unless it names another. The online
+    shop refunds only its own orders; a till may take back another store's or an online order, named."""
+    order_channel = data.order_channel or channel
+    if channel == "online" and order_channel != "online":
+        raise Forbidden("an online integration refunds only online orders", field="order_channel")
+    if order_channel == "online":
+        if data.order_store is not None:
+            raise InvalidInput("online orders belong to no store: leave order_store out", field="order_store")
+        return OrderScope(channel="online", store=None)
+    return OrderScope(channel="pos", store=data.order_store or store)
 
 
 async def _seen_before(
     conn: Connection,
     what: Literal["order", "refund"],
+    scope: OrderScope,
     external_id: str,
     digest: bytes,
     api_key_id: str | None,
     key: str,
 ) -> Stored | None:
     """The stored answer to a retry; 409 for a reused key or id; ``None`` for a new request."""
-    previous = await conn.fetchrow(_SEEN.format(what=what), external_id, api_key_id, key)
+    previous = await conn.fetchrow(_SEEN.format(what=what), external_id, api_key_id, key, scope.channel, scope.key)
     return None if previous is None else _replay(previous, external_id, digest, api_key_id, key, what)
 
 
@@ -776,6 +827,16 @@ def _plan_return(
                 (row["line_no"], take, share(row["paid"]), share(row["accrued_points"]), share(row["redeemed_points"]))
             )
     return plan
+
+
+async def engine_acknowledged(pool: Pool, order_pk: int) -> None:
+    """The remote engine took the notice of this order (``orders.engine_notified``)."""
+    await pool.execute("UPDATE orders SET engine_notified = true WHERE id = $1 AND NOT engine_notified", order_pk)
+
+
+def _builtins(message: CommittedOrder | CommittedRefund) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(message)
+    return body
 
 
 def stored_json(stored: Stored) -> Any:

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter
@@ -37,7 +36,9 @@ IdempotencyKey = Annotated[
         description="A new random value per purchase (e.g. a UUID); a retry sends the same one",
     ),
 ]
-OrderId = Annotated[str, PathParameter(min_length=1, max_length=64, description="The till's order id")]
+OrderId = Annotated[
+    str, PathParameter(min_length=1, max_length=64, description="The order id, as the store (or online shop) gave it")
+]
 
 _order_decoder = msgspec.json.Decoder(OrderResult)
 _refund_decoder = msgspec.json.Decoder(RefundResult)
@@ -56,14 +57,10 @@ def _channel(principal: Principal) -> Channel:
     return "online" if principal.scope is Scope.INTEGRATION else "pos"
 
 
-def _answer(request: Request[Any, Any, State], stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]:
-    """201 with the stored answer; a retry is marked; the remote engine is told after the commit."""
+def _answer(stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]:
+    """201 with the stored answer; a retry is marked."""
     headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
-    task = None
-    if stored.tell is not None:
-        services = services_of(request.app.state)
-        task = BackgroundTask(services.orders.tell_engine, services.pool, stored.tell)
-    return Response(decoder.decode(stored.body), status_code=201, headers=headers, background=task)
+    return Response(decoder.decode(stored.body), status_code=201, headers=headers)
 
 
 class _OrderHandlers(Controller):
@@ -95,6 +92,7 @@ class _OrderHandlers(Controller):
         summary="Commit a purchase: spend and earn points (idempotent by Idempotency-Key)",
         description="A retry with the same key and body returns the same answer (header `Idempotent-Replayed`) "
         "and changes nothing; the same key with another body, or the same `order_id` under another key, is 409. "
+        "An `order_id` is unique within the store (online: within the online shop); other stores may use it too. "
         "Redeeming more than is available is 409 and writes nothing. `purchased_at` lets an offline till send a "
         "purchase later: pending and expiry run from it; it may not be in the future.",
         status_code=201,
@@ -117,14 +115,17 @@ class _OrderHandlers(Controller):
             terminal=principal.terminal,
             channel=_channel(principal),
         )
-        return _answer(request, stored, _order_decoder)
+        return _answer(stored, _order_decoder)
 
     @post(
         "/{order_id:str}/refunds",
         operation_id=_operation("RefundOrder"),
         summary="Refund part or all of a purchase, in proportion to the value returned",
         description="Takes back the points the returned part earned and gives back the points spent on it. "
-        "Returning more than was sold is 409. Idempotent by Idempotency-Key like commits.",
+        "Returning more than was sold is 409. Idempotent by Idempotency-Key like commits. Order ids are the "
+        "till's own: `order_id` names an order of this till's store (or, for the online shop, an online order); "
+        "a till taking back another store's order names it with `order_store`, an online order with "
+        '`order_channel: "online"`.',
         status_code=201,
         responses=problems(401, 403, 404, 409, 422),
     )
@@ -144,8 +145,9 @@ class _OrderHandlers(Controller):
             idempotency_key=idempotency_key,
             api_key_id=principal.key_id,
             channel=_channel(principal),
+            store=principal.store,
         )
-        return _answer(request, stored, _refund_decoder)
+        return _answer(stored, _refund_decoder)
 
 
 class PosOrderController(_OrderHandlers):

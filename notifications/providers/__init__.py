@@ -4,7 +4,8 @@ SMS: the development inbox, Infobip or Twilio. Viber: none, the development inbo
 APNs (token auth, HTTP/2) and FCM HTTP v1 when their credentials are configured; outside production
 the development inbox stands in for a push channel that has none. Wallet pass updates: APNs with the
 Pass Type ID certificate, and Google Wallet's REST API; with development certificates (which Apple and
-Google would refuse) they go to the development inbox instead.
+Google would refuse) they go to the development inbox instead. The remote core engine's notices (where
+``KARTKA_ENGINE=http``): the engine itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from notifications.audience import Availability
 from notifications.model import Channel, Provider
 from notifications.providers.apns import load_apns, load_passkit_pusher
 from notifications.providers.dev import DevProvider
+from notifications.providers.engine import CONCURRENCY as ENGINE_CONCURRENCY
+from notifications.providers.engine import RATE_PER_SECOND as ENGINE_RATE
+from notifications.providers.engine import EngineProvider
 from notifications.providers.fcm import load_fcm
 from notifications.providers.google_wallet import GoogleWalletProvider
 from notifications.providers.infobip import InfobipProvider
@@ -26,6 +30,7 @@ from notifications.providers.twilio import load_twilio
 from notifications.worker import Lane
 from wallet.passes.certs import is_development_service_account
 from wallet.passes.service import Passes
+from wallet.pricing.setup import remote_engine
 
 INFOBIP_WEBHOOK = "/v1/webhooks/infobip"
 TWILIO_WEBHOOK = "/v1/webhooks/twilio"
@@ -107,6 +112,9 @@ def build_providers(settings: Settings, pool: Pool, passes: Passes, clock: Clock
                 timeout=settings.provider_timeout_seconds,
             )
         )
+    remote = remote_engine(settings, passes.customers.program)
+    if remote is not None:
+        providers[Channel.ENGINE] = EngineProvider(remote, pool)
     return providers
 
 
@@ -119,6 +127,7 @@ def build_lanes(settings: Settings, pool: Pool, passes: Passes, clock: Clock) ->
         Channel.FCM: push,
         Channel.PASSKIT: push,
         Channel.GWALLET: push,
+        Channel.ENGINE: (ENGINE_RATE, ENGINE_CONCURRENCY),
     }
     return {
         channel: Lane(provider, rate_per_second=limits[channel][0], concurrency=limits[channel][1])

@@ -63,10 +63,18 @@ class Till:
         result: dict[str, Any] = response.json()
         return result
 
-    async def refund(self, order_id: str, lines: list[dict[str, Any]], *, expect: int = 201) -> dict[str, Any]:
+    async def refund(
+        self,
+        order_id: str,
+        lines: list[dict[str, Any]],
+        *,
+        expect: int = 201,
+        refund_id: str | None = None,
+        order: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         response = await self.client.post(
             f"/v1/pos/orders/{order_id}/refunds",
-            json={"refund_id": f"r-{uuid.uuid4().hex[:12]}", "lines": lines},
+            json={"refund_id": refund_id or f"r-{uuid.uuid4().hex[:12]}", "lines": lines} | (order or {}),
             headers=self.headers | {"Idempotency-Key": uuid.uuid4().hex},
         )
         assert response.status_code == expect, response.text
@@ -532,9 +540,15 @@ async def test_a_purchase_racing_a_merge_of_its_card_never_deadlocks(client: Cli
 async def test_online_keys_refund_only_online_orders(till: Till, client: Client, integration: dict[str, str]) -> None:
     shopper = await till.register()
     at_till = await till.order(shopper["card"]["number"], [item("x", 2, 1_000)])
-    refused = await client.post(
+    unknown = await client.post(
         f"/v1/integrations/orders/{at_till['order_id']}/refunds",
         json={"refund_id": "web-r1", "lines": [{"sku": "x", "qty": 1}]},
+        headers=integration | {"Idempotency-Key": "web-r1"},
+    )
+    assert unknown.status_code == 404  # an online refund's order id means an online order
+    refused = await client.post(
+        f"/v1/integrations/orders/{at_till['order_id']}/refunds",
+        json={"refund_id": "web-r1", "lines": [{"sku": "x", "qty": 1}], "order_channel": "pos"},
         headers=integration | {"Idempotency-Key": "web-r1"},
     )
     assert refused.status_code == 403
@@ -544,7 +558,10 @@ async def test_online_keys_refund_only_online_orders(till: Till, client: Client,
         headers=integration | {"Idempotency-Key": "web-2"},
     )
     assert online.status_code == 201
-    returned_in_store = await till.refund("web-2", [{"sku": "y", "qty": 1}])  # buy online, return in store
+    await till.refund("web-2", [{"sku": "y", "qty": 1}], expect=404)  # not one of this store's orders
+    returned_in_store = await till.refund(  # buy online, return in store: named as an online order
+        "web-2", [{"sku": "y", "qty": 1}], order={"order_channel": "online"}
+    )
     assert returned_in_store["amount"] == 1_000
 
 

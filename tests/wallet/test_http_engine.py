@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -13,14 +14,18 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from kartka.clock import FakeClock
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.resilience import CircuitBreaker
 from kartka.settings import EngineKind, Settings
+from notifications.model import Channel
+from notifications.preferences import OptOutLinks
+from notifications.providers.engine import EngineProvider
+from notifications.worker import Dispatcher, Lane, WorkerConfig
 from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
 from tests.helpers import Keys
 from wallet.pricing.http import HttpEngine
-from wallet.program import Program
+from wallet.program import DEFAULT_PROGRAM, Program
 
 CART = [
     {"sku": "cheese", "qty": 2, "unit_price": 1_000},
@@ -34,6 +39,21 @@ def fake() -> Iterator[FakeEngine]:
     engine.start()
     yield engine
     engine.stop()
+
+
+@pytest.fixture
+async def notices(pool: Pool, clock: FakeClock, fake: FakeEngine) -> AsyncIterator[Dispatcher]:
+    """A worker sending only the engine's notices (the other outbox rows have no lane here)."""
+    remote = HttpEngine(fake.url, DEFAULT_PROGRAM, timeout=0.3, retries=0, breaker=CircuitBreaker(100, 1))
+    lane = Lane(EngineProvider(remote, pool), rate_per_second=1_000, concurrency=4, breaker=CircuitBreaker(100, 1))
+    yield Dispatcher(
+        pool,
+        {Channel.ENGINE: lane},
+        clock=clock,
+        opt_out=OptOutLinks(secret="test-secret", public_base="http://127.0.0.1:8000"),
+        config=WorkerConfig(backoff_seconds=5.0, max_attempts=2),
+    )
+    await remote.close()
 
 
 @pytest.fixture
@@ -77,8 +97,12 @@ async def test_a_healthy_engine_prices_the_cart(
     assert body["lines"][1]["category"] == "coffee"
 
 
-async def test_commit_and_refund_are_told_to_the_engine_with_idempotency_keys(
-    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str], conn: Connection
+async def test_commit_and_refund_are_told_to_the_engine_through_the_outbox(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    notices: Dispatcher,
 ) -> None:
     client, _ = http_client
     card = await _register(client, pos)
@@ -86,16 +110,82 @@ async def test_commit_and_refund_are_told_to_the_engine_with_idempotency_keys(
     response = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "ik-1"})
     assert response.status_code == 201, response.text
     assert response.json()["accrued_points"] == 2_400 * REMOTE_RATE_BP // 10_000
+    again = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "ik-1"})
+    assert again.headers["idempotent-replayed"] == "true"
     refund = await client.post(
         "/v1/pos/orders/remote-1/refunds",
         json={"refund_id": "rf-1", "lines": [{"sku": "latte", "qty": 1}]},
         headers=pos | {"Idempotency-Key": "ik-2"},
     )
     assert refund.status_code == 201, refund.text
+    assert fake.paths() == ["/calculate"]  # nothing is told before the worker sends it
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel = 'engine'") == 2  # one per change
+    await notices.run_once()
+    order_pk, refund_pk = await conn.fetchval("SELECT id FROM orders"), await conn.fetchval("SELECT id FROM refunds")
     assert fake.paths() == ["/calculate", "/orders", "/orders/remote-1/refunds"]
-    assert fake.calls[1][2]["idempotency-key"] == "remote-1"
-    assert fake.calls[2][2]["idempotency-key"] == "rf-1"
+    (_, told, order_headers), (_, refunded, refund_headers) = fake.calls[1:]
+    assert order_headers["idempotency-key"] == f"order-{order_pk}"
+    assert refund_headers["idempotency-key"] == f"refund-{refund_pk}"
+    assert (told["order_id"], told["store"], told["channel"]) == ("remote-1", "store-1", "pos")
+    assert (refunded["refund_id"], refunded["store"], refunded["channel"]) == ("rf-1", "store-1", "pos")
+    assert refunded["lines"] == [{"sku": "latte", "qty": 1}]
     assert await conn.fetchval("SELECT engine_notified FROM orders") is True
+    statuses = await conn.fetch("SELECT status FROM outbox WHERE channel = 'engine'")
+    assert [r["status"] for r in statuses] == ["delivered", "delivered"]
+
+
+async def test_a_notice_the_engine_missed_while_down_is_delivered_when_it_is_back(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    clock: FakeClock,
+    notices: Dispatcher,
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    fake.stop()
+    body = {"order_id": "while-down", "card": card, "lines": CART}
+    response = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "wd"})
+    assert response.status_code == 201, response.text  # the purchase does not wait for the engine
+    for attempt in range(1, 4):  # more attempts than max_attempts: an engine's notice never dies of an outage
+        await notices.run_once()
+        row = await conn.fetchrow("SELECT status, attempts, last_error FROM outbox WHERE channel = 'engine'")
+        assert row is not None
+        assert (row["status"], row["attempts"]) == ("queued", attempt)
+        assert "core engine" in row["last_error"]
+        clock.advance(timedelta(minutes=1))  # past the backoff
+    assert await conn.fetchval("SELECT engine_notified FROM orders") is False
+    fake.start()
+    await notices.run_once()
+    assert await conn.fetchval("SELECT status FROM outbox WHERE channel = 'engine'") == "delivered"
+    assert fake.paths() == ["/orders"]
+    assert await conn.fetchval("SELECT engine_notified FROM orders") is True
+
+
+async def test_a_notice_sent_twice_carries_the_same_idempotency_key(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    clock: FakeClock,
+    notices: Dispatcher,
+) -> None:
+    client, _ = http_client
+    card = await _register(client, pos)
+    body = {"order_id": "twice", "card": card, "lines": CART}
+    response = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "tw"})
+    assert response.status_code == 201, response.text
+    fake.mode, fake.delay = "slow", 0.5  # the engine takes it, but answers after the worker gave up
+    await notices.run_once()
+    assert await conn.fetchval("SELECT status FROM outbox WHERE channel = 'engine'") == "queued"
+    fake.mode = "ok"
+    clock.advance(timedelta(minutes=1))
+    await notices.run_once()
+    assert await conn.fetchval("SELECT status FROM outbox WHERE channel = 'engine'") == "delivered"
+    sent = [(body, headers["idempotency-key"]) for path, body, headers in fake.calls if path == "/orders"]
+    assert len(sent) == 2
+    assert sent[0] == sent[1]  # the same notice under the same key: the engine counts it once
 
 
 @pytest.mark.parametrize("mode", ["down", "slow", "garbage", "wrong-shape"])

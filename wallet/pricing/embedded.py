@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from wallet.money import allocate, format_amount, share_floor, share_round
 from wallet.pricing.port import (
-    CommittedOrder,
-    CommittedRefund,
     EngineInfo,
     LinePricing,
     Message,
@@ -124,12 +122,6 @@ class EmbeddedEngine:
         else:
             text = f"Add {amount} {request.currency} more to reach {nxt.name} from your next purchase"
         return Message(code=f"tier-nudge:{nxt.code}", text=text)
-
-    async def commit(self, order: CommittedOrder) -> bool:
-        return True
-
-    async def refund(self, refund: CommittedRefund) -> bool:
-        return True
 
     async def close(self) -> None:
         return None

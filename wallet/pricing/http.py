@@ -1,7 +1,9 @@
 """HTTP client for a remote core engine (contract: ``docs/engine-contract.md``).
 
-Every call has a deadline. ``calculate`` is a pure function and commit/refund carry an
-``Idempotency-Key``, so all three are retried on connection errors, timeouts and 502/503/504. When the
+Every call has a deadline. ``calculate`` is a pure function and the notices of committed orders and
+refunds carry an ``Idempotency-Key``, so all are retried on connection errors, timeouts and
+502/503/504. Notices come from the outbox worker (``notifications/providers/engine.py``), which sends
+them again later, with backoff, until the engine acknowledges. When the
 engine is down, slow or answers something that does not fit the contract, the till still works: the
 cart is priced in degraded mode (base-tier accrual, no promotions) and the answer says
 ``"engine": {"degraded": true}``. After repeated failures a circuit breaker skips the engine for a
@@ -20,12 +22,21 @@ import msgspec
 from kartka.resilience import CircuitBreaker
 from wallet.money import share_floor
 from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import CommittedOrder, CommittedRefund, EngineInfo, Pricing, PricingRequest
+from wallet.pricing.port import (
+    EngineInfo,
+    EngineNotice,
+    EngineUnreachable,
+    NoticeRejected,
+    Pricing,
+    PricingRequest,
+)
 from wallet.program import Program
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({502, 503, 504})
+#: Answers to a notice that may go away by themselves: send it again later.
+_TRANSIENT_STATUS = frozenset({408, 425, 429})
 
 
 class _Answer(msgspec.Struct):
@@ -39,7 +50,9 @@ class _Answer(msgspec.Struct):
 
 
 class EngineFailure(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class HttpEngine:
@@ -70,6 +83,7 @@ class HttpEngine:
         self._decoder = msgspec.json.Decoder(_Answer)
 
     async def _post(self, path: str, body: Any, idempotency_key: str | None = None) -> bytes:
+        """POST ``body`` (msgspec-encodable), retried on transient failures; the answer's body."""
         if not self.breaker.allows():
             raise EngineFailure("circuit open")
         headers = {"Content-Type": "application/json"}
@@ -84,17 +98,17 @@ class HttpEngine:
                 last = exc
             else:
                 if response.status_code in _RETRY_STATUS:
-                    last = EngineFailure(f"HTTP {response.status_code}")
+                    last = EngineFailure(f"HTTP {response.status_code}", response.status_code)
                 elif response.status_code >= 400:
                     self.breaker.record(False)
-                    raise EngineFailure(f"HTTP {response.status_code}: {response.text[:200]}")
+                    raise EngineFailure(f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
                 else:
                     self.breaker.record(True)
                     return response.content
             if attempt < self._retries:
                 await asyncio.sleep(0.05 * (attempt + 1))
         self.breaker.record(False)
-        raise EngineFailure(str(last) or type(last).__name__)
+        raise EngineFailure(str(last) or type(last).__name__, getattr(last, "status", None))
 
     async def calculate(self, request: PricingRequest) -> Pricing:
         try:
@@ -135,21 +149,15 @@ class HttpEngine:
             engine=EngineInfo(name=self.name, degraded=False),
         )
 
-    async def commit(self, order: CommittedOrder) -> bool:
+    async def notify(self, notice: EngineNotice) -> None:
+        """Tell the engine of a committed order or refund; returns once it acknowledged (any 2xx)."""
         try:
-            await self._post("/orders", order, idempotency_key=order.order_id)
+            await self._post(notice.path, notice.body, idempotency_key=notice.key)
         except EngineFailure as exc:
-            logger.warning("could not tell the core engine about order %s: %s", order.order_id, exc)
-            return False
-        return True
-
-    async def refund(self, refund: CommittedRefund) -> bool:
-        try:
-            await self._post(f"/orders/{refund.order_id}/refunds", refund, idempotency_key=refund.refund_id)
-        except EngineFailure as exc:
-            logger.warning("could not tell the core engine about refund %s: %s", refund.refund_id, exc)
-            return False
-        return True
+            status = exc.status
+            if status is None or status >= 500 or status in _TRANSIENT_STATUS:
+                raise EngineUnreachable(str(exc)) from exc
+            raise NoticeRejected(str(exc)) from exc
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -9,7 +9,7 @@ over lines and never lets a cart spend more than the customer has.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
@@ -104,6 +104,8 @@ class CommittedOrder(msgspec.Struct, frozen=True):
     purchased_at: datetime
     store: str | None = None
     terminal: str | None = None
+    channel: Literal["pos", "online"] = "pos"
+    """With ``store``, where ``order_id`` means this order: order ids are unique per channel and store."""
 
 
 class ReturnedLine(msgspec.Struct, frozen=True):
@@ -118,6 +120,31 @@ class CommittedRefund(msgspec.Struct, frozen=True):
     points_taken_back: int
     points_returned: int
     amount: int
+    store: str | None = None
+    """The store and channel of the order refunded (the refund may be made in another store)."""
+    channel: Literal["pos", "online"] = "pos"
+    refund_store: str | None = None
+    """Where the refund was made."""
+
+
+class EngineNotice(msgspec.Struct, frozen=True):
+    """What a remote engine is to be told of a committed order or refund. Written to the outbox in the
+    transaction of the change and sent after it commits, again and again until the engine acknowledges;
+    ``key`` (its Idempotency-Key) is unique in Kartka, so the engine takes each notice once."""
+
+    key: str
+    path: str
+    body: dict[str, Any]
+    order_pk: int | None = None
+    """The order it tells of (``orders.engine_notified`` is set once it is acknowledged)."""
+
+
+class NoticeRejected(Exception):
+    """The engine refused a notice (a 4xx other than 408/425/429): sending it again will not help."""
+
+
+class EngineUnreachable(Exception):
+    """The engine could not take a notice now (down, slow, overloaded): send it again later."""
 
 
 class Engine(Protocol):
@@ -125,10 +152,13 @@ class Engine(Protocol):
 
     async def calculate(self, request: PricingRequest) -> Pricing: ...
 
-    async def commit(self, order: CommittedOrder) -> bool:
-        """Tell the engine about a committed order; ``False`` when it could not be told (degraded)."""
-        ...
+    async def close(self) -> None: ...
 
-    async def refund(self, refund: CommittedRefund) -> bool: ...
+
+class NoticeTaker(Protocol):
+    """A remote engine that takes notices: ``notify`` returns once it acknowledged, or raises
+    :class:`NoticeRejected` or :class:`EngineUnreachable`."""
+
+    async def notify(self, notice: EngineNotice) -> None: ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,60 @@
+"""The remote core engine as an outbox channel: notices of committed orders and refunds.
+
+The wallet writes a notice in the transaction of the order or refund (``WalletEvents.engine_notice``);
+the worker hands it to the engine here, once the change has committed, and again with backoff while
+the engine is down or overloaded (``ProviderUnavailable``, so the lane's circuit breaker spares it),
+until it acknowledges. A notice the engine refuses outright is ``failed``, with its answer in
+``last_error``. Each carries its own ``Idempotency-Key``: a notice sent twice (the engine took it, but
+its answer was lost) is one notice to the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from kartka.db import Pool
+from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult
+from wallet.orders import engine_acknowledged
+from wallet.pricing.port import EngineNotice, EngineUnreachable, NoticeRejected, NoticeTaker
+
+#: How many notices are in flight to the engine at once, and how many a second at most.
+CONCURRENCY: Final = 8
+RATE_PER_SECOND: Final = 500.0
+
+_decoder = msgspec.json.Decoder(EngineNotice)
+
+
+class EngineProvider:
+    name = "engine"
+    channels = frozenset({Channel.ENGINE})
+    max_batch = 1  # one notice, one call; the lane runs several at once
+
+    def __init__(self, engine: NoticeTaker, pool: Pool) -> None:
+        self.engine = engine
+        self.pool = pool
+
+    async def send(self, messages: Sequence[Outbound]) -> list[SendResult]:
+        results = []
+        for message in messages:
+            try:
+                notice = _decoder.decode(message.payload)
+            except msgspec.DecodeError as exc:
+                results.append(SendResult(id=message.id, outcome=Outcome.FAILED, error=f"not a notice: {exc}"))
+                continue
+            try:
+                await self.engine.notify(notice)
+            except NoticeRejected as exc:
+                results.append(SendResult(id=message.id, outcome=Outcome.FAILED, error=f"refused: {exc}"))
+                continue
+            except EngineUnreachable as exc:
+                raise ProviderUnavailable(f"core engine: {exc}") from exc
+            if notice.order_pk is not None:
+                await engine_acknowledged(self.pool, notice.order_pk)
+            results.append(SendResult(id=message.id, outcome=Outcome.DELIVERED, provider_message_id=notice.key))
+        return results
+
+    async def aclose(self) -> None:
+        await self.engine.close()

@@ -1,0 +1,27 @@
+"""Building the pricing engine from settings: for the API (pricing) and the worker (engine notices)."""
+
+from __future__ import annotations
+
+from kartka.settings import EngineKind, Settings
+from wallet.pricing.embedded import EmbeddedEngine
+from wallet.pricing.http import HttpEngine
+from wallet.pricing.port import Engine
+from wallet.program import Program
+
+
+def remote_engine(settings: Settings, program: Program) -> HttpEngine | None:
+    """The remote engine's client, or ``None`` when pricing is embedded (and no one is to be told)."""
+    if settings.engine is not EngineKind.HTTP:
+        return None
+    assert settings.engine_url is not None, "checked by the settings"
+    return HttpEngine(
+        settings.engine_url,
+        program,
+        token=settings.engine_token.reveal() if settings.engine_token else None,
+        timeout=settings.engine_timeout_ms / 1000,
+        retries=settings.engine_retries,
+    )
+
+
+def build_engine(settings: Settings, program: Program) -> Engine:
+    return remote_engine(settings, program) or EmbeddedEngine(program)
