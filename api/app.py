@@ -22,7 +22,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
-from api.auth import SECURITY_SCHEME, SHOPPER_SCHEME, STAFF_SCHEME
+from api.auth import (
+    APPLE_PASS_SCHEME,
+    INFOBIP_SCHEME,
+    SECURITY_SCHEME,
+    SHOPPER_SCHEME,
+    STAFF_SCHEME,
+    TWILIO_SCHEME,
+)
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
 from api.controllers.health import HealthController
@@ -255,6 +262,23 @@ def create_app(
                     scheme="bearer",
                     bearer_format="JWT",
                     description="A staff access token from `POST /v1/admin/login`",
+                ),
+                APPLE_PASS_SCHEME: SecurityScheme(
+                    type="apiKey",
+                    security_scheme_in="header",
+                    name="Authorization",
+                    description="`ApplePass <authenticationToken>`: the token inside the pass (PassKit web service)",
+                ),
+                INFOBIP_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="basic",
+                    description="`infobip` and KARTKA_INFOBIP_WEBHOOK_SECRET, as configured at Infobip",
+                ),
+                TWILIO_SCHEME: SecurityScheme(
+                    type="apiKey",
+                    security_scheme_in="header",
+                    name="X-Twilio-Signature",
+                    description="Twilio's HMAC-SHA1 signature of the URL and the form, with the auth token",
                 ),
             }
         ),

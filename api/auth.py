@@ -22,6 +22,11 @@ from kartka.tokens import Audience, Claims, SessionEnded
 SECURITY_SCHEME: Final = "ApiKey"
 SHOPPER_SCHEME: Final = "ShopperToken"
 STAFF_SCHEME: Final = "StaffToken"
+#: The PassKit web service's own scheme (``Authorization: ApplePass <pass's authenticationToken>``) and
+#: the providers' webhooks (Infobip: HTTP Basic; Twilio: a signature header).
+APPLE_PASS_SCHEME: Final = "ApplePass"  # noqa: S105 - a scheme name, not a secret
+INFOBIP_SCHEME: Final = "InfobipBasic"
+TWILIO_SCHEME: Final = "TwilioSignature"
 MAX_KEY_LENGTH: Final = 200
 MAX_TOKEN_LENGTH: Final = 4096
 

@@ -50,8 +50,8 @@ _MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".png": "im
 _OUR_PACKAGES = frozenset({"api", "wallet", "notifications", "kartka"})
 _REF = "#/components/schemas/{name}"
 PROBLEM_JSON = "application/problem+json"
-#: Security schemes whose credentials carry a scope, so a valid one can still be refused (403).
-_SCOPED_SCHEMES = frozenset({"ApiKey", "StaffToken"})
+#: Bearer schemes: a valid credential of another kind or scope is refused with 403 (api.auth).
+_BEARER_SCHEMES = frozenset({"ApiKey", "StaffToken", "ShopperToken"})
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
 }
@@ -129,7 +129,7 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
         schemes = {name for requirement in operation.get("security", []) for name in requirement}
         if schemes:
             shared.add("401")
-        if schemes & _SCOPED_SCHEMES:
+        if schemes & _BEARER_SCHEMES:
             shared.add("403")
         responses = dict(operation["responses"])
         for status in sorted(shared):

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import SHOPPER_SCHEME, require_shopper, shopper_of
@@ -111,8 +112,10 @@ class MeController(Controller):
         summary="The card as an image for the till's scanner: QR, Code128, EAN-13 or PDF417, PNG or SVG",
         description="Cacheable: the ETag changes only with the card number (a replaced card), so a "
         "conditional request (`If-None-Match`) is answered 304.",
-        media_type="image/png",
-        responses=problems(401, 404),
+        media_type="image/*",  # image/png or image/svg+xml, as `type` asks
+        response_headers=[ResponseHeader(name="ETag", description="The image's entity tag", documentation_only=True)],
+        responses=problems(401, 404)
+        | {304: ResponseSpec(data_container=None, description="If-None-Match names this image: keep yours")},
     )
     async def barcode(
         self,

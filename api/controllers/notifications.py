@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
-from api.auth import ADMIN_SECURITY, actor_of, require_permission
+from api.auth import ADMIN_SECURITY, INFOBIP_SCHEME, TWILIO_SCHEME, actor_of, require_permission
 from api.errors import problems
 from api.request import preferred_language
 from api.state import provide_conn, provide_tx, services_of
@@ -161,6 +161,7 @@ class WebhookController(Controller):
     @post(
         INFOBIP_WEBHOOK,
         operation_id="webhookInfobip",
+        security=[{INFOBIP_SCHEME: []}],
         summary="Infobip delivery reports (HTTP Basic: infobip / KARTKA_INFOBIP_WEBHOOK_SECRET)",
         status_code=200,
         responses=problems(401),
@@ -179,6 +180,7 @@ class WebhookController(Controller):
     @post(
         TWILIO_WEBHOOK,
         operation_id="webhookTwilio",
+        security=[{TWILIO_SCHEME: []}],
         summary="Twilio status callbacks (X-Twilio-Signature)",
         status_code=200,
         responses=problems(401),

@@ -16,10 +16,12 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, head, post
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from api.auth import APPLE_PASS_SCHEME
 from api.errors import problems
 from api.request import client_address
 from api.state import provide_conn, provide_tx, services_of
@@ -88,6 +90,18 @@ def _not_modified_since(request: Request[Any, Any, Any], record: PassRecord) -> 
     return moment is not None and record.updated_at <= moment
 
 
+#: The operations a pass's ``authenticationToken`` opens (the listing and the log take none, as Apple says).
+PASS_SECURITY: Final[list[dict[str, list[str]]]] = [{APPLE_PASS_SCHEME: []}]
+NOT_MODIFIED: Final = {
+    304: ResponseSpec(data_container=None, description="Not modified since If-Modified-Since: keep the pass you have")
+}
+LAST_MODIFIED: Final = [
+    ResponseHeader(
+        name="Last-Modified", description="When the pass last changed (never later than Date)", documentation_only=True
+    )
+]
+
+
 class PassKitController(Controller):
     path = "/passkit/v1"
     tags = ["passkit"]  # noqa: RUF012
@@ -98,7 +112,8 @@ class PassKitController(Controller):
         operation_id="passkitRegister",
         summary="Register a device for a pass's updates: 201 new, 200 already registered",
         status_code=201,
-        responses=problems(401),
+        security=PASS_SECURITY,
+        responses=problems(401) | {200: ResponseSpec(data_container=None, description="Already registered")},
     )
     async def register(
         self,
@@ -118,7 +133,8 @@ class PassKitController(Controller):
         "/devices/{device_id:str}/registrations/{pass_type:str}",
         operation_id="passkitUpdatedSerials",
         summary="The serial numbers of this device's passes updated since a tag: 200, or 204 when none",
-        responses=problems(404),
+        responses=problems(404)
+        | {204: ResponseSpec(data_container=None, description="None of this device's passes changed since the tag")},
     )
     async def updated(
         self,
@@ -147,7 +163,9 @@ class PassKitController(Controller):
         operation_id="passkitLatestPass",
         summary="The latest version of a pass (Last-Modified; 304 for If-Modified-Since when unchanged)",
         media_type=PKPASS_MEDIA_TYPE,
-        responses=problems(401),
+        security=PASS_SECURITY,
+        response_headers=LAST_MODIFIED,
+        responses=problems(401) | NOT_MODIFIED,
     )
     async def latest(
         self,
@@ -170,6 +188,9 @@ class PassKitController(Controller):
         operation_id="passkitLatestPassHead",
         summary="What GET would answer, without the pass",
         media_type=PKPASS_MEDIA_TYPE,
+        security=PASS_SECURITY,
+        response_headers=LAST_MODIFIED,
+        responses=problems(401) | NOT_MODIFIED,
     )
     async def latest_head(
         self,
@@ -192,6 +213,7 @@ class PassKitController(Controller):
         operation_id="passkitUnregister",
         summary="Stop sending this device updates of this pass",
         status_code=200,
+        security=PASS_SECURITY,
         responses=problems(401),
     )
     async def unregister(
