@@ -36,6 +36,7 @@ from litestar.params import PathParameter
 from litestar.response import File
 from litestar.router import Router
 
+from api import examples
 from api.conditional import not_modified
 
 ASSETS_DIR = Path(__file__).parent / "assets" / "apidocs"
@@ -117,8 +118,18 @@ def _problem(status: str, description: str) -> dict[str, Any]:
     return answer
 
 
+def _with_example(body: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    """A request body or answer whose JSON content shows ``example`` (instead of generated ones)."""
+    content = {
+        media: described | {"examples": {"example": example}} if media.endswith("json") else described
+        for media, described in body.get("content", {}).items()
+    }
+    return body | {"content": content}
+
+
 def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
-    """Each operation of ``item`` with the answers every operation of its kind can give."""
+    """Each operation of ``item`` with the answers every operation of its kind can give, and with the
+    realistic examples of :mod:`api.examples` where it has some."""
     item = dict(item)
     for method, operation in item.items():
         if not isinstance(operation, dict) or "responses" not in operation:
@@ -132,12 +143,19 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
         if schemes & _BEARER_SCHEMES:
             shared.add("403")
         responses = dict(operation["responses"])
+        changed: dict[str, Any] = {}
+        samples = examples.BY_OPERATION.get(operation.get("operationId", ""), {})
+        if "request" in samples and "requestBody" in operation:
+            changed["requestBody"] = _with_example(operation["requestBody"], samples["request"])
+        for status, sample in samples.items():
+            if status in responses:
+                responses[status] = _with_example(responses[status], sample)
         for status in sorted(shared):
             responses.setdefault(status, _problem(status, _SHARED_ANSWERS[status]))
         for status in ("429", "503"):
             if status in responses and "headers" not in responses[status]:
                 responses[status] = responses[status] | {"headers": _RETRY_AFTER}
-        item[method] = operation | {"responses": responses}
+        item[method] = operation | changed | {"responses": responses}
     return item
 
 

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter
 
@@ -63,6 +63,17 @@ def _answer(stored: Stored, decoder: msgspec.json.Decoder[Any]) -> Response[Any]
     return Response(decoder.decode(stored.body), status_code=201, headers=headers)
 
 
+#: Commits and refunds say when an answer is a stored one replayed for a retry.
+REPLAYED: Final = [
+    ResponseHeader(
+        name="Idempotent-Replayed",
+        description="`true` when this is the stored answer to an earlier request with the same Idempotency-Key",
+        documentation_only=True,
+        required=False,
+    )
+]
+
+
 class _OrderHandlers(Controller):
     security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
     dependencies = {"tx": Provide(provide_tx), "conn": Provide(provide_conn)}  # noqa: RUF012
@@ -96,6 +107,7 @@ class _OrderHandlers(Controller):
         "Redeeming more than is available is 409 and writes nothing. `purchased_at` lets an offline till send a "
         "purchase later: pending and expiry run from it; it may not be in the future.",
         status_code=201,
+        response_headers=REPLAYED,
         responses=problems(401, 403, 404, 409, 422),
     )
     async def commit(
@@ -127,6 +139,7 @@ class _OrderHandlers(Controller):
         "a till taking back another store's order names it with `order_store`, an online order with "
         '`order_channel: "online"`.',
         status_code=201,
+        response_headers=REPLAYED,
         responses=problems(401, 403, 404, 409, 422),
     )
     async def refund(

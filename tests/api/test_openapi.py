@@ -68,3 +68,24 @@ def test_no_schema_in_the_document_accepts_anything_in_place_of_an_object(docume
         return 0
 
     assert empty_branches(document) == 0
+
+
+def test_the_till_endpoints_show_realistic_examples_that_match_their_schemas(document: dict[str, Any]) -> None:
+    checked: list[str] = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict):
+                continue
+            media = [("request", operation.get("requestBody", {}).get("content", {}))]
+            media += [(status, answer.get("content", {})) for status, answer in operation["responses"].items()]
+            for where, content in media:
+                for body in content.values():
+                    for name, example in (body.get("examples") or {}).items():
+                        schema = {"components": document["components"]} | body["schema"]
+                        validator = jsonschema_rs.Draft202012Validator(schema)
+                        errors = [error.message for error in validator.iter_errors(example["value"])]
+                        assert not errors, (method, path, where, name, errors)
+                        checked.append(f"{operation['operationId']} {where}")
+    for operation in ("posIdentify", "posCalculateOrder", "posCommitOrder", "posRefundOrder"):
+        assert f"{operation} request" in checked
+        assert any(entry.startswith(operation) and not entry.endswith("request") for entry in checked), operation
