@@ -25,6 +25,7 @@ from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
 from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, Settings, load_settings
+from tests.database import Schema, check_ledger
 from tests.helpers import Keys
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -106,16 +107,28 @@ async def pool(settings: Settings) -> AsyncIterator[Pool]:
     await pool.close()
 
 
-@pytest.fixture(autouse=True)
-async def clean_database(pool: Pool) -> None:
-    """Every test starts from empty tables (the schema stays)."""
+@pytest.fixture(scope="session")
+async def schema(pool: Pool) -> Schema:
     async with pool.acquire() as conn:
-        tables = await conn.fetch(
-            "SELECT quote_ident(tablename) AS t FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        if tables:
-            await conn.execute(f"TRUNCATE {', '.join(r['t'] for r in tables)} RESTART IDENTITY CASCADE")
+        return await Schema.read(conn)
+
+
+@pytest.fixture(autouse=True)
+def database_state(request: pytest.FixtureRequest) -> None:
+    """Tests that can reach the suite's database get it clean and leave a ledger that balances; the
+    others (templates, barcodes, settings...) never open it."""
+    if "database_url" in request.fixturenames:
+        request.getfixturevalue("clean_database")
+
+
+@pytest.fixture
+async def clean_database(pool: Pool, schema: Schema) -> AsyncIterator[None]:
+    """Every test starts from empty tables (the schema stays) and ends with the ledger's identity holding."""
+    async with pool.acquire() as conn:
+        await schema.clean(conn)
+    yield
+    async with pool.acquire() as conn:
+        await check_ledger(conn)
 
 
 @pytest.fixture
