@@ -144,7 +144,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 setup=load_wallet_setup(settings, program), customers=customers, public_base=settings.public_base
             )
             limiter = RateLimiter(derive_key(secret, "rate"))
-            passwords = Passwords()
+            passwords = Passwords(memory_kib=settings.argon2_memory_kib, rounds=settings.argon2_rounds)
             await passwords.warm_up()
             app.state.services = Services(
                 settings=settings,

@@ -26,7 +26,7 @@ from kartka.keys import Scope
 from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, Settings, load_settings
 from tests.database import Schema, check_ledger
-from tests.helpers import Keys
+from tests.helpers import CHEAP_ARGON2, Keys
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -97,6 +97,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         certs_dir=tmp_path_factory.mktemp("certs"),
         otp_per_ip_per_hour=20,  # low, so that tests reach the per-address limits quickly
         signin_per_ip_per_hour=60,
+        **CHEAP_ARGON2,
     )
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kartka.settings import ENV
+from tests.helpers import CHEAP_ARGON2
+
 pytestmark = pytest.mark.slow
 
 KARTKA = str(Path(sys.executable).parent / "kartka")
@@ -89,7 +92,12 @@ class Server:
 
 @pytest.fixture
 def server(fresh_database: str, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    env = _env(DATABASE_URL=fresh_database, KARTKA_ENV="development", KARTKA_DATA_DIR=str(tmp_path / "data"))
+    env = _env(
+        DATABASE_URL=fresh_database,
+        KARTKA_ENV="development",
+        KARTKA_DATA_DIR=str(tmp_path / "data"),
+        **{ENV[name]: str(value) for name, value in CHEAP_ARGON2.items()},
+    )
     running = Server(env, tmp_path, tmp_path / "serve.log")
     try:
         yield running, env
