@@ -95,9 +95,8 @@ async def spare_databases(admin_url: str) -> AsyncIterator[list[str]]:
         await admin.close()
 
 
-@pytest.fixture
-async def fresh_database(admin_url: str, spare_databases: list[str]) -> str:
-    """An empty database of its own, for tests of migrations and of whole processes."""
+async def create_spare_database(admin_url: str, spare_databases: list[str]) -> str:
+    """A new, empty, uniquely named database, dropped at the end of the run."""
     name = f"kartka_fresh_{os.getpid()}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(admin_url)
     try:
@@ -106,6 +105,12 @@ async def fresh_database(admin_url: str, spare_databases: list[str]) -> str:
     finally:
         await admin.close()
     return _with_database(admin_url, name)
+
+
+@pytest.fixture
+async def fresh_database(admin_url: str, spare_databases: list[str]) -> str:
+    """An empty database of its own, for tests of migrations and of whole processes."""
+    return await create_spare_database(admin_url, spare_databases)
 
 
 @pytest.fixture(scope="session")
