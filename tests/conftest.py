@@ -7,6 +7,7 @@ uniquely named database, migrates it, and drops it at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -67,37 +68,25 @@ async def temporary_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def database_url(admin_url: str) -> AsyncIterator[str]:
-    """The suite's database, migrated once."""
-    async with temporary_database(admin_url, "kartka_test") as url:
-        conn = await asyncpg.connect(url)
-        try:
-            # A commit need not wait for the disk: a crash of this server loses a database the run drops
-            # anyway (faults are tested on throwaway clusters). Every session opened from now on inherits it.
-            await conn.execute(f'ALTER DATABASE "{urllib.parse.urlsplit(url).path[1:]}" SET synchronous_commit = off')
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield url
-
-
-@pytest.fixture(scope="session")
 async def spare_databases(admin_url: str) -> AsyncIterator[list[str]]:
-    """The fresh databases made during the run, dropped together at its end: every DROP DATABASE
-    forces a checkpoint (seconds on a busy server), and one right after another finds little to write."""
+    """Every database the run makes (its own and the fresh ones), dropped at its end, all at once: each
+    DROP DATABASE forces a checkpoint (seconds on a busy server), and concurrent ones share one."""
     names: list[str] = []
     yield names
-    admin = await asyncpg.connect(admin_url)
-    try:
-        for name in names:
+
+    async def drop(name: str) -> None:
+        admin = await asyncpg.connect(admin_url)
+        try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        finally:
+            await admin.close()
+
+    await asyncio.gather(*(drop(name) for name in names))
 
 
-async def create_spare_database(admin_url: str, spare_databases: list[str]) -> str:
+async def create_spare_database(admin_url: str, spare_databases: list[str], prefix: str = "kartka_fresh") -> str:
     """A new, empty, uniquely named database, dropped at the end of the run."""
-    name = f"kartka_fresh_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(admin_url)
     try:
         spare_databases.append(name)
@@ -105,6 +94,21 @@ async def create_spare_database(admin_url: str, spare_databases: list[str]) -> s
     finally:
         await admin.close()
     return _with_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str, spare_databases: list[str]) -> str:
+    """The suite's database, migrated once."""
+    url = await create_spare_database(admin_url, spare_databases, "kartka_test")
+    conn = await asyncpg.connect(url)
+    try:
+        # A commit need not wait for the disk: a crash of this server loses a database the run drops
+        # anyway (faults are tested on throwaway clusters). Every session opened from now on inherits it.
+        await conn.execute(f'ALTER DATABASE "{urllib.parse.urlsplit(url).path[1:]}" SET synchronous_commit = off')
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
 
 
 @pytest.fixture
