@@ -155,7 +155,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 countries=settings.sms_country_budgets,
                 home=settings.default_region,
             )
-            passwords = Passwords()
+            passwords = Passwords(memory_kib=settings.argon2_memory_kib, rounds=settings.argon2_rounds)
             await passwords.warm_up()
             app.state.services = Services(
                 settings=settings,

@@ -278,6 +278,10 @@ def _password(from_stdin: bool) -> str:
     return value
 
 
+def _passwords(settings: Settings) -> Passwords:
+    return Passwords(memory_kib=settings.argon2_memory_kib, rounds=settings.argon2_rounds)
+
+
 @staff.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
@@ -289,7 +293,7 @@ def staff_create(username: str, role: str, password_stdin: bool) -> None:
 
     async def work(conn: Any) -> None:
         await migrate(conn)
-        account = await create_staff(conn, Passwords(), username=username, role=Role(role), password=password)
+        account = await create_staff(conn, _passwords(settings), username=username, role=Role(role), password=password)
         click.echo(f"created {account.role.value} {account.username} ({account.id})")
 
     _run(settings, work)
@@ -321,7 +325,7 @@ def staff_passwd(username: str, password_stdin: bool) -> None:
 
     async def work(conn: Any) -> None:
         async with conn.transaction():
-            await set_password(conn, Passwords(), username, password, SystemClock().now())
+            await set_password(conn, _passwords(settings), username, password, SystemClock().now())
         click.echo(f"password of {username} changed")
 
     _run(settings, work)

@@ -50,6 +50,10 @@ class Secret:
         return hash(self._value)
 
 
+#: OWASP's least argon2id cost (19 MiB, 2 passes); the cheap settings the tests use are refused in production.
+OWASP_ARGON2_MEMORY_KIB: Final = 19_456
+OWASP_ARGON2_ROUNDS: Final = 2
+
 DEV_SECRET_KEY: Final = "dev-only-kartka-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
 
 #: Settings field -> environment variable.
@@ -95,6 +99,9 @@ ENV: Final[dict[str, str]] = {
     "otp_resend_max_seconds": "KARTKA_OTP_RESEND_MAX_SECONDS",
     "staff_login_failures": "KARTKA_STAFF_LOGIN_FAILURES",
     "staff_login_per_account_per_hour": "KARTKA_STAFF_LOGIN_PER_ACCOUNT_PER_HOUR",
+    # staff password hashing (argon2id): the tests lower the cost, production keeps OWASP's
+    "argon2_memory_kib": "KARTKA_ARGON2_MEMORY_KIB",
+    "argon2_rounds": "KARTKA_ARGON2_ROUNDS",
     "access_token_seconds": "KARTKA_ACCESS_TOKEN_SECONDS",
     "refresh_token_days": "KARTKA_REFRESH_TOKEN_DAYS",
     "qr_token_seconds": "KARTKA_QR_TOKEN_SECONDS",
@@ -228,6 +235,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     staff_login_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5  # per account and address, then delays
     # Attempts per account from addresses it has not signed in from (a spread-out guesser), per hour.
     staff_login_per_account_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 50
+    # argon2id cost of staff passwords: 64 MiB and 3 passes (libpass's defaults, as OWASP recommends).
+    # The lower bound only satisfies argon2 (8 KiB per lane, 4 lanes); production refuses less than OWASP's.
+    argon2_memory_kib: Annotated[int, msgspec.Meta(ge=32, le=4_194_304)] = 65_536
+    argon2_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
     qr_token_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 60
@@ -313,6 +324,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 problems.append("production needs DATABASE_URL; the embedded PostgreSQL is for development only")
             if parsed.scheme != "https":
                 problems.append("production needs an https KARTKA_PUBLIC_URL (wallet passes require TLS)")
+            if self.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB or self.argon2_rounds < OWASP_ARGON2_ROUNDS:
+                problems.append(
+                    f"production hashes staff passwords at OWASP's minimum cost or more: KARTKA_ARGON2_MEMORY_KIB "
+                    f">= {OWASP_ARGON2_MEMORY_KIB} and KARTKA_ARGON2_ROUNDS >= {OWASP_ARGON2_ROUNDS}"
+                )
         if problems:
             raise SettingsError("; ".join(problems))
 

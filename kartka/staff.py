@@ -98,12 +98,13 @@ def check_password(password: str) -> None:
 
 
 class Passwords:
-    """argon2id hashing off the event loop, with libpass's default parameters (argon2id, 64 MiB, 3 passes,
-    as OWASP recommends). Stored hashes carry their parameters; when the defaults rise, a hash is
-    upgraded at the next successful sign-in (``verify`` returns the new one)."""
+    """argon2id hashing off the event loop, by default at libpass's cost (64 MiB, 3 passes, as OWASP
+    recommends; ``KARTKA_ARGON2_MEMORY_KIB`` and ``KARTKA_ARGON2_ROUNDS``, which the tests lower).
+    Stored hashes carry their parameters; when the cost changes, a hash is upgraded at the next
+    successful sign-in (``verify`` returns the new one)."""
 
-    def __init__(self, concurrency: int = MAX_HASHES) -> None:
-        self._context = CryptContext(schemes=["argon2"])
+    def __init__(self, concurrency: int = MAX_HASHES, *, memory_kib: int = 65_536, rounds: int = 3) -> None:
+        self._context = CryptContext(schemes=["argon2"], argon2__memory_cost=memory_kib, argon2__rounds=rounds)
         # Each hash takes 64 MiB: a burst of sign-ins waits here instead of taking the machine's memory.
         self._slots = asyncio.Semaphore(concurrency)
 

@@ -7,6 +7,7 @@ uniquely named database, migrates it, and drops it at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -25,7 +26,8 @@ from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
 from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, Settings, load_settings
-from tests.helpers import Keys
+from tests.database import Schema, check_ledger
+from tests.helpers import CHEAP_ARGON2, Keys
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -66,22 +68,53 @@ async def temporary_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def database_url(admin_url: str) -> AsyncIterator[str]:
-    """The suite's database, migrated once."""
-    async with temporary_database(admin_url, "kartka_test") as url:
-        conn = await asyncpg.connect(url)
+async def spare_databases(admin_url: str) -> AsyncIterator[list[str]]:
+    """Every database the run makes (its own and the fresh ones), dropped at its end, all at once: each
+    DROP DATABASE forces a checkpoint (seconds on a busy server), and concurrent ones share one."""
+    names: list[str] = []
+    yield names
+
+    async def drop(name: str) -> None:
+        admin = await asyncpg.connect(admin_url)
         try:
-            await migrate(conn)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
-            await conn.close()
-        yield url
+            await admin.close()
+
+    await asyncio.gather(*(drop(name) for name in names))
+
+
+async def create_spare_database(admin_url: str, spare_databases: list[str], prefix: str = "kartka_fresh") -> str:
+    """A new, empty, uniquely named database, dropped at the end of the run."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        spare_databases.append(name)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return _with_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str, spare_databases: list[str]) -> str:
+    """The suite's database, migrated once."""
+    url = await create_spare_database(admin_url, spare_databases, "kartka_test")
+    conn = await asyncpg.connect(url)
+    try:
+        # A commit need not wait for the disk: a crash of this server loses a database the run drops
+        # anyway (faults are tested on throwaway clusters). Every session opened from now on inherits it.
+        await conn.execute(f'ALTER DATABASE "{urllib.parse.urlsplit(url).path[1:]}" SET synchronous_commit = off')
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
 
 
 @pytest.fixture
-async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+async def fresh_database(admin_url: str, spare_databases: list[str]) -> str:
     """An empty database of its own, for tests of migrations and of whole processes."""
-    async with temporary_database(admin_url, "kartka_fresh") as url:
-        yield url
+    return await create_spare_database(admin_url, spare_databases)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +129,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         certs_dir=tmp_path_factory.mktemp("certs"),
         otp_per_ip_per_hour=20,  # low, so that tests reach the per-address limits quickly
         signin_per_ip_per_hour=60,
+        **CHEAP_ARGON2,
     )
 
 
@@ -106,16 +140,28 @@ async def pool(settings: Settings) -> AsyncIterator[Pool]:
     await pool.close()
 
 
-@pytest.fixture(autouse=True)
-async def clean_database(pool: Pool) -> None:
-    """Every test starts from empty tables (the schema stays)."""
+@pytest.fixture(scope="session")
+async def schema(pool: Pool) -> Schema:
     async with pool.acquire() as conn:
-        tables = await conn.fetch(
-            "SELECT quote_ident(tablename) AS t FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        if tables:
-            await conn.execute(f"TRUNCATE {', '.join(r['t'] for r in tables)} RESTART IDENTITY CASCADE")
+        return await Schema.read(conn)
+
+
+@pytest.fixture(autouse=True)
+def database_state(request: pytest.FixtureRequest) -> None:
+    """Tests that can reach the suite's database get it clean and leave a ledger that balances; the
+    others (templates, barcodes, settings...) never open it."""
+    if "database_url" in request.fixturenames:
+        request.getfixturevalue("clean_database")
+
+
+@pytest.fixture
+async def clean_database(pool: Pool, schema: Schema) -> AsyncIterator[None]:
+    """Every test starts from empty tables (the schema stays) and ends with the ledger's identity holding."""
+    async with pool.acquire() as conn:
+        await schema.clean(conn)
+    yield
+    async with pool.acquire() as conn:
+        await check_ledger(conn)
 
 
 @pytest.fixture

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from kartka.db import Pool
 from kartka.keys import Scope, create_key
+from kartka.staff import Passwords
 from notifications.audience import ALL_CHANNELS
 from notifications.triggers import Notifier
 from wallet.program import DEFAULT_PROGRAM
+
+#: Staff passwords in the tests cost the least argon2 allows (production keeps OWASP's cost, see
+#: kartka/settings.py): the suite hashes hundreds of them, and the hashing itself is argon2's business.
+CHEAP_ARGON2: Final = {"argon2_memory_kib": 32, "argon2_rounds": 1}
+PASSWORDS: Final = Passwords(memory_kib=CHEAP_ARGON2["argon2_memory_kib"], rounds=CHEAP_ARGON2["argon2_rounds"])
 
 #: What the app's services tell the rest of the system, for tests that run jobs by hand.
 NOTIFIER = Notifier(program=DEFAULT_PROGRAM, public_base="http://127.0.0.1:8000", available=ALL_CHANNELS)

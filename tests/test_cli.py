@@ -18,6 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kartka.settings import ENV
+from tests.conftest import create_spare_database
+from tests.helpers import CHEAP_ARGON2
+
 pytestmark = pytest.mark.slow
 
 KARTKA = str(Path(sys.executable).parent / "kartka")
@@ -87,19 +91,28 @@ class Server:
         return self.process.returncode
 
 
-@pytest.fixture
-def server(fresh_database: str, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+@pytest.fixture(scope="module")
+async def served_database(admin_url: str, spare_databases: list[str]) -> str:
+    return await create_spare_database(admin_url, spare_databases)
+
+
+@pytest.fixture(scope="module")
+def server(served_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    """One ``kartka serve`` for the tests that drive it (each start costs seconds): they use phones,
+    keys and staff of their own. It must stop cleanly after them all."""
+    folder = tmp_path_factory.mktemp("served")
     env = _env(
-        DATABASE_URL=fresh_database,
+        DATABASE_URL=served_database,
         KARTKA_ENV="development",
-        KARTKA_DATA_DIR=str(tmp_path / "data"),
+        KARTKA_DATA_DIR=str(folder / "data"),
         KARTKA_OTP_PER_IP_PER_HOUR="2",
+        **{ENV[name]: str(value) for name, value in CHEAP_ARGON2.items()},
     )
-    running = Server(env, tmp_path, tmp_path / "serve.log")
+    running = Server(env, folder, folder / "serve.log")
     try:
         yield running, env
     finally:
-        running.stop()
+        assert running.stop() == 0, running.log.read_text()[-3000:]
 
 
 async def test_a_new_user_drives_the_served_api_with_cli_keys(
@@ -176,7 +189,7 @@ async def test_a_new_user_drives_the_served_api_with_cli_keys(
                 break
             await asyncio.sleep(0.05)
         assert after.status_code == 401
-    assert running.stop() == 0
+    # (the server must then stop cleanly: the fixture checks it after the tests that share it)
 
 
 async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(

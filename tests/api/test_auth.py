@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from kartka.db import Pool
 from kartka.keys import Scope, list_keys, revoke_key
-from kartka.staff import Passwords, Role, create_staff
-from tests.helpers import Keys, problem, sign_in
+from kartka.staff import Role, create_staff
+from tests.helpers import PASSWORDS, Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
 BODY = {"phone": "+375291234567"}
@@ -81,7 +81,7 @@ async def test_a_valid_credential_of_another_kind_is_403_and_a_dead_one_401(
     pos = await keys.headers(Scope.POS)
     shopper = (await sign_in(client, pool, "+375291112233"))["headers"]
     async with pool.acquire() as conn:
-        await create_staff(conn, Passwords(), username="kinds", role=Role.ADMIN, password="a long enough password")
+        await create_staff(conn, PASSWORDS, username="kinds", role=Role.ADMIN, password="a long enough password")
     login = await client.post("/v1/admin/login", json={"username": "kinds", "password": "a long enough password"})
     staff = {"Authorization": f"Bearer {login.json()['access_token']}"}
 

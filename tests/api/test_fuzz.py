@@ -24,8 +24,8 @@ from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
-from kartka.staff import Passwords, Role, create_staff
-from tests.helpers import Keys, sign_in
+from kartka.staff import Role, create_staff
+from tests.helpers import PASSWORDS, Keys, sign_in
 
 Client = AsyncTestClient[Litestar]
 #: Generated requests per operation with a credential it accepts (deep: the handler runs), and with each
@@ -54,7 +54,7 @@ CHECKS = [
 @pytest.fixture
 async def credentials(client: Client, pool: Pool, keys: Keys) -> dict[str, dict[str, str]]:
     async with pool.acquire() as conn:
-        await create_staff(conn, Passwords(), username="fuzz-admin", role=Role.ADMIN, password="fuzz password 123")
+        await create_staff(conn, PASSWORDS, username="fuzz-admin", role=Role.ADMIN, password="fuzz password 123")
     staff = await client.post("/v1/admin/login", json={"username": "fuzz-admin", "password": "fuzz password 123"})
     assert staff.status_code == 200, staff.text
     shopper = await sign_in(client, pool, "+375291112233")

@@ -19,7 +19,7 @@ from kartka.errors import DomainError, RateLimited
 from kartka.keys import Scope
 from kartka.settings import DEV_SECRET_KEY, Settings
 from kartka.staff import Passwords, Role, StaffSignIn, create_staff, disable_staff, set_password
-from tests.helpers import Keys, problem, sign_in
+from tests.helpers import PASSWORDS, Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "correct horse battery staple"
@@ -29,7 +29,7 @@ GRANT = {"points": 1_000, "expires_in_days": 7, "reason": "sorry for the wait"}
 
 async def staff(pool: Pool, username: str, role: Role) -> None:
     async with pool.acquire() as conn:
-        await create_staff(conn, Passwords(), username=username, role=role, password=PASSWORD)
+        await create_staff(conn, PASSWORDS, username=username, role=role, password=PASSWORD)
 
 
 async def login(client: Client, username: str, password: str = PASSWORD) -> Any:
@@ -63,6 +63,17 @@ async def test_a_staff_member_signs_in_and_the_password_is_stored_as_argon2(
     assert await conn.fetchval("SELECT last_login_at FROM staff") is not None
     refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
     assert refreshed.status_code == 200
+
+
+async def test_a_password_hashed_at_another_cost_is_rehashed_at_the_configured_one(
+    client: Client, conn: Connection
+) -> None:
+    await create_staff(conn, Passwords(), username="olga", role=Role.ADMIN, password=PASSWORD)  # production cost
+    assert (await conn.fetchval("SELECT password_hash FROM staff")).startswith("$argon2id$v=19$m=65536,t=3,")
+    assert (await login(client, "olga")).status_code == 200
+    assert (await conn.fetchval("SELECT password_hash FROM staff")).startswith("$argon2id$v=19$m=32,t=1,")
+    assert (await login(client, "olga")).status_code == 200
+    assert (await login(client, "olga", "wrong horse battery staple")).status_code == 401
 
 
 async def test_roles_decide_what_staff_may_do(client: Client, pool: Pool, keys: Keys, pos: dict[str, str]) -> None:
@@ -302,7 +313,7 @@ async def test_a_new_password_ends_the_old_sessions(client: Client, pool: Pool) 
     await staff(pool, "ada", Role.ADMIN)
     signed = (await login(client, "ada")).json()
     async with pool.acquire() as conn:
-        await set_password(conn, Passwords(), "ada", "another long password", FakeClock().now())
+        await set_password(conn, PASSWORDS, "ada", "another long password", FakeClock().now())
     assert (await client.post("/v1/auth/refresh", json={"refresh_token": signed["refresh_token"]})).status_code == 401
     headers = {"Authorization": f"Bearer {signed['access_token']}"}
     assert (await client.post("/v1/admin/campaigns", json=CAMPAIGN, headers=headers)).status_code == 401

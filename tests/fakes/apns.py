@@ -91,6 +91,8 @@ class FakeApns:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._late = threading.Condition()
+        self._late_answers = 0  # delayed replies done with: written, or refused by a stream the client closed
 
     @property
     def url(self) -> str:
@@ -102,10 +104,22 @@ class FakeApns:
         return [request for request in self.requests if request.status == 200]
 
     def reset(self) -> None:
+        with self._late:
+            self._late_answers = 0
         self.default = Reply()
         self.replies.clear()
         self.requests.clear()
         self.alpn.clear()
+
+    def wait_late_answers(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``count`` delayed replies have gone out (or found their stream gone)."""
+        with self._late:
+            return self._late.wait_for(lambda: self._late_answers >= count, timeout)
+
+    def late_answer_done(self) -> None:
+        with self._late:
+            self._late_answers += 1
+            self._late.notify_all()
 
     # -- the provider API -----------------------------------------------------------------------
 
@@ -275,6 +289,16 @@ class _Connection(asyncio.Protocol):
         status, reason, reply = self.fake.judge(headers, body, certificate_uid=self.certificate_uid)
         if reply is not None and reply.delay:
             await asyncio.sleep(reply.delay)
+            try:
+                self._answer(stream_id, headers, status, reason, reply)
+            finally:
+                self.fake.late_answer_done()
+        else:
+            self._answer(stream_id, headers, status, reason, reply)
+
+    def _answer(
+        self, stream_id: int, headers: dict[str, str], status: int, reason: str | None, reply: Reply | None
+    ) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         response = [(":status", str(status)), ("apns-id", headers.get("apns-id") or str(uuid.uuid4()))]

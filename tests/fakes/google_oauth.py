@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ class Reply:
     error_code: str | None = None  # FcmError.errorCode: UNREGISTERED, QUOTA_EXCEEDED, ...
     delay: float = 0.0
     retry_after: str | None = None
+    arrived: threading.Event | None = None  # set when a call this reply answers reaches the fake
 
 
 class FakeOAuth:

@@ -195,6 +195,8 @@ class FakeGoogleWallet(ThreadedServer):
             return 404, _error(404, "not found"), {}
         resource_id = urllib.parse.unquote(resource_id)
         reply = self.replies.get(resource_id, self.default)
+        if reply.arrived is not None:
+            reply.arrived.set()
         await asyncio.sleep(reply.delay)
         extra = {"retry-after": reply.retry_after} if reply.retry_after is not None else {}
         if reply.status != 200:

@@ -70,6 +70,31 @@ def test_production_refuses_development_secrets() -> None:
     assert settings.environment is Environment.PRODUCTION
 
 
+def test_staff_passwords_cost_owasps_argon2_unless_lowered_outside_production() -> None:
+    default = load_settings({})
+    assert (default.argon2_memory_kib, default.argon2_rounds) == (65_536, 3)  # 64 MiB, 3 passes
+    cheap = {"KARTKA_ARGON2_MEMORY_KIB": "32", "KARTKA_ARGON2_ROUNDS": "1"}
+    assert load_settings(cheap | {"KARTKA_ENV": "test"}).argon2_memory_kib == 32
+    with pytest.raises(SettingsError, match="KARTKA_ARGON2_MEMORY_KIB"):
+        load_settings({"KARTKA_ARGON2_MEMORY_KIB": "16"})  # below what argon2 takes with 4 lanes
+    production = {
+        "KARTKA_ENV": "production",
+        "DATABASE_URL": "postgresql://db/k",
+        "KARTKA_PUBLIC_URL": "https://k.example",
+        "KARTKA_SECRET_KEY": GOOD_SECRET,
+        "KARTKA_SMS_PROVIDER": "twilio",
+        "KARTKA_VIBER_PROVIDER": "none",
+        "KARTKA_TWILIO_ACCOUNT_SID": "AC1",
+        "KARTKA_TWILIO_AUTH_TOKEN": "token",
+        "KARTKA_TWILIO_FROM": "+15005550006",
+    }
+    assert load_settings(production).argon2_rounds == 3
+    assert load_settings(production | {"KARTKA_ARGON2_MEMORY_KIB": "19456", "KARTKA_ARGON2_ROUNDS": "2"})
+    for lowered in ({"KARTKA_ARGON2_MEMORY_KIB": "19455"}, {"KARTKA_ARGON2_ROUNDS": "1"}, cheap):
+        with pytest.raises(SettingsError, match="OWASP"):
+            load_settings(production | lowered)
+
+
 def test_providers_need_their_credentials() -> None:
     with pytest.raises(SettingsError, match="KARTKA_INFOBIP_API_KEY"):
         load_settings({"KARTKA_SMS_PROVIDER": "infobip"})

@@ -243,7 +243,8 @@ async def test_no_answer_in_time_makes_the_provider_unavailable(apns: FakeApns, 
         with pytest.raises(ProviderUnavailable, match=r"no answer within 0\.3s"):
             await provider.send([push(1, token(1)), push(2, token(2))])
         apns.default = Reply()
-        await asyncio.sleep(0.8)  # the late answers arrive on the same connection and are dropped
+        # the late answers arrive on the same connection and are dropped
+        assert await asyncio.to_thread(apns.wait_late_answers, 2)
 
         [result] = await provider.send([push(3, token(3))])
 

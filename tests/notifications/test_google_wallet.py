@@ -9,6 +9,7 @@ the worker needs, with failures of the whole call raised as ProviderUnavailable.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -299,13 +300,14 @@ async def test_an_older_state_landing_late_from_another_worker_is_corrected(
     cards.set(card(available=200))
     slow, quick = make_provider(google, account, cards), make_provider(google, account, cards)
     try:
-        google.replies[object_id(CONFIG, ANNA)] = Reply(delay=0.4)
+        at_google = threading.Event()
+        google.replies[object_id(CONFIG, ANNA)] = Reply(delay=0.4, arrived=at_google)
         loaded = asyncio.Event()
         cards.on_load.append(loaded)
         late = asyncio.create_task(slow.send([update(1)]))
         await loaded.wait()
         cards.on_load.clear()
-        await asyncio.sleep(0.1)  # the slow PATCH (of 2.00) is at Google, waiting
+        assert await asyncio.to_thread(at_google.wait, 10)  # the slow PATCH (of 2.00) is at Google, waiting
         google.replies.clear()
         cards.set(card(available=300))
         assert (await quick.send([update(2)]))[0].outcome is Outcome.SENT  # 3.00 lands first
