@@ -27,6 +27,8 @@ from wallet.texts import format_percent
 UPDATE_TEMPLATE: Final = "pass_update"
 #: The template of the engine's notices: the row's params are the notice itself.
 ENGINE_TEMPLATE: Final = "engine_notice"
+#: The outbox key of an engine notice is this plus the notice's own key (`order-42`, `refund-7`).
+NOTICE_KEY_PREFIX: Final = "engine:"
 
 _REMINDER_BATCH: Final = 5_000
 
@@ -155,7 +157,7 @@ class Notifier:
         """Queue a notice for the remote core engine. No shopper is named on the row (closing an account
         must not cancel what the engine is owed); the key makes a producer's retry queue it once."""
         message = Message(
-            key=f"engine:{notice.key}",
+            key=f"{NOTICE_KEY_PREFIX}{notice.key}",
             channel=Channel.ENGINE,
             recipient="core-engine",
             category=Category.TRANSACTIONAL,

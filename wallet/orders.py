@@ -648,7 +648,8 @@ class OrderService:
                 refund_store=store,
             )
             path = f"/orders/{urllib.parse.quote(order_id, safe='')}/refunds"
-            await self._tell_engine(conn, EngineNotice(f"refund-{refund_pk}", path, _builtins(refunded)), now)
+            notice = EngineNotice(f"refund-{refund_pk}", path, _builtins(refunded), after_order=order["id"])
+            await self._tell_engine(conn, notice, now)
         result = RefundResult(
             refund_id=data.refund_id,
             order_id=order_id,

@@ -5,7 +5,9 @@ the worker hands it to the engine here, once the change has committed, and again
 the engine is down or overloaded (``ProviderUnavailable``, so the lane's circuit breaker spares it),
 until it acknowledges. A notice the engine refuses outright is ``failed``, with its answer in
 ``last_error``. Each carries its own ``Idempotency-Key``: a notice sent twice (the engine took it, but
-its answer was lost) is one notice to the engine.
+its answer was lost) is one notice to the engine. A refund's notice waits until its order's has been
+acknowledged: the lane sends several at once, and an engine must not meet a refund of an order it has
+not heard of.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import msgspec
 
 from kartka.db import Pool
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult
+from notifications.triggers import NOTICE_KEY_PREFIX
 from wallet.orders import engine_acknowledged
 from wallet.pricing.port import EngineNotice, EngineUnreachable, NoticeRejected, NoticeTaker
 
@@ -44,6 +47,12 @@ class EngineProvider:
             except msgspec.DecodeError as exc:
                 results.append(SendResult(id=message.id, outcome=Outcome.FAILED, error=f"not a notice: {exc}"))
                 continue
+            if notice.after_order is not None and await self._pending(notice.after_order):
+                # A refund waits for its order's notice, which may be in flight beside it right now.
+                results.append(
+                    SendResult(id=message.id, outcome=Outcome.RETRY, error="waits for its order", retry_after=1.0)
+                )
+                continue
             try:
                 await self.engine.notify(notice)
             except NoticeRejected as exc:
@@ -55,6 +64,14 @@ class EngineProvider:
                 await engine_acknowledged(self.pool, notice.order_pk)
             results.append(SendResult(id=message.id, outcome=Outcome.DELIVERED, provider_message_id=notice.key))
         return results
+
+    async def _pending(self, order_pk: int) -> bool:
+        """Whether the notice of this order is still on its way (queued or being sent). One that was
+        refused, or an order from before the engine was remote (never noticed), holds nothing back."""
+        status = await self.pool.fetchval(
+            "SELECT status FROM outbox WHERE idempotency_key = $1", f"{NOTICE_KEY_PREFIX}order-{order_pk}"
+        )
+        return status in ("queued", "sending")
 
     async def aclose(self) -> None:
         await self.engine.close()

@@ -103,6 +103,7 @@ async def test_commit_and_refund_are_told_to_the_engine_through_the_outbox(
     pos: dict[str, str],
     conn: Connection,
     notices: Dispatcher,
+    clock: FakeClock,
 ) -> None:
     client, _ = http_client
     card = await _register(client, pos)
@@ -120,7 +121,10 @@ async def test_commit_and_refund_are_told_to_the_engine_through_the_outbox(
     assert refund.status_code == 201, refund.text
     assert fake.paths() == ["/calculate"]  # nothing is told before the worker sends it
     assert await conn.fetchval("SELECT count(*) FROM outbox WHERE channel = 'engine'") == 2  # one per change
-    await notices.run_once()
+    # The lane sends notices side by side; a refund's waits until its order's has been taken.
+    for _ in range(3):
+        await notices.run_once()
+        clock.advance(timedelta(seconds=10))
     order_pk, refund_pk = await conn.fetchval("SELECT id FROM orders"), await conn.fetchval("SELECT id FROM refunds")
     assert fake.paths() == ["/calculate", "/orders", "/orders/remote-1/refunds"]
     (_, told, order_headers), (_, refunded, refund_headers) = fake.calls[1:]
@@ -254,3 +258,32 @@ async def test_the_circuit_opens_after_repeated_failures(
     assert (await _calculate(client, pos, card))["engine"]["degraded"] is True
     assert len(fake.calls) == calls  # the open circuit spared the engine (and the till) another wait
     assert not engine.breaker.allows()
+
+
+async def test_a_refund_is_never_told_before_its_order(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    notices: Dispatcher,
+    clock: FakeClock,
+) -> None:
+    """The lane sends notices side by side; while the order's notice is still on its way (here: the
+    engine is down), the refund's is not even tried, so no engine meets a refund of an unknown order."""
+    client, _ = http_client
+    card = await _register(client, pos)
+    body = {"order_id": "remote-2", "card": card, "lines": CART}
+    assert (await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "a"})).status_code == 201
+    refund = {"refund_id": "rf-2", "lines": [{"sku": "latte", "qty": 1}]}
+    answer = await client.post("/v1/pos/orders/remote-2/refunds", json=refund, headers=pos | {"Idempotency-Key": "b"})
+    assert answer.status_code == 201, answer.text
+    fake.mode, fake.fail_times = "error", 100
+    await notices.run_once()
+    assert [path for path in fake.paths() if path != "/calculate"] == ["/orders"]
+    fake.mode = "ok"
+    for _ in range(4):
+        clock.advance(timedelta(minutes=5))
+        await notices.run_once()
+    assert [path for path in fake.paths() if path != "/calculate"] == ["/orders", "/orders", "/orders/remote-2/refunds"]
+    statuses = await conn.fetch("SELECT status FROM outbox WHERE channel = 'engine' ORDER BY id")
+    assert [row["status"] for row in statuses] == ["delivered", "delivered"]

@@ -137,6 +137,9 @@ class EngineNotice(msgspec.Struct, frozen=True):
     body: dict[str, Any]
     order_pk: int | None = None
     """The order it tells of (``orders.engine_notified`` is set once it is acknowledged)."""
+    after_order: int | None = None
+    """A refund's order: the engine hears of a refund only once the order's notice is no longer on its
+    way (the worker sends notices in parallel; an engine must not meet a refund of an unknown order)."""
 
 
 class NoticeRejected(Exception):
