@@ -43,6 +43,7 @@ from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
+from kartka.listen import Listener
 from kartka.migrate import migrate
 from kartka.ratelimit import RateLimiter
 from kartka.settings import EngineKind, Environment, Settings, get_settings, redact_url
@@ -111,17 +112,24 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         # Built here, in the server's event loop, which its HTTP connections belong to.
         pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
-        listener = None
+        listener: Listener | None = None
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
                     await migrate(conn)
-            keys = KeyVerifier(pool, settings.key_cache_seconds)
-            try:
-                listener = await connect(settings, application="kartka-api-listener")
-                await keys.listen(listener)
-            except (OSError, TimeoutError) as exc:
-                logger.warning("cannot listen for key revocations (%s); the key cache expires on its own", exc)
+            keys = KeyVerifier(
+                pool, settings.key_cache_seconds, unlistened_seconds=settings.key_cache_unlistened_seconds
+            )
+            # Revocations reach every replica over LISTEN; the listener reconnects after a database restart
+            # and, while it is away, the key cache trusts nothing for long (see KeyVerifier).
+            listener = Listener(
+                lambda: connect(settings, application="kartka-api-listener", background=False),
+                keys.channels(),
+                on_change=keys.listener_changed,
+                ping_seconds=max(1.0, settings.db_command_timeout_seconds),
+                name="key revocations",
+            )
+            await listener.start()
             notifier = make_notifier(settings, program)
             secret = settings.secret_key.reveal()
             qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
