@@ -132,7 +132,7 @@ async def eventually(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             pass  # the database is coming back: ask again
         if time.monotonic() - started > seconds:
-            tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+            tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""  # noqa: ASYNC240 - failing anyway
             raise AssertionError(f"timed out after {seconds} s waiting for {what}\n{tail}")
         await asyncio.sleep(0.05)
 
@@ -149,7 +149,6 @@ class Served:
         self.base = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
     def __enter__(self) -> Served:
