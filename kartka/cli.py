@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -99,8 +100,16 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API (on the embedded PostgreSQL when DATABASE_URL is not set)."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-    settings = _database(_settings(host=host, port=port, web_workers=workers))
+    configured = _settings(host=host, port=port, web_workers=workers)
+    settings = _database(configured)
     assert settings.database_url is not None
+    if configured.database_url is None:
+        # Our embedded PostgreSQL stops when we exit, even if we are killed outright (see guard).
+        subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "kartka", "embedded-guard", "--parent", str(os.getpid())],
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
     logging.getLogger("kartka").setLevel(settings.log_level)
     _run(settings, migrate)
     # Worker processes read their settings from the environment: hand them the database we chose.
@@ -159,6 +168,15 @@ async def _demo_keys(conn: Any) -> tuple[str, str]:
         pos, _ = await create_key(conn, scope=Scope.POS, store="demo", terminal="till-1", name=DEMO_KEY_NAME)
         integration, _ = await create_key(conn, scope=Scope.INTEGRATION, name=DEMO_KEY_NAME)
     return pos, integration
+
+
+@main.command("embedded-guard", hidden=True)
+@click.option("--parent", type=int, required=True)
+def embedded_guard(parent: int) -> None:
+    """Stop the embedded PostgreSQL when kartka serve (PARENT) exits, even killed outright."""
+    from kartka.embedded import guard  # noqa: PLC0415
+
+    guard(_settings(), parent)
 
 
 @main.command("migrate")
