@@ -60,7 +60,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process whose parent died too waits as a zombie until init reaps it, which in some
+    # containers is never: it answers signals but is gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def ensure_database(settings: Settings) -> Settings:
