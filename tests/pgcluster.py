@@ -87,9 +87,11 @@ class Cluster:
         return True
 
     def start(self) -> None:
+        # fsync off is safe here: a crash of the server (not of the machine) keeps what the kernel holds.
+        # synchronous_commit stays on: a commit the server acknowledged must survive its crash.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c fsync=off -c full_page_writes=off -c max_connections=100"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start")
 
