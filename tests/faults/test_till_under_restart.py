@@ -109,7 +109,8 @@ async def test_tills_commit_through_a_database_crash_and_nothing_is_lost_or_doub
         # Every acknowledged purchase is in the ledger exactly once, with the points the till was told.
         rows = await cluster_pool.fetch(
             """
-            SELECT o.order_id, count(DISTINCT o.id) AS orders, count(e.id) AS accruals, coalesce(sum(e.points), 0) AS points
+            SELECT o.order_id, count(DISTINCT o.id) AS orders, count(e.id) AS accruals,
+                   coalesce(sum(e.points), 0) AS points
               FROM orders o LEFT JOIN ledger_entries e ON e.order_pk = o.id AND e.kind = 'accrual'
              WHERE o.order_id = ANY($1::text[]) GROUP BY o.order_id
             """,
