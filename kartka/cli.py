@@ -402,7 +402,7 @@ async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) 
     from kartka.db import create_pool  # noqa: PLC0415
     from wallet.importer import Importer, ImportReport  # noqa: PLC0415
 
-    pool = await create_pool(settings, application="kartka-import")
+    pool = await create_pool(settings, application="kartka-import", background=True)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
@@ -566,7 +566,7 @@ def jobs_run(force: bool) -> None:
     settings = _database(_settings())
 
     async def work() -> dict[str, Any]:
-        pool = await create_pool(settings, application="kartka-jobs")
+        pool = await create_pool(settings, application="kartka-jobs", background=True)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
