@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -43,6 +46,7 @@ from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
+from kartka.lifeline import die_with_parent
 from kartka.listen import Listener
 from kartka.migrate import migrate
 from kartka.ratelimit import RateLimiter
@@ -199,11 +203,23 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
     return lifespan
 
 
+def _die_with_server() -> None:
+    """In an API process that uvicorn started (``--workers N``), exit when the starting process exits.
+
+    uvicorn's worker processes outlive a parent killed outright and would go on serving beside the next
+    start. SIGTERM makes uvicorn finish the requests in hand and exit.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None and not die_with_parent(parent.pid):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, engine: EngineFactory | None = None
 ) -> Litestar:
     """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
+    _die_with_server()
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
