@@ -5,6 +5,7 @@ the server and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -306,21 +307,27 @@ def test_serve_killed_outright_leaves_no_worker_and_no_postgres_behind(tmp_path:
     env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data), KARTKA_WORKER_HEARTBEAT_SECONDS="0.5")
     running = Server(env | {"KARTKA_WEB_WORKERS": "2"}, tmp_path, tmp_path / "serve.log")
     pid_file = data / "pgdata" / "postmaster.pid"
-    assert pid_file.exists()
     children = _children(running.process.pid)
-    [worker] = [pid for pid, cmd in children.items() if " worker" in cmd]
-    api = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]  # uvicorn's and its resource tracker
-    assert len([pid for pid in api if "spawn_main" in children[pid]]) == 2, children
-    running.process.kill()  # SIGKILL: no exit handler, no finally of serve runs
-    running.stop()
-    # The worker and the API processes die with serve (the next start must find no second worker
-    # sending, and its port free), and the guard stops the embedded PostgreSQL.
-    deadline = time.monotonic() + 20
-    while not (all(map(_gone, [worker, *api])) and not pid_file.exists()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _gone(worker), "the worker outlived kartka serve"
-    assert all(map(_gone, api)), "API processes outlived kartka serve"
-    assert not pid_file.exists(), "the embedded PostgreSQL outlived kartka serve"
+    try:
+        assert pid_file.exists()
+        [worker] = [pid for pid, cmd in children.items() if " worker" in cmd]
+        api = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]  # uvicorn's, its resource tracker
+        assert len([pid for pid in api if "spawn_main" in children[pid]]) == 2, children
+        running.process.kill()  # SIGKILL: no exit handler, no finally of serve runs
+        running.stop()
+        # The worker and the API processes die with serve (the next start must find no second worker
+        # sending, and its port free), and the guard stops the embedded PostgreSQL.
+        deadline = time.monotonic() + 20
+        while not (all(map(_gone, [worker, *api])) and not pid_file.exists()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(worker), "the worker outlived kartka serve"
+        assert all(map(_gone, api)), "API processes outlived kartka serve"
+        assert not pid_file.exists(), "the embedded PostgreSQL outlived kartka serve"
+    finally:  # whatever failed, leave nothing running
+        running.stop()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     # A server left behind all the same (its guard killed too) is found and stopped by the next command.
     alone = env | {"KARTKA_RUN_WORKER": "false", "KARTKA_WORKER_STALE_SECONDS": "0"}
     again = Server(alone, tmp_path, tmp_path / "again.log")
