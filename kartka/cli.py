@@ -468,7 +468,7 @@ async def _pool_when_reachable(settings: Settings, stop: asyncio.Event) -> Any:
 
 
 async def _heartbeat(settings: Settings, pool: Any, dispatcher: Any, stop: asyncio.Event) -> None:
-    """Beat while every dispatch loop has come round lately: a stuck worker goes quiet too."""
+    """Beat while the dispatcher makes progress: a stuck worker goes quiet too."""
     from kartka.heartbeat import beat  # noqa: PLC0415
 
     while not stop.is_set():
@@ -479,7 +479,7 @@ async def _heartbeat(settings: Settings, pool: Any, dispatcher: Any, stop: async
             except Exception as exc:
                 logger.debug("heartbeat failed: %r", exc)
         else:
-            logger.error("worker: a dispatch loop has not come round for %.0f s", lag)
+            logger.error("worker: no progress for %.0f s; not reporting alive", lag)
         await _sleep_unless(stop, settings.worker_heartbeat_seconds)
 
 

@@ -214,8 +214,10 @@ class Dispatcher:
         self._campaign_texts: dict[int, dict[str, str]] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        #: When each loop last came round (monotonic), the upkeep loop last; read by the heartbeat.
-        self.ticks: list[float] = [monotonic()]
+        #: When (monotonic) the worker last moved: a loop came round, a provider answered, a campaign chunk
+        #: was enqueued. The heartbeat stops when this stops (a worker stuck, not merely slowed by a rate
+        #: limit or a big campaign).
+        self.progress = monotonic()
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -296,6 +298,7 @@ class Dispatcher:
         now = self.clock.now()
         try:
             results = await lane.send(messages)
+            self.progress = monotonic()
         except LaneClosed as closed:
             later = now + timedelta(seconds=closed.retry_after + random.uniform(0, 1))  # noqa: S311
             for m in messages:
@@ -443,6 +446,7 @@ class Dispatcher:
                 self.pool, self.program, viber=Channel.VIBER in self.lanes, now=self.clock.now()
             ):
                 return
+            self.progress = monotonic()
             self._wake.set()
 
     # -- running --------------------------------------------------------------------------------
@@ -471,9 +475,9 @@ class Dispatcher:
             self.config.batch,
             ", ".join(sorted(f"{c.value}={lane.provider.name}" for c, lane in self.lanes.items())),
         )
-        self.ticks = [monotonic()] * (self.config.loops + 1)
+        self.progress = monotonic()
         try:
-            await asyncio.gather(*(self._loop(n) for n in range(self.config.loops)), self._upkeep())
+            await asyncio.gather(*(self._loop() for _ in range(self.config.loops)), self._upkeep())
         finally:
             if listener is not None:
                 await listener.close()
@@ -482,8 +486,7 @@ class Dispatcher:
                     await lane.provider.aclose()
 
     def last_progress(self) -> float:
-        """When (monotonic) the slowest of the worker's loops last came round: a stuck loop stops it."""
-        return min(self.ticks)
+        return self.progress
 
     def _failed(self, what: str, exc: Exception, failures: int) -> float:
         """Log a failed round and return how long to wait: exponential, capped, jittered."""
@@ -495,10 +498,10 @@ class Dispatcher:
             logger.error("%s failed; retrying in %.1f s", what, delay, exc_info=exc)
         return delay
 
-    async def _loop(self, n: int) -> None:
+    async def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            self.ticks[n] = monotonic()
+            self.progress = monotonic()
             try:
                 claimed = await self.run_once()
             except Exception as exc:
@@ -521,7 +524,7 @@ class Dispatcher:
         interval = max(0.5, min(self.config.lease_seconds / 4, 5.0))
         failures = 0
         while not self._stop.is_set():
-            self.ticks[-1] = monotonic()
+            self.progress = monotonic()
             wait = interval
             try:
                 await self.recover_leases()
