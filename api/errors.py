@@ -52,6 +52,7 @@ _UNAVAILABLE: Final = (
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout (or an operator) cut a statement short: retry later
 )
 
 

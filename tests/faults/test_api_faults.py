@@ -69,6 +69,22 @@ async def test_a_connection_lost_mid_request_is_503_not_500(
         await eventually(registered, 10, "the API to use the restarted database")
 
 
+async def test_a_statement_the_server_cuts_short_is_503(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    # The server's statement_timeout comes before the client's deadline: PostgreSQL cancels the statement.
+    strict = msgspec.structs.replace(cluster_settings, db_statement_timeout_ms=300, db_command_timeout_seconds=30.0)
+    served = serve(strict)
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        blocker = await asyncpg.connect(cluster.url(DATABASE))
+        try:
+            await blocker.execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+            assert_unavailable(await client.post("/v1/pos/customers", json={"phone": "+375291110040"}))
+        finally:
+            await blocker.close()
+
+
 async def test_a_frozen_database_answers_503_within_seconds(
     cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
 ) -> None:
