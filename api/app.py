@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC
 from typing import Any
@@ -55,6 +58,8 @@ from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
 from kartka.keys import KeyVerifier
+from kartka.lifeline import die_with_parent
+from kartka.listen import Listener
 from kartka.migrate import migrate
 from kartka.netaddr import ClientAddresses, parse_networks
 from kartka.ratelimit import RateLimiter, TextBudget
@@ -112,18 +117,25 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         # Built here, in the server's event loop, which its HTTP connections belong to.
         pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
-        listener = None
+        listener: Listener | None = None
         google_objects = None
         try:
             if settings.migrate_on_start:
                 async with pool.acquire() as conn:
                     await migrate(conn)
-            keys = KeyVerifier(pool, settings.key_cache_seconds)
-            try:
-                listener = await connect(settings, application="kartka-api-listener")
-                await keys.listen(listener)
-            except (OSError, TimeoutError) as exc:
-                logger.warning("cannot listen for key revocations (%s); the key cache expires on its own", exc)
+            keys = KeyVerifier(
+                pool, settings.key_cache_seconds, unlistened_seconds=settings.key_cache_unlistened_seconds
+            )
+            # Revocations reach every replica over LISTEN; the listener reconnects after a database restart
+            # and, while it is away, the key cache trusts nothing for long (see KeyVerifier).
+            listener = Listener(
+                lambda: connect(settings, application="kartka-api-listener", background=False),
+                keys.channels(),
+                on_change=keys.listener_changed,
+                ping_seconds=max(1.0, settings.db_command_timeout_seconds),
+                name="key revocations",
+            )
+            await listener.start()
             notifier = make_notifier(settings, program)
             secret = settings.secret_key.reveal()
             qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
@@ -229,11 +241,23 @@ def date_header(clock: Clock) -> BeforeMessageSendHookHandler:
     return before_send
 
 
+def _die_with_server() -> None:
+    """In an API process that uvicorn started (``--workers N``), exit when the starting process exits.
+
+    uvicorn's worker processes outlive a parent killed outright and would go on serving beside the next
+    start. SIGTERM makes uvicorn finish the requests in hand and exit.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None and not die_with_parent(parent.pid):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, engine: EngineFactory | None = None
 ) -> Litestar:
     """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
     settings = settings or get_settings()
+    _die_with_server()
     clock = clock or SystemClock()
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):

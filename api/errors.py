@@ -53,6 +53,7 @@ _UNAVAILABLE: Final = (
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout (or an operator) cut a statement short: retry later
 )
 
 
@@ -230,8 +231,30 @@ def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[di
     )
 
 
+def database_away(exc: BaseException) -> bool:
+    """Whether ``exc`` comes down to the database being unreachable.
+
+    The cause may sit inside an ``ExceptionGroup`` (Litestar gathers the errors of dependency cleanup
+    into one: a lost connection fails the handler, then fails the rollback) or behind the error it
+    caused (asyncpg's "the underlying connection is closed" is raised from the lost connection).
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if isinstance(exc, _UNAVAILABLE):
+    if database_away(exc):
         return _unavailable(request, exc)
     logger.exception("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
     return problem_response(request, 500, "Something went wrong on our side; it has been logged")

@@ -87,6 +87,7 @@ def start_server(url: str, port: int, workers: int, settings: dict[str, str] | N
         "KARTKA_MIGRATE_ON_START": "false",
         "KARTKA_LOG_LEVEL": "WARNING",
         "KARTKA_DB_POOL_MIN": "10",
+        "KARTKA_WORKER_STALE_SECONDS": "0",  # no worker runs beside the benchmark: /ready need not wait for one
         "PYTHONPATH": str(ROOT),
     } | (settings or {})
     command = [

@@ -188,7 +188,7 @@ async def baseline_insert(db: str, rows: int) -> float:
 
 async def campaign(db: str) -> tuple[float, int]:
     settings = load_settings({}, environment=Environment.TEST, database_url=Secret(db))
-    pool = await create_pool(settings, application="kartka-bench")
+    pool = await create_pool(settings, application="kartka-bench", background=True)
     try:
         async with pool.acquire() as conn:
             data = campaigns.CampaignInput(

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,9 +27,11 @@ from kartka.db import connect
 from kartka.embedded import ensure_database
 from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
+from kartka.lifeline import die_with_parent
 from kartka.migrate import migrate
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
+from kartka.supervisor import Supervisor
 
 T = TypeVar("T")
 logger = logging.getLogger("kartka")
@@ -98,8 +102,16 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API (on the embedded PostgreSQL when DATABASE_URL is not set)."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-    settings = _database(_settings(host=host, port=port, web_workers=workers))
+    configured = _settings(host=host, port=port, web_workers=workers)
+    settings = _database(configured)
     assert settings.database_url is not None
+    if configured.database_url is None:
+        # Our embedded PostgreSQL stops when we exit, even if we are killed outright (see guard).
+        subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "kartka", "embedded-guard", "--parent", str(os.getpid())],
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
     logging.getLogger("kartka").setLevel(settings.log_level)
     _run(settings, migrate)
     # Worker processes read their settings from the environment: hand them the database we chose.
@@ -116,10 +128,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             "-H 'Content-Type: application/json' -d '{\"phone\": \"+375291234567\"}'",
             err=True,
         )
-    worker = None
+    supervisor = None
     if settings.run_worker:
-        # The worker (notifications and timed jobs) runs beside the API, on the same database.
-        worker = subprocess.Popen([sys.executable, "-m", "kartka", "worker"], env=os.environ.copy())
+        # The worker (notifications and timed jobs) runs beside the API, on the same database, and is
+        # restarted should it exit. It dies with this process, even one killed outright (--parent), and
+        # runs in a session of its own, so that a Ctrl-C reaches only us and we stop it in order.
+        supervisor = Supervisor(
+            [sys.executable, "-m", "kartka", "worker", "--parent", str(os.getpid())], env=os.environ.copy()
+        )
+        supervisor.start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
     # instead of dying by it, so that exit handlers run and stop the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_quietly)
@@ -140,12 +157,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 date_header=False,  # the app sets Date from its clock (api.app.date_header)
             )
     finally:
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -160,6 +173,15 @@ async def _demo_keys(conn: Any) -> tuple[str, str]:
         pos, _ = await create_key(conn, scope=Scope.POS, store="demo", terminal="till-1", name=DEMO_KEY_NAME)
         integration, _ = await create_key(conn, scope=Scope.INTEGRATION, name=DEMO_KEY_NAME)
     return pos, integration
+
+
+@main.command("embedded-guard", hidden=True)
+@click.option("--parent", type=int, required=True)
+def embedded_guard(parent: int) -> None:
+    """Stop the embedded PostgreSQL when kartka serve (PARENT) exits, even killed outright."""
+    from kartka.embedded import guard  # noqa: PLC0415
+
+    guard(_settings(), parent)
 
 
 @main.command("migrate")
@@ -414,7 +436,7 @@ async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) 
     from kartka.db import create_pool  # noqa: PLC0415
     from wallet.importer import Importer, ImportReport  # noqa: PLC0415
 
-    pool = await create_pool(settings, application="kartka-import")
+    pool = await create_pool(settings, application="kartka-import", background=True)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
@@ -440,19 +462,78 @@ async def _import(settings: Settings, file: Path | None, fmt: Any, origin: Any) 
 
 
 @main.command()
-def worker() -> None:
+@click.option("--parent", type=int, hidden=True, help="Exit when this process (kartka serve) exits.")
+def worker(parent: int | None) -> None:
     """Send notifications from the outbox, and run the timed jobs (lot expiry, tier downgrades, expiry
     reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit."""
+    if parent is not None and not die_with_parent(parent):
+        return  # kartka serve is gone already
     settings = _database(_settings())
     for name in ("kartka", "wallet", "notifications"):
         logging.getLogger(name).setLevel(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt), _friendly_errors(settings):
-        asyncio.run(_worker(settings))
+        asyncio.run(_worker(settings, parent))
 
 
-async def _worker(settings: Settings) -> None:
-    from kartka.clock import SystemClock  # noqa: PLC0415
+def _backoff(failures: int, cap: float = 30.0) -> float:
+    delay: float = min(cap, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1)  # noqa: S311 - jitter
+    return delay
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _pool_when_reachable(settings: Settings, stop: asyncio.Event) -> Any:
+    """The worker's pool, once the database answers (it may be down when the worker starts); None if
+    told to stop first."""
     from kartka.db import create_pool  # noqa: PLC0415
+
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await create_pool(settings, application="kartka-worker", background=True)
+        except Exception as exc:
+            failures += 1
+            logger.warning("worker: cannot connect to the database (%r); retrying", exc)
+            await _sleep_unless(stop, _backoff(failures))
+    return None
+
+
+async def _heartbeat(settings: Settings, pool: Any, dispatcher: Any, stop: asyncio.Event) -> None:
+    """Beat while the dispatcher makes progress: a stuck worker goes quiet too."""
+    from kartka.heartbeat import beat  # noqa: PLC0415
+
+    while not stop.is_set():
+        lag = time.monotonic() - dispatcher.last_progress()
+        if not settings.worker_stale_seconds or lag < settings.worker_stale_seconds:
+            try:
+                await beat(pool, dispatcher.name)
+            except Exception as exc:
+                logger.debug("heartbeat failed: %r", exc)
+        else:
+            logger.error("worker: no progress for %.0f s; not reporting alive", lag)
+        await _sleep_unless(stop, settings.worker_heartbeat_seconds)
+
+
+async def _watch_parent(parent: int | None, stop: asyncio.Event) -> None:
+    """Where the kernel cannot signal us when kartka serve dies (not Linux), notice it here."""
+    from kartka.lifeline import parent_alive  # noqa: PLC0415
+
+    while parent is not None and not stop.is_set():
+        if not parent_alive(parent):
+            logger.warning("worker: kartka serve (pid %d) is gone; stopping", parent)
+            stop.set()
+        await _sleep_unless(stop, 1.0)
+
+
+async def _worker(settings: Settings, parent: int | None = None) -> None:
+    """The worker: no database error ends it (each loop backs off and goes on); it beats a heartbeat
+    while its loops come round (``/ready`` reads it), and stops on a signal or when ``parent`` exits."""
+    from kartka.clock import SystemClock  # noqa: PLC0415
+    from kartka.db import connect  # noqa: PLC0415
+    from kartka.heartbeat import forget_old  # noqa: PLC0415
     from kartka.housekeeping import housekeeping  # noqa: PLC0415
     from notifications.setup import make_dispatcher, make_notifier  # noqa: PLC0415
     from wallet.jobs import run_all  # noqa: PLC0415
@@ -461,17 +542,16 @@ async def _worker(settings: Settings) -> None:
     program = load_program(settings.program_file)
     clock = SystemClock()
     stop = asyncio.Event()
-    pool = await create_pool(settings, application="kartka-worker")
-    dispatcher = make_dispatcher(settings, pool, program, clock)
-    notifier = make_notifier(settings, program)
-
-    def shutdown() -> None:
-        stop.set()
-        dispatcher.stop()
-
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, shutdown)
+        loop.add_signal_handler(sig, stop.set)
+    pool = await _pool_when_reachable(settings, stop)
+    if pool is None:
+        return
+    dispatcher = make_dispatcher(settings, pool, program, clock)
+    notifier = make_notifier(settings, program)
+    stop_waiter = asyncio.create_task(stop.wait())
+    stop_waiter.add_done_callback(lambda _: dispatcher.stop())
 
     async def timed_jobs() -> None:
         logger.info("worker started; jobs every %.0f s", settings.jobs_interval_seconds)
@@ -480,15 +560,24 @@ async def _worker(settings: Settings) -> None:
                 await run_all(pool, program, clock, notifier)
                 await notifier.remind_expiring(pool, clock.now())
                 await housekeeping(pool, clock.now())
-            except (OSError, asyncpg.PostgresError) as exc:  # the database is away: try again next round
-                logger.warning("jobs failed, will retry: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=settings.jobs_interval_seconds)
+                await forget_old(pool)
+            except Exception as exc:
+                logger.warning("jobs failed, will retry: %r", exc)
+            await _sleep_unless(stop, settings.jobs_interval_seconds)
 
     try:
-        await asyncio.gather(timed_jobs(), dispatcher.run())
+        await asyncio.gather(
+            timed_jobs(),
+            dispatcher.run(lambda: connect(settings, application="kartka-worker-listener", background=False)),
+            _heartbeat(settings, pool, dispatcher, stop),
+            _watch_parent(parent, stop),
+        )
     finally:
-        await pool.close()
+        stop_waiter.cancel()
+        try:
+            await asyncio.wait_for(pool.close(), timeout=settings.db_command_timeout_seconds)
+        except TimeoutError:  # a frozen database does not answer goodbye either
+            pool.terminate()
         logger.info("worker stopped")
 
 
@@ -511,7 +600,7 @@ def jobs_run(force: bool) -> None:
     settings = _database(_settings())
 
     async def work() -> dict[str, Any]:
-        pool = await create_pool(settings, application="kartka-jobs")
+        pool = await create_pool(settings, application="kartka-jobs", background=True)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)

@@ -57,23 +57,69 @@ async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
-async def create_pool(settings: Settings, *, application: str = "kartka-api") -> Pool:
+class BoundedPool(asyncpg.Pool):
+    """A pool whose every ``acquire`` (and so ``fetch``, ``execute``, ...) gives up after a deadline.
+
+    asyncpg waits for a free connection, and for a new one to connect, without limit unless each call
+    passes a timeout; a frozen database would hold every request for as long as the client waits. The
+    same deadline bounds the release of the connection (asyncpg reuses the acquire timeout for it).
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+def command_timeout(settings: Settings, *, background: bool) -> float | None:
+    """Seconds the client waits for one statement before giving up on the server.
+
+    Requests wait ``KARTKA_DB_COMMAND_TIMEOUT_SECONDS``; background work (the worker's jobs, the CLI)
+    may run statements up to the server's ``statement_timeout``, so it waits that plus the same margin.
+    """
+    if not background:
+        return settings.db_command_timeout_seconds
+    if settings.db_statement_timeout_ms == 0:
+        return None  # no server-side limit was asked for: do not invent one here
+    return settings.db_statement_timeout_ms / 1000 + settings.db_command_timeout_seconds
+
+
+async def create_pool(settings: Settings, *, application: str = "kartka-api", background: bool = False) -> Pool:
     """A pool that connects lazily when ``KARTKA_DB_POOL_MIN`` is 0, so the API can start (and report
-    not-ready) while the database is down."""
-    return await asyncpg.create_pool(
+    not-ready) while the database is down. Connecting, waiting for a connection and every statement
+    have deadlines (``KARTKA_DB_*_TIMEOUT_SECONDS``): a frozen database costs seconds, not minutes."""
+    pool = BoundedPool(
         dsn(settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
-        init=_init_connection,
-        server_settings=_server_settings(settings, application),
+        max_queries=50_000,
         max_inactive_connection_lifetime=300,
+        connect=None,
+        setup=None,
+        init=_init_connection,
         reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
+        timeout=settings.db_connect_timeout_seconds,
+        command_timeout=command_timeout(settings, background=background),
+        server_settings=_server_settings(settings, application),
     )
+    await pool
+    return pool
 
 
-async def connect(settings: Settings, *, application: str = "kartka-cli") -> asyncpg.Connection[Any]:
+async def connect(
+    settings: Settings, *, application: str = "kartka-cli", background: bool = True
+) -> asyncpg.Connection[Any]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        dsn(settings), server_settings=_server_settings(settings, application)
+        dsn(settings),
+        timeout=settings.db_connect_timeout_seconds,
+        command_timeout=command_timeout(settings, background=background),
+        server_settings=_server_settings(settings, application),
     )
     await _init_connection(conn)
     return conn

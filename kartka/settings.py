@@ -159,6 +159,13 @@ ENV: Final[dict[str, str]] = {
     "google_logo_url": "KARTKA_GOOGLE_LOGO_URL",
     # the save link: how long the shopper waits for Google to take the class and object
     "google_save_timeout_seconds": "KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS",
+    # when PostgreSQL restarts or freezes: bounded waits, a supervised worker, a heartbeat /ready reads
+    "db_connect_timeout_seconds": "KARTKA_DB_CONNECT_TIMEOUT_SECONDS",
+    "db_acquire_timeout_seconds": "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS",
+    "db_command_timeout_seconds": "KARTKA_DB_COMMAND_TIMEOUT_SECONDS",
+    "key_cache_unlistened_seconds": "KARTKA_KEY_CACHE_UNLISTENED_SECONDS",
+    "worker_heartbeat_seconds": "KARTKA_WORKER_HEARTBEAT_SECONDS",
+    "worker_stale_seconds": "KARTKA_WORKER_STALE_SECONDS",
 }
 
 
@@ -294,11 +301,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     google_logo_url: str | None = None
     # The save link's inserts, all of them; past it the shopper gets a 503 with Retry-After.
     google_save_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 3.0
+    # A frozen or restarting database costs a request seconds, never minutes (see README "Configuration").
+    db_connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    db_acquire_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    db_command_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    key_cache_unlistened_seconds: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    worker_heartbeat_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
+    worker_stale_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
         if self.db_pool_min > self.db_pool_max:
             problems.append("KARTKA_DB_POOL_MIN must not exceed KARTKA_DB_POOL_MAX")
+        if 0 < self.worker_stale_seconds <= self.worker_heartbeat_seconds:
+            problems.append("KARTKA_WORKER_STALE_SECONDS must exceed KARTKA_WORKER_HEARTBEAT_SECONDS (or be 0)")
         parsed = urllib.parse.urlsplit(self.public_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             problems.append("KARTKA_PUBLIC_URL must be an absolute http(s) URL, e.g. https://loyalty.example.com")

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from time import monotonic
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,7 +39,8 @@ import asyncpg
 import msgspec
 
 from kartka.clock import Clock
-from kartka.db import Connection, Pool
+from kartka.db import Pool
+from kartka.listen import Connect, Listener
 from kartka.resilience import CircuitBreaker, TokenBucket
 from notifications import campaigns
 from notifications.model import (
@@ -60,6 +62,17 @@ from wallet.program import Program
 
 logger = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
+
+#: Longest pause between retries of a loop that keeps failing (the database is away for long).
+_MAX_BACKOFF_SECONDS: Final = 30.0
+#: Errors that mean the database is away rather than a bug: logged without a traceback.
+_DATABASE_AWAY: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class LaneClosed(Exception):
@@ -203,6 +216,10 @@ class Dispatcher:
         self._campaign_texts: dict[int, dict[str, str]] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        #: When (monotonic) the worker last moved: a loop came round, a provider answered, a campaign chunk
+        #: was enqueued. The heartbeat stops when this stops (a worker stuck, not merely slowed by a rate
+        #: limit or a big campaign).
+        self.progress = monotonic()
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -292,6 +309,7 @@ class Dispatcher:
         now = self.clock.now()
         try:
             results = await lane.send(messages)
+            self.progress = monotonic()
         except LaneClosed as closed:
             later = now + timedelta(seconds=closed.retry_after + random.uniform(0, 1))  # noqa: S311
             for m in messages:
@@ -441,6 +459,7 @@ class Dispatcher:
                 self.pool, self.program, viber=Channel.VIBER in self.lanes, now=self.clock.now()
             ):
                 return
+            self.progress = monotonic()
             self._wake.set()
 
     # -- running --------------------------------------------------------------------------------
@@ -452,17 +471,16 @@ class Dispatcher:
     def _notified(self, *_: Any) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Run until :meth:`stop`: claim loops, a LISTEN connection and the upkeep loop.
+    async def run(self, listen: Connect | None = None) -> None:
+        """Run until :meth:`stop`: claim loops, a LISTEN connection (``listen`` opens one; without it,
+        polling only) and the upkeep loop.
 
-        On stop, each loop finishes the batch it holds (results recorded), then the worker exits."""
-        listener: Connection | None = None
-        try:
-            listener = await self.pool.acquire()
-            await listener.add_listener(WAKE_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError):
-            logger.exception("LISTEN failed; polling every %.1f s only", self.config.poll_seconds)
-            listener = None
+        No database error stops the worker: each loop backs off and goes on, and the LISTEN connection is
+        reopened after a restart (polling covers the gap). On stop, each loop finishes the batch it holds
+        (results recorded), then the worker exits."""
+        listener = Listener(listen, {WAKE_CHANNEL: self._notified}, name="outbox wake-ups") if listen else None
+        if listener is not None:
+            await listener.start()
         logger.info(
             "outbox worker %s: %d loops of %d, channels %s",
             self.name,
@@ -470,25 +488,40 @@ class Dispatcher:
             self.config.batch,
             ", ".join(sorted(f"{c.value}={lane.provider.name}" for c, lane in self.lanes.items())),
         )
+        self.progress = monotonic()
         try:
             await asyncio.gather(*(self._loop() for _ in range(self.config.loops)), self._upkeep())
         finally:
             if listener is not None:
-                with contextlib.suppress(Exception):
-                    await listener.remove_listener(WAKE_CHANNEL, self._notified)
-                await self.pool.release(listener)
+                await listener.close()
             for lane in self.lanes.values():
                 with contextlib.suppress(Exception):
                     await lane.provider.aclose()
 
+    def last_progress(self) -> float:
+        return self.progress
+
+    def _failed(self, what: str, exc: Exception, failures: int) -> float:
+        """Log a failed round and return how long to wait: exponential, capped, jittered."""
+        cap = min(_MAX_BACKOFF_SECONDS, self.config.poll_seconds * 2 ** min(failures - 1, 10))
+        delay: float = cap * random.uniform(0.5, 1)  # noqa: S311 - jitter, not security
+        if isinstance(exc, _DATABASE_AWAY):
+            logger.warning("%s: database unavailable (%r); retrying in %.1f s", what, exc, delay)
+        else:
+            logger.error("%s failed; retrying in %.1f s", what, delay, exc_info=exc)
+        return delay
+
     async def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
+            self.progress = monotonic()
             try:
                 claimed = await self.run_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("outbox: database unavailable (%s); retrying", exc)
-                claimed = 0
-                await self._sleep(self.config.poll_seconds)
+            except Exception as exc:
+                failures += 1
+                await self._sleep(self._failed("outbox", exc, failures))
+                continue
+            failures = 0
             if claimed < self.config.batch:
                 await self._sleep(self.config.poll_seconds)
 
@@ -502,16 +535,21 @@ class Dispatcher:
 
     async def _upkeep(self) -> None:
         interval = max(0.5, min(self.config.lease_seconds / 4, 5.0))
+        failures = 0
         while not self._stop.is_set():
+            self.progress = monotonic()
+            wait = interval
             try:
                 await self.recover_leases()
                 if await self.fallbacks():
                     self._wake.set()
                 await self.enqueue_campaigns()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("outbox upkeep: database unavailable (%s)", exc)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                wait = max(interval, self._failed("outbox upkeep", exc, failures))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
 
 
 def quiet_until(now: datetime, tz: str, start: int, end: int) -> datetime | None:

@@ -5,6 +5,7 @@ the server and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -319,16 +320,65 @@ def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Pa
     assert "--password-stdin" in no_tty.stderr
 
 
-def test_an_embedded_server_orphaned_by_kill_9_is_stopped_by_the_next_command(tmp_path: Path) -> None:
+def _children(pid: int) -> dict[int, str]:
+    """Live child processes of ``pid`` and their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_serve_killed_outright_leaves_no_worker_and_no_postgres_behind(tmp_path: Path) -> None:
     data = tmp_path / ".kartka"
-    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data), KARTKA_RUN_WORKER="false")
-    running = Server(env, tmp_path, tmp_path / "serve.log")
+    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data), KARTKA_WORKER_HEARTBEAT_SECONDS="0.5")
+    running = Server(env | {"KARTKA_WEB_WORKERS": "2"}, tmp_path, tmp_path / "serve.log")
     pid_file = data / "pgdata" / "postmaster.pid"
+    children = _children(running.process.pid)
+    try:
+        assert pid_file.exists()
+        [worker] = [pid for pid, cmd in children.items() if " worker" in cmd]
+        api = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]  # uvicorn's, its resource tracker
+        assert len([pid for pid in api if "spawn_main" in children[pid]]) == 2, children
+        running.process.kill()  # SIGKILL: no exit handler, no finally of serve runs
+        running.stop()
+        # The worker and the API processes die with serve (the next start must find no second worker
+        # sending, and its port free), and the guard stops the embedded PostgreSQL.
+        deadline = time.monotonic() + 20
+        while not (all(map(_gone, [worker, *api])) and not pid_file.exists()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(worker), "the worker outlived kartka serve"
+        assert all(map(_gone, api)), "API processes outlived kartka serve"
+        assert not pid_file.exists(), "the embedded PostgreSQL outlived kartka serve"
+    finally:  # whatever failed, leave nothing running
+        running.stop()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    # A server left behind all the same (its guard killed too) is found and stopped by the next command.
+    alone = env | {"KARTKA_RUN_WORKER": "false", "KARTKA_WORKER_STALE_SECONDS": "0"}
+    again = Server(alone, tmp_path, tmp_path / "again.log")
+    for pid in _children(again.process.pid):
+        os.kill(pid, signal.SIGKILL)
+    again.process.kill()
+    again.stop()
     assert pid_file.exists()
-    running.process.kill()  # no exit handlers run: the server is left behind, its user list stale
-    running.stop()
-    assert pid_file.exists()
-    # The next command forgets the dead user, attaches, and as the last user stops the server.
     assert cli("migrate", env=env, cwd=tmp_path).returncode == 0
     deadline = time.monotonic() + 20
     while pid_file.exists() and time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 
 from api.errors import problem_response, problems
 from api.state import services_of
+from kartka.heartbeat import seconds_since_last_beat
 from kartka.migrate import pending
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -24,6 +25,8 @@ class ReadyStatus(msgspec.Struct):
     status: str
     database: str
     migrations: str
+    #: ``ok`` (a worker beat within ``KARTKA_WORKER_STALE_SECONDS``) or ``not checked`` (that setting is 0).
+    worker: str
 
 
 class HealthController(Controller):
@@ -36,15 +39,19 @@ class HealthController(Controller):
     @get(
         "/ready",
         operation_id="ready",
-        summary="Readiness: the database answers and its schema is current",
+        summary="Readiness: the database answers, its schema is current and a worker is sending",
         responses=problems(503),
     )
     async def ready(self, request: Request[Any, Any, State]) -> Response[Any]:
         services = services_of(request.app.state)
+        stale = services.settings.worker_stale_seconds
+        silent: float | None = None
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 async with services.pool.acquire() as conn:
                     waiting = await pending(conn)
+                    if stale and not waiting:
+                        silent = await seconds_since_last_beat(conn)
         except Exception as exc:
             return problem_response(
                 request,
@@ -55,4 +62,15 @@ class HealthController(Controller):
         if waiting:
             names = ", ".join(f"{m.version:04d}_{m.name}" for m in waiting)
             return problem_response(request, 503, f"Migrations not applied yet: {names}", code="not-ready")
-        return Response(ReadyStatus(status="ready", database="ok", migrations="current"))
+        if stale and (silent is None or silent > stale):
+            # Sign-in codes, card links and pass updates would pile up unsent: not ready (a worker anywhere
+            # counts; `kartka serve` restarts its own, see kartka.supervisor).
+            since = "has ever reported" if silent is None else f"has reported for {silent:.0f} s"
+            return problem_response(
+                request,
+                503,
+                f"No notification worker {since} (KARTKA_WORKER_STALE_SECONDS={stale:g}); messages are not being sent",
+                code="not-ready",
+            )
+        worker = "ok" if stale else "not checked"
+        return Response(ReadyStatus(status="ready", database="ok", migrations="current", worker=worker))

@@ -4,23 +4,52 @@ from __future__ import annotations
 
 import re
 import socket
+from datetime import timedelta
 
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from kartka.db import Pool
+from kartka.heartbeat import beat
 from kartka.settings import Secret, Settings
 from tests.helpers import problem
 
 Client = AsyncTestClient[Litestar]
 
 
-async def test_health_and_ready(client: Client) -> None:
+async def test_health_and_ready(client: Client, pool: Pool) -> None:
     assert (await client.get("/health")).json() == {"status": "ok"}
+    await beat(pool, "test-worker")
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "migrations": "current"}
+    assert ready.json() == {"status": "ready", "database": "ok", "migrations": "current", "worker": "ok"}
+
+
+async def test_ready_is_503_while_no_worker_is_sending(client: Client, pool: Pool, settings: Settings) -> None:
+    # No worker ever reported: codes, card links and pass updates would pile up unsent.
+    never = await client.get("/ready")
+    assert never.status_code == 503
+    assert "No notification worker has ever reported" in problem(never)["detail"]
+    # One that went quiet (dead, or stuck) longer than KARTKA_WORKER_STALE_SECONDS ago, on any machine.
+    await pool.execute(
+        "INSERT INTO worker_heartbeats (name, host, pid, beat_at) VALUES ('w', 'elsewhere', 1, now() - $1::interval)",
+        timedelta(seconds=settings.worker_stale_seconds + 5),
+    )
+    stale = await client.get("/ready")
+    assert stale.status_code == 503
+    assert "has reported for" in problem(stale)["detail"]
+    await beat(pool, "w")
+    assert (await client.get("/ready")).status_code == 200
+    # Where workers are watched some other way, /ready can leave them out.
+    unchecked = msgspec.structs.replace(settings, worker_stale_seconds=0)
+    await pool.execute("DELETE FROM worker_heartbeats")
+    async with AsyncTestClient(create_app(unchecked)) as other:
+        ready = await other.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["worker"] == "not checked"
 
 
 def _closed_port() -> int:
@@ -32,8 +61,6 @@ def _closed_port() -> int:
 
 async def test_ready_is_503_when_the_database_is_unreachable(settings: Settings) -> None:
     down = settings.with_database_url(f"postgresql://postgres@127.0.0.1:{_closed_port()}/kartka")
-    import msgspec  # noqa: PLC0415
-
     down = msgspec.structs.replace(down, db_pool_min=0, migrate_on_start=False)
     assert isinstance(down.database_url, Secret)
     async with AsyncTestClient(create_app(down)) as offline:

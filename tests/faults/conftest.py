@@ -1,0 +1,180 @@
+"""Fixtures for fault tests: a throwaway PostgreSQL cluster (tests/pgcluster.py) that tests restart,
+crash and freeze, migrated once per session, emptied before each test that asks for it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+import uvicorn
+from litestar import Litestar
+
+from api.app import create_app
+from kartka.clock import FakeClock
+from kartka.db import Pool, create_pool
+from kartka.migrate import migrate
+from kartka.settings import Settings
+from tests.pgcluster import RUN_AS, Cluster, bindir
+
+DATABASE = "kartka"
+
+
+@pytest.fixture(scope="session")
+async def cluster_session() -> AsyncIterator[Cluster]:
+    programs = bindir()
+    if programs is None:
+        pytest.skip("fault tests need PostgreSQL's own programs (pg_config --bindir: initdb, pg_ctl)")
+    if os.geteuid() == 0:
+        try:
+            import pwd  # noqa: PLC0415
+
+            pwd.getpwnam(RUN_AS)
+        except KeyError:
+            pytest.skip(f"as root, fault tests run PostgreSQL as the user {RUN_AS!r}, which does not exist")
+    cluster = Cluster(programs)
+    try:
+        cluster.start()
+
+        admin = await asyncpg.connect(cluster.url(), timeout=10)
+        try:
+            await admin.execute(f"CREATE DATABASE {DATABASE}")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+async def cluster(cluster_session: Cluster) -> AsyncIterator[Cluster]:
+    """The throwaway cluster, up and thawed, its tables empty; left up and thawed afterwards."""
+    cluster_session.thaw()
+    if not cluster_session.running():
+        cluster_session.start()
+    conn = await asyncpg.connect(cluster_session.url(DATABASE), timeout=10)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS t FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        await conn.execute(f"TRUNCATE {', '.join(r['t'] for r in tables)} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    yield cluster_session
+    cluster_session.thaw()
+    if not cluster_session.running():
+        cluster_session.start()
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, cluster: Cluster) -> Settings:
+    """The suite's settings on the throwaway cluster, with deadlines short enough for a test."""
+    return msgspec.structs.replace(
+        settings.with_database_url(cluster.url(DATABASE)),
+        db_connect_timeout_seconds=1.0,
+        db_acquire_timeout_seconds=1.5,
+        db_command_timeout_seconds=1.5,
+    )
+
+
+@pytest.fixture
+async def cluster_pool(cluster_settings: Settings) -> AsyncIterator[Pool]:
+    pool = await create_pool(cluster_settings, application="kartka-fault-tests")
+    yield pool
+    pool.terminate()
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a ``kartka worker`` (or serve) process on ``settings``' database."""
+    assert settings.database_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_") and k != "DATABASE_URL"}
+    return env | {
+        "DATABASE_URL": settings.database_url.reveal(),
+        "KARTKA_ENV": "test",
+        "KARTKA_LOG_LEVEL": "INFO",
+        "KARTKA_CERTS_DIR": str(settings.certs_dir),
+        "KARTKA_OUTBOX_POLL_SECONDS": "0.2",
+        "KARTKA_DB_CONNECT_TIMEOUT_SECONDS": "1",
+        "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS": "1.5",
+        "KARTKA_DB_COMMAND_TIMEOUT_SECONDS": "1.5",
+        "KARTKA_DB_STATEMENT_TIMEOUT_MS": "1500",
+        **extra,
+    }
+
+
+PYTHON = sys.executable
+KARTKA = str(Path(sys.executable).with_name("kartka"))
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], seconds: float, what: str, log: Path | None = None
+) -> float:
+    """Wait for ``condition``; returns how long it took. Fails naming ``what`` (and the log's tail)."""
+    started = time.monotonic()
+    while True:
+        try:
+            if await condition():
+                return time.monotonic() - started
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            pass  # the database is coming back: ask again
+        if time.monotonic() - started > seconds:
+            tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""  # noqa: ASYNC240 - failing anyway
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}\n{tail}")
+        await asyncio.sleep(0.05)
+
+
+class Served:
+    """The real app served over HTTP by uvicorn in a thread of its own (its own event loop), as in
+    production: requests run concurrently, and the test's loop stays free to restart the database."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the app did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def serve(clock: FakeClock) -> Iterator[Callable[[Settings], Served]]:
+    """Serve the app on given settings; stopped after the test."""
+    running: list[Served] = []
+
+    def start(settings: Settings) -> Served:
+        served = Served(create_app(settings, clock=clock))
+        running.append(served.__enter__())
+        return served
+
+    yield start
+    for served in running:
+        served.__exit__()

@@ -1,0 +1,147 @@
+"""The API when PostgreSQL restarts or freezes under it: real faults on the throwaway cluster, the app
+served over real HTTP.
+
+A connection lost mid-request is a 503 the till can retry (not a 500); a frozen database answers a till
+with 503 + Retry-After within seconds (not a minute of silence); a key revoked after a database
+restart stops working within a second or two (not when the 30-second cache expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncpg
+import httpx
+import msgspec
+
+from api.state import services_of
+from kartka.db import Pool
+from kartka.keys import Scope, revoke_key
+from kartka.settings import Settings
+from tests.faults.conftest import DATABASE, Served, eventually
+from tests.helpers import Keys, problem
+from tests.pgcluster import Cluster
+
+Serve = Callable[[Settings], Served]
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    body = problem(response)
+    assert body["status"] == 503, body
+    assert body["code"] == "database-unavailable"
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_a_connection_lost_mid_request_is_503_not_500(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    patient = msgspec.structs.replace(cluster_settings, db_command_timeout_seconds=30.0)  # the crash comes first
+    served = serve(patient)
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        assert (await client.post("/v1/pos/customers", json={"phone": "+375291110001"})).status_code == 201
+        # Hold a request inside its transaction (it waits for a table lock), then crash the server.
+        blocker = await asyncpg.connect(cluster.url(DATABASE))
+        try:
+            await blocker.execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+            request = asyncio.create_task(client.post("/v1/pos/customers", json={"phone": "+375291110002"}))
+
+            async def waiting() -> bool:
+                return bool(
+                    await cluster_pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kartka-api' "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                )
+
+            await eventually(waiting, 10, "the request to wait for the lock")
+            await asyncio.to_thread(cluster.restart)
+        finally:
+            blocker.terminate()
+        assert_unavailable(await asyncio.wait_for(request, 20))
+
+        async def registered() -> bool:  # the server is back: the same request goes through
+            again = await client.post("/v1/pos/customers", json={"phone": "+375291110002"})
+            return again.status_code == 201
+
+        await eventually(registered, 10, "the API to use the restarted database")
+
+
+async def test_a_statement_the_server_cuts_short_is_503(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    # The server's statement_timeout comes before the client's deadline: PostgreSQL cancels the statement.
+    strict = msgspec.structs.replace(cluster_settings, db_statement_timeout_ms=300, db_command_timeout_seconds=30.0)
+    served = serve(strict)
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        blocker = await asyncpg.connect(cluster.url(DATABASE))
+        try:
+            await blocker.execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+            assert_unavailable(await client.post("/v1/pos/customers", json={"phone": "+375291110040"}))
+        finally:
+            await blocker.close()
+
+
+async def test_a_frozen_database_answers_503_within_seconds(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    served = serve(cluster_settings)
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=30) as client:
+        assert (await client.post("/v1/pos/customers", json={"phone": "+375291110003"})).status_code == 201
+        with cluster.frozen():
+            # Several tills at once: idle pool connections, new connections, waiting for a free one.
+            started = time.monotonic()
+            phones = [f"+37529111{n:04d}" for n in range(10, 16)]
+            responses = await asyncio.gather(*(client.post("/v1/pos/customers", json={"phone": p}) for p in phones))
+            elapsed = time.monotonic() - started
+            for response in responses:
+                assert_unavailable(response)
+            assert elapsed < 6, f"the tills waited {elapsed:.1f} s"
+            started = time.monotonic()
+            assert (await client.get("/ready")).status_code == 503
+            assert time.monotonic() - started < 5
+
+        async def registered() -> bool:  # thawed, the same pool serves again
+            again = await client.post("/v1/pos/customers", json={"phone": "+375291110020"})
+            return again.status_code == 201
+
+        await eventually(registered, 10, "the API to use the thawed database")
+
+
+async def test_a_key_revoked_after_a_database_restart_stops_working_at_once(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    served = serve(cluster_settings)
+    keys = services_of(served.app.state).keys
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    key = headers["Authorization"].removeprefix("Bearer ")
+    identify = {"code": "+375291110030"}
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404
+        assert keys.listening
+
+        await asyncio.to_thread(cluster.restart)
+
+        async def listening_again() -> bool:
+            return getattr(keys, "listening", True)  # (the attribute is new with re-listening)
+
+        await eventually(listening_again, 10, "the API to listen for revocations again")
+
+        async def answered() -> bool:  # the key is verified (and cached) again on the restarted server
+            return (await client.post("/v1/pos/identify", json=identify)).status_code == 404
+
+        await eventually(answered, 10, "the API to answer on the restarted database")
+        conn = await asyncpg.connect(cluster.url(DATABASE))
+        try:
+            await revoke_key(conn, key)
+        finally:
+            await conn.close()
+
+        async def refused() -> bool:
+            return (await client.post("/v1/pos/identify", json=identify)).status_code == 401
+
+        await eventually(refused, 3, "the revoked key to be refused")

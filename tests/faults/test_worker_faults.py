@@ -1,0 +1,154 @@
+"""The worker when PostgreSQL restarts, and ``kartka serve`` keeping its worker alive: real processes,
+real restarts of the throwaway cluster, real SIGKILL and SIGSTOP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kartka.db import Pool
+from kartka.settings import Settings
+from notifications.model import Category, Channel
+from notifications.outbox import Message, enqueue
+from tests.faults.conftest import KARTKA, eventually, worker_env
+from tests.pgcluster import Cluster
+
+pytestmark = pytest.mark.slow
+
+
+async def send_one(pool: Pool, n: int) -> str:
+    """Queue one SMS (the development provider "sends" it into dev_inbox); returns its recipient."""
+    phone = f"+37529222{n:04d}"
+    message = Message(
+        key=f"fault:{n}",
+        channel=Channel.SMS,
+        recipient=phone,
+        category=Category.TRANSACTIONAL,
+        template="points_expiring",
+        locale="ru",
+        params={"points": 1250, "expires_on": "2026-09-02"},
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        assert await enqueue(conn, [message], datetime.now(UTC)) == 1
+    return phone
+
+
+async def delivered(pool: Pool, phone: str) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM dev_inbox WHERE recipient = $1", phone))
+
+
+def children(pid: int, word: str) -> list[int]:
+    """Live child processes of ``pid`` whose command line has ``word``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z" and word in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_the_worker_survives_database_restarts(
+    cluster_settings: Settings, cluster: Cluster, cluster_pool: Pool, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    env = worker_env(cluster_settings, KARTKA_JOBS_INTERVAL_SECONDS="0.1", KARTKA_WORKER_HEARTBEAT_SECONDS="0.2")
+    with log.open("wb") as out:
+        worker = subprocess.Popen([KARTKA, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    try:
+        phone = await send_one(cluster_pool, 1)
+        await eventually(lambda: delivered(cluster_pool, phone), 15, "the first message", log)
+        for _ in range(3):  # crashes while jobs, claims and the heartbeat are all talking to the database
+            await asyncio.to_thread(cluster.restart)
+            await asyncio.sleep(0.3)
+            assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
+        phone = await send_one(cluster_pool, 2)
+        await eventually(lambda: delivered(cluster_pool, phone), 15, "a message queued after the restarts", log)
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+async def test_serve_restarts_its_worker_and_ready_sees_a_stuck_one(
+    cluster_settings: Settings, cluster: Cluster, cluster_pool: Pool, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+    port = _free_port()
+    env = worker_env(
+        cluster_settings,
+        KARTKA_WORKER_HEARTBEAT_SECONDS="0.2",
+        KARTKA_WORKER_STALE_SECONDS="1.5",
+        KARTKA_JOBS_INTERVAL_SECONDS="3600",
+    )
+    with log.open("wb") as out:
+        serve = subprocess.Popen(  # noqa: ASYNC220 - starting a process takes no time worth awaiting
+            [KARTKA, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/ready")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            async def not_ready() -> bool:
+                response = await client.get("/ready")
+                return response.status_code == 503 and "worker" in response.json()["detail"]
+
+            await eventually(ready, 30, "kartka serve to be ready", log)
+            [first] = children(serve.pid, "worker")
+            os.kill(first, signal.SIGKILL)  # a crash: serve starts another
+            await eventually(lambda: _async(bool(children(serve.pid, "worker"))), 10, "a new worker", log)
+            [second] = children(serve.pid, "worker")
+            assert second != first
+            assert "restarting it" in log.read_text()
+            phone = await send_one(cluster_pool, 3)
+            await eventually(lambda: delivered(cluster_pool, phone), 15, "the new worker to send", log)
+
+            os.kill(second, signal.SIGSTOP)  # stuck: alive, but its loops no longer come round
+            try:
+                await eventually(not_ready, 10, "/ready to see the stuck worker", log)
+            finally:
+                os.kill(second, signal.SIGCONT)
+            await eventually(ready, 10, "/ready once the worker goes on", log)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(serve.wait, 30)
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+    assert not children(serve.pid, "worker")
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
