@@ -22,6 +22,7 @@ from schemathesis.python import asgi
 from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool
+from kartka.heartbeat import beat
 from kartka.keys import Scope
 from kartka.settings import Settings
 from kartka.staff import Role, create_staff
@@ -58,6 +59,7 @@ async def credentials(client: Client, pool: Pool, keys: Keys) -> dict[str, dict[
     staff = await client.post("/v1/admin/login", json={"username": "fuzz-admin", "password": "fuzz password 123"})
     assert staff.status_code == 200, staff.text
     shopper = await sign_in(client, pool, "+375291112233")
+    await beat(pool, "fuzz-worker")  # a live worker, so /ready answers 200 (its 503s are tested elsewhere)
     return {
         "none": {},
         "pos": await keys.headers(Scope.POS),
