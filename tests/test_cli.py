@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -299,6 +300,52 @@ def test_two_migrations_at_once_apply_everything_once(fresh_database: str, tmp_p
     assert [p.returncode for p in processes] == [0, 0]
     assert sorted(o.count("applied ") for o in outputs)[0] == 0
     assert "the database is up to date" in cli("migrate", env=env, cwd=tmp_path).stdout
+
+
+def test_serve_on_a_busy_port_stops_before_touching_keys(fresh_database: str, tmp_path: Path) -> None:
+    env = _env(DATABASE_URL=fresh_database, KARTKA_ENV="development")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        busy = cli("serve", "--port", str(port), env=env, cwd=tmp_path, check=False)
+    assert busy.returncode == 1
+    assert time.monotonic() - started < 10
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Demo keys" not in busy.stderr
+    assert "Traceback" not in busy.stderr
+    # Nothing was done: not even the migrations, so a command that reads says what to do, in one line.
+    listed = cli("keys", "list", "--all", env=env, cwd=tmp_path, check=False)
+    assert listed.returncode == 1
+    assert "no Kartka tables yet: run `kartka migrate`" in listed.stderr
+    assert "Traceback" not in listed.stderr
+
+
+def test_json_logs_are_one_object_per_line_for_every_logger(tmp_path: Path) -> None:
+    """KARTKA_LOG_FORMAT=json: the app's records and uvicorn's (which kartka.logs routes through the same
+    handler) come out as JSON lines, tracebacks included."""
+    script = (
+        "import logging\n"
+        "from kartka import logs\n"
+        "from kartka.logs import LogFormat\n"
+        "logs.configure('INFO', LogFormat.JSON, background=True)\n"
+        "access = logging.getLogger('uvicorn.access')\n"
+        "access.info('%s - \"%s %s HTTP/%s\" %d', '10.0.0.1', 'GET', '/health', '1.1', 200)\n"
+        "logging.getLogger('kartka.api').warning('Баланс: %s', '1,00')\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    logging.getLogger('kartka.worker').exception('failed')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30)
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(r["logger"], r["level"]) for r in records] == [
+        ("uvicorn.access", "INFO"),
+        ("kartka.api", "WARNING"),
+        ("kartka.worker", "ERROR"),
+    ]
+    assert records[0]["message"] == '10.0.0.1 - "GET /health HTTP/1.1" 200'
+    assert records[1]["message"] == "Баланс: 1,00"
+    assert "ZeroDivisionError" in records[2]["exc_info"]
+    assert all(record["time"] for record in records)
 
 
 def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Path) -> None:
