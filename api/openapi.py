@@ -127,21 +127,26 @@ def _with_example(body: dict[str, Any], example: dict[str, Any]) -> dict[str, An
     return body | {"content": content}
 
 
+def _shared_statuses(path: str, operation: dict[str, Any]) -> set[str]:
+    """The statuses every operation like this one can answer, whatever its handler says."""
+    shared = {"503"} if path != "/health" else set()
+    if "requestBody" in operation:
+        shared |= {"400", "413", "422"}
+    schemes = {name for requirement in operation.get("security", []) for name in requirement}
+    if schemes:
+        shared.add("401")
+    if schemes & _BEARER_SCHEMES:
+        shared.add("403")
+    return shared
+
+
 def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
-    """Each operation of ``item`` with the answers every operation of its kind can give, and with the
-    realistic examples of :mod:`api.examples` where it has some."""
+    """Each operation of ``item`` with the answers every operation of its kind can give, every error as
+    problem+json, and the realistic examples of :mod:`api.examples` where it has some."""
     item = dict(item)
     for method, operation in item.items():
         if not isinstance(operation, dict) or "responses" not in operation:
             continue
-        shared = {"503"} if path != "/health" else set()
-        if "requestBody" in operation:
-            shared |= {"400", "413", "422"}
-        schemes = {name for requirement in operation.get("security", []) for name in requirement}
-        if schemes:
-            shared.add("401")
-        if schemes & _BEARER_SCHEMES:
-            shared.add("403")
         responses = dict(operation["responses"])
         changed: dict[str, Any] = {}
         samples = examples.BY_OPERATION.get(operation.get("operationId", ""), {})
@@ -150,11 +155,14 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
         for status, sample in samples.items():
             if status in responses:
                 responses[status] = _with_example(responses[status], sample)
-        for status in sorted(shared):
+        for status in sorted(_shared_statuses(path, operation)):
             responses.setdefault(status, _problem(status, _SHARED_ANSWERS[status]))
-        for status in ("429", "503"):
-            if status in responses and "headers" not in responses[status]:
-                responses[status] = responses[status] | {"headers": _RETRY_AFTER}
+        for status, answer in responses.items():
+            # Litestar's own 400 documents its default error shape; 429 and 503 say when to retry.
+            if status[0] in "45" and PROBLEM_JSON not in answer.get("content", {}):
+                responses[status] = _problem(status, answer.get("description") or _SHARED_ANSWERS.get(status, ""))
+            elif status in ("429", "503") and "headers" not in answer:
+                responses[status] = answer | {"headers": _RETRY_AFTER}
         item[method] = operation | changed | {"responses": responses}
     return item
 

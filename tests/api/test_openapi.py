@@ -89,3 +89,22 @@ def test_the_till_endpoints_show_realistic_examples_that_match_their_schemas(doc
     for operation in ("posIdentify", "posCalculateOrder", "posCommitOrder", "posRefundOrder"):
         assert f"{operation} request" in checked
         assert any(entry.startswith(operation) and not entry.endswith("request") for entry in checked), operation
+
+
+def test_every_error_is_documented_as_problem_json(document: dict[str, Any]) -> None:
+    errors = [
+        (method, path, status, sorted(answer.get("content", {})))
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+        for status, answer in operation["responses"].items()
+        if status[0] in "45"
+    ]
+    assert len(errors) > 100
+    assert [error for error in errors if error[3] != ["application/problem+json"]] == []
+    assert all(
+        "Retry-After" in operation["responses"]["503"]["headers"]
+        for item in document["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict) and "503" in operation["responses"]
+    )
