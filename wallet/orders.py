@@ -748,9 +748,13 @@ def _order_scope(data: RefundInput, *, channel: Channel, store: str | None) -> O
     if channel == "online" and order_channel != "online":
         raise Forbidden("an online integration refunds only online orders", field="order_channel")
     if order_channel == "online":
-        if data.order_store is not None:
-            raise InvalidInput("online orders belong to no store: leave order_store out", field="order_store")
-        return OrderScope(channel="online", store=None)
+        # An online order carries the store of the key that made it (none for a chain-wide key). The
+        # shop's store-bound key refunds its store's; a chain-wide one and a till name the store, if any.
+        if channel == "online" and store is not None:
+            if data.order_store not in (None, store):
+                raise Forbidden(f"this key acts for store {store} only", field="order_store")
+            return OrderScope(channel="online", store=store)
+        return OrderScope(channel="online", store=data.order_store)
     return OrderScope(channel="pos", store=data.order_store or store)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from kartka.db import Connection
-from kartka.keys import Scope
+from kartka.db import Connection, Pool
+from kartka.keys import Scope, create_key
 from tests.api.test_orders import Till, item
 from tests.helpers import Keys
 
@@ -59,7 +59,38 @@ async def test_a_refund_reaches_its_own_stores_order_and_another_only_by_name(
         "ORDER BY r.id"
     )
     assert [tuple(r) for r in rows] == [("r-1", "s2", "s2"), ("r-2", "s2", "s1"), ("r-1", "s1", "s1")]
-    bad = await s2.refund(
-        "1001", [{"sku": "x", "qty": 1}], order={"order_channel": "online", "order_store": "s1"}, expect=422
+    # An online order of s1's shop key is named with its store; there is none with this id.
+    missing = await s2.refund(
+        "1001", [{"sku": "x", "qty": 1}], order={"order_channel": "online", "order_store": "s1"}, expect=404
     )
-    assert bad["errors"][0]["field"] == "order_store"
+    assert missing["code"] == "order-not-found"
+
+
+async def test_a_store_bound_shop_key_refunds_its_own_online_orders_and_a_till_by_name(
+    client: Client, keys: Keys, pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        bound, _ = await create_key(conn, scope=Scope.INTEGRATION, store="s1")
+        other, _ = await create_key(conn, scope=Scope.INTEGRATION, store="s2")
+    shop = {"Authorization": f"Bearer {bound}"}
+    s1, _ = await _tills(client, keys)
+    card = (await s1.register("+375291111111"))["card"]["number"]
+    body = {"order_id": "w1", "card": card, "lines": [item("x", 2, 10_000)]}
+    sold = await client.post("/v1/integrations/orders", json=body, headers=shop | {"Idempotency-Key": "w1"})
+    assert sold.status_code == 201, sold.text
+    returned = await client.post(
+        "/v1/integrations/orders/w1/refunds",
+        json={"refund_id": "wr1", "lines": [{"sku": "x", "qty": 1}]},
+        headers=shop | {"Idempotency-Key": "wr1"},
+    )
+    assert returned.status_code == 201, returned.text
+    elsewhere = await client.post(
+        "/v1/integrations/orders/w1/refunds",
+        json={"refund_id": "wr2", "lines": [{"sku": "x", "qty": 1}], "order_store": "s1"},
+        headers={"Authorization": f"Bearer {other}", "Idempotency-Key": "wr2"},
+    )
+    assert elsewhere.status_code == 403, elsewhere.text
+    at_till = await s1.refund(
+        "w1", [{"sku": "x", "qty": 1}], refund_id="r-w1", order={"order_channel": "online", "order_store": "s1"}
+    )
+    assert at_till["points_taken_back"] == 500
