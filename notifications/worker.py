@@ -514,13 +514,13 @@ class Dispatcher:
     async def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            self.progress = monotonic()
             try:
                 claimed = await self.run_once()
             except Exception as exc:
                 failures += 1
                 await self._sleep(self._failed("outbox", exc, failures))
                 continue
+            self.progress = monotonic()  # only a round that worked counts: a failing worker is not alive
             failures = 0
             if claimed < self.config.batch:
                 await self._sleep(self.config.poll_seconds)
@@ -537,13 +537,13 @@ class Dispatcher:
         interval = max(0.5, min(self.config.lease_seconds / 4, 5.0))
         failures = 0
         while not self._stop.is_set():
-            self.progress = monotonic()
             wait = interval
             try:
                 await self.recover_leases()
                 if await self.fallbacks():
                     self._wake.set()
                 await self.enqueue_campaigns()
+                self.progress = monotonic()
                 failures = 0
             except Exception as exc:
                 failures += 1

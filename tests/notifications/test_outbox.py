@@ -10,14 +10,20 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
+from kartka.migrate import migrate
+from kartka.resilience import CircuitBreaker
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
+from notifications.preferences import OptOutLinks
+from notifications.providers.dev import DevProvider
+from notifications.worker import Dispatcher, Lane, WorkerConfig
 from tests.fakes.infobip import FakeInfobip, report
 from tests.helpers import problem
 from tests.notifications.conftest import Make, infobip_provider
@@ -465,3 +471,39 @@ async def test_marketing_text_carries_the_opt_out_link(
     [message] = (await client.get("/dev/inbox", params={"to": PHONE})).json()
     assert message["text"].startswith("Анна, скидки!")
     assert "http://127.0.0.1:8000/u/" in message["text"]
+
+
+async def test_a_worker_whose_rounds_all_fail_stops_showing_progress(fresh_database: str, clock: FakeClock) -> None:
+    """The heartbeat (and so /ready) follows the worker's progress: a round that fails, even with the
+    database up (here the outbox table is gone), does not count, so a worker failing forever goes stale
+    instead of looking alive."""
+    connection = await asyncpg.connect(fresh_database)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
+    try:
+        dev = DevProvider(pool)
+        lanes = {Channel.SMS: Lane(dev, rate_per_second=1_000, concurrency=1, breaker=CircuitBreaker(3, 30.0))}
+        dispatcher = Dispatcher(
+            pool,
+            lanes,
+            clock=clock,
+            opt_out=OptOutLinks(secret="test-secret", public_base="http://127.0.0.1:8000"),
+            config=WorkerConfig(poll_seconds=0.05, loops=1),
+        )
+        running = asyncio.create_task(dispatcher.run())
+        await asyncio.sleep(0.3)
+        healthy = dispatcher.last_progress()
+        await asyncio.sleep(0.2)
+        assert dispatcher.last_progress() > healthy  # rounds that work move it on
+        await pool.execute("ALTER TABLE outbox RENAME TO outbox_gone")
+        await asyncio.sleep(0.3)  # a round in flight may still finish
+        failing = dispatcher.last_progress()
+        await asyncio.sleep(0.5)
+        assert dispatcher.last_progress() == failing
+        dispatcher.stop()
+        await asyncio.wait_for(running, timeout=10)
+    finally:
+        await pool.close()
