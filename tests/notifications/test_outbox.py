@@ -84,8 +84,8 @@ async def test_dev_inbox_takes_a_phone_whose_plus_was_not_escaped(client: Client
     assert "to" in problem(bad)["detail"]
 
 
-async def test_a_rolled_back_change_sends_nothing(pool: Pool, app: Litestar) -> None:
-    services = app.state.services
+async def test_a_rolled_back_change_sends_nothing(pool: Pool, client: Client) -> None:
+    services = client.app.state.services  # the client has run the app's start-up, which builds them
     seen_inside = -1
 
     async def register_then_crash() -> None:
