@@ -25,6 +25,7 @@ class FakeEngine(ThreadedServer):
         super().__init__()
         self.mode = "ok"
         self.fail_times = 0
+        self.fail_status = 503
         self.delay = 2.0
         self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
 
@@ -37,7 +38,7 @@ class FakeEngine(ThreadedServer):
             await asyncio.sleep(self.delay)
         if self.mode == "error" and self.fail_times > 0:
             self.fail_times -= 1
-            return Response({"error": "overloaded"}, status_code=503)
+            return Response({"error": "overloaded"}, status_code=self.fail_status)
         if self.mode == "garbage":
             return Response(b"<html>oops</html>", media_type="text/html")
         if self.mode == "wrong-shape":

@@ -287,3 +287,33 @@ async def test_a_refund_is_never_told_before_its_order(
     assert [path for path in fake.paths() if path != "/calculate"] == ["/orders", "/orders", "/orders/remote-2/refunds"]
     statuses = await conn.fetch("SELECT status FROM outbox WHERE channel = 'engine' ORDER BY id")
     assert [row["status"] for row in statuses] == ["delivered", "delivered"]
+
+
+@pytest.mark.parametrize(("status", "kept"), [(401, True), (403, True), (404, True), (422, False)])
+async def test_a_misconfigured_engine_keeps_notices_and_a_refused_notice_fails(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    notices: Dispatcher,
+    clock: FakeClock,
+    status: int,
+    kept: bool,
+) -> None:
+    """A wrong token or URL (401, 403, 404) is ours to fix: the notice waits like an outage and goes out
+    once it is fixed. Only an answer that refuses the notice itself (400, 409, 413, 422) fails it."""
+    client, _ = http_client
+    card = await _register(client, pos)
+    body = {"order_id": f"cfg-{status}", "card": card, "lines": CART}
+    assert (await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "c"})).status_code == 201
+    fake.mode, fake.fail_times, fake.fail_status = "error", 3, status
+    await notices.run_once()
+    row = await conn.fetchrow("SELECT status, last_error FROM outbox WHERE channel = 'engine'")
+    assert row is not None
+    assert row["status"] == ("queued" if kept else "failed")
+    assert str(status) in row["last_error"]
+    if kept:
+        fake.mode = "ok"
+        clock.advance(timedelta(minutes=5))
+        await notices.run_once()
+        assert await conn.fetchval("SELECT status FROM outbox WHERE channel = 'engine'") == "delivered"

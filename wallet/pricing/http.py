@@ -36,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({502, 503, 504})
 #: Answers to a notice that may go away by themselves: send it again later.
-_TRANSIENT_STATUS = frozenset({408, 425, 429})
+#: Answers that refuse the request itself (its body): the engine is up and answering, and sending the
+#: same request again will not help. Any other 4xx (401, 403, 404: a wrong token or URL) is ours to fix,
+#: so a notice waits for it like an outage rather than being given up.
+_REFUSED_STATUS = frozenset({400, 409, 413, 422})
 
 
 class _Answer(msgspec.Struct):
@@ -100,7 +103,7 @@ class HttpEngine:
                 if response.status_code in _RETRY_STATUS:
                     last = EngineFailure(f"HTTP {response.status_code}", response.status_code)
                 elif response.status_code >= 400:
-                    self.breaker.record(False)
+                    self.breaker.record(response.status_code in _REFUSED_STATUS)  # refused, but up
                     raise EngineFailure(f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
                 else:
                     self.breaker.record(True)
@@ -154,10 +157,11 @@ class HttpEngine:
         try:
             await self._post(notice.path, notice.body, idempotency_key=notice.key)
         except EngineFailure as exc:
-            status = exc.status
-            if status is None or status >= 500 or status in _TRANSIENT_STATUS:
-                raise EngineUnreachable(str(exc)) from exc
-            raise NoticeRejected(str(exc)) from exc
+            if exc.status in _REFUSED_STATUS:
+                raise NoticeRejected(str(exc)) from exc
+            if exc.status in (401, 403, 404):
+                logger.error("the core engine refuses notices with %s: check KARTKA_ENGINE_URL and its token", exc)
+            raise EngineUnreachable(str(exc)) from exc
 
     async def close(self) -> None:
         await self._client.aclose()
