@@ -54,6 +54,9 @@ class JoinService:
             registration = await self.customers.register(
                 conn, phone=phone, name=name, origin=Origin(source=Source.QR_POSTER, store=store), language=language
             )
-            if registration.created and registration.customer.phone:  # a new card: its link goes out now
+            # Every valid post spends the budget, a known phone's too (whose card link is not sent again):
+            # with the budget spent, a new phone and a customer's get the same answer, so the page does
+            # not tell a stranger who is a customer.
+            if registration.customer.phone:
                 await self.texts.spend(conn, country_of(registration.customer.phone), now)
         return registration
