@@ -249,7 +249,8 @@ def database_away(exc: BaseException) -> bool:
             return True
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if current.__cause__ is not None:  # not __context__: a bug while handling a database error is a bug
+            todo.append(current.__cause__)
     return False
 
 
