@@ -22,9 +22,9 @@ ensure_venv() {
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     pip="$venv/bin/python -m pip --quiet --disable-pip-version-check"
-    # --no-compile: Python compiles what is imported when it is first imported; compiling every file of
-    # every package up front took half the install's time.
-    $pip install --no-compile --require-hashes --only-binary :all: -r "$lock"
+    # Compiled here once (not --no-compile): with PYTHONDONTWRITEBYTECODE set, as on CI, every process the
+    # tests start would compile what it imports again.
+    $pip install --require-hashes --only-binary :all: -r "$lock"
     $pip install --no-deps --no-build-isolation -e .
     printf '%s' "$want" > "$stamp"
 }
