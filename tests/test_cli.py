@@ -24,7 +24,8 @@ from kartka.settings import ENV
 from tests.conftest import create_spare_database
 from tests.helpers import CHEAP_ARGON2
 
-pytestmark = pytest.mark.slow
+# One worker runs them all: they share one kartka serve (pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("served")]
 
 KARTKA = str(Path(sys.executable).parent / "kartka")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 import msgspec
+import pytest
 
 from api.state import services_of
 from kartka.db import Pool
@@ -25,6 +26,9 @@ from tests.helpers import Keys, problem
 from tests.pgcluster import Cluster
 
 Serve = Callable[[Settings], Served]
+
+# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("pg-cluster")
 
 
 def assert_unavailable(response: httpx.Response) -> None:

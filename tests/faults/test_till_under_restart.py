@@ -29,7 +29,8 @@ from tests.faults.test_worker_faults import delivered, send_one
 from tests.helpers import Keys
 from tests.pgcluster import Cluster
 
-pytestmark = pytest.mark.slow
+# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
 
 TILLS = 6
 SHOPPERS = 12

@@ -20,7 +20,8 @@ from notifications.outbox import Message, enqueue
 from tests.faults.conftest import KARTKA, eventually, worker_env
 from tests.pgcluster import Cluster
 
-pytestmark = pytest.mark.slow
+# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
 
 
 async def send_one(pool: Pool, n: int) -> str:
