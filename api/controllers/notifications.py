@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
@@ -53,6 +53,9 @@ class AdminCampaignController(Controller):
         operation_id="adminCreateCampaign",
         summary="Send a marketing text to a segment (consenting shoppers only); enqueued by the workers",
         status_code=202,
+        response_headers=[
+            ResponseHeader(name="Location", description="The campaign, to follow its progress", documentation_only=True)
+        ],
         responses=problems(401, 403),
         dependencies={"tx": Provide(provide_tx)},
     )
