@@ -7,27 +7,50 @@ import time
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown`` seconds."""
+    """Closed, calls go through; ``threshold`` consecutive failures open it for ``cooldown`` seconds.
+    Then it is half-open: one call goes through as a probe while the others are still refused; the
+    probe's success closes the breaker, its failure opens it again for another ``cooldown`` at once
+    (not after ``threshold`` more failures). A probe that never reports back (its caller was cancelled)
+    is given up after a ``cooldown``, and another call probes."""
 
     def __init__(self, threshold: int = 3, cooldown: float = 10.0) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
         self.failures = 0
         self.open_until = 0.0
+        self._open = False
+        self._probe_since: float | None = None
 
     def allows(self) -> bool:
-        return time.monotonic() >= self.open_until
+        """Whether a call may go now; in the half-open state, the caller it says yes to is the probe."""
+        if not self._open:
+            return True
+        now = time.monotonic()
+        if now < self.open_until:
+            return False
+        if self._probe_since is not None and now - self._probe_since < self.cooldown:
+            return False  # a probe is out: the others wait for its answer
+        self._probe_since = now
+        return True
 
     def remaining(self) -> float:
-        """Seconds until the breaker lets calls through again (0 when closed)."""
-        return max(0.0, self.open_until - time.monotonic())
+        """Seconds until the breaker may let a call through again (0 when closed)."""
+        if not self._open:
+            return 0.0
+        now = time.monotonic()
+        if self._probe_since is not None:
+            return max(0.0, self._probe_since + self.cooldown - now)
+        return max(0.0, self.open_until - now)
 
     def record(self, ok: bool) -> None:
+        probing, self._probe_since = self._probe_since is not None, None
         if ok:
+            self._open = False
             self.failures = 0
             return
         self.failures += 1
-        if self.failures >= self.threshold:
+        if probing or self.failures >= self.threshold:
+            self._open = True
             self.open_until = time.monotonic() + self.cooldown
             self.failures = 0
 

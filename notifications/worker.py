@@ -368,7 +368,8 @@ class Dispatcher:
         updates.add(m.id, Status.QUEUED, due_at=later, provider=provider, error=error)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
-        """Seconds before attempt ``attempts + 1``: exponential with full jitter, at least Retry-After."""
+        """Seconds before attempt ``attempts + 1``: exponential with equal jitter (between half the cap and
+        the cap, so a retry never comes back at once), at least Retry-After."""
         cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * 2 ** (attempts - 1))
         delay = random.uniform(cap / 2, cap)  # noqa: S311 - jitter, not security
         return max(delay, retry_after or 0.0)

@@ -317,3 +317,20 @@ async def test_a_misconfigured_engine_keeps_notices_and_a_refused_notice_fails(
         clock.advance(timedelta(minutes=5))
         await notices.run_once()
         assert await conn.fetchval("SELECT status FROM outbox WHERE channel = 'engine'") == "delivered"
+
+
+async def test_the_engine_timeout_bounds_the_whole_call_retries_included(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine], fake: FakeEngine, pos: dict[str, str]
+) -> None:
+    """KARTKA_ENGINE_TIMEOUT_MS is the till's wait for a price, not a wait per attempt: a slow engine
+    costs one timeout (0.3 s here), and no retry starts once it is spent."""
+    client, _ = http_client
+    card = await _register(client, pos)
+    fake.mode = "slow"
+    before = len(fake.calls)
+    started = time.monotonic()
+    quote = await _calculate(client, pos, card)
+    elapsed = time.monotonic() - started
+    assert quote["engine"]["degraded"] is True
+    assert len(fake.calls) - before == 1  # retries=1, but the deadline was spent by the first attempt
+    assert elapsed < 0.55  # one timeout; two attempts would take at least 0.6 s

@@ -80,6 +80,7 @@ class HttpEngine:
             transport=transport,
         )
         self._retries = retries
+        self._deadline = timeout  # for the whole call, retries included: the till never waits longer
         self._program = program
         self._fallback = EmbeddedEngine(program, name=self.name, degraded=True)
         self.breaker = breaker or CircuitBreaker()
@@ -94,11 +95,15 @@ class HttpEngine:
             headers["Idempotency-Key"] = idempotency_key
         payload = msgspec.json.encode(body)
         last: Exception | None = None
+        deadline = asyncio.get_running_loop().time() + self._deadline
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.post(path, content=payload, headers=headers)
+                async with asyncio.timeout_at(deadline):
+                    response = await self._client.post(path, content=payload, headers=headers)
             except (TimeoutError, httpx.TransportError) as exc:
                 last = exc
+                if asyncio.get_running_loop().time() >= deadline:
+                    break  # the call's time is up: no retry
             else:
                 if response.status_code in _RETRY_STATUS:
                     last = EngineFailure(f"HTTP {response.status_code}", response.status_code)
