@@ -18,6 +18,7 @@ from kartka.db import Connection, Pool
 from notifications.audience import Audience, Availability, load_audience, route
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
+from wallet.cards import card_page_url
 from wallet.passes import service as passes
 from wallet.pricing.port import EngineNotice
 from wallet.program import Program, Tier
@@ -40,7 +41,7 @@ class Notifier:
         self.available = available
 
     def card_url(self, page_token: str) -> str:
-        return f"{self.public_base}/c/{page_token}"
+        return card_page_url(self.public_base, page_token)
 
     async def _audience(self, conn: Connection, customer_id: UUID) -> Audience | None:
         return await load_audience(conn, customer_id, self.program)

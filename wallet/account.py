@@ -11,7 +11,6 @@ free to join again as a new customer.
 
 from __future__ import annotations
 
-import secrets
 from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -128,12 +127,11 @@ async def close_account(conn: Connection, customers: CustomerService, customer_i
     await ledger.forfeit_all(conn, account, now=now, reason="account closed by its owner", actor=actor)
     numbers = await conn.fetch(
         """
-        UPDATE cards SET status = 'closed', status_changed_at = $2, page_token = $3
+        UPDATE cards SET status = 'closed', status_changed_at = $2, page_token = DEFAULT
          WHERE customer_id = $1 AND status = 'active' RETURNING number
         """,
         customer_id,
         now,
-        secrets.token_hex(16),
     )
     await conn.execute(
         """

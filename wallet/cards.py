@@ -32,3 +32,10 @@ def generate_card_number(prefix: str) -> str:
         raise ValueError("card prefix must be 1-4 digits")
     body = prefix + "".join(str(secrets.randbelow(10)) for _ in range(12 - len(prefix)))
     return body + str(ean13_check_digit(body))
+
+
+def card_page_url(public_base: str, page_token: str) -> str:
+    """The card page's address (``/c/{token}``), the one place it is made: the SMS, the app and the
+    passes all link here. The token itself is made only by the ``cards.page_token`` column's default
+    (new cards, and ``SET page_token = DEFAULT`` on rotation and closing)."""
+    return f"{public_base.rstrip('/')}/c/{page_token}"

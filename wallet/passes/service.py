@@ -28,6 +28,7 @@ import msgspec
 
 from kartka.db import Connection
 from kartka.errors import NotFound
+from wallet.cards import card_page_url
 from wallet.customers import CustomerService
 from wallet.models import BalanceView, CardStatus, Expiring, TierView
 from wallet.passes import google as gwallet
@@ -268,7 +269,7 @@ class Passes:
         return self.setup.google
 
     def card_page_url(self, page_token: str) -> str:
-        return f"{self.public_base}/c/{page_token}"
+        return card_page_url(self.public_base, page_token)
 
     async def _card(self, conn: Connection, card_number: str) -> asyncpg.Record:
         card: asyncpg.Record | None = await conn.fetchrow(_CARD, card_number)
@@ -372,7 +373,7 @@ class Passes:
         """
         row = await conn.fetchrow(
             """
-            UPDATE cards SET page_token = replace(gen_random_uuid()::text, '-', '')
+            UPDATE cards SET page_token = DEFAULT
              WHERE customer_id = $1 AND status = 'active' RETURNING number, page_token
             """,
             customer_id,
