@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from kartka.keys import Scope, create_key, list_keys, revoke_key
 from kartka.lifeline import die_with_parent
 from kartka.logs import LogFormat
 from kartka.migrate import migrate
+from kartka.resilience import backoff
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 from kartka.supervisor import Supervisor
@@ -500,8 +500,7 @@ def worker(parent: int | None) -> None:
 
 
 def _backoff(failures: int, cap: float = 30.0) -> float:
-    delay: float = min(cap, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1)  # noqa: S311 - jitter
-    return delay
+    return backoff(failures, base=1.0, cap=cap)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

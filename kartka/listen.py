@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+
+from kartka.resilience import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Listener:
                     await self._open()
                 except Exception as exc:
                     failures += 1
-                    delay = min(self._max_backoff, 0.25 * 2**failures) * random.uniform(0.5, 1)  # noqa: S311
+                    delay = backoff(failures, base=0.5, cap=self._max_backoff)
                     logger.warning("%s: cannot listen (%s); retrying in %.1f s", self._name, exc, delay)
                     await asyncio.sleep(delay)
                     continue

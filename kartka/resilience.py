@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+
+
+def backoff(failures: int, *, base: float, cap: float) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row: ``base``, doubling with each failure up
+    to ``cap``, with equal jitter (between half of it and all of it), so that many processes retrying
+    together spread out and none comes back at once."""
+    doubled: float = base * 2.0 ** min(failures - 1, 30)
+    return min(cap, doubled) * random.uniform(0.5, 1)  # noqa: S311 - jitter, not security
 
 
 class CircuitBreaker:

@@ -41,7 +41,7 @@ import msgspec
 from kartka.clock import Clock
 from kartka.db import Pool
 from kartka.listen import Connect, Listener
-from kartka.resilience import CircuitBreaker, TokenBucket
+from kartka.resilience import CircuitBreaker, TokenBucket, backoff
 from notifications import campaigns
 from notifications.model import (
     PASS_CHANNELS,
@@ -370,8 +370,7 @@ class Dispatcher:
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds before attempt ``attempts + 1``: exponential with equal jitter (between half the cap and
         the cap, so a retry never comes back at once), at least Retry-After."""
-        cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * 2 ** (attempts - 1))
-        delay = random.uniform(cap / 2, cap)  # noqa: S311 - jitter, not security
+        delay = backoff(attempts, base=self.config.backoff_seconds, cap=self.config.backoff_max_seconds)
         return max(delay, retry_after or 0.0)
 
     async def _apply(self, updates: _Updates) -> None:
@@ -504,8 +503,7 @@ class Dispatcher:
 
     def _failed(self, what: str, exc: Exception, failures: int) -> float:
         """Log a failed round and return how long to wait: exponential, capped, jittered."""
-        cap = min(_MAX_BACKOFF_SECONDS, self.config.poll_seconds * 2 ** min(failures - 1, 10))
-        delay: float = cap * random.uniform(0.5, 1)  # noqa: S311 - jitter, not security
+        delay = backoff(failures, base=self.config.poll_seconds, cap=_MAX_BACKOFF_SECONDS)
         if isinstance(exc, _DATABASE_AWAY):
             logger.warning("%s: database unavailable (%r); retrying in %.1f s", what, exc, delay)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kartka.resilience import CircuitBreaker
+from kartka.resilience import CircuitBreaker, backoff
 
 COOLDOWN = 0.05
 
@@ -47,3 +47,9 @@ def test_a_probe_that_never_answers_is_given_up_after_a_cooldown() -> None:
     assert not breaker.allows()
     time.sleep(COOLDOWN * 1.2)
     assert breaker.allows()
+
+
+def test_backoff_doubles_to_its_cap_with_equal_jitter() -> None:
+    for failures, full in ((1, 2.0), (2, 4.0), (3, 8.0), (4, 10.0), (50, 10.0)):
+        for _ in range(20):
+            assert full / 2 <= backoff(failures, base=2.0, cap=10.0) <= full
