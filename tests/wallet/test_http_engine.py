@@ -332,5 +332,7 @@ async def test_the_engine_timeout_bounds_the_whole_call_retries_included(
     quote = await _calculate(client, pos, card)
     elapsed = time.monotonic() - started
     assert quote["engine"]["degraded"] is True
-    assert len(fake.calls) - before == 1  # retries=1, but the deadline was spent by the first attempt
+    # retries=1, but the deadline was spent by the first attempt: no second one starts. (Under a loaded
+    # machine the first may not even reach the fake before the deadline; it is never more than one.)
+    assert len(fake.calls) - before <= 1
     assert elapsed < 0.6  # one timeout; two attempts and the pause between take at least 0.65 s
