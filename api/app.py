@@ -53,6 +53,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
+from engine.setup import build_engine
 from kartka import logs
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
@@ -74,8 +75,7 @@ from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
 from wallet.passes.setup import load_wallet_setup
-from wallet.pricing.port import Engine
-from wallet.pricing.setup import build_engine
+from wallet.pricing import Engine
 from wallet.program import Program, load_program
 from wallet.qrtokens import QrTokens
 from wallet.signin import SignInConfig, SignInService

@@ -29,7 +29,7 @@ from wallet.importer import Importer
 from wallet.join import JoinService
 from wallet.orders import OrderService
 from wallet.passes.service import Passes
-from wallet.pricing.port import Engine
+from wallet.pricing import Engine
 from wallet.program import Program
 from wallet.qrtokens import QrTokens
 from wallet.signin import SignInService

@@ -62,7 +62,7 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     #: Viber: drop the message at the provider if it is not delivered within this many seconds, so a
     #: fallback SMS sent after that time is the only message the shopper gets.
     validity_seconds: int | None = None
-    #: The engine channel: the notice (``wallet.pricing.port.EngineNotice``) as JSON; nothing is rendered.
+    #: The engine channel: the notice (``wallet.pricing.EngineNotice``) as JSON; nothing is rendered.
     payload: bytes = b""
 
 

@@ -20,7 +20,7 @@ from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from wallet.cards import card_page_url
 from wallet.passes import service as passes
-from wallet.pricing.port import EngineNotice
+from wallet.pricing import EngineNotice
 from wallet.program import Program, Tier
 from wallet.texts import format_percent
 

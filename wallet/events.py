@@ -13,7 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from kartka.db import Connection
-from wallet.pricing.port import EngineNotice
+from wallet.pricing import EngineNotice
 from wallet.program import Tier
 
 

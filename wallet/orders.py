@@ -1,7 +1,8 @@
 """The till flow: price a cart, commit a purchase, refund part of it.
 
-Pricing is the core engine's (``wallet.pricing``); this module keeps the books. It spreads the points a
-cart spends and earns over its lines (so a later refund takes back exactly a returned part's share),
+Pricing is the core engine's (``engine``, behind the port ``wallet.pricing``); this module keeps the
+books. It spreads the points a cart spends and earns over its lines (so a later refund takes back
+exactly a returned part's share),
 writes the order, its ledger entries and lots in the caller's transaction with the customer's account
 locked, and makes commits and refunds idempotent: the same ``Idempotency-Key`` with the same body
 returns the stored answer and changes nothing.
@@ -28,8 +29,7 @@ from wallet.customers import CustomerService
 from wallet.ledger import EntryKind
 from wallet.models import BalanceView, TierView
 from wallet.money import allocate, prorate
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import (
+from wallet.pricing import (
     CartLine,
     CommittedOrder,
     CommittedRefund,
@@ -206,7 +206,7 @@ class OrderService:
     def __init__(self, *, program: Program, engine: Engine, customers: CustomerService, clock: Clock) -> None:
         self.program = program
         self.engine = engine
-        self.engine_remote = not isinstance(engine, EmbeddedEngine)
+        self.engine_remote = engine.remote
         self.customers = customers
         self.clock = clock
 

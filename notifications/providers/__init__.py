@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from engine.setup import remote_engine
 from kartka.clock import Clock
 from kartka.db import Pool
 from kartka.settings import Environment, Settings, SmsProvider, ViberProvider
@@ -30,7 +31,6 @@ from notifications.providers.twilio import load_twilio
 from notifications.worker import Lane
 from wallet.passes.certs import is_development_service_account
 from wallet.passes.service import Passes
-from wallet.pricing.setup import remote_engine
 
 INFOBIP_WEBHOOK = "/v1/webhooks/infobip"
 TWILIO_WEBHOOK = "/v1/webhooks/twilio"

@@ -21,7 +21,7 @@ from kartka.db import Pool
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult
 from notifications.triggers import NOTICE_KEY_PREFIX
 from wallet.orders import engine_acknowledged
-from wallet.pricing.port import EngineNotice, EngineUnreachable, NoticeRejected, NoticeTaker
+from wallet.pricing import EngineNotice, EngineUnreachable, NoticeRejected, NoticeTaker
 
 #: How many notices are in flight to the engine at once, and how many a second at most.
 CONCURRENCY: Final = 8

@@ -30,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from engine.embedded import EmbeddedEngine
 from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
 from kartka.errors import Conflict
@@ -40,8 +41,7 @@ from wallet import account, grants, ledger
 from wallet.customers import CustomerService, Origin
 from wallet.models import Outcome, Source
 from wallet.orders import CommitInput, OrderService, RefundInput, ReturnLine
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import CartLine
+from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM, Program
 
 _counter = itertools.count()

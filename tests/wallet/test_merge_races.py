@@ -21,6 +21,7 @@ from uuid import UUID
 import msgspec
 import pytest
 
+from engine.embedded import EmbeddedEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from tests.helpers import NOTIFIER
@@ -30,8 +31,7 @@ from wallet.customers import CustomerService, Origin
 from wallet.errors import CardClosed, CustomerNotFound
 from wallet.models import Source
 from wallet.orders import CommitInput, OrderService, RefundInput, ReturnLine
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import CartLine
+from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
 
 PHONE = "+375291234567"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.embedded import EmbeddedEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection
 from tests.helpers import NOTIFIER
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
 from wallet.orders import _TAKEABLE, CommitInput, OrderService
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import CartLine
+from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
 
 OTHER_LOTS = 20_000

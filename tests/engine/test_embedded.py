@@ -8,9 +8,9 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.embedded import EmbeddedEngine
 from wallet.money import add_months, allocate, format_amount, prorate, share_floor
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
+from wallet.pricing import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
 from wallet.program import DEFAULT_PROGRAM, Program
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

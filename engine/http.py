@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import msgspec
 
+from engine.embedded import EmbeddedEngine
 from kartka.resilience import CircuitBreaker
 from wallet.money import share_floor
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.port import (
+from wallet.pricing import (
     EngineInfo,
     EngineNotice,
     EngineUnreachable,
@@ -60,6 +60,7 @@ class EngineFailure(Exception):
 
 class HttpEngine:
     name = "http"
+    remote = True
 
     def __init__(
         self,
@@ -129,7 +130,7 @@ class HttpEngine:
 
     def _check(self, answer: _Answer, request: PricingRequest) -> Pricing:
         """Refuse answers that would break the program's rules or our ledger."""
-        from wallet.pricing.port import LinePricing, Message  # noqa: PLC0415
+        from wallet.pricing import LinePricing, Message  # noqa: PLC0415
 
         if len(answer.lines) != len(request.lines):
             raise ValueError("the engine priced a different number of lines")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wallet.money import allocate, format_amount, share_floor, share_round
-from wallet.pricing.port import (
+from wallet.pricing import (
     EngineInfo,
     LinePricing,
     Message,
@@ -39,6 +39,8 @@ class _Cart:
 class EmbeddedEngine:
     """Prices carts with ``program``. ``degraded=True`` is the fallback of a remote engine that is down:
     base-tier accrual and no promotions, flagged in the answer."""
+
+    remote = False
 
     def __init__(self, program: Program, *, name: str = "embedded", degraded: bool = False) -> None:
         self.program = program

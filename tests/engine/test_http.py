@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from engine.http import HttpEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
@@ -24,7 +25,6 @@ from notifications.providers.engine import EngineProvider
 from notifications.worker import Dispatcher, Lane, WorkerConfig
 from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
 from tests.helpers import Keys
-from wallet.pricing.http import HttpEngine
 from wallet.program import DEFAULT_PROGRAM, Program
 
 CART = [

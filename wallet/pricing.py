@@ -152,6 +152,8 @@ class EngineUnreachable(Exception):
 
 class Engine(Protocol):
     name: str
+    remote: bool
+    """A remote engine is told of orders and refunds (through the outbox); the embedded one reads them."""
 
     async def calculate(self, request: PricingRequest) -> Pricing: ...
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from engine.embedded import EmbeddedEngine
+from engine.http import HttpEngine
 from kartka.settings import EngineKind, Settings
-from wallet.pricing.embedded import EmbeddedEngine
-from wallet.pricing.http import HttpEngine
-from wallet.pricing.port import Engine
+from wallet.pricing import Engine
 from wallet.program import Program
 
 
