@@ -32,6 +32,9 @@ from api.auth import (
     STAFF_SCHEME,
     TWILIO_SCHEME,
 )
+from api.console.pages import CONSOLE_CONTROLLERS
+from api.console.session import ConsoleSessions
+from api.console.setup import console_assets, template_config
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
 from api.controllers.health import HealthController
@@ -343,12 +346,16 @@ def create_app(
             PassAssetsController,
             *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
             JoinController,
+            console_assets(),
+            *CONSOLE_CONTROLLERS,
         ],
+        template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         state=State(
             {
                 CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),
                 "join_forms": FormGuard(settings),
+                "console_sessions": ConsoleSessions(settings),
             }
         ),
         lifespan=[_lifespan(settings, clock, engine)],

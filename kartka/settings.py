@@ -107,6 +107,7 @@ ENV: Final[dict[str, str]] = {
     "access_token_seconds": "KARTKA_ACCESS_TOKEN_SECONDS",
     "refresh_token_days": "KARTKA_REFRESH_TOKEN_DAYS",
     "qr_token_seconds": "KARTKA_QR_TOKEN_SECONDS",
+    "console_idle_minutes": "KARTKA_CONSOLE_IDLE_MINUTES",
     # notifications: the outbox worker
     "outbox_batch": "KARTKA_OUTBOX_BATCH",
     "outbox_loops": "KARTKA_OUTBOX_LOOPS",
@@ -252,6 +253,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
     qr_token_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 60
+    # The staff console signs a person out after this long without a request (a tablet left at the till).
+    console_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 30
     outbox_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     outbox_loops: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     outbox_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8

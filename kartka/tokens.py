@@ -268,6 +268,11 @@ async def revoke_sessions(conn: Connection, kind: SubjectKind, subject: UUID, no
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def end_session(conn: Connection, session: UUID, now: datetime, reason: str = "signed out") -> None:
+    """End one session by its id (the staff console signs out by the session its cookie names)."""
+    await _revoke(conn, session, now, reason)
+
+
 async def _revoke(conn: Connection, session: UUID, now: datetime, reason: str) -> None:
     await conn.execute(
         "UPDATE auth_sessions SET revoked_at = coalesce(revoked_at, $2), revoke_reason = coalesce(revoke_reason, $3) "

@@ -66,7 +66,9 @@ class Notifier:
 
     # -- wallet events --------------------------------------------------------------------------
 
-    async def card_issued(self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime) -> None:
+    async def card_issued(
+        self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime, ref: str | None = None
+    ) -> None:
         token = await conn.fetchval("SELECT page_token FROM cards WHERE number = $1", card_number)
         audience = await self._audience(conn, customer_id)
         if audience is None or audience.phone is None:
@@ -75,7 +77,7 @@ class Notifier:
         messages = route(
             audience,
             self.available,
-            key=f"card-link:{card_number}:{audience.phone}",
+            key=f"card-link:{card_number}:{audience.phone}" + (f":{ref}" if ref else ""),
             category=Category.TRANSACTIONAL,
             template="card_link",
             params={"url": self.card_url(token), "card": card_number},

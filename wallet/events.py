@@ -18,8 +18,11 @@ from wallet.program import Tier
 
 
 class WalletEvents(Protocol):
-    async def card_issued(self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime) -> None:
-        """A shopper with a phone got a card (registration, or a no-name card attached to a phone)."""
+    async def card_issued(
+        self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime, ref: str | None = None
+    ) -> None:
+        """A shopper with a phone got a card (registration, or a no-name card attached to a phone); with
+        ``ref``, staff asked to send the link again (one message per ``ref``)."""
         ...
 
     async def points_earned(

@@ -4,11 +4,8 @@ page the marketing messages link to, and the development inbox."""
 from __future__ import annotations
 
 import html
-import re
-from decimal import Decimal
 from string import Template
 from typing import Annotated, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
@@ -23,7 +20,6 @@ from api.state import provide_conn, provide_tx, services_of
 from kartka.bounds import INT64_MAX
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound, Unauthenticated
-from kartka.keys import CODE_PATTERN
 from kartka.settings import SmsProvider, ViberProvider
 from kartka.staff import Permission
 from notifications import campaigns
@@ -32,6 +28,8 @@ from notifications.preferences import set_marketing
 from notifications.providers import INFOBIP_WEBHOOK, TWILIO_WEBHOOK, infobip, twilio
 from notifications.providers.dev import InboxEntry, read_inbox
 from notifications.receipts import apply_receipts
+from wallet import stores
+from wallet.stores import Store, StoreInput
 
 CampaignId = Annotated[int, PathParameter(ge=1, le=INT64_MAX, description="The campaign's id")]
 
@@ -86,33 +84,6 @@ class AdminCampaignController(Controller):
         return await campaigns.get(conn, campaign_id, services_of(request.app.state).clock.now())
 
 
-class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Decimal degrees (JSON numbers, read exactly as decimals, never as floats)."""
-
-    latitude: Decimal
-    longitude: Decimal
-
-    def __post_init__(self) -> None:
-        if not (Decimal(-90) <= self.latitude <= 90 and Decimal(-180) <= self.longitude <= 180):
-            raise ValueError("latitude is -90..90 and longitude -180..180 degrees")
-        if self.latitude.as_tuple().exponent < -6 or self.longitude.as_tuple().exponent < -6:  # type: ignore[operator]
-            raise ValueError("coordinates have at most 6 decimals (about 10 cm)")
-
-
-class StoreInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    location: Location | None = None
-    """Where the store is: wallet passes come up on the lock screen near it."""
-
-
-class Store(msgspec.Struct, frozen=True):
-    code: str
-    name: str
-    timezone: str
-    location: Location | None = None
-
-
 class AdminStoreController(Controller):
     path = "/v1/admin/stores"
     tags = ["admin"]  # noqa: RUF012
@@ -129,26 +100,7 @@ class AdminStoreController(Controller):
     async def put_store(
         self, code: FromPath[str], data: JSONBody[StoreInput], tx: NamedDependency[Connection]
     ) -> Store:
-        if not re.fullmatch(CODE_PATTERN, code):
-            raise InvalidInput("store codes are 1-64 letters, digits, '.', '_' or '-'", field="code")
-        try:
-            ZoneInfo(data.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise InvalidInput(f"unknown time zone {data.timezone!r} (use an IANA name)", field="timezone") from exc
-        location = data.location
-        await tx.execute(
-            """
-            INSERT INTO stores (code, name, timezone, latitude, longitude) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone,
-                   latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, updated_at = now()
-            """,
-            code,
-            data.name,
-            data.timezone,
-            location.latitude if location else None,
-            location.longitude if location else None,
-        )
-        return Store(code=code, name=data.name, timezone=data.timezone, location=location)
+        return await stores.put_store(tx, code, data)
 
 
 class Accepted(msgspec.Struct, frozen=True):
