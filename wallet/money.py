@@ -71,7 +71,7 @@ def format_amount(minor: int, language: str) -> str:
     return f"{sign}{whole:,}.{cents:02d}"
 
 
-_POINTS_TEXT = re.compile(r"^(?P<whole>\d{1,11})(?:[.,](?P<frac>\d{1,2}))?$")
+_POINTS_TEXT = re.compile(r"^(?P<whole>[0-9]{1,11})(?:[.,](?P<frac>[0-9]{1,2}))?$")
 
 
 def parse_points(text: str) -> int:
