@@ -60,6 +60,8 @@ class Origin(msgspec.Struct, frozen=True):
     store: str | None = None
     terminal: str | None = None
     api_key_id: str | None = None
+    actor: str | None = None
+    """Staff acting by hand (``staff:<id>``, ``api_key:<id>``)."""
 
 
 def _identify_sql(program: Program) -> tuple[str, str, str]:
@@ -534,8 +536,8 @@ def _card_digits(number: str) -> str:
 async def _record(conn: Connection, customer_id: UUID, card: str, origin: Origin, outcome: Outcome) -> None:
     await conn.execute(
         """
-        INSERT INTO registrations (customer_id, card_number, source, outcome, store, terminal, api_key_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO registrations (customer_id, card_number, source, outcome, store, terminal, api_key_id, actor)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         """,
         customer_id,
         card,
@@ -544,4 +546,5 @@ async def _record(conn: Connection, customer_id: UUID, card: str, origin: Origin
         origin.store,
         origin.terminal,
         origin.api_key_id,
+        origin.actor,
     )

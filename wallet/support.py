@@ -80,6 +80,7 @@ class ShopperFile(msgspec.Struct, frozen=True):
     now: Identification | None
     """Card, tier and balance as a till sees them; None for a closed account."""
     cards: list[CardRecord]
+    """Every card the shopper had, no-name cards merged into the account included."""
     orders: list[OrderRecord]
     passes: list[PassRecord]
 
@@ -155,7 +156,8 @@ async def shopper_file(
     cards = await conn.fetch(
         """
         SELECT number, status, issued_at, status_changed_at, replaced_by FROM cards
-         WHERE customer_id = $1 ORDER BY issued_at DESC, number
+         WHERE customer_id = $1 OR customer_id IN (SELECT id FROM customers WHERE merged_into = $1)
+         ORDER BY issued_at DESC, number
         """,
         customer_id,
     )

@@ -97,7 +97,9 @@ def _safe_next(target: str | None) -> str:
 
 
 def _to_signin(request: Request[Any, Any, Any], reason: str | None) -> Response[Any]:
-    query = {"next": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
+    # Back to the page after signing in; a form's action is no page to go back to (a GET would 405).
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = {"next": here if request.method == "GET" else PATH}
     if reason:
         query["why"] = reason
     target = f"{PATH}/sign-in?{urllib.parse.urlencode(query)}"
@@ -566,7 +568,7 @@ class ConsoleCustomerController(Controller):
                 tx,
                 number=data.number,
                 phone=customer.phone,
-                origin=Origin(source=Source.MANUAL, api_key_id=None, terminal=f"staff:{session.username}"[:64]),
+                origin=Origin(source=Source.MANUAL, actor=f"staff:{session.staff}"),
                 now=services.clock.now(),
             )
             return text(lang, "attach.done", card=done.replaced_card.number if done.replaced_card else done.card.number)

@@ -50,7 +50,7 @@ def test_both_languages_have_every_text() -> None:
 
 def _sessions(**settings: object) -> ConsoleSessions:
     return ConsoleSessions(
-        load_settings({}, environment=Environment.TEST, **{"secret_key": Secret("k" * 40), **settings})  # type: ignore[arg-type]
+        load_settings({}, environment=Environment.TEST, **{"secret_key": Secret("k" * 40), **settings})
     )
 
 
