@@ -16,6 +16,7 @@ import msgspec
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from kartka.keys import CODE_PATTERN
+from wallet.profile import has_control_characters
 
 
 class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,8 +51,8 @@ async def put_store(conn: Connection, code: str, data: StoreInput) -> Store:
     if not re.fullmatch(CODE_PATTERN, code):
         raise InvalidInput("store codes are 1-64 letters, digits, '.', '_' or '-'", field="code")
     name = data.name.strip()
-    if not name:
-        raise InvalidInput("a store needs a name", field="name")
+    if not name or has_control_characters(name):
+        raise InvalidInput("a store needs a name, in printable characters", field="name")
     try:
         ZoneInfo(data.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -20,6 +20,7 @@ from wallet.customers import CustomerService
 from wallet.errors import CustomerNotFound
 from wallet.models import CardStatus, Identification
 from wallet.phones import try_normalize_phone
+from wallet.profile import has_control_characters
 
 MAX_MATCHES: Final = 25
 _SEPARATORS: Final = re.compile(r"[\s\-()]")
@@ -98,7 +99,7 @@ async def find_customers(conn: Connection, customers: CustomerService, query: st
     calls support), a phone, or the start of a name. Merged-away and closed accounts are not listed; a
     merged no-name card leads to the account it was merged into."""
     text = query.strip()[:200]
-    if not text:
+    if not text or has_control_characters(text):  # nobody's phone, card or name holds a NUL or an escape
         return []
     digits = _SEPARATORS.sub("", text)
     if len(digits) == 13 and digits.isdigit() and is_valid_card_number(digits):
