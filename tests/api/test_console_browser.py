@@ -55,7 +55,7 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def context(browser: Browser, served: Served) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context(base_url=served.base, viewport=SIZES["desktop"], locale="en-GB")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)
     yield context
     await context.close()
 
@@ -66,6 +66,8 @@ async def page(context: BrowserContext) -> Page:
 
 
 _AXE = Axe()
+# A loaded CI machine answers slowly; a wrong page fails on its content, not on a timeout.
+expect.set_options(timeout=20_000)
 
 
 async def look(page: Page, name: str) -> None:
@@ -172,7 +174,9 @@ async def test_roles_decide_what_a_person_sees(page: Page, context: BrowserConte
     assert response.status == 403
 
 
-async def test_support_finds_a_shopper_by_phone_and_grants_points(page: Page, served: Served, pool: Pool) -> None:
+async def test_support_finds_a_shopper_by_phone_and_grants_points(
+    page: Page, served: Served, pool: Pool, keys: Keys
+) -> None:
     async with httpx.AsyncClient(base_url=served.base) as api:
         shopper = await sign_in(api, pool, "+375291234567")
         await staff(pool, "olga", Role.SUPPORT)
@@ -203,6 +207,20 @@ async def test_support_finds_a_shopper_by_phone_and_grants_points(page: Page, se
         assert entry is not None
         assert entry["reason"] == "Apology for a broken till"
         assert entry["actor"].startswith("staff:")
+
+        # A long history comes a page at a time; htmx adds the next page under the first.
+        admin = await keys.headers(Scope.ADMIN)
+        customer_id = await pool.fetchval("SELECT id FROM customers")
+        for n in range(20):
+            more = {"points": 100 + n, "expires_in_days": 30, "reason": f"batch {n}"}
+            assert (await api.post(f"/v1/admin/customers/{customer_id}/grants", json=more, headers=admin)).is_success
+        await page.reload()
+        rows = page.locator("section[aria-labelledby=history-h] tbody tr:not(#history-more)")
+        await expect(rows).to_have_count(20)
+        await page.get_by_role("link", name="Show more").click()
+        await expect(rows).to_have_count(21)
+        await expect(rows.last).to_contain_text("Apology for a broken till")
+        await expect(page.get_by_role("link", name="Show more")).to_have_count(0)
 
 
 async def test_a_bad_grant_or_a_forged_form_changes_nothing(page: Page, served: Served, pool: Pool) -> None:
