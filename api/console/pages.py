@@ -640,7 +640,7 @@ class ConsoleStoreController(Controller):
             return await self._page(request, status=422, error=text(lang, "stores.bad_location"), form=data)
         try:
             async with _transaction(request) as tx:
-                saved = await put_store(tx, data.code.strip(), store)
+                saved = await put_store(tx, store.at(data.code.strip()))
         except DomainError as exc:
             return await self._page(
                 request, status=_status(exc), error=text(lang, "error", message=exc.message), form=data

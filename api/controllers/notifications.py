@@ -100,7 +100,7 @@ class AdminStoreController(Controller):
     async def put_store(
         self, code: FromPath[str], data: JSONBody[StoreInput], tx: NamedDependency[Connection]
     ) -> Store:
-        return await stores.put_store(tx, code, data)
+        return await stores.put_store(tx, data.at(code))
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -14,11 +14,11 @@ import asyncpg
 import msgspec
 import pytest
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
-from kartka.migrate import migrate
 from kartka.settings import Settings
+from main.schema import SCHEMA
+from main.web import create_app
 from tests.pgcluster import RUN_AS, Cluster, bindir
 from tests.served import Served
 
@@ -48,7 +48,7 @@ async def cluster_session() -> AsyncIterator[Cluster]:
             await admin.close()
         conn = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
         try:
-            await migrate(conn)
+            await SCHEMA.migrate(conn)
         finally:
             await conn.close()
         yield cluster
