@@ -47,12 +47,21 @@ from api.controllers.notifications import (
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.promotions import (
+    AdminOfferController,
+    AdminPromotionController,
+    AdminPromotionGroupController,
+    MeOffersController,
+)
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import FormGuard, JoinController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
+from engine.promotions.live import LiveCatalog
+from engine.promotions.offers import ShopperOffers
+from engine.promotions.store import PromotionAdmin
 from engine.setup import build_engine
 from kartka import logs
 from kartka.clock import Clock, SystemClock
@@ -118,6 +127,7 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
         pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
         listener: Listener | None = None
+        catalog: LiveCatalog | None = None
         google_objects = None
         try:
             if settings.migrate_on_start:
@@ -136,6 +146,12 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 name="key revocations",
             )
             await listener.start()
+            if not pricing.remote:
+                # Promotions reach this process over their own LISTEN, or a poll while it is away.
+                catalog = LiveCatalog(
+                    pool, lambda: connect(settings, application="kartka-api-promotions", background=False)
+                )
+                await catalog.start()
             notifier = make_notifier(settings, program)
             secret = settings.secret_key.reveal()
             qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
@@ -214,9 +230,14 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     per_ip_per_hour=settings.join_per_ip_per_hour,
                     clock=clock,
                 ),
+                promotions=PromotionAdmin(remote=pricing.remote, approval=program.promotion_approval),
+                shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
+                catalog=catalog,
             )
             yield
         finally:
+            if catalog is not None:
+                await catalog.close()
             if listener is not None:
                 await listener.close()
             if google_objects is not None:
@@ -312,6 +333,11 @@ def create_app(
             Tag(name="app", description="The shopper's app: phone sign-in, card, balance, history, settings"),
             Tag(name="integrations", description="Online shop and CRM"),
             Tag(name="admin", description="Staff tools"),
+            Tag(
+                name="promotions",
+                description="Promotions as managed data: drafts, four-eyes approval, groups, personal offers, "
+                "live on every till within a second",
+            ),
             Tag(name="health", description="Liveness and readiness"),
             Tag(name="webhooks", description="Delivery receipts from message providers"),
             Tag(name="passkit", description="The PassKit web service Apple Wallet calls to keep passes current"),
@@ -334,6 +360,10 @@ def create_app(
             AdminCustomerController,
             AdminCardController,
             AdminStaffController,
+            AdminPromotionController,
+            AdminPromotionGroupController,
+            AdminOfferController,
+            MeOffersController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,

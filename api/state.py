@@ -15,6 +15,9 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
+from engine.promotions.live import LiveCatalog
+from engine.promotions.offers import ShopperOffers
+from engine.promotions.store import PromotionAdmin
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
@@ -56,6 +59,10 @@ class Services:
     limiter: RateLimiter
     texts: TextBudget
     join: JoinService
+    promotions: PromotionAdmin
+    shopper_offers: ShopperOffers
+    catalog: LiveCatalog | None
+    """The live promotions this process prices with (``None`` when a remote engine prices)."""
 
 
 def services_of(state: State) -> Services:

@@ -121,6 +121,9 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Local time span in which no marketing message goes out (the shopper's store's time zone)."""
     expiry_reminder_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 14
     """Remind the shopper this many days before points expire (0: never)."""
+    promotion_approval: bool = True
+    """Four eyes on promotions: a submitted revision goes live only when an admin other than its author
+    approves it. ``false`` makes submitting enough (a small shop with one marketer)."""
     promotions: tuple[Promotion, ...] = (
         BundlePercent(
             id="pastry-with-coffee", title_ru="−30% на выпечку к кофе", title_en="-30% on pastry with coffee"
