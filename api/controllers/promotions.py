@@ -90,7 +90,7 @@ class AdminPromotionController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[PromotionSummary]:
         services = services_of(request.app.state)
-        return await services.promotions.list(conn, status=status, q=q, limit=limit, now=services.clock.now())
+        return await services.promotions.find(conn, status=status, q=q, limit=limit, now=services.clock.now())
 
     @get(
         "/{promotion_id:str}",

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.promotions.model import Group, Promotion
-from engine.promotions.store import CHANNEL, DEFAULT_GROUP
+from engine.promotions.model import DEFAULT_GROUP, Group, Promotion
+from engine.promotions.store import CHANNEL
 from kartka.db import Connection, Pool
 from kartka.listen import Connect, Listener
 

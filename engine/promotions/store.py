@@ -178,7 +178,7 @@ class Usages:
     """Where usage comes from: the orders integration records which promotion revisions applied to which
     orders. Until it does, every promotion has used nothing (the seam is this one method)."""
 
-    async def of(self, conn: Connection, promotion_id: str, body: Body | None) -> Usage:
+    async def of(self, conn: Connection, promotion_id: str, live: Promotion | None) -> Usage:
         return Usage()
 
 
@@ -501,7 +501,7 @@ class PromotionAdmin:
             updated_at=row["updated_at"],
         )
 
-    async def list(
+    async def find(
         self, conn: Connection, *, status: Status | None, q: str | None, limit: int, now: datetime
     ) -> list[PromotionSummary]:
         self._local()
@@ -732,7 +732,7 @@ async def _shown(conn: Connection, row: asyncpg.Record, now: datetime) -> Status
 
 
 async def _lock(conn: Connection, promotion_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT id, status, live_revision, draft_revision FROM promotions WHERE id = $1 FOR UPDATE", promotion_id
     )
     if row is None:
@@ -743,7 +743,7 @@ async def _lock(conn: Connection, promotion_id: str) -> asyncpg.Record:
 async def _draft(conn: Connection, promotion_id: str, row: asyncpg.Record) -> asyncpg.Record:
     if row["draft_revision"] is None:
         raise PromotionState(f"promotion {promotion_id!r} has no draft revision", status=row["status"])
-    draft = await conn.fetchrow(
+    draft: asyncpg.Record | None = await conn.fetchrow(
         "SELECT revision, state, author FROM promotion_revisions WHERE promotion_id = $1 AND revision = $2",
         promotion_id,
         row["draft_revision"],

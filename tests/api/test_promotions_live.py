@@ -85,7 +85,7 @@ async def test_without_listen_a_poll_of_the_version_brings_the_change(pool: Pool
     await catalog.start()
     try:
         assert not catalog.listener.listening
-        assert catalog.current.promotions == ()
+        assert not catalog.current.promotions
         admin = PromotionAdmin(remote=False, approval=False)
         async with pool.acquire() as conn, conn.transaction():
             await admin.create(conn, parse_promotion(promotion()), actor="staff:a", now=START)
