@@ -230,6 +230,13 @@ class PromotionAdmin:
         await _audit(conn, promotion_id, actor, now, "created", revision=1, new_status="draft", changes=diff({}, body))
         return await self.get(conn, promotion_id, now)
 
+    async def import_live(self, conn: Connection, promotion: Promotion, *, actor: str, now: datetime) -> PromotionView:
+        """A promotion that ran before it was stored (the program file's): created and live at once, the
+        audit saying it was imported."""
+        view = await self.create(conn, promotion, actor=actor, now=now)
+        row = await _lock(conn, view.id)
+        return await self._approve(conn, row, 1, actor=actor, now=now, action="imported")
+
     async def update(
         self, conn: Connection, promotion_id: str, promotion: Promotion, *, actor: str, now: datetime
     ) -> PromotionView:

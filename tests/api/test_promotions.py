@@ -16,8 +16,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from engine.promotions.model import parse_promotion
 from api.state import services_of
+from engine.promotions.model import parse_promotion
 from engine.promotions.store import ManagedRemotely, PromotionAdmin, catalog_changed, diff
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool

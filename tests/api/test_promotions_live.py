@@ -12,7 +12,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.state import services_of
 from engine.promotions.live import LiveCatalog
 from engine.promotions.model import parse_promotion
 from engine.promotions.store import PromotionAdmin
