@@ -72,7 +72,7 @@ def read_file(path: Path) -> list[Promotion]:
             raise InvalidPromotion(f"{where} is not a table", field=f"promotions.{index}")
         if "kind" in entry:
             try:
-                old: legacy.Promotion = msgspec.convert(entry, legacy.Promotion)  # type: ignore[arg-type]
+                old: legacy.Promotion = msgspec.convert(entry, legacy.Promotion)
             except msgspec.ValidationError as exc:
                 raise InvalidPromotion(f"{where}: {exc}", field=f"promotions.{index}") from exc
             found.append(from_legacy(old))
