@@ -175,11 +175,29 @@ class Offer(msgspec.Struct, frozen=True):
 
 
 class Usages:
-    """Where usage comes from: the orders integration records which promotion revisions applied to which
-    orders. Until it does, every promotion has used nothing (the seam is this one method)."""
+    """Usage so far and what each of the live revision's limits has left.
+
+    The totals come from the orders integration, which records which promotion revisions applied to which
+    orders (``totals`` is the one seam); until it records them, every promotion has used nothing.
+    """
+
+    async def totals(self, conn: Connection, promotion_id: str) -> tuple[int, int, int]:
+        """(orders, discount, points) the promotion has given so far, refunds taken back."""
+        return 0, 0, 0
 
     async def of(self, conn: Connection, promotion_id: str, live: Promotion | None) -> Usage:
-        return Usage()
+        orders, discount, points = await self.totals(conn, promotion_id)
+        limits: list[LimitUsage] = []
+        budget = live.limits.budget if live is not None else None
+        if budget is not None:
+            for name, used, of in (
+                ("budget.count", orders, budget.count),
+                ("budget.discount", discount, budget.discount),
+                ("budget.points", points, budget.points),
+            ):
+                if of:
+                    limits.append(LimitUsage(limit=name, used=used, of=of))
+        return Usage(orders=orders, discount=discount, points=points, limits=tuple(limits))
 
 
 # -- the service -----------------------------------------------------------------------------------

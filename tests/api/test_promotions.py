@@ -108,18 +108,24 @@ async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: 
     assert unknown["status"] == 422
     assert unknown["errors"][0]["field"] == "colour"
 
+    budgeted = promotion(limits={"budget": {"discount": 500_000, "count": 100}})
+    await staff.call("mark", "PUT", f"{BASE}/pastry-with-coffee", 200, json=budgeted)
     submitted = await staff.call("mark", "POST", f"{BASE}/pastry-with-coffee/submit", 200)
     assert submitted["status"] == "pending_approval"
     refused = problem(await staff.client.post(f"{BASE}/pastry-with-coffee/approve", headers=staff.headers["mark"]))
     assert refused["status"] == 403  # a marketer cannot approve at all
 
     approved = await staff.call("ada", "POST", f"{BASE}/pastry-with-coffee/approve", 200)
+    assert approved["usage"]["limits"] == [
+        {"limit": "budget.count", "used": 0, "of": 100},
+        {"limit": "budget.discount", "used": 0, "of": 500_000},
+    ]
     assert approved["status"] == "active"
-    assert approved["live"]["revision"] == 1
+    assert approved["live"]["revision"] == 2
     assert approved["draft"] is None
     assert approved["live"]["decided_by"].startswith("staff:")
 
-    # An edit of the running promotion waits as a draft while revision 1 keeps running.
+    # An edit of the running promotion waits as a draft while revision 2 keeps running.
     edited = await staff.call(
         "ada",
         "PUT",
@@ -127,7 +133,7 @@ async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: 
         200,
         json=promotion(priority=10, when={"ends_at": "2026-04-01T00:00:00Z"}),
     )
-    assert (edited["status"], edited["revision"], edited["live"]["revision"]) == ("active", 2, 1)
+    assert (edited["status"], edited["revision"], edited["live"]["revision"]) == ("active", 3, 2)
     assert edited["draft"]["state"] == "draft"
     await staff.call("ada", "POST", f"{BASE}/pastry-with-coffee/submit", 200)
     own = problem(await staff.client.post(f"{BASE}/pastry-with-coffee/approve", headers=staff.headers["ada"]))
@@ -135,15 +141,16 @@ async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: 
     rejected = await staff.call(
         "bob", "POST", f"{BASE}/pastry-with-coffee/reject", 200, json={"reason": "ends too early"}
     )
-    assert (rejected["status"], rejected["live"]["revision"]) == ("active", 1)
+    assert (rejected["status"], rejected["live"]["revision"]) == ("active", 2)
     assert (rejected["draft"]["state"], rejected["draft"]["reason"]) == ("rejected", "ends too early")
     await staff.call("ada", "POST", f"{BASE}/pastry-with-coffee/submit", 200)
     second = await staff.call("bob", "POST", f"{BASE}/pastry-with-coffee/approve", 200)
-    assert (second["live"]["revision"], second["live"]["promotion"]["priority"], second["draft"]) == (2, 10, None)
+    assert (second["live"]["revision"], second["live"]["promotion"]["priority"], second["draft"]) == (3, 10, None)
 
     history = await staff.call("sue", "GET", f"{BASE}/pastry-with-coffee/history", 200)
     assert [(h["action"], h["by_name"]) for h in history] == [
         ("created", "mark"),
+        ("edited", "mark"),
         ("submitted", "mark"),
         ("approved", "ada"),
         ("edited", "ada"),
@@ -152,11 +159,11 @@ async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: 
         ("submitted", "ada"),
         ("approved", "bob"),
     ]
-    edit = history[3]
+    edit = history[4]
     assert {"field": "priority", "old": None, "new": 10} in edit["changes"]
     assert {"field": "when.ends_at", "old": None, "new": "2026-04-01T00:00:00Z"} in edit["changes"]
-    assert history[5]["reason"] == "ends too early"
-    assert (history[2]["old_status"], history[2]["new_status"]) == ("pending_approval", "active")
+    assert history[6]["reason"] == "ends too early"
+    assert (history[3]["old_status"], history[3]["new_status"]) == ("pending_approval", "active")
 
 
 async def test_pause_resume_end_and_the_states_that_refuse_them(staff: Staff, clock: FakeClock) -> None:
