@@ -30,11 +30,12 @@ class CartLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     category: Category | None = None
     on_sale: bool = False
     """Items on sale earn nothing and cannot be paid with points."""
+    brand: Category | None = None
 
     def __post_init__(self) -> None:
-        for text in (self.sku, self.name, self.category):
+        for text in (self.sku, self.name, self.category, self.brand):
             if text is not None and has_control_characters(text):
-                raise ValueError("sku, name and category may not contain control characters")
+                raise ValueError("sku, name, category and brand may not contain control characters")
 
     @property
     def total(self) -> int:
