@@ -59,8 +59,8 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
-from engine.promotions.live import LiveCatalog
 from engine.promotions.offers import ShopperOffers
+from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin
 from engine.setup import build_engine
 from kartka import logs

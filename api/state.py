@@ -15,8 +15,8 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
-from engine.promotions.live import LiveCatalog
 from engine.promotions.offers import ShopperOffers
+from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin
 from kartka.clock import Clock
 from kartka.db import Connection, Pool

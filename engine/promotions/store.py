@@ -5,7 +5,7 @@ Every change is a new revision. A promotion prices carts with its *live* (approv
 of a running promotion waits as a *draft* revision, submitted and approved by someone else, while the
 live one keeps running. Whatever changes what prices carts moves the catalog version and sends a
 ``NOTIFY`` in the change's own transaction, so every API process reloads its catalog the moment the
-change commits, and never before (``engine.promotions.live``).
+change commits, and never before (``engine.promotions.reload``).
 
 Stored states are ``draft``, ``pending_approval``, ``active``, ``paused``, ``ended`` and ``archived``; an
 ``active`` promotion is *shown* as ``scheduled`` before its ``when.starts_at`` and ``ended`` after its

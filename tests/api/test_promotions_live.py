@@ -12,8 +12,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from engine.promotions.live import LiveCatalog
 from engine.promotions.model import parse_promotion
+from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin
 from kartka.clock import FakeClock
 from kartka.db import Pool, connect

@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 
+from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.model import DEFAULT_GROUP, Group, Promotion
 from engine.promotions.store import CHANNEL
 from kartka.db import Connection, Pool
@@ -44,7 +46,7 @@ class LivePromotion(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-class Catalog(msgspec.Struct, frozen=True):
+class Snapshot(msgspec.Struct, frozen=True):
     """Everything that prices carts, read at one moment: the promotions that run (active, not paused;
     their ``when`` still to be checked against the cart's time) and the arbitration groups."""
 
@@ -52,13 +54,20 @@ class Catalog(msgspec.Struct, frozen=True):
     promotions: tuple[LivePromotion, ...] = ()
     groups: dict[str, Group] = msgspec.field(default_factory=lambda: {DEFAULT_GROUP: Group()})
     loaded_at: float = 0.0
-    """``time.monotonic()`` when this process read it (for the reload benchmark and health)."""
+    """``time.monotonic()`` when this process read it."""
+
+    def catalog(self, zone: ZoneInfo) -> Catalog:
+        """The evaluation core's indexed catalog of this snapshot; ties in priority go to the earlier
+        created (the snapshot is in creation order)."""
+        return Catalog(
+            (Active(p.promotion, p.revision, seq) for seq, p in enumerate(self.promotions)), self.groups, zone=zone
+        )
 
 
-EMPTY: Final = Catalog(version=0)
+EMPTY: Final = Snapshot(version=0)
 
 
-async def read_catalog(conn: Connection) -> Catalog:
+async def read_snapshot(conn: Connection) -> Snapshot:
     """The catalog in one repeatable-read transaction: the version and the rows belong together."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version = await conn.fetchval("SELECT version FROM promotion_catalog") or 0
@@ -76,7 +85,7 @@ async def read_catalog(conn: Connection) -> Catalog:
             """
         )
     groups.setdefault(DEFAULT_GROUP, Group())
-    return Catalog(
+    return Snapshot(
         version=version,
         promotions=tuple(
             LivePromotion(
@@ -93,9 +102,9 @@ async def read_catalog(conn: Connection) -> Catalog:
 
 
 class LiveCatalog:
-    """Holds the current :class:`Catalog` of this process and keeps it current.
+    """Holds this process's current :class:`Snapshot` and keeps it current.
 
-    ``on_swap`` callbacks (the embedded engine) get every new catalog right after it is installed.
+    ``on_swap`` callbacks (the embedded engine's catalog holder) get every new snapshot as it is installed.
     """
 
     def __init__(
@@ -110,8 +119,8 @@ class LiveCatalog:
         self._poll = (poll_unlistened, poll_listening)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[Catalog], None]] = []
-        self.current: Catalog = EMPTY
+        self._listeners: list[Callable[[Snapshot], None]] = []
+        self.current: Snapshot = EMPTY
         self.reloads = 0
         self.listener = Listener(
             connect,
@@ -120,8 +129,8 @@ class LiveCatalog:
             name="promotion changes",
         )
 
-    def on_swap(self, callback: Callable[[Catalog], None]) -> Callable[[], None]:
-        """Call ``callback`` with the current catalog now and with every new one; returns the unsubscribe."""
+    def on_swap(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback`` with the current snapshot now and with every new one; returns the unsubscribe."""
         self._listeners.append(callback)
         callback(self.current)
         return lambda: self._listeners.remove(callback)
@@ -154,15 +163,15 @@ class LiveCatalog:
                 version = await conn.fetchval("SELECT version FROM promotion_catalog") or 0
                 if version == self.current.version:
                     return False
-            catalog = await read_catalog(conn)
-        self._install(catalog)
+            snapshot = await read_snapshot(conn)
+        self._install(snapshot)
         return True
 
-    def _install(self, catalog: Catalog) -> None:
-        self.current = catalog  # one assignment: a cart sees the old catalog or the new one
+    def _install(self, snapshot: Snapshot) -> None:
+        self.current = snapshot  # one assignment: a cart sees the old catalog or the new one
         self.reloads += 1
         for callback in self._listeners:
-            callback(catalog)
+            callback(snapshot)
 
     async def _run(self) -> None:
         while True:
