@@ -17,7 +17,8 @@ from litestar.datastructures import State
 
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
-from engine.promotions.store import PromotionAdmin
+from engine.promotions.store import ManagedRemotely, PromotionAdmin
+from engine.promotions.trial import Trials
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
@@ -63,6 +64,14 @@ class Services:
     shopper_offers: ShopperOffers
     catalog: LiveCatalog | None
     """The live promotions this process prices with (``None`` when a remote engine prices)."""
+
+    def trials(self) -> Trials:
+        """Preview and backtest, on this process's live catalog; a remote engine leaves none to try."""
+        if self.catalog is None:
+            raise ManagedRemotely(
+                "promotions are managed in the remote core engine (KARTKA_ENGINE=http); try them there"
+            )
+        return Trials(catalog=self.catalog, customers=self.customers, program=self.program)
 
 
 def services_of(state: State) -> Services:

@@ -31,6 +31,7 @@ from engine.promotions.store import (
     PromotionView,
     Status,
 )
+from engine.promotions.trial import Backtest, BacktestInput, Preview, PreviewInput
 from kartka.db import Connection
 from kartka.staff import Permission
 
@@ -91,6 +92,43 @@ class AdminPromotionController(Controller):
     ) -> list[PromotionSummary]:
         services = services_of(request.app.state)
         return await services.promotions.find(conn, status=status, q=q, limit=limit, now=services.clock.now())
+
+    @post(
+        "/preview",
+        operation_id="adminPreviewPromotions",
+        summary="Price a cart as a till would, with draft promotions added: per line every promotion applied, "
+        "and why the others did not",
+        description="`not_applied` gives each promotion that met the cart and did not apply with its reason: "
+        "`audience`, `where`, `when`, `condition` or `limit`. Writes nothing. Every staff role.",
+        status_code=200,
+        before_request=_READ,
+        responses=problems(401, 403, 404, 409),
+    )
+    async def preview(
+        self, data: JSONBody[PreviewInput], conn: NamedDependency[Connection], request: Request[Any, Any, State]
+    ) -> Preview:
+        services = services_of(request.app.state)
+        return await services.trials().preview(conn, data, services.clock.now())
+
+    @post(
+        "/{promotion_id:str}/backtest",
+        operation_id="adminBacktestPromotion",
+        summary="What a promotion would have cost: the stored orders of a period re-priced with it (its draft, "
+        "else its live revision) added",
+        description="`{orders, orders_affected, customers_affected, discount, points}`: money and points beyond "
+        "what the other promotions and the tiers gave; its own limits count as they would have. Every staff role.",
+        status_code=200,
+        before_request=_READ,
+        responses=_READS,
+    )
+    async def backtest(
+        self,
+        promotion_id: PromotionId,
+        data: JSONBody[BacktestInput],
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Backtest:
+        return await services_of(request.app.state).trials().backtest(conn, promotion_id, data)
 
     @get(
         "/{promotion_id:str}",

@@ -70,7 +70,9 @@ CREATE INDEX promotion_audit_promotion ON promotion_audit (promotion_id, id) WHE
 
 -- One counter that every change of what prices carts moves, in the change's transaction (beside a
 -- NOTIFY): API processes compare it to their snapshot's as the fallback when LISTEN is away.
+-- The values come from a sequence, so the version never repeats (not even after the row is deleted).
 CREATE TABLE promotion_catalog (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version   bigint NOT NULL
 );
+CREATE SEQUENCE promotion_catalog_versions;

@@ -698,8 +698,8 @@ async def catalog_changed(conn: Connection) -> int:
     """Move the catalog version and tell every API process, both at this transaction's commit."""
     version: int = await conn.fetchval(
         """
-        INSERT INTO promotion_catalog (version) VALUES (1)
-        ON CONFLICT (singleton) DO UPDATE SET version = promotion_catalog.version + 1
+        INSERT INTO promotion_catalog (version) VALUES (nextval('promotion_catalog_versions'))
+        ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version
         RETURNING version
         """
     )
