@@ -55,6 +55,9 @@ class Snapshot(msgspec.Struct, frozen=True):
     groups: dict[str, Group] = msgspec.field(default_factory=lambda: {DEFAULT_GROUP: Group()})
     loaded_at: float = 0.0
     """``time.monotonic()`` when this process read it."""
+    stored: bool = False
+    """Whether any stored promotion ever went live (even one ended or archived since). Until one does, a
+    new installation runs the program's two starter promotions (``engine.promotions.legacy``)."""
 
     def catalog(self, zone: ZoneInfo) -> Catalog:
         """The evaluation core's indexed catalog of this snapshot; ties in priority go to the earlier
@@ -71,6 +74,7 @@ async def read_snapshot(conn: Connection) -> Snapshot:
     """The catalog in one repeatable-read transaction: the version and the rows belong together."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version = await conn.fetchval("SELECT version FROM promotion_catalog") or 0
+        stored = await conn.fetchval("SELECT EXISTS (SELECT FROM promotions WHERE live_revision IS NOT NULL)")
         groups = {
             row["id"]: Group(mode=row["mode"], priority=row["priority"], max_discount_bp=row["max_discount_bp"])
             for row in await conn.fetch("SELECT id, mode, priority, max_discount_bp FROM promotion_groups")
@@ -98,6 +102,7 @@ async def read_snapshot(conn: Connection) -> Snapshot:
         ),
         groups=groups,
         loaded_at=time.monotonic(),
+        stored=stored,
     )
 
 
