@@ -59,9 +59,11 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
+from engine.promotions.legacy import default_catalog
+from engine.promotions.live import CatalogHolder
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
-from engine.promotions.store import PromotionAdmin
+from engine.promotions.store import PromotionAdmin, StoredCustomerState
 from engine.setup import build_engine
 from kartka import logs
 from kartka.clock import Clock, SystemClock
@@ -123,9 +125,15 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
             raise RuntimeError("DATABASE_URL is not set; `kartka serve` starts an embedded PostgreSQL for you")
         logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
         program = load_program(settings.program_file)
-        # Built here, in the server's event loop, which its HTTP connections belong to.
-        pricing = make_engine(program) if make_engine else build_engine(settings, program)
         pool = await create_pool(settings)
+        # The engine is built here, in the server's event loop, which its HTTP connections belong to; the
+        # catalog the embedded one prices with is swapped whole by live reload (below).
+        holder = CatalogHolder(default_catalog(program))
+        pricing = (
+            make_engine(program)
+            if make_engine
+            else build_engine(settings, program, catalog=holder, state=StoredCustomerState(pool))
+        )
         listener: Listener | None = None
         catalog: LiveCatalog | None = None
         google_objects = None
@@ -150,6 +158,10 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 # Promotions reach this process over their own LISTEN, or a poll while it is away.
                 catalog = LiveCatalog(
                     pool, lambda: connect(settings, application="kartka-api-promotions", background=False)
+                )
+                starters = default_catalog(program)
+                catalog.on_swap(
+                    lambda snapshot: holder.swap(snapshot.catalog(program.zone) if snapshot.stored else starters)
                 )
                 await catalog.start()
             notifier = make_notifier(settings, program)

@@ -672,7 +672,7 @@ def promotions_import(file: Path) -> None:
 
 @main.group()
 def program() -> None:
-    """The loyalty program's configuration (tiers, rates, periods, promotions)."""
+    """The loyalty program's configuration (tiers, rates, periods)."""
 
 
 @program.command("show")
@@ -698,4 +698,4 @@ def program_check(file: Path) -> None:
     except ProgramError as exc:
         raise click.ClickException(str(exc)) from exc
     tiers = ", ".join(f"{t.name} from {t.threshold / 100:.2f} at {t.rate_bp / 100:g}%" for t in loaded.tiers)
-    click.echo(f"{file}: valid; tiers {tiers}; {len(loaded.promotions)} promotions")
+    click.echo(f"{file}: valid; tiers {tiers}")

@@ -67,11 +67,28 @@ class PricingRequest(msgspec.Struct, frozen=True):
     customer_id: str | None = None
     store: str | None = None
     terminal: str | None = None
+    channel: Literal["pos", "online", "app"] = "pos"
+    offers: tuple[str, ...] = ()
+    """Promotions the customer holds a personal offer of, when the caller knows them."""
+    segments: tuple[str, ...] = ()
+    """The customer's segments (:class:`SegmentSource`)."""
+
+
+class AppliedPromotion(msgspec.Struct, frozen=True):
+    """What one promotion revision gave on a line: money off and points."""
+
+    id: str
+    revision: int
+    discount: int
+    points: int
 
 
 class LinePricing(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     discount: Annotated[int, msgspec.Meta(ge=0)]
     promotion: str | None = None
+    """The first promotion applied (what a remote engine reports)."""
+    promotions: tuple[AppliedPromotion, ...] = ()
+    """Every promotion applied, with its share of the line's discount and points."""
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -84,13 +101,25 @@ class EngineInfo(msgspec.Struct, frozen=True):
     degraded: bool
 
 
+class BonusPoints(msgspec.Struct, frozen=True):
+    """Points a promotion gives that expire on their own schedule (``expires_in_days``), beyond
+    ``accrue_points``; they become available after the program's pending period."""
+
+    promotion: str
+    revision: int
+    points: int
+    expires_in_days: int
+
+
 class Pricing(msgspec.Struct, frozen=True):
     lines: tuple[LinePricing, ...]
     max_redeem_points: int
     redeem_points: int
     accrue_points: int
+    """The tier's accrual and promotions' points that expire with the program's expiry."""
     messages: tuple[Message, ...]
     engine: EngineInfo
+    bonus_points: tuple[BonusPoints, ...] = ()
 
 
 class CommittedOrder(msgspec.Struct, frozen=True):
@@ -149,6 +178,21 @@ class NoticeRejected(Exception):
 
 class EngineUnreachable(Exception):
     """The engine could not take a notice now (down, slow, overloaded): send it again later."""
+
+
+class SegmentSource(Protocol):
+    """The segments a customer is in, for promotions aimed at segments; wired by the composition
+    root (analytics computes them). :data:`NO_SEGMENTS` until then."""
+
+    async def segments(self, customer_id: str) -> frozenset[str]: ...
+
+
+class _NoSegments:
+    async def segments(self, customer_id: str) -> frozenset[str]:
+        return frozenset()
+
+
+NO_SEGMENTS: SegmentSource = _NoSegments()
 
 
 class Engine(Protocol):

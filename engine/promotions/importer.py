@@ -2,10 +2,10 @@
 promotions, after which the program file need not carry them.
 
 Entries in the program file's old kinds (``kind = "bundle_percent"`` / ``"n_for_m"``) are converted to
-the promotion object; entries already written as promotion objects (with a ``benefit``) are taken as
-they are. The file's promotions were running, so each comes in live (approved by the import, which the
-audit records as ``imported`` by the operator); one whose id is stored already is left as it is, so
-running the import twice changes nothing.
+the promotion object (``engine.promotions.legacy``); entries already written as promotion objects (with
+a ``benefit``) are taken as they are. The file's promotions were running, so each comes in live
+(approved by the import, which the audit records as ``imported`` by the operator); one whose id is
+stored already is left as it is, so running the import twice changes nothing.
 """
 
 from __future__ import annotations
@@ -17,41 +17,16 @@ from typing import Any
 
 import msgspec
 
-from engine.promotions.model import (
-    Bundle,
-    InvalidPromotion,
-    NForM,
-    Promotion,
-    Selector,
-    When,
-    Where,
-    parse_promotion,
-)
+from engine.promotions.legacy import read_legacy
+from engine.promotions.model import InvalidPromotion, Promotion, parse_promotion
 from engine.promotions.store import PromotionAdmin
 from kartka.db import Connection
-from wallet import program as legacy
 
 
 class ImportResult(msgspec.Struct, frozen=True):
     id: str
     outcome: str
     """``imported`` (live now) or ``exists`` (left as it is)."""
-
-
-def from_legacy(old: legacy.Promotion) -> Promotion:
-    """A promotion of the program file's old kinds as a promotion object with the same effect."""
-    when = When(starts_at=old.starts_at, ends_at=old.ends_at)
-    where = Where(stores=old.stores)
-    title = {"ru": old.title_ru, "en": old.title_en}
-    if isinstance(old, legacy.BundlePercent):
-        benefit: Bundle | NForM = Bundle(
-            trigger=Selector(categories=(old.trigger_category,)),
-            target=Selector(categories=(old.target_category,)),
-            percent_bp=old.percent_bp,
-        )
-    else:
-        benefit = NForM(lines=Selector(categories=(old.category,)), n=old.n, m=old.m)
-    return Promotion(id=old.id, title=title, benefit=benefit, when=when, where=where)
 
 
 def read_file(path: Path) -> list[Promotion]:
@@ -72,10 +47,10 @@ def read_file(path: Path) -> list[Promotion]:
             raise InvalidPromotion(f"{where} is not a table", field=f"promotions.{index}")
         if "kind" in entry:
             try:
-                old: legacy.Promotion = msgspec.convert(entry, legacy.Promotion)
-            except msgspec.ValidationError as exc:
-                raise InvalidPromotion(f"{where}: {exc}", field=f"promotions.{index}") from exc
-            found.append(from_legacy(old))
+                found.extend(read_legacy({"promotions": [entry]}))
+            except (msgspec.ValidationError, ValueError) as exc:
+                message = str(exc).replace("`$.promotions[0]", "`$")
+                raise InvalidPromotion(f"{where}: {message}", field=f"promotions.{index}") from exc
         else:
             try:
                 found.append(parse_promotion(entry))

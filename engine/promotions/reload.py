@@ -124,7 +124,7 @@ class LiveCatalog:
         self._poll = (poll_unlistened, poll_listening)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._listeners: list[Callable[[Snapshot], object]] = []
         self.current: Snapshot = EMPTY
         self.reloads = 0
         self.listener = Listener(
@@ -134,7 +134,7 @@ class LiveCatalog:
             name="promotion changes",
         )
 
-    def on_swap(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+    def on_swap(self, callback: Callable[[Snapshot], object]) -> Callable[[], None]:
         """Call ``callback`` with the current snapshot now and with every new one; returns the unsubscribe."""
         self._listeners.append(callback)
         callback(self.current)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -25,8 +25,9 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from engine.promotions.evaluate import Active, Used
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 #: The channel every API process listens on; the payload is the catalog's new version.
@@ -675,6 +676,22 @@ class PromotionAdmin:
             now,
         )
         return [msgspec.convert(dict(row), Offer) for row in rows]
+
+
+class StoredCustomerState:
+    """What the stored promotions know of a customer, for the embedded engine's ``calculate``
+    (``engine.promotions.live.CustomerState``): their personal offers; what limits counted comes from the
+    orders' promotion book."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+        async with self.pool.acquire() as conn:
+            return frozenset(await held_offers(conn, UUID(customer_id), at))
+
+    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
+        return {}
 
 
 async def held_offers(conn: Connection, customer_id: UUID, now: datetime) -> dict[str, datetime]:
