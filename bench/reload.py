@@ -74,7 +74,7 @@ async def measure(first: str, second: str, card: str, pos: str, author: str, app
         live = await discount()
         for _ in range(rounds):
             await change("/bench-reload/pause", author)
-            delays.append(await until(lambda d: d == before))
+            delays.append(await until(lambda d: d != live))
             await change("/bench-reload/resume", author)
             delays.append(await until(lambda d: d == live))
     return {
