@@ -53,7 +53,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
-from engine.setup import build_engine
+from engine.setup import build_engine, promotion_book
 from kartka import logs
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
@@ -175,7 +175,9 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 keys=keys,
                 customers=customers,
                 importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-                orders=OrderService(program=program, engine=pricing, customers=customers, clock=clock),
+                orders=OrderService(
+                    program=program, engine=pricing, customers=customers, clock=clock, book=promotion_book(pricing)
+                ),
                 program=program,
                 clock=clock,
                 engine=pricing,
