@@ -81,6 +81,7 @@ async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, cloc
     assert discounted[0]["lines"][0]["promotions"] == [{"id": "five", "revision": 1, "discount": 300, "points": 0}]
     assert any("«x»" in line for line in discounted[0]["receipt_lines"])
     budget = await pool.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'five'")
+    assert budget is not None
     assert tuple(budget) == (5, 1500)
     assert await pool.fetchval("SELECT count(DISTINCT order_pk) FROM order_promotions") == 5
 
@@ -104,12 +105,15 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         await give_back(orders, conn, "o-1", 1, "r-1")
         await give_back(orders, conn, "o-1", 1, "r-2")
         row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        assert row is not None
         assert tuple(row) == (999, 666)
         assert await conn.fetchval("SELECT discount FROM promotion_budgets") == 333
         assert (await buy(orders, conn, number, "o-3"))["discount"] == 0  # part of o-1 is still kept
         await give_back(orders, conn, "o-1", 1, "r-3")
         row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        assert row is not None
         assert tuple(row) == (999, 999)
         budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets")
+        assert budget is not None
         assert tuple(budget) == (0, 0)
         assert (await buy(orders, conn, number, "o-4"))["discount"] == 999  # the use came back
