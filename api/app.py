@@ -64,7 +64,7 @@ from engine.promotions.live import CatalogHolder
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin, StoredCustomerState
-from engine.setup import build_engine
+from engine.setup import build_engine, promotion_book
 from kartka import logs
 from kartka.clock import Clock, SystemClock
 from kartka.crypto import derive_key
@@ -203,7 +203,9 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                 keys=keys,
                 customers=customers,
                 importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-                orders=OrderService(program=program, engine=pricing, customers=customers, clock=clock),
+                orders=OrderService(
+                    program=program, engine=pricing, customers=customers, clock=clock, book=promotion_book(pricing)
+                ),
                 program=program,
                 clock=clock,
                 engine=pricing,

@@ -53,11 +53,11 @@ class EmbeddedEngine:
         used: Mapping[str, Used] = {}
         if self.state is not None and not self.degraded and len(catalog):
             candidates = catalog.candidates(request.lines)
-            limited = [a for a in candidates if _limited(a)]
+            counted = [a for a in candidates if limited(a)]
             if request.customer_id and any(a.promotion.audience.personal for a in candidates):
                 offers = await self.state.offers(request.customer_id, request.at)
-            if limited:
-                used = await self.state.used(request.customer_id, limited, request.at)
+            if counted:
+                used = await self.state.used(request.customer_id, counted, request.at)
         return self.price(request, catalog=catalog, offers=offers, used=used)
 
     def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:
@@ -103,6 +103,7 @@ class EmbeddedEngine:
         offers: frozenset[str] = frozenset(),
         used: Mapping[str, Used] | None = None,
     ) -> Pricing:
+        catalog = catalog if catalog is not None else self.catalog.current
         result = self.outcome(request, catalog=catalog, offers=offers, used=used)
         # Points with their own expiry are booked apart; the rest expire with the program's.
         bonus = tuple(
@@ -131,6 +132,12 @@ class EmbeddedEngine:
             messages=tuple(messages),
             engine=EngineInfo(name=self.name, degraded=self.degraded),
             bonus_points=bonus,
+            promotion_titles={
+                a.id: catalog.by_id[a.id].promotion.title_in(request.language)
+                for line in result.lines
+                for a in line.promotions
+                if a.id in catalog.by_id
+            },
         )
 
     def _tier_nudge(self, request: PricingRequest, to_pay: int) -> Message | None:
@@ -152,6 +159,7 @@ class EmbeddedEngine:
         return None
 
 
-def _limited(active: Active) -> bool:
+def limited(active: Active) -> bool:
+    """Whether a promotion has limits a commit must count."""
     limits = active.promotion.limits
     return limits.per_customer is not None or (limits.budget is not None and limits.budget.limited)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from engine.embedded import EmbeddedEngine
 from engine.http import HttpEngine
+from engine.promotions.book import PromotionBook
 from engine.promotions.live import CatalogHolder, CustomerState
 from kartka.settings import EngineKind, Settings
 from wallet.pricing import Engine
+from wallet.pricing import PromotionBook as BookPort
 from wallet.program import Program
 
 
@@ -31,3 +33,9 @@ def build_engine(
     reload swaps) and asking ``state`` for offers and limits; without a holder, the two promotions
     every program used to start with (``engine.promotions.legacy.DEFAULT_PROMOTIONS``)."""
     return remote_engine(settings, program) or EmbeddedEngine(program, catalog=catalog, state=state)
+
+
+def promotion_book(engine: Engine) -> BookPort | None:
+    """The book that counts limits and records promotions on orders, for the embedded engine (a remote
+    engine keeps its own)."""
+    return PromotionBook(engine) if isinstance(engine, EmbeddedEngine) and not engine.degraded else None

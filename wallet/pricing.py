@@ -8,11 +8,13 @@ over lines and never lets a cart spend more than the customer has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from kartka.db import Connection
 from wallet.profile import has_control_characters
 
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -120,6 +122,8 @@ class Pricing(msgspec.Struct, frozen=True):
     messages: tuple[Message, ...]
     engine: EngineInfo
     bonus_points: tuple[BonusPoints, ...] = ()
+    promotion_titles: dict[str, str] = {}
+    """Titles of the promotions applied, in the shopper's language, for receipts."""
 
 
 class CommittedOrder(msgspec.Struct, frozen=True):
@@ -178,6 +182,35 @@ class NoticeRejected(Exception):
 
 class EngineUnreachable(Exception):
     """The engine could not take a notice now (down, slow, overloaded): send it again later."""
+
+
+class ReturnedPart(msgspec.Struct, frozen=True):
+    """A refund's part of one order line: ``before`` and ``after`` units returned, of ``qty`` sold."""
+
+    line_no: int
+    before: int
+    after: int
+    qty: int
+
+
+class PromotionBook(Protocol):
+    """Where the engine counts its promotions' limits and records what applied to which line, in the
+    commit's and refund's own transactions (the embedded engine's tables; wallet never reads them)."""
+
+    async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
+        """Price for a commit with every limit the cart meets locked and counted: the truth, even when
+        20 tills commit against the last use of a budget at once."""
+        ...
+
+    async def record(
+        self, conn: Connection, *, order_pk: int, customer_id: str, at: datetime, pricing: Pricing
+    ) -> None:
+        """What ``pricing`` gave, on order ``order_pk``: its lines' promotions, uses and budgets."""
+        ...
+
+    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
+        """Give back each promotion's share of the returned parts; ``full``: the order's uses too."""
+        ...
 
 
 class SegmentSource(Protocol):

@@ -109,6 +109,7 @@ class Catalog:
         zone: ZoneInfo | None = None,
     ) -> None:
         self.promotions: tuple[Active, ...] = tuple(sorted(promotions, key=lambda a: a.seq))
+        self.by_id: dict[str, Active] = {a.id: a for a in self.promotions}
         self.groups: dict[str, Group] = {DEFAULT_GROUP: DEFAULT_GROUP_RULES, **(groups or {})}
         self.zone = zone or ZoneInfo("UTC")
         self._any: list[int] = []

@@ -25,6 +25,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from engine.promotions.book import used_in
 from engine.promotions.evaluate import Active, Used
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
 from kartka.db import Connection, Pool
@@ -178,13 +179,23 @@ class Offer(msgspec.Struct, frozen=True):
 class Usages:
     """Usage so far and what each of the live revision's limits has left.
 
-    The totals come from the orders integration, which records which promotion revisions applied to which
-    orders (``totals`` is the one seam); until it records them, every promotion has used nothing.
+    The totals come from the orders' promotion book (``engine.promotions.book``: which revisions gave what
+    on which order line, and which orders used a promotion), refunds taken back.
     """
 
     async def totals(self, conn: Connection, promotion_id: str) -> tuple[int, int, int]:
         """(orders, discount, points) the promotion has given so far, refunds taken back."""
-        return 0, 0, 0
+        row = await conn.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM promotion_uses WHERE promotion_id = $1 AND NOT returned) AS orders,
+                   coalesce(sum(discount - returned_discount), 0) AS discount,
+                   coalesce(sum(points - returned_points), 0) AS points
+              FROM order_promotions WHERE promotion_id = $1
+            """,
+            promotion_id,
+        )
+        assert row is not None
+        return row["orders"], row["discount"], row["points"]
 
     async def of(self, conn: Connection, promotion_id: str, live: Promotion | None) -> Usage:
         orders, discount, points = await self.totals(conn, promotion_id)
@@ -680,8 +691,8 @@ class PromotionAdmin:
 
 class StoredCustomerState:
     """What the stored promotions know of a customer, for the embedded engine's ``calculate``
-    (``engine.promotions.live.CustomerState``): their personal offers; what limits counted comes from the
-    orders' promotion book."""
+    (``engine.promotions.live.CustomerState``): their personal offers, and what limits have counted (read
+    from the orders' promotion book without locking: commit counts again, under its locks)."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -691,7 +702,8 @@ class StoredCustomerState:
             return frozenset(await held_offers(conn, UUID(customer_id), at))
 
     async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        return {}
+        async with self.pool.acquire() as conn:
+            return await used_in(conn, customer_id, promotions, at, lock=False)
 
 
 async def held_offers(conn: Connection, customer_id: UUID, now: datetime) -> dict[str, datetime]:
