@@ -188,8 +188,8 @@ class Usages:
         row = await conn.fetchrow(
             """
             SELECT (SELECT count(*) FROM promotion_uses WHERE promotion_id = $1 AND NOT returned) AS orders,
-                   coalesce(sum(discount - returned_discount), 0) AS discount,
-                   coalesce(sum(points - returned_points), 0) AS points
+                   coalesce(sum(discount - returned_discount), 0)::bigint AS discount,
+                   coalesce(sum(points - returned_points), 0)::bigint AS points
               FROM order_promotions WHERE promotion_id = $1
             """,
             promotion_id,

@@ -386,3 +386,24 @@ async def test_a_backtest_reprices_the_period_with_the_promotion_and_its_limits(
         )
     )
     assert backwards["errors"][0]["field"] == "to"
+
+
+async def test_usage_counts_the_orders_that_used_the_promotion(
+    staff: Staff, app: Litestar, client: Client, pos: dict[str, str]
+) -> None:
+    await staff.call("mark", "POST", BASE, 201, json=MILK | {"limits": {"budget": {"count": 5}}})
+    await staff.call("mark", "POST", f"{BASE}/milk-10/submit", 200)
+    await staff.call("ada", "POST", f"{BASE}/milk-10/approve", 200)
+    await catalog_holds(app, {"milk-10"})
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)).json()
+    body = {"order_id": "o-1", "card": card["card"]["number"], "lines": [{"sku": "milk", "qty": 2, "unit_price": 250}]}
+    answer = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "k-1"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["discount"] == 50
+    usage = (await staff.call("sue", "GET", f"{BASE}/milk-10", 200))["usage"]
+    assert usage == {
+        "orders": 1,
+        "discount": 50,
+        "points": 0,
+        "limits": [{"limit": "budget.count", "used": 1, "of": 5}],
+    }
