@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from engine.embedded import limited
+from engine.promotions.book import used_in
 from engine.promotions.evaluate import (
     Active,
     Applied,
@@ -160,10 +162,14 @@ class Trials:
             language=language,
             currency=self.program.currency,
         )
+        catalog = _catalog(self.catalog.current, drafts, self.program.zone)
+        limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
+        used = await used_in(conn, facts.customer_id, limited_ones, at, lock=False)
         outcome = evaluate(
             data.lines,
             facts,
-            _catalog(self.catalog.current, drafts, self.program.zone),
+            catalog,
+            used,
             redeem_cap_bp=self.program.redeem_cap_bp,
             available_points=available,
             requested_points=data.redeem_points,

@@ -391,7 +391,8 @@ async def test_a_backtest_reprices_the_period_with_the_promotion_and_its_limits(
 async def test_usage_counts_the_orders_that_used_the_promotion(
     staff: Staff, app: Litestar, client: Client, pos: dict[str, str]
 ) -> None:
-    await staff.call("mark", "POST", BASE, 201, json=MILK | {"limits": {"budget": {"count": 5}}})
+    limits = {"per_customer": {"count": 1}, "budget": {"count": 5}}
+    await staff.call("mark", "POST", BASE, 201, json=MILK | {"limits": limits})
     await staff.call("mark", "POST", f"{BASE}/milk-10/submit", 200)
     await staff.call("ada", "POST", f"{BASE}/milk-10/approve", 200)
     await catalog_holds(app, {"milk-10"})
@@ -407,3 +408,5 @@ async def test_usage_counts_the_orders_that_used_the_promotion(
         "points": 0,
         "limits": [{"limit": "budget.count", "used": 1, "of": 5}],
     }
+    again = await staff.call("sue", "POST", f"{BASE}/preview", 200, json={"card": body["card"], "lines": body["lines"]})
+    assert (again["discount"], again["not_applied"]) == (0, [{"id": "milk-10", "reason": "limit"}])
