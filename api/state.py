@@ -1,4 +1,5 @@
-"""What the app builds once at start-up, and the one dependency handlers take: a database connection.
+"""What handlers may reach of the services the composition root (``main.services``) builds once at
+start-up, and the one dependency handlers take: a database connection.
 
 Handlers reach the services through ``services_of(state)`` rather than one injected dependency each:
 Litestar resolves independent dependencies of a handler concurrently, in a task group, and on the till's
@@ -9,19 +10,19 @@ most one dependency, its connection or transaction.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Request
 from litestar.datastructures import State
 
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
-from engine.promotions.store import ManagedRemotely, PromotionAdmin
+from engine.promotions.store import PromotionAdmin
 from engine.promotions.trial import Trials
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
+from kartka.migrate import Schema
 from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import Settings
 from kartka.staff import StaffSignIn
@@ -39,10 +40,13 @@ from wallet.qrtokens import QrTokens
 from wallet.signin import SignInService
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
+class Services(Protocol):
+    """The services the API uses, as ``main.services.Services`` provides them (this package cannot
+    import the composition root above it). A handler needing a new service: add it there, then here."""
+
     settings: Settings
     pool: Pool
+    schema: Schema
     keys: KeyVerifier
     customers: CustomerService
     importer: Importer
@@ -64,14 +68,8 @@ class Services:
     shopper_offers: ShopperOffers
     catalog: LiveCatalog | None
     """The live promotions this process prices with (``None`` when a remote engine prices)."""
-
-    def trials(self) -> Trials:
-        """Preview and backtest, on this process's live catalog; a remote engine leaves none to try."""
-        if self.catalog is None:
-            raise ManagedRemotely(
-                "promotions are managed in the remote core engine (KARTKA_ENGINE=http); try them there"
-            )
-        return Trials(catalog=self.catalog, customers=self.customers, program=self.program)
+    trials: Trials | None
+    """Preview and backtest (``None`` when a remote engine prices)."""
 
 
 def services_of(state: State) -> Services:

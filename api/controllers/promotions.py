@@ -19,11 +19,12 @@ from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from api.auth import ADMIN_SECURITY, SHOPPER_SCHEME, actor_of, require_permission, require_shopper, shopper_of
 from api.errors import problems
-from api.state import provide_conn, provide_tx, services_of
+from api.state import Services, provide_conn, provide_tx, services_of
 from engine.promotions.model import Group, Promotion
 from engine.promotions.offers import ShopperOffer
 from engine.promotions.store import (
     HistoryEntry,
+    ManagedRemotely,
     Offer,
     OfferInput,
     PromotionGroup,
@@ -31,7 +32,7 @@ from engine.promotions.store import (
     PromotionView,
     Status,
 )
-from engine.promotions.trial import Backtest, BacktestInput, Preview, PreviewInput
+from engine.promotions.trial import Backtest, BacktestInput, Preview, PreviewInput, Trials
 from kartka.db import Connection
 from kartka.staff import Permission
 
@@ -46,6 +47,12 @@ _APPROVE: Final = require_permission(Permission.PROMOTIONS_APPROVE)
 #: remote engine prices (``KARTKA_ENGINE=http``).
 _READS: Final = problems(401, 403, 404, 409)
 _CHANGES: Final = problems(401, 403, 404, 409)
+
+
+def _trials(services: Services) -> Trials:
+    if services.trials is None:
+        raise ManagedRemotely("promotions are managed in the remote core engine (KARTKA_ENGINE=http); try them there")
+    return services.trials
 
 
 class Rejection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -108,7 +115,7 @@ class AdminPromotionController(Controller):
         self, data: JSONBody[PreviewInput], conn: NamedDependency[Connection], request: Request[Any, Any, State]
     ) -> Preview:
         services = services_of(request.app.state)
-        return await services.trials().preview(conn, data, services.clock.now())
+        return await _trials(services).preview(conn, data, services.clock.now())
 
     @post(
         "/{promotion_id:str}/backtest",
@@ -128,7 +135,7 @@ class AdminPromotionController(Controller):
         conn: NamedDependency[Connection],
         request: Request[Any, Any, State],
     ) -> Backtest:
-        return await services_of(request.app.state).trials().backtest(conn, promotion_id, data)
+        return await _trials(services_of(request.app.state)).backtest(conn, promotion_id, data)
 
     @get(
         "/{promotion_id:str}",

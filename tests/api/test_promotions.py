@@ -15,7 +15,6 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from api.state import services_of
 from engine.promotions.model import parse_promotion
 from engine.promotions.store import ManagedRemotely, PromotionAdmin, catalog_changed, diff
@@ -24,6 +23,7 @@ from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.settings import EngineKind, Settings
 from kartka.staff import Role, create_staff
+from main.web import create_app
 from tests.conftest import START
 from tests.helpers import PASSWORDS, Keys, problem, sign_in
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from engine.promotions.importer import read_file
 from engine.promotions.model import Bundle, InvalidPromotion, NForM, Selector
-from kartka.cli import main
 from kartka.db import Connection
+from main.cli import main as kartka
 
 PROGRAM = """
 redeem_cap_bp = 6000
@@ -67,11 +67,11 @@ def test_the_cli_imports_them_live_once(tmp_path: Path, database_url: str) -> No
     file.write_text(PROGRAM, encoding="utf-8")
     runner = CliRunner()
     env = {"DATABASE_URL": database_url, "KARTKA_ENVIRONMENT": "test"}
-    first = runner.invoke(main, ["promotions", "import", str(file)], env=env)
+    first = runner.invoke(kartka, ["promotions", "import", str(file)], env=env)
     assert first.exit_code == 0, first.output
     assert "pastry-with-coffee: imported" in first.output
     assert "3 imported, 0 stored already" in first.output
-    second = runner.invoke(main, ["promotions", "import", str(file)], env=env)
+    second = runner.invoke(kartka, ["promotions", "import", str(file)], env=env)
     assert "0 imported, 3 stored already" in second.output, second.output
 
 
