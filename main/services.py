@@ -25,7 +25,7 @@ from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin, StoredCustomerState
 from engine.promotions.trial import Trials
-from engine.setup import build_engine, remote_engine
+from engine.setup import build_engine, promotion_book, remote_engine
 from kartka.clock import Clock
 from kartka.crypto import derive_key
 from kartka.db import Pool, connect, create_pool
@@ -146,7 +146,9 @@ def build_services(
         opt_out=opt_out_links(settings),
         customers=customers,
         importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-        orders=OrderService(program=program, engine=engine, customers=customers, clock=clock),
+        orders=OrderService(
+            program=program, engine=engine, customers=customers, clock=clock, book=promotion_book(engine)
+        ),
         tokens=tokens,
         passwords=passwords,
         signin=SignInService(
