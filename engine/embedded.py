@@ -15,7 +15,6 @@ from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder, CustomerState
 from wallet.money import format_amount
 from wallet.pricing import (
-    AppliedPromotion,
     BonusPoints,
     EngineInfo,
     LinePricing,
@@ -81,6 +80,7 @@ class EmbeddedEngine:
         catalog: Catalog | None = None,
         offers: frozenset[str] = frozenset(),
         used: Mapping[str, Used] | None = None,
+        explain: bool = True,
     ) -> Outcome:
         """The core's full answer, reasons included (what preview shows)."""
         if self.degraded:
@@ -93,6 +93,7 @@ class EmbeddedEngine:
             redeem_cap_bp=self.program.redeem_cap_bp,
             available_points=request.available_points,
             requested_points=request.requested_points,
+            explain=explain,
         )
 
     def price(
@@ -104,7 +105,7 @@ class EmbeddedEngine:
         used: Mapping[str, Used] | None = None,
     ) -> Pricing:
         catalog = catalog if catalog is not None else self.catalog.current
-        result = self.outcome(request, catalog=catalog, offers=offers, used=used)
+        result = self.outcome(request, catalog=catalog, offers=offers, used=used, explain=False)
         # Points with their own expiry are booked apart; the rest expire with the program's.
         bonus = tuple(
             BonusPoints(a.id, a.revision, a.points, a.expires_in_days)
@@ -122,7 +123,7 @@ class EmbeddedEngine:
                 LinePricing(
                     discount=line.discount,
                     promotion=next((a.id for a in line.promotions if a.discount), None),
-                    promotions=tuple(AppliedPromotion(a.id, a.revision, a.discount, a.points) for a in line.promotions),
+                    promotions=line.promotions,
                 )
                 for line in result.lines
             ),

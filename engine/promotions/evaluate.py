@@ -14,6 +14,7 @@ proportion to their price, so returning any one of them later gives back exactly
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from engine.promotions.model import (
     CartAmountOff,
     FixedPrice,
     Group,
+    Hours,
     NForM,
     NoRedeem,
     NthPercent,
@@ -43,7 +45,7 @@ from engine.promotions.model import (
     text_in,
 )
 from wallet.money import BP, allocate, format_amount, share_floor, share_round
-from wallet.pricing import CartLine
+from wallet.pricing import AppliedPromotion, CartLine
 
 Reason = str
 """Why a promotion did not apply: ``audience``, ``where``, ``when``, ``condition`` or ``limit``."""
@@ -90,11 +92,11 @@ class Active:
     promotion: Promotion
     revision: int
     seq: int
+    id: str = field(init=False)
 
-    @property
-    def id(self) -> str:
+    def __post_init__(self) -> None:
         assert self.promotion.id is not None, "an active promotion has an id"
-        return self.promotion.id
+        object.__setattr__(self, "id", self.promotion.id)
 
 
 class Catalog:
@@ -145,6 +147,7 @@ class Catalog:
 
 
 EMPTY_CATALOG = Catalog()
+ANY_LINE = Selector()
 
 
 def _selectors(promotion: Promotion) -> list[Selector]:
@@ -177,13 +180,8 @@ def matches(selector: Selector, line: CartLine) -> bool:
 # -- outputs -----------------------------------------------------------------------------------
 
 
-class Applied(msgspec.Struct, frozen=True):
-    """What one promotion revision gave on one line."""
-
-    id: str
-    revision: int
-    discount: int
-    points: int
+Applied = AppliedPromotion
+"""What one promotion revision gave on one line (the port's own shape: no copying on the way out)."""
 
 
 class PricedLine(msgspec.Struct, frozen=True):
@@ -253,6 +251,7 @@ class _Cart:
     given: dict[str, dict[int, int]] = field(default_factory=dict)
     """Promotion id → line → discount."""
     points: dict[str, dict[int, int]] = field(default_factory=dict)
+    _units: dict[Selector, list[int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, lines: Sequence[CartLine]) -> _Cart:
@@ -260,8 +259,12 @@ class _Cart:
         return cls(lines, unit_line, [lines[i].unit_price for i in unit_line])
 
     def units(self, selector: Selector) -> list[int]:
-        hit = [matches(selector, line) for line in self.lines]
-        return [u for u, i in enumerate(self.unit_line) if hit[i]]
+        """The units of the lines ``selector`` matches (worked out once per selector and cart)."""
+        found = self._units.get(selector)
+        if found is None:
+            hit = [matches(selector, line) for line in self.lines]
+            found = self._units[selector] = [u for u, i in enumerate(self.unit_line) if hit[i]]
+        return found
 
 
 def evaluate(
@@ -273,8 +276,11 @@ def evaluate(
     redeem_cap_bp: int = 7_000,
     available_points: int = 0,
     requested_points: int = 0,
+    explain: bool = True,
 ) -> Outcome:
-    """The priced cart. ``used`` says what each limited promotion has counted so far (absent: none)."""
+    """The priced cart. ``used`` says what each limited promotion has counted so far (absent: none).
+    ``explain=False`` (pricing a till's cart) skips working out whether a promotion that gave nothing
+    lost to another or found nothing to do: only preview shows that."""
     used = used or {}
     cart = _Cart.of(lines)
     not_applied: list[NotApplied] = []
@@ -316,11 +322,12 @@ def evaluate(
         if points:
             awards.extend(_run_points_group(cart, group, points, paid, facts, used))
 
-    messages, unused = _messages(cart, runnable, facts, paid)
+    messages, unused = _messages(cart, runnable, facts, paid, explain=explain)
     not_applied.extend(unused)
     return Outcome(
         lines=tuple(
-            PricedLine(discount=discount[i], promotions=_breakdown(cart, runnable, i)) for i in range(len(lines))
+            PricedLine(discount=d, promotions=applied)
+            for d, applied in zip(discount, _breakdown(cart, runnable), strict=True)
         ),
         redeem_base=redeem_base,
         max_redeem=max_redeem,
@@ -352,7 +359,7 @@ def _redeemable(lines: Sequence[CartLine], runnable: list[Active]) -> list[int]:
 
 
 def _messages(
-    cart: _Cart, runnable: list[Active], facts: Facts, paid: list[int]
+    cart: _Cart, runnable: list[Active], facts: Facts, paid: list[int], *, explain: bool
 ) -> tuple[list[Note], list[NotApplied]]:
     """Applied and near-miss texts; promotions that found nothing to work on did not apply either."""
     gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
@@ -366,7 +373,7 @@ def _messages(
             text = text_in(active.promotion.messages.applied, facts.language)
             if text:
                 messages.append(Note(f"promotion:{active.id}", text))
-        elif not _could_apply(active, cart, cart.lines, paid):
+        elif explain and not _could_apply(active, cart, cart.lines, paid):
             unused.append(NotApplied(active.id, "condition"))  # else it lost to another of its group
         note = _benefit_near_miss(active, cart, facts)
         if note is not None:
@@ -374,20 +381,22 @@ def _messages(
     return messages, unused
 
 
-def _breakdown(cart: _Cart, runnable: list[Active], line: int) -> tuple[Applied, ...]:
-    applied = []
+def _breakdown(cart: _Cart, runnable: list[Active]) -> list[tuple[Applied, ...]]:
+    """Per line, what each promotion gave, in the order the promotions are listed."""
+    per_line: list[list[Applied]] = [[] for _ in cart.lines]
     for active in runnable:
-        d = cart.given.get(active.id, {}).get(line, 0)
-        p = cart.points.get(active.id, {}).get(line, 0)
-        if d or p:
-            applied.append(Applied(active.id, active.revision, d, p))
-    return tuple(applied)
+        given, points = cart.given.get(active.id, {}), cart.points.get(active.id, {})
+        for i in sorted(given.keys() | points.keys()):
+            d, p = given.get(i, 0), points.get(i, 0)
+            if d or p:
+                per_line[i].append(Applied(active.id, active.revision, d, p))
+    return [tuple(applied) for applied in per_line]
 
 
 def _could_apply(active: Active, cart: _Cart, lines: Sequence[CartLine], paid: list[int]) -> bool:
     """Whether the promotion would have given something on its own (it lost to others if so)."""
     if _is_points(active):
-        selector = getattr(active.promotion.benefit, "lines", Selector())
+        selector = getattr(active.promotion.benefit, "lines", ANY_LINE)
         return any(paid[i] > 0 and matches(selector, line) for i, line in enumerate(lines))
     shelf = [lines[i].unit_price for i in cart.unit_line]
     return any(_propose(active.promotion, cart, shelf, set()).values())
@@ -451,12 +460,17 @@ def _runs_at(promotion: Promotion, at: datetime, zone: ZoneInfo) -> bool:
     if when.weekdays and local.isoweekday() not in when.weekdays:
         return False
     if when.hours is not None:
-        start, end = when.hours.minutes
+        start, end = _span(when.hours)
         now = local.hour * 60 + local.minute
         inside = start <= now < end if start < end else (now >= start or now < end)
         if not inside:
             return False
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _span(hours: Hours) -> tuple[int, int]:
+    return hours.minutes
 
 
 def _condition_totals(promotion: Promotion, lines: Sequence[CartLine]) -> tuple[int, int]:
@@ -522,18 +536,32 @@ def _one_per_unit(
     Every unit that took part in an application (a coffee that made its pastry cheaper) is spent."""
     taken: set[int] = set()
     chosen: dict[str, dict[int, int]] = {}
-    pending = list(members)
-    while pending:
-        if best:
-            offers = [(a, propose(a, taken)) for a in pending]
-            active, proposal = max(offers, key=lambda o: sum(o[1].values()))  # max keeps the first of equals
-        else:
-            active = pending[0]
+    if not best:
+        for active in members:
             proposal = propose(active, taken)
-        pending.remove(active)
-        if any(proposal.values()):
-            chosen[active.id] = proposal
-            taken.update(proposal)
+            if any(proposal.values()):
+                chosen[active.id] = proposal
+                taken.update(proposal)
+        return chosen
+    # A proposal that touches none of the units just taken stays what it was: units it did not use are
+    # the cheapest or the last in its order, so removing them changes nothing. Only the others are
+    # worked out again, which keeps "best" near linear in the number of promotions.
+    rank = {a.id: i for i, a in enumerate(members)}  # of equals, the first in the group's order wins
+    offers = {}
+    for a in members:
+        proposal = propose(a, taken)
+        offers[a.id] = (a, proposal, sum(proposal.values()))
+    while offers:
+        active, proposal, total = max(offers.values(), key=lambda o: (o[2], -rank[o[0].id]))
+        del offers[active.id]
+        if not total:
+            break
+        chosen[active.id] = proposal
+        taken.update(proposal)
+        for pid, (other, offered, _) in list(offers.items()):
+            if not taken.isdisjoint(offered):
+                again = propose(other, taken)
+                offers[pid] = (other, again, sum(again.values()))
     return chosen
 
 
@@ -611,7 +639,7 @@ def _propose(promotion: Promotion, cart: _Cart, price: list[int], taken: set[int
             if each[u]:
                 out[u] = each[u]
     elif isinstance(benefit, CartAmountOff):
-        chosen = units(Selector())
+        chosen = units(ANY_LINE)
         total = sum(price[u] for u in chosen)
         _spread(min(benefit.amount, total), chosen, price, out)
     elif isinstance(benefit, NForM | NthPercent):
@@ -646,7 +674,7 @@ def _run_points_group(
 
     def propose(active: Active, taken: set[int]) -> dict[int, int]:
         benefit = active.promotion.benefit
-        selector = getattr(benefit, "lines", Selector())
+        selector = getattr(benefit, "lines", ANY_LINE)
         chosen = [i for i, line in enumerate(lines) if i not in taken and matches(selector, line) and paid[i] > 0]
         if not chosen:
             return {}
@@ -698,6 +726,8 @@ def _condition_near_miss(active: Active, lines: Sequence[CartLine], facts: Facts
         return None
     title = active.promotion.title_in(facts.language)
     if subtotal < condition.min_subtotal:
+        if subtotal * 2 < condition.min_subtotal:
+            return None  # not near: a shopper told to double the cart hears noise, not an offer
         amount = format_amount(condition.min_subtotal - subtotal, facts.language)
         return _near_text(
             active,

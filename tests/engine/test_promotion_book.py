@@ -73,6 +73,7 @@ async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, cloc
         async with pool.acquire() as conn:
             return await buy(orders, conn, cards[n], f"o-{n}")
 
+    # 20 commits at once: each waits on the budget's row and reads the totals the one before it left.
     answers = await asyncio.gather(*(one(n) for n in range(20)))
     discounted = [a for a in answers if a["discount"]]
     assert len(discounted) == 5
