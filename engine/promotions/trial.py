@@ -328,8 +328,8 @@ class Trials:
                 offers=frozenset({tried.id}),  # a personal promotion is tried as if offered to everyone
             )
             used = {tried.id: msgspec.structs.replace(result.totals, customer=len(recent))}
-            before = evaluate(cart, facts, without)
-            after = evaluate(cart, facts, with_it, used)
+            before = evaluate(cart, facts, without, explain=False)
+            after = evaluate(cart, facts, with_it, used, explain=False)
             gave = _given(after, tried.id)
             if gave is None and after.discount == before.discount and _points(after) == _points(before):
                 continue
