@@ -49,6 +49,12 @@ from api.controllers.notifications import (
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.promotions import (
+    AdminOfferController,
+    AdminPromotionController,
+    AdminPromotionGroupController,
+    MeOffersController,
+)
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import FormGuard, JoinController
 from api.errors import EXCEPTION_HANDLERS
@@ -168,6 +174,11 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             Tag(name="app", description="The shopper's app: phone sign-in, card, balance, history, settings"),
             Tag(name="integrations", description="Online shop and CRM"),
             Tag(name="admin", description="Staff tools"),
+            Tag(
+                name="promotions",
+                description="Promotions as managed data: drafts, four-eyes approval, groups, personal offers, "
+                "live on every till within a second",
+            ),
             Tag(name="health", description="Liveness and readiness"),
             Tag(name="webhooks", description="Delivery receipts from message providers"),
             Tag(name="passkit", description="The PassKit web service Apple Wallet calls to keep passes current"),
@@ -190,6 +201,10 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             AdminCustomerController,
             AdminCardController,
             AdminStaffController,
+            AdminPromotionController,
+            AdminPromotionGroupController,
+            AdminOfferController,
+            MeOffersController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,

@@ -15,6 +15,10 @@ from typing import Any, Protocol
 from litestar import Request
 from litestar.datastructures import State
 
+from engine.promotions.offers import ShopperOffers
+from engine.promotions.reload import LiveCatalog
+from engine.promotions.store import PromotionAdmin
+from engine.promotions.trial import Trials
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
@@ -60,6 +64,12 @@ class Services(Protocol):
     limiter: RateLimiter
     texts: TextBudget
     join: JoinService
+    promotions: PromotionAdmin
+    shopper_offers: ShopperOffers
+    catalog: LiveCatalog | None
+    """The live promotions this process prices with (``None`` when a remote engine prices)."""
+    trials: Trials | None
+    """Preview and backtest (``None`` when a remote engine prices)."""
 
 
 def services_of(state: State) -> Services:

@@ -527,8 +527,37 @@ def jobs_run(force: bool) -> None:
 
 
 @main.group()
+def promotions() -> None:
+    """Promotions stored in the database (the admin API manages them; this moves old ones in)."""
+
+
+@promotions.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def promotions_import(file: Path) -> None:
+    """Load the [[promotions]] of a program file as stored, live promotions; ids stored already are left
+    as they are. Afterwards the program file need not carry them."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from engine.promotions.importer import import_promotions, read_file  # noqa: PLC0415
+
+    settings = _database(_settings())
+    with _friendly_errors(settings):
+        found = read_file(file)
+    actor = f"cli:{os.environ.get('USER') or 'operator'}"
+
+    async def work(conn: Any) -> Any:
+        return await import_promotions(conn, found, actor=actor, now=datetime.now(UTC))
+
+    results = _run(settings, work)
+    for result in results:
+        click.echo(f"{result.id}: {result.outcome}")
+    imported = sum(r.outcome == "imported" for r in results)
+    click.echo(f"{imported} imported, {len(results) - imported} stored already; remove [[promotions]] from {file}")
+
+
+@main.group()
 def program() -> None:
-    """The loyalty program's configuration (tiers, rates, periods, promotions)."""
+    """The loyalty program's configuration (tiers, rates, periods)."""
 
 
 @program.command("show")
@@ -550,4 +579,4 @@ def program_check(file: Path) -> None:
     except ProgramError as exc:
         raise click.ClickException(str(exc)) from exc
     tiers = ", ".join(f"{t.name} from {t.threshold / 100:.2f} at {t.rate_bp / 100:g}%" for t in loaded.tiers)
-    click.echo(f"{file}: valid; tiers {tiers}; {len(loaded.promotions)} promotions")
+    click.echo(f"{file}: valid; tiers {tiers}")

@@ -19,10 +19,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from engine.setup import build_engine, remote_engine
+from engine.promotions.legacy import default_catalog
+from engine.promotions.live import CatalogHolder
+from engine.promotions.offers import ShopperOffers
+from engine.promotions.reload import LiveCatalog
+from engine.promotions.store import PromotionAdmin, StoredCustomerState
+from engine.promotions.trial import Trials
+from engine.setup import build_engine, promotion_book, remote_engine
 from kartka.clock import Clock
 from kartka.crypto import derive_key
-from kartka.db import Pool, create_pool
+from kartka.db import Pool, connect, create_pool
 from kartka.keys import KeyVerifier
 from kartka.migrate import Schema
 from kartka.ratelimit import RateLimiter, TextBudget
@@ -79,6 +85,12 @@ class Services:
     limiter: RateLimiter
     texts: TextBudget
     join: JoinService
+    promotions: PromotionAdmin
+    shopper_offers: ShopperOffers
+    catalog: LiveCatalog | None
+    """The stored promotions this process prices with, kept current (``None`` when a remote engine prices;
+    started by the API process, ``main.web``)."""
+    trials: Trials | None
 
 
 def build_services(
@@ -90,8 +102,10 @@ def build_services(
     engine: Engine,
     wallet: WalletSetup | None = None,
     google_objects: WalletObjects | None = None,
+    holder: CatalogHolder | None = None,
 ) -> Services:
-    """The object graph. Opens nothing: whatever needs opening or closing is passed in (``open_services``)."""
+    """The object graph. Opens nothing: whatever needs opening or closing is passed in (``open_services``).
+    ``holder`` is the catalog the embedded engine prices with; the live catalog swaps it."""
     secret = settings.secret_key.reveal()
     notifier = Notifier(program=program, public_base=settings.public_base, available=availability(settings))
     qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
@@ -119,6 +133,7 @@ def build_services(
         home=settings.default_region,
     )
     passwords = passwords_of(settings)
+    catalog = None if engine.remote else live_catalog(settings, pool, program, holder)
     return Services(
         settings=settings,
         pool=pool,
@@ -131,7 +146,9 @@ def build_services(
         opt_out=opt_out_links(settings),
         customers=customers,
         importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-        orders=OrderService(program=program, engine=engine, customers=customers, clock=clock),
+        orders=OrderService(
+            program=program, engine=engine, customers=customers, clock=clock, book=promotion_book(engine)
+        ),
         tokens=tokens,
         passwords=passwords,
         signin=SignInService(
@@ -171,7 +188,21 @@ def build_services(
             per_ip_per_hour=settings.join_per_ip_per_hour,
             clock=clock,
         ),
+        promotions=PromotionAdmin(remote=engine.remote, approval=program.promotion_approval),
+        shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
+        catalog=catalog,
+        trials=Trials(catalog=catalog, customers=customers, program=program) if catalog is not None else None,
     )
+
+
+def live_catalog(settings: Settings, pool: Pool, program: Program, holder: CatalogHolder | None) -> LiveCatalog:
+    """The stored promotions, reloaded on every change (over LISTEN, or a poll while it is away) and
+    swapped whole into ``holder``; until a stored promotion goes live, the two starter promotions run."""
+    catalog = LiveCatalog(pool, lambda: connect(settings, application="kartka-api-promotions", background=False))
+    if holder is not None:
+        starters = default_catalog(program)
+        catalog.on_swap(lambda snapshot: holder.swap(snapshot.catalog(program.zone) if snapshot.stored else starters))
+    return catalog
 
 
 @contextlib.asynccontextmanager
@@ -191,10 +222,13 @@ async def open_services(
         raise RuntimeError("DATABASE_URL is not set; `kartka serve` starts an embedded PostgreSQL for you")
     logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
     program = load_program(settings.program_file)
-    pricing = engine(program) if engine else build_engine(settings, program)
+    holder = CatalogHolder(default_catalog(program))
+    state = StoredCustomerState()
+    pricing = engine(program) if engine else build_engine(settings, program, catalog=holder, state=state)
     google_objects = None
     try:
         pool = await create_pool(settings, application=application, background=background)
+        state.pool = pool
         try:
             wallet = load_wallet_setup(settings, program)
             if google:
@@ -207,6 +241,7 @@ async def open_services(
                 engine=pricing,
                 wallet=wallet,
                 google_objects=google_objects,
+                holder=holder,
             )
         finally:
             if google_objects is not None:

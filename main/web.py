@@ -32,7 +32,8 @@ def create_app(
 @contextlib.asynccontextmanager
 async def _api_services(settings: Settings, clock: Clock, engine: EngineFactory | None) -> AsyncIterator[Services]:
     """The services, plus what only the API needs: migrations on start (where configured), key
-    revocations heard over LISTEN, and the password hasher warmed up before the first sign-in."""
+    revocations and promotion changes heard over LISTEN, and the password hasher warmed up before the
+    first sign-in."""
     # Opened here, in the server's event loop, which the pool's and the HTTP clients' connections belong to.
     async with open_services(settings, clock=clock, engine=engine) as services:
         if settings.migrate_on_start:
@@ -49,7 +50,13 @@ async def _api_services(settings: Settings, clock: Clock, engine: EngineFactory 
         )
         await listener.start()
         try:
-            await services.passwords.warm_up()
-            yield services
+            if services.catalog is not None:  # promotions: their own LISTEN, the catalog read before serving
+                await services.catalog.start()
+            try:
+                await services.passwords.warm_up()
+                yield services
+            finally:
+                if services.catalog is not None:
+                    await services.catalog.close()
         finally:
             await listener.close()

@@ -20,6 +20,14 @@ def _date(moment: datetime, zone: ZoneInfo, language: str) -> str:
     return f"{local.day} {_MONTHS_EN[local.month - 1]} {local.year} {local:%H:%M}"
 
 
+def promotion_lines(language: str, promotions: list[tuple[str, int]], currency: str) -> list[str]:
+    """One line per promotion applied: its title and what it took off (or that it gave points)."""
+    a = functools.partial(format_amount, language=language)
+    if language == "ru":
+        return [f"Акция «{t}»: −{a(d)} {currency}" if d else f"Акция «{t}»" for t, d in promotions]
+    return [f"Promotion «{t}»: -{a(d)} {currency}" if d else f"Promotion «{t}»" for t, d in promotions]
+
+
 def quote_lines(language: str, *, discount: int, redeem: int, max_redeem: int, accrue: int, currency: str) -> list[str]:
     """Before payment: what the cart gets."""
     a = functools.partial(format_amount, language=language)
