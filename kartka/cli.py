@@ -285,7 +285,7 @@ def dev_certs(directory: Path | None, force: bool) -> None:
     like Apple's, an APNs auth key and a Google service-account key. Development runs make them on
     their own; this command shows where they are and how to point settings at them.
     """
-    from wallet.passes.certs import generate_dev_certs  # noqa: PLC0415
+    from wallet.passes.devcerts import generate_dev_certs  # noqa: PLC0415
 
     settings = _settings()
     try:
