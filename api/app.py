@@ -34,6 +34,7 @@ from api.auth import (
 )
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
+from api.controllers.google_wallet import GoogleWalletWebhookController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
@@ -337,6 +338,7 @@ def create_app(
             AdminCampaignController,
             AdminStoreController,
             WebhookController,
+            GoogleWalletWebhookController,
             UnsubscribeController,
             PassKitController,
             CardPageController,
