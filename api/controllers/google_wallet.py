@@ -18,7 +18,7 @@ from api.errors import problems
 from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import NotFound
-from wallet.passes.callbacks import GoogleRootKeys, record_event, verify_callback
+from wallet.passes.callbacks import GoogleRootKeys, read_envelope, record_event, verify_callback
 
 GOOGLE_WALLET_WEBHOOK = "/v1/webhooks/google-wallet"
 
@@ -59,7 +59,8 @@ class GoogleWalletWebhookController(Controller):
             raise NotFound("Google Wallet is not configured for this program")
         issuer = google.config.issuer_id
         now = services.clock.now()
+        envelope = read_envelope(await request.body())  # a stranger's garbage never costs a fetch of the keys
         roots = await _root_keys(request.app.state, services.settings.google_root_keys_url).keys(now)
-        message = verify_callback(await request.body(), roots=roots, issuer_id=issuer, now=now)
+        message = verify_callback(envelope, roots=roots, issuer_id=issuer, now=now)
         recorded = await record_event(tx, message, issuer, now)
         return CallbackRecorded(event=message.event_type, object_id=message.object_id, recorded=recorded)

@@ -8,7 +8,7 @@ import uuid
 
 import jwt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kartka.clock import FakeClock
@@ -27,6 +27,7 @@ def _rfc5869(secret: bytes, info: bytes) -> bytes:
     return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
 
 
+@settings(max_examples=50)
 @given(st.text(min_size=1, max_size=64), st.sampled_from(["jwt", "otp", "qr", "rate", "opt-out", "join-form"]))
 def test_the_key_is_hkdf_of_the_secret_with_the_purpose_as_info(secret: str, purpose: str) -> None:
     key = derive_key(secret, purpose)

@@ -74,7 +74,9 @@ class _Intermediate(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     signatures: list[str]
 
 
-class _Envelope(msgspec.Struct, frozen=True):
+class Envelope(msgspec.Struct, frozen=True):
+    """A callback as it arrives, before anything in it is trusted."""
+
     protocolVersion: str  # noqa: N815
     signature: str
     intermediateSigningKey: _Intermediate  # noqa: N815
@@ -144,14 +146,23 @@ def _verifies(key: ec.EllipticCurvePublicKey, signature_b64: str, data: bytes) -
     return True
 
 
-def verify_callback(body: bytes, *, roots: Sequence[RootKey], issuer_id: str, now: datetime) -> CallbackMessage:
-    """The message of a callback Google signed for ``issuer_id``; :class:`CallbackRejected` otherwise."""
+def read_envelope(body: bytes) -> Envelope:
+    """The parts of a signed callback (nothing verified yet); :class:`CallbackRejected` for anything else,
+    before Google's keys are needed."""
     try:
-        envelope = msgspec.json.decode(body, type=_Envelope)
+        envelope = msgspec.json.decode(body, type=Envelope)
     except (msgspec.ValidationError, msgspec.DecodeError):
         raise CallbackRejected("the body is not a signed Google Wallet callback") from None
     if envelope.protocolVersion != PROTOCOL:
         raise CallbackRejected(f"protocolVersion must be {PROTOCOL}, not {envelope.protocolVersion!r}")
+    return envelope
+
+
+def verify_callback(
+    body: bytes | Envelope, *, roots: Sequence[RootKey], issuer_id: str, now: datetime
+) -> CallbackMessage:
+    """The message of a callback Google signed for ``issuer_id``; :class:`CallbackRejected` otherwise."""
+    envelope = body if isinstance(body, Envelope) else read_envelope(body)
 
     intermediate = envelope.intermediateSigningKey
     signed_key = _length_value(SENDER_ID, PROTOCOL, intermediate.signedKey)
