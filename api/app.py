@@ -36,6 +36,7 @@ from api.console.session import ConsoleSessions
 from api.console.setup import console_assets, template_config
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
 from api.controllers.card_page import CardPageController, PassAssetsController
+from api.controllers.google_wallet import GoogleWalletWebhookController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
@@ -208,6 +209,7 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             AdminCampaignController,
             AdminStoreController,
             WebhookController,
+            GoogleWalletWebhookController,
             UnsubscribeController,
             PassKitController,
             CardPageController,

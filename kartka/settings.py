@@ -162,6 +162,8 @@ ENV: Final[dict[str, str]] = {
     "google_logo_url": "KARTKA_GOOGLE_LOGO_URL",
     # the save link: how long the shopper waits for Google to take the class and object
     "google_save_timeout_seconds": "KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS",
+    # save / delete callbacks: where Google's root signing keys are published (tests serve their own)
+    "google_root_keys_url": "KARTKA_GOOGLE_ROOT_KEYS_URL",
     # when PostgreSQL restarts or freezes: bounded waits, a supervised worker, a heartbeat /ready reads
     "db_connect_timeout_seconds": "KARTKA_DB_CONNECT_TIMEOUT_SECONDS",
     "db_acquire_timeout_seconds": "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS",
@@ -307,6 +309,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     google_logo_url: str | None = None
     # The save link's inserts, all of them; past it the shopper gets a 503 with Retry-After.
     google_save_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 3.0
+    # The root keys that sign Google Wallet's save / delete callbacks (wallet.passes.callbacks).
+    google_root_keys_url: str = "https://pay.google.com/gp/m/issuer/keys"
     # A frozen or restarting database costs a request seconds, never minutes (see README "Configuration").
     db_connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     db_acquire_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0

@@ -36,7 +36,7 @@ from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staf
 from kartka.supervisor import Supervisor
 from main.schema import SCHEMA
 from wallet.models import Source
-from wallet.passes.certs import generate_dev_certs
+from wallet.passes.devcerts import generate_dev_certs
 from wallet.program import ProgramError, encode_program, load_program
 
 if TYPE_CHECKING:

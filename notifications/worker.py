@@ -393,7 +393,7 @@ class Dispatcher:
             if updates.unregistered:
                 await conn.execute("DELETE FROM devices WHERE token = ANY($1::text[])", updates.unregistered)
             if updates.dead_pass_tokens:
-                await forget_push_tokens(conn, updates.dead_pass_tokens)
+                await forget_push_tokens(conn, updates.dead_pass_tokens, self.clock.now())
 
     # -- upkeep ---------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Customers and their cards: registration on every path, no-name cards, identification at the till.
+"""Customers and their cards: registration on every path, no-name cards and merging them into a phone's
+card, identification at the till, blocking and replacing a card.
 
 Registration is idempotent by phone: ``INSERT ... ON CONFLICT (phone) DO NOTHING`` lets PostgreSQL
 settle races (a second transaction waits for the first and then sees its row), so twenty tills
@@ -107,7 +108,8 @@ _CURRENT_CARD = """
 
 
 class CustomerService:
-    """Registration and identification. Methods take the caller's connection (and transaction)."""
+    """Registration, identification, attaching (merging) no-name cards, blocking and replacing cards.
+    Methods take the caller's connection (and transaction)."""
 
     def __init__(
         self,
@@ -311,11 +313,12 @@ class CustomerService:
             return Attachment(customer=customer, card=card, created=False, outcome=Outcome.MERGED)
         await conn.execute(
             """
-            UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = now()
+            UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = $3
              WHERE number = $1
             """,
             number,
             kept.number,
+            now,
         )
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
         return _merged(customer, kept, number)

@@ -28,7 +28,7 @@ from notifications.providers.google_wallet import GoogleWalletProvider
 from notifications.providers.infobip import InfobipProvider
 from notifications.providers.twilio import load_twilio
 from notifications.worker import Lane
-from wallet.passes.certs import is_development_service_account
+from wallet.passes.identity import is_development_service_account
 from wallet.passes.service import Passes
 from wallet.pricing import NoticeTaker
 

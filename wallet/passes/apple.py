@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from wallet.models import BalanceView, TierView
-from wallet.passes.certs import PassIdentity
+from wallet.passes.identity import PassIdentity
 from wallet.texts import format_percent, format_points, ru_plural
 
 DEFAULT_ASSETS: Final = Path(__file__).with_name("assets")
