@@ -33,22 +33,20 @@ from api.auth import (
     TWILIO_SCHEME,
 )
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
+from api.controllers.campaigns import AdminCampaignController
 from api.controllers.card_page import CardPageController, PassAssetsController
+from api.controllers.dev_inbox import DevInboxController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
-from api.controllers.notifications import (
-    AdminCampaignController,
-    AdminStoreController,
-    DevInboxController,
-    UnsubscribeController,
-    WebhookController,
-)
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
 from api.controllers.signin import SignInController, StaffLoginController
+from api.controllers.stores import AdminStoreController
+from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
+from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
 from api.request import CLIENT_ADDRESSES, RedactSecrets
