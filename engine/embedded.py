@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wallet.money import allocate, format_amount, share_floor, share_round
+from kartka.texts import format_points, text
+from wallet.money import allocate, share_floor, share_round
 from wallet.pricing import (
     EngineInfo,
     LinePricing,
@@ -118,28 +119,19 @@ class EmbeddedEngine:
         missing = nxt.threshold - (request.spend_365d + to_pay)
         if not 0 < missing <= within:
             return None
-        amount = format_amount(missing, request.language)
-        if request.language == "ru":
-            text = f"Ещё {amount} {request.currency} — и со следующей покупки у вас уровень {nxt.name}"
-        else:
-            text = f"Add {amount} {request.currency} more to reach {nxt.name} from your next purchase"
-        return Message(code=f"tier-nudge:{nxt.code}", text=text)
+        message = text(
+            request.language,
+            "engine.tier_nudge",
+            amount=format_points(missing, request.language),
+            currency=request.currency,
+            tier=nxt.name,
+        )
+        return Message(code=f"tier-nudge:{nxt.code}", text=message)
 
     async def close(self) -> None:
         return None
 
 
 def _message(promotion_id: str, language: str, title: str, kind: str) -> Message:
-    if kind == "n_for_m":
-        text = (
-            f"Добавьте ещё один товар по акции «{title}» — он будет бесплатным"
-            if language == "ru"
-            else f"Add one more item from «{title}» and it is free"
-        )
-    else:
-        text = (
-            f"Ещё один товар — и сработает акция «{title}»"
-            if language == "ru"
-            else f"One more item and «{title}» applies"
-        )
-    return Message(code=f"promotion:{promotion_id}", text=text)
+    """``kind`` is ``n_for_m`` or ``bundle``: the catalog's ``engine.<kind>``."""
+    return Message(code=f"promotion:{promotion_id}", text=text(language, f"engine.{kind}", title=title))

@@ -58,13 +58,3 @@ def add_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + index // 12, index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
-
-
-def format_amount(minor: int, language: str) -> str:
-    """``1250`` -> ``12,50`` (ru) or ``12.50`` (en); thousands grouped as people write them."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    if language == "ru":
-        grouped = f"{whole:,}".replace(",", "\u00a0")
-        return f"{sign}{grouped},{cents:02d}"
-    return f"{sign}{whole:,}.{cents:02d}"

@@ -19,6 +19,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from kartka import texts
 from kartka.bounds import Instant, check_instant
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
@@ -359,7 +360,8 @@ class OrderService:
         available = lots_available - account.debt
         if data.redeem_points > max(available, 0):
             raise ledger.InsufficientPoints(
-                f"cannot redeem {data.redeem_points / 100:.2f} points: {max(available, 0) / 100:.2f} available",
+                f"cannot redeem {texts.points(data.redeem_points, 'en')}: "
+                f"{texts.format_points(max(available, 0), 'en')} available",
                 field="redeem_points",
                 available=max(available, 0),
             )
@@ -378,8 +380,9 @@ class OrderService:
         quote = await self._quote(request)
         if quote.redeem_points < data.redeem_points:
             raise ledger.InsufficientPoints(
-                f"this cart may be paid with at most {quote.max_redeem_points / 100:.2f} points "
-                f"({self.program.redeem_cap_bp / 100:.0f}% of the eligible total, and no more than available)",
+                f"this cart may be paid with at most {texts.points(quote.max_redeem_points, 'en')} "
+                f"({texts.format_percent(self.program.redeem_cap_bp, 'en')}% of the eligible total, "
+                "and no more than available)",
                 field="redeem_points",
                 max_redeem_points=quote.max_redeem_points,
             )

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.embedded import EmbeddedEngine
-from wallet.money import add_months, allocate, format_amount, prorate, share_floor
+from kartka.texts import format_points
+from wallet.money import add_months, allocate, prorate, share_floor
 from wallet.pricing import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
 from wallet.program import DEFAULT_PROGRAM, Program
 
@@ -170,7 +171,8 @@ def test_calendar_months_clamp_and_follow_the_program_time_zone() -> None:
 
 
 def test_amounts_are_formatted_for_people() -> None:
-    assert format_amount(1250, "ru") == "12,50"
-    assert format_amount(123456789, "ru") == "1\u00a0234\u00a0567,89"
-    assert format_amount(1250, "en") == "12.50"
-    assert format_amount(-5, "en") == "-0.05"
+    """Money and points share one format (kartka.texts): two decimals unless the amount is whole."""
+    assert format_points(1250, "ru") == "12,50"
+    assert format_points(123456789, "ru") == "1\u00a0234\u00a0567,89"
+    assert format_points(1250, "en") == "12.50"
+    assert format_points(-5, "en") == "-0.05"
