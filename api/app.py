@@ -49,6 +49,7 @@ from api.controllers.web import FormGuard, JoinController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
+from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
 from engine.setup import build_engine
@@ -343,6 +344,7 @@ def create_app(
             JoinController,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=template_config(),
         state=State(
             {
                 CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),

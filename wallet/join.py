@@ -34,6 +34,11 @@ class JoinService:
         self.per_ip_per_hour = per_ip_per_hour
         self.clock = clock
 
+    async def knows_store(self, code: str) -> bool:
+        """Whether ``code`` names one of the program's stores: a poster for any other gets no form."""
+        known: bool = await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM stores WHERE code = $1)", code)
+        return known
+
     async def join(
         self, phone: str, *, name: str | None, store: str | None, language: str, client: str
     ) -> Registration:

@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import html
-from string import Template
-from typing import Any, Final
+from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
 
-from api.request import preferred_language
+from api.pages import page_language, render
 from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from notifications.preferences import set_marketing
 
-_UNSUBSCRIBE: Final = Template("""<!doctype html>
-<html lang="$lang"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex"><title>$title</title>
-<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}
-button{font-size:1.1rem;padding:.7rem 1.2rem;border-radius:.5rem;border:0;background:#1b5e20;color:#fff}</style>
-</head><body><h1>$title</h1>$body</body></html>""")
 
-_UNSUBSCRIBE_TEXT: Final = {
-    "ru": {
-        "title": "Рассылка Kartka",
-        "ask": "Больше не присылать вам акции и предложения? Сообщения о баллах и покупках будут приходить.",
-        "button": "Отписаться",
-        "done": "Готово: рекламных сообщений больше не будет. Вернуть подписку можно в приложении.",
-    },
-    "en": {
-        "title": "Kartka offers",
-        "ask": "Stop sending you offers? Messages about your points and purchases still come.",
-        "button": "Unsubscribe",
-        "done": "Done: no more offers. You can subscribe again in the app.",
-    },
-}
-
-
-def _unsubscribe_page(lang: str, body: str, status: int = 200) -> Response[str]:
-    text = _UNSUBSCRIBE_TEXT[lang]
-    content = _UNSUBSCRIBE.substitute(lang=lang, title=html.escape(text["title"]), body=body)
-    return Response(
-        content, status_code=status, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"}
-    )
+def _page(request: Request[Any, Any, State], kind: str, lang: str | None, status: int = 200) -> Template:
+    """``ask``, ``done`` or ``invalid``, in the page's language (the ``lang`` query, the switch's cookie,
+    Accept-Language, else the program's)."""
+    services = services_of(request.app.state)
+    language = page_language(request, lang, services.program.language)
+    brand = services.settings.pass_organization
+    return render("unsubscribe.html", language, {"kind": kind, "brand": brand}, status=status, forms=True)
 
 
 class UnsubscribeController(Controller):
@@ -56,28 +34,32 @@ class UnsubscribeController(Controller):
     include_in_schema = False
 
     @get("/{token:str}", media_type="text/html")
-    async def ask(self, token: FromPath[str], request: Request[Any, Any, State]) -> Response[str]:
-        services = services_of(request.app.state)
-        lang = preferred_language(request) or "ru"
+    async def ask(
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, State],
+        lang: Annotated[str | None, QueryParameter(required=False, max_length=5)] = None,
+    ) -> Template:
         try:
-            services.opt_out.customer(token)
-        except InvalidInput as exc:
-            return _unsubscribe_page(lang, f"<p>{html.escape(exc.message)}</p>", 404)
-        text = _UNSUBSCRIBE_TEXT[lang]
-        form = f'<p>{html.escape(text["ask"])}</p><form method="post"><button>{text["button"]}</button></form>'
-        return _unsubscribe_page(lang, form)
+            services_of(request.app.state).opt_out.customer(token)
+        except InvalidInput:
+            return _page(request, "invalid", lang, 404)
+        return _page(request, "ask", lang)
 
     @post("/{token:str}", media_type="text/html", status_code=200, dependencies={"tx": Provide(provide_tx)})
     async def confirm(
-        self, token: FromPath[str], request: Request[Any, Any, State], tx: NamedDependency[Connection]
-    ) -> Response[str]:
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, State],
+        tx: NamedDependency[Connection],
+        lang: Annotated[str | None, QueryParameter(required=False, max_length=5)] = None,
+    ) -> Template:
         services = services_of(request.app.state)
-        lang = preferred_language(request) or "ru"
         try:
             customer_id = services.opt_out.customer(token)
-        except InvalidInput as exc:
-            return _unsubscribe_page(lang, f"<p>{html.escape(exc.message)}</p>", 404)
+        except InvalidInput:
+            return _page(request, "invalid", lang, 404)
         if await tx.fetchval("SELECT 1 FROM customers WHERE id = $1", customer_id) is None:
-            return _unsubscribe_page(lang, "<p>?</p>", 404)
+            return _page(request, "invalid", lang, 404)  # a closed account's link
         await set_marketing(tx, customer_id, False, services.program, services.clock.now())
-        return _unsubscribe_page(lang, f"<p>{html.escape(_UNSUBSCRIBE_TEXT[lang]['done'])}</p>")
+        return _page(request, "done", lang)
