@@ -103,6 +103,10 @@ class FormGuard:
         return hmac.compare_digest(mac, self._mac(nonce, issued))
 
 
+#: The form's fields whose errors the page explains in the shopper's language (the domain's are English).
+_ERRORS: Final = {"phone": "bad_phone", "name": "bad_name"}
+
+
 def _guard(request: Request[Any, Any, Any]) -> FormGuard:
     guard: FormGuard = request.app.state.join_forms
     return guard
@@ -195,6 +199,7 @@ class JoinController(Controller):
         except RateLimited as exc:
             return _limited(lang, store, exc)
         except DomainError as exc:
-            error = text(lang, "page.join.bad_phone") if isinstance(exc, InvalidPhone) else exc.message
+            kind = "bad_phone" if isinstance(exc, InvalidPhone) else _ERRORS.get(exc.field or "", "bad_input")
+            error = text(lang, "page.join." + kind)
             return _form_page(request, lang, store, 422, error=error, phone=data.phone, name=data.name)
         return _page(lang, store, "done", phone=result.customer.phone or "")

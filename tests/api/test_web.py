@@ -279,3 +279,14 @@ async def test_what_the_shopper_typed_is_escaped_by_the_template(client: Client)
     assert page.status_code == 422
     assert "<script>" not in page.text
     assert "&#34;&gt;&lt;script&gt;" in page.text
+
+
+async def test_a_form_error_speaks_the_pages_language(client: Client, conn: Connection) -> None:
+    """The domain's own message ("a name has at most 200 characters") is English; the page explains."""
+    long_name = await join(client, "+375295554433", name="Я" * 201)
+    assert long_name.status_code == 422
+    assert "Проверьте имя" in long_name.text
+    assert "at most" not in long_name.text
+    english = await join(client, "+375295554433", name="x" * 201, lang="en")
+    assert "Please check the name" in english.text
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 0
