@@ -18,8 +18,8 @@ from notifications.preferences import set_marketing
 
 
 def _page(request: Request[Any, Any, State], kind: str, lang: str | None, status: int = 200) -> Template:
-    """``ask``, ``done`` or ``invalid``, in the page's language (the ``lang`` query, the switch's cookie,
-    Accept-Language, else the program's)."""
+    """``ask``, ``done`` or ``invalid``, in the page's language (the ``lang`` query, Accept-Language,
+    else the program's); the form posts back to the same address, ``lang`` included."""
     services = services_of(request.app.state)
     language = page_language(request, lang, services.program.language)
     brand = services.settings.pass_organization
