@@ -1,4 +1,5 @@
-"""Stores (admin): their time zone sets marketing quiet hours, their location brings passes up nearby."""
+"""Stores (admin): their time zone sets marketing quiet hours, their location brings passes up nearby.
+The wallet owns the table (``wallet.stores``); this parses the request and answers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from kartka.db import Connection
 from kartka.errors import InvalidInput
 from kartka.keys import CODE_PATTERN
 from kartka.staff import Permission
+from wallet import stores
 
 
 class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,16 +73,6 @@ class AdminStoreController(Controller):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown time zone {data.timezone!r} (use an IANA name)", field="timezone") from exc
         location = data.location
-        await tx.execute(
-            """
-            INSERT INTO stores (code, name, timezone, latitude, longitude) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone,
-                   latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, updated_at = now()
-            """,
-            code,
-            data.name,
-            data.timezone,
-            location.latitude if location else None,
-            location.longitude if location else None,
-        )
+        where = stores.Location(location.latitude, location.longitude) if location else None
+        await stores.put_store(tx, stores.Store(code=code, name=data.name, timezone=data.timezone, location=where))
         return Store(code=code, name=data.name, timezone=data.timezone, location=location)
