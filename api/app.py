@@ -33,20 +33,15 @@ from api.auth import (
 )
 from api.console.pages import CONSOLE_CONTROLLERS
 from api.console.session import ConsoleSessions
-from api.console.setup import console_assets, template_config
+from api.console.setup import console_assets
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
+from api.controllers.campaigns import AdminCampaignController
 from api.controllers.card_page import CardPageController, PassAssetsController
+from api.controllers.dev_inbox import DevInboxController
 from api.controllers.google_wallet import GoogleWalletWebhookController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
-from api.controllers.notifications import (
-    AdminCampaignController,
-    AdminStoreController,
-    DevInboxController,
-    UnsubscribeController,
-    WebhookController,
-)
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
@@ -57,9 +52,13 @@ from api.controllers.promotions import (
     MeOffersController,
 )
 from api.controllers.signin import SignInController, StaffLoginController
+from api.controllers.stores import AdminStoreController
+from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
+from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
+from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
 from kartka import logs
@@ -219,8 +218,8 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             console_assets(),
             *CONSOLE_CONTROLLERS,
         ],
-        template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=template_config(),
         state=State(
             {
                 CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from engine.promotions.evaluate import Active, Catalog, Facts, Outcome, Used, evaluate
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder, CustomerState
-from wallet.money import format_amount
+from kartka.texts import format_points, text
 from wallet.pricing import (
     BonusPoints,
     EngineInfo,
@@ -149,12 +149,14 @@ class EmbeddedEngine:
         missing = nxt.threshold - (request.spend_365d + to_pay)
         if not 0 < missing <= within:
             return None
-        amount = format_amount(missing, request.language)
-        if request.language == "ru":
-            text = f"Ещё {amount} {request.currency} — и со следующей покупки у вас уровень {nxt.name}"
-        else:
-            text = f"Add {amount} {request.currency} more to reach {nxt.name} from your next purchase"
-        return Message(code=f"tier-nudge:{nxt.code}", text=text)
+        message = text(
+            request.language,
+            "engine.tier_nudge",
+            amount=format_points(missing, request.language),
+            currency=request.currency,
+            tier=nxt.name,
+        )
+        return Message(code=f"tier-nudge:{nxt.code}", text=message)
 
     async def close(self) -> None:
         return None

@@ -304,4 +304,5 @@ def worker_config(settings: Settings) -> WorkerConfig:
         backoff_seconds=settings.outbox_backoff_seconds,
         backoff_max_seconds=settings.outbox_backoff_max_seconds,
         viber_fallback_seconds=settings.viber_fallback_seconds,
+        brand=settings.pass_organization,
     )

@@ -61,16 +61,6 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def format_amount(minor: int, language: str) -> str:
-    """``1250`` -> ``12,50`` (ru) or ``12.50`` (en); thousands grouped as people write them."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    if language == "ru":
-        grouped = f"{whole:,}".replace(",", "\u00a0")
-        return f"{sign}{grouped},{cents:02d}"
-    return f"{sign}{whole:,}.{cents:02d}"
-
-
 _POINTS_TEXT = re.compile(r"^(?P<whole>[0-9]{1,11})(?:[.,](?P<frac>[0-9]{1,2}))?$")
 
 

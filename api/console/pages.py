@@ -38,6 +38,7 @@ from kartka.staff import (
     list_staff,
     unlock_staff,
 )
+from kartka.texts import format_points
 from kartka.tokens import Audience, Claims, SubjectKind, end_session
 from notifications.history import messages_for
 from wallet import ledger, support
@@ -45,7 +46,7 @@ from wallet.customers import Origin
 from wallet.errors import CustomerNotFound
 from wallet.grants import GrantInput, grant
 from wallet.models import Source
-from wallet.money import format_amount, parse_points
+from wallet.money import parse_points
 from wallet.stores import Location, StoreInput, list_stores, put_store
 
 STAFF: Final = "kartka.console.staff"
@@ -189,10 +190,10 @@ def render(
         return local.strftime("%d.%m.%Y" if date_only else "%d.%m.%Y %H:%M")
 
     def amount(minor: int) -> str:
-        return format_amount(minor, lang)
+        return format_points(minor, lang)
 
     def money(minor: int) -> str:
-        return f"{format_amount(minor, lang)}\u00a0{program.currency}"
+        return f"{format_points(minor, lang)}\u00a0{program.currency}"
 
     def here(**params: str) -> str:
         """This page's address with ``params`` changed (the language switch keeps the search)."""
@@ -501,7 +502,7 @@ class ConsoleCustomerController(Controller):
                 actor=f"staff:{session.staff}",
             )
             return text(
-                lang, "grant.done", points=format_amount(done.points, lang), when=_date(done.expires_at, services)
+                lang, "grant.done", points=format_points(done.points, lang), when=_date(done.expires_at, services)
             )
 
         form = {"points": data.points, "expires_in_days": data.expires_in_days, "reason": data.reason}

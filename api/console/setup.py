@@ -10,17 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
 
 TEMPLATES: Final = Path(__file__).resolve().parent.parent / "templates"
 ASSETS: Final = Path(__file__).resolve().parent.parent / "assets" / "console"
-
-
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine)
 
 
 def console_assets() -> Router:

@@ -44,7 +44,8 @@ from engine.promotions.model import (
     Selector,
     text_in,
 )
-from wallet.money import BP, allocate, format_amount, share_floor, share_round
+from kartka.texts import format_points
+from wallet.money import BP, allocate, share_floor, share_round
 from wallet.pricing import AppliedPromotion, CartLine
 
 Reason = str
@@ -728,7 +729,7 @@ def _condition_near_miss(active: Active, lines: Sequence[CartLine], facts: Facts
     if subtotal < condition.min_subtotal:
         if subtotal * 2 < condition.min_subtotal:
             return None  # not near: a shopper told to double the cart hears noise, not an offer
-        amount = format_amount(condition.min_subtotal - subtotal, facts.language)
+        amount = format_points(condition.min_subtotal - subtotal, facts.language)
         return _near_text(
             active,
             facts,

@@ -15,7 +15,8 @@ from engine.promotions.evaluate import Active, Catalog, Used
 from engine.promotions.legacy import DEFAULT_PROMOTIONS
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import parse_promotion
-from wallet.money import add_months, allocate, format_amount, prorate, share_floor
+from kartka.texts import format_points
+from wallet.money import add_months, allocate, prorate, share_floor
 from wallet.pricing import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
 from wallet.program import DEFAULT_PROGRAM, Program
 
@@ -181,10 +182,10 @@ def test_calendar_months_clamp_and_follow_the_program_time_zone() -> None:
 
 
 def test_amounts_are_formatted_for_people() -> None:
-    assert format_amount(1250, "ru") == "12,50"
-    assert format_amount(123456789, "ru") == "1\u00a0234\u00a0567,89"
-    assert format_amount(1250, "en") == "12.50"
-    assert format_amount(-5, "en") == "-0.05"
+    assert format_points(1250, "ru") == "12,50"
+    assert format_points(123456789, "ru") == "1\u00a0234\u00a0567,89"
+    assert format_points(1250, "en") == "12.50"
+    assert format_points(-5, "en") == "-0.05"
 
 
 def test_answers_name_every_promotion_on_each_line_and_book_quick_points_apart() -> None:

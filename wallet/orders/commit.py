@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from kartka import texts
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from kartka.sql import Named
@@ -89,7 +90,8 @@ async def commit(
     available = lots_available - account.debt
     if data.redeem_points > max(available, 0):
         raise ledger.InsufficientPoints(
-            f"cannot redeem {data.redeem_points / 100:.2f} points: {max(available, 0) / 100:.2f} available",
+            f"cannot redeem {texts.points(data.redeem_points, 'en')}: "
+            f"{texts.format_points(max(available, 0), 'en')} available",
             field="redeem_points",
             available=max(available, 0),
         )
@@ -115,8 +117,8 @@ async def commit(
     quote = await orders.quote(request, pricing)
     if quote.redeem_points < data.redeem_points:
         raise ledger.InsufficientPoints(
-            f"this cart may be paid with at most {quote.max_redeem_points / 100:.2f} points "
-            f"({program.redeem_cap_bp / 100:.0f}% of the eligible total, and no more than available)",
+            f"this cart may be paid with at most {texts.points(quote.max_redeem_points, 'en')} "
+            f"({texts.format_percent(program.redeem_cap_bp, 'en')}% of the eligible total, and no more than available)",
             field="redeem_points",
             max_redeem_points=quote.max_redeem_points,
         )
