@@ -44,7 +44,7 @@ from engine.promotions.model import (
     Selector,
     text_in,
 )
-from kartka.texts import format_points
+from kartka.texts import format_points, text
 from wallet.money import BP, allocate, share_floor, share_round
 from wallet.pricing import AppliedPromotion, CartLine
 
@@ -712,11 +712,13 @@ def _run_points_group(
 # -- messages ----------------------------------------------------------------------------------
 
 
-def _near_text(active: Active, facts: Facts, default_ru: str, default_en: str) -> Note:
-    text = text_in(active.promotion.messages.near_miss, facts.language)
-    if text is None:
-        text = default_ru if facts.language == "ru" else default_en
-    return Note(f"promotion:{active.id}", text)
+def _near_text(active: Active, facts: Facts, key: str, **params: str) -> Note:
+    """The promotion's own near-miss text in the shopper's language, else the catalog's ``engine.<key>``."""
+    said = text_in(active.promotion.messages.near_miss, facts.language)
+    if said is None:
+        title = active.promotion.title_in(facts.language)
+        said = text(facts.language, f"engine.{key}", title=title, currency=facts.currency, **params)
+    return Note(f"promotion:{active.id}", said)
 
 
 def _condition_near_miss(active: Active, lines: Sequence[CartLine], facts: Facts) -> Note | None:
@@ -725,48 +727,30 @@ def _condition_near_miss(active: Active, lines: Sequence[CartLine], facts: Facts
     subtotal, qty = _condition_totals(active.promotion, lines)
     if qty == 0:
         return None
-    title = active.promotion.title_in(facts.language)
     if subtotal < condition.min_subtotal:
         if subtotal * 2 < condition.min_subtotal:
             return None  # not near: a shopper told to double the cart hears noise, not an offer
         amount = format_points(condition.min_subtotal - subtotal, facts.language)
-        return _near_text(
-            active,
-            facts,
-            f"Ещё {amount} {facts.currency} — и сработает акция «{title}»",
-            f"Add {amount} {facts.currency} more and «{title}» applies",
-        )
+        return _near_text(active, facts, "amount_short", amount=amount)
     missing = (condition.min_qty or 0) - qty
     if missing == 1:
-        return _near_text(
-            active, facts, f"Ещё один товар — и сработает акция «{title}»", f"One more item and «{title}» applies"
-        )
+        return _near_text(active, facts, "one_more")
     return None
 
 
 def _benefit_near_miss(active: Active, cart: _Cart, facts: Facts) -> Note | None:
     """One unit short of (another) set or bundle."""
     benefit = active.promotion.benefit
-    title = active.promotion.title_in(facts.language)
     if isinstance(benefit, NForM | NthPercent):
         if len(cart.units(benefit.lines)) % benefit.n != benefit.n - 1:
             return None
         if isinstance(benefit, NForM):
-            return _near_text(
-                active,
-                facts,
-                f"Добавьте ещё один товар по акции «{title}» — он будет бесплатным",
-                f"Add one more item from «{title}» and it is free",
-            )
-        return _near_text(
-            active, facts, f"Ещё один товар — и сработает акция «{title}»", f"One more item and «{title}» applies"
-        )
+            return _near_text(active, facts, "n_for_m")
+        return _near_text(active, facts, "one_more")
     if isinstance(benefit, Bundle):
         targets = cart.units(benefit.target)
         target_set = set(targets)
         triggers = [u for u in cart.units(benefit.trigger) if u not in target_set]
         if len(targets) != len(triggers):
-            return _near_text(
-                active, facts, f"Ещё один товар — и сработает акция «{title}»", f"One more item and «{title}» applies"
-            )
+            return _near_text(active, facts, "one_more")
     return None

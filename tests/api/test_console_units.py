@@ -14,7 +14,8 @@ from api.console.session import ConsoleSessions, StaffSession
 from api.console.texts import TEXTS
 from kartka.settings import Environment, Secret, load_settings
 from kartka.staff import Role
-from wallet.money import format_amount, parse_points
+from kartka.texts import format_points
+from wallet.money import parse_points
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,7 @@ def test_anything_else_is_refused_not_guessed(typed: str) -> None:
 
 @given(st.integers(min_value=0, max_value=10**12), st.sampled_from(["ru", "en"]))
 def test_what_the_console_shows_reads_back_as_the_same_points(points: int, lang: str) -> None:
-    shown = format_amount(points, lang)
+    shown = format_points(points, lang)
     if lang == "en":
         shown = shown.replace(",", "")  # English groups thousands with commas; people type them without
     assert parse_points(shown) == points

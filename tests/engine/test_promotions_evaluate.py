@@ -189,7 +189,7 @@ def test_audience_where_when_condition_and_limits_say_why_not() -> None:
         NotApplied("once", "limit"),
         NotApplied("spent", "limit"),
     }  # tea is not even consulted: nothing in the cart could trigger it
-    assert [m.text for m in outcome.messages] == ["Add 10.00 BYN more and «Big» applies"]
+    assert [m.text for m in outcome.messages] == ["Add 10 BYN more and «Big» applies"]
     facts = Facts(
         at=AT,
         tier="gold",

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.embedded import _message
+from engine.promotions import evaluate as core
+from engine.promotions.model import parse_promotion
 from kartka.texts import LOCALES_DIR, Catalog, CatalogError, catalog, format_points, points, text
 from notifications.templates import render
 from wallet.models import BalanceView, Expiring, TierView
+from wallet.pricing import CartLine
 from wallet.receipts import order_lines, refund_lines
 
 NBSP = "\u00a0"
@@ -90,8 +92,20 @@ def test_a_receipt_writes_points_as_the_sms_does() -> None:
 
 
 def test_engine_messages_come_from_the_catalog() -> None:
-    assert _message("p1", "ru", "Кофе", "bundle").text == "Ещё один товар — и сработает акция «Кофе»"
-    assert _message("p1", "en", "Coffee", "n_for_m").text == "Add one more item from «Coffee» and it is free"
+    """A promotion with no near-miss text of its own speaks the catalog's, in the shopper's language."""
+    tea = parse_promotion(
+        {"id": "tea", "title": {"ru": "Чай", "en": "Tea"}, "benefit": {"type": "n_for_m", "lines": {}, "n": 3, "m": 2}}
+    )
+    promotions = core.Catalog([core.Active(tea, revision=1, seq=0)], None, zone=ZoneInfo("Europe/Minsk"))
+    cart = [CartLine(sku="t", qty=2, unit_price=300)]
+    said = {}
+    for language in ("ru", "en"):
+        facts = core.Facts(at=datetime(2026, 3, 2, tzinfo=UTC), tier="standart", rate_bp=500, language=language)
+        said[language] = [m.text for m in core.evaluate(cart, facts, promotions).messages]
+    assert said == {
+        "ru": ["Добавьте ещё один товар по акции «Чай» — он будет бесплатным"],
+        "en": ["Add one more item from «Tea» and it is free"],
+    }
 
 
 def test_the_brand_in_texts_is_the_programs_name() -> None:
