@@ -47,10 +47,19 @@ class PromotionBook:
         ]
         if not rows:
             return
-        await conn.executemany(
-            "INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            rows,
+        await conn.execute(
+            """
+            INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
+            SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
+              FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
+                   AS r (line_no, id, revision, discount, points)
+            """,
+            order_pk,
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
+            [r[5] for r in rows],
         )
         totals: dict[str, tuple[int, int, int]] = {}
         for _, _, pid, revision, discount, points in rows:
