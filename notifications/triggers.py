@@ -16,6 +16,7 @@ import msgspec
 
 from kartka.db import Connection, Pool
 from notifications.audience import Audience, Availability, load_audience, route
+from notifications.erasure import forget_customer
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from wallet.cards import card_page_url
@@ -167,6 +168,9 @@ class Notifier:
             params=msgspec.to_builtins(notice),
         )
         await enqueue(conn, [message], now)
+
+    async def account_closed(self, conn: Connection, *, customer_id: UUID, phone: str | None, now: datetime) -> None:
+        await forget_customer(conn, customer_id=customer_id, phone=phone, now=now)
 
     # -- sign-in codes --------------------------------------------------------------------------
 

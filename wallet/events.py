@@ -68,6 +68,12 @@ class WalletEvents(Protocol):
         """The program gave the shopper bonus points (``kind``: ``birthday``); ``ref`` makes it one message."""
         ...
 
+    async def account_closed(self, conn: Connection, *, customer_id: UUID, phone: str | None, now: datetime) -> None:
+        """The shopper closed their account: forget everything that reaches them (``phone`` was theirs
+        until now; messages to it before they had an account are theirs too). Nothing queued for them
+        is to be sent any more."""
+        ...
+
     async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:
         """The remote core engine is to be told of a committed order or refund: after the commit, again
         and again until it acknowledges, once per ``notice.key``."""

@@ -12,10 +12,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from api.state import services_of
 from kartka.db import Connection, Pool
 from kartka.settings import Settings
+from main.web import create_app
 
 Client = AsyncTestClient[Litestar]
 

@@ -33,9 +33,7 @@ def run(
     requested_points: int = 0,
 ) -> Outcome:
     catalog = Catalog(promotions, groups, zone=ZoneInfo("Europe/Minsk"))
-    return evaluate(
-        lines, facts, catalog, used, available_points=available_points, requested_points=requested_points
-    )
+    return evaluate(lines, facts, catalog, used, available_points=available_points, requested_points=requested_points)
 
 
 def discounts(outcome: Outcome) -> list[int]:

@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
-from kartka.migrate import migrate
 from kartka.settings import Settings
+from main.schema import SCHEMA
+from main.web import create_app
 from tests.pgcluster import RUN_AS, Cluster, bindir
 
 DATABASE = "kartka"
@@ -51,7 +51,7 @@ async def cluster_session() -> AsyncIterator[Cluster]:
             await admin.close()
         conn = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
         try:
-            await migrate(conn)
+            await SCHEMA.migrate(conn)
         finally:
             await conn.close()
         yield cluster

@@ -17,8 +17,8 @@ from litestar.testing import AsyncTestClient
 
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
-from kartka.migrate import migrate
 from kartka.resilience import CircuitBreaker
+from main.schema import SCHEMA
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from notifications.preferences import OptOutLinks
@@ -285,7 +285,7 @@ def _basic(secret: str = HOOK_SECRET) -> dict[str, str]:
 
 @pytest.fixture
 def infobip_app(settings: Any, clock: FakeClock) -> Litestar:
-    from api.app import create_app  # noqa: PLC0415
+    from main.web import create_app  # noqa: PLC0415
 
     configured = settings.__class__(
         **{f: getattr(settings, f) for f in settings.__struct_fields__}
@@ -479,7 +479,7 @@ async def test_a_worker_whose_rounds_all_fail_stops_showing_progress(fresh_datab
     instead of looking alive."""
     connection = await asyncpg.connect(fresh_database)
     try:
-        await migrate(connection)
+        await SCHEMA.migrate(connection)
     finally:
         await connection.close()
     pool = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
