@@ -17,7 +17,7 @@ from uuid import UUID
 
 from engine.embedded import EmbeddedEngine, limited
 from engine.promotions.evaluate import Active, Used
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from wallet.money import prorate
 from wallet.pricing import Pricing, PricingRequest, ReturnedPart
 
@@ -140,6 +140,22 @@ class PromotionBook:
                 [sums.get(i, (0, 0))[1] for i in ids],
                 [1 if i in returned_uses else 0 for i in ids],
             )
+
+
+class StoredLimits:
+    """What calculate asks of the book (``CustomerState``): limits as counted so far, read without
+    locks (the commit counts them again under lock and its answer is the truth). Personal offers live
+    with the stored promotions, so here a customer holds none; the promotion store wraps this."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+        return frozenset()
+
+    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
+        async with self.pool.acquire() as conn:
+            return await used_in(conn, customer_id, promotions, at, lock=False)
 
 
 async def used_in(
