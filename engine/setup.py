@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from engine.embedded import EmbeddedEngine
 from engine.http import HttpEngine
-from engine.promotions.book import PromotionBook
+from engine.promotions.book import PromotionBook, StoredLimits
 from engine.promotions.live import CatalogHolder, CustomerState
+from kartka.db import Pool
 from kartka.settings import EngineKind, Settings
 from wallet.pricing import Engine
 from wallet.pricing import PromotionBook as BookPort
@@ -35,7 +36,12 @@ def build_engine(
     return remote_engine(settings, program) or EmbeddedEngine(program, catalog=catalog, state=state)
 
 
-def promotion_book(engine: Engine) -> BookPort | None:
+def promotion_book(engine: Engine, pool: Pool | None = None) -> BookPort | None:
     """The book that counts limits and records promotions on orders, for the embedded engine (a remote
-    engine keeps its own)."""
-    return PromotionBook(engine) if isinstance(engine, EmbeddedEngine) and not engine.degraded else None
+    engine keeps its own). With ``pool``, an embedded engine that has no ``CustomerState`` yet reads
+    limits from the book for calculate, so a till is not shown a promotion already used up."""
+    if not isinstance(engine, EmbeddedEngine) or engine.degraded:
+        return None
+    if pool is not None and engine.state is None:
+        engine.state = StoredLimits(pool)
+    return PromotionBook(engine)

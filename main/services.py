@@ -147,7 +147,7 @@ def build_services(
         customers=customers,
         importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
         orders=OrderService(
-            program=program, engine=engine, customers=customers, clock=clock, book=promotion_book(engine)
+            program=program, engine=engine, customers=customers, clock=clock, book=promotion_book(engine, pool)
         ),
         tokens=tokens,
         passwords=passwords,

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from engine.embedded import EmbeddedEngine, limited
 from engine.promotions.evaluate import Active, Used
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from wallet.money import prorate
 from wallet.pricing import Pricing, PricingRequest, ReturnedPart
 
@@ -47,10 +47,19 @@ class PromotionBook:
         ]
         if not rows:
             return
-        await conn.executemany(
-            "INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            rows,
+        await conn.execute(
+            """
+            INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
+            SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
+              FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
+                   AS r (line_no, id, revision, discount, points)
+            """,
+            order_pk,
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
+            [r[5] for r in rows],
         )
         totals: dict[str, tuple[int, int, int]] = {}
         for _, _, pid, revision, discount, points in rows:
@@ -131,6 +140,22 @@ class PromotionBook:
                 [sums.get(i, (0, 0))[1] for i in ids],
                 [1 if i in returned_uses else 0 for i in ids],
             )
+
+
+class StoredLimits:
+    """What calculate asks of the book (``CustomerState``): limits as counted so far, read without
+    locks (the commit counts them again under lock and its answer is the truth). Personal offers live
+    with the stored promotions, so here a customer holds none; the promotion store wraps this."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+        return frozenset()
+
+    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
+        async with self.pool.acquire() as conn:
+            return await used_in(conn, customer_id, promotions, at, lock=False)
 
 
 async def used_in(

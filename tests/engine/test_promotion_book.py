@@ -14,12 +14,13 @@ from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import parse_promotion
+from engine.setup import promotion_book
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from tests.helpers import NOTIFIER
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
-from wallet.orders import CommitInput, OrderService, RefundInput, ReturnLine
+from wallet.orders import CalculateInput, CommitInput, OrderService, RefundInput, ReturnLine
 from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
 
@@ -118,3 +119,24 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         assert budget is not None
         assert tuple(budget) == (0, 0)
         assert (await buy(orders, conn, number, "o-4"))["discount"] == 999  # the use came back
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_calculate_shows_a_promotion_only_while_it_fits_its_limits(pool: Pool, clock: FakeClock) -> None:
+    orders = service(
+        clock,
+        {
+            "id": "two",
+            "benefit": {"type": "amount_off", "lines": {}, "amount": 100},
+            "limits": {"budget": {"count": 2}},
+        },
+    )
+    assert promotion_book(orders.engine, pool) is not None  # calculate now reads what the book counted
+    async with pool.acquire() as conn:
+        numbers = [await card(orders, conn, n) for n in range(3)]
+        quote = await orders.calculate(conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t")
+        assert quote.discount == 300
+        for n in range(2):
+            assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+        quote = await orders.calculate(conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t")
+        assert quote.discount == 0

@@ -29,10 +29,11 @@ def run(
     groups: dict[str, Group] | None = None,
     facts: Facts = FACTS,
     used: dict[str, Used] | None = None,
-    **kw: int,
+    available_points: int = 0,
+    requested_points: int = 0,
 ) -> Outcome:
     catalog = Catalog(promotions, groups, zone=ZoneInfo("Europe/Minsk"))
-    return evaluate(lines, facts, catalog, used, **kw)
+    return evaluate(lines, facts, catalog, used, available_points=available_points, requested_points=requested_points)
 
 
 def discounts(outcome: Outcome) -> list[int]:

@@ -129,7 +129,7 @@ def check_money(lines: list[CartLine], outcome: Outcome) -> None:
     assert paid >= 0
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(lines_st, catalogs(), st.integers(0, 100_000), st.integers(0, 100_000))
 def test_money_is_conserved_and_never_below_zero(
     lines: list[CartLine], catalog: Catalog, available: int, requested: int
@@ -140,7 +140,7 @@ def test_money_is_conserved_and_never_below_zero(
     assert outcome.accrue == share_floor(earning - outcome.redeem, FACTS.rate_bp)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(lines_st, catalogs(one_group=True))
 def test_a_group_never_exceeds_its_cap(lines: list[CartLine], catalog: Catalog) -> None:
     cap = catalog.group("default").max_discount_bp
@@ -167,7 +167,7 @@ def percent_catalog(mode: Mode, rates: list[int]) -> Catalog:
 rates_st = st.lists(bp_st, min_size=1, max_size=4)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(lines_st, rates_st)
 def test_each_mode_obeys_its_definition(lines: list[CartLine], rates: list[int]) -> None:
     def unit_discounts(mode: Mode) -> list[int]:
@@ -186,7 +186,7 @@ def test_each_mode_obeys_its_definition(lines: list[CartLine], rates: list[int])
         assert unit_discounts("sequential")[i] == line.qty * (price - left)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(lines_st, catalogs(mode="best", one_group=True))
 def test_best_gives_at_least_what_any_one_gives_alone(lines: list[CartLine], catalog: Catalog) -> None:
     together = evaluate(lines, FACTS, catalog).discount
@@ -195,7 +195,7 @@ def test_best_gives_at_least_what_any_one_gives_alone(lines: list[CartLine], cat
         assert together >= alone or catalog.group("default").max_discount_bp is not None
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(lines_st, catalogs(), st.data())
 def test_refund_shares_give_back_exactly_what_was_given(
     lines: list[CartLine], catalog: Catalog, data: st.DataObject
