@@ -712,12 +712,12 @@ def _run_points_group(
 # -- messages ----------------------------------------------------------------------------------
 
 
-def _near_text(active: Active, facts: Facts, key: str, **params: str) -> Note:
+def _near_text(active: Active, facts: Facts, key: str, *, amount: str = "") -> Note:
     """The promotion's own near-miss text in the shopper's language, else the catalog's ``engine.<key>``."""
     said = text_in(active.promotion.messages.near_miss, facts.language)
     if said is None:
         title = active.promotion.title_in(facts.language)
-        said = text(facts.language, f"engine.{key}", title=title, currency=facts.currency, **params)
+        said = text(facts.language, f"engine.{key}", title=title, currency=facts.currency, amount=amount)
     return Note(f"promotion:{active.id}", said)
 
 
