@@ -489,10 +489,10 @@ async def _import(settings: Settings, file: Path | None, fmt: Format, origin: Or
 def worker(parent: int | None) -> None:
     """Send notifications from the outbox, and run the timed jobs (lot expiry, tier downgrades, expiry
     reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit."""
-    from boot.worker import run_worker  # noqa: PLC0415 - lazy
-
     if parent is not None and not die_with_parent(parent):
         return  # kartka serve is gone already
+    from boot.worker import run_worker  # noqa: PLC0415 - lazy, and only once we die with our parent
+
     settings = _database(_settings())
     for name in ("kartka", "wallet", "notifications"):
         logging.getLogger(name).setLevel(settings.log_level)
