@@ -1,7 +1,7 @@
 """The Litestar application: routes, OpenAPI, the error mapping, hooks.
 
-The services it serves come from the composition root: ``main.web.create_app`` builds them in the
-lifespan (``main.services``) and hands them over; handlers reach them through ``api.state.services_of``.
+The services it serves come from the composition root: ``boot.web.create_app`` builds them in the
+lifespan (``boot.services``) and hands them over; handlers reach them through ``api.state.services_of``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ Errors are RFC 9457 `application/problem+json` documents with a `detail` and, fo
 """
 
 
-#: What opens the services for the app's lifetime (``main.web`` passes the composition root's), inside the
+#: What opens the services for the app's lifetime (``boot.web`` passes the composition root's), inside the
 #: server's event loop; the app keeps them in ``app.state.services`` (``api.state.services_of``).
 OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
 
@@ -119,7 +119,7 @@ def _die_with_server() -> None:
 
 def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Litestar:
     """The HTTP app: routes, OpenAPI, error mapping, hooks. ``services`` opens what handlers use; the
-    composition root (``main.web.create_app``) builds them."""
+    composition root (``boot.web.create_app``) builds them."""
     _die_with_server()
     logs.configure(settings.log_level, settings.log_format, background=True)
     access = logging.getLogger("uvicorn.access")

@@ -1,4 +1,4 @@
-"""What handlers may reach of the services the composition root (``main.services``) builds once at
+"""What handlers may reach of the services the composition root (``boot.services``) builds once at
 start-up, and the one dependency handlers take: a database connection.
 
 Handlers reach the services through ``services_of(state)`` rather than one injected dependency each:
@@ -41,7 +41,7 @@ from wallet.signin import SignInService
 
 
 class Services(Protocol):
-    """The services the API uses, as ``main.services.Services`` provides them (this package cannot
+    """The services the API uses, as ``boot.services.Services`` provides them (this package cannot
     import the composition root above it). A handler needing a new service: add it there, then here."""
 
     settings: Settings

@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 
 from api.state import services_of
-from main.web import create_app
+from boot.web import create_app
 
 
 class Code(msgspec.Struct):

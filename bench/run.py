@@ -35,8 +35,8 @@ import asyncpg
 import httpx
 
 from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
+from boot.schema import SCHEMA
 from kartka.keys import Scope, create_key
-from main.schema import SCHEMA
 from wallet.cards import ean13_check_digit
 
 CART = [

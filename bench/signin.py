@@ -33,7 +33,7 @@ import asyncpg
 
 from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
 from bench.run import card_number
-from main.schema import SCHEMA
+from boot.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Deleting what no longer serves in the infrastructure's own tables: counted requests past every window,
 ended sessions, the heartbeats of workers long gone. Each package prunes its own tables (the wallet its
-sign-in codes, ``wallet.housekeeping``); the composition root schedules them all (``main.jobs``)."""
+sign-in codes, ``wallet.housekeeping``); the composition root schedules them all (``boot.jobs``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each package keeps its own SQL in ``<package>/migrations/NNNN_name.sql``; numbers are unique across
 packages and give the order. Which packages own migrations is the composition root's knowledge
-(``main.schema``), handed in as a ``Schema``: this module knows no package above it. Applied migrations
+(``boot.schema``), handed in as a ``Schema``: this module knows no package above it. Applied migrations
 are recorded with a checksum so that editing one after it shipped is caught instead of silently
 diverging. An advisory lock makes concurrent runs (several API replicas starting at once) wait for each
 other, so running twice is safe.

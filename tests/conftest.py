@@ -20,12 +20,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from boot.schema import SCHEMA
+from boot.web import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
 from kartka.settings import Environment, Secret, Settings, load_settings
-from main.schema import SCHEMA
-from main.web import create_app
 from tests.database import Schema, check_ledger
 from tests.helpers import CHEAP_ARGON2, Keys
 

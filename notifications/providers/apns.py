@@ -1,4 +1,4 @@
-"""Push to iOS through Apple's APNs provider API, with aioapns: HTTP/2 over TLS.
+"""Push to iOS through Apple's APNs provider API: HTTP/2 over TLS, with httpx (as FCM and Google go).
 
 Two ways to authenticate, one per lane. App push uses token auth: an ES256 provider token signed with
 the ``.p8`` key, sent as ``authorization`` on every request. Wallet pass updates use certificate auth:
@@ -11,6 +11,12 @@ is the ``apns-collapse-id``, so a retried notification replaces the first one on
 showing twice. Per-message answers become outcomes; answers that concern every message (our provider
 token or client certificate refused, APNs unreachable or silent) raise :class:`ProviderUnavailable` for
 the worker's backoff.
+
+Why httpx and not aioapns: aioapns hard-codes Apple's hosts, loads a client certificate only from a file,
+hides response headers (``Retry-After``) and leaves a request waiting when an error comes without a JSON
+body; using it meant subclassing its private protocol. httpx, already used for FCM and Google, takes
+all of that through its public API: one HTTP stack, one set of timeouts and errors. It costs more CPU per
+push than aioapns' bare ``h2`` (measured with ``bench/apns.py``: docs/scale.md, "APNs").
 """
 
 from __future__ import annotations
@@ -22,17 +28,15 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from aioapns import APNs, NotificationRequest, PushType
-from aioapns.common import NotificationResult
-from aioapns.connection import APNsTLSClientProtocol
-from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
-from aioapns.exceptions import ConnectionError as ApnsConnectionError
+import httpx
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,58 +49,13 @@ PRODUCTION_URL = "https://api.push.apple.com"
 _APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kartka/notifications/apns-id")
 _PRIORITY_NOW = 10  # alerts: deliver immediately
 _PRIORITY_BACKGROUND = 5  # what Apple requires for background (content-less) pushes
+#: A provider token is made anew this often: Apple refuses one older than an hour, and one made more
+#: often than every 20 minutes (TooManyProviderTokenUpdates).
+TOKEN_LIFETIME_SECONDS = 50 * 60
 
 
 class _Unreachable(Exception):
     """One message got no answer from APNs: no connection, connection lost, or no reply in time."""
-
-
-class _ApnsProtocol(APNsTLSClientProtocol):
-    """aioapns' HTTP/2 protocol, bound to our host and port and a little more forgiving.
-
-    aioapns hard-codes Apple's host and port as the class attributes ``APNS_SERVER``/``APNS_PORT`` of
-    its protocol class, which its connection pool reads (``pool.protocol_class``) both to connect and
-    to fill the ``host`` header. :func:`_protocol_for` makes a subclass per provider with ours, and the
-    provider installs it as ``pool.protocol_class``; nothing else in aioapns needs changing.
-
-    Two more fixes on top: aioapns matches an error to its request only through a JSON body with a
-    ``reason``, so a stream that ends without one (an empty DATA frame, a bodyless 5xx) would leave its
-    request waiting forever; here the end of the stream settles it with the bare status. And it hides
-    response headers, so ``Retry-After`` is kept aside per ``apns-id`` for the provider to pick up.
-    """
-
-    retry_after: ClassVar[dict[str, str]]
-
-    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
-        super().on_response_received(headers)
-        if b"retry-after" in headers:
-            self.retry_after[headers.get(b"apns-id", b"").decode()] = headers[b"retry-after"].decode()
-
-    def on_data_received(self, raw_data: bytes, stream_id: int) -> None:
-        try:
-            body = json.loads(raw_data)
-        except ValueError:
-            return
-        if isinstance(body, dict) and body.get("reason"):
-            super().on_data_received(raw_data, stream_id)
-
-    def on_stream_ended(self, stream_id: int) -> None:
-        notification_id = self.request_streams.pop(stream_id, None)
-        if notification_id is not None:
-            status = self.request_statuses.pop(notification_id, "")
-            waiter = self.requests.pop(notification_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(NotificationResult(notification_id, status))
-        super().on_stream_ended(stream_id)
-
-
-def _protocol_for(host: str, port: int) -> type[_ApnsProtocol]:
-    class Bound(_ApnsProtocol):
-        APNS_SERVER = host
-        APNS_PORT = port
-        retry_after: ClassVar[dict[str, str]] = {}
-
-    return Bound
 
 
 class ApnsProvider:
@@ -105,8 +64,10 @@ class ApnsProvider:
 
     ``client_certificate_pem`` is the TLS client identity in PEM: the certificate first, then any
     intermediates (sent in the handshake, so Apple's WWDR belongs there), then the unencrypted private
-    key. aioapns can only load it from a file, so it is written to a private temporary file (0600, in a
-    0700 directory of its own) for the constructor and deleted before the constructor returns.
+    key. Python's ``ssl`` loads a client certificate only from a path, so on Linux it is handed an
+    anonymous memory file (``memfd``: no name in any file system, gone when closed) for the constructor;
+    elsewhere a private temporary file (0600, in a 0700 directory of its own), deleted before the
+    constructor returns.
     """
 
     name: str
@@ -151,25 +112,21 @@ class ApnsProvider:
         self.channels = frozenset(channels)
         if not self.channels:
             raise ValueError("an APNs provider must serve at least one channel")
-        self._protocol = _protocol_for(parts.hostname, parts.port or 443)
+        self._host = f"{parts.hostname}:{parts.port or 443}"
         self._topic = topic
         self._timeout = timeout
         self._certificate_auth = client_certificate_pem is not None
-        common: dict[str, Any] = {
-            "topic": topic,
-            "ssl_context": _tls_context(ca_file),
-            "max_connection_attempts": 1,  # one try per send: the worker owns retries and backoff
-            "err_func": _ignore,  # every answer is mapped to an outcome below; aioapns need not log it
-        }
+        self._key = key_pem
+        self._key_id = key_id
+        self._team_id = team_id
+        self._token: tuple[float, str] | None = None  # (made at, monotonic; the provider token)
+        context = _tls_context(ca_file)
         if client_certificate_pem is not None:
-            # aioapns' certificate pool loads the file into our ssl_context (load_cert_chain) right in
-            # its constructor and reads it again only to guess a topic, which we always give.
-            with _private_file(client_certificate_pem) as path:
-                self._client = APNs(client_cert=str(path), **common)
-        else:
-            self._client = APNs(key=key_pem, key_id=key_id, team_id=team_id, **common)
-        self._client.pool.protocol_class = self._protocol
-        self._stragglers: set[asyncio.Task[SendResult]] = set()
+            _load_client_certificate(context, client_certificate_pem)
+        # HTTP/2 only (APNs speaks nothing else): one connection, a stream per push.
+        self._client = httpx.AsyncClient(
+            base_url=f"https://{self._host}", http1=False, http2=True, verify=context, timeout=timeout
+        )
 
     async def send(self, messages: Sequence[Outbound]) -> list[SendResult]:
         if not messages:
@@ -178,17 +135,22 @@ class ApnsProvider:
         try:
             await asyncio.wait(tasks, timeout=self._timeout)
         finally:
-            # A stream APNs has not answered stays open until it does or the connection closes; cancelling
-            # it would leave aioapns resolving a cancelled future. Keep such tasks until they finish.
-            for task in tasks:
-                if not task.done():
-                    self._stragglers.add(task)
-                    task.add_done_callback(self._settle)
+            # A stream APNs has not answered is given up: httpx forgets it, and a late answer on the
+            # connection is dropped (the message is retried with the same apns-id).
+            late = [task for task in tasks if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         results: list[SendResult] = []
         unreachable: list[str] = []
         refused: ProviderUnavailable | None = None
         for message, task in zip(messages, tasks, strict=True):
-            error = task.exception() if task.done() else _Unreachable(f"no answer within {self._timeout:g}s")
+            error = (
+                task.exception()
+                if task.done() and not task.cancelled()
+                else _Unreachable(f"no answer within {self._timeout:g}s")
+            )
             if isinstance(error, _Unreachable):
                 unreachable.append(str(error))
                 results.append(SendResult(id=message.id, outcome=Outcome.RETRY, error=str(error)))
@@ -204,54 +166,63 @@ class ApnsProvider:
             raise ProviderUnavailable(f"APNs: {unreachable[0]}")
         return results
 
-    def _settle(self, task: asyncio.Task[SendResult]) -> None:
-        self._stragglers.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: nobody waits for a straggler's answer any more
-
     async def _send_one(self, message: Outbound) -> SendResult:
-        request = self._request(message)
+        path, headers, body = self._request(message)
         try:
-            result = await self._client.send_notification(request)
-        except (ApnsConnectionError, MaxAttemptsExceeded, ConnectionClosed, OSError) as exc:
-            host = f"{self._protocol.APNS_SERVER}:{self._protocol.APNS_PORT}"
-            raise _Unreachable(f"cannot reach {host}: {type(exc).__name__} {exc}".strip()) from exc
-        retry_after = retry_after_seconds(self._protocol.retry_after.pop(request.notification_id, None))
-        return _outcome(message, result, retry_after, certificate_auth=self._certificate_auth)
+            response = await self._client.post(path, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            if not isinstance(exc, httpx.ConnectTimeout):
+                raise _Unreachable(f"no answer within {self._timeout:g}s") from exc
+            raise _Unreachable(f"cannot reach {self._host}: {type(exc).__name__} {exc}".strip()) from exc
+        except (httpx.TransportError, OSError) as exc:
+            raise _Unreachable(f"cannot reach {self._host}: {type(exc).__name__} {exc}".strip()) from exc
+        return _outcome(message, response, certificate_auth=self._certificate_auth)
 
-    def _request(self, message: Outbound) -> NotificationRequest:
-        common: dict[str, Any] = {
-            "device_token": message.recipient,
-            "notification_id": apns_id(message.key),
-            "collapse_key": message.key.encode()[:64].decode(errors="ignore"),
+    def _request(self, message: Outbound) -> tuple[str, dict[bytes, bytes], bytes]:
+        headers: dict[str, str | bytes] = {
+            "apns-id": apns_id(message.key),
+            # UTF-8, cut to APNs' 64 bytes without splitting a character
+            "apns-collapse-id": message.key.encode()[:64].decode(errors="ignore").encode(),
         }
+        if self._key is not None:
+            headers["authorization"] = f"bearer {self._provider_token()}"
+        payload: dict[str, Any]
         if message.text == "" and message.title is None:
             # A content-less push, e.g. "this wallet pass changed": Wallet wants exactly {} and the
             # pass type id as topic.
-            return NotificationRequest(
-                message={},
-                priority=_PRIORITY_BACKGROUND,
-                push_type=PushType.BACKGROUND,
-                apns_topic=message.data.get("topic", self._topic),
-                **common,
+            payload = {}
+            headers |= {
+                "apns-topic": message.data.get("topic", self._topic),
+                "apns-push-type": "background",
+                "apns-priority": str(_PRIORITY_BACKGROUND),
+            }
+        else:
+            alert: str | dict[str, str] = message.text
+            if message.title is not None:
+                alert = {"title": message.title, "body": message.text}
+            extra = {key: value for key, value in message.data.items() if key != "aps"}
+            payload = {"aps": {"alert": alert}, **extra}
+            headers |= {"apns-topic": self._topic, "apns-push-type": "alert", "apns-priority": str(_PRIORITY_NOW)}
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        encoded = {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in headers.items()}
+        return f"/3/device/{message.recipient}", encoded, body
+
+    def _provider_token(self) -> str:
+        """The ES256 provider token, made again every ``TOKEN_LIFETIME_SECONDS``."""
+        now = time.monotonic()
+        if self._token is None or now - self._token[0] >= TOKEN_LIFETIME_SECONDS:
+            assert self._key is not None
+            token = jwt.encode(
+                {"iss": self._team_id, "iat": int(time.time())},
+                self._key,
+                algorithm="ES256",
+                headers={"kid": self._key_id},
             )
-        alert: str | dict[str, str] = message.text
-        if message.title is not None:
-            alert = {"title": message.title, "body": message.text}
-        extra = {key: value for key, value in message.data.items() if key != "aps"}
-        return NotificationRequest(
-            message={"aps": {"alert": alert}, **extra},
-            priority=_PRIORITY_NOW,
-            push_type=PushType.ALERT,
-            **common,
-        )
+            self._token = (now, token)
+        return self._token[1]
 
     async def aclose(self) -> None:
-        self._client.pool.close()
-        if self._stragglers:  # closing the connections fails whatever still waits on them
-            await asyncio.wait(set(self._stragglers), timeout=1)
-            for task in self._stragglers:
-                task.cancel()
+        await self._client.aclose()
 
 
 def apns_id(key: str) -> str:
@@ -297,28 +268,37 @@ def load_passkit_pusher(
     )
 
 
-def _outcome(
-    message: Outbound, result: NotificationResult, retry_after: float | None, *, certificate_auth: bool = False
-) -> SendResult:
-    status = int(result.status) if result.status.isdigit() else 0
-    error = f"{status} {result.description or 'no reason given'}"
+def _outcome(message: Outbound, response: httpx.Response, *, certificate_auth: bool = False) -> SendResult:
+    status = response.status_code
+    reason = _reason(response.content)
+    error = f"{status} {reason or 'no reason given'}"
     if status == 200:
-        return SendResult(id=message.id, outcome=Outcome.SENT, provider_message_id=result.notification_id)
-    if status == 410 or (status == 400 and result.description == "BadDeviceToken"):
+        return SendResult(id=message.id, outcome=Outcome.SENT, provider_message_id=response.headers.get("apns-id"))
+    if status == 410 or (status == 400 and reason == "BadDeviceToken"):
         return SendResult(id=message.id, outcome=Outcome.UNREGISTERED, error=error)
     if status == 403:  # InvalidProviderToken, BadCertificate, BadCertificateEnvironment...: true of every message
         credential = "client certificate" if certificate_auth else "provider token"
         raise ProviderUnavailable(f"APNs refused our {credential}: {error}")
     if status == 429 or status >= 500:
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return SendResult(id=message.id, outcome=Outcome.RETRY, error=error, retry_after=retry_after)
     return SendResult(id=message.id, outcome=Outcome.FAILED, error=error)
+
+
+def _reason(body: bytes) -> str | None:
+    """APNs' ``reason`` from an error's JSON body; ``None`` for no body or one without it."""
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        return None
+    reason = answer.get("reason") if isinstance(answer, dict) else None
+    return reason if isinstance(reason, str) and reason else None
 
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_file is not None:
         context.load_verify_locations(cafile=ca_file)
-    context.set_alpn_protocols(["h2"])  # aioapns speaks HTTP/2 only; say so in the handshake
     return context
 
 
@@ -355,6 +335,22 @@ def _check_client_certificate(pem: bytes) -> None:
         raise ValueError(f"the private key in {what} does not belong to its first certificate (which must be the leaf)")
 
 
+def _load_client_certificate(context: ssl.SSLContext, pem: bytes) -> None:
+    """Load the client certificate chain and key into ``context`` without a named file where the
+    system allows (Linux: an anonymous memory file, read through ``/proc/self/fd``)."""
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        fd = os.memfd_create("kartka-apns-client", os.MFD_CLOEXEC)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as handle:
+                handle.write(pem)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with _private_file(pem) as path:
+        context.load_cert_chain(path)
+
+
 @contextlib.contextmanager
 def _private_file(data: bytes) -> Iterator[Path]:
     """``data`` in a file only this user can read, for as long as the ``with`` block runs."""
@@ -368,7 +364,3 @@ def _private_file(data: bytes) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-async def _ignore(request: NotificationRequest, result: NotificationResult) -> None:
-    return None

@@ -23,7 +23,7 @@ from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
 from kartka.staff import Role, create_staff
-from main.web import create_app
+from boot.web import create_app
 from tests.helpers import PASSWORDS, Keys, sign_in
 from tests.served import Served
 

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from kartka.clock import FakeClock
 from kartka.db import Connection
 from kartka.settings import Settings
-from main.web import create_app
+from boot.web import create_app
 from tests.fakes.google_callbacks import FakeGoogleCallbacks
 from wallet.passes.installs import install_figures
 from wallet.passes.service import ensure_pass

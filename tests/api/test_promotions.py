@@ -23,7 +23,7 @@ from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.settings import EngineKind, Settings
 from kartka.staff import Role, create_staff
-from main.web import create_app
+from boot.web import create_app
 from tests.conftest import START
 from tests.helpers import PASSWORDS, Keys, problem, sign_in
 

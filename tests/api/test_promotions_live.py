@@ -18,7 +18,7 @@ from kartka.clock import FakeClock
 from kartka.db import Pool, connect
 from kartka.keys import Scope
 from kartka.settings import Settings
-from main.web import create_app
+from boot.web import create_app
 from tests.api.test_promotions import BASE, MILK, no_promotions_left, promotion
 from tests.conftest import START
 from tests.helpers import Keys

@@ -16,13 +16,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.state import services_of
+from boot.services import build_services, make_dispatcher
 from engine.embedded import EmbeddedEngine
 from kartka.clock import FakeClock
 from kartka.crypto import derive_key
 from kartka.db import Connection, Pool
 from kartka.errors import RateLimited
 from kartka.settings import DEV_SECRET_KEY, Settings
-from main.services import build_services, make_dispatcher
 from tests.helpers import latest_code, problem, sign_in
 from wallet.program import DEFAULT_PROGRAM
 from wallet.signin import SignInService

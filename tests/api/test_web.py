@@ -13,9 +13,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.state import services_of
+from boot.web import create_app
 from kartka.db import Connection, Pool
 from kartka.settings import Settings
-from main.web import create_app
 
 Client = AsyncTestClient[Litestar]
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from engine.promotions.importer import read_file
 from engine.promotions.model import Bundle, InvalidPromotion, NForM, Selector
 from kartka.db import Connection
-from main.cli import main as kartka
+from boot.cli import main as kartka
 
 PROGRAM = """
 redeem_cap_bp = 6000

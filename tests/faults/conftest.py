@@ -14,11 +14,11 @@ import asyncpg
 import msgspec
 import pytest
 
+from boot.schema import SCHEMA
+from boot.web import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
 from kartka.settings import Settings
-from main.schema import SCHEMA
-from main.web import create_app
 from tests.pgcluster import RUN_AS, Cluster, bindir
 from tests.served import Served
 

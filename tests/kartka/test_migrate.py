@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
+from boot.schema import SCHEMA
 from kartka.migrate import MigrationError
-from main.schema import SCHEMA
 
 
 def test_migrations_are_numbered_uniquely_and_in_order() -> None:

@@ -15,10 +15,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from boot.schema import SCHEMA
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.resilience import CircuitBreaker
-from main.schema import SCHEMA
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from notifications.preferences import OptOutLinks
@@ -285,7 +285,7 @@ def _basic(secret: str = HOOK_SECRET) -> dict[str, str]:
 
 @pytest.fixture
 def infobip_app(settings: Any, clock: FakeClock) -> Litestar:
-    from main.web import create_app  # noqa: PLC0415
+    from boot.web import create_app  # noqa: PLC0415
 
     configured = settings.__class__(
         **{f: getattr(settings, f) for f in settings.__struct_fields__}

@@ -9,14 +9,13 @@ certificate Apple does not accept makes the whole lane unavailable.
 from __future__ import annotations
 
 import os
-import stat
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aioapns
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -208,32 +207,32 @@ def test_the_fake_wants_a_certificate_or_a_token(apns: FakeApns) -> None:
     assert [request.certificate_uid for request in apns.requests] == [None, PASS_TYPE_ID]
 
 
-async def test_the_private_key_file_is_gone_after_construction(
+async def test_the_private_key_never_lies_in_a_named_file(
     apns: FakeApns, material: Material, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """ssl loads a client certificate only from a path: on Linux the provider hands it an anonymous
+    memory file (no name in any file system, gone once the constructor returns), never a temporary file."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    seen: list[tuple[Path, int, int, bytes]] = []
+    seen: list[tuple[str, bytes, list[str]]] = []
+    load = ssl.SSLContext.load_cert_chain
 
-    def spy(**kwargs: Any) -> Any:
-        path = Path(kwargs["client_cert"])
-        seen.append(
-            (path, stat.S_IMODE(path.stat().st_mode), stat.S_IMODE(path.parent.stat().st_mode), path.read_bytes())
-        )
-        return aioapns.APNs(**kwargs)
+    def spy(context: ssl.SSLContext, certfile: Any, *args: Any, **kwargs: Any) -> None:
+        path = Path(certfile)
+        seen.append((os.readlink(path) if path.is_symlink() else str(path), path.read_bytes(), os.listdir(scratch)))
+        load(context, certfile, *args, **kwargs)
 
-    monkeypatch.setattr("notifications.providers.apns.APNs", spy)
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spy)
 
     provider = load_passkit_pusher(material.identity, url=apns.url, ca_file=material.tls.ca_file, timeout=5.0)
     try:
-        [(path, file_mode, directory_mode, content)] = seen
-        assert path.is_relative_to(scratch)
-        assert (file_mode, directory_mode) == (0o600, 0o700)
+        [(target, content, scratch_files)] = seen
+        assert target.startswith("/memfd:")  # an anonymous memory file, not a path anyone can open
         assert content == chain_pem(material.identity)  # leaf, WWDR, then the key
-        assert not path.exists()
+        assert scratch_files == []
         assert os.listdir(scratch) == []
-        [result] = await provider.send([pass_update(1, token(1))])  # the chain was loaded before the deletion
+        [result] = await provider.send([pass_update(1, token(1))])  # the chain was loaded, then let go
     finally:
         await provider.aclose()
     assert result.outcome is Outcome.SENT

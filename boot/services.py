@@ -3,8 +3,8 @@
 ``build_services`` is the object graph: it makes each service from the settings and hands it the ports
 it needs (the notifier as the wallet's ``WalletEvents``, Google's REST client as its ``WalletObjects``,
 the pricing engine as its ``Engine``). ``open_services`` adds what has to be opened and closed around
-it (the pool, HTTP clients). The API (``main.web``), the worker (``main.worker``) and the commands
-(``main.cli``) all take their services from here, so a service is built the same way everywhere.
+it (the pool, HTTP clients). The API (``boot.web``), the worker (``boot.worker``) and the commands
+(``boot.cli``) all take their services from here, so a service is built the same way everywhere.
 
 Adding a service: a field on ``Services``, one line in ``build_services``; if HTTP handlers use it,
 the same field on the ``api.state.Services`` protocol (what the API may reach); if it holds something
@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from boot.schema import SCHEMA
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.offers import ShopperOffers
@@ -35,7 +36,6 @@ from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import Settings, redact_url
 from kartka.staff import Passwords, StaffSignIn
 from kartka.tokens import Tokens
-from main.schema import SCHEMA
 from notifications.preferences import OptOutLinks
 from notifications.providers import availability, build_lanes
 from notifications.providers.google_wallet import load_wallet_objects
@@ -89,7 +89,7 @@ class Services:
     shopper_offers: ShopperOffers
     catalog: LiveCatalog | None
     """The stored promotions this process prices with, kept current (``None`` when a remote engine prices;
-    started by the API process, ``main.web``)."""
+    started by the API process, ``boot.web``)."""
     trials: Trials | None
 
 

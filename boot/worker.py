@@ -1,4 +1,4 @@
-"""The worker process: the outbox dispatcher and the timed jobs, on the services of ``main.services``.
+"""The worker process: the outbox dispatcher and the timed jobs, on the services of ``boot.services``.
 
 No database error ends it (each loop backs off and goes on); it beats a heartbeat while its loops come
 round (``/ready`` reads it), and stops on a signal or when the ``kartka serve`` that started it exits.
@@ -12,14 +12,14 @@ import logging
 import signal
 import time
 
+from boot.jobs import run_jobs
+from boot.services import Services, make_dispatcher, open_services
 from kartka.clock import SystemClock
 from kartka.db import connect
 from kartka.heartbeat import beat
 from kartka.lifeline import parent_alive
 from kartka.resilience import backoff
 from kartka.settings import Settings
-from main.jobs import run_jobs
-from main.services import Services, make_dispatcher, open_services
 from notifications.worker import Dispatcher
 
 logger = logging.getLogger("kartka")

@@ -23,6 +23,7 @@ import asyncpg
 import click
 import msgspec
 
+from boot.schema import SCHEMA
 from kartka import logs
 from kartka.clock import SystemClock
 from kartka.db import connect, create_pool
@@ -34,7 +35,6 @@ from kartka.logs import LogFormat
 from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 from kartka.supervisor import Supervisor
-from main.schema import SCHEMA
 from wallet.models import Source
 from wallet.passes.devcerts import generate_dev_certs
 from wallet.program import ProgramError, encode_program, load_program
@@ -128,7 +128,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     if configured.database_url is None:
         # Our embedded PostgreSQL stops when we exit, even if we are killed outright (see guard).
         subprocess.Popen(  # noqa: S603 - our own command
-            [sys.executable, "-m", "main", "embedded-guard", "--parent", str(os.getpid())],
+            [sys.executable, "-m", "boot", "embedded-guard", "--parent", str(os.getpid())],
             env=os.environ.copy(),
             start_new_session=True,
         )
@@ -154,7 +154,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         # restarted should it exit. It dies with this process, even one killed outright (--parent), and
         # runs in a session of its own, so that a Ctrl-C reaches only us and we stop it in order.
         supervisor = Supervisor(
-            [sys.executable, "-m", "main", "worker", "--parent", str(os.getpid())], env=os.environ.copy()
+            [sys.executable, "-m", "boot", "worker", "--parent", str(os.getpid())], env=os.environ.copy()
         )
         supervisor.start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; exit normally
@@ -164,7 +164,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.run(
-                "main.web:create_app",
+                "boot.web:create_app",
                 factory=True,
                 host=settings.host,
                 port=settings.port,
@@ -489,10 +489,10 @@ async def _import(settings: Settings, file: Path | None, fmt: Format, origin: Or
 def worker(parent: int | None) -> None:
     """Send notifications from the outbox, and run the timed jobs (lot expiry, tier downgrades, expiry
     reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit."""
-    from main.worker import run_worker  # noqa: PLC0415 - lazy
-
     if parent is not None and not die_with_parent(parent):
         return  # kartka serve is gone already
+    from boot.worker import run_worker  # noqa: PLC0415 - lazy, and only once we die with our parent
+
     settings = _database(_settings())
     for name in ("kartka", "wallet", "notifications"):
         logging.getLogger(name).setLevel(settings.log_level)
@@ -509,8 +509,8 @@ def jobs() -> None:
 @click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
 def jobs_run(force: bool) -> None:
     """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
-    from main.jobs import run_jobs  # noqa: PLC0415 - lazy
-    from main.services import open_services  # noqa: PLC0415
+    from boot.jobs import run_jobs  # noqa: PLC0415 - lazy
+    from boot.services import open_services  # noqa: PLC0415
 
     settings = _database(_settings())
 

@@ -1,7 +1,7 @@
-"""The API process: the HTTP app (``api.app``) on the services of ``main.services``.
+"""The API process: the HTTP app (``api.app``) on the services of ``boot.services``.
 
 ``create_app()`` reads settings from the environment (``uvicorn --factory --no-proxy-headers
-main.web:create_app``, as ``kartka serve`` runs it: the app reads ``X-Forwarded-For`` itself, from
+boot.web:create_app``, as ``kartka serve`` runs it: the app reads ``X-Forwarded-For`` itself, from
 ``KARTKA_TRUSTED_PROXIES`` only); tests pass their own settings, a fake clock and an engine factory.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from api.app import build_app
+from boot.services import EngineFactory, Services, open_services
 from kartka.clock import Clock, SystemClock
 from kartka.db import connect
 from kartka.listen import Listener
 from kartka.settings import Settings, get_settings
-from main.services import EngineFactory, Services, open_services
 
 
 def create_app(

@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
+from boot.services import Services
 from kartka import housekeeping as kartka_housekeeping
-from main.services import Services
 from wallet import housekeeping as wallet_housekeeping
 from wallet.jobs import run_all
 
