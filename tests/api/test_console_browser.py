@@ -18,12 +18,12 @@ import pytest
 from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
 
+from boot.web import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
 from kartka.staff import Role, create_staff
-from boot.web import create_app
 from tests.helpers import PASSWORDS, Keys, sign_in
 from tests.served import Served
 

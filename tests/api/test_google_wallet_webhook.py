@@ -13,10 +13,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from boot.web import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection
 from kartka.settings import Settings
-from boot.web import create_app
 from tests.fakes.google_callbacks import FakeGoogleCallbacks
 from wallet.passes.installs import install_figures
 from wallet.passes.service import ensure_pass

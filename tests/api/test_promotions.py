@@ -16,6 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.state import services_of
+from boot.web import create_app
 from engine.promotions.model import parse_promotion
 from engine.promotions.store import ManagedRemotely, PromotionAdmin, catalog_changed, diff
 from kartka.clock import FakeClock
@@ -23,7 +24,6 @@ from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.settings import EngineKind, Settings
 from kartka.staff import Role, create_staff
-from boot.web import create_app
 from tests.conftest import START
 from tests.helpers import PASSWORDS, Keys, problem, sign_in
 

@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from boot.web import create_app
 from engine.promotions.model import parse_promotion
 from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin
@@ -18,7 +19,6 @@ from kartka.clock import FakeClock
 from kartka.db import Pool, connect
 from kartka.keys import Scope
 from kartka.settings import Settings
-from boot.web import create_app
 from tests.api.test_promotions import BASE, MILK, no_promotions_left, promotion
 from tests.conftest import START
 from tests.helpers import Keys

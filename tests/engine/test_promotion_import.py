@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from boot.cli import main as kartka
 from engine.promotions.importer import read_file
 from engine.promotions.model import Bundle, InvalidPromotion, NForM, Selector
 from kartka.db import Connection
-from boot.cli import main as kartka
 
 PROGRAM = """
 redeem_cap_bp = 6000
