@@ -14,9 +14,9 @@ Two kinds:
 
 Changes are found by following each table by id (``kpi_feeds``). Ids are handed out before a
 transaction commits, so a round first waits until every transaction that may hold an id up to the highest
-one it read has finished (``pg_snapshot_xmin`` past that moment's ``xmax``); ids are then final and each is
-read exactly once. Several workers may run this at once: a feed's row and a dirty day are claimed with
-``FOR UPDATE SKIP LOCKED``.
+one it read has finished (no session of this database holds an xid older than that moment's ``xmax``);
+ids are then final and each is read exactly once. Several workers may run this at once: a feed's row
+and a dirty day are claimed with ``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
@@ -214,12 +214,22 @@ async def _highs(conn: Connection) -> dict[str, int]:
 
 
 async def _settle(conn: Connection, deadline: float) -> bool:
-    """Wait until every transaction running now has finished: ids read before are then final."""
-    horizon = await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())")
+    """Wait until every transaction of this database that had written when we looked has finished: ids
+    read before are then final. (Only this database's sessions count: ``pg_snapshot_xmin`` would also wait
+    for any long transaction elsewhere in the cluster.)"""
+    horizon = await conn.fetchval("SELECT xid(pg_snapshot_xmax(pg_current_snapshot()))")
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     while True:
-        if await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8", horizon):
+        busy = await conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = current_database() AND backend_xid IS NOT NULL
+                              AND age(backend_xid) > age($1::xid))
+            """,
+            horizon,
+        )
+        if not busy:
             return True
         if loop.time() >= end:
             return False
