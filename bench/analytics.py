@@ -154,6 +154,9 @@ async def seed(db: str, customers: int, identified: int, anonymous: int, now: da
         )
         for index in indexes:
             await conn.execute(f"DROP INDEX {index['name']}")
+        # The card numbers' check digit (wallet's ean13_valid(), a SQL function with a subquery: ~80 µs a
+        # row) is right by construction here; it is put back NOT VALID after the load.
+        await conn.execute("ALTER TABLE cards DROP CONSTRAINT cards_number_check")
         counts = {
             "customers": customers,
             "cards": customers,
@@ -173,6 +176,7 @@ async def seed(db: str, customers: int, identified: int, anonymous: int, now: da
             timings[name] = time.perf_counter() - started
             print(f"  seeded {name} in {timings[name]:.1f} s", flush=True)
         await conn.execute("SET session_replication_role = origin")
+        await conn.execute("ALTER TABLE cards ADD CONSTRAINT cards_number_check CHECK (ean13_valid(number)) NOT VALID")
         started = time.perf_counter()
         for index in indexes:
             await conn.execute(index["definition"])
