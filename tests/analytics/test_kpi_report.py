@@ -151,7 +151,15 @@ async def report(client: Client, headers: dict[str, str], **params: str) -> dict
     return body
 
 
-async def test_the_month_in_one_row(client: Client, month: dict[str, Any]) -> None:
+async def test_the_month(client: Client, month: dict[str, Any], conn: Connection) -> None:
+    """One month, built once, read every way (building it is most of the cost)."""
+    await one_row(client, month)
+    await per_store_and_per_day(client, month)
+    await csv_rows(client, month)
+    await back_fill_agrees(conn)
+
+
+async def one_row(client: Client, month: dict[str, Any]) -> None:
     body = await report(client, month["admin"])
     assert body["days_pending"] == 0
     (row,) = body["rows"]
@@ -177,7 +185,7 @@ async def test_the_month_in_one_row(client: Client, month: dict[str, Any]) -> No
     assert (row["wallet_passes_installed"], row["active_cards"], row["wallet_adoption_share"]) == (1, 4, 0.25)
 
 
-async def test_per_store_and_per_day(client: Client, month: dict[str, Any]) -> None:
+async def per_store_and_per_day(client: Client, month: dict[str, Any]) -> None:
     stores = {r["store"]: r for r in (await report(client, month["admin"], group_by="store"))["rows"]}
     assert (stores["store-1"]["receipts_identified"], stores["store-1"]["receipts_anonymous"]) == (7, 2)
     assert stores["store-1"]["identified_share_receipts"] == round(7 / 9, 6)
@@ -204,7 +212,7 @@ async def test_per_store_and_per_day(client: Client, month: dict[str, Any]) -> N
     assert sum(w["buyers"] for w in weeks) >= 3  # a buyer counts in every week they bought in
 
 
-async def test_csv(client: Client, month: dict[str, Any]) -> None:
+async def csv_rows(client: Client, month: dict[str, Any]) -> None:
     response = await client.get(
         "/v1/admin/reports/kpis",
         params={"from": "2026-02-01", "to": "2026-03-01", "group_by": "store"},
@@ -274,7 +282,7 @@ async def test_bad_periods_are_422(client: Client, keys: Keys) -> None:
     ).status_code == 403
 
 
-async def test_a_back_fill_recompute_agrees_with_the_daily_one(month: dict[str, Any], conn: Connection) -> None:
+async def back_fill_agrees(conn: Connection) -> None:
     """The bulk path (one pass numbering each customer's purchases) and the day-by-day one give the same rows."""
 
     async def rows() -> list[tuple[Any, ...]]:
