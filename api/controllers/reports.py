@@ -1,4 +1,4 @@
-"""The program's numbers for its owner and marketers: the KPI report, as JSON or CSV."""
+"""The program's numbers for its owner and marketers: the KPI report (JSON or CSV) and what each promotion did."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import QueryParameter
 
-from analytics.reports import GroupBy, KpiReport, to_csv
+from analytics import reports
+from analytics.reports import GroupBy, KpiReport, PromotionReport, to_csv
 from api.auth import ADMIN_SECURITY, require_permission
 from api.errors import problems
 from api.state import provide_conn, services_of
@@ -85,3 +86,24 @@ class AdminReportController(Controller):
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
         return Response(report)
+
+    @get(
+        "/promotions",
+        operation_id="adminPromotionReport",
+        summary="What each promotion did over a period: orders, customers, revenue, discount, points",
+        description="The orders purchased in the period (dates in the program's time zone, `to` exclusive) where a "
+        "promotion applied to at least one line: how many, by how many customers, their net revenue (refunds "
+        "netted), the discount that promotion gave and the points its lines earned. Read from the orders at "
+        "query time.",
+        responses=problems(401, 403, 422),
+    )
+    async def promotions(
+        self,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+        from_: Annotated[date, QueryParameter(name="from", description="First day, in the program's time zone")],
+        to: Annotated[date, QueryParameter(description="The day after the last, in the program's time zone")],
+        store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
+    ) -> PromotionReport:
+        services = services_of(request.app.state)
+        return await reports.promotions(conn, services.program, first=from_, end=to, store=store)

@@ -294,3 +294,33 @@ async def back_fill_agrees(conn: Connection) -> None:
     async with conn.transaction():
         await kpis_rollup.recompute(conn, date(2026, 1, 1), date(2026, 3, 3), ZONE)
     assert await rows() == daily
+
+
+async def test_what_each_promotion_did(client: Client, keys: Keys, clock: FakeClock) -> None:
+    """Two orders take 1+1=3 (three for the price of two: 300 off 900), one of them later refunded by half;
+    a third order takes none."""
+    shop = Shop(client, await keys.headers(Scope.POS), await keys.headers(Scope.POS, store="store-2"))
+    clock.set(datetime(2026, 2, 25, 12, 0, tzinfo=UTC))
+    a = (await shop.register("+375291000001"))["card"]["number"]
+    b = (await shop.register("+375291000002"))["card"]["number"]
+    three = [{"sku": "tea", "qty": 3, "unit_price": 300, "category": "promo-3for2"}]
+    for card, order_id in ((a, "p-1"), (b, "p-2")):
+        body = {"order_id": order_id, "card": card, "lines": three, "purchased_at": noon(feb(10))}
+        await shop.post("/v1/pos/orders", body)
+    await shop.order(a, feb(11), 1000)
+    await shop.post("/v1/pos/orders/p-2/refunds", {"refund_id": "pr", "lines": [{"sku": "tea", "qty": 1}]})
+    admin = await keys.headers(Scope.ADMIN)
+    response = await client.get(
+        "/v1/admin/reports/promotions", params={"from": "2026-02-01", "to": "2026-03-01"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["rows"]
+    assert (row["promotion"], row["orders"], row["customers"]) == ("three-for-two", 2, 2)
+    assert row["discount"] == 600
+    assert row["revenue"] == 600 + 600 - 200  # a third of p-2's 600 came back with one of its three teas
+    assert row["title"]
+    assert row["points"] == 2 * 30  # 5 % of 600 each
+    empty = await client.get(
+        "/v1/admin/reports/promotions", params={"from": "2026-01-01", "to": "2026-02-01"}, headers=admin
+    )
+    assert empty.json()["rows"] == []
