@@ -28,6 +28,7 @@ from typing import Final
 
 import msgspec
 
+from analytics.kpis import ACTIVATION_DAYS
 from kartka.db import Connection, Pool
 
 logger = logging.getLogger(__name__)
@@ -102,10 +103,29 @@ SELECT (r.purchased_at AT TIME ZONE $3)::date, coalesce(r.store, ''), r.channel,
 """
 
 
+#: Cards issued on the days (a new customer's card, by the registration that made it) and whether their
+#: account (the one a no-name card was merged into, after a merge) bought within 30 days of the issue.
+RECOMPUTE_CARDS: Final = f"""
+INSERT INTO kpi_card_days (day, store, source, issued, activated)
+SELECT (r.created_at AT TIME ZONE $3)::date, coalesce(r.store, ''), r.source, count(*),
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM orders o
+            WHERE o.customer_id = coalesce(cu.merged_into, cu.id)
+              AND o.purchased_at >= r.created_at AND o.purchased_at < r.created_at + interval '{ACTIVATION_DAYS} days'
+              AND {_NET.format(o="o")} > 0
+       ))
+  FROM registrations r JOIN customers cu ON cu.id = r.customer_id
+ WHERE r.outcome = 'created' AND r.created_at >= {_LO} AND r.created_at < {_HI}
+ GROUP BY 1, 2, 3
+"""
+
+
 async def recompute(conn: Connection, first: date, end: date, timezone: str) -> None:
-    """Rebuild the receipt rollups of the local days [first, end) from the orders and receipts."""
+    """Rebuild the rollups of the local days [first, end) from the orders, receipts and registrations."""
     await conn.execute("DELETE FROM kpi_buyer_days WHERE day >= $1 AND day < $2", first, end)
     await conn.execute("DELETE FROM kpi_anonymous_days WHERE day >= $1 AND day < $2", first, end)
+    await conn.execute("DELETE FROM kpi_card_days WHERE day >= $1 AND day < $2", first, end)
+    await conn.execute(RECOMPUTE_CARDS, first, end, timezone)
     bulk = (end - first).days >= BULK_DAYS
     await conn.execute(RECOMPUTE_IDENTIFIED_BULK if bulk else RECOMPUTE_IDENTIFIED, first, end, timezone)
     await conn.execute(RECOMPUTE_ANONYMOUS, first, end, timezone)
@@ -117,10 +137,15 @@ SELECT DISTINCT day FROM ({days}) d WHERE day IS NOT NULL
 ON CONFLICT (day) DO UPDATE SET marked_at = now()
 """
 
-#: A customer's purchases from ``since`` on: their days change when one of them, or an earlier one, does.
-_CUSTOMER_DAYS = """
+#: A customer's purchases from ``since`` on: their days change when one of them, or an earlier one, does;
+#: and the issue days of their cards that ``since`` may have activated (issued up to 30 days before).
+_CUSTOMER_DAYS = f"""
     SELECT (o.purchased_at AT TIME ZONE $3)::date AS day
       FROM changed c JOIN orders o ON o.customer_id = c.customer_id AND o.purchased_at >= c.since
+    UNION ALL
+    SELECT (r.created_at AT TIME ZONE $3)::date
+      FROM changed c JOIN registrations r ON r.customer_id = c.customer_id
+     WHERE r.outcome = 'created' AND r.created_at > c.since - interval '{ACTIVATION_DAYS + 1} days'
 """
 
 #: Per feed: the table and sequence it follows, and the days a range ($1, $2] of its ids makes dirty.
@@ -147,14 +172,23 @@ FEEDS: Final[dict[str, tuple[str, str]]] = {
         {_CUSTOMER_DAYS}
         """,
     ),
-    # A no-name card's account merged into a phone's: every purchase of the kept account may change
-    # (which one was first), and they all belong to it now.
-    "merges": (
+    # A card issued: its issue day. A no-name card's account merged into a phone's: every purchase of the
+    # kept account may change (which one was first; they all belong to it now), and so may the no-name
+    # card's activation.
+    "registrations": (
         "registrations",
         f"""
         WITH changed AS (SELECT DISTINCT customer_id, '-infinity'::timestamptz AS since FROM registrations
                           WHERE id > $1 AND id <= $2 AND outcome = 'merged')
         {_CUSTOMER_DAYS}
+        UNION ALL
+        SELECT (created_at AT TIME ZONE $3)::date FROM registrations
+         WHERE id > $1 AND id <= $2 AND outcome = 'created'
+        UNION ALL
+        SELECT (r.created_at AT TIME ZONE $3)::date
+          FROM registrations m JOIN cards k ON k.number = m.card_number
+          JOIN registrations r ON r.customer_id = k.customer_id AND r.outcome = 'created'
+         WHERE m.id > $1 AND m.id <= $2 AND m.outcome = 'merged'
         """,
     ),
     "receipts": (
@@ -274,10 +308,37 @@ async def recompute_dirty(pool: Pool, timezone: str) -> int:
         days += 1
 
 
+async def _sweep_activation(pool: Pool, timezone: str) -> None:
+    """Once a local day, the last 31 issue days again: a no-name card merged after its issue day counts
+    the kept account's later purchases, which no feed ties back to that day."""
+    async with pool.acquire() as conn, conn.transaction():
+        today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", timezone)
+        await conn.execute("INSERT INTO kpi_feeds (feed) VALUES ('activation_sweep') ON CONFLICT DO NOTHING")
+        due = await conn.fetchval(
+            "UPDATE kpi_feeds SET done = $1, updated_at = now() WHERE feed = 'activation_sweep' AND done < $1 "
+            "RETURNING 1",
+            today.toordinal(),
+        )
+        if due:
+            await conn.execute(
+                """
+                INSERT INTO kpi_dirty_days (day) SELECT $1::date - g FROM generate_series(0, $2) g
+                ON CONFLICT (day) DO UPDATE SET marked_at = now()
+                """,
+                today,
+                ACTIVATION_DAYS + 1,
+            )
+
+
 async def run(pool: Pool, timezone: str) -> RollupReport:
     """One round: follow the feeds, then recompute the days they made dirty."""
     report = await follow(pool, timezone)
+    await _sweep_activation(pool, timezone)
     report.days_recomputed = await recompute_dirty(pool, timezone)
+    if report.settled:
+        await pool.execute(
+            "INSERT INTO kpi_feeds (feed) VALUES ('round') ON CONFLICT (feed) DO UPDATE SET updated_at = now()"
+        )
     if report.ids_read or report.days_recomputed:
         logger.info("kpi rollups: %d ids read, %d days recomputed", report.ids_read, report.days_recomputed)
     return report

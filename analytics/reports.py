@@ -1,7 +1,7 @@
 """The KPI report: the rollups summed over a period, per day, week, month, store or source, and turned into
-the spec's figures by ``analytics.kpis``. Everything here reads rollups or small tables; the one figure
-read from wallet's tables at query time is card activation (the cards issued in the period), which
-is therefore never behind (docs/analytics.md, "Freshness")."""
+the spec's figures by ``analytics.kpis``. Everything here reads rollups or small tables; wallet adoption
+(a count of active cards and of installed passes) is read at query time (docs/analytics.md, "Freshness").
+The promotions report reads the period's orders."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from analytics.kpis import ACTIVATION_DAYS, Counts, KpiRow, row
+from analytics.kpis import Counts, KpiRow, row
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from wallet.program import Program
@@ -108,21 +108,11 @@ SELECT {key} AS k, sum(t.accrued - t.taken_back)::bigint AS accrued, sum(t.spent
  GROUP BY 1
 """
 
-#: Cards issued in the period (a new customer's card, at a till, online or in an import) and whether their
-#: account (the one a no-name card was merged into, after a merge) bought within 30 days of the issue.
-_ACTIVATION = f"""
-SELECT {{key}} AS k, count(*) AS issued,
-       count(*) FILTER (WHERE EXISTS (
-           SELECT 1 FROM orders o
-            WHERE o.customer_id = coalesce(cu.merged_into, cu.id)
-              AND o.purchased_at >= t.created_at AND o.purchased_at < t.created_at + interval '{ACTIVATION_DAYS} days'
-              AND o.subtotal - o.discount
-                  > coalesce((SELECT sum(r.amount + r.points_returned) FROM refunds r WHERE r.order_pk = o.id), 0)
-       )) AS activated
-  FROM (SELECT r.customer_id, r.created_at, coalesce(r.store, '') AS store, r.source FROM registrations r
-         WHERE r.outcome = 'created' AND r.created_at >= $1 AND r.created_at < $2
-           AND ($3::text IS NULL OR r.store = $3)) t
-  JOIN customers cu ON cu.id = t.customer_id
+#: Cards issued in the period and those activated (``kpi_card_days``, analytics.kpis_rollup).
+_ACTIVATION = """
+SELECT {key} AS k, sum(t.issued)::bigint AS issued, sum(t.activated)::bigint AS activated
+  FROM kpi_card_days t
+ WHERE t.day >= $1 AND t.day < $2 AND ($3::text IS NULL OR t.store = $3)
  GROUP BY 1
 """
 
@@ -165,6 +155,15 @@ class KpiService:
             raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
         if (end - first).days > MAX_DAYS:
             raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
+        # One snapshot for all the report's statements; no JIT (compiling its plans costs more than running
+        # them, seconds on a busy machine).
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute("SET LOCAL jit = off")
+            return await self._report(conn, first, end, store, group_by)
+
+    async def _report(
+        self, conn: Connection, first: date, end: date, store: str | None, group_by: GroupBy | None
+    ) -> KpiReport:
         program = self.program
         hi = _local_midnight(end, program)
         counts, keys = await self._counts(conn, first, end, store, group_by)
@@ -198,7 +197,7 @@ class KpiService:
                     )
                 )
         updated, pending = await conn.fetchrow(
-            "SELECT (SELECT min(updated_at) FROM kpi_feeds), (SELECT count(*) FROM kpi_dirty_days)"
+            "SELECT (SELECT updated_at FROM kpi_feeds WHERE feed = 'round'), (SELECT count(*) FROM kpi_dirty_days)"
         ) or (None, 0)
         return KpiReport(
             from_=first,
@@ -218,7 +217,6 @@ class KpiService:
         program = self.program
         lo, hi = _local_midnight(first, program), _local_midnight(end, program)
         local_hour = f"(t.hour AT TIME ZONE '{_quoted_zone(program)}')::date"
-        local_issue = f"(t.created_at AT TIME ZONE '{_quoted_zone(program)}')::date"
 
         counts: dict[str, Counts] = defaultdict(Counts)
         for r in await conn.fetch(_IDENTIFIED.format(key=_key(group_by, "t.day")), first, end, store):
@@ -228,7 +226,7 @@ class KpiService:
         for r in await conn.fetch(_ANONYMOUS.format(key=_key(group_by, "t.day")), first, end, store):
             c = counts[r["k"]]
             c.receipts_anonymous, c.revenue_anonymous = r["receipts"], r["revenue"]
-        activation = await conn.fetch(_ACTIVATION.format(key=_key(group_by, local_issue)), lo, hi, store)
+        activation = await conn.fetch(_ACTIVATION.format(key=_key(group_by, "t.day")), first, end, store)
         points = await conn.fetch(_POINTS.format(key=_key(group_by, local_hour)), lo, hi, store)
         keys = _row_keys(group_by, first, end, counts, (r["k"] for r in [*activation, *points]))
         for key in keys:
