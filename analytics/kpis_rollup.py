@@ -330,11 +330,56 @@ async def _sweep_activation(pool: Pool, timezone: str) -> None:
             )
 
 
+def _wallet_adoption_sql(pass_columns: set[str]) -> str:
+    """Cards whose live pass is installed: an Apple pass registered on a device, or a Google pass saved.
+
+    The seam for the install history: when ``pass_registrations`` keeps unregistrations (a
+    ``removed_at`` column) and ``passes`` records Google's save and delete callbacks (``google_saved_at``,
+    ``google_removed_at``), those are honoured; until then a device registration is an install and a
+    Google save link handed out stands for a save."""
+    apple = "EXISTS (SELECT 1 FROM pass_registrations pr WHERE pr.serial_number = p.serial_number{removed})".format(
+        removed=" AND pr.removed_at IS NULL" if "pass_registrations.removed_at" in pass_columns else ""
+    )
+    if "passes.google_saved_at" in pass_columns:
+        google = "p.google_saved_at IS NOT NULL"
+        if "passes.google_removed_at" in pass_columns:
+            google += " AND (p.google_removed_at IS NULL OR p.google_removed_at < p.google_saved_at)"
+    else:
+        google = "p.google_linked_at IS NOT NULL"
+    return f"""
+    SELECT (SELECT count(*) FROM cards WHERE status = 'active') AS active,
+           (SELECT count(DISTINCT p.card_number) FROM passes p JOIN cards c ON c.number = p.card_number
+             WHERE c.status = 'active' AND p.retired_at IS NULL AND ({apple} OR {google})) AS installed
+    """
+
+
+async def count_wallet_adoption(pool: Pool) -> None:
+    """Count the active cards and those with an installed pass, for the report to read."""
+    async with pool.acquire() as conn:
+        columns = await conn.fetch(
+            """
+            SELECT table_name || '.' || column_name AS name FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name IN ('passes', 'pass_registrations')
+            """
+        )
+        found = await conn.fetchrow(_wallet_adoption_sql({c["name"] for c in columns}))
+        assert found is not None
+        await conn.execute(
+            """
+            INSERT INTO kpi_wallet_adoption (taken_at, active_cards, installed) VALUES (now(), $1, $2)
+            ON CONFLICT (one) DO UPDATE SET taken_at = now(), active_cards = $1, installed = $2
+            """,
+            found["active"],
+            found["installed"],
+        )
+
+
 async def run(pool: Pool, timezone: str) -> RollupReport:
     """One round: follow the feeds, then recompute the days they made dirty."""
     report = await follow(pool, timezone)
     await _sweep_activation(pool, timezone)
     report.days_recomputed = await recompute_dirty(pool, timezone)
+    await count_wallet_adoption(pool)
     if report.settled:
         await pool.execute(
             "INSERT INTO kpi_feeds (feed) VALUES ('round') ON CONFLICT (feed) DO UPDATE SET updated_at = now()"

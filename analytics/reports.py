@@ -120,33 +120,9 @@ SELECT {key} AS k, sum(t.issued)::bigint AS issued, sum(t.activated)::bigint AS 
 _NET_POINTS = "accrued + granted + adjusted + returned - spent - taken_back - expired"
 
 
-def _wallet_adoption_sql(pass_columns: set[str]) -> str:
-    """Cards whose live pass is installed: an Apple pass registered on a device, or a Google pass saved.
-
-    The seam for the install history: when ``pass_registrations`` keeps unregistrations (a
-    ``removed_at`` column) and ``passes`` records Google's save and delete callbacks (``google_saved_at``,
-    ``google_removed_at``), those are honoured; until then a device registration is an install and a
-    Google save link handed out stands for a save."""
-    apple = "EXISTS (SELECT 1 FROM pass_registrations pr WHERE pr.serial_number = p.serial_number{removed})".format(
-        removed=" AND pr.removed_at IS NULL" if "pass_registrations.removed_at" in pass_columns else ""
-    )
-    if "passes.google_saved_at" in pass_columns:
-        google = "p.google_saved_at IS NOT NULL"
-        if "passes.google_removed_at" in pass_columns:
-            google += " AND (p.google_removed_at IS NULL OR p.google_removed_at < p.google_saved_at)"
-    else:
-        google = "p.google_linked_at IS NOT NULL"
-    return f"""
-    SELECT (SELECT count(*) FROM cards WHERE status = 'active') AS active,
-           (SELECT count(DISTINCT p.card_number) FROM passes p JOIN cards c ON c.number = p.card_number
-             WHERE c.status = 'active' AND p.retired_at IS NULL AND ({apple} OR {google})) AS installed
-    """
-
-
 class KpiService:
     def __init__(self, program: Program) -> None:
         self.program = program
-        self._adoption_sql: str | None = None
 
     async def report(
         self, conn: Connection, *, first: date, end: date, store: str | None, group_by: GroupBy | None
@@ -273,18 +249,10 @@ class KpiService:
             out.append((owed, min(accrued_before[upto] - accrued_before[since], max(owed, 0))))
         return out
 
-    async def _wallet_adoption(self, conn: Connection) -> tuple[int, int]:
-        if self._adoption_sql is None:
-            columns = await conn.fetch(
-                """
-                SELECT table_name || '.' || column_name AS name FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name IN ('passes', 'pass_registrations')
-                """
-            )
-            self._adoption_sql = _wallet_adoption_sql({c["name"] for c in columns})
-        found = await conn.fetchrow(self._adoption_sql)
-        assert found is not None
-        return found["active"], found["installed"]
+    async def _wallet_adoption(self, conn: Connection) -> tuple[int | None, int | None]:
+        """As the worker last counted it (``kpis_rollup.count_wallet_adoption``); none before its first round."""
+        found = await conn.fetchrow("SELECT active_cards, installed FROM kpi_wallet_adoption")
+        return (None, None) if found is None else (found["active_cards"], found["installed"])
 
 
 def _quoted_zone(program: Program) -> str:
