@@ -286,8 +286,7 @@ class PromotionRow(msgspec.Struct, kw_only=True):
     """What a promotion did in the period: the orders where it applied to at least one line."""
 
     promotion: str
-    title: str | None
-    """The program's title for it, when the program still has it."""
+    """The id the engine recorded on the order lines it priced."""
     orders: int
     customers: int
     revenue: int
@@ -330,18 +329,17 @@ async def promotions(
 ) -> PromotionReport:
     """Per promotion: orders, customers, revenue, discount and points of the orders where it applied.
 
-    The seam for the managed promotions (``specs/promotions.md``): titles come from the program file
-    today; the rows themselves come from what the orders recorded, whichever engine priced them."""
+    The rows come from what the orders recorded, whichever engine priced them; a promotion's title and
+    the rest of it are the managed promotions' (``GET /v1/admin/promotions/{id}``)."""
     if end <= first:
         raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
     if (end - first).days > MAX_DAYS:
         raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
-    titles = {p.id: p.title(program.language) for p in program.promotions}
     found = await conn.fetch(_PROMOTIONS, _local_midnight(first, program), _local_midnight(end, program), store)
     return PromotionReport(
         from_=first,
         to=end,
         timezone=program.timezone,
         store=store,
-        rows=[PromotionRow(title=titles.get(r["promotion"]), **dict(r)) for r in found],
+        rows=[PromotionRow(**dict(r)) for r in found],
     )

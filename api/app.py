@@ -1,9 +1,7 @@
-"""The Litestar application factory.
+"""The Litestar application: routes, OpenAPI, the error mapping, hooks.
 
-``create_app()`` reads settings from the environment (``uvicorn --factory --no-proxy-headers
-api.app:create_app``: the app reads ``X-Forwarded-For`` itself, from ``KARTKA_TRUSTED_PROXIES`` only);
-tests pass their own. The database pool, the key verifier and the domain services are built in the
-lifespan and reach handlers through dependencies.
+The services it serves come from the composition root: ``main.web.create_app`` builds them in the
+lifespan (``main.services``) and hands them over; handlers reach them through ``api.state.services_of``.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC
 from typing import Any
 
@@ -24,8 +23,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
-from analytics.receipts import ReceiptImporter, ReceiptService
-from analytics.reports import KpiService
 from api.auth import (
     APPLE_PASS_SCHEME,
     INFOBIP_SCHEME,
@@ -34,57 +31,43 @@ from api.auth import (
     STAFF_SCHEME,
     TWILIO_SCHEME,
 )
+from api.console.pages import CONSOLE_CONTROLLERS
+from api.console.session import ConsoleSessions
+from api.console.setup import console_assets
 from api.controllers.admin import AdminCardController, AdminCustomerController, AdminStaffController
+from api.controllers.campaigns import AdminCampaignController
 from api.controllers.card_page import CardPageController, PassAssetsController
+from api.controllers.dev_inbox import DevInboxController
+from api.controllers.google_wallet import GoogleWalletWebhookController
 from api.controllers.health import HealthController
 from api.controllers.integrations import IntegrationCustomerController
 from api.controllers.me import MeController
-from api.controllers.notifications import (
-    AdminCampaignController,
-    AdminStoreController,
-    DevInboxController,
-    UnsubscribeController,
-    WebhookController,
-)
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.promotions import (
+    AdminOfferController,
+    AdminPromotionController,
+    AdminPromotionGroupController,
+    MeOffersController,
+)
 from api.controllers.receipts import IntegrationReceiptController, PosReceiptController
 from api.controllers.reports import AdminReportController
 from api.controllers.signin import SignInController, StaffLoginController
+from api.controllers.stores import AdminStoreController
+from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
+from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
 from api.openapi import assets_router, render_plugins
+from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
-from engine.setup import build_engine
 from kartka import logs
-from kartka.clock import Clock, SystemClock
-from kartka.crypto import derive_key
-from kartka.db import connect, create_pool
-from kartka.keys import KeyVerifier
+from kartka.clock import Clock
 from kartka.lifeline import die_with_parent
-from kartka.listen import Listener
-from kartka.migrate import migrate
 from kartka.netaddr import ClientAddresses, parse_networks
-from kartka.ratelimit import RateLimiter, TextBudget
-from kartka.settings import Environment, Settings, get_settings, redact_url
-from kartka.staff import Passwords, StaffSignIn
-from kartka.tokens import Tokens
-from notifications.providers.google_wallet import load_wallet_objects
-from notifications.setup import make_notifier, opt_out_links
-from wallet.customers import CustomerService
-from wallet.importer import Importer
-from wallet.join import JoinService
-from wallet.orders import OrderService
-from wallet.passes.service import Passes
-from wallet.passes.setup import load_wallet_setup
-from wallet.pricing import Engine
-from wallet.program import Program, load_program
-from wallet.qrtokens import QrTokens
-from wallet.signin import SignInConfig, SignInService
-
-logger = logging.getLogger("kartka.api")
+from kartka.settings import Environment, Settings
 
 API_DESCRIPTION = """
 Kartka: virtual loyalty cards on every registration path, balances and tiers, the till flow.
@@ -96,140 +79,17 @@ Errors are RFC 9457 `application/problem+json` documents with a `detail` and, fo
 """
 
 
-EngineFactory = Callable[[Program], Engine]
+#: What opens the services for the app's lifetime (``main.web`` passes the composition root's), inside the
+#: server's event loop; the app keeps them in ``app.state.services`` (``api.state.services_of``).
+OpenServices = Callable[[], AbstractAsyncContextManager[Services]]
 
 
-def signin_config(settings: Settings) -> SignInConfig:
-    return SignInConfig(
-        code_length=settings.otp_length,
-        ttl_seconds=settings.otp_ttl_seconds,
-        max_attempts=settings.otp_max_attempts,
-        resend_seconds=settings.otp_resend_seconds,
-        resend_max_seconds=settings.otp_resend_max_seconds,
-        per_ip_per_hour=settings.otp_per_ip_per_hour,
-        checks_per_ip_per_hour=settings.signin_per_ip_per_hour,
-    )
-
-
-def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | None) -> Any:
+def _lifespan(open_services: OpenServices) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-        if settings.database_url is None:
-            raise RuntimeError("DATABASE_URL is not set; `kartka serve` starts an embedded PostgreSQL for you")
-        logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
-        program = load_program(settings.program_file)
-        # Built here, in the server's event loop, which its HTTP connections belong to.
-        pricing = make_engine(program) if make_engine else build_engine(settings, program)
-        pool = await create_pool(settings)
-        listener: Listener | None = None
-        google_objects = None
-        try:
-            if settings.migrate_on_start:
-                async with pool.acquire() as conn:
-                    await migrate(conn)
-            keys = KeyVerifier(
-                pool, settings.key_cache_seconds, unlistened_seconds=settings.key_cache_unlistened_seconds
-            )
-            # Revocations reach every replica over LISTEN; the listener reconnects after a database restart
-            # and, while it is away, the key cache trusts nothing for long (see KeyVerifier).
-            listener = Listener(
-                lambda: connect(settings, application="kartka-api-listener", background=False),
-                keys.channels(),
-                on_change=keys.listener_changed,
-                ping_seconds=max(1.0, settings.db_command_timeout_seconds),
-                name="key revocations",
-            )
-            await listener.start()
-            notifier = make_notifier(settings, program)
-            secret = settings.secret_key.reveal()
-            qr_tokens = QrTokens(derive_key(secret, "qr"), settings.qr_token_seconds)
-            customers = CustomerService(
-                region=settings.default_region,
-                card_prefix=settings.card_prefix,
-                program=program,
-                events=notifier,
-                clock=clock,
-                qr_tokens=qr_tokens,
-            )
-            tokens = Tokens(
-                key=derive_key(secret, "jwt"),
-                issuer=settings.public_base,
-                access_seconds=settings.access_token_seconds,
-                refresh_days=settings.refresh_token_days,
-                clock=clock,
-            )
-            wallet = load_wallet_setup(settings, program)
-            google_objects = load_wallet_objects(wallet.google, timeout=settings.google_save_timeout_seconds)
-            passes = Passes(
-                setup=wallet, customers=customers, public_base=settings.public_base, google_api=google_objects
-            )
-            limiter = RateLimiter(derive_key(secret, "rate"))
-            texts = TextBudget(
-                limiter,
-                per_hour=settings.sms_budget_per_hour,
-                per_country_per_hour=settings.sms_budget_per_country_per_hour,
-                countries=settings.sms_country_budgets,
-                home=settings.default_region,
-            )
-            passwords = Passwords(memory_kib=settings.argon2_memory_kib, rounds=settings.argon2_rounds)
-            await passwords.warm_up()
-            app.state.services = Services(
-                settings=settings,
-                pool=pool,
-                keys=keys,
-                customers=customers,
-                importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-                orders=OrderService(program=program, engine=pricing, customers=customers, clock=clock),
-                program=program,
-                clock=clock,
-                engine=pricing,
-                notifier=notifier,
-                opt_out=opt_out_links(settings),
-                tokens=tokens,
-                signin=SignInService(
-                    pool=pool,
-                    customers=customers,
-                    tokens=tokens,
-                    limiter=limiter,
-                    texts=texts,
-                    key=derive_key(secret, "otp"),
-                    config=signin_config(settings),
-                    clock=clock,
-                ),
-                staff_signin=StaffSignIn(
-                    pool=pool,
-                    passwords=passwords,
-                    tokens=tokens,
-                    limiter=limiter,
-                    clock=clock,
-                    per_ip_per_hour=settings.signin_per_ip_per_hour,
-                    failures=settings.staff_login_failures,
-                    per_account_per_hour=settings.staff_login_per_account_per_hour,
-                ),
-                qr_tokens=qr_tokens,
-                passes=passes,
-                limiter=limiter,
-                texts=texts,
-                join=JoinService(
-                    pool=pool,
-                    customers=customers,
-                    limiter=limiter,
-                    texts=texts,
-                    per_ip_per_hour=settings.join_per_ip_per_hour,
-                    clock=clock,
-                ),
-                receipts=ReceiptService(program=program, clock=clock),
-                receipt_importer=ReceiptImporter(pool, clock),
-                kpis=KpiService(program),
-            )
+        async with open_services() as services:
+            app.state.services = services
             yield
-        finally:
-            if listener is not None:
-                await listener.close()
-            if google_objects is not None:
-                await google_objects.aclose()
-            await pool.close()
-            await pricing.close()
 
     return lifespan
 
@@ -259,13 +119,10 @@ def _die_with_server() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, engine: EngineFactory | None = None
-) -> Litestar:
-    """The app. Tests may pass a fake clock and an engine factory; otherwise both come from the settings."""
-    settings = settings or get_settings()
+def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Litestar:
+    """The HTTP app: routes, OpenAPI, error mapping, hooks. ``services`` opens what handlers use; the
+    composition root (``main.web.create_app``) builds them."""
     _die_with_server()
-    clock = clock or SystemClock()
     logs.configure(settings.log_level, settings.log_format, background=True)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
@@ -319,6 +176,11 @@ def create_app(
             Tag(name="app", description="The shopper's app: phone sign-in, card, balance, history, settings"),
             Tag(name="integrations", description="Online shop and CRM"),
             Tag(name="admin", description="Staff tools"),
+            Tag(
+                name="promotions",
+                description="Promotions as managed data: drafts, four-eyes approval, groups, personal offers, "
+                "live on every till within a second",
+            ),
             Tag(name="health", description="Liveness and readiness"),
             Tag(name="webhooks", description="Delivery receipts from message providers"),
             Tag(name="passkit", description="The PassKit web service Apple Wallet calls to keep passes current"),
@@ -344,24 +206,33 @@ def create_app(
             AdminCardController,
             AdminStaffController,
             AdminReportController,
+            AdminPromotionController,
+            AdminPromotionGroupController,
+            AdminOfferController,
+            MeOffersController,
             AdminCampaignController,
             AdminStoreController,
             WebhookController,
+            GoogleWalletWebhookController,
             UnsubscribeController,
             PassKitController,
             CardPageController,
             PassAssetsController,
             *([] if settings.environment is Environment.PRODUCTION else [DevInboxController]),
             JoinController,
+            console_assets(),
+            *CONSOLE_CONTROLLERS,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=template_config(),
         state=State(
             {
                 CLIENT_ADDRESSES: ClientAddresses(parse_networks(settings.trusted_proxies)),
                 "join_forms": FormGuard(settings),
+                "console_sessions": ConsoleSessions(settings),
             }
         ),
-        lifespan=[_lifespan(settings, clock, engine)],
+        lifespan=[_lifespan(services)],
         before_send=[date_header(clock)],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from litestar import Request
 
+from kartka import texts
 from kartka.logtext import log_text
 from kartka.netaddr import ClientAddresses
 
@@ -23,12 +24,14 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 
 
 def preferred_language(request: Request[Any, Any, Any], explicit: str | None = None) -> str | None:
-    """``ru`` or ``en``: ``explicit`` when it is one of them, else the first of those in Accept-Language."""
-    if explicit in ("ru", "en"):
+    """A language the text catalog has (``ru``, ``en``): ``explicit`` when it is one of them, else the
+    first of those in Accept-Language, in the order given (q-values aside)."""
+    catalog = texts.catalog()
+    if explicit in catalog.languages:
         return explicit
     for part in request.headers.get("accept-language", "").split(","):
-        language = part.split(";", 1)[0].strip().lower()[:2]
-        if language in ("ru", "en"):
+        language = catalog.supported(part.split(";", 1)[0].strip())
+        if language is not None:
             return language
     return None
 

@@ -1,4 +1,5 @@
-"""What the app builds once at start-up, and the one dependency handlers take: a database connection.
+"""What handlers may reach of the services the composition root (``main.services``) builds once at
+start-up, and the one dependency handlers take: a database connection.
 
 Handlers reach the services through ``services_of(state)`` rather than one injected dependency each:
 Litestar resolves independent dependencies of a handler concurrently, in a task group, and on the till's
@@ -9,17 +10,21 @@ most one dependency, its connection or transaction.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Request
 from litestar.datastructures import State
 
 from analytics.receipts import ReceiptImporter, ReceiptService
 from analytics.reports import KpiService
+from engine.promotions.offers import ShopperOffers
+from engine.promotions.reload import LiveCatalog
+from engine.promotions.store import PromotionAdmin
+from engine.promotions.trial import Trials
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
+from kartka.migrate import Schema
 from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.settings import Settings
 from kartka.staff import StaffSignIn
@@ -37,10 +42,13 @@ from wallet.qrtokens import QrTokens
 from wallet.signin import SignInService
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
+class Services(Protocol):
+    """The services the API uses, as ``main.services.Services`` provides them (this package cannot
+    import the composition root above it). A handler needing a new service: add it there, then here."""
+
     settings: Settings
     pool: Pool
+    schema: Schema
     keys: KeyVerifier
     customers: CustomerService
     importer: Importer
@@ -58,9 +66,15 @@ class Services:
     limiter: RateLimiter
     texts: TextBudget
     join: JoinService
+    promotions: PromotionAdmin
+    shopper_offers: ShopperOffers
+    catalog: LiveCatalog | None
+    """The live promotions this process prices with (``None`` when a remote engine prices)."""
     receipts: ReceiptService
     receipt_importer: ReceiptImporter
     kpis: KpiService
+    trials: Trials | None
+    """Preview and backtest (``None`` when a remote engine prices)."""
 
 
 def services_of(state: State) -> Services:

@@ -33,8 +33,8 @@ from analytics import kpis_rollup
 from analytics.reports import KpiService
 from bench.harness import _execute, admin_url, fresh_database, save, with_database
 from kartka.db import create_pool
-from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, load_settings
+from main.schema import SCHEMA
 from wallet.program import DEFAULT_PROGRAM
 
 ZONE = DEFAULT_PROGRAM.timezone
@@ -283,7 +283,7 @@ def main() -> None:
 
         async def create() -> None:
             conn = await asyncpg.connect(db)
-            await migrate(conn)
+            await SCHEMA.migrate(conn)
             await conn.close()
 
         asyncio.run(create())

@@ -11,8 +11,8 @@ from litestar import Litestar, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from api.app import create_app
 from api.state import services_of
+from main.web import create_app
 
 
 class Code(msgspec.Struct):

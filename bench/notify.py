@@ -30,8 +30,8 @@ import httpx
 from bench.harness import ROOT, free_port, fresh_database, save
 from kartka.clock import SystemClock
 from kartka.db import create_pool
-from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, load_settings
+from main.schema import SCHEMA
 from notifications import campaigns
 from tests.fakes.infobip import API_KEY
 from wallet.program import DEFAULT_PROGRAM
@@ -141,7 +141,7 @@ def dispatch(db: str, fake: str, messages: int, workers: int) -> float:
 
     asyncio.run(truncate())
     procs = [
-        subprocess.Popen([sys.executable, "-m", "kartka", "worker"], cwd=ROOT, env=worker_env(db, fake))
+        subprocess.Popen([sys.executable, "-m", "main", "worker"], cwd=ROOT, env=worker_env(db, fake))
         for _ in range(workers)
     ]
     try:
@@ -219,7 +219,7 @@ def main() -> None:
 
         async def create() -> None:
             conn = await asyncpg.connect(db)
-            await migrate(conn)
+            await SCHEMA.migrate(conn)
             await conn.close()
 
         asyncio.run(create())

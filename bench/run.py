@@ -36,7 +36,7 @@ import httpx
 
 from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
 from kartka.keys import Scope, create_key
-from kartka.migrate import migrate
+from main.schema import SCHEMA
 from wallet.cards import ean13_check_digit
 
 CART = [
@@ -58,7 +58,7 @@ async def seed(url: str, customers: int) -> tuple[list[str], str]:
     """Customers with a card, an account, five purchases in the last year and their points lots."""
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
+        await SCHEMA.migrate(conn)
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in range(customers)]
         cards = [card_number(n) for n in range(customers)]

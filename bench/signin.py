@@ -33,7 +33,7 @@ import asyncpg
 
 from bench.harness import fresh_database, median_round, parse_wrk, save, scratch, serving
 from bench.run import card_number
-from kartka.migrate import migrate
+from main.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ async def seed(url: str, customers: int) -> None:
     """Existing shoppers with cards, phones +37533 0NNNNNN (the ones ``verify`` half signs in again)."""
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
+        await SCHEMA.migrate(conn)
         ids = [uuid.uuid4() for _ in range(customers)]
         await conn.copy_records_to_table(
             "customers",

@@ -35,7 +35,8 @@ from bench.harness import fresh_database, median_round, parse_wrk, save, scratch
 from bench.run import seed
 from wallet.models import BalanceView, Expiring, NextTier, TierView
 from wallet.passes.apple import ApplePassData, build_pkpass
-from wallet.passes.certs import generate_dev_certs, load_pass_identity
+from wallet.passes.devcerts import generate_dev_certs
+from wallet.passes.identity import load_pass_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPE_ID = "pass.by.kartka.loyalty"  # the development certificates' pass type

@@ -1,114 +1,145 @@
-"""The embedded rules engine: the program's rules and its promotions, computed in-process.
+"""The embedded rules engine: the program's rules and the promotions in force, computed in-process.
 
-Promotions never stack: an item discounted by one promotion is out of reach of the next, and items on
-sale take no promotion at all (seed 003: the price is already the lowest the store accepts).
+Pricing itself is the pure core (``engine.promotions.evaluate``); this adapter turns the port's
+request into customer facts, reads the catalog in force from a holder that live reload swaps whole,
+asks the promotion store what a customer's personal offers and limits are only when a cart meets a
+promotion that needs them, and turns the outcome into the port's answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from wallet.money import allocate, format_amount, share_floor, share_round
+from engine.promotions.evaluate import Active, Catalog, Facts, Outcome, Used, evaluate
+from engine.promotions.legacy import default_catalog
+from engine.promotions.live import CatalogHolder, CustomerState
+from kartka.texts import format_points, text
 from wallet.pricing import (
+    BonusPoints,
     EngineInfo,
     LinePricing,
     Message,
     Pricing,
     PricingRequest,
 )
-from wallet.program import BundlePercent, NForM, Program, Promotion
-
-
-@dataclass(slots=True)
-class _Cart:
-    """Discounts being worked out for one cart."""
-
-    discounts: list[int]
-    applied: list[str | None]
-    taken: set[tuple[int, int]]  # (line, unit index) already in a promotion
-
-    def share(self, discount: int, units: tuple[tuple[int, int, int], ...], promotion_id: str) -> None:
-        """A promotion's discount spread over every item that earned it, in proportion to price, so that
-        returning any one of them later gives back its share of the deal and no more."""
-        for (line, unit, _), part in zip(units, allocate(discount, [price for _, _, price in units]), strict=True):
-            self.discounts[line] += part
-            self.applied[line] = promotion_id
-            self.taken.add((line, unit))
+from wallet.program import Program
 
 
 class EmbeddedEngine:
-    """Prices carts with ``program``. ``degraded=True`` is the fallback of a remote engine that is down:
-    base-tier accrual and no promotions, flagged in the answer."""
+    """Prices carts with ``program`` and the catalog ``catalog.current``. ``degraded=True`` is the
+    fallback of a remote engine that is down: base-tier accrual and no promotions, flagged."""
 
     remote = False
 
-    def __init__(self, program: Program, *, name: str = "embedded", degraded: bool = False) -> None:
+    def __init__(
+        self,
+        program: Program,
+        *,
+        catalog: CatalogHolder | None = None,
+        state: CustomerState | None = None,
+        name: str = "embedded",
+        degraded: bool = False,
+    ) -> None:
         self.program = program
+        self.catalog = catalog if catalog is not None else CatalogHolder(default_catalog(program))
+        self.state = state
         self.name = name
         self.degraded = degraded
 
     async def calculate(self, request: PricingRequest) -> Pricing:
-        return self.price(request)
+        catalog = self.catalog.current  # read once: a swap mid-cart does not mix two catalogs
+        offers: frozenset[str] = frozenset()
+        used: Mapping[str, Used] = {}
+        if self.state is not None and not self.degraded and len(catalog):
+            candidates = catalog.candidates(request.lines)
+            counted = [a for a in candidates if limited(a)]
+            if request.customer_id and any(a.promotion.audience.personal for a in candidates):
+                offers = await self.state.offers(request.customer_id, request.at)
+            if counted:
+                used = await self.state.used(request.customer_id, counted, request.at)
+        return self.price(request, catalog=catalog, offers=offers, used=used)
 
-    def price(self, request: PricingRequest) -> Pricing:
-        lines = request.lines
-        cart = _Cart(discounts=[0] * len(lines), applied=[None] * len(lines), taken=set())
-        messages: list[Message] = []
-        if not self.degraded:
-            for promotion in self.program.promotions:
-                if promotion.runs(request.store, request.at):
-                    self._apply(promotion, request, cart, messages)
-        discounts, applied = cart.discounts, cart.applied
+    def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:
+        return Facts(
+            at=request.at,
+            tier=self.program.base_tier.code if self.degraded else request.tier.code,
+            rate_bp=self.program.base_tier.rate_bp if self.degraded else request.tier.rate_bp,
+            customer_id=request.customer_id,
+            store=request.store,
+            channel=request.channel,
+            offers=offers | frozenset(request.offers),
+            segments=frozenset(request.segments),
+            language=request.language,
+            currency=request.currency,
+        )
 
-        eligible_after_discount = sum(line.total - discounts[i] for i, line in enumerate(lines) if not line.on_sale)
-        cap = share_floor(eligible_after_discount, self.program.redeem_cap_bp)
-        max_redeem = max(0, min(request.available_points, cap))
-        redeem = max(0, min(request.requested_points, max_redeem))
-        rate = self.program.base_tier.rate_bp if self.degraded else request.tier.rate_bp
-        accrue = share_floor(eligible_after_discount - redeem, rate)
+    def outcome(
+        self,
+        request: PricingRequest,
+        *,
+        catalog: Catalog | None = None,
+        offers: frozenset[str] = frozenset(),
+        used: Mapping[str, Used] | None = None,
+        explain: bool = True,
+    ) -> Outcome:
+        """The core's full answer, reasons included (what preview shows)."""
+        if self.degraded:
+            catalog = Catalog(zone=self.program.zone)
+        return evaluate(
+            request.lines,
+            self.facts(request, offers),
+            catalog if catalog is not None else self.catalog.current,
+            used,
+            redeem_cap_bp=self.program.redeem_cap_bp,
+            available_points=request.available_points,
+            requested_points=request.requested_points,
+            explain=explain,
+        )
 
-        to_pay = sum(line.total for line in lines) - sum(discounts) - redeem
+    def price(
+        self,
+        request: PricingRequest,
+        *,
+        catalog: Catalog | None = None,
+        offers: frozenset[str] = frozenset(),
+        used: Mapping[str, Used] | None = None,
+    ) -> Pricing:
+        catalog = catalog if catalog is not None else self.catalog.current
+        result = self.outcome(request, catalog=catalog, offers=offers, used=used, explain=False)
+        # Points with their own expiry are booked apart; the rest expire with the program's.
+        bonus = tuple(
+            BonusPoints(a.id, a.revision, a.points, a.expires_in_days)
+            for a in result.awards
+            if a.expires_in_days is not None and a.points
+        )
+        plain = sum(a.points for a in result.awards if a.expires_in_days is None)
+        messages = [Message(code=n.code, text=n.text) for n in result.messages]
+        to_pay = sum(line.total for line in request.lines) - result.discount - result.redeem
         nudge = self._tier_nudge(request, to_pay)
         if nudge is not None:
             messages.append(nudge)
         return Pricing(
-            lines=tuple(LinePricing(discount=d, promotion=p) for d, p in zip(discounts, applied, strict=True)),
-            max_redeem_points=max_redeem,
-            redeem_points=redeem,
-            accrue_points=accrue,
+            lines=tuple(
+                LinePricing(
+                    discount=line.discount,
+                    promotion=next((a.id for a in line.promotions if a.discount), None),
+                    promotions=line.promotions,
+                )
+                for line in result.lines
+            ),
+            max_redeem_points=result.max_redeem,
+            redeem_points=result.redeem,
+            accrue_points=result.accrue + plain,
             messages=tuple(messages),
             engine=EngineInfo(name=self.name, degraded=self.degraded),
+            bonus_points=bonus,
+            promotion_titles={
+                a.id: catalog.by_id[a.id].promotion.title_in(request.language)
+                for line in result.lines
+                for a in line.promotions
+                if a.id in catalog.by_id
+            },
         )
-
-    def _apply(self, promotion: Promotion, request: PricingRequest, cart: _Cart, messages: list[Message]) -> None:
-        def units(category: str) -> list[tuple[int, int, int]]:
-            """(line, unit index, price) of items in ``category`` a promotion may still touch."""
-            return [
-                (i, u, line.unit_price)
-                for i, line in enumerate(request.lines)
-                if line.category == category and not line.on_sale
-                for u in range(line.qty)
-                if (i, u) not in cart.taken
-            ]
-
-        language = request.language
-        title = promotion.title(language)
-        if isinstance(promotion, BundlePercent):
-            # Pairs of one trigger and one target item, dearest first; items on sale take no part.
-            targets = sorted(units(promotion.target_category), key=lambda t: -t[2])
-            triggers = sorted(units(promotion.trigger_category), key=lambda t: -t[2])
-            for target, trigger in zip(targets, triggers, strict=False):
-                cart.share(share_round(target[2], promotion.percent_bp), (trigger, target), promotion.id)
-            if len(targets) > len(triggers):
-                messages.append(_message(promotion.id, language, title, "bundle"))
-        elif isinstance(promotion, NForM):
-            eligible = sorted(units(promotion.category), key=lambda t: -t[2])
-            for start in range(0, len(eligible) - promotion.n + 1, promotion.n):
-                group = eligible[start : start + promotion.n]
-                free = sum(price for _, _, price in group[promotion.m :])
-                cart.share(free, tuple(group), promotion.id)
-            if len(eligible) % promotion.n == promotion.n - 1:
-                messages.append(_message(promotion.id, language, title, "n_for_m"))
 
     def _tier_nudge(self, request: PricingRequest, to_pay: int) -> Message | None:
         nxt = request.next_tier
@@ -118,28 +149,20 @@ class EmbeddedEngine:
         missing = nxt.threshold - (request.spend_365d + to_pay)
         if not 0 < missing <= within:
             return None
-        amount = format_amount(missing, request.language)
-        if request.language == "ru":
-            text = f"Ещё {amount} {request.currency} — и со следующей покупки у вас уровень {nxt.name}"
-        else:
-            text = f"Add {amount} {request.currency} more to reach {nxt.name} from your next purchase"
-        return Message(code=f"tier-nudge:{nxt.code}", text=text)
+        message = text(
+            request.language,
+            "engine.tier_nudge",
+            amount=format_points(missing, request.language),
+            currency=request.currency,
+            tier=nxt.name,
+        )
+        return Message(code=f"tier-nudge:{nxt.code}", text=message)
 
     async def close(self) -> None:
         return None
 
 
-def _message(promotion_id: str, language: str, title: str, kind: str) -> Message:
-    if kind == "n_for_m":
-        text = (
-            f"Добавьте ещё один товар по акции «{title}» — он будет бесплатным"
-            if language == "ru"
-            else f"Add one more item from «{title}» and it is free"
-        )
-    else:
-        text = (
-            f"Ещё один товар — и сработает акция «{title}»"
-            if language == "ru"
-            else f"One more item and «{title}» applies"
-        )
-    return Message(code=f"promotion:{promotion_id}", text=text)
+def limited(active: Active) -> bool:
+    """Whether a promotion has limits a commit must count."""
+    limits = active.promotion.limits
+    return limits.per_customer is not None or (limits.budget is not None and limits.budget.limited)

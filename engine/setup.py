@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from engine.embedded import EmbeddedEngine
 from engine.http import HttpEngine
+from engine.promotions.book import PromotionBook
+from engine.promotions.live import CatalogHolder, CustomerState
 from kartka.settings import EngineKind, Settings
 from wallet.pricing import Engine
+from wallet.pricing import PromotionBook as BookPort
 from wallet.program import Program
 
 
@@ -23,5 +26,16 @@ def remote_engine(settings: Settings, program: Program) -> HttpEngine | None:
     )
 
 
-def build_engine(settings: Settings, program: Program) -> Engine:
-    return remote_engine(settings, program) or EmbeddedEngine(program)
+def build_engine(
+    settings: Settings, program: Program, *, catalog: CatalogHolder | None = None, state: CustomerState | None = None
+) -> Engine:
+    """The remote engine's client, or the embedded engine pricing with ``catalog.current`` (which live
+    reload swaps) and asking ``state`` for offers and limits; without a holder, the two promotions
+    every program used to start with (``engine.promotions.legacy.DEFAULT_PROMOTIONS``)."""
+    return remote_engine(settings, program) or EmbeddedEngine(program, catalog=catalog, state=state)
+
+
+def promotion_book(engine: Engine) -> BookPort | None:
+    """The book that counts limits and records promotions on orders, for the embedded engine (a remote
+    engine keeps its own)."""
+    return PromotionBook(engine) if isinstance(engine, EmbeddedEngine) and not engine.degraded else None

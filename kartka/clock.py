@@ -1,6 +1,7 @@
 """Time as a dependency: services ask a clock, so tests can move time (pending points becoming
 available, lots expiring, tier windows) without sleeping. Business rules never read ``now()`` in SQL;
-they pass the clock's time as a parameter."""
+they pass the clock's time as a parameter. Only bookkeeping takes the database's time: ``updated_at``
+columns and the claims of the worker's jobs (``job_runs``), which the fake clock does not move."""
 
 from __future__ import annotations
 

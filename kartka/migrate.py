@@ -1,9 +1,11 @@
 """Numbered, append-only SQL migrations.
 
-Each domain package keeps its own SQL in ``<package>/migrations/NNNN_name.sql``; numbers are unique
-across packages and give the order. Applied migrations are recorded with a checksum so that editing
-one after it shipped is caught instead of silently diverging. An advisory lock makes concurrent runs
-(several API replicas starting at once) wait for each other, so running twice is safe.
+Each package keeps its own SQL in ``<package>/migrations/NNNN_name.sql``; numbers are unique across
+packages and give the order. Which packages own migrations is the composition root's knowledge
+(``main.schema``), handed in as a ``Schema``: this module knows no package above it. Applied migrations
+are recorded with a checksum so that editing one after it shipped is caught instead of silently
+diverging. An advisory lock makes concurrent runs (several API replicas starting at once) wait for each
+other, so running twice is safe.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import hashlib
 import importlib.resources
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kartka.db import Connection
 
 logger = logging.getLogger(__name__)
 
-#: Packages that own migrations, in no particular order (the numbers order them).
-PACKAGES = ("kartka", "wallet", "notifications", "analytics")
 #: Arbitrary constant shared by every process that migrates this schema.
 ADVISORY_LOCK_KEY = 0x6B61_7274_6B61  # "kartka"
 
@@ -42,9 +43,10 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover() -> list[Migration]:
+def discover(packages: Sequence[str]) -> list[Migration]:
+    """Every migration of ``packages``, in order; a number used twice is an error."""
     found: dict[int, Migration] = {}
-    for package in PACKAGES:
+    for package in packages:
         folder = importlib.resources.files(package).joinpath("migrations")
         if not folder.is_dir():
             continue
@@ -82,14 +84,14 @@ async def applied_versions(conn: Connection) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
-async def pending(conn: Connection) -> list[Migration]:
+async def pending(conn: Connection, packages: Sequence[str]) -> list[Migration]:
     done = await applied_versions(conn)
-    return [m for m in discover() if m.version not in done]
+    return [m for m in discover(packages) if m.version not in done]
 
 
-async def migrate(conn: Connection) -> list[Migration]:
+async def migrate(conn: Connection, packages: Sequence[str]) -> list[Migration]:
     """Apply every migration not yet applied, each in its own transaction; return those applied."""
-    migrations = discover()
+    migrations = discover(packages)
     applied: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
@@ -118,3 +120,19 @@ async def migrate(conn: Connection) -> list[Migration]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
     return applied
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """The database schema as the migrations of ``packages`` make it (the composition root names them)."""
+
+    packages: tuple[str, ...]
+
+    def discover(self) -> list[Migration]:
+        return discover(self.packages)
+
+    async def pending(self, conn: Connection) -> list[Migration]:
+        return await pending(conn, self.packages)
+
+    async def migrate(self, conn: Connection) -> list[Migration]:
+        return await migrate(conn, self.packages)

@@ -107,6 +107,7 @@ ENV: Final[dict[str, str]] = {
     "access_token_seconds": "KARTKA_ACCESS_TOKEN_SECONDS",
     "refresh_token_days": "KARTKA_REFRESH_TOKEN_DAYS",
     "qr_token_seconds": "KARTKA_QR_TOKEN_SECONDS",
+    "console_idle_minutes": "KARTKA_CONSOLE_IDLE_MINUTES",
     # notifications: the outbox worker
     "outbox_batch": "KARTKA_OUTBOX_BATCH",
     "outbox_loops": "KARTKA_OUTBOX_LOOPS",
@@ -161,6 +162,8 @@ ENV: Final[dict[str, str]] = {
     "google_logo_url": "KARTKA_GOOGLE_LOGO_URL",
     # the save link: how long the shopper waits for Google to take the class and object
     "google_save_timeout_seconds": "KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS",
+    # save / delete callbacks: where Google's root signing keys are published (tests serve their own)
+    "google_root_keys_url": "KARTKA_GOOGLE_ROOT_KEYS_URL",
     # when PostgreSQL restarts or freezes: bounded waits, a supervised worker, a heartbeat /ready reads
     "db_connect_timeout_seconds": "KARTKA_DB_CONNECT_TIMEOUT_SECONDS",
     "db_acquire_timeout_seconds": "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS",
@@ -252,6 +255,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     refresh_token_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
     qr_token_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 60
+    # The staff console signs a person out after this long without a request (a tablet left at the till).
+    console_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 30
     outbox_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     outbox_loops: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     outbox_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
@@ -304,6 +309,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     google_logo_url: str | None = None
     # The save link's inserts, all of them; past it the shopper gets a 503 with Retry-After.
     google_save_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 3.0
+    # The root keys that sign Google Wallet's save / delete callbacks (wallet.passes.callbacks).
+    google_root_keys_url: str = "https://pay.google.com/gp/m/issuer/keys"
     # A frozen or restarting database costs a request seconds, never minutes (see README "Configuration").
     db_connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     db_acquire_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0

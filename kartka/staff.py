@@ -55,12 +55,20 @@ class Permission(enum.StrEnum):
     CARDS = "cards"
     STAFF = "staff"
     REPORTS = "reports"
+    PROMOTIONS_READ = "promotions_read"
+    """See promotions, their history and usage, preview and backtest them."""
+    PROMOTIONS = "promotions"
+    """Draft, submit, pause, resume and end promotions; groups and personal offers."""
+    PROMOTIONS_APPROVE = "promotions_approve"
+    """Approve or reject another's revision (four eyes)."""
 
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.MARKETER: frozenset({Permission.CAMPAIGNS, Permission.REPORTS}),
-    Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS}),
+    Role.MARKETER: frozenset(
+        {Permission.CAMPAIGNS, Permission.PROMOTIONS, Permission.PROMOTIONS_READ, Permission.REPORTS}
+    ),
+    Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}),
 }
 
 

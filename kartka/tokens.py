@@ -13,18 +13,20 @@ Times are the service clock's, not the machine's, so tests can move time across 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 import jwt
 import msgspec
 
 from kartka.clock import Clock
+from kartka.crypto import verification_keys
 from kartka.db import Connection, Pool
 from kartka.errors import Unauthenticated
 
@@ -112,20 +114,7 @@ class Tokens:
         looked at), and audience, issuer, ``exp`` and ``iat`` are all required.
         """
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[ALGORITHM],
-                audience=audience.value,
-                issuer=self.issuer,
-                options={
-                    "require": ["exp", "iat", "sub", "sid", "aud", "iss"],
-                    # checked below against the service clock
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
+            claims = self._decode(token, audience)
             subject, session = UUID(str(claims["sub"])), UUID(str(claims["sid"]))
             expires, issued = int(claims["exp"]), int(claims["iat"])
         except jwt.InvalidAudienceError as exc:
@@ -146,6 +135,29 @@ class Tokens:
             role=role if isinstance(role, str) else None,
             expires_at=datetime.fromtimestamp(expires, self.clock.now().tzinfo),
         )
+
+    def _decode(self, token: str, audience: Audience) -> dict[str, Any]:
+        """The token's claims under the current key or, for a token signed before an upgrade, an
+        earlier derivation of it (``kartka.crypto``); the current key's verdict otherwise."""
+        options: dict[str, Any] = {
+            "algorithms": [ALGORITHM],
+            "audience": audience.value,
+            "issuer": self.issuer,
+            "options": {
+                "require": ["exp", "iat", "sub", "sid", "aud", "iss"],
+                # checked by the caller against the service clock
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        }
+        current, *earlier = verification_keys(self._key)
+        for key in earlier:
+            with contextlib.suppress(jwt.InvalidSignatureError):
+                claims: dict[str, Any] = jwt.decode(token, key, **options)
+                return claims
+        decoded: dict[str, Any] = jwt.decode(token, current, **options)
+        return decoded
 
     async def session_alive(self, conn: Connection | Pool, claims: Claims) -> bool:
         """Whether the token's session lives and is the session of the subject and kind the token names.
@@ -266,6 +278,11 @@ async def revoke_sessions(conn: Connection, kind: SubjectKind, subject: UUID, no
         reason,
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def end_session(conn: Connection, session: UUID, now: datetime, reason: str = "signed out") -> None:
+    """End one session by its id (the staff console signs out by the session its cookie names)."""
+    await _revoke(conn, session, now, reason)
 
 
 async def _revoke(conn: Connection, session: UUID, now: datetime, reason: str) -> None:

@@ -28,8 +28,6 @@ class Channel(enum.StrEnum):
     ENGINE = "engine"  # the remote core engine: a committed order or refund (docs/engine-contract.md)
 
 
-PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VIBER})
-PUSH_CHANNELS = frozenset({Channel.APNS, Channel.FCM})
 #: Channels that update a card in a phone's wallet rather than tell the shopper something.
 PASS_CHANNELS = frozenset({Channel.PASSKIT, Channel.GWALLET})
 

@@ -1,28 +1,31 @@
 """Message texts in Russian and English, and what a text costs as SMS.
 
-Templates are code, not data: each one validates its parameters (they come from the outbox's JSON
-column, so ints and strings only, dates as ISO strings), agrees numerals with nouns the Russian way and
-keeps the text short, because every SMS part is paid for. :func:`sms_segments` counts parts exactly as
-GSM 03.38 / UCS-2 encoding does, so tests can hold each template to its budget.
+Each template validates its parameters (they come from the outbox's JSON column, so ints and strings
+only, dates as ISO strings) and takes its words from the one text catalog (:mod:`kartka.texts`), which
+agrees numerals with nouns by CLDR's rules; texts stay short, because every SMS part is paid for.
+:func:`sms_segments` counts parts exactly as GSM 03.38 / UCS-2 encoding does, so tests can hold each
+template to its budget.
 
-Number format: points are minor units (``1250`` = 12.50 points). Whole amounts print without a
-fraction (``12``), others with two decimals (``12,50`` / ``12.50``); thousands are grouped with a
-no-break space in Russian (``1 234,50``, as on receipts) and a comma in English (``1,234.50``).
+Numbers and dates are written by :mod:`kartka.texts`, as on receipts, pages and passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
 import msgspec
 
-from wallet.texts import format_date, points, points_word, ru_plural
+from kartka import texts
+from kartka.texts import minor_decimal
 
-LOCALES: Final = ("ru", "en")
-DEFAULT_LOCALE: Final = "ru"
+#: The languages the text catalog has (kartka/locales/*.toml), the default first.
+LOCALES: Final = texts.catalog().languages
+DEFAULT_LOCALE: Final = texts.catalog().default
 
 
 class TemplateError(ValueError):
@@ -36,15 +39,7 @@ class Rendered(msgspec.Struct, frozen=True):
 
 def resolve_locale(locale: str | None) -> str:
     """``"ru"``, ``"en-GB"``, ``"EN_us"`` -> a supported locale; anything else -> Russian."""
-    if locale:
-        language = locale.replace("_", "-").split("-", 1)[0].strip().lower()
-        if language in LOCALES:
-            return language
-    return DEFAULT_LOCALE
-
-
-# -- numbers, words and dates: wallet.texts (format_points, format_date, ru_plural, points_word, points),
-# so that messages, receipts and passes write them alike. Imported here for the templates below.
+    return texts.catalog().resolve(locale)
 
 
 # -- SMS encoding -------------------------------------------------------------------------------------
@@ -127,68 +122,69 @@ def _date(template: str, params: Mapping[str, Any], name: str) -> date:
 
 # -- the templates ------------------------------------------------------------------------------------
 
-_Render = Callable[[str, Mapping[str, Any]], tuple[str, str]]  # (locale, params) -> (title, text)
+_Render = Callable[[str, Mapping[str, Any], str], tuple[str, str]]  # (locale, params, brand) -> (title, text)
 
 
-def _card_link(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _card_link(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     url, card = _str("card_link", params, "url"), _str("card_link", params, "card")
-    if locale == "ru":
-        # Russian is UCS-2 (70 characters a part). The card number goes when it would cost a second
-        # part: the card page shows it anyway.
-        text = f"Карта {card}: {url}"
-        if sms_segments(text).parts > 1:
-            text = f"Карта: {url}"
-        return "Ваша карта Kartka", text
-    return "Your Kartka card", f"Your Kartka card {card}: {url}"
+    text = texts.text(locale, "sms.card_link.text", card=card, url=url, brand=brand)
+    # Cyrillic is UCS-2 (70 characters a part). The card number goes when it costs a second part:
+    # the card page shows it anyway.
+    if sms_segments(text).parts > 1:
+        text = texts.text(locale, "sms.card_link.short", url=url, brand=brand)
+    return texts.text(locale, "sms.card_link.title", brand=brand), text
 
 
-def _points_earned(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _points_earned(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     earned = _int("points_earned", params, "earned")
-    available_on = format_date(_date("points_earned", params, "available_on"), locale)
+    available_on = texts.format_date(_date("points_earned", params, "available_on"), locale)
     total = _int("points_earned", params, "total_available")
-    if locale == "ru":
-        text = f"Начислено {points(earned, locale)}, можно тратить с {available_on}. Баланс: {points(total, locale)}."
-        return "Баллы начислены", text
-    text = f"You earned {points(earned, locale)}, usable from {available_on}. Balance: {points(total, locale)}."
-    return "Points earned", text
+    text = texts.text(
+        locale,
+        "sms.points_earned.text",
+        earned=texts.points(earned, locale),
+        date=available_on,
+        total=texts.points(total, locale),
+    )
+    return texts.text(locale, "sms.points_earned.title"), text
 
 
-def _tier_upgrade(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _tier_upgrade(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     tier = _str("tier_upgrade", params, "tier_name")
     rate = _str("tier_upgrade", params, "rate_percent")
-    if locale == "ru":
-        rate = rate.replace(".", ",")
-        return "Новый уровень", f"Поздравляем! Ваш уровень — {tier}: {rate}% баллами с покупок."
-    return "New tier", f"Congratulations! Your tier is now {tier}: {rate}% back in points on purchases."
+    with contextlib.suppress(InvalidOperation, ValueError):  # "7.5" as stored, written as the language writes it
+        rate = texts.format_percent(int(Decimal(rate).scaleb(2)), locale)
+    text = texts.text(locale, "sms.tier_upgrade.text", tier=tier, rate=rate)
+    return texts.text(locale, "sms.tier_upgrade.title"), text
 
 
-def _points_expiring(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _points_expiring(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     amount = _int("points_expiring", params, "points")
-    expires_on = format_date(_date("points_expiring", params, "expires_on"), locale)
-    if locale == "ru":
-        # "сгорит 21 балл", "сгорят 5 баллов", "сгорят 12,50 балла": the verb agrees with the numeral.
-        verb = "сгорят" if amount % 100 else ru_plural(amount // 100, "сгорит", "сгорят", "сгорят")
-        return "Баллы скоро сгорят", f"{expires_on} {verb} {points(amount, locale)} — успейте потратить!"
-    verb = "expires" if points_word(amount, locale) == "point" else "expire"
-    return "Points expiring soon", f"Your {points(amount, locale)} {verb} on {expires_on}. Use them before then."
+    expires_on = texts.format_date(_date("points_expiring", params, "expires_on"), locale)
+    # The verb agrees with the numeral ("сгорит 21 балл", "сгорят 12,50 балла"): a plural by the amount.
+    text = texts.text(
+        locale,
+        "sms.points_expiring.text",
+        count=minor_decimal(amount),
+        points=texts.points(amount, locale),
+        date=expires_on,
+    )
+    return texts.text(locale, "sms.points_expiring.title"), text
 
 
-def _birthday_bonus(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _birthday_bonus(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     amount = _int("birthday_bonus", params, "points")
-    expires_on = format_date(_date("birthday_bonus", params, "expires_on"), locale)
-    if locale == "ru":
-        return "С днём рождения!", f"С днём рождения! Дарим {points(amount, locale)}, они действуют до {expires_on}."
-    return "Happy birthday!", f"Happy birthday! Here are {points(amount, locale)} from us, usable until {expires_on}."
+    expires_on = texts.format_date(_date("birthday_bonus", params, "expires_on"), locale)
+    text = texts.text(locale, "sms.birthday_bonus.text", points=texts.points(amount, locale), date=expires_on)
+    return texts.text(locale, "sms.birthday_bonus.title"), text
 
 
-def _otp(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _otp(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     code = _str("otp", params, "code")
     minutes = _int("otp", params, "minutes")
-    if locale == "ru":
-        unit = ru_plural(minutes, "минуту", "минуты", "минут")
-        return "Код входа", f"Код входа Kartka: {code}. Действует {minutes} {unit}. Никому не сообщайте его."
-    unit = "minute" if minutes == 1 else "minutes"
-    return "Sign-in code", f"Kartka sign-in code: {code}. Valid for {minutes} {unit}. Do not share it with anyone."
+    duration = texts.text(locale, "units.minutes", count=minutes, n=minutes)
+    text = texts.text(locale, "sms.otp.text", brand=brand, code=code, minutes=duration)
+    return texts.text(locale, "sms.otp.title"), text
 
 
 _SPACES: Final = re.compile(r"[ \t]{2,}")
@@ -209,14 +205,14 @@ def substitute_name(text: str, name: str | None) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _campaign(locale: str, params: Mapping[str, Any]) -> tuple[str, str]:
+def _campaign(locale: str, params: Mapping[str, Any], brand: str) -> tuple[str, str]:
     body = _param("campaign", params, "text")
     if not isinstance(body, str) or not body.strip():
         raise TemplateError("template 'campaign': 'text' must be a non-empty string")
     name = params.get("name")
     if name is not None and not isinstance(name, str):
         raise TemplateError(f"template 'campaign': 'name' must be a string, not {name!r}")
-    return "Kartka", substitute_name(body.strip(), name)
+    return brand, substitute_name(body.strip(), name)
 
 
 _TEMPLATES: Final[dict[str, _Render]] = {
@@ -230,12 +226,21 @@ _TEMPLATES: Final[dict[str, _Render]] = {
 }
 TEMPLATES: Final = frozenset(_TEMPLATES)
 
-_OPT_OUT: Final = {"ru": "Отписаться", "en": "Unsubscribe"}
+#: The brand the texts name when the program's is not given (``KARTKA_PASS_ORGANIZATION``'s default).
+DEFAULT_BRAND: Final = "Kartka"
 
 
-def render(template: str, locale: str, params: Mapping[str, Any], *, opt_out_url: str | None = None) -> Rendered:
+def render(
+    template: str,
+    locale: str,
+    params: Mapping[str, Any],
+    *,
+    opt_out_url: str | None = None,
+    brand: str = DEFAULT_BRAND,
+) -> Rendered:
     """The text (and push title) of ``template`` in ``locale`` (unknown locales fall back to Russian).
 
+    ``brand`` is the program's name as shoppers know it (the sign-in code and the card link name it).
     ``opt_out_url``, for marketing messages, is appended on a line of its own. Raises
     :class:`TemplateError` for an unknown template or a missing or malformed parameter.
     """
@@ -243,7 +248,7 @@ def render(template: str, locale: str, params: Mapping[str, Any], *, opt_out_url
     if renderer is None:
         raise TemplateError(f"unknown template {template!r}; known: {', '.join(sorted(_TEMPLATES))}")
     language = resolve_locale(locale)
-    title, text = renderer(language, params)
+    title, text = renderer(language, params, brand)
     if opt_out_url:
-        text = f"{text}\n{_OPT_OUT[language]}: {opt_out_url}"
+        text = f"{text}\n{texts.text(language, 'sms.opt_out')}: {opt_out_url}"
     return Rendered(text=text, title=title)

@@ -16,6 +16,7 @@ import msgspec
 
 from kartka.db import Connection, Pool
 from notifications.audience import Audience, Availability, load_audience, route
+from notifications.erasure import forget_customer
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from wallet.cards import card_page_url
@@ -66,7 +67,9 @@ class Notifier:
 
     # -- wallet events --------------------------------------------------------------------------
 
-    async def card_issued(self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime) -> None:
+    async def card_issued(
+        self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime, ref: str | None = None
+    ) -> None:
         token = await conn.fetchval("SELECT page_token FROM cards WHERE number = $1", card_number)
         audience = await self._audience(conn, customer_id)
         if audience is None or audience.phone is None:
@@ -75,7 +78,7 @@ class Notifier:
         messages = route(
             audience,
             self.available,
-            key=f"card-link:{card_number}:{audience.phone}",
+            key=f"card-link:{card_number}:{audience.phone}" + (f":{ref}" if ref else ""),
             category=Category.TRANSACTIONAL,
             template="card_link",
             params={"url": self.card_url(token), "card": card_number},
@@ -167,6 +170,9 @@ class Notifier:
             params=msgspec.to_builtins(notice),
         )
         await enqueue(conn, [message], now)
+
+    async def account_closed(self, conn: Connection, *, customer_id: UUID, phone: str | None, now: datetime) -> None:
+        await forget_customer(conn, customer_id=customer_id, phone=phone, now=now)
 
     # -- sign-in codes --------------------------------------------------------------------------
 

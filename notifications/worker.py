@@ -56,7 +56,7 @@ from notifications.model import (
 )
 from notifications.outbox import WAKE_CHANNEL
 from notifications.preferences import OptOutLinks
-from notifications.templates import TemplateError, render
+from notifications.templates import DEFAULT_BRAND, TemplateError, render
 from wallet.passes.service import forget_push_tokens
 from wallet.program import Program
 
@@ -123,6 +123,7 @@ class WorkerConfig:
     backoff_seconds: float = 5.0
     backoff_max_seconds: float = 3600.0
     viber_fallback_seconds: int = 600
+    brand: str = DEFAULT_BRAND  # the program's name as shoppers know it: sign-in codes and card links say it
 
 
 _CLAIM: Final = """
@@ -282,6 +283,7 @@ class Dispatcher:
                 row["locale"],
                 params,
                 opt_out_url=self.opt_out.url(row["customer_id"]) if marketing and row["customer_id"] else None,
+                brand=self.config.brand,
             )
         except TemplateError as exc:
             updates.add(row["id"], Status.FAILED, error=f"template: {exc}")
@@ -393,7 +395,7 @@ class Dispatcher:
             if updates.unregistered:
                 await conn.execute("DELETE FROM devices WHERE token = ANY($1::text[])", updates.unregistered)
             if updates.dead_pass_tokens:
-                await forget_push_tokens(conn, updates.dead_pass_tokens)
+                await forget_push_tokens(conn, updates.dead_pass_tokens, self.clock.now())
 
     # -- upkeep ---------------------------------------------------------------------------------
 

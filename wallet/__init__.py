@@ -1,2 +1,3 @@
-"""The loyalty domain: customers and cards, registration, identification (and later the ledger,
-tiers, pricing engine and wallet passes). Never imports Litestar."""
+"""The shopper's side of the loyalty domain: customers and cards, registration and identification, the
+points ledger, tiers, orders and refunds, grants, and the Apple and Google passes. Prices through the
+engine port (``wallet.pricing``); never imports Litestar."""

@@ -142,24 +142,10 @@ async def close_account(conn: Connection, customers: CustomerService, customer_i
         customer_id,
         now,
     )
-    await conn.execute("DELETE FROM notification_preferences WHERE customer_id = $1", customer_id)
-    await conn.execute("DELETE FROM devices WHERE customer_id = $1", customer_id)
-    await conn.execute(
-        """
-        UPDATE outbox SET recipient = 'erased', params = '{}'::jsonb,
-                          status = CASE WHEN status IN ('queued', 'sending') THEN 'cancelled' ELSE status END,
-                          last_error = CASE WHEN status IN ('queued', 'sending') THEN 'account closed'
-                                            ELSE last_error END,
-                          fallback_at = NULL, updated_at = $2
-         WHERE customer_id = $1 OR ($3::text IS NOT NULL AND customer_id IS NULL AND recipient = $3)
-        """,
-        customer_id,
-        now,
-        phone,
-    )
     if phone is not None:
         await conn.execute("DELETE FROM signin_codes WHERE phone = $1", phone)
-        await conn.execute("DELETE FROM dev_inbox WHERE recipient = $1", phone)
     await revoke_sessions(conn, SubjectKind.CUSTOMER, customer_id, now, "account closed")
+    # Who reaches the shopper (preferences, devices, message addresses) is the notifications' to forget.
+    await customers.events.account_closed(conn, customer_id=customer_id, phone=phone, now=now)
     if numbers:
         await customers.events.cards_changed(conn, customer_ids=[], now=now, cards=[r["number"] for r in numbers])

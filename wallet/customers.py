@@ -1,4 +1,5 @@
-"""Customers and their cards: registration on every path, no-name cards, identification at the till.
+"""Customers and their cards: registration on every path, no-name cards and merging them into a phone's
+card, identification at the till, blocking and replacing a card.
 
 Registration is idempotent by phone: ``INSERT ... ON CONFLICT (phone) DO NOTHING`` lets PostgreSQL
 settle races (a second transaction waits for the first and then sees its row), so twenty tills
@@ -60,6 +61,8 @@ class Origin(msgspec.Struct, frozen=True):
     store: str | None = None
     terminal: str | None = None
     api_key_id: str | None = None
+    actor: str | None = None
+    """Staff acting by hand (``staff:<id>``, ``api_key:<id>``)."""
 
 
 def _identify_sql(program: Program) -> tuple[str, str, str]:
@@ -105,7 +108,8 @@ _CURRENT_CARD = """
 
 
 class CustomerService:
-    """Registration and identification. Methods take the caller's connection (and transaction)."""
+    """Registration, identification, attaching (merging) no-name cards, blocking and replacing cards.
+    Methods take the caller's connection (and transaction)."""
 
     def __init__(
         self,
@@ -309,11 +313,12 @@ class CustomerService:
             return Attachment(customer=customer, card=card, created=False, outcome=Outcome.MERGED)
         await conn.execute(
             """
-            UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = now()
+            UPDATE cards SET status = 'replaced', replaced_by = $2, status_changed_at = $3
              WHERE number = $1
             """,
             number,
             kept.number,
+            now,
         )
         await _record(conn, customer.id, number, origin, Outcome.MERGED)
         return _merged(customer, kept, number)
@@ -534,8 +539,8 @@ def _card_digits(number: str) -> str:
 async def _record(conn: Connection, customer_id: UUID, card: str, origin: Origin, outcome: Outcome) -> None:
     await conn.execute(
         """
-        INSERT INTO registrations (customer_id, card_number, source, outcome, store, terminal, api_key_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO registrations (customer_id, card_number, source, outcome, store, terminal, api_key_id, actor)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         """,
         customer_id,
         card,
@@ -544,4 +549,5 @@ async def _record(conn: Connection, customer_id: UUID, card: str, origin: Origin
         origin.store,
         origin.terminal,
         origin.api_key_id,
+        origin.actor,
     )

@@ -18,8 +18,11 @@ from wallet.program import Tier
 
 
 class WalletEvents(Protocol):
-    async def card_issued(self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime) -> None:
-        """A shopper with a phone got a card (registration, or a no-name card attached to a phone)."""
+    async def card_issued(
+        self, conn: Connection, *, customer_id: UUID, card_number: str, now: datetime, ref: str | None = None
+    ) -> None:
+        """A shopper with a phone got a card (registration, or a no-name card attached to a phone); with
+        ``ref``, staff asked to send the link again (one message per ``ref``)."""
         ...
 
     async def points_earned(
@@ -66,6 +69,12 @@ class WalletEvents(Protocol):
         now: datetime,
     ) -> None:
         """The program gave the shopper bonus points (``kind``: ``birthday``); ``ref`` makes it one message."""
+        ...
+
+    async def account_closed(self, conn: Connection, *, customer_id: UUID, phone: str | None, now: datetime) -> None:
+        """The shopper closed their account: forget everything that reaches them (``phone`` was theirs
+        until now; messages to it before they had an account are theirs too). Nothing queued for them
+        is to be sent any more."""
         ...
 
     async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:

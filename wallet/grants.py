@@ -11,6 +11,7 @@ import msgspec
 from kartka.clock import Clock
 from kartka.db import Connection
 from kartka.errors import InvalidInput
+from kartka.texts import points
 from wallet import ledger
 from wallet.errors import CustomerNotFound
 from wallet.events import WalletEvents
@@ -53,7 +54,7 @@ async def grant(
 ) -> Grant:
     if data.points > program.grant_max_points:
         raise InvalidInput(
-            f"a grant is at most {program.grant_max_points / 100:.2f} points (grant_max_points)", field="points"
+            f"a grant is at most {points(program.grant_max_points, 'en')} (grant_max_points)", field="points"
         )
     reason = data.reason.strip()
     if not reason:

@@ -1,4 +1,5 @@
-"""Background jobs of the wallet: expire lots, lower tiers. Run by ``kartka worker`` on a timer and by
+"""Background jobs of the wallet: expire lots, lower tiers, grant birthday bonuses, and queue the pass
+updates time brings (points becoming available or expiring). Run by ``kartka worker`` on a timer and by
 ``kartka jobs run``; every job is safe to run twice and from several workers at once."""
 
 from __future__ import annotations

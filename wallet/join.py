@@ -12,6 +12,7 @@ from kartka.ratelimit import RateLimiter, TextBudget
 from wallet.customers import CustomerService, Origin
 from wallet.models import Registration, Source
 from wallet.phones import country_of
+from wallet.stores import get_store
 
 HOUR: Final = timedelta(hours=1)
 
@@ -33,6 +34,11 @@ class JoinService:
         self.texts = texts
         self.per_ip_per_hour = per_ip_per_hour
         self.clock = clock
+
+    async def knows_store(self, code: str) -> bool:
+        """Whether ``code`` names one of the program's stores: a poster for any other gets no form."""
+        async with self.pool.acquire() as conn:
+            return await get_store(conn, code) is not None
 
     async def join(
         self, phone: str, *, name: str | None, store: str | None, language: str, client: str

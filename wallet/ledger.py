@@ -26,6 +26,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from kartka import texts
 from kartka.db import Connection
 from kartka.errors import Conflict, InvalidInput
 from wallet.models import BalanceView, Expiring
@@ -248,7 +249,8 @@ async def redeem(
         raise ValueError("a redemption is positive")
     if points > lots_available - account.debt:
         raise InsufficientPoints(
-            f"cannot redeem {points / 100:.2f} points: {max(lots_available - account.debt, 0) / 100:.2f} available",
+            f"cannot redeem {texts.points(points, 'en')}: "
+            f"{texts.format_points(max(lots_available - account.debt, 0), 'en')} available",
             field="redeem_points",
             available=max(lots_available - account.debt, 0),
         )

@@ -7,6 +7,7 @@ in minor units are the same integer scale.
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -60,11 +61,19 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def format_amount(minor: int, language: str) -> str:
-    """``1250`` -> ``12,50`` (ru) or ``12.50`` (en); thousands grouped as people write them."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    if language == "ru":
-        grouped = f"{whole:,}".replace(",", "\u00a0")
-        return f"{sign}{grouped},{cents:02d}"
-    return f"{sign}{whole:,}.{cents:02d}"
+_POINTS_TEXT = re.compile(r"^(?P<whole>[0-9]{1,11})(?:[.,](?P<frac>[0-9]{1,2}))?$")
+
+
+def parse_points(text: str) -> int:
+    """Points as people type them (``12,50``, ``12.5``, ``1 000``) in hundredths; ValueError otherwise.
+
+    A comma or a point is the decimal separator (Russian and English habits); spaces, including the
+    no-break space a copied figure carries, group thousands. More than two decimals is refused rather
+    than rounded: a grant is what the person meant, to the hundredth.
+    """
+    compact = re.sub(r"[\s\u00a0\u202f]", "", text)
+    match = _POINTS_TEXT.match(compact)
+    if match is None:
+        raise ValueError(f"{text!r} is not a number of points (such as 12,50)")
+    frac = (match["frac"] or "").ljust(2, "0")
+    return int(match["whole"]) * 100 + int(frac)

@@ -8,11 +8,13 @@ over lines and never lets a cart spend more than the customer has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from kartka.db import Connection
 from wallet.profile import has_control_characters
 
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -30,11 +32,12 @@ class CartLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     category: Category | None = None
     on_sale: bool = False
     """Items on sale earn nothing and cannot be paid with points."""
+    brand: Category | None = None
 
     def __post_init__(self) -> None:
-        for text in (self.sku, self.name, self.category):
+        for text in (self.sku, self.name, self.category, self.brand):
             if text is not None and has_control_characters(text):
-                raise ValueError("sku, name and category may not contain control characters")
+                raise ValueError("sku, name, category and brand may not contain control characters")
 
     @property
     def total(self) -> int:
@@ -66,11 +69,28 @@ class PricingRequest(msgspec.Struct, frozen=True):
     customer_id: str | None = None
     store: str | None = None
     terminal: str | None = None
+    channel: Literal["pos", "online", "app"] = "pos"
+    offers: tuple[str, ...] = ()
+    """Promotions the customer holds a personal offer of, when the caller knows them."""
+    segments: tuple[str, ...] = ()
+    """The customer's segments (:class:`SegmentSource`)."""
+
+
+class AppliedPromotion(msgspec.Struct, frozen=True):
+    """What one promotion revision gave on a line: money off and points."""
+
+    id: str
+    revision: int
+    discount: int
+    points: int
 
 
 class LinePricing(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     discount: Annotated[int, msgspec.Meta(ge=0)]
     promotion: str | None = None
+    """The first promotion applied (what a remote engine reports)."""
+    promotions: tuple[AppliedPromotion, ...] = ()
+    """Every promotion applied, with its share of the line's discount and points."""
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -83,13 +103,27 @@ class EngineInfo(msgspec.Struct, frozen=True):
     degraded: bool
 
 
+class BonusPoints(msgspec.Struct, frozen=True):
+    """Points a promotion gives that expire on their own schedule (``expires_in_days``), beyond
+    ``accrue_points``; they become available after the program's pending period."""
+
+    promotion: str
+    revision: int
+    points: int
+    expires_in_days: int
+
+
 class Pricing(msgspec.Struct, frozen=True):
     lines: tuple[LinePricing, ...]
     max_redeem_points: int
     redeem_points: int
     accrue_points: int
+    """The tier's accrual and promotions' points that expire with the program's expiry."""
     messages: tuple[Message, ...]
     engine: EngineInfo
+    bonus_points: tuple[BonusPoints, ...] = ()
+    promotion_titles: dict[str, str] = {}
+    """Titles of the promotions applied, in the shopper's language, for receipts."""
 
 
 class CommittedOrder(msgspec.Struct, frozen=True):
@@ -148,6 +182,50 @@ class NoticeRejected(Exception):
 
 class EngineUnreachable(Exception):
     """The engine could not take a notice now (down, slow, overloaded): send it again later."""
+
+
+class ReturnedPart(msgspec.Struct, frozen=True):
+    """A refund's part of one order line: ``before`` and ``after`` units returned, of ``qty`` sold."""
+
+    line_no: int
+    before: int
+    after: int
+    qty: int
+
+
+class PromotionBook(Protocol):
+    """Where the engine counts its promotions' limits and records what applied to which line, in the
+    commit's and refund's own transactions (the embedded engine's tables; wallet never reads them)."""
+
+    async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
+        """Price for a commit with every limit the cart meets locked and counted: the truth, even when
+        20 tills commit against the last use of a budget at once."""
+        ...
+
+    async def record(
+        self, conn: Connection, *, order_pk: int, customer_id: str, at: datetime, pricing: Pricing
+    ) -> None:
+        """What ``pricing`` gave, on order ``order_pk``: its lines' promotions, uses and budgets."""
+        ...
+
+    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
+        """Give back each promotion's share of the returned parts; ``full``: the order's uses too."""
+        ...
+
+
+class SegmentSource(Protocol):
+    """The segments a customer is in, for promotions aimed at segments; wired by the composition
+    root (analytics computes them). :data:`NO_SEGMENTS` until then."""
+
+    async def segments(self, customer_id: str) -> frozenset[str]: ...
+
+
+class _NoSegments:
+    async def segments(self, customer_id: str) -> frozenset[str]:
+        return frozenset()
+
+
+NO_SEGMENTS: SegmentSource = _NoSegments()
 
 
 class Engine(Protocol):

@@ -2,7 +2,8 @@
 
 Defaults are the #Veskabonus rules from the seeds (tiers Standart / Gold / Platinum at 0 / 500.00 /
 1500.00 spent in 365 days earning 5 / 10 / 15 %, points available after 24 hours and expiring after six
-calendar months, at most 70 % of a cart paid with points) and its two promotions. A TOML file named by
+calendar months, at most 70 % of a cart paid with points). Promotions are not program rules: they are
+managed data (``engine.promotions``; ``kartka promotions import`` moves old ``[[promotions]]``). A TOML file named by
 ``KARTKA_PROGRAM_FILE`` overrides any of them; ``kartka program show`` prints the program in force and
 ``kartka program check FILE`` validates a file. See ``docs/program.md``.
 
@@ -44,47 +45,6 @@ class Tier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Accrual rate in basis points of the money paid on eligible lines."""
 
 
-class _Promotion(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
-    id: Code
-    title_ru: Title
-    title_en: Title
-    stores: tuple[Code, ...] = ()
-    """Stores where it runs; empty means everywhere (online included)."""
-    starts_at: AwareTime | None = None
-    ends_at: AwareTime | None = None
-
-    def title(self, language: str) -> str:
-        return self.title_ru if language == "ru" else self.title_en
-
-    def runs(self, store: str | None, at: datetime) -> bool:
-        if self.stores and store not in self.stores:
-            return False
-        if self.starts_at is not None and at < self.starts_at:
-            return False
-        return self.ends_at is None or at < self.ends_at
-
-
-class BundlePercent(_Promotion, frozen=True, tag="bundle_percent"):
-    """A percentage off items of ``target_category`` bought with items of ``trigger_category``, one
-    discounted item per trigger item (seed: "-30% on pastry with coffee")."""
-
-    trigger_category: Code = "coffee"
-    target_category: Code = "pastry"
-    percent_bp: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 3_000
-
-
-class NForM(_Promotion, frozen=True, tag="n_for_m"):
-    """Take ``n`` items of ``category``, pay for ``m``: the cheapest ``n - m`` of every ``n`` are free
-    (seed: "1+1=3")."""
-
-    category: Code = "promo-3for2"
-    n: Annotated[int, msgspec.Meta(ge=2, le=100)] = 3
-    m: Annotated[int, msgspec.Meta(ge=1, le=99)] = 2
-
-
-Promotion = BundlePercent | NForM
-
-
 class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tiers: tuple[Tier, ...] = (
         Tier(code="standart", name="Standart", threshold=0, rate_bp=500),
@@ -121,12 +81,9 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Local time span in which no marketing message goes out (the shopper's store's time zone)."""
     expiry_reminder_days: Annotated[int, msgspec.Meta(ge=0, le=90)] = 14
     """Remind the shopper this many days before points expire (0: never)."""
-    promotions: tuple[Promotion, ...] = (
-        BundlePercent(
-            id="pastry-with-coffee", title_ru="−30% на выпечку к кофе", title_en="-30% on pastry with coffee"
-        ),
-        NForM(id="three-for-two", title_ru="1+1=3", title_en="Buy 2, get the 3rd free"),
-    )
+    promotion_approval: bool = True
+    """Four eyes on promotions: a submitted revision goes live only when an admin other than its author
+    approves it. ``false`` makes submitting enough (a small shop with one marketer)."""
 
     def __post_init__(self) -> None:
         if not self.tiers or self.tiers[0].threshold != 0:
@@ -136,21 +93,12 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("tier thresholds must be strictly increasing")
         if len({t.code for t in self.tiers}) != len(self.tiers):
             raise ValueError("tier codes must be unique")
-        if len({p.id for p in self.promotions}) != len(self.promotions):
-            raise ValueError("promotion ids must be unique")
         if self.pending_hours >= self.expiry_months * 28 * 24:
             raise ValueError("pending_hours must be shorter than expiry_months: points would expire before use")
         if self.offline_days * 24 * 60 * 60 > self.expiry_months * 28 * 24 * 60 * 60:
             raise ValueError("offline_days must be shorter than expiry_months")
         if not self.notify_channels or len(set(self.notify_channels)) != len(self.notify_channels):
             raise ValueError("notify_channels must list each channel at most once, and at least one")
-        for promotion in self.promotions:
-            if isinstance(promotion, NForM) and promotion.m >= promotion.n:
-                raise ValueError(f"promotion {promotion.id}: m must be less than n")
-            if isinstance(promotion, BundlePercent) and promotion.trigger_category == promotion.target_category:
-                raise ValueError(f"promotion {promotion.id}: trigger_category and target_category must differ")
-            if promotion.starts_at and promotion.ends_at and promotion.ends_at <= promotion.starts_at:
-                raise ValueError(f"promotion {promotion.id}: ends_at must come after starts_at")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -223,6 +171,11 @@ def load_program(path: Path | None) -> Program:
         raise ProgramError(f"cannot read the program file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProgramError(f"the program file {path} is not valid TOML: {exc}") from exc
+    if "promotions" in data:
+        raise ProgramError(
+            f"the program file {path} carries [[promotions]]: promotions are managed data now; "
+            f"load them with `kartka promotions import {path}` and remove them from the file"
+        )
     try:
         return msgspec.convert(data, Program)
     except msgspec.ValidationError as exc:

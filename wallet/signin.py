@@ -26,7 +26,7 @@ from typing import Final
 import msgspec
 
 from kartka.clock import Clock
-from kartka.crypto import keyed_hash
+from kartka.crypto import keyed_hash, verification_keys
 from kartka.db import Pool
 from kartka.errors import Unauthenticated
 from kartka.ratelimit import RateLimiter, TextBudget
@@ -92,6 +92,10 @@ class SignInService:
 
     def _hash(self, phone: str, code: str) -> bytes:
         return keyed_hash(self._key, phone, code)
+
+    def _matches(self, stored: bytes, phone: str, code: str) -> bool:
+        """A code sent before an upgrade of the key derivation (``kartka.crypto``) still counts."""
+        return any(hmac.compare_digest(stored, keyed_hash(key, phone, code)) for key in verification_keys(self._key))
 
     def _new_code(self) -> str:
         return "".join(secrets.choice("0123456789") for _ in range(self.config.code_length))
@@ -173,7 +177,7 @@ class SignInService:
             )
             if row is None or row["expires_at"] <= now:
                 refused = WrongCode("the code is wrong or has expired; ask for a new one", field="code")
-            elif not hmac.compare_digest(bytes(row["code_hash"]), self._hash(phone, code)):
+            elif not self._matches(bytes(row["code_hash"]), phone, code):
                 attempts = row["attempts"] + 1
                 left = config.max_attempts - attempts
                 if left <= 0:

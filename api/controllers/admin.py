@@ -1,24 +1,46 @@
-"""Staff tools (an admin key, or staff with the right role): bonus grants, blocking and replacing cards,
-lifting a staff account's sign-in limits."""
+"""Staff tools (an admin key, or staff with the right role): finding a shopper and reading their file,
+bonus grants, blocking, replacing and attaching cards, sending the card link again, lifting a staff
+account's sign-in limits. The staff console (``api/console``) calls the same services."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, post
+import msgspec
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, PathParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
-from api.controllers.pos import CardNumber
+from api.controllers.pos import CardNumber, Phone
 from api.errors import problems
-from api.state import provide_tx, services_of
+from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.staff import Permission, StaffAccount, unlock_staff
+from notifications.history import SentMessage, messages_for
+from wallet import ledger, support
+from wallet.customers import Origin
 from wallet.grants import Grant, GrantInput, grant
-from wallet.models import Card, Replacement
+from wallet.ledger import TransactionPage
+from wallet.models import Attachment, Card, Replacement, Source
+from wallet.support import Match, ShopperFile
+
+
+class ShopperView(msgspec.Struct, frozen=True):
+    """What support sees of a shopper: their file and the newest messages sent to them."""
+
+    file: ShopperFile
+    messages: list[SentMessage]
+
+
+class LinkSent(msgspec.Struct, frozen=True):
+    card_number: str
+
+
+class AttachInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    phone: Phone
 
 
 class AdminCustomerController(Controller):
@@ -27,6 +49,71 @@ class AdminCustomerController(Controller):
     before_request = require_permission(Permission.GRANT_POINTS)
     security = ADMIN_SECURITY
     dependencies = {"tx": Provide(provide_tx)}  # noqa: RUF012
+
+    @get(
+        "/",
+        operation_id="adminFindCustomers",
+        summary="Find shoppers by phone, card number (any status) or the start of their name",
+        before_request=require_permission(Permission.CARDS),
+        dependencies={"conn": Provide(provide_conn)},
+        responses=problems(401, 403),
+    )
+    async def find(
+        self,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+        q: Annotated[str, QueryParameter(min_length=1, max_length=200)],
+    ) -> list[Match]:
+        return await support.find_customers(conn, services_of(request.app.state).customers, q)
+
+    @get(
+        "/{customer_id:uuid}",
+        operation_id="adminGetCustomer",
+        summary="A shopper's file: card, balance, tier, cards, purchases and refunds, wallet passes, messages",
+        description="The points history is `GET /v1/admin/customers/{id}/transactions`; the newest messages "
+        "come here with their delivery status.",
+        before_request=require_permission(Permission.CARDS),
+        dependencies={"conn": Provide(provide_conn)},
+        responses=problems(401, 403, 404),
+    )
+    async def show(
+        self, customer_id: FromPath[UUID], conn: NamedDependency[Connection], request: Request[Any, Any, State]
+    ) -> ShopperView:
+        services = services_of(request.app.state)
+        file = await support.shopper_file(conn, services.customers, customer_id, services.clock.now())
+        return ShopperView(file=file, messages=await messages_for(conn, customer_id))
+
+    @get(
+        "/{customer_id:uuid}/transactions",
+        operation_id="adminCustomerTransactions",
+        summary="A shopper's points history, newest first (as the app shows it to them)",
+        before_request=require_permission(Permission.CARDS),
+        dependencies={"conn": Provide(provide_conn)},
+        responses=problems(401, 403, 422),
+    )
+    async def transactions(
+        self,
+        customer_id: FromPath[UUID],
+        conn: NamedDependency[Connection],
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
+    ) -> TransactionPage:
+        return await ledger.transactions(conn, customer_id, cursor=cursor, limit=limit)
+
+    @post(
+        "/{customer_id:uuid}/card-link",
+        operation_id="adminResendCardLink",
+        summary="Send the shopper the link to their card again (one message per minute at most)",
+        status_code=202,
+        before_request=require_permission(Permission.CARDS),
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def resend_link(
+        self, customer_id: FromPath[UUID], tx: NamedDependency[Connection], request: Request[Any, Any, State]
+    ) -> LinkSent:
+        services = services_of(request.app.state)
+        number = await support.resend_card_link(tx, services.customers, customer_id, services.clock.now())
+        return LinkSent(card_number=number)
 
     @post(
         "/{customer_id:uuid}/grants",
@@ -83,6 +170,30 @@ class AdminCardController(Controller):
     ) -> Replacement:
         services = services_of(request.app.state)
         return await services.customers.replace_card(tx, number, now=services.clock.now())
+
+    @post(
+        "/{number:str}/attach",
+        operation_id="adminAttachCard",
+        summary="Give a no-name card a phone: a new shopper takes it, or it merges into the phone's account",
+        description="Points, purchases and history of the no-name card move over; nothing is lost.",
+        status_code=200,
+        responses=problems(401, 403, 404, 409, 422),
+    )
+    async def attach(
+        self,
+        number: CardNumber,
+        data: JSONBody[AttachInput],
+        tx: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> Attachment:
+        services = services_of(request.app.state)
+        return await services.customers.attach_card(
+            tx,
+            number=number,
+            phone=data.phone,
+            origin=Origin(source=Source.MANUAL, actor=actor_of(request)),
+            now=services.clock.now(),
+        )
 
 
 class AdminStaffController(Controller):

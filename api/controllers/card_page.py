@@ -10,120 +10,70 @@ it is cached or indexed.
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import datetime
-from string import Template
 from typing import Annotated, Any, Final
 
+import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, PathParameter, QueryParameter
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
+from markupsafe import Markup
 
-from api.request import preferred_language
+from api.pages import page_language, render, security_headers
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import NotFound
+from kartka.texts import format_date, format_points, points, text
 from wallet.barcodes import Symbology, svg_inline
 from wallet.models import BalanceView, CardStatus, TierView
 from wallet.passes.apple import DEFAULT_ASSETS, IMAGES
 from wallet.passes.service import PKPASS_MEDIA_TYPE, PageCard
 from wallet.passes.setup import ASSETS_PATH
 from wallet.program import Program
-from wallet.texts import format_date, format_points, points
 
 PageToken = Annotated[str, PathParameter(max_length=64)]
 _TOKEN: Final = re.compile(r"^[0-9a-f]{32}$")
-_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-}
-
-_TEXT: Final[dict[str, dict[str, str]]] = {
-    "ru": {
-        "title": "Карта лояльности",
-        "show": "Покажите QR-код на кассе — баллы начислятся и спишутся по этой карте.",
-        "available": "Доступно",
-        "pending": "Ожидают начисления",
-        "pending_from": "с",
-        "expiring": "Скоро сгорят",
-        "expiring_on": "до",
-        "tier": "Уровень",
-        "to_next": "До уровня {tier}: ещё {amount}",
-        "apple": "Добавить в Apple Wallet",
-        "google": "Добавить в Google Wallet",
-        "wallet_note": "В кошельке телефона карта обновляется сама: баланс и уровень всегда актуальны.",
-        "inactive": "Эта карта больше не действует. Новая карта придёт в SMS или в приложении.",
-        "other": "English",
-    },
-    "en": {
-        "title": "Loyalty card",
-        "show": "Show the QR code at the till: points are earned and spent on this card.",
-        "available": "Available",
-        "pending": "Pending",
-        "pending_from": "from",
-        "expiring": "Expiring soon",
-        "expiring_on": "on",
-        "tier": "Tier",
-        "to_next": "To {tier}: {amount} more",
-        "apple": "Add to Apple Wallet",
-        "google": "Add to Google Wallet",
-        "wallet_note": "In your phone's wallet the card updates itself: balance and tier stay current.",
-        "inactive": "This card is no longer valid. Your new card comes by SMS or in the app.",
-        "other": "Русский",
-    },
-}
-
-_PAGE: Final = Template("""<!doctype html>
-<html lang="$lang"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex, nofollow"><meta name="referrer" content="no-referrer">
-<title>$title</title>
-<style>
- body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f4f1ea;color:#1d1d1b}
- main{max-width:26rem;margin:0 auto;padding:1.25rem}
- .lang{float:right;color:#105e46} h1{font-size:1.4rem;margin:.2rem 0 1rem}
- .card{background:#105e46;color:#fff;border-radius:1rem;padding:1.25rem;box-shadow:0 .4rem 1rem #0002}
- .qr{background:#fff;border-radius:.75rem;padding:.75rem;margin:0 auto;max-width:15rem}
- .qr svg{display:block;width:100%;height:auto}
- .number{font:600 1.3rem ui-monospace,monospace;letter-spacing:.08em;text-align:center;margin:.8rem 0 0}
- .figures{display:grid;grid-template-columns:1fr 1fr;gap:.75rem;margin:1rem 0}
- .figure{background:#fff;border-radius:.75rem;padding:.75rem}
- .figure b{display:block;font-size:1.35rem} .figure small{color:#555}
- .wallet{display:block;text-align:center;text-decoration:none;font-size:1.05rem;padding:.85rem;
-  border-radius:.6rem;margin:.6rem 0;color:#fff}
- .apple{background:#000} .google{background:#1a73e8}
- .note{color:#555;font-size:.9rem}
-</style></head>
-<body><main><a class="lang" href="?lang=$other_lang">$other</a><h1>$title</h1>$body</main></body></html>""")
+_HEADERS: Final = security_headers(forms=False)
 
 
-def _figures(balance: BalanceView, tier: TierView, program: Program, language: str) -> list[tuple[str, str, str]]:
-    """(label, value, note) for each figure the page shows."""
-    text = _TEXT[language]
+class Figure(msgspec.Struct, frozen=True):
+    label: str
+    value: str
+    note: str = ""
 
-    def day(moment: datetime | None, prefix: str) -> str:
-        return f"{prefix} {format_date(moment.astimezone(program.zone).date(), language)}" if moment else ""
 
-    figures = [(text["available"], points(balance.available, language), "")]
+def _figures(balance: BalanceView, tier: TierView, program: Program, language: str) -> list[Figure]:
+    """The balance, what is pending and expiring, and the tier with the way to the next."""
+
+    def day(moment: datetime | None, key: str) -> str:
+        return text(language, key, date=format_date(moment.astimezone(program.zone).date(), language)) if moment else ""
+
+    figures = [Figure(text(language, "page.card.available"), points(balance.available, language))]
     if balance.pending:
         figures.append(
-            (text["pending"], points(balance.pending, language), day(balance.next_available_at, text["pending_from"]))
+            Figure(
+                text(language, "page.card.pending"),
+                points(balance.pending, language),
+                day(balance.next_available_at, "page.card.pending_from"),
+            )
         )
     if balance.expiring_soon.points:
         expiring = balance.expiring_soon
-        figures.append((text["expiring"], points(expiring.points, language), day(expiring.at, text["expiring_on"])))
+        figures.append(
+            Figure(
+                text(language, "page.card.expiring"),
+                points(expiring.points, language),
+                day(expiring.at, "page.card.expiring_on"),
+            )
+        )
     progress = ""
     if tier.next is not None and tier.to_next is not None:
-        amount = f"{format_points(tier.to_next, language)} {program.currency}"
-        progress = text["to_next"].format(tier=tier.next.name, amount=amount)
-    figures.append((text["tier"], tier.name, progress))
+        amount = format_points(tier.to_next, language)
+        progress = text(language, "page.card.to_next", tier=tier.next.name, amount=amount, currency=program.currency)
+    figures.append(Figure(text(language, "page.card.tier"), tier.name, progress))
     return figures
 
 
@@ -140,15 +90,6 @@ async def _active_card(request: Request[Any, Any, State], conn: Connection, toke
     return card
 
 
-def _html(body: str, lang: str, status: int = 200) -> Response[str]:
-    text = _TEXT[lang]
-    other = "en" if lang == "ru" else "ru"
-    page = _PAGE.substitute(
-        lang=lang, title=html.escape(text["title"]), other_lang=other, other=text["other"], body=body
-    )
-    return Response(page, status_code=status, media_type="text/html; charset=utf-8", headers=_HEADERS)
-
-
 class CardPageController(Controller):
     path = "/c"
     include_in_schema = False
@@ -161,34 +102,27 @@ class CardPageController(Controller):
         conn: NamedDependency[Connection],
         request: Request[Any, Any, State],
         lang: Annotated[str | None, QueryParameter(required=False, max_length=5)] = None,
-    ) -> Response[str]:
+    ) -> Template:
         services = services_of(request.app.state)
         card = await services.passes.page_card(conn, token)
-        if card is None:
-            language = preferred_language(request, lang) or services.program.language
-            return _html(f"<p>{html.escape(_TEXT[language]['inactive'])}</p>", language, 404)
-        language = preferred_language(request, lang) or card.language or services.program.language
-        text = _TEXT[language]
+        if card is None:  # a mistyped or rotated link: nothing says a card is on its way
+            language = page_language(request, lang, services.program.language)
+            return render("card.html", language, {"message": "page.card.unknown"}, status=404)
+        language = page_language(request, lang, card.language, services.program.language)
         if card.status != CardStatus.ACTIVE:
-            return _html(f"<p>{html.escape(text['inactive'])}</p>", language)
+            return render("card.html", language, {"message": "page.card.inactive"})
         who = await services.customers.identify_customer(conn, card.customer_id, services.clock.now())
-        cells = "".join(
-            f'<div class="figure"><small>{html.escape(label)}</small><b>{html.escape(value)}</b>'
-            f"<small>{html.escape(note)}</small></div>"
-            for label, value, note in _figures(who.balance, who.tier, services.program, language)
-        )
-        buttons = ""
-        if services.passes.setup.apple is not None:
-            buttons += f'<a class="wallet apple" href="/c/{token}/pass.pkpass">{html.escape(text["apple"])}</a>'
-        if services.passes.setup.google is not None:
-            buttons += f'<a class="wallet google" href="/c/{token}/google">{html.escape(text["google"])}</a>'
-        note = f'<p class="note">{html.escape(text["wallet_note"])}</p>' if buttons else ""
-        body = (
-            f'<div class="card"><div class="qr">{svg_inline(card.number, Symbology.QR)}</div>'
-            f'<p class="number">{_group(card.number)}</p></div>'
-            f'<p class="note">{html.escape(text["show"])}</p><div class="figures">{cells}</div>{buttons}{note}'
-        )
-        return _html(body, language)
+        context = {
+            "message": None,
+            "token": token,
+            # Our own SVG (wallet.barcodes), drawn from the card number: markup to keep, not text to escape.
+            "qr": Markup(svg_inline(card.number, Symbology.QR)),  # noqa: S704
+            "number": _group(card.number),
+            "figures": _figures(who.balance, who.tier, services.program, language),
+            "apple": services.passes.setup.apple is not None,
+            "google": services.passes.setup.google is not None,
+        }
+        return render("card.html", language, context)
 
     @get("/{token:str}/pass.pkpass", media_type=PKPASS_MEDIA_TYPE)
     async def apple_pass(

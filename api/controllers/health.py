@@ -12,7 +12,6 @@ from litestar.datastructures import State
 from api.errors import problem_response, problems
 from api.state import services_of
 from kartka.heartbeat import seconds_since_last_beat
-from kartka.migrate import pending
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -49,7 +48,7 @@ class HealthController(Controller):
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 async with services.pool.acquire() as conn:
-                    waiting = await pending(conn)
+                    waiting = await services.schema.pending(conn)
                     if stale and not waiting:
                         silent = await seconds_since_last_beat(conn)
         except Exception as exc:

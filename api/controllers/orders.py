@@ -83,7 +83,8 @@ class _OrderHandlers(Controller):
         operation_id=_operation("CalculateOrder"),
         summary="Price a cart: discounts, points that may be and will be spent, points it earns (writes nothing)",
         description="`redeem_points` above the maximum is cut to `max_redeem_points`, which is the smaller of "
-        "the points available and 70% of the eligible total after discounts (items on sale are not eligible).",
+        "the points available and the program's share (`redeem_cap_bp`, 70 % by default) of the eligible total "
+        "after discounts (items on sale are not eligible).",
         status_code=200,
         responses=problems(401, 403, 404, 409, 422),
     )

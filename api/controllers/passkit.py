@@ -225,7 +225,7 @@ class PassKitController(Controller):
         request: Request[Any, Any, State],
     ) -> Response[None]:
         record = await _pass(request, tx, pass_type, serial)
-        await passes.unregister_device(tx, device_id, record.serial_number)
+        await passes.unregister_device(tx, device_id, record.serial_number, services_of(request.app.state).clock.now())
         return Response(None, status_code=200)
 
     @post(

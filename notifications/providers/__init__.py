@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.setup import remote_engine
 from kartka.clock import Clock
 from kartka.db import Pool
 from kartka.settings import Environment, Settings, SmsProvider, ViberProvider
@@ -29,8 +28,9 @@ from notifications.providers.google_wallet import GoogleWalletProvider
 from notifications.providers.infobip import InfobipProvider
 from notifications.providers.twilio import load_twilio
 from notifications.worker import Lane
-from wallet.passes.certs import is_development_service_account
+from wallet.passes.identity import is_development_service_account
 from wallet.passes.service import Passes
+from wallet.pricing import NoticeTaker
 
 INFOBIP_WEBHOOK = "/v1/webhooks/infobip"
 TWILIO_WEBHOOK = "/v1/webhooks/twilio"
@@ -58,8 +58,11 @@ def _infobip(settings: Settings, channel: Channel) -> InfobipProvider:
     )
 
 
-def build_providers(settings: Settings, pool: Pool, passes: Passes, clock: Clock) -> dict[Channel, Provider]:
-    """One provider per channel this deployment sends on. Call inside the running event loop."""
+def build_providers(
+    settings: Settings, pool: Pool, passes: Passes, clock: Clock, *, engine: NoticeTaker | None = None
+) -> dict[Channel, Provider]:
+    """One provider per channel this deployment sends on. Call inside the running event loop. ``engine``:
+    the remote core engine to hand notices to (``None`` where pricing is embedded); the lane closes it."""
     dev = DevProvider(pool)
     providers: dict[Channel, Provider] = {}
     if settings.sms_provider is SmsProvider.DEV:
@@ -112,13 +115,14 @@ def build_providers(settings: Settings, pool: Pool, passes: Passes, clock: Clock
                 timeout=settings.provider_timeout_seconds,
             )
         )
-    remote = remote_engine(settings, passes.customers.program)
-    if remote is not None:
-        providers[Channel.ENGINE] = EngineProvider(remote, pool)
+    if engine is not None:
+        providers[Channel.ENGINE] = EngineProvider(engine, pool)
     return providers
 
 
-def build_lanes(settings: Settings, pool: Pool, passes: Passes, clock: Clock) -> dict[Channel, Lane]:
+def build_lanes(
+    settings: Settings, pool: Pool, passes: Passes, clock: Clock, *, engine: NoticeTaker | None = None
+) -> dict[Channel, Lane]:
     push = (settings.push_rate_per_second, settings.push_concurrency)
     limits = {
         Channel.SMS: (settings.sms_rate_per_second, settings.sms_concurrency),
@@ -131,5 +135,5 @@ def build_lanes(settings: Settings, pool: Pool, passes: Passes, clock: Clock) ->
     }
     return {
         channel: Lane(provider, rate_per_second=limits[channel][0], concurrency=limits[channel][1])
-        for channel, provider in build_providers(settings, pool, passes, clock).items()
+        for channel, provider in build_providers(settings, pool, passes, clock, engine=engine).items()
     }

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kartka.settings import Settings
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
-from wallet.passes.certs import PassIdentity
+from wallet.passes.identity import PassIdentity
 
 PRODUCTION_URL = "https://api.push.apple.com"
 _APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kartka/notifications/apns-id")

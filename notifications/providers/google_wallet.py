@@ -35,7 +35,6 @@ import msgspec
 
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
 from notifications.providers.google_auth import REQUIRED, ServiceAccountTokens, check_service_account, json_body
-from wallet.passes.certs import is_development_service_account
 from wallet.passes.google import (
     CLEARABLE_FIELDS,
     SCOPE,
@@ -45,6 +44,7 @@ from wallet.passes.google import (
     loyalty_class,
     object_id,
 )
+from wallet.passes.identity import is_development_service_account
 from wallet.passes.setup import GoogleSetup
 
 logger = logging.getLogger("kartka.google_wallet")

@@ -117,3 +117,18 @@ async def test_the_logo_is_served_for_google(client: Client) -> None:
     assert logo.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(logo.content)).size == (480, 150)
     assert (await client.get("/assets/secret.pem")).status_code == 404
+
+
+async def test_an_unknown_link_promises_no_card_and_the_page_cannot_be_framed(client: Client) -> None:
+    """A mistyped link is not a replaced card: it must not say that a new card is on its way."""
+    ru = await client.get("/c/" + "0" * 32)
+    assert ru.status_code == 404
+    assert "карты нет" in ru.text
+    assert "придёт" not in ru.text
+    en = await client.get("/c/" + "0" * 32, headers={"Accept-Language": "en"})
+    assert "no card behind this link" in en.text
+    assert "comes by SMS" not in en.text
+    assert ru.headers["content-type"] == "text/html; charset=utf-8"
+    assert ru.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in ru.headers["content-security-policy"]
+    assert "form-action 'none'" in ru.headers["content-security-policy"]

@@ -12,8 +12,8 @@ import httpx
 import msgspec
 import uvicorn
 
-from api.app import create_app
 from kartka.settings import Settings
+from main.web import create_app
 
 
 @contextlib.asynccontextmanager

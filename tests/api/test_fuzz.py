@@ -19,13 +19,13 @@ from litestar.testing import AsyncTestClient
 from schemathesis import checks
 from schemathesis.python import asgi
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.heartbeat import beat
 from kartka.keys import Scope
 from kartka.settings import Settings
 from kartka.staff import Role, create_staff
+from main.web import create_app
 from tests.helpers import PASSWORDS, Keys, sign_in
 
 Client = AsyncTestClient[Litestar]

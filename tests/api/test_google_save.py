@@ -14,10 +14,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.settings import Settings
+from main.web import create_app
 from tests.fakes.google_oauth import Reply
 from tests.fakes.google_wallet import FakeGoogleWallet
 from tests.fakes.tls import ServiceAccount, make_service_account

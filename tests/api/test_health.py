@@ -11,10 +11,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from kartka.db import Pool
 from kartka.heartbeat import beat
 from kartka.settings import Secret, Settings
+from main.web import create_app
 from tests.helpers import problem
 
 Client = AsyncTestClient[Litestar]

@@ -204,7 +204,7 @@ async def test_redeeming_more_than_available_is_409_and_writes_nothing(
     too_much = await till.order(shopper["card"]["number"], [item("wine", 1, 10_000)], redeem=1_001, expect=409)
     assert too_much["code"] == "insufficient-points"
     over_cap = await till.order(shopper["card"]["number"], [item("gum", 1, 1_000)], redeem=800, expect=409)
-    assert "at most 7.00 points" in over_cap["detail"]
+    assert "at most 7 points" in over_cap["detail"]  # the one number format (was "7.00", a float's)
     assert await counts(conn) == before
     ok = await till.order(shopper["card"]["number"], [item("wine", 1, 10_000)], redeem=1_000)
     assert ok["redeemed_points"] == 1_000
@@ -505,18 +505,17 @@ async def test_refunds_racing_for_one_refund_id_get_409_not_500(client: Client, 
     for n, t in enumerate(tills):
         shopper = await t.register(f"+37529700000{n}")
         orders.append(await t.order(shopper["card"]["number"], [item("x", 1, 1_000)]))
-    for attempt in range(1):
-        results = await asyncio.gather(
-            *(
-                client.post(
-                    f"/v1/pos/orders/{order['order_id']}/refunds",
-                    json={"refund_id": f"same-{attempt}", "lines": [{"sku": "x", "qty": 1}]},
-                    headers=t.headers | {"Idempotency-Key": f"k-{attempt}-{n}"},
-                )
-                for n, (t, order) in enumerate(zip(tills, orders, strict=True))
+    results = await asyncio.gather(
+        *(
+            client.post(
+                f"/v1/pos/orders/{order['order_id']}/refunds",
+                json={"refund_id": "same-0", "lines": [{"sku": "x", "qty": 1}]},
+                headers=t.headers | {"Idempotency-Key": f"k-0-{n}"},
             )
+            for n, (t, order) in enumerate(zip(tills, orders, strict=True))
         )
-        assert sorted(r.status_code for r in results) == [201, 409]
+    )
+    assert sorted(r.status_code for r in results) == [201, 409]
 
 
 async def test_a_purchase_racing_a_merge_of_its_card_never_deadlocks(client: Client, pos: dict[str, str]) -> None:

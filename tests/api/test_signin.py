@@ -16,12 +16,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.state import services_of
+from engine.embedded import EmbeddedEngine
 from kartka.clock import FakeClock
 from kartka.crypto import derive_key
 from kartka.db import Connection, Pool
 from kartka.errors import RateLimited
 from kartka.settings import DEV_SECRET_KEY, Settings
-from notifications.setup import make_dispatcher
+from main.services import build_services, make_dispatcher
 from tests.helpers import latest_code, problem, sign_in
 from wallet.program import DEFAULT_PROGRAM
 from wallet.signin import SignInService
@@ -84,7 +85,10 @@ async def test_the_code_reaches_the_dev_inbox_and_leaves_the_outbox(
     client: Client, pool: Pool, settings: Settings, clock: FakeClock
 ) -> None:
     await send(client)
-    dispatcher = make_dispatcher(settings, pool, DEFAULT_PROGRAM, clock)
+    services = build_services(
+        settings, pool=pool, clock=clock, program=DEFAULT_PROGRAM, engine=EmbeddedEngine(DEFAULT_PROGRAM)
+    )
+    dispatcher = make_dispatcher(services)
     assert await dispatcher.run_once() == 1
     inbox = (await client.get("/dev/inbox", params={"to": PHONE})).json()
     assert len(inbox) == 1

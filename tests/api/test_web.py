@@ -12,12 +12,18 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from api.state import services_of
 from kartka.db import Connection, Pool
 from kartka.settings import Settings
+from main.web import create_app
 
 Client = AsyncTestClient[Litestar]
+
+
+@pytest.fixture(autouse=True)
+async def store(pool: Pool) -> None:
+    """The store whose poster the tests' shoppers scan (a poster for an unknown store gets no form)."""
+    await pool.execute("INSERT INTO stores (code, name, timezone) VALUES ('minsk-1', 'Немига', 'Europe/Minsk')")
 
 
 async def token(client: Client, page: str = "/join") -> str:
@@ -233,3 +239,54 @@ async def test_concurrent_sends_take_the_last_of_a_budget_once(settings: Setting
         )
     assert sorted(a.status_code for a in answers) == [202] * 3 + [429] * 5
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE template = 'otp'") == 3
+
+
+# -- the page itself ---------------------------------------------------------------------------------
+
+
+async def test_the_page_sends_one_charset_and_the_security_headers(client: Client) -> None:
+    page = await client.get("/join")
+    assert page.headers["content-type"] == "text/html; charset=utf-8"  # was "...; charset=utf-8; charset=utf-8"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "form-action 'self'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert 'href="?lang=en"' in page.text  # the language switch, from the one base layout
+
+
+async def test_a_poster_for_an_unknown_store_gets_a_404_page_not_a_form(client: Client, conn: Connection) -> None:
+    ru = await client.get("/join?store=nowhere-9")
+    assert ru.status_code == 404
+    assert ru.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Магазин не найден" in ru.text
+    assert 'name="csrf"' not in ru.text
+    assert 'href="/join?lang=ru"' in ru.text  # a way on: the form without a store
+    en = await client.get("/join?store=nowhere-9&lang=en")
+    assert en.status_code == 404
+    assert "Store not found" in en.text
+    # A post naming an unknown store registers nobody either.
+    posted = await client.post(
+        "/join", data={"phone": "+375295554433", "consent": "yes", "csrf": await token(client), "store": "nowhere-9"}
+    )
+    assert posted.status_code == 404
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+
+
+async def test_what_the_shopper_typed_is_escaped_by_the_template(client: Client) -> None:
+    typed = '"><script>alert(1)</script>'
+    page = await join(client, "12", name=typed)
+    assert page.status_code == 422
+    assert "<script>" not in page.text
+    assert "&#34;&gt;&lt;script&gt;" in page.text
+
+
+async def test_a_form_error_speaks_the_pages_language(client: Client, conn: Connection) -> None:
+    """The domain's own message ("a name has at most 200 characters") is English; the page explains."""
+    long_name = await join(client, "+375295554433", name="Я" * 201)
+    assert long_name.status_code == 422
+    assert "Проверьте имя" in long_name.text
+    assert "at most" not in long_name.text
+    english = await join(client, "+375295554433", name="x" * 201, lang="en")
+    assert "Please check the name" in english.text
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 0

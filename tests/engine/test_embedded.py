@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -9,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.embedded import EmbeddedEngine
-from wallet.money import add_months, allocate, format_amount, prorate, share_floor
+from engine.promotions.evaluate import Active, Catalog, Used
+from engine.promotions.legacy import DEFAULT_PROMOTIONS
+from engine.promotions.live import CatalogHolder
+from engine.promotions.model import parse_promotion
+from kartka.texts import format_points
+from wallet.money import add_months, allocate, prorate, share_floor
 from wallet.pricing import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo
 from wallet.program import DEFAULT_PROGRAM, Program
 
@@ -27,6 +34,7 @@ def price(
     program: Program = DEFAULT_PROGRAM,
     degraded: bool = False,
     language: str = "ru",
+    catalog: Catalog | None = None,
 ) -> Pricing:
     request = PricingRequest(
         lines=lines,
@@ -39,7 +47,8 @@ def price(
         language=language,
         currency="BYN",
     )
-    return EmbeddedEngine(program, degraded=degraded).price(request)
+    holder = CatalogHolder(catalog) if catalog is not None else None
+    return EmbeddedEngine(program, catalog=holder, degraded=degraded).price(request)
 
 
 def line(sku: str, qty: int, unit_price: int, category: str | None = None, *, on_sale: bool = False) -> CartLine:
@@ -103,17 +112,20 @@ def test_one_plus_one_is_three_makes_the_cheapest_of_each_three_free() -> None:
 
 
 def test_promotions_never_stack_and_skip_items_on_sale() -> None:
-    double = msgspec.structs.replace(
-        DEFAULT_PROGRAM,
-        promotions=(
-            *DEFAULT_PROGRAM.promotions,
-            msgspec.convert(
-                {"kind": "bundle_percent", "id": "again", "title_ru": "x", "title_en": "x", "percent_bp": 5_000},
-                type=DEFAULT_PROGRAM.promotions[0].__class__,
-            ),
-        ),
+    again = parse_promotion(
+        {
+            "id": "again",
+            "title": {"en": "x"},
+            "benefit": {
+                "type": "bundle",
+                "trigger": {"categories": ["coffee"]},
+                "target": {"categories": ["pastry"]},
+                "percent_bp": 5_000,
+            },
+        }
     )
-    result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), program=double)
+    double = Catalog(Active(p, 1, i) for i, p in enumerate((*DEFAULT_PROMOTIONS, again)))
+    result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), catalog=double)
     assert sum(p.discount for p in result.lines) == 90  # the first promotion took both; the second cannot
     on_sale = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry", on_sale=True))
     assert sum(p.discount for p in on_sale.lines) == 0
@@ -170,7 +182,87 @@ def test_calendar_months_clamp_and_follow_the_program_time_zone() -> None:
 
 
 def test_amounts_are_formatted_for_people() -> None:
-    assert format_amount(1250, "ru") == "12,50"
-    assert format_amount(123456789, "ru") == "1\u00a0234\u00a0567,89"
-    assert format_amount(1250, "en") == "12.50"
-    assert format_amount(-5, "en") == "-0.05"
+    assert format_points(1250, "ru") == "12,50"
+    assert format_points(123456789, "ru") == "1\u00a0234\u00a0567,89"
+    assert format_points(1250, "en") == "12.50"
+    assert format_points(-5, "en") == "-0.05"
+
+
+def test_answers_name_every_promotion_on_each_line_and_book_quick_points_apart() -> None:
+    quick = parse_promotion(
+        {"id": "quick", "title": {"en": "q"}, "benefit": {"type": "points_fixed", "points": 500, "expires_in_days": 7}}
+    )
+    plain = parse_promotion(
+        {
+            "id": "plain",
+            "group": "p",
+            "title": {"en": "p"},
+            "benefit": {"type": "points_percent", "lines": {}, "rate_bp": 100},
+        }
+    )
+    catalog = Catalog(Active(p, 3, i) for i, p in enumerate((*DEFAULT_PROMOTIONS, quick, plain)))
+    result = price(line("latte", 1, 500, "coffee"), line("croissant", 1, 300, "pastry"), catalog=catalog)
+    assert [[(a.id, a.revision) for a in p.promotions] for p in result.lines] == [
+        [("pastry-with-coffee", 3), ("quick", 3), ("plain", 3)],
+        [("pastry-with-coffee", 3), ("quick", 3), ("plain", 3)],
+    ]
+    assert [a.discount for a in result.lines[0].promotions] == [56, 0, 0]
+    assert sum(p.promotions[1].points for p in result.lines) == 500
+    # the tier's 5 % of 7.10 paid, plus 1 % of it from "plain"; "quick" points expire on their own
+    assert result.accrue_points == 35 + 7
+    assert [(b.promotion, b.points, b.expires_in_days) for b in result.bonus_points] == [("quick", 500, 7)]
+
+
+class FakeState:
+    """What the promotion store would say: one personal offer, one exhausted limit."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+        self.asked.append("offers")
+        return frozenset({"mine"})
+
+    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
+        self.asked.append("used:" + ",".join(a.id for a in promotions))
+        return {"once": Used(customer=1)}
+
+
+def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
+    def promotion(pid: str, **rest: object) -> Active:
+        data = {
+            "id": pid,
+            "title": {"en": pid},
+            "group": pid,
+            "benefit": {"type": "amount_off", "lines": {"skus": [pid]}, "amount": 100},
+            **rest,
+        }
+        return Active(parse_promotion(data), 1, 0)
+
+    holder = CatalogHolder(
+        Catalog(
+            [promotion("mine", audience={"personal": True}), promotion("once", limits={"per_customer": {"count": 1}})]
+        )
+    )
+    state = FakeState()
+    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=holder, state=state)
+    request = PricingRequest(
+        lines=(line("mine", 1, 1000), line("once", 1, 1000)),
+        tier=STANDART,
+        next_tier=None,
+        spend_365d=0,
+        available_points=0,
+        requested_points=0,
+        at=AT,
+        language="en",
+        currency="BYN",
+        customer_id="c1",
+    )
+    result = asyncio.run(engine.calculate(request))
+    assert [p.discount for p in result.lines] == [100, 0]
+    assert state.asked == ["offers", "used:once"]
+    state.asked.clear()
+    asyncio.run(engine.calculate(msgspec.structs.replace(request, lines=(line("milk", 1, 100),))))
+    assert state.asked == []
+    holder.swap(Catalog())  # live reload puts another catalog in force, whole
+    assert [p.discount for p in asyncio.run(engine.calculate(request)).lines] == [0, 0]

@@ -12,13 +12,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from engine.http import HttpEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.resilience import CircuitBreaker
 from kartka.settings import EngineKind, Settings
+from main.web import create_app
 from notifications.model import Channel
 from notifications.preferences import OptOutLinks
 from notifications.providers.engine import EngineProvider

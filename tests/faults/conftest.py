@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,15 +13,14 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
-import uvicorn
-from litestar import Litestar
 
-from api.app import create_app
 from kartka.clock import FakeClock
 from kartka.db import Pool, create_pool
-from kartka.migrate import migrate
 from kartka.settings import Settings
+from main.schema import SCHEMA
+from main.web import create_app
 from tests.pgcluster import RUN_AS, Cluster, bindir
+from tests.served import Served
 
 DATABASE = "kartka"
 
@@ -51,7 +48,7 @@ async def cluster_session() -> AsyncIterator[Cluster]:
             await admin.close()
         conn = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
         try:
-            await migrate(conn)
+            await SCHEMA.migrate(conn)
         finally:
             await conn.close()
         yield cluster
@@ -135,34 +132,6 @@ async def eventually(
             tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""  # noqa: ASYNC240 - failing anyway
             raise AssertionError(f"timed out after {seconds} s waiting for {what}\n{tail}")
         await asyncio.sleep(0.05)
-
-
-class Served:
-    """The real app served over HTTP by uvicorn in a thread of its own (its own event loop), as in
-    production: requests run concurrently, and the test's loop stays free to restart the database."""
-
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise AssertionError("the app did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -21,9 +21,10 @@ from api.state import services_of
 from kartka.db import Pool
 from kartka.keys import Scope, revoke_key
 from kartka.settings import Settings
-from tests.faults.conftest import DATABASE, Served, eventually
+from tests.faults.conftest import DATABASE, eventually
 from tests.helpers import Keys, problem
 from tests.pgcluster import Cluster
+from tests.served import Served
 
 Serve = Callable[[Settings], Served]
 

@@ -24,10 +24,11 @@ import pytest
 from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
-from tests.faults.conftest import KARTKA, Served, eventually, worker_env
+from tests.faults.conftest import KARTKA, eventually, worker_env
 from tests.faults.test_worker_faults import delivered, send_one
 from tests.helpers import Keys
 from tests.pgcluster import Cluster
+from tests.served import Served
 
 # One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kartka.sql import Named
@@ -24,6 +24,7 @@ def test_a_missing_or_unknown_name_is_refused_before_the_database_sees_it() -> N
         statement.bind(a=1, b=2, c=3)
 
 
+@settings(max_examples=50)
 @given(st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=12))
 def test_values_follow_their_names_whatever_the_order(names: list[str]) -> None:
     statement = Named("SELECT " + ", ".join(f":{name}::text" for name in names))

@@ -49,9 +49,7 @@ def _worker(settings: Settings, infobip: FakeInfobip, log: Path) -> subprocess.P
         "KARTKA_LOG_LEVEL": "WARNING",
     }
     with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kartka", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen([sys.executable, "-m", "main", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def _wait(condition: Callable[[], Awaitable[bool]], seconds: float, what: str, log: Path) -> None:

@@ -17,8 +17,8 @@ from litestar.testing import AsyncTestClient
 
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
-from kartka.migrate import migrate
 from kartka.resilience import CircuitBreaker
+from main.schema import SCHEMA
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from notifications.preferences import OptOutLinks
@@ -285,7 +285,7 @@ def _basic(secret: str = HOOK_SECRET) -> dict[str, str]:
 
 @pytest.fixture
 def infobip_app(settings: Any, clock: FakeClock) -> Litestar:
-    from api.app import create_app  # noqa: PLC0415
+    from main.web import create_app  # noqa: PLC0415
 
     configured = settings.__class__(
         **{f: getattr(settings, f) for f in settings.__struct_fields__}
@@ -447,6 +447,22 @@ async def test_the_opt_out_link_stops_marketing_already_queued(
     assert await statuses(conn) == {"cancelled": 1}
 
 
+async def test_a_bad_unsubscribe_link_gets_a_page_in_one_language(client: Client) -> None:
+    """The page said "this unsubscribe link is not valid" in English inside a Russian page."""
+    ru = await client.get("/u/not-a-token")
+    assert ru.status_code == 404
+    assert '<html lang="ru">' in ru.text
+    assert "ссылка для отписки недействительна" in ru.text
+    assert "not valid" not in ru.text
+    assert "Рассылка Kartka" in ru.text  # the configured program name (KARTKA_PASS_ORGANIZATION)
+    en = await client.post("/u/not-a-token", headers={"Accept-Language": "en-US"})
+    assert en.status_code == 404
+    assert '<html lang="en">' in en.text
+    assert "This unsubscribe link is not valid" in en.text
+    assert en.headers["content-type"] == "text/html; charset=utf-8"
+    assert en.headers["x-frame-options"] == "DENY"
+
+
 async def test_marketing_text_carries_the_opt_out_link(
     conn: Connection, clock: FakeClock, client: Client, make_dispatcher: Make
 ) -> None:
@@ -479,7 +495,7 @@ async def test_a_worker_whose_rounds_all_fail_stops_showing_progress(fresh_datab
     instead of looking alive."""
     connection = await asyncpg.connect(fresh_database)
     try:
-        await migrate(connection)
+        await SCHEMA.migrate(connection)
     finally:
         await connection.close()
     pool = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)

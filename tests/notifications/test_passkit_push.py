@@ -24,7 +24,8 @@ from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable
 from notifications.providers.apns import ApnsProvider, apns_id, load_passkit_pusher
 from tests.fakes.apns import FakeApns, Reply
 from tests.fakes.tls import TlsFiles, make_tls
-from wallet.passes.certs import DevCerts, PassIdentity, generate_dev_certs, load_pass_identity
+from wallet.passes.devcerts import DevCerts, generate_dev_certs
+from wallet.passes.identity import PassIdentity, load_pass_identity
 
 PASS_TYPE_ID = "pass.by.kartka.test"
 TEAM_ID = "KARTKATEST"

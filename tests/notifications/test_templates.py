@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kartka.texts import format_date, format_points, points, text
 from notifications.templates import (
     LOCALES,
     TEMPLATES,
@@ -18,7 +19,6 @@ from notifications.templates import (
     sms_segments,
     substitute_name,
 )
-from wallet.texts import format_date, format_points, points, ru_plural
 
 NBSP = "\u00a0"
 URL = "https://kartka.by/c/0123456789abcdef0123456789"  # 46 characters
@@ -99,7 +99,7 @@ def test_unknown_locales_fall_back_to_russian(locale: str, resolved: str) -> Non
     ],
 )
 def test_russian_plural_of_whole_points(n: int, word: str) -> None:
-    assert ru_plural(n, "балл", "балла", "баллов") == word
+    assert text("ru", "points", count=n, n=n) == f"{n} {word}"
     assert points(n * 100, "ru") == f"{format_points(n * 100, 'ru')} {word}"
 
 

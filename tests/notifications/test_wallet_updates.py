@@ -133,10 +133,17 @@ async def test_a_purchase_pushes_the_pass_to_every_registered_phone(
         for r in await conn.fetch("SELECT recipient, status FROM outbox WHERE channel = 'passkit'")
     }
     assert statuses == {dead: "failed", alive: "sent"}
-    # 410 removed that phone's registration only.
-    registered = {r["push_token"] for r in await conn.fetch("SELECT push_token FROM pass_devices")}
-    assert registered == {alive}
-    assert await conn.fetchval("SELECT count(*) FROM pass_registrations") == 1
+    # 410 removed that phone's registration only; it stays in the install history, marked removed.
+    live = await conn.fetch(
+        "SELECT d.push_token FROM pass_registrations r JOIN pass_devices d USING (device_library_id)"
+        " WHERE r.removed_at IS NULL"
+    )
+    assert {r["push_token"] for r in live} == {alive}
+    removed = await conn.fetch(
+        "SELECT d.push_token, r.removed_by FROM pass_registrations r JOIN pass_devices d USING (device_library_id)"
+        " WHERE r.removed_at IS NOT NULL"
+    )
+    assert [(r["push_token"], r["removed_by"]) for r in removed] == [(dead, "apns")]
 
 
 async def test_the_saved_google_pass_follows_the_balance(

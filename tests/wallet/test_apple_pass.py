@@ -27,7 +27,8 @@ from PIL import Image
 
 from wallet.models import BalanceView, Expiring, NextTier, TierView
 from wallet.passes.apple import ApplePassData, PassLocation, build_pkpass
-from wallet.passes.certs import DevCerts, PassIdentity, generate_dev_certs, load_pass_identity
+from wallet.passes.devcerts import DevCerts, generate_dev_certs
+from wallet.passes.identity import PassIdentity, load_pass_identity
 
 PASS_TYPE_ID = "pass.by.kartka.loyalty"
 TEAM_ID = "KARTKADEV1"

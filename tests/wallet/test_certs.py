@@ -16,15 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.fakes.tls import make_service_account
-from wallet.passes.certs import (
+from wallet.passes.devcerts import DevCerts, apns_key_id, generate_dev_certs, load_dev_certs
+from wallet.passes.identity import (
     DEV_ROOT_CN,
     DEV_WWDR_CN,
     PASS_TYPE_EXTENSION,
-    DevCerts,
-    apns_key_id,
-    generate_dev_certs,
     is_development_service_account,
-    load_dev_certs,
     load_pass_identity,
 )
 

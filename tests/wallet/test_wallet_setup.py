@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kartka.settings import Environment, Secret, SettingsError, load_settings
-from wallet.passes.certs import generate_dev_certs
+from wallet.passes.devcerts import generate_dev_certs
 from wallet.passes.setup import DEV_GOOGLE_ISSUER, WalletSetupError, load_wallet_setup
 from wallet.program import DEFAULT_PROGRAM
 

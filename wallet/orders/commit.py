@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from kartka import texts
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from kartka.sql import Named
@@ -17,7 +18,7 @@ from wallet.ledger import EntryKind
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
 from wallet.orders.notices import builtins, tell_engine
 from wallet.orders.structs import CLOCK_SKEW, Channel, CommitInput, OrderResult, OrderScope, Quote, Stored
-from wallet.pricing import CommittedOrder, EngineNotice
+from wallet.pricing import CommittedOrder, EngineNotice, Pricing
 from wallet.program import Program, Tier
 from wallet.tiers import tier_view, upgrade_if_earned
 
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from wallet.orders.service import OrderService
+
+
+def promotion_totals(pricing: Pricing) -> list[tuple[str, int]]:
+    """(title, discount) of each promotion applied, in the order they first appear on the lines."""
+    totals: dict[str, int] = {}
+    for line in pricing.lines:
+        for applied in line.promotions:
+            totals[applied.id] = totals.get(applied.id, 0) + applied.discount
+    return [(pricing.promotion_titles.get(pid, pid), discount) for pid, discount in totals.items()]
 
 
 def purchase_time(program: Program, data: CommitInput, now: datetime) -> datetime:
@@ -80,12 +90,13 @@ async def commit(
     available = lots_available - account.debt
     if data.redeem_points > max(available, 0):
         raise ledger.InsufficientPoints(
-            f"cannot redeem {data.redeem_points / 100:.2f} points: {max(available, 0) / 100:.2f} available",
+            f"cannot redeem {texts.points(data.redeem_points, 'en')}: "
+            f"{texts.format_points(max(available, 0), 'en')} available",
             field="redeem_points",
             available=max(available, 0),
         )
     tier = program.tier(account.tier_code)
-    request = orders.pricing_request(
+    request = await orders.pricing_request(
         customer_id,
         account.tier_code,
         snapshot["spend"],
@@ -95,12 +106,19 @@ async def commit(
         at=purchased_at,
         store=store,
         terminal=terminal,
+        channel=channel,
     )
-    quote = await orders.quote(request)
+    # The book re-prices with the limits this cart meets locked and counted: its answer is the truth,
+    # even when the calculate before it showed a promotion that another till has used up since.
+    if orders.book is not None:
+        pricing = await orders.book.price(conn, request)
+    else:
+        pricing = await orders.engine.calculate(request)
+    quote = await orders.quote(request, pricing)
     if quote.redeem_points < data.redeem_points:
         raise ledger.InsufficientPoints(
-            f"this cart may be paid with at most {quote.max_redeem_points / 100:.2f} points "
-            f"({program.redeem_cap_bp / 100:.0f}% of the eligible total, and no more than available)",
+            f"this cart may be paid with at most {texts.points(quote.max_redeem_points, 'en')} "
+            f"({texts.format_percent(program.redeem_cap_bp, 'en')}% of the eligible total, and no more than available)",
             field="redeem_points",
             max_redeem_points=quote.max_redeem_points,
         )
@@ -133,6 +151,10 @@ async def commit(
         )
     except asyncpg.UniqueViolationError as exc:  # another request took this order_id or key a moment ago
         raise racing_conflict(exc, "order", data.order_id) from exc
+    if orders.book is not None:
+        await orders.book.record(
+            conn, order_pk=order_pk, customer_id=str(customer_id), at=purchased_at, pricing=pricing
+        )
 
     if quote.redeem_points:
         await ledger.redeem(
@@ -201,7 +223,8 @@ async def commit(
         balance=balance,
         tier=tier_after,
         tier_upgraded=upgraded is not None,
-        receipt_lines=receipts.order_lines(
+        receipt_lines=receipts.promotion_lines(program.language, promotion_totals(pricing), program.currency)
+        + receipts.order_lines(
             program.language,
             program.zone,
             accrued=quote.accrue_points,
@@ -212,6 +235,7 @@ async def commit(
             upgraded_to=upgraded.name if upgraded else None,
         ),
         engine=quote.engine,
+        lines=quote.lines,
     )
     body = encoder.encode(result)
     await conn.execute("UPDATE orders SET response = $2::text::json WHERE id = $1", order_pk, body.decode())

@@ -29,7 +29,7 @@ from wallet.orders.structs import (
     ReturnTooLarge,
     Stored,
 )
-from wallet.pricing import CommittedRefund, EngineNotice, ReturnedLine
+from wallet.pricing import CommittedRefund, EngineNotice, ReturnedLine, ReturnedPart
 
 if TYPE_CHECKING:
     from wallet.orders.service import OrderService
@@ -97,6 +97,20 @@ async def refund(
         )
     except asyncpg.UniqueViolationError as exc:  # another request took this refund_id or key a moment ago
         raise racing_conflict(exc, "refund", data.refund_id) from exc
+    if orders.book is not None:
+        sold = {row["line_no"]: row for row in lines}
+        parts = [
+            ReturnedPart(
+                line_no=share.line_no,
+                before=sold[share.line_no]["refunded_qty"],
+                after=sold[share.line_no]["refunded_qty"] + share.qty,
+                qty=sold[share.line_no]["qty"],
+            )
+            for share in plan
+        ]
+        returned_now = {p.line_no: p.after for p in parts}
+        full = all(returned_now.get(row["line_no"], row["refunded_qty"]) == row["qty"] for row in lines)
+        await orders.book.refunded(conn, order_pk=order["id"], parts=parts, full=full)
     if taken_back:
         account, _ = await ledger.take_back(
             conn,

@@ -11,6 +11,7 @@ from wallet import receipts
 from wallet.customers import CustomerService
 from wallet.money import allocate
 from wallet.orders import commit, refund
+from wallet.orders.commit import promotion_totals
 from wallet.orders.structs import (
     CalculateInput,
     Channel,
@@ -20,21 +21,43 @@ from wallet.orders.structs import (
     RefundInput,
     Stored,
 )
-from wallet.pricing import CartLine, Engine, NextTierInfo, PricingRequest, TierInfo
+from wallet.pricing import (
+    NO_SEGMENTS,
+    CartLine,
+    Engine,
+    NextTierInfo,
+    Pricing,
+    PricingRequest,
+    PromotionBook,
+    SegmentSource,
+    TierInfo,
+)
 from wallet.program import Program
 
 
 class OrderService:
-    def __init__(self, *, program: Program, engine: Engine, customers: CustomerService, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        program: Program,
+        engine: Engine,
+        customers: CustomerService,
+        clock: Clock,
+        book: PromotionBook | None = None,
+        segments: SegmentSource = NO_SEGMENTS,
+    ) -> None:
         self.program = program
         self.engine = engine
         self.engine_remote = engine.remote
         self.customers = customers
         self.clock = clock
+        self.book = book
+        """The embedded engine's book of limits and applied promotions (``None``: a remote engine)."""
+        self.segments = segments
 
     # -- pricing --------------------------------------------------------------------------------
 
-    def pricing_request(
+    async def pricing_request(
         self,
         customer_id: UUID,
         tier_code: str,
@@ -46,6 +69,7 @@ class OrderService:
         at: datetime,
         store: str | None,
         terminal: str | None,
+        channel: Channel = "pos",
     ) -> PricingRequest:
         tier = self.program.tier(tier_code)
         nxt = self.program.next_tier(tier)
@@ -62,12 +86,15 @@ class OrderService:
             customer_id=str(customer_id),
             store=store,
             terminal=terminal,
+            channel=channel,
+            segments=tuple(sorted(await self.segments.segments(str(customer_id)))),
         )
 
-    async def quote(self, request: PricingRequest) -> Quote:
+    async def quote(self, request: PricingRequest, pricing: Pricing | None = None) -> Quote:
         """The engine's answer spread over the lines: what each line spends and earns, so a later refund
         takes back exactly a returned part's share."""
-        pricing = await self.engine.calculate(request)
+        if pricing is None:
+            pricing = await self.engine.calculate(request)
         lines = request.lines
         after_discount = [
             0 if line.on_sale else line.total - priced.discount
@@ -90,6 +117,7 @@ class OrderService:
                 accrue_points=accrue,
                 on_sale=line.on_sale,
                 promotion=priced.promotion,
+                promotions=list(priced.promotions),
             )
             for line, priced, redeem, accrue in zip(lines, pricing.lines, redeem_parts, accrue_parts, strict=True)
         ]
@@ -104,7 +132,10 @@ class OrderService:
             to_pay=subtotal - discount - pricing.redeem_points,
             lines=quote_lines,
             messages=list(pricing.messages),
-            receipt_lines=receipts.quote_lines(
+            receipt_lines=receipts.promotion_lines(
+                self.program.language, promotion_totals(pricing), self.program.currency
+            )
+            + receipts.quote_lines(
                 self.program.language,
                 discount=discount,
                 redeem=pricing.redeem_points,
@@ -122,7 +153,7 @@ class OrderService:
         points than may be redeemed is cut to the maximum."""
         now = self.clock.now()
         who = await self.customers.identify(conn, data.card, now)
-        request = self.pricing_request(
+        request = await self.pricing_request(
             who.customer.id,
             who.tier.code,
             who.tier.spend_365d,

@@ -12,7 +12,7 @@ from kartka.bounds import Instant, check_instant
 from kartka.errors import Conflict, NotFound
 from kartka.keys import CODE_PATTERN
 from wallet.models import BalanceView, TierView
-from wallet.pricing import CartLine, EngineInfo, Message, Sku
+from wallet.pricing import AppliedPromotion, CartLine, EngineInfo, Message, Sku
 
 Channel = Literal["pos", "online"]
 
@@ -111,6 +111,8 @@ class QuoteLine(msgspec.Struct, frozen=True):
     accrue_points: int
     on_sale: bool
     promotion: str | None
+    promotions: list[AppliedPromotion] = []
+    """Every promotion applied to the line: its share of the discount and the points it gives."""
 
 
 class Quote(msgspec.Struct, frozen=True):
@@ -143,6 +145,8 @@ class OrderResult(msgspec.Struct, frozen=True):
     tier_upgraded: bool
     receipt_lines: list[str]
     engine: EngineInfo
+    lines: list[QuoteLine] = []
+    """The lines as priced at commit (the truth the till prints), with the promotions applied."""
 
 
 class RefundResult(msgspec.Struct, frozen=True):

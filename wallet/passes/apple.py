@@ -38,13 +38,14 @@ import msgspec
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from kartka.texts import catalog, format_percent, format_points, text
 from wallet.models import BalanceView, TierView
-from wallet.passes.certs import PassIdentity
-from wallet.texts import format_percent, format_points, ru_plural
+from wallet.passes.identity import PassIdentity
 
 DEFAULT_ASSETS: Final = Path(__file__).with_name("assets")
 IMAGES: Final = ("icon.png", "icon@2x.png", "icon@3x.png", "logo.png", "logo@2x.png", "logo@3x.png")
-LOCALES: Final = ("ru", "en")
+#: The languages of the pass.strings files: every language the text catalog has.
+LOCALES: Final = catalog().languages
 MAX_LOCATIONS: Final = 10
 MIN_TOKEN_LENGTH: Final = 16
 #: Every entry's timestamp: the earliest a zip can carry, so the bytes depend on the content alone.
@@ -433,65 +434,32 @@ def _strings_for(terms: _Terms, locale: str) -> bytes:
 
 
 def _texts(data: _Terms, locale: str) -> dict[str, str]:
-    org, nxt = data.organization_name, data.next_tier
     cap = format_percent(data.redeem_cap_bp, locale)
-    if locale == "ru":
-        hours = f"{data.pending_hours} {ru_plural(data.pending_hours, 'час', 'часа', 'часов')}"
-        months = f"{data.expiry_months} {ru_plural(data.expiry_months, 'месяц', 'месяца', 'месяцев')}"
-        days = f"{data.tier_window_days} {ru_plural(data.tier_window_days, 'день', 'дня', 'дней')}"
-        texts = {
-            "pass.description": f"Карта лояльности {org}",
-            "label.balance": "Баланс",
-            CHANGE_BALANCE: "Баланс: %@",
-            "label.tier": "Уровень",
-            CHANGE_TIER: "Ваш уровень: %@",
-            "label.rate": "Баллами с покупок",
-            "label.card_number": "Номер карты",
-            "label.holder": "Владелец",
-            "label.pending": "Ожидают начисления",
-            "label.pending_at": "Станут доступны",
-            "label.expiring": "Скоро сгорят",
-            "label.expiring_at": "Сгорят",
-            "label.how": "Как это работает",
-            "note.how": (
-                f"Баллы начисляются за покупки по карте и становятся доступны через {hours}. "
-                f"Баллы действуют {months} с покупки; первыми тратятся те, что сгорят раньше. "
-                f"Баллами можно оплатить до {cap}% покупки, 1 балл = 1 {data.currency}. "
-                f"Уровень зависит от суммы покупок за {days}: чем он выше, тем больше баллов за покупку."
-            ),
-            "label.card_page": "Карта на сайте",
-        }
-        if nxt is not None:
-            texts["label.progress"] = f"До уровня {nxt}"
-        return texts
-    hours = f"{data.pending_hours} hour" + ("" if data.pending_hours == 1 else "s")
-    months = f"{data.expiry_months} month" + ("" if data.expiry_months == 1 else "s")
-    days = f"{data.tier_window_days} day" + ("" if data.tier_window_days == 1 else "s")
-    texts = {
-        "pass.description": f"{org} loyalty card",
-        "label.balance": "Balance",
-        CHANGE_BALANCE: "Balance: %@",
-        "label.tier": "Tier",
-        CHANGE_TIER: "Your tier: %@",
-        "label.rate": "Back in points",
-        "label.card_number": "Card number",
-        "label.holder": "Card holder",
-        "label.pending": "Pending points",
-        "label.pending_at": "Available from",
-        "label.expiring": "Expiring soon",
-        "label.expiring_at": "Expire on",
-        "label.how": "How it works",
-        "note.how": (
-            f"Purchases with the card earn points, usable {hours} after the purchase. "
-            f"Points last {months} from the purchase; the ones that expire first are spent first. "
-            f"Points can pay for up to {cap}% of a purchase, 1 point = 1 {data.currency}. "
-            f"Your tier depends on what you spent in the last {days}: the higher it is, the more points you earn."
-        ),
-        "label.card_page": "Your card online",
-    }
-    if nxt is not None:
-        texts["label.progress"] = f"To reach {nxt}"
+
+    def unit(key: str, n: int) -> str:
+        return text(locale, f"units.{key}", count=n, n=n)
+
+    strings = catalog().texts(locale, "pass.apple")
+    texts = {key: value for key, value in strings.items() if key not in _FILLED and not key.startswith("change.")}
+    texts[CHANGE_BALANCE] = strings["change.balance"]
+    texts[CHANGE_TIER] = strings["change.tier"]
+    texts["pass.description"] = text(locale, "pass.apple.pass.description", org=data.organization_name)
+    texts["note.how"] = text(
+        locale,
+        "pass.apple.note.how",
+        hours=unit("hours", data.pending_hours),
+        months=unit("months", data.expiry_months),
+        days=unit("days", data.tier_window_days),
+        cap=cap,
+        currency=data.currency,
+    )
+    if data.next_tier is not None:
+        texts["label.progress"] = text(locale, "pass.apple.label.progress", tier=data.next_tier)
     return texts
+
+
+#: Catalog texts with placeholders, filled in above (``label.progress`` only when there is a next tier).
+_FILLED: Final = frozenset({"pass.description", "note.how", "label.progress"})
 
 
 #: The strings-file escapes: backslash, quote and line breaks by name, other control characters as ``\Unnnn``.

@@ -30,15 +30,15 @@ import jwt
 import msgspec
 
 from kartka.errors import Unavailable
+from kartka.texts import catalog, format_date, format_points, text
 from wallet.models import BalanceView, TierView
-from wallet.money import format_amount
-from wallet.texts import format_date, format_points
 
 SAVE_URL: Final = "https://pay.google.com/gp/v/save/"
 #: What messengers, mail clients and QR codes keep of a link without cutting it.
 MAX_SAVE_URL: Final = 2_000
 SCOPE: Final = "https://www.googleapis.com/auth/wallet_object.issuer"
-LANGUAGES: Final = ("ru", "en")
+#: The languages a pass carries: every language the text catalog has.
+LANGUAGES: Final = catalog().languages
 #: Top-level object fields :func:`loyalty_object` leaves out when they have no value. A PATCH only
 #: changes the fields it names, so the provider sends these as ``null`` (delete) when absent: a name or
 #: a link that went away must go away on the phone too.
@@ -48,37 +48,6 @@ Language = Literal["ru", "en"]
 
 _ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")  # what Google allows after "<issuerId>."
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-
-_TEXTS: Final[dict[str, dict[str, str]]] = {
-    "ru": {
-        "points": "Баллы",
-        "tier": "Уровень",
-        "card": "Номер карты",
-        "holder": "Владелец",
-        "pending": "Ожидают начисления",
-        "pending_at": "{points}, доступны с {date}",
-        "expiring": "Скоро сгорят",
-        "expiring_at": "{points}, сгорят {date}",
-        "next_tier": "До уровня {tier}",
-        "next_tier_body": "Покупки ещё на {amount}",
-        "card_page": "Карта, баланс и история",
-        "logo": "Логотип {program}",
-    },
-    "en": {
-        "points": "Points",
-        "tier": "Tier",
-        "card": "Card number",
-        "holder": "Holder",
-        "pending": "Pending points",
-        "pending_at": "{points}, available from {date}",
-        "expiring": "Expiring soon",
-        "expiring_at": "{points}, expire on {date}",
-        "next_tier": "To {tier}",
-        "next_tier_body": "Spend {amount} more",
-        "card_page": "Card, balance and history",
-        "logo": "{program} logo",
-    },
-}
 
 
 class GoogleWalletUnavailable(Unavailable):
@@ -153,7 +122,7 @@ def object_id(config: GoogleWalletConfig, key: str) -> str:
 def loyalty_class(config: GoogleWalletConfig) -> dict[str, Any]:
     """The ``loyaltyClass`` resource: the program's name, logo, colour and field labels."""
     texts = _all_texts()
-    program = {language: _TEXTS[language]["logo"].format(program=config.program_name) for language in LANGUAGES}
+    program = {language: text(language, "pass.google.logo", program=config.program_name) for language in LANGUAGES}
     return {
         "id": class_id(config),
         "issuerName": config.issuer_name,
@@ -262,7 +231,7 @@ def digest(document: Mapping[str, Any]) -> str:
 
 def _module_texts(data: GooglePassData, zone: ZoneInfo, language: str) -> list[tuple[str, str, str]]:
     """(module id, header, body) of the text modules that apply to this card, in one language."""
-    texts = _TEXTS[language]
+    texts = catalog().texts(language, "pass.google")
     modules: list[tuple[str, str, str]] = []
     balance = data.balance
     if balance.pending > 0:
@@ -280,7 +249,7 @@ def _module_texts(data: GooglePassData, zone: ZoneInfo, language: str) -> list[t
     if tier.next is not None and tier.to_next is not None and tier.to_next > 0:
         header = texts["next_tier"].format(tier=tier.next.name)
         modules.append(
-            ("next-tier", header, texts["next_tier_body"].format(amount=format_amount(tier.to_next, language)))
+            ("next-tier", header, texts["next_tier_body"].format(amount=format_points(tier.to_next, language)))
         )
     return modules
 
@@ -292,7 +261,8 @@ def _format_day(moment: datetime, zone: ZoneInfo, language: str) -> str:
 
 def _all_texts() -> dict[str, dict[str, str]]:
     """key -> language -> text, the shape :func:`_localized` takes."""
-    return {key: {language: _TEXTS[language][key] for language in LANGUAGES} for key in _TEXTS["ru"]}
+    by_language = {language: catalog().texts(language, "pass.google") for language in LANGUAGES}
+    return {key: {language: by_language[language][key] for language in LANGUAGES} for key in by_language[LANGUAGES[0]]}
 
 
 def _localized(values: Mapping[str, str], default: str) -> dict[str, Any]:

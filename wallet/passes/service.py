@@ -112,7 +112,7 @@ async def touch(
                coalesce(array_agg(d.push_token ORDER BY d.push_token) FILTER (WHERE d.push_token IS NOT NULL), '{}')
                    AS push_tokens
           FROM moved m
-          LEFT JOIN pass_registrations r ON r.serial_number = m.serial_number
+          LEFT JOIN pass_registrations r ON r.serial_number = m.serial_number AND r.removed_at IS NULL
           LEFT JOIN pass_devices d ON d.device_library_id = r.device_library_id
          GROUP BY m.serial_number, m.update_tag, m.google
         """,
@@ -165,8 +165,9 @@ async def authorized(conn: Connection, serial_number: str, token: str) -> PassRe
 async def register_device(
     conn: Connection, device_library_id: str, serial_number: str, push_token: str, now: datetime
 ) -> bool:
-    """Register a device for a pass's updates; True when new, False when it was registered already.
-    A device's push token may change: the newest one is kept."""
+    """Register a device for a pass's updates; True when new, False when it is registered already.
+    A device's push token may change: the newest one is kept. A pass the device removed before and adds
+    again is a new registration (the old one stays in the history, removed)."""
     await conn.execute(
         """
         INSERT INTO pass_devices (device_library_id, push_token, updated_at) VALUES ($1, $2, $3)
@@ -179,7 +180,7 @@ async def register_device(
     created = await conn.fetchval(
         """
         INSERT INTO pass_registrations (device_library_id, serial_number, created_at) VALUES ($1, $2, $3)
-        ON CONFLICT DO NOTHING RETURNING true
+        ON CONFLICT (device_library_id, serial_number) WHERE removed_at IS NULL DO NOTHING RETURNING true
         """,
         device_library_id,
         serial_number,
@@ -188,17 +189,17 @@ async def register_device(
     return bool(created)
 
 
-async def unregister_device(conn: Connection, device_library_id: str, serial_number: str) -> None:
+async def unregister_device(conn: Connection, device_library_id: str, serial_number: str, now: datetime) -> None:
+    """The phone removed the pass: its registration stops getting updates and stays in the install
+    history, marked removed (``removed_by = 'device'``)."""
     await conn.execute(
         """
-        WITH gone AS (
-            DELETE FROM pass_registrations WHERE device_library_id = $1 AND serial_number = $2
-        )
-        DELETE FROM pass_devices d WHERE d.device_library_id = $1 AND NOT EXISTS (
-            SELECT FROM pass_registrations r WHERE r.device_library_id = $1 AND r.serial_number <> $2)
+        UPDATE pass_registrations SET removed_at = $3, removed_by = 'device'
+         WHERE device_library_id = $1 AND serial_number = $2 AND removed_at IS NULL
         """,
         device_library_id,
         serial_number,
+        now,
     )
 
 
@@ -216,7 +217,7 @@ async def updated_serials(
     rows = await conn.fetch(
         """
         SELECT p.serial_number FROM pass_registrations r JOIN passes p ON p.serial_number = r.serial_number
-         WHERE r.device_library_id = $1 AND ($2::timestamptz IS NULL OR p.updated_at > $2)
+         WHERE r.device_library_id = $1 AND r.removed_at IS NULL AND ($2::timestamptz IS NULL OR p.updated_at > $2)
          ORDER BY p.serial_number
         """,
         device_library_id,
@@ -225,9 +226,20 @@ async def updated_serials(
     return [r["serial_number"] for r in rows], now - LISTING_LOOKBACK
 
 
-async def forget_push_tokens(conn: Connection, push_tokens: Sequence[str]) -> None:
-    """APNs says these tokens are dead (410): drop those devices' registrations, and only theirs."""
-    await conn.execute("DELETE FROM pass_devices WHERE push_token = ANY($1::text[])", list(push_tokens))
+async def forget_push_tokens(conn: Connection, push_tokens: Sequence[str], now: datetime) -> None:
+    """APNs says these tokens are dead (410): those devices' registrations, and only theirs, stop getting
+    updates; they stay in the install history, marked removed (``removed_by = 'apns'``). A device that
+    registers again later brings a new token and a new registration."""
+    await conn.execute(
+        """
+        UPDATE pass_registrations r SET removed_at = greatest($2, r.created_at), removed_by = 'apns'
+          FROM pass_devices d
+         WHERE d.device_library_id = r.device_library_id AND d.push_token = ANY($1::text[])
+           AND r.removed_at IS NULL
+        """,
+        list(push_tokens),
+        now,
+    )
 
 
 # -- building passes -----------------------------------------------------------------------------

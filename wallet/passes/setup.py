@@ -3,7 +3,7 @@
 Apple Wallet needs a Pass Type ID certificate, its key and Apple's WWDR intermediate
 (``KARTKA_PASS_CERT_FILE`` / ``_KEY_FILE`` / ``_WWDR_FILE``); the certificate decides the pass type and
 team identifiers. Google Wallet needs an issuer id and a service-account key. Outside production, what
-is not configured is made by :func:`wallet.passes.certs.generate_dev_certs` in ``KARTKA_CERTS_DIR``, so
+is not configured is made by :func:`wallet.passes.devcerts.generate_dev_certs` in ``KARTKA_CERTS_DIR``, so
 the passes, buttons and pushes all work on a laptop (no phone will accept a development pass: its
 root is ours, not Apple's). Production never uses development material: it refuses to start with it,
 and a wallet that is not configured is simply not offered.
@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from kartka.settings import Environment, PassBarcode, Settings
-from wallet.passes.certs import (
-    DevCerts,
-    PassIdentity,
-    generate_dev_certs,
-    is_development_service_account,
-    load_pass_identity,
-)
+from wallet.passes.devcerts import DevCerts, generate_dev_certs
 from wallet.passes.google import GoogleWalletConfig
+from wallet.passes.identity import PassIdentity, is_development_service_account, load_pass_identity
 from wallet.program import Program
 
 #: A made-up issuer number for development save links (Google knows no such issuer).

@@ -1,0 +1,183 @@
+"""The embedded engine's book of promotions on orders (``wallet.pricing.PromotionBook``): limits counted
+and what applied recorded in the commit's transaction, shares given back in the refund's.
+
+Exact under concurrency without a global lock: a commit locks the account of its customer (the
+wallet does, before pricing) and the budget rows of the limited promotions its cart meets, in id order
+(no deadlocks), reads what they counted, prices with that, and adds its own use before it commits. A
+parallel commit meeting the same budget waits on the row and then reads the new totals, so with
+``budget.count = 5`` exactly five orders get the promotion and the rest are priced without it.
+Promotions without limits take no lock: they never serialize the chain's tills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from engine.embedded import EmbeddedEngine, limited
+from engine.promotions.evaluate import Active, Used
+from kartka.db import Connection
+from wallet.money import prorate
+from wallet.pricing import Pricing, PricingRequest, ReturnedPart
+
+
+class PromotionBook:
+    def __init__(self, engine: EmbeddedEngine) -> None:
+        self.engine = engine
+
+    async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
+        catalog = self.engine.catalog.current
+        candidates = [a for a in catalog.candidates(request.lines) if limited(a)]
+        used = await used_in(conn, request.customer_id, candidates, request.at, lock=True)
+        offers: frozenset[str] = frozenset()
+        state = self.engine.state
+        personal = any(a.promotion.audience.personal for a in catalog.candidates(request.lines))
+        if state is not None and request.customer_id and personal:
+            offers = await state.offers(request.customer_id, request.at)
+        return self.engine.price(request, catalog=catalog, offers=offers, used=used)
+
+    async def record(
+        self, conn: Connection, *, order_pk: int, customer_id: str, at: datetime, pricing: Pricing
+    ) -> None:
+        rows = [
+            (order_pk, line_no, a.id, a.revision, a.discount, a.points)
+            for line_no, line in enumerate(pricing.lines)
+            for a in line.promotions
+        ]
+        if not rows:
+            return
+        await conn.executemany(
+            "INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            rows,
+        )
+        totals: dict[str, tuple[int, int, int]] = {}
+        for _, _, pid, revision, discount, points in rows:
+            _, d, p = totals.get(pid, (revision, 0, 0))
+            totals[pid] = (revision, d + discount, p + points)
+        ids = list(totals)
+        await conn.execute(
+            """
+            INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
+            SELECT $1, u.id, u.revision, $3, $4 FROM unnest($2::text[], $5::int[]) AS u (id, revision)
+            """,
+            order_pk,
+            ids,
+            UUID(customer_id),
+            at,
+            [totals[i][0] for i in ids],
+        )
+        # Only rows price() created and locked exist: promotions with budgets.
+        await conn.execute(
+            """
+            UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
+                   points = b.points + u.points
+              FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, discount, points)
+             WHERE b.promotion_id = u.id
+            """,
+            ids,
+            [totals[i][1] for i in ids],
+            [totals[i][2] for i in ids],
+        )
+
+    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
+        rows = await conn.fetch(
+            "SELECT line_no, promotion_id, discount, points FROM order_promotions "
+            "WHERE order_pk = $1 AND line_no = ANY($2::int[]) FOR UPDATE",
+            order_pk,
+            [p.line_no for p in parts],
+        )
+        by_line = {p.line_no: p for p in parts}
+        back: list[tuple[int, str, int, int]] = []
+        for row in rows:
+            part = by_line[row["line_no"]]
+
+            def share(total: int, part: ReturnedPart = part) -> int:
+                return prorate(total, part.after, part.qty) - prorate(total, part.before, part.qty)
+
+            back.append((row["line_no"], row["promotion_id"], share(row["discount"]), share(row["points"])))
+        if back:
+            await conn.executemany(
+                "UPDATE order_promotions SET returned_discount = returned_discount + $4, "
+                "returned_points = returned_points + $5 WHERE order_pk = $1 AND line_no = $2 AND promotion_id = $3",
+                [(order_pk, line_no, pid, d, p) for line_no, pid, d, p in back],
+            )
+        sums: dict[str, tuple[int, int]] = {}
+        for _, pid, d, p in back:
+            sd, sp = sums.get(pid, (0, 0))
+            sums[pid] = (sd + d, sp + p)
+        returned_uses: list[str] = []
+        if full:
+            returned_uses = [
+                r["promotion_id"]
+                for r in await conn.fetch(
+                    "UPDATE promotion_uses SET returned = true WHERE order_pk = $1 AND NOT returned "
+                    "RETURNING promotion_id",
+                    order_pk,
+                )
+            ]
+        ids = sorted(set(sums) | set(returned_uses))
+        if ids:
+            await conn.execute(
+                """
+                UPDATE promotion_budgets b SET orders = b.orders - u.orders, discount = b.discount - u.discount,
+                       points = b.points - u.points
+                  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[]) AS u (id, discount, points, orders)
+                 WHERE b.promotion_id = u.id
+                """,
+                ids,
+                [sums.get(i, (0, 0))[0] for i in ids],
+                [sums.get(i, (0, 0))[1] for i in ids],
+                [1 if i in returned_uses else 0 for i in ids],
+            )
+
+
+async def used_in(
+    conn: Connection, customer_id: str | None, promotions: Sequence[Active], at: datetime, *, lock: bool
+) -> Mapping[str, Used]:
+    """What each limited promotion has counted: its budget's totals (the rows locked, in id order,
+    when ``lock``) and this customer's orders in its ``per_customer`` window."""
+    if not promotions:
+        return {}
+    budgeted = sorted(a.id for a in promotions if a.promotion.limits.budget and a.promotion.limits.budget.limited)
+    totals: dict[str, tuple[int, int, int]] = {}
+    if budgeted:
+        if lock:
+            await conn.execute(
+                "INSERT INTO promotion_budgets (promotion_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                budgeted,
+            )
+        rows = await conn.fetch(
+            "SELECT promotion_id, orders, discount, points FROM promotion_budgets "
+            "WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id" + (" FOR UPDATE" if lock else ""),
+            budgeted,
+        )
+        totals = {r["promotion_id"]: (r["orders"], r["discount"], r["points"]) for r in rows}
+    mine: dict[str, int] = {}
+    windows = [a for a in promotions if a.promotion.limits.per_customer is not None]
+    if windows and customer_id:
+        since = []
+        for a in windows:
+            per_customer = a.promotion.limits.per_customer
+            assert per_customer is not None
+            days = per_customer.days
+            since.append(at - timedelta(days=days) if days else datetime.min.replace(tzinfo=at.tzinfo))
+        rows = await conn.fetch(
+            """
+            SELECT w.id, count(u.order_pk) AS n
+              FROM unnest($2::text[], $3::timestamptz[]) AS w (id, since)
+              LEFT JOIN promotion_uses u ON u.customer_id = $1 AND u.promotion_id = w.id AND NOT u.returned
+                                        AND u.used_at > w.since
+             GROUP BY w.id
+            """,
+            UUID(customer_id),
+            [a.id for a in windows],
+            since,
+        )
+        mine = {r["id"]: r["n"] for r in rows}
+    out: dict[str, Used] = {}
+    for a in promotions:
+        orders, discount, points = totals.get(a.id, (0, 0, 0))
+        out[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
+    return out

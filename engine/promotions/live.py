@@ -1,0 +1,39 @@
+"""The seams between the pure core and the stored promotions: the catalog in force, swapped whole
+by live reload, and what the store knows of a customer (personal offers, what limits counted)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from engine.promotions.evaluate import EMPTY_CATALOG, Active, Catalog, Used
+
+
+class CatalogHolder:
+    """The catalog in force. Live reload builds a new immutable :class:`Catalog` and assigns it to
+    ``current`` in one step; a cart reads ``current`` once, so it never sees half a change."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, catalog: Catalog = EMPTY_CATALOG) -> None:
+        self.current = catalog
+
+    def swap(self, catalog: Catalog) -> Catalog:
+        """Put ``catalog`` in force; returns the one it replaces."""
+        previous, self.current = self.current, catalog
+        return previous
+
+
+class CustomerState(Protocol):
+    """What stored promotions know of a customer, asked only when a cart meets a promotion that
+    needs it (a personal one, or one with limits)."""
+
+    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+        """Promotions the customer holds a personal offer of, valid at ``at``."""
+        ...
+
+    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
+        """What each of ``promotions``' limits has counted so far (this customer's orders in its
+        ``per_customer`` window, its budget's totals)."""
+        ...

@@ -1,3 +1,0 @@
-from kartka.cli import main
-
-main()

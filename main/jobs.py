@@ -1,0 +1,32 @@
+"""The timed jobs, in the order the worker runs them each round and ``kartka jobs run`` runs them once.
+
+Each package owns its jobs and its housekeeping; this is only the schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from analytics import kpis_rollup
+from kartka import housekeeping as kartka_housekeeping
+from main.services import Services
+from wallet import housekeeping as wallet_housekeeping
+from wallet.jobs import run_all
+
+
+async def run_jobs(services: Services, *, force: bool = False) -> dict[str, Any]:
+    """Expire due lots, evaluate tier downgrades (``force``: even if today's run is done), birthday
+    bonuses, pass updates, expiry reminders, then prune, then bring the KPI rollups up to date; returns what
+    was done."""
+    pool, clock = services.pool, services.clock
+    report = await run_all(pool, services.program, clock, services.notifier, force=force)
+    reminded = await services.notifier.remind_expiring(pool, clock.now())
+    done: dict[str, Any] = msgspec.to_builtins(report)
+    done["reminded_lots"] = reminded
+    done |= await wallet_housekeeping.housekeeping(pool, clock.now())
+    done |= await kartka_housekeeping.housekeeping(pool, clock.now())
+    rollup = await kpis_rollup.run(pool, services.program.timezone)
+    done["kpi_days_recomputed"] = rollup.days_recomputed
+    return done

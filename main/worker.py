@@ -1,0 +1,111 @@
+"""The worker process: the outbox dispatcher and the timed jobs, on the services of ``main.services``.
+
+No database error ends it (each loop backs off and goes on); it beats a heartbeat while its loops come
+round (``/ready`` reads it), and stops on a signal or when the ``kartka serve`` that started it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from kartka.clock import SystemClock
+from kartka.db import connect
+from kartka.heartbeat import beat
+from kartka.lifeline import parent_alive
+from kartka.resilience import backoff
+from kartka.settings import Settings
+from main.jobs import run_jobs
+from main.services import Services, make_dispatcher, open_services
+from notifications.worker import Dispatcher
+
+logger = logging.getLogger("kartka")
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _services_when_reachable(
+    settings: Settings, stop: asyncio.Event, stack: contextlib.AsyncExitStack
+) -> Services | None:
+    """The worker's services, once the database answers (it may be down when the worker starts); None
+    if told to stop first."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await stack.enter_async_context(
+                open_services(settings, clock=SystemClock(), application="kartka-worker", background=True, google=False)
+            )
+        except Exception as exc:
+            failures += 1
+            logger.warning("worker: cannot connect to the database (%r); retrying", exc)
+            await _sleep_unless(stop, backoff(failures, base=1.0, cap=30.0))
+    return None
+
+
+async def _heartbeat(services: Services, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Beat while the dispatcher makes progress: a stuck worker goes quiet too."""
+    settings = services.settings
+    while not stop.is_set():
+        lag = time.monotonic() - dispatcher.last_progress()
+        if not settings.worker_stale_seconds or lag < settings.worker_stale_seconds:
+            try:
+                await beat(services.pool, dispatcher.name)
+            except Exception as exc:
+                logger.debug("heartbeat failed: %r", exc)
+        else:
+            logger.error("worker: no progress for %.0f s; not reporting alive", lag)
+        await _sleep_unless(stop, settings.worker_heartbeat_seconds)
+
+
+async def _watch_parent(parent: int | None, stop: asyncio.Event) -> None:
+    """Where the kernel cannot signal us when kartka serve dies (not Linux), notice it here."""
+    while parent is not None and not stop.is_set():
+        if not parent_alive(parent):
+            logger.warning("worker: kartka serve (pid %d) is gone; stopping", parent)
+            stop.set()
+        await _sleep_unless(stop, 1.0)
+
+
+async def _timed_jobs(services: Services, stop: asyncio.Event) -> None:
+    interval = services.settings.jobs_interval_seconds
+    logger.info("worker started; jobs every %.0f s", interval)
+    while not stop.is_set():
+        try:
+            await run_jobs(services)
+        except Exception as exc:
+            logger.warning("jobs failed, will retry: %r", exc)
+        await _sleep_unless(stop, interval)
+
+
+async def run_worker(settings: Settings, parent: int | None = None) -> None:
+    """Run until a signal (SIGTERM, SIGINT, SIGHUP) or until ``parent`` exits; then finish the batches in
+    hand and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            services = await _services_when_reachable(settings, stop, stack)
+            if services is None:
+                return
+            dispatcher = make_dispatcher(services)
+            stop_waiter = asyncio.create_task(stop.wait())
+            stop_waiter.add_done_callback(lambda _: dispatcher.stop())
+            try:
+                await asyncio.gather(
+                    _timed_jobs(services, stop),
+                    dispatcher.run(lambda: connect(settings, application="kartka-worker-listener", background=False)),
+                    _heartbeat(services, dispatcher, stop),
+                    _watch_parent(parent, stop),
+                )
+            finally:
+                stop_waiter.cancel()
+    finally:
+        logger.info("worker stopped")

@@ -1,0 +1,120 @@
+"""Limits and budgets counted in the commit's transaction, exact under concurrency; refunds give back
+exactly their share, and a full refund gives back a limited promotion's use."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine.embedded import EmbeddedEngine
+from engine.promotions.book import PromotionBook
+from engine.promotions.evaluate import Active, Catalog
+from engine.promotions.live import CatalogHolder
+from engine.promotions.model import parse_promotion
+from kartka.clock import FakeClock
+from kartka.db import Connection, Pool
+from tests.helpers import NOTIFIER
+from wallet.customers import CustomerService, Origin
+from wallet.models import Source
+from wallet.orders import CommitInput, OrderService, RefundInput, ReturnLine
+from wallet.pricing import CartLine
+from wallet.program import DEFAULT_PROGRAM
+
+TEA = CartLine(sku="tea", qty=3, unit_price=1_000, category="tea")
+
+
+def service(clock: FakeClock, *promotions: dict[str, Any]) -> OrderService:
+    catalog = Catalog(
+        (Active(parse_promotion({"title": {"en": "x"}, **p}), 1, i) for i, p in enumerate(promotions)),
+        zone=DEFAULT_PROGRAM.zone,
+    )
+    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=CatalogHolder(catalog))
+    customers = CustomerService(region="BY", card_prefix="2", program=DEFAULT_PROGRAM, events=NOTIFIER, clock=clock)
+    return OrderService(
+        program=DEFAULT_PROGRAM, engine=engine, customers=customers, clock=clock, book=PromotionBook(engine)
+    )
+
+
+async def card(orders: OrderService, conn: Connection, n: int) -> str:
+    shopper = await orders.customers.register(conn, phone=f"+3752912{n:05d}", origin=Origin(source=Source.POS))
+    return shopper.card.number
+
+
+async def buy(orders: OrderService, conn: Connection, number: str, order_id: str, *lines: CartLine) -> Any:
+    async with conn.transaction():
+        data = CommitInput(order_id=order_id, card=number, lines=lines or (TEA,))
+        stored = await orders.commit(conn, data, idempotency_key=order_id, api_key_id=None, store="s1", terminal="t")
+    return msgspec.json.decode(stored.body)
+
+
+async def give_back(orders: OrderService, conn: Connection, order_id: str, qty: int, refund_id: str) -> None:
+    async with conn.transaction():
+        data = RefundInput(refund_id=refund_id, lines=(ReturnLine(sku="tea", qty=qty),))
+        await orders.refund(conn, order_id, data, idempotency_key=refund_id, api_key_id=None, store="s1")
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, clock: FakeClock) -> None:
+    orders = service(
+        clock,
+        {
+            "id": "five",
+            "benefit": {"type": "amount_off", "lines": {"categories": ["tea"]}, "amount": 100},
+            "limits": {"budget": {"count": 5}},
+        },
+    )
+    async with pool.acquire() as conn:
+        cards = [await card(orders, conn, n) for n in range(20)]
+
+    async def one(n: int) -> Any:
+        async with pool.acquire() as conn:
+            return await buy(orders, conn, cards[n], f"o-{n}")
+
+    # 20 commits at once: each waits on the budget's row and reads the totals the one before it left.
+    answers = await asyncio.gather(*(one(n) for n in range(20)))
+    discounted = [a for a in answers if a["discount"]]
+    assert len(discounted) == 5
+    assert all(a["discount"] == 300 for a in discounted)
+    assert all(a["lines"][0]["promotions"] == [] for a in answers if not a["discount"])
+    assert discounted[0]["lines"][0]["promotions"] == [{"id": "five", "revision": 1, "discount": 300, "points": 0}]
+    assert any("«x»" in line for line in discounted[0]["receipt_lines"])
+    budget = await pool.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'five'")
+    assert budget is not None
+    assert tuple(budget) == (5, 1500)
+    assert await pool.fetchval("SELECT count(DISTINCT order_pk) FROM order_promotions") == 5
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool: Pool, clock: FakeClock) -> None:
+    orders = service(
+        clock,
+        {
+            "id": "once",
+            "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 3333},
+            "limits": {"per_customer": {"count": 1, "days": 7}, "budget": {"discount": 100_000}},
+        },
+    )
+    async with pool.acquire() as conn:
+        number = await card(orders, conn, 1)
+        first = await buy(orders, conn, number, "o-1")
+        assert first["discount"] == 999  # 3 × 333.3 rounded per unit
+        second = await buy(orders, conn, number, "o-2")
+        assert second["discount"] == 0  # once a week: the commit counted the first
+        await give_back(orders, conn, "o-1", 1, "r-1")
+        await give_back(orders, conn, "o-1", 1, "r-2")
+        row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        assert row is not None
+        assert tuple(row) == (999, 666)
+        assert await conn.fetchval("SELECT discount FROM promotion_budgets") == 333
+        assert (await buy(orders, conn, number, "o-3"))["discount"] == 0  # part of o-1 is still kept
+        await give_back(orders, conn, "o-1", 1, "r-3")
+        row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        assert row is not None
+        assert tuple(row) == (999, 999)
+        budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets")
+        assert budget is not None
+        assert tuple(budget) == (0, 0)
+        assert (await buy(orders, conn, number, "o-4"))["discount"] == 999  # the use came back
