@@ -331,19 +331,18 @@ async def _sweep_activation(pool: Pool, timezone: str) -> None:
 
 
 def _wallet_adoption_sql(pass_columns: set[str]) -> str:
-    """Cards whose live pass is installed: an Apple pass registered on a device, or a Google pass saved.
+    """Cards whose live pass is installed: an Apple pass registered on a device and not removed since, or a
+    Google pass whose last callback from Google was a save.
 
-    The seam for the install history: when ``pass_registrations`` keeps unregistrations (a
-    ``removed_at`` column) and ``passes`` records Google's save and delete callbacks (``google_saved_at``,
-    ``google_removed_at``), those are honoured; until then a device registration is an install and a
-    Google save link handed out stands for a save."""
+    Reads the install history wallet keeps (``pass_registrations.removed_at``, ``google_wallet_events``)
+    where the schema has it; on a schema without it, a device registration is an install and a Google save
+    link handed out stands for a save."""
     apple = "EXISTS (SELECT 1 FROM pass_registrations pr WHERE pr.serial_number = p.serial_number{removed})".format(
         removed=" AND pr.removed_at IS NULL" if "pass_registrations.removed_at" in pass_columns else ""
     )
-    if "passes.google_saved_at" in pass_columns:
-        google = "p.google_saved_at IS NOT NULL"
-        if "passes.google_removed_at" in pass_columns:
-            google += " AND (p.google_removed_at IS NULL OR p.google_removed_at < p.google_saved_at)"
+    if "google_wallet_events.event_type" in pass_columns:
+        google = """(SELECT g.event_type FROM google_wallet_events g WHERE g.serial_number = p.serial_number
+                      ORDER BY g.received_at DESC, g.id DESC LIMIT 1) = 'save'"""
     else:
         google = "p.google_linked_at IS NOT NULL"
     return f"""
@@ -359,7 +358,8 @@ async def count_wallet_adoption(pool: Pool) -> None:
         columns = await conn.fetch(
             """
             SELECT table_name || '.' || column_name AS name FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name IN ('passes', 'pass_registrations')
+             WHERE table_schema = current_schema()
+               AND table_name IN ('passes', 'pass_registrations', 'google_wallet_events')
             """
         )
         found = await conn.fetchrow(_wallet_adoption_sql({c["name"] for c in columns}))
