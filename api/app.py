@@ -51,6 +51,8 @@ from api.controllers.promotions import (
     AdminPromotionGroupController,
     MeOffersController,
 )
+from api.controllers.receipts import IntegrationReceiptController, PosReceiptController
+from api.controllers.reports import AdminReportController
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.stores import AdminStoreController
 from api.controllers.unsubscribe import UnsubscribeController
@@ -193,14 +195,17 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             PosCardController,
             PosIdentifyController,
             PosOrderController,
+            PosReceiptController,
             IntegrationCustomerController,
             IntegrationOrderController,
+            IntegrationReceiptController,
             SignInController,
             MeController,
             StaffLoginController,
             AdminCustomerController,
             AdminCardController,
             AdminStaffController,
+            AdminReportController,
             AdminPromotionController,
             AdminPromotionGroupController,
             AdminOfferController,

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from litestar import Request
 from litestar.datastructures import State
 
+from analytics.receipts import ReceiptImporter, ReceiptService
+from analytics.reports import KpiService
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin
@@ -68,6 +70,9 @@ class Services(Protocol):
     shopper_offers: ShopperOffers
     catalog: LiveCatalog | None
     """The live promotions this process prices with (``None`` when a remote engine prices)."""
+    receipts: ReceiptService
+    receipt_importer: ReceiptImporter
+    kpis: KpiService
     trials: Trials | None
     """Preview and backtest (``None`` when a remote engine prices)."""
 

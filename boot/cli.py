@@ -494,7 +494,7 @@ def worker(parent: int | None) -> None:
     from boot.worker import run_worker  # noqa: PLC0415 - lazy, and only once we die with our parent
 
     settings = _database(_settings())
-    for name in ("kartka", "wallet", "notifications"):
+    for name in ("kartka", "wallet", "notifications", "analytics"):
         logging.getLogger(name).setLevel(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt), _friendly_errors(settings):
         asyncio.run(run_worker(settings, parent))

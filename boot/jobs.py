@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from analytics import kpis_rollup
 from boot.services import Services
 from kartka import housekeeping as kartka_housekeeping
 from wallet import housekeeping as wallet_housekeeping
@@ -17,7 +18,8 @@ from wallet.jobs import run_all
 
 async def run_jobs(services: Services, *, force: bool = False) -> dict[str, Any]:
     """Expire due lots, evaluate tier downgrades (``force``: even if today's run is done), birthday
-    bonuses, pass updates, expiry reminders, then prune; returns what was done."""
+    bonuses, pass updates, expiry reminders, then prune, then bring the KPI rollups up to date; returns what
+    was done."""
     pool, clock = services.pool, services.clock
     report = await run_all(pool, services.program, clock, services.notifier, force=force)
     reminded = await services.notifier.remind_expiring(pool, clock.now())
@@ -25,4 +27,6 @@ async def run_jobs(services: Services, *, force: bool = False) -> dict[str, Any]
     done["reminded_lots"] = reminded
     done |= await wallet_housekeeping.housekeeping(pool, clock.now())
     done |= await kartka_housekeeping.housekeeping(pool, clock.now())
+    rollup = await kpis_rollup.run(pool, services.program.timezone)
+    done["kpi_days_recomputed"] = rollup.days_recomputed
     return done

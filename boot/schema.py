@@ -8,5 +8,5 @@ from __future__ import annotations
 
 from kartka.migrate import Schema
 
-PACKAGES = ("kartka", "wallet", "engine", "notifications")
+PACKAGES = ("kartka", "wallet", "engine", "notifications", "analytics")
 SCHEMA = Schema(PACKAGES)

@@ -19,6 +19,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from analytics.receipts import ReceiptImporter, ReceiptService
+from analytics.reports import KpiService
 from boot.schema import SCHEMA
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder
@@ -91,6 +93,9 @@ class Services:
     """The stored promotions this process prices with, kept current (``None`` when a remote engine prices;
     started by the API process, ``boot.web``)."""
     trials: Trials | None
+    receipts: ReceiptService
+    receipt_importer: ReceiptImporter
+    kpis: KpiService
 
 
 def build_services(
@@ -192,6 +197,9 @@ def build_services(
         shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
         catalog=catalog,
         trials=Trials(catalog=catalog, customers=customers, program=program) if catalog is not None else None,
+        receipts=ReceiptService(program=program, clock=clock),
+        receipt_importer=ReceiptImporter(pool, clock),
+        kpis=KpiService(program),
     )
 
 

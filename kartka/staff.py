@@ -54,6 +54,7 @@ class Permission(enum.StrEnum):
     STORES = "stores"
     CARDS = "cards"
     STAFF = "staff"
+    REPORTS = "reports"
     PROMOTIONS_READ = "promotions_read"
     """See promotions, their history and usage, preview and backtest them."""
     PROMOTIONS = "promotions"
@@ -64,7 +65,9 @@ class Permission(enum.StrEnum):
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.MARKETER: frozenset({Permission.CAMPAIGNS, Permission.PROMOTIONS, Permission.PROMOTIONS_READ}),
+    Role.MARKETER: frozenset(
+        {Permission.CAMPAIGNS, Permission.PROMOTIONS, Permission.PROMOTIONS_READ, Permission.REPORTS}
+    ),
     Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}),
 }
 
