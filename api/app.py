@@ -47,6 +47,7 @@ from api.controllers.notifications import (
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.segments import AdminSegmentController, AdminSegmentReportController
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import FormGuard, JoinController
 from api.errors import EXCEPTION_HANDLERS
@@ -336,6 +337,8 @@ def create_app(
             AdminStaffController,
             AdminCampaignController,
             AdminStoreController,
+            AdminSegmentController,
+            AdminSegmentReportController,
             WebhookController,
             UnsubscribeController,
             PassKitController,

@@ -554,6 +554,7 @@ async def _watch_parent(parent: int | None, stop: asyncio.Event) -> None:
 async def _worker(settings: Settings, parent: int | None = None) -> None:
     """The worker: no database error ends it (each loop backs off and goes on); it beats a heartbeat
     while its loops come round (``/ready`` reads it), and stops on a signal or when ``parent`` exits."""
+    from analytics.segments_daily import run_segment_jobs  # noqa: PLC0415
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import connect  # noqa: PLC0415
     from kartka.heartbeat import forget_old  # noqa: PLC0415
@@ -581,6 +582,7 @@ async def _worker(settings: Settings, parent: int | None = None) -> None:
         while not stop.is_set():
             try:
                 await run_all(pool, program, clock, notifier)
+                await run_segment_jobs(pool, program, clock.now())
                 await notifier.remind_expiring(pool, clock.now())
                 await housekeeping(pool, clock.now())
                 await forget_old(pool)
@@ -613,6 +615,7 @@ def jobs() -> None:
 @click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
 def jobs_run(force: bool) -> None:
     """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
+    from analytics.segments_daily import run_segment_jobs  # noqa: PLC0415
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
     from kartka.housekeeping import housekeeping  # noqa: PLC0415
@@ -630,10 +633,11 @@ def jobs_run(force: bool) -> None:
             program = load_program(settings.program_file)
             notifier = make_notifier(settings, program)
             report = await run_all(pool, program, SystemClock(), notifier, force=force)
+            segments = await run_segment_jobs(pool, program, SystemClock().now(), force=force)
             reminded = await notifier.remind_expiring(pool, SystemClock().now())
             pruned = await housekeeping(pool, SystemClock().now())
             result: dict[str, Any] = msgspec.to_builtins(report)
-            return result | {"reminded_lots": reminded} | pruned
+            return result | segments | {"reminded_lots": reminded} | pruned
         finally:
             await pool.close()
 

@@ -19,7 +19,7 @@ from kartka.db import Connection
 logger = logging.getLogger(__name__)
 
 #: Packages that own migrations, in no particular order (the numbers order them).
-PACKAGES = ("kartka", "wallet", "notifications")
+PACKAGES = ("kartka", "wallet", "notifications", "analytics")
 #: Arbitrary constant shared by every process that migrates this schema.
 ADVISORY_LOCK_KEY = 0x6B61_7274_6B61  # "kartka"
 
