@@ -1,3 +1,3 @@
-"""Loyalty analytics: every receipt, saved segments, RFM and lifecycle, KPIs and reports
-(``specs/analytics.md``). Sits above the engine and the wallet, whose tables it reads, and below
-notifications, which aims campaigns at its segments."""
+"""Loyalty analytics: every receipt (with a card, from wallet's orders; without one, stored here), saved
+segments, RFM and lifecycle, and the program's KPIs (``specs/analytics.md``). It reads wallet's tables and
+never writes them; it writes only its own (``analytics/migrations``)."""

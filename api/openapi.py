@@ -48,7 +48,7 @@ FAVICON = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon.png'>"
 CACHE_CONTROL: Final = "public, max-age=86400"
 _MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 #: The packages whose types make up the API's bodies.
-_OUR_PACKAGES = frozenset({"api", "wallet", "notifications", "kartka"})
+_OUR_PACKAGES = frozenset({"api", "analytics", "engine", "wallet", "notifications", "kartka"})
 _REF = "#/components/schemas/{name}"
 PROBLEM_JSON = "application/problem+json"
 #: Bearer schemes: a valid credential of another kind or scope is refused with 403 (api.auth).

@@ -493,7 +493,7 @@ def worker(parent: int | None) -> None:
     if parent is not None and not die_with_parent(parent):
         return  # kartka serve is gone already
     settings = _database(_settings())
-    for name in ("kartka", "wallet", "notifications"):
+    for name in ("kartka", "wallet", "notifications", "analytics"):
         logging.getLogger(name).setLevel(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt), _friendly_errors(settings):
         asyncio.run(_worker(settings, parent))
