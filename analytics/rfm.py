@@ -37,7 +37,8 @@ _SCORE = """
 
 async def score(conn: Connection, program: Program, now: datetime) -> int:
     """Score everyone in the window and clear the scores of those who left it; returns how many scored."""
-    codes, names = [], []
+    codes: list[str] = []
+    names: list[str] = []
     for name, members in program.rfm.segments.items():
         codes += members
         names += [name] * len(members)

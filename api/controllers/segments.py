@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -43,7 +44,7 @@ class AdminSegmentController(Controller):
             "would reach itself through them is refused (422, `segment-cycle`)."
         ),
         status_code=200,
-        responses=problems(401, 403, 422),
+        responses=problems(401, 403, 422) | {201: ResponseSpec(Segment, description="Created")},
         dependencies={"tx": Provide(provide_tx)},
     )
     async def put_segment(

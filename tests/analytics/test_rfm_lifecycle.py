@@ -92,6 +92,7 @@ async def test_rfm_scores_ten_customers_by_quintiles_with_refunds_netted(
     }
     assert merged not in rows
     top = await conn.fetchrow("SELECT spend_365d, orders_365d FROM customer_facts WHERE customer_id = $1", ids[9])
+    assert top is not None
     assert (top["spend_365d"], top["orders_365d"]) == (30_600, 11)
     for cid, code in expected.items():
         row = rows[cid]
