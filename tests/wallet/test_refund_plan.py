@@ -16,7 +16,8 @@ from kartka.db import Connection
 from tests.helpers import NOTIFIER
 from wallet.customers import CustomerService, Origin
 from wallet.models import Source
-from wallet.orders import _TAKEABLE, CommitInput, OrderService
+from wallet.orders import CommitInput, OrderService
+from wallet.orders.refund import TAKEABLE
 from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
 
@@ -58,7 +59,7 @@ async def test_the_takeable_query_reads_the_order_through_indexes(conn: Connecti
         )
     await conn.execute("ANALYZE lots, ledger_entries, refunds")
     order_pk = await conn.fetchval("SELECT id FROM orders")
-    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {_TAKEABLE}", order_pk, clock.now())
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {TAKEABLE}", order_pk, clock.now())
     nodes = _nodes(plan[0]["Plan"])
     scanned = [relation for kind, relation in nodes if kind == "Seq Scan"]
     assert "ledger_entries" not in scanned, nodes

@@ -1,0 +1,311 @@
+"""Commit a purchase: the order, its lines, ledger entries and lots, written in the caller's transaction
+with the customer's account locked, and the events it causes (points earned, tier upgrade, pass update,
+the remote engine's notice) queued in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from kartka.db import Connection
+from kartka.errors import InvalidInput
+from kartka.sql import Named
+from wallet import ledger, receipts
+from wallet.ledger import EntryKind
+from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
+from wallet.orders.notices import builtins, tell_engine
+from wallet.orders.structs import CLOCK_SKEW, Channel, CommitInput, OrderResult, OrderScope, Quote, Stored
+from wallet.pricing import CommittedOrder, EngineNotice
+from wallet.program import Program, Tier
+from wallet.tiers import tier_view, upgrade_if_earned
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from wallet.orders.service import OrderService
+
+
+def purchase_time(program: Program, data: CommitInput, now: datetime) -> datetime:
+    """When the purchase counts as made: the till's time, if it is neither in the future nor too old."""
+    purchased_at = (data.purchased_at or now).astimezone(UTC)
+    if purchased_at > now + CLOCK_SKEW:
+        raise InvalidInput("purchased_at may not be in the future", field="purchased_at")
+    purchased_at = min(purchased_at, now)  # a till clock a little ahead is not a future purchase
+    oldest = now - timedelta(days=program.offline_days)
+    if purchased_at < oldest:
+        raise InvalidInput(
+            f"purchased_at is more than {program.offline_days} days ago (offline_days); "
+            "a purchase that old is settled by staff, not by the till",
+            field="purchased_at",
+        )
+    return purchased_at
+
+
+async def commit(
+    orders: OrderService,
+    conn: Connection,
+    data: CommitInput,
+    *,
+    idempotency_key: str,
+    api_key_id: str | None,
+    store: str | None,
+    terminal: str | None,
+    channel: Channel,
+) -> Stored:
+    program = orders.program
+    now = orders.clock.now()
+    purchased_at = purchase_time(program, data, now)
+    digest = request_hash("order", data)
+    customer, card, account = await orders.customers.lock_card_owner(conn, data.card)
+    customer_id = customer.id
+
+    replay = await seen_before(
+        conn, "order", OrderScope(channel, store), data.order_id, digest, api_key_id, idempotency_key
+    )
+    if replay is not None:
+        return replay
+
+    snapshot = await conn.fetchrow(
+        f"SELECT b.*, s.spend FROM ({ledger.BALANCE_SQL.format(now='$2', soon='$3', customer='$1')}) b, "
+        f"({ledger.SPEND_SQL.format(customer='$1', since='$4')}) s",
+        customer_id,
+        now,
+        program.expiring_soon_until(now),
+        program.tier_window_start(now),
+    )
+    assert snapshot is not None
+    lots_available: int = snapshot["lots_available"]
+    available = lots_available - account.debt
+    if data.redeem_points > max(available, 0):
+        raise ledger.InsufficientPoints(
+            f"cannot redeem {data.redeem_points / 100:.2f} points: {max(available, 0) / 100:.2f} available",
+            field="redeem_points",
+            available=max(available, 0),
+        )
+    tier = program.tier(account.tier_code)
+    request = orders.pricing_request(
+        customer_id,
+        account.tier_code,
+        snapshot["spend"],
+        data.lines,
+        available=available,
+        requested=data.redeem_points,
+        at=purchased_at,
+        store=store,
+        terminal=terminal,
+    )
+    quote = await orders.quote(request)
+    if quote.redeem_points < data.redeem_points:
+        raise ledger.InsufficientPoints(
+            f"this cart may be paid with at most {quote.max_redeem_points / 100:.2f} points "
+            f"({program.redeem_cap_bp / 100:.0f}% of the eligible total, and no more than available)",
+            field="redeem_points",
+            max_redeem_points=quote.max_redeem_points,
+        )
+
+    try:
+        order_pk: int = await conn.fetchval(
+            *INSERT_ORDER.bind(
+                order_id=data.order_id,
+                customer_id=customer_id,
+                card_number=card.number,
+                api_key_id=api_key_id,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                store=store,
+                terminal=terminal,
+                purchased_at=purchased_at,
+                subtotal=quote.subtotal,
+                discount=quote.discount,
+                redeemed_points=quote.redeem_points,
+                paid=quote.to_pay,
+                accrued_points=quote.accrue_points,
+                tier_code=tier.code,
+                rate_bp=tier.rate_bp,
+                engine=quote.engine.name,
+                degraded=quote.engine.degraded,
+                channel=channel,
+                engine_notified=not orders.engine_remote,  # the embedded engine needs no telling
+                **_line_arrays(quote),
+            )
+        )
+    except asyncpg.UniqueViolationError as exc:  # another request took this order_id or key a moment ago
+        raise racing_conflict(exc, "order", data.order_id) from exc
+
+    if quote.redeem_points:
+        await ledger.redeem(
+            conn,
+            account,
+            points=quote.redeem_points,
+            now=now,
+            order_pk=order_pk,
+            occurred_at=purchased_at,
+            lots_available=lots_available,
+        )
+    available_at = program.available_at(purchased_at)
+    expires_at = program.expires_at(purchased_at)
+    if quote.accrue_points:
+        account, _ = await ledger.credit(
+            conn,
+            account,
+            kind=EntryKind.ACCRUAL,
+            points=quote.accrue_points,
+            available_at=available_at,
+            expires_at=expires_at,
+            occurred_at=purchased_at,
+            order_pk=order_pk,
+        )
+    spend_after = snapshot["spend"] + (quote.to_pay if purchased_at > program.tier_window_start(now) else 0)
+    upgraded = await upgrade_if_earned(
+        conn,
+        program,
+        customer_id=customer_id,
+        current=account.tier_code,
+        spend=spend_after,
+        now=now,
+        order_pk=order_pk,
+    )
+    balance = await ledger.balance(conn, customer_id, now, program)
+    tier_after = tier_view(program, upgraded.code if upgraded else account.tier_code, spend_after)
+    await _tell(
+        orders,
+        conn,
+        data,
+        quote,
+        customer_id=customer_id,
+        card_number=card.number,
+        order_pk=order_pk,
+        available_at=available_at,
+        total_available=balance.available,
+        upgraded=upgraded,
+        purchased_at=purchased_at,
+        store=store,
+        terminal=terminal,
+        channel=channel,
+        now=now,
+    )
+    result = OrderResult(
+        order_id=data.order_id,
+        customer_id=customer_id,
+        card=card.number,
+        subtotal=quote.subtotal,
+        discount=quote.discount,
+        to_pay=quote.to_pay,
+        accrued_points=quote.accrue_points,
+        redeemed_points=quote.redeem_points,
+        available_at=available_at,
+        expires_at=expires_at,
+        purchased_at=purchased_at,
+        balance=balance,
+        tier=tier_after,
+        tier_upgraded=upgraded is not None,
+        receipt_lines=receipts.order_lines(
+            program.language,
+            program.zone,
+            accrued=quote.accrue_points,
+            available_at=available_at,
+            redeemed=quote.redeem_points,
+            balance=balance,
+            tier=tier_after,
+            upgraded_to=upgraded.name if upgraded else None,
+        ),
+        engine=quote.engine,
+    )
+    body = encoder.encode(result)
+    await conn.execute("UPDATE orders SET response = $2::text::json WHERE id = $1", order_pk, body.decode())
+    return Stored(body=body, replayed=False)
+
+
+async def _tell(
+    orders: OrderService,
+    conn: Connection,
+    data: CommitInput,
+    quote: Quote,
+    *,
+    customer_id: UUID,
+    card_number: str,
+    order_pk: int,
+    available_at: datetime,
+    total_available: int,
+    upgraded: Tier | None,
+    purchased_at: datetime,
+    store: str | None,
+    terminal: str | None,
+    channel: Channel,
+    now: datetime,
+) -> None:
+    """The purchase's events, in its transaction: points earned, a tier upgrade, the cards' passes, and
+    (through the outbox: sent once this commits, never for a rollback) the remote engine's notice."""
+    events = orders.customers.events
+    if quote.accrue_points:
+        await events.points_earned(
+            conn,
+            customer_id=customer_id,
+            order_pk=order_pk,
+            earned=quote.accrue_points,
+            available_at=available_at,
+            total_available=total_available,
+            now=now,
+        )
+    if upgraded is not None:
+        await events.tier_upgraded(conn, customer_id=customer_id, tier=upgraded, ref=f"order:{order_pk}", now=now)
+    await events.cards_changed(conn, customer_ids=[customer_id], now=now)
+    if orders.engine_remote:
+        order = CommittedOrder(
+            order_id=data.order_id,
+            customer_id=str(customer_id),
+            card=card_number,
+            lines=data.lines,
+            discount=quote.discount,
+            redeemed_points=quote.redeem_points,
+            accrued_points=quote.accrue_points,
+            paid=quote.to_pay,
+            purchased_at=purchased_at,
+            store=store,
+            terminal=terminal,
+            channel=channel,
+        )
+        await tell_engine(events, conn, EngineNotice(f"order-{order_pk}", "/orders", builtins(order), order_pk), now)
+
+
+def _line_arrays(quote: Quote) -> dict[str, list[object]]:
+    """The quote's lines as one array per column, for ``unnest`` in :data:`INSERT_ORDER`."""
+    lines = quote.lines
+    return {
+        "skus": [line.sku for line in lines],
+        "names": [line.name for line in lines],
+        "categories": [line.category for line in lines],
+        "on_sale": [line.on_sale for line in lines],
+        "qtys": [line.qty for line in lines],
+        "unit_prices": [line.unit_price for line in lines],
+        "discounts": [line.discount for line in lines],
+        "redeemed": [line.redeem_points for line in lines],
+        "accrued": [line.accrue_points for line in lines],
+        "promotions": [line.promotion for line in lines],
+    }
+
+
+INSERT_ORDER = Named("""
+WITH o AS (
+    INSERT INTO orders (order_id, customer_id, card_number, api_key_id, idempotency_key, request_hash, store,
+                        terminal, purchased_at, subtotal, discount, redeemed_points, paid, accrued_points,
+                        tier_code, rate_bp, engine, degraded, channel, engine_notified)
+    VALUES (:order_id, :customer_id, :card_number, :api_key_id, :idempotency_key, :request_hash, :store,
+            :terminal, :purchased_at, :subtotal, :discount, :redeemed_points, :paid, :accrued_points,
+            :tier_code, :rate_bp, :engine, :degraded, :channel, :engine_notified)
+    RETURNING id
+), lines AS (
+    INSERT INTO order_lines (order_pk, line_no, sku, name, category, on_sale, qty, unit_price, total, discount,
+                             redeemed_points, paid, accrued_points, promotion)
+    SELECT o.id, l.n - 1, l.sku, l.name, l.category, l.on_sale, l.qty, l.unit_price, l.qty * l.unit_price,
+           l.discount, l.redeemed, l.qty * l.unit_price - l.discount - l.redeemed, l.accrued, l.promotion
+      FROM o, unnest(:skus::text[], :names::text[], :categories::text[], :on_sale::bool[], :qtys::int[],
+                     :unit_prices::bigint[], :discounts::bigint[], :redeemed::bigint[], :accrued::bigint[],
+                     :promotions::text[])
+              WITH ORDINALITY AS l (sku, name, category, on_sale, qty, unit_price, discount, redeemed, accrued,
+                                    promotion, n)
+)
+SELECT id FROM o
+""")

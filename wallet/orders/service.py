@@ -1,0 +1,186 @@
+"""The order service: prices carts through the engine port and hands commits and refunds to their modules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from kartka.clock import Clock
+from kartka.db import Connection
+from wallet import receipts
+from wallet.customers import CustomerService
+from wallet.money import allocate
+from wallet.orders import commit, refund
+from wallet.orders.structs import (
+    CalculateInput,
+    Channel,
+    CommitInput,
+    Quote,
+    QuoteLine,
+    RefundInput,
+    Stored,
+)
+from wallet.pricing import CartLine, Engine, NextTierInfo, PricingRequest, TierInfo
+from wallet.program import Program
+
+
+class OrderService:
+    def __init__(self, *, program: Program, engine: Engine, customers: CustomerService, clock: Clock) -> None:
+        self.program = program
+        self.engine = engine
+        self.engine_remote = engine.remote
+        self.customers = customers
+        self.clock = clock
+
+    # -- pricing --------------------------------------------------------------------------------
+
+    def pricing_request(
+        self,
+        customer_id: UUID,
+        tier_code: str,
+        spend: int,
+        lines: tuple[CartLine, ...],
+        *,
+        available: int,
+        requested: int,
+        at: datetime,
+        store: str | None,
+        terminal: str | None,
+    ) -> PricingRequest:
+        tier = self.program.tier(tier_code)
+        nxt = self.program.next_tier(tier)
+        return PricingRequest(
+            lines=lines,
+            tier=TierInfo(code=tier.code, name=tier.name, rate_bp=tier.rate_bp),
+            next_tier=NextTierInfo(code=nxt.code, name=nxt.name, threshold=nxt.threshold) if nxt else None,
+            spend_365d=spend,
+            available_points=max(available, 0),
+            requested_points=requested,
+            at=at,
+            language=self.program.language,
+            currency=self.program.currency,
+            customer_id=str(customer_id),
+            store=store,
+            terminal=terminal,
+        )
+
+    async def quote(self, request: PricingRequest) -> Quote:
+        """The engine's answer spread over the lines: what each line spends and earns, so a later refund
+        takes back exactly a returned part's share."""
+        pricing = await self.engine.calculate(request)
+        lines = request.lines
+        after_discount = [
+            0 if line.on_sale else line.total - priced.discount
+            for line, priced in zip(lines, pricing.lines, strict=True)
+        ]
+        redeem_parts = allocate(pricing.redeem_points, after_discount)
+        paid_eligible = [a - r for a, r in zip(after_discount, redeem_parts, strict=True)]
+        accrue_parts = allocate(pricing.accrue_points, paid_eligible)
+        quote_lines = [
+            QuoteLine(
+                sku=line.sku,
+                name=line.name,
+                category=line.category,
+                qty=line.qty,
+                unit_price=line.unit_price,
+                total=line.total,
+                discount=priced.discount,
+                redeem_points=redeem,
+                to_pay=line.total - priced.discount - redeem,
+                accrue_points=accrue,
+                on_sale=line.on_sale,
+                promotion=priced.promotion,
+            )
+            for line, priced, redeem, accrue in zip(lines, pricing.lines, redeem_parts, accrue_parts, strict=True)
+        ]
+        subtotal = sum(line.total for line in lines)
+        discount = sum(line.discount for line in quote_lines)
+        return Quote(
+            subtotal=subtotal,
+            discount=discount,
+            max_redeem_points=pricing.max_redeem_points,
+            redeem_points=pricing.redeem_points,
+            accrue_points=pricing.accrue_points,
+            to_pay=subtotal - discount - pricing.redeem_points,
+            lines=quote_lines,
+            messages=list(pricing.messages),
+            receipt_lines=receipts.quote_lines(
+                self.program.language,
+                discount=discount,
+                redeem=pricing.redeem_points,
+                max_redeem=pricing.max_redeem_points,
+                accrue=pricing.accrue_points,
+                currency=self.program.currency,
+            ),
+            engine=pricing.engine,
+        )
+
+    async def calculate(
+        self, conn: Connection, data: CalculateInput, *, store: str | None, terminal: str | None
+    ) -> Quote:
+        """Price a cart for the customer behind ``data.card``; writes nothing. A request for more
+        points than may be redeemed is cut to the maximum."""
+        now = self.clock.now()
+        who = await self.customers.identify(conn, data.card, now)
+        request = self.pricing_request(
+            who.customer.id,
+            who.tier.code,
+            who.tier.spend_365d,
+            data.lines,
+            available=who.balance.available,
+            requested=data.redeem_points,
+            at=now,
+            store=store,
+            terminal=terminal,
+        )
+        return await self.quote(request)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        conn: Connection,
+        data: CommitInput,
+        *,
+        idempotency_key: str,
+        api_key_id: str | None,
+        store: str | None,
+        terminal: str | None,
+        channel: Channel = "pos",
+    ) -> Stored:
+        """Record a purchase (``wallet.orders.commit``)."""
+        return await commit.commit(
+            self,
+            conn,
+            data,
+            idempotency_key=idempotency_key,
+            api_key_id=api_key_id,
+            store=store,
+            terminal=terminal,
+            channel=channel,
+        )
+
+    async def refund(
+        self,
+        conn: Connection,
+        order_id: str,
+        data: RefundInput,
+        *,
+        idempotency_key: str,
+        api_key_id: str | None,
+        channel: Channel = "pos",
+        store: str | None = None,
+    ) -> Stored:
+        """Refund part of the order ``order_id`` of the caller's own store and channel, or of the store
+        and channel the request names (``order_store``, ``order_channel``): an order id never reaches
+        another store's order by accident (``wallet.orders.refund``)."""
+        return await refund.refund(
+            self,
+            conn,
+            order_id,
+            data,
+            idempotency_key=idempotency_key,
+            api_key_id=api_key_id,
+            channel=channel,
+            store=store,
+        )
