@@ -32,18 +32,20 @@ STAGE_SQL: Final = """
          ELSE 'active' END
 """
 
+#: Gaps in whole local days between a customer's consecutive purchase days: consecutive purchases in
+#: (customer, time) order, same-day pairs dropped — the order the orders_customer_time index reads in.
 _GAPS: Final = f"""
     WITH days AS (
-        SELECT DISTINCT o.customer_id, (o.purchased_at AT TIME ZONE $3)::date AS day
+        SELECT o.customer_id, (o.purchased_at AT TIME ZONE $3)::date AS day, o.purchased_at
           FROM orders o
          WHERE o.purchased_at > $1 AND o.purchased_at <= $2 AND {COUNTED}
     ), gaps AS (
-        SELECT day - lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS gap FROM days
+        SELECT day - lag(day) OVER (PARTITION BY customer_id ORDER BY purchased_at) AS gap FROM days
     )
     SELECT count(gap) AS gaps,
            percentile_disc(0.5) WITHIN GROUP (ORDER BY gap) AS t50,
            percentile_disc(0.9) WITHIN GROUP (ORDER BY gap) AS t90
-      FROM gaps WHERE gap IS NOT NULL
+      FROM gaps WHERE gap > 0
 """
 
 

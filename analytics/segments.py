@@ -19,6 +19,7 @@ from uuid import UUID
 
 import msgspec
 
+from analytics.segments_facts import no_jit
 from kartka.bounds import Instant, MoneyBound, check_instant
 from kartka.db import Connection, Pool
 from kartka.errors import Conflict, InvalidInput, NotFound
@@ -344,7 +345,9 @@ def compile_rule(rule: Rule, *, now: datetime, program: Program, resolve: Mappin
 
 async def count(conn: Connection, rule: Rule, *, now: datetime, program: Program, resolve: Mapping[str, Rule]) -> int:
     where, args = compile_rule(rule, now=now, program=program, resolve=resolve)
-    size: int = await conn.fetchval(f"SELECT count(*) FROM customer_facts f WHERE {where}", *args)
+    async with conn.transaction():
+        await no_jit(conn)
+        size: int = await conn.fetchval(f"SELECT count(*) FROM customer_facts f WHERE {where}", *args)
     return size
 
 
@@ -489,7 +492,9 @@ async def _members(
 ) -> list[Member]:
     where, args = compile_rule(rule, now=now, program=program, resolve=resolve)
     sql = _MEMBERS.format(where=where, after=f"${len(args) + 1}", limit=f"${len(args) + 2}")
-    return [_member(row) for row in await conn.fetch(sql, *args, after, limit)]
+    async with conn.transaction():
+        await no_jit(conn)
+        return [_member(row) for row in await conn.fetch(sql, *args, after, limit)]
 
 
 async def preview(conn: Connection, rule: Rule, *, program: Program, now: datetime) -> Preview:

@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 
 from analytics import lifecycle, rfm, segments
-from analytics.segments_facts import advance_marks, refresh, refresh_touched, source_heads
+from analytics.segments_facts import advance_marks, no_jit, refresh, refresh_touched, source_heads
 from kartka.db import Pool
 from wallet.program import Program
 
@@ -110,6 +110,8 @@ async def run_daily(
             is None
         ):
             return None
+        await no_jit(conn)
+        await conn.execute("SET LOCAL work_mem = '256MB'")  # the quintiles and percentiles sort in memory
         await advance_marks(conn, {k: int(v) for k, v in heads.items()})
         thresholds = await lifecycle.estimate(conn, program, now)
         await lifecycle.record(conn, day, thresholds)

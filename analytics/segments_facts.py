@@ -33,8 +33,9 @@ _REFRESH: Final = f"""
           FROM customers cu
          WHERE cu.id = ANY($1::uuid[]) AND cu.merged_into IS NULL AND cu.closed_at IS NULL
     ), gone AS (
-        DELETE FROM customer_facts d
-         WHERE d.customer_id = ANY($1::uuid[]) AND NOT EXISTS (SELECT FROM batch b WHERE b.id = d.customer_id)
+        DELETE FROM customer_facts d USING customers cu
+         WHERE cu.id = ANY($1::uuid[]) AND (cu.merged_into IS NOT NULL OR cu.closed_at IS NOT NULL)
+           AND d.customer_id = cu.id
     ), computed AS (
         SELECT b.id AS customer_id, coalesce(a.tier_code, $4) AS tier_code, b.created_at AS registered_at,
                b.source, b.home_store,
@@ -81,6 +82,12 @@ _REFRESH: Final = f"""
 """
 
 
+async def no_jit(conn: Connection) -> None:
+    """For the rest of the transaction: these statements run once over many rows, and compiling them
+    (PostgreSQL's JIT) cost more than it saved — 5 of 12 s for a batch of 20,000 customers."""
+    await conn.execute("SET LOCAL jit = off")
+
+
 async def refresh(
     conn: Connection, customer_ids: Sequence[UUID], program: Program, thresholds: Thresholds, now: datetime
 ) -> None:
@@ -88,6 +95,7 @@ async def refresh(
     if not customer_ids:
         return
     t50, t90 = thresholds.cutoffs(now)
+    await no_jit(conn)
     await conn.execute(
         _REFRESH,
         list(customer_ids),

@@ -7,7 +7,8 @@
 -- the daily job rebuilds every row (in batches, resumably) and then scores RFM and lifecycle.
 
 CREATE TABLE customer_facts (
-    customer_id       uuid PRIMARY KEY REFERENCES customers (id),
+    -- No foreign key: derived rows, rebuilt daily (customers are never deleted, only merged or closed).
+    customer_id       uuid PRIMARY KEY,
     tier_code         text NOT NULL,
     registered_at     timestamptz NOT NULL,
     source            text NOT NULL,
