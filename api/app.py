@@ -24,6 +24,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
+from analytics.receipts import ReceiptImporter, ReceiptService
+from analytics.reports import KpiService
 from api.auth import (
     APPLE_PASS_SCHEME,
     INFOBIP_SCHEME,
@@ -47,6 +49,8 @@ from api.controllers.notifications import (
 from api.controllers.orders import IntegrationOrderController, PosOrderController
 from api.controllers.passkit import PassKitController
 from api.controllers.pos import PosCardController, PosCustomerController, PosIdentifyController
+from api.controllers.receipts import IntegrationReceiptController, PosReceiptController
+from api.controllers.reports import AdminReportController
 from api.controllers.segments import AdminSegmentController, AdminSegmentReportController
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.web import FormGuard, JoinController
@@ -215,6 +219,9 @@ def _lifespan(settings: Settings, clock: Clock, make_engine: EngineFactory | Non
                     per_ip_per_hour=settings.join_per_ip_per_hour,
                     clock=clock,
                 ),
+                receipts=ReceiptService(program=program, clock=clock),
+                receipt_importer=ReceiptImporter(pool, clock),
+                kpis=KpiService(program),
             )
             yield
         finally:
@@ -327,14 +334,17 @@ def create_app(
             PosCardController,
             PosIdentifyController,
             PosOrderController,
+            PosReceiptController,
             IntegrationCustomerController,
             IntegrationOrderController,
+            IntegrationReceiptController,
             SignInController,
             MeController,
             StaffLoginController,
             AdminCustomerController,
             AdminCardController,
             AdminStaffController,
+            AdminReportController,
             AdminCampaignController,
             AdminStoreController,
             AdminSegmentController,

@@ -15,6 +15,8 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
+from analytics.receipts import ReceiptImporter, ReceiptService
+from analytics.reports import KpiService
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.keys import KeyVerifier, Principal
@@ -56,6 +58,9 @@ class Services:
     limiter: RateLimiter
     texts: TextBudget
     join: JoinService
+    receipts: ReceiptService
+    receipt_importer: ReceiptImporter
+    kpis: KpiService
 
 
 def services_of(state: State) -> Services:

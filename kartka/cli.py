@@ -554,6 +554,7 @@ async def _watch_parent(parent: int | None, stop: asyncio.Event) -> None:
 async def _worker(settings: Settings, parent: int | None = None) -> None:
     """The worker: no database error ends it (each loop backs off and goes on); it beats a heartbeat
     while its loops come round (``/ready`` reads it), and stops on a signal or when ``parent`` exits."""
+    from analytics import kpis_rollup  # noqa: PLC0415
     from analytics.segments_daily import run_segment_jobs  # noqa: PLC0415
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import connect  # noqa: PLC0415
@@ -586,6 +587,7 @@ async def _worker(settings: Settings, parent: int | None = None) -> None:
                 await notifier.remind_expiring(pool, clock.now())
                 await housekeeping(pool, clock.now())
                 await forget_old(pool)
+                await kpis_rollup.run(pool, program.timezone)
             except Exception as exc:
                 logger.warning("jobs failed, will retry: %r", exc)
             await _sleep_unless(stop, settings.jobs_interval_seconds)
@@ -614,7 +616,9 @@ def jobs() -> None:
 @jobs.command("run")
 @click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
 def jobs_run(force: bool) -> None:
-    """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
+    """Expire due lots, evaluate tier downgrades, enqueue expiry reminders, bring the KPI rollups up to
+    date and refresh the segments' facts (with today's RFM and lifecycle) now; prints what was done."""
+    from analytics import kpis_rollup  # noqa: PLC0415
     from analytics.segments_daily import run_segment_jobs  # noqa: PLC0415
     from kartka.clock import SystemClock  # noqa: PLC0415
     from kartka.db import create_pool  # noqa: PLC0415
@@ -636,8 +640,10 @@ def jobs_run(force: bool) -> None:
             segments = await run_segment_jobs(pool, program, SystemClock().now(), force=force)
             reminded = await notifier.remind_expiring(pool, SystemClock().now())
             pruned = await housekeeping(pool, SystemClock().now())
+            rollup = await kpis_rollup.run(pool, program.timezone)
             result: dict[str, Any] = msgspec.to_builtins(report)
-            return result | segments | {"reminded_lots": reminded} | pruned
+            kpis = {"kpi_days_recomputed": rollup.days_recomputed}
+            return result | segments | {"reminded_lots": reminded} | pruned | kpis
         finally:
             await pool.close()
 

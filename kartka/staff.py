@@ -54,11 +54,12 @@ class Permission(enum.StrEnum):
     STORES = "stores"
     CARDS = "cards"
     STAFF = "staff"
+    REPORTS = "reports"
 
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.MARKETER: frozenset({Permission.CAMPAIGNS}),
+    Role.MARKETER: frozenset({Permission.CAMPAIGNS, Permission.REPORTS}),
     Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS}),
 }
 

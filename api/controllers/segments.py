@@ -144,7 +144,7 @@ class AdminSegmentController(Controller):
 class AdminSegmentReportController(Controller):
     path = "/v1/admin/reports"
     tags = ["admin"]  # noqa: RUF012
-    before_request = require_permission(Permission.CAMPAIGNS)
+    before_request = require_permission(Permission.REPORTS)
     security = ADMIN_SECURITY
     dependencies = {"conn": Provide(provide_conn)}  # noqa: RUF012
 

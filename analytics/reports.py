@@ -1,0 +1,316 @@
+"""The KPI report: the rollups summed over a period, per day, week, month, store or source, and turned into
+the spec's figures by ``analytics.kpis``. Everything here reads rollups or small tables; the one figure
+read from wallet's tables at query time is card activation (the cards issued in the period), which
+is therefore never behind (docs/analytics.md, "Freshness")."""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Literal
+
+import msgspec
+
+from analytics.kpis import ACTIVATION_DAYS, Counts, KpiRow, row
+from kartka.db import Connection
+from kartka.errors import InvalidInput
+from wallet.program import Program
+
+GroupBy = Literal["day", "week", "month", "store", "source"]
+#: Longest period a report covers: ten years of days is already 3,650 rows.
+MAX_DAYS: Final = 3_660
+
+
+class KpiReport(msgspec.Struct, kw_only=True):
+    from_: date = msgspec.field(name="from")
+    to: date
+    """Exclusive."""
+    timezone: str
+    store: str | None
+    group_by: GroupBy | None
+    rows: list[KpiRow]
+    rollups_updated_at: datetime | None
+    """When the worker last brought the rollups up to date; receipt figures are as of then."""
+    days_pending: int
+    """Days with changes the worker has not recomputed yet (their figures are the earlier ones)."""
+
+
+def _key(group_by: GroupBy | None, day: str) -> str:
+    """The SQL expression of a row's group, as text, over a local ``day`` expression."""
+    return {
+        None: "''",
+        "day": f"({day})::text",
+        "week": f"date_trunc('week', ({day})::timestamp)::date::text",
+        "month": f"date_trunc('month', ({day})::timestamp)::date::text",
+        "store": "t.store",
+        "source": "t.source",
+    }[group_by]
+
+
+def _local_midnight(day: date, program: Program) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=program.zone).astimezone(UTC)
+
+
+def _buckets(group_by: GroupBy, first: date, end: date) -> list[tuple[date, date]]:
+    """The periods of a time grouping that meet [first, end), clipped to it."""
+    out: list[tuple[date, date]] = []
+    start = first
+    while start < end:
+        if group_by == "day":
+            nxt = start + timedelta(days=1)
+        elif group_by == "week":
+            nxt = start + timedelta(days=7 - start.weekday())
+        else:
+            nxt = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        out.append((start, min(nxt, end)))
+        start = min(nxt, end)
+    return out
+
+
+def _bucket_key(group_by: GroupBy, start: date) -> str:
+    if group_by == "week":
+        return (start - timedelta(days=start.weekday())).isoformat()
+    if group_by == "month":
+        return start.replace(day=1).isoformat()
+    return start.isoformat()
+
+
+_IDENTIFIED = """
+WITH c AS (
+    SELECT {key} AS k, t.customer_id, sum(t.receipts) AS receipts, sum(t.revenue) AS revenue,
+           sum(t.first_receipts) AS firsts
+      FROM kpi_buyer_days t
+     WHERE t.day >= $1 AND t.day < $2 AND ($3::text IS NULL OR t.store = $3)
+     GROUP BY 1, 2
+)
+SELECT k, sum(receipts)::bigint AS receipts, sum(revenue)::bigint AS revenue, sum(firsts)::bigint AS firsts,
+       count(*) AS buyers, count(*) FILTER (WHERE receipts >= 2) AS repeat_buyers
+  FROM c GROUP BY k
+"""
+
+_ANONYMOUS = """
+SELECT {key} AS k, sum(t.receipts)::bigint AS receipts, sum(t.revenue)::bigint AS revenue
+  FROM kpi_anonymous_days t
+ WHERE t.day >= $1 AND t.day < $2 AND ($3::text IS NULL OR t.store = $3)
+ GROUP BY 1
+"""
+
+_POINTS = """
+SELECT {key} AS k, sum(t.accrued - t.taken_back)::bigint AS accrued, sum(t.spent - t.returned)::bigint AS spent,
+       sum(t.granted)::bigint AS granted, sum(t.adjusted)::bigint AS adjusted
+  FROM kpi_points_hours t
+ WHERE t.hour >= $1 AND t.hour < $2 AND ($3::text IS NULL OR t.store = $3)
+ GROUP BY 1
+"""
+
+#: Cards issued in the period (a new customer's card, at a till, online or in an import) and whether their
+#: account (the one a no-name card was merged into, after a merge) bought within 30 days of the issue.
+_ACTIVATION = f"""
+SELECT {{key}} AS k, count(*) AS issued,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM orders o
+            WHERE o.customer_id = coalesce(cu.merged_into, cu.id)
+              AND o.purchased_at >= t.created_at AND o.purchased_at < t.created_at + interval '{ACTIVATION_DAYS} days'
+              AND o.subtotal - o.discount
+                  > coalesce((SELECT sum(r.amount + r.points_returned) FROM refunds r WHERE r.order_pk = o.id), 0)
+       )) AS activated
+  FROM (SELECT r.customer_id, r.created_at, coalesce(r.store, '') AS store, r.source FROM registrations r
+         WHERE r.outcome = 'created' AND r.created_at >= $1 AND r.created_at < $2
+           AND ($3::text IS NULL OR r.store = $3)) t
+  JOIN customers cu ON cu.id = t.customer_id
+ GROUP BY 1
+"""
+
+#: Net points per hour (the ledger's identity: the sum of entries is what the program owes, debts netted).
+_NET_POINTS = "accrued + granted + adjusted + returned - spent - taken_back - expired"
+
+
+def _wallet_adoption_sql(pass_columns: set[str]) -> str:
+    """Cards whose live pass is installed: an Apple pass registered on a device, or a Google pass saved.
+
+    The seam for the install history: when ``pass_registrations`` keeps unregistrations (a
+    ``removed_at`` column) and ``passes`` records Google's save and delete callbacks (``google_saved_at``,
+    ``google_removed_at``), those are honoured; until then a device registration is an install and a
+    Google save link handed out stands for a save."""
+    apple = "EXISTS (SELECT 1 FROM pass_registrations pr WHERE pr.serial_number = p.serial_number{removed})".format(
+        removed=" AND pr.removed_at IS NULL" if "pass_registrations.removed_at" in pass_columns else ""
+    )
+    if "passes.google_saved_at" in pass_columns:
+        google = "p.google_saved_at IS NOT NULL"
+        if "passes.google_removed_at" in pass_columns:
+            google += " AND (p.google_removed_at IS NULL OR p.google_removed_at < p.google_saved_at)"
+    else:
+        google = "p.google_linked_at IS NOT NULL"
+    return f"""
+    SELECT (SELECT count(*) FROM cards WHERE status = 'active') AS active,
+           (SELECT count(DISTINCT p.card_number) FROM passes p JOIN cards c ON c.number = p.card_number
+             WHERE c.status = 'active' AND p.retired_at IS NULL AND ({apple} OR {google})) AS installed
+    """
+
+
+class KpiService:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._adoption_sql: str | None = None
+
+    async def report(
+        self, conn: Connection, *, first: date, end: date, store: str | None, group_by: GroupBy | None
+    ) -> KpiReport:
+        if end <= first:
+            raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
+        if (end - first).days > MAX_DAYS:
+            raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
+        program = self.program
+        hi = _local_midnight(end, program)
+        counts, keys = await self._counts(conn, first, end, store, group_by)
+        rows: list[KpiRow] = []
+        if group_by in ("day", "week", "month"):
+            buckets = _buckets(group_by, first, end)
+            liabilities = await self._liabilities(conn, [_local_midnight(e, program) for _, e in buckets], store)
+            for (start, stop), liability in zip(buckets, liabilities, strict=True):
+                c = counts[_bucket_key(group_by, start)]
+                if liability is not None:
+                    c.liability_points, c.liability_pending_points = liability
+                rows.append(row(c, period_start=start, period_end=stop))
+        elif group_by is None:
+            c = counts[""]
+            (liability,) = await self._liabilities(conn, [hi], store)
+            if liability is not None:
+                c.liability_points, c.liability_pending_points = liability
+            if store is None:
+                c.active_cards, c.wallet_passes = await self._wallet_adoption(conn)
+            rows.append(row(c, period_start=first, period_end=end))
+        else:
+            for key in keys:
+                named = key or None
+                rows.append(
+                    row(
+                        counts[key],
+                        period_start=first,
+                        period_end=end,
+                        store=named if group_by == "store" else None,
+                        source=named if group_by == "source" else None,
+                    )
+                )
+        updated, pending = await conn.fetchrow(
+            "SELECT (SELECT min(updated_at) FROM kpi_feeds), (SELECT count(*) FROM kpi_dirty_days)"
+        ) or (None, 0)
+        return KpiReport(
+            from_=first,
+            to=end,
+            timezone=program.timezone,
+            store=store,
+            group_by=group_by,
+            rows=rows,
+            rollups_updated_at=updated,
+            days_pending=pending,
+        )
+
+    async def _counts(
+        self, conn: Connection, first: date, end: date, store: str | None, group_by: GroupBy | None
+    ) -> tuple[dict[str, Counts], list[str]]:
+        """The additive counts of every row, by the row's key (a date, a store, a source, or '')."""
+        program = self.program
+        lo, hi = _local_midnight(first, program), _local_midnight(end, program)
+        local_hour = f"(t.hour AT TIME ZONE '{_quoted_zone(program)}')::date"
+        local_issue = f"(t.created_at AT TIME ZONE '{_quoted_zone(program)}')::date"
+
+        counts: dict[str, Counts] = defaultdict(Counts)
+        for r in await conn.fetch(_IDENTIFIED.format(key=_key(group_by, "t.day")), first, end, store):
+            c = counts[r["k"]]
+            c.receipts_identified, c.revenue_identified = r["receipts"], r["revenue"]
+            c.first_receipts, c.buyers, c.repeat_buyers = r["firsts"], r["buyers"], r["repeat_buyers"]
+        for r in await conn.fetch(_ANONYMOUS.format(key=_key(group_by, "t.day")), first, end, store):
+            c = counts[r["k"]]
+            c.receipts_anonymous, c.revenue_anonymous = r["receipts"], r["revenue"]
+        activation = await conn.fetch(_ACTIVATION.format(key=_key(group_by, local_issue)), lo, hi, store)
+        points = await conn.fetch(_POINTS.format(key=_key(group_by, local_hour)), lo, hi, store)
+        keys = _row_keys(group_by, first, end, counts, (r["k"] for r in [*activation, *points]))
+        for key in keys:
+            c = counts[key]
+            c.cards_issued = c.cards_activated = 0
+            c.points_accrued = c.points_spent = c.points_granted = c.points_adjusted = 0
+        for r in activation:
+            c = counts[r["k"]]
+            c.cards_issued, c.cards_activated = r["issued"], r["activated"]
+        for r in points:
+            c = counts[r["k"]]
+            c.points_accrued, c.points_spent = r["accrued"], r["spent"]
+            c.points_granted, c.points_adjusted = r["granted"], r["adjusted"]
+
+        return counts, keys
+
+    async def _liabilities(
+        self, conn: Connection, ends: list[datetime], store: str | None
+    ) -> list[tuple[int, int] | None]:
+        """(points owed, of which pending) at each moment: points are the chain's, so none for one store."""
+        if store is not None or not ends:
+            return [None] * len(ends)
+        pending = timedelta(hours=self.program.pending_hours)
+        start = min(ends) - pending
+        base = await conn.fetchval(
+            f"SELECT coalesce(sum({_NET_POINTS}), 0)::bigint FROM kpi_points_hours WHERE hour < $1", start
+        )
+        hours = await conn.fetch(
+            f"""
+            SELECT hour, sum({_NET_POINTS})::bigint AS net, sum(accrued)::bigint AS accrued
+              FROM kpi_points_hours WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour
+            """,
+            start,
+            max(ends),
+        )
+        moments = [h["hour"] for h in hours]
+        owed_before = list(itertools.accumulate((h["net"] for h in hours), initial=base))
+        accrued_before = list(itertools.accumulate((h["accrued"] for h in hours), initial=0))
+        out: list[tuple[int, int] | None] = []
+        for moment in ends:
+            upto = bisect.bisect_left(moments, moment)
+            since = bisect.bisect_left(moments, moment - pending)
+            owed = owed_before[upto]
+            out.append((owed, min(accrued_before[upto] - accrued_before[since], max(owed, 0))))
+        return out
+
+    async def _wallet_adoption(self, conn: Connection) -> tuple[int, int]:
+        if self._adoption_sql is None:
+            columns = await conn.fetch(
+                """
+                SELECT table_name || '.' || column_name AS name FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name IN ('passes', 'pass_registrations')
+                """
+            )
+            self._adoption_sql = _wallet_adoption_sql({c["name"] for c in columns})
+        found = await conn.fetchrow(self._adoption_sql)
+        assert found is not None
+        return found["active"], found["installed"]
+
+
+def _quoted_zone(program: Program) -> str:
+    """The zone name for SQL text; ``Program`` has checked it is a real zone (no quote can be in one)."""
+    return program.timezone.replace("'", "''")
+
+
+def _row_keys(
+    group_by: GroupBy | None, first: date, end: date, counts: dict[str, Counts], more: Iterable[str]
+) -> list[str]:
+    if group_by is None:
+        return [""]
+    if group_by in ("day", "week", "month"):
+        return [_bucket_key(group_by, start) for start, _ in _buckets(group_by, first, end)]
+    return sorted({*counts, *more})
+
+
+def to_csv(report: KpiReport) -> str:
+    """The rows as CSV with a header of the JSON field names (shares as fractions, money in minor units)."""
+    fields = [f.encode_name for f in msgspec.structs.fields(KpiRow)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(fields)
+    for item in report.rows:
+        values: dict[str, Any] = msgspec.to_builtins(item)
+        writer.writerow(["" if values[f] is None else values[f] for f in fields])
+    return out.getvalue()

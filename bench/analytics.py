@@ -1,0 +1,327 @@
+"""Benchmark of the KPI report at scale, against a baseline from the same run.
+
+    .venv-test/bin/python -m bench.analytics            (or ./scripts/bench-analytics)
+
+It makes a fresh database, seeds ``--customers`` customers with their cards and registrations and
+``--receipts`` receipts over the last year (``--identified`` of them orders with a card, each with its
+accrual in the ledger, 2 % of them partly refunded; the rest receipts without a card) with set-based SQL
+(``generate_series``), builds the rollups as the worker would, and measures:
+
+- ``kpi_month``: ``GET /v1/admin/reports/kpis`` for the last full month, whole chain, and split by day and
+  by store (the service the handler calls, on one connection, best of three);
+- the baseline: a bare ``count(*)`` of the same month's orders and receipts (what merely touching the rows
+  costs, through their ``purchased_at`` indexes);
+- the worker's share: building every rollup from scratch (a back-fill), and recomputing one day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from analytics import kpis_rollup
+from analytics.reports import KpiService
+from bench.harness import _execute, admin_url, fresh_database, save, with_database
+from kartka.db import create_pool
+from kartka.migrate import migrate
+from kartka.settings import Environment, Secret, load_settings
+from wallet.program import DEFAULT_PROGRAM
+
+ZONE = DEFAULT_PROGRAM.timezone
+STORES = 12
+
+
+# Deterministic ids: customer i is md5(i)::uuid with card ean13('2' + i), so orders can name both
+# without a join. The check digit is the one ean13_valid() (wallet's migration) checks.
+def _ean_sql() -> str:
+    """``pg_temp.ean(i)``: '2' and i in 11 digits, with its check digit, as arithmetic (SQL functions
+    with subqueries are not inlined, and 10 M calls of one would take most of the seeding)."""
+    weighted = " + ".join(f"{3 if j % 2 == 0 else 1} * (i / {10**j} % 10)" for j in range(11))
+    return f"""
+    CREATE FUNCTION pg_temp.ean(i bigint) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT '2' || lpad(i::text, 11, '0') || ((10 - (2 + {weighted}) % 10) % 10)::text
+    $$;
+    """
+
+
+_SEED = [
+    (
+        "customers",
+        """
+        INSERT INTO customers (id, phone, source, created_at, updated_at, home_store)
+        SELECT md5(i::text)::uuid, '+37529' || lpad(i::text, 8, '0'),
+               (ARRAY['pos', 'pos', 'pos', 'qr_poster', 'app', 'website', 'online_order'])[1 + i % 7],
+               $2::timestamptz - (i % 365) * interval '1 day' - (i % 86400) * interval '1 second', now(),
+               'store-' || (i % $3)
+          FROM generate_series(1, $1) AS i
+        """,
+    ),
+    (
+        "cards",
+        """
+        INSERT INTO cards (number, customer_id, issued_at)
+        SELECT pg_temp.ean(i), md5(i::text)::uuid, $2::timestamptz - (i % 365) * interval '1 day'
+          FROM generate_series(1, $1) AS i
+        """,
+    ),
+    (
+        "registrations",
+        """
+        INSERT INTO registrations (customer_id, card_number, source, outcome, store, created_at)
+        SELECT md5(i::text)::uuid, pg_temp.ean(i),
+               (ARRAY['pos', 'pos', 'pos', 'qr_poster', 'app', 'website', 'online_order'])[1 + i % 7], 'created',
+               'store-' || (i % $3), $2::timestamptz - (i % 365) * interval '1 day' - (i % 86400) * interval '1 second'
+          FROM generate_series(1, $1) AS i
+        """,
+    ),
+    (
+        "orders",
+        # Buyers skewed towards the low customer numbers (some buy often, most seldom); a random time in
+        # the year before $2; every 20th online.
+        """
+        INSERT INTO orders (order_id, customer_id, card_number, idempotency_key, request_hash, store, terminal,
+                            purchased_at, subtotal, discount, redeemed_points, paid, accrued_points, tier_code,
+                            rate_bp, engine, degraded, channel, engine_notified)
+        SELECT 'b' || i, md5(c::text)::uuid, pg_temp.ean(c), 'k' || i, '\\x00'::bytea,
+               CASE WHEN i % 20 = 0 THEN NULL ELSE 'store-' || (i % $3) END, 'till-1',
+               $2::timestamptz - random() * interval '365 days', amount, 0, 0, amount, amount / 20, 'standart', 500,
+               'embedded', false, CASE WHEN i % 20 = 0 THEN 'online' ELSE 'pos' END, true
+          FROM (SELECT i, 1 + floor(power(random(), 2) * $4)::bigint AS c,
+                       500 + floor(random() * 6000)::bigint AS amount
+                  FROM generate_series(1, $1) AS i) g
+        """,
+    ),
+    (
+        "ledger",
+        """
+        INSERT INTO ledger_entries (customer_id, kind, points, order_pk, occurred_at)
+        SELECT customer_id, 'accrual', accrued_points, id, purchased_at FROM orders WHERE accrued_points > 0
+        """,
+    ),
+    (
+        "refunds",
+        """
+        WITH r AS (
+            INSERT INTO refunds (refund_id, order_pk, customer_id, idempotency_key, request_hash, amount,
+                                 points_taken_back, points_returned, channel, store)
+            SELECT 'f' || id, id, customer_id, 'f' || id, '\\x00'::bytea, paid / 2, 0, 0, channel, store
+              FROM orders WHERE id % 50 = 0
+            RETURNING order_pk, amount
+        )
+        UPDATE orders o SET refunded_amount = r.amount FROM r WHERE o.id = r.order_pk
+        """,
+    ),
+    (
+        "receipts",
+        """
+        INSERT INTO receipts (receipt_id, channel, store, terminal, purchased_at, total, imported)
+        SELECT 'a' || i, 'pos', 'store-' || (i % $3), 'till-1', $2::timestamptz - random() * interval '365 days',
+               300 + floor(random() * 3000)::bigint, true
+          FROM generate_series(1, $1) AS i
+        """,
+    ),
+]
+
+
+async def seed(db: str, customers: int, identified: int, anonymous: int, now: datetime) -> dict[str, float]:
+    conn = await asyncpg.connect(db, command_timeout=None)
+    timings: dict[str, float] = {}
+    try:
+        await conn.execute("SET statement_timeout = 0")
+        # Bulk load: foreign keys were checked by construction (the same deterministic ids on both sides).
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(_ean_sql())
+        # Indexes are built once after the load (what a bulk load does): kept up row by row, the random
+        # customer ids of 7 M orders would cost most of the seeding.
+        indexes = await conn.fetch(
+            """
+            SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+              FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+             WHERE t.relname = ANY($1::text[])
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+            """,
+            ["orders", "ledger_entries", "refunds", "receipts"],
+        )
+        for index in indexes:
+            await conn.execute(f"DROP INDEX {index['name']}")
+        # The card numbers' check digit (wallet's ean13_valid(), a SQL function with a subquery: ~80 µs a
+        # row) is right by construction here; it is put back NOT VALID after the load.
+        await conn.execute("ALTER TABLE cards DROP CONSTRAINT cards_number_check")
+        counts = {
+            "customers": customers,
+            "cards": customers,
+            "registrations": customers,
+            "orders": identified,
+            "receipts": anonymous,
+        }
+        for name, sql in _SEED:
+            started = time.perf_counter()
+            if name in counts:
+                args: list[Any] = [counts[name], now, STORES]
+                if name == "orders":
+                    args.append(customers)
+                await conn.execute(sql, *args[: max(int(n) for n in re.findall(r"\$(\d)", sql))])
+            else:
+                await conn.execute(sql)
+            timings[name] = time.perf_counter() - started
+            print(f"  seeded {name} in {timings[name]:.1f} s", flush=True)
+        await conn.execute("SET session_replication_role = origin")
+        await conn.execute("ALTER TABLE cards ADD CONSTRAINT cards_number_check CHECK (ean13_valid(number)) NOT VALID")
+        started = time.perf_counter()
+        for index in indexes:
+            await conn.execute(index["definition"])
+        timings["indexes"] = time.perf_counter() - started
+        print(f"  built {len(indexes)} indexes in {timings['indexes']:.1f} s", flush=True)
+        started = time.perf_counter()
+        await conn.execute("VACUUM ANALYZE")
+        timings["vacuum_analyze"] = time.perf_counter() - started
+    finally:
+        await conn.close()
+    return timings
+
+
+async def best_of(times: int, work: Callable[[], Awaitable[Any]]) -> float:
+    best = float("inf")
+    for _ in range(times):
+        started = time.perf_counter()
+        await work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+async def measure(db: str, now: datetime) -> dict[str, Any]:
+    # The worker's back-fill statements run long: no statement timeout on the bench's pool.
+    settings = load_settings(
+        {},
+        environment=Environment.TEST,
+        database_url=Secret(db),
+        db_statement_timeout_ms=0,
+        db_command_timeout_seconds=3600.0,
+    )
+    pool = await create_pool(settings, application="kartka-bench", background=True)
+    results: dict[str, Any] = {}
+    try:
+        local_today = now.astimezone(DEFAULT_PROGRAM.zone).date()
+        first_day = local_today - timedelta(days=370)
+        await kpis_rollup.skip_receipt_feeds(pool)
+        async with pool.acquire() as conn, conn.transaction():
+            started = time.perf_counter()
+            await kpis_rollup.recompute(conn, first_day, local_today + timedelta(days=1), ZONE)
+            results["rebuild_receipt_days_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        await kpis_rollup.follow(pool, ZONE)
+        results["ledger_feed_s"] = time.perf_counter() - started
+        await kpis_rollup.recompute_dirty(pool, ZONE)
+        async with pool.acquire() as conn:
+            await conn.execute("VACUUM ANALYZE kpi_buyer_days, kpi_anonymous_days, kpi_points_hours")
+        month_end = local_today.replace(day=1)
+        month_start = (month_end - timedelta(days=1)).replace(day=1)
+        lo = datetime(month_start.year, month_start.month, 1, tzinfo=DEFAULT_PROGRAM.zone)
+        hi = datetime(month_end.year, month_end.month, 1, tzinfo=DEFAULT_PROGRAM.zone)
+        service = KpiService(DEFAULT_PROGRAM)
+        async with pool.acquire() as conn:
+            results["month"] = f"{month_start}..{month_end}"
+            results["baseline_count_s"] = await best_of(
+                3,
+                lambda: conn.fetchval(
+                    "SELECT (SELECT count(*) FROM orders WHERE purchased_at >= $1 AND purchased_at < $2)"
+                    " + (SELECT count(*) FROM receipts WHERE purchased_at >= $1 AND purchased_at < $2)",
+                    lo,
+                    hi,
+                ),
+            )
+            results["month_rows"] = await conn.fetchval(
+                "SELECT (SELECT count(*) FROM orders WHERE purchased_at >= $1 AND purchased_at < $2)"
+                " + (SELECT count(*) FROM receipts WHERE purchased_at >= $1 AND purchased_at < $2)",
+                lo,
+                hi,
+            )
+            for group_by in (None, "day", "store"):
+                results[f"kpi_month_{group_by or 'chain'}_s"] = await best_of(
+                    3,
+                    lambda g=group_by: service.report(  # type: ignore[misc]
+                        conn, first=month_start, end=month_end, store=None, group_by=g
+                    ),
+                )
+            report = await service.report(conn, first=month_start, end=month_end, store=None, group_by=None)
+            results["kpi_month_row"] = {
+                k: v
+                for k, v in msgspec.to_builtins(report.rows[0]).items()
+                if k in ("receipts", "identified_share_receipts", "repeat_share", "buyers", "card_activation_share")
+            }
+            day = local_today - timedelta(days=3)
+            results["recompute_one_day_s"] = await best_of(
+                3,
+                lambda: kpis_rollup.recompute(conn, day, day + timedelta(days=1), ZONE),
+            )
+    finally:
+        await pool.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--receipts", type=int, default=10_000_000)
+    parser.add_argument("--identified", type=float, default=0.7, help="share of receipts made with a card")
+    parser.add_argument("--keep", action="store_true", help="print the database's URL and keep it (for EXPLAIN)")
+    args = parser.parse_args()
+    identified = int(args.receipts * args.identified)
+    now = datetime.now(UTC)
+    results: dict[str, Any] = {"customers": args.customers, "receipts": args.receipts, "identified": identified}
+    with contextlib.nullcontext(kept()) if args.keep else fresh_database("kartka_bench_analytics") as db:
+
+        async def create() -> None:
+            conn = await asyncpg.connect(db)
+            await migrate(conn)
+            await conn.close()
+
+        asyncio.run(create())
+        started = time.perf_counter()
+        results["seed"] = asyncio.run(seed(db, args.customers, identified, args.receipts - identified, now))
+        results["seed_total_s"] = time.perf_counter() - started
+        results |= asyncio.run(measure(db, now))
+    report(results)
+    print(f"\nsaved to {save('analytics', results)}")
+
+
+def kept() -> str:
+    """A new database that outlives the run (``--keep``): its URL is printed, dropping it is yours."""
+    admin, _ = asyncio.run(admin_url())
+    name = f"kartka_bench_analytics_{secrets.token_hex(4)}"
+    asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
+    print(f"database kept: {with_database(admin, name)}")
+    return with_database(admin, name)
+
+
+def report(results: dict[str, Any]) -> None:
+    base = results["baseline_count_s"]
+    print(
+        f"\n{results['customers']:,} customers, {results['receipts']:,} receipts "
+        f"({results['identified']:,} with a card); seeded in {results['seed_total_s']:.0f} s"
+    )
+    print(f"KPI report for {results['month']} ({results['month_rows']:,} receipts in the month)")
+    print(f"  {'baseline: bare count(*) of the rows':40} {base * 1000:9.0f} ms   100%")
+    for key in ("chain", "day", "store"):
+        value = results[f"kpi_month_{key}_s"]
+        label = "kpis, " + ("whole chain" if key == "chain" else "by " + key)
+        print(f"  {label:40} {value * 1000:9.0f} ms   {value / base:4.0%}")
+    print("the worker's share")
+    print(f"  {'rebuild every receipt day (back-fill)':40} {results['rebuild_receipt_days_s']:9.1f} s")
+    print(f"  {'ledger feed from zero':40} {results['ledger_feed_s']:9.1f} s")
+    print(f"  {'recompute one day':40} {results['recompute_one_day_s'] * 1000:9.0f} ms")
+    print(f"  {results['kpi_month_row']}")
+
+
+if __name__ == "__main__":
+    main()
