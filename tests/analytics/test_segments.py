@@ -11,7 +11,7 @@ import pytest
 
 from analytics import segments
 from analytics.segments import Compiler, Membership, Rule, SegmentCycle, SegmentInput, birthday_days
-from analytics.segments_daily import run_daily
+from analytics.segments_daily import run_daily, run_segment_jobs
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.errors import InvalidInput
@@ -202,7 +202,9 @@ async def test_touched_customers_are_refreshed_between_daily_runs(
 
     now = clock.now()
     first = await customer(conn, now)
-    assert await run_daily(pool, DEFAULT_PROGRAM, now) is not None
+    ran = await run_segment_jobs(pool, DEFAULT_PROGRAM, now)  # what the worker's timer runs
+    assert ran["segments_daily"]["customers"] == 1
+    assert (await run_segment_jobs(pool, DEFAULT_PROGRAM, now))["segments_daily"] is None  # once a day
     assert await refresh_touched(pool, DEFAULT_PROGRAM, now) == 0  # the daily run moved the marks
     await order(conn, first, now - timedelta(minutes=5), 7_000)
     anonymous = await customer(conn, now, phone=False)
