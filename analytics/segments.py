@@ -21,6 +21,7 @@ import msgspec
 
 from analytics.segments_facts import no_jit
 from kartka.bounds import Instant, MoneyBound, check_instant
+from kartka.clock import Clock
 from kartka.db import Connection, Pool
 from kartka.errors import Conflict, InvalidInput, NotFound
 from wallet.models import Source
@@ -624,3 +625,22 @@ class Membership:
             *args,
         )
         return {row["customer_id"]: frozenset(row["ids"]) for row in rows}
+
+
+class SegmentLookup:
+    """The engine's segment source (``SegmentSource.segments(customer_id)``, the port promotions'
+    ``audience.segments`` read through): :class:`Membership` on a connection of its own, at the clock's now.
+    The composition root builds one and hands it to the order service."""
+
+    def __init__(self, pool: Pool, program: Program, clock: Clock) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.membership = Membership(program)
+
+    async def segments(self, customer_id: str) -> frozenset[str]:
+        try:
+            key = UUID(customer_id)
+        except ValueError:
+            return frozenset()
+        async with self.pool.acquire() as conn:
+            return await self.membership.segments_of(conn, key, self.clock.now())

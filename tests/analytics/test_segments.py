@@ -10,7 +10,15 @@ import msgspec
 import pytest
 
 from analytics import segments
-from analytics.segments import Compiler, Membership, Rule, SegmentCycle, SegmentInput, birthday_days
+from analytics.segments import (
+    Compiler,
+    Membership,
+    Rule,
+    SegmentCycle,
+    SegmentInput,
+    SegmentLookup,
+    birthday_days,
+)
 from analytics.segments_daily import run_daily, run_segment_jobs
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
@@ -187,6 +195,9 @@ async def test_each_field_of_the_rule_selects_what_it_says(conn: Connection, poo
 
     membership = Membership(DEFAULT_PROGRAM)
     assert await membership.segments_of(conn, who["a"], now) == {"gold", "gold-or-new", "recent"}
+    lookup = SegmentLookup(pool, DEFAULT_PROGRAM, clock)  # the engine's port, by customer id as text
+    assert await lookup.segments(str(who["a"])) == {"gold", "gold-or-new", "recent"}
+    assert await lookup.segments("not-a-customer") == frozenset()
     assert await membership.segments_of(conn, who["b"], now) == {"rest"}
     await segments.delete(conn, "rest")  # the lookup notices the change
     assert await membership.members_of(conn, [who["b"], who["c"]], now) == {
