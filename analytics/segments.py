@@ -459,7 +459,7 @@ _MEMBERS: Final = """
       FROM customer_facts f
       JOIN customers cu ON cu.id = f.customer_id AND cu.merged_into IS NULL AND cu.closed_at IS NULL
       LEFT JOIN cards c ON c.customer_id = f.customer_id AND c.status = 'active'
-     WHERE {where} AND ({after}::uuid IS NULL OR f.customer_id > {after}::uuid)
+     WHERE {where} AND {after}
      ORDER BY f.customer_id
      LIMIT {limit}
 """
@@ -492,10 +492,14 @@ async def _members(
     limit: int,
 ) -> list[Member]:
     where, args = compile_rule(rule, now=now, program=program, resolve=resolve)
-    sql = _MEMBERS.format(where=where, after=f"${len(args) + 1}", limit=f"${len(args) + 2}")
+    # The keyset condition only when there is a cursor: "$n IS NULL OR id > $n" defeats the index range.
+    if after is not None:
+        args.append(after)
+    keyset = f"f.customer_id > ${len(args)}::uuid" if after is not None else "true"
+    sql = _MEMBERS.format(where=where, after=keyset, limit=f"${len(args) + 1}")
     async with conn.transaction():
         await no_jit(conn)
-        return [_member(row) for row in await conn.fetch(sql, *args, after, limit)]
+        return [_member(row) for row in await conn.fetch(sql, *args, limit)]
 
 
 async def preview(conn: Connection, rule: Rule, *, program: Program, now: datetime) -> Preview:

@@ -76,12 +76,13 @@ async def run_daily(
     if claim["stage"] == "facts":
         while True:
             async with pool.acquire() as conn, conn.transaction():
-                ids = [
-                    row["id"]
-                    for row in await conn.fetch(
-                        "SELECT id FROM customers WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", cursor, batch
-                    )
-                ]
+                # Two statements rather than "$1 IS NULL OR id > $1", which a generic plan cannot range-scan.
+                rows = await (
+                    conn.fetch("SELECT id FROM customers ORDER BY id LIMIT $1", batch)
+                    if cursor is None
+                    else conn.fetch("SELECT id FROM customers WHERE id > $1 ORDER BY id LIMIT $2", cursor, batch)
+                )
+                ids = [row["id"] for row in rows]
                 await refresh(conn, ids, program, thresholds, now)
                 last = ids[-1] if ids else cursor
                 stage = "facts" if len(ids) == batch else "scores"
