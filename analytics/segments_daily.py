@@ -118,6 +118,9 @@ async def run_daily(
         await lifecycle.record(conn, day, thresholds)
         scored = await rfm.score(conn, program, now)
         changed = await lifecycle.assign(conn, program, thresholds, now)
+        # Fresh statistics for the previews' plans: the table was just rewritten (and a plan that
+        # thinks a stage rare walks an index where a scan would do).
+        await conn.execute("ANALYZE customer_facts")
         counted = await segments.recount(conn, program=program, now=now)
         report = DailyReport(
             customers=rebuilt,
