@@ -53,6 +53,7 @@ from api.controllers.promotions import (
 )
 from api.controllers.receipts import IntegrationReceiptController, PosReceiptController
 from api.controllers.reports import AdminReportController
+from api.controllers.segments import AdminSegmentController, AdminSegmentReportController
 from api.controllers.signin import SignInController, StaffLoginController
 from api.controllers.stores import AdminStoreController
 from api.controllers.unsubscribe import UnsubscribeController
@@ -212,6 +213,8 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
             MeOffersController,
             AdminCampaignController,
             AdminStoreController,
+            AdminSegmentController,
+            AdminSegmentReportController,
             WebhookController,
             GoogleWalletWebhookController,
             UnsubscribeController,

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from analytics import kpis_rollup
+from analytics.segments_daily import run_segment_jobs
 from boot.services import Services
 from kartka import housekeeping as kartka_housekeeping
 from wallet import housekeeping as wallet_housekeeping
@@ -18,8 +19,8 @@ from wallet.jobs import run_all
 
 async def run_jobs(services: Services, *, force: bool = False) -> dict[str, Any]:
     """Expire due lots, evaluate tier downgrades (``force``: even if today's run is done), birthday
-    bonuses, pass updates, expiry reminders, then prune, then bring the KPI rollups up to date; returns what
-    was done."""
+    bonuses, pass updates, expiry reminders, then prune, then bring the KPI rollups and the segments'
+    facts up to date (once a day also RFM and lifecycle); returns what was done."""
     pool, clock = services.pool, services.clock
     report = await run_all(pool, services.program, clock, services.notifier, force=force)
     reminded = await services.notifier.remind_expiring(pool, clock.now())
@@ -29,4 +30,5 @@ async def run_jobs(services: Services, *, force: bool = False) -> dict[str, Any]
     done |= await kartka_housekeeping.housekeeping(pool, clock.now())
     rollup = await kpis_rollup.run(pool, services.program.timezone)
     done["kpi_days_recomputed"] = rollup.days_recomputed
+    done |= await run_segment_jobs(pool, services.program, clock.now(), force=force)
     return done

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 from analytics.receipts import ReceiptImporter, ReceiptService
 from analytics.reports import KpiService
+from analytics.segments import SegmentLookup
 from boot.schema import SCHEMA
 from engine.promotions.legacy import default_catalog
-from engine.promotions.live import CatalogHolder
+from engine.promotions.live import CatalogHolder, SegmentsWhenAimed
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
 from engine.promotions.store import PromotionAdmin, StoredCustomerState
@@ -50,7 +51,7 @@ from wallet.orders import OrderService
 from wallet.passes.google import WalletObjects
 from wallet.passes.service import Passes
 from wallet.passes.setup import WalletSetup, load_wallet_setup
-from wallet.pricing import Engine
+from wallet.pricing import NO_SEGMENTS, Engine
 from wallet.program import Program, load_program
 from wallet.qrtokens import QrTokens
 from wallet.signin import SignInConfig, SignInService
@@ -152,7 +153,12 @@ def build_services(
         customers=customers,
         importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
         orders=OrderService(
-            program=program, engine=engine, customers=customers, clock=clock, book=promotion_book(engine, pool)
+            program=program,
+            engine=engine,
+            customers=customers,
+            clock=clock,
+            book=promotion_book(engine, pool),
+            segments=SegmentsWhenAimed(SegmentLookup(pool, program, clock), holder) if holder else NO_SEGMENTS,
         ),
         tokens=tokens,
         passwords=passwords,

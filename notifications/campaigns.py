@@ -6,15 +6,23 @@ so a worker that dies mid-campaign resumes where it stopped and nobody is messag
 idempotency key is ``campaign:<id>:<customer>``). Recipients are those in the segment who consented to
 marketing and have a phone; each gets the campaign's first channel in their own order of preference.
 Throttling spaces ``due_at`` by ``60 / rate_per_minute`` seconds; quiet hours are applied at sending.
+
+A campaign names a saved segment (``segment: {"id": ...}``, evaluated by :mod:`analytics.segments` over
+its facts as the chunk is enqueued) or filters inline as before. With ``control_share_bp`` a
+deterministic share of the recipients — those whose md5 of ``<campaign>:<customer>`` falls in the first
+``control_share_bp`` of 10,000 — is held out: recorded in ``campaign_holdouts``, not messaged, so
+:func:`report` can set their purchases against those of the people who got the message.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from analytics import segments
+from analytics.lifecycle import COUNTED
 from kartka.bounds import Instant, MoneyBound, check_instant
 from kartka.db import Connection, Pool
 from kartka.errors import InvalidInput, NotFound
@@ -25,9 +33,18 @@ from wallet.program import Program
 
 CHUNK: Final = 100_000
 MAX_SMS_PARTS: Final = 4
+#: Whether ``{customer}`` is in campaign ``{campaign}``'s control group of ``{share}`` basis points: the
+#: first 32 bits of an md5, modulo 10,000 — the same customer, the same answer, on every chunk and run.
+HELD_OUT: Final = (
+    "(('x' || substr(md5({campaign}::bigint::text || ':' || {customer}::text), 1, 8))::bit(32)::bigint % 10000"
+    " < {share}::integer)"
+)
+REPORT_DAYS: Final = 14
 
 
 class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    id: segments.SegmentId | None = None
+    """A saved segment (``PUT /v1/admin/segments/{id}``); then no other field may be given."""
     tiers: tuple[str, ...] | None = None
     spend_min: MoneyBound | None = None
     """Spend in the tier window, minor units, inclusive."""
@@ -52,6 +69,9 @@ class CampaignInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     segment: Segment = Segment()
     rate_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
     start_at: Instant | None = None
+    control_share_bp: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 0
+    """Hold out this share (basis points, at most half) of the recipients as a control group: they are
+    not messaged, and the campaign report compares their purchases with the others'."""
 
     def __post_init__(self) -> None:
         check_instant(self.start_at, "start_at")
@@ -76,6 +96,9 @@ class Campaign(msgspec.Struct, frozen=True):
     recipients: int
     counts: Counts
     created_at: datetime
+    control_share_bp: int = 0
+    held_out: int = 0
+    """Recipients held out as the control group (not messaged)."""
 
 
 def _validate(data: CampaignInput, program: Program) -> None:
@@ -94,6 +117,8 @@ def _validate(data: CampaignInput, program: Program) -> None:
                 field=f"texts.{lang}",
             )
     seg = data.segment
+    if seg.id is not None and msgspec.structs.replace(seg, id=None) != Segment():
+        raise InvalidInput("segment: give either a saved segment's id or an inline filter", field="segment.id")
     if seg.spend_min is not None and seg.spend_max is not None and seg.spend_min > seg.spend_max:
         raise InvalidInput("segment.spend_min must not exceed segment.spend_max", field="segment.spend_min")
     if seg.tiers is not None:
@@ -107,11 +132,15 @@ async def create(
     conn: Connection, data: CampaignInput, *, program: Program, now: datetime, created_by: str | None
 ) -> int:
     _validate(data, program)
+    saved = data.segment.id
+    if saved is not None and await conn.fetchval("SELECT 1 FROM segments WHERE id = $1", saved) is None:
+        raise InvalidInput(f"segment.id: no segment {data.segment.id!r}", field="segment.id")
     start = max(data.start_at or now, now)
     campaign_id: int = await conn.fetchval(
         """
-        INSERT INTO campaigns (name, texts, channels, segment, rate_per_minute, start_at, created_by, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+        INSERT INTO campaigns (name, texts, channels, segment, rate_per_minute, start_at, created_by, created_at,
+                               segment_id, control_share_bp)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
         """,
         data.name,
         data.texts,
@@ -121,6 +150,8 @@ async def create(
         start,
         created_by,
         now,
+        data.segment.id,
+        data.control_share_bp,
     )
     await wake(conn)  # a worker picks it up and enqueues it
     return campaign_id
@@ -181,7 +212,8 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
     async with pool.acquire() as conn, conn.transaction():
         campaign = await conn.fetchrow(
             """
-            SELECT id, channels, segment, rate_per_minute, start_at, cursor_id, recipients FROM campaigns
+            SELECT id, channels, segment, segment_id, control_share_bp, rate_per_minute, start_at, cursor_id, recipients
+              FROM campaigns
              WHERE status = 'enqueuing' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
             """
         )
@@ -203,8 +235,18 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
             campaign["recipients"],  # $10
             spacing,  # $11
             now,  # $12
+            campaign["control_share_bp"],  # $13
         ]
-        joins, where = _segment_sql(segment, program, now, args)
+        if campaign["segment_id"] is not None:
+            joins = "JOIN customer_facts f ON f.customer_id = cu.id"
+            try:
+                where = " AND " + await segments.condition_for(
+                    conn, campaign["segment_id"], now=now, program=program, args=args
+                )
+            except NotFound:  # deleted since the campaign was made: nobody is in it
+                where = " AND false"
+        else:
+            joins, where = _segment_sql(segment, program, now, args)
         channel = _channel_sql(campaign["channels"], viber)
         row = await conn.fetchrow(
             f"""
@@ -221,7 +263,14 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
                  ORDER BY cu.id
                  LIMIT $3
             ), routed AS (
-                SELECT t.*, {channel} AS channel, row_number() OVER (ORDER BY t.id) AS rn FROM target t
+                SELECT t.*, {channel} AS channel, row_number() OVER (ORDER BY t.id) AS rn,
+                       {HELD_OUT.format(campaign="$1", customer="t.id", share="$13")} AS held
+                  FROM target t
+            ), held AS (
+                INSERT INTO campaign_holdouts (campaign_id, customer_id)
+                SELECT $1::bigint, id FROM routed WHERE channel IS NOT NULL AND held
+                ON CONFLICT DO NOTHING
+                RETURNING 1
             ), added AS (
                 INSERT INTO outbox (idempotency_key, customer_id, campaign_id, channel, recipient, category, template,
                                     locale, params, due_at, quiet_tz, quiet_start, quiet_end, created_at)
@@ -229,12 +278,12 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
                        'campaign', locale,
                        CASE WHEN name IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('name', name) END,
                        $9::timestamptz + make_interval(secs => ($10 + rn - 1) * $11::float8), tz, qs, qe, $12
-                  FROM routed WHERE channel IS NOT NULL
+                  FROM routed WHERE channel IS NOT NULL AND NOT held
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING 1
             )
             SELECT (SELECT max(id::text)::uuid FROM target) AS last, (SELECT count(*) FROM target) AS seen,
-                   (SELECT count(*) FROM added) AS added
+                   (SELECT count(*) FROM added) AS added, (SELECT count(*) FROM held) AS held
             """,
             *args,
         )
@@ -244,7 +293,7 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
             """
             UPDATE campaigns SET cursor_id = coalesce($2, cursor_id), recipients = recipients + $3,
                    status = CASE WHEN $4 THEN 'enqueued' ELSE status END,
-                   enqueued_at = CASE WHEN $4 THEN $5 ELSE enqueued_at END
+                   enqueued_at = CASE WHEN $4 THEN $5 ELSE enqueued_at END, held_out = held_out + $6
              WHERE id = $1
             """,
             campaign["id"],
@@ -252,6 +301,7 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
             row["added"],
             done,
             now,
+            row["held"],
         )
         if row["added"]:
             await wake(conn)
@@ -292,4 +342,97 @@ async def get(conn: Connection, campaign_id: int, now: datetime) -> Campaign:
         recipients=row["recipients"],
         counts=counts,
         created_at=row["created_at"],
+        control_share_bp=row["control_share_bp"],
+        held_out=row["held_out"],
+    )
+
+
+class GroupResult(msgspec.Struct, frozen=True):
+    customers: int
+    buyers: int
+    """Customers with at least one purchase (not refunded in full) in the window."""
+    orders: int
+    revenue: int
+    """Net of refunds, minor units."""
+    conversion: float
+    """buyers / customers (0 for an empty group)."""
+    revenue_per_customer: int
+
+
+class CampaignReport(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    start_at: datetime
+    days: int
+    window_end: datetime
+    """Purchases from ``start_at`` up to here count."""
+    complete: bool
+    """The window has closed (the figures no longer move)."""
+    control_share_bp: int
+    sent: int
+    """Messages a provider accepted (delivered ones included)."""
+    delivered: int
+    failed: int
+    recipients: GroupResult
+    control: GroupResult | None
+    """The held-out group; absent when the campaign asked for none."""
+    conversion_uplift: float | None
+    """Recipients' conversion minus the control group's (percentage points as a fraction)."""
+    revenue_per_customer_uplift: int | None
+
+
+_GROUPS: Final = f"""
+    WITH grouped AS (
+        SELECT DISTINCT customer_id, 'recipients' AS grp FROM outbox WHERE campaign_id = $1 AND customer_id IS NOT NULL
+        UNION ALL
+        SELECT customer_id, 'control' FROM campaign_holdouts WHERE campaign_id = $1
+    )
+    SELECT g.grp, count(DISTINCT g.customer_id) AS customers, count(DISTINCT o.customer_id) AS buyers,
+           count(o.id) AS orders, coalesce(sum(o.paid - o.refunded_amount), 0)::bigint AS revenue
+      FROM grouped g
+      LEFT JOIN orders o ON o.customer_id = g.customer_id AND o.purchased_at >= $2 AND o.purchased_at < $3
+                        AND {COUNTED}
+     GROUP BY g.grp
+"""
+
+
+def _group(row: Any | None) -> GroupResult:
+    if row is None:
+        return GroupResult(customers=0, buyers=0, orders=0, revenue=0, conversion=0.0, revenue_per_customer=0)
+    customers = row["customers"]
+    return GroupResult(
+        customers=customers,
+        buyers=row["buyers"],
+        orders=row["orders"],
+        revenue=row["revenue"],
+        conversion=row["buyers"] / customers if customers else 0.0,
+        revenue_per_customer=(row["revenue"] + customers // 2) // customers if customers else 0,
+    )
+
+
+async def report(conn: Connection, campaign_id: int, *, days: int, now: datetime) -> CampaignReport:
+    """Messages sent, delivered, failed, and purchases within ``days`` of the start by the recipients
+    against the held-out control group (each group's customers, buyers, orders, net revenue)."""
+    campaign = await get(conn, campaign_id, now)
+    end = campaign.start_at + timedelta(days=days)
+    groups = {row["grp"]: row for row in await conn.fetch(_GROUPS, campaign_id, campaign.start_at, end)}
+    treated = _group(groups.get("recipients"))
+    control = _group(groups.get("control")) if campaign.control_share_bp else None
+    return CampaignReport(
+        id=campaign.id,
+        name=campaign.name,
+        start_at=campaign.start_at,
+        days=days,
+        window_end=end,
+        complete=now >= end,
+        control_share_bp=campaign.control_share_bp,
+        sent=campaign.counts.sent + campaign.counts.delivered,
+        delivered=campaign.counts.delivered,
+        failed=campaign.counts.failed,
+        recipients=treated,
+        control=control,
+        conversion_uplift=treated.conversion - control.conversion if control and control.customers else None,
+        revenue_per_customer_uplift=(
+            treated.revenue_per_customer - control.revenue_per_customer if control and control.customers else None
+        ),
     )

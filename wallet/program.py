@@ -15,7 +15,7 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -43,6 +43,78 @@ class Tier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Money spent in the tier window (minor units) from which the tier applies."""
     rate_bp: Bp
     """Accrual rate in basis points of the money paid on eligible lines."""
+
+
+#: The standard RFM segment map, as a grid of recency (rows, 5 = most recent) against the mean of the
+#: frequency and monetary scores (columns, rounded half up, 1..5). Each of the 125 codes R F M lands in
+#: the cell of its R and round((F + M) / 2); :data:`DEFAULT_RFM_SEGMENTS` spells the codes out.
+RFM_GRID: Final = {
+    #    FM = 1            2                      3                      4            5
+    5: ("new", "potential_loyalists", "potential_loyalists", "champions", "champions"),
+    4: ("promising", "potential_loyalists", "potential_loyalists", "loyal", "champions"),
+    3: ("about_to_sleep", "about_to_sleep", "need_attention", "loyal", "loyal"),
+    2: ("hibernating", "hibernating", "at_risk", "at_risk", "cannot_lose"),
+    1: ("lost", "lost", "at_risk", "at_risk", "cannot_lose"),
+}
+
+RfmCode = Annotated[str, msgspec.Meta(pattern=r"^[1-5]{3}$")]
+
+
+def _grid_codes() -> dict[str, tuple[str, ...]]:
+    segments: dict[str, list[str]] = {}
+    for r in range(5, 0, -1):
+        for f in range(5, 0, -1):
+            for m in range(5, 0, -1):
+                fm = (f + m + 1) // 2  # half up: (4 + 5) / 2 = 4.5 -> 5
+                segments.setdefault(RFM_GRID[r][fm - 1], []).append(f"{r}{f}{m}")
+    return {name: tuple(codes) for name, codes in segments.items()}
+
+
+DEFAULT_RFM_SEGMENTS: Final = _grid_codes()
+
+
+class Rfm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """RFM scoring: R, F, M are quintiles (1-5) of the customers who bought in the window."""
+
+    window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+    segments: dict[Code, tuple[RfmCode, ...]] = msgspec.field(default_factory=lambda: dict(DEFAULT_RFM_SEGMENTS))
+    """Segment name -> the RFM codes (``"545"``: R 5, F 4, M 5) it holds; every one of the 125 codes once."""
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for name, codes in self.segments.items():
+            for code in codes:
+                if code in seen:
+                    raise ValueError(f"rfm: code {code} is in both {seen[code]} and {name}")
+                seen[code] = name
+        missing = sorted({f"{r}{f}{m}" for r in "12345" for f in "12345" for m in "12345"} - set(seen))
+        if missing:
+            more = "..." if len(missing) > 10 else ""
+            raise ValueError(f"rfm: codes {', '.join(missing[:10])}{more} have no segment")
+
+    def segment_of(self, code: str) -> str:
+        return next(name for name, codes in self.segments.items() if code in codes)
+
+
+class Lifecycle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Lifecycle stages. T50 / T90 (days) are the gaps between purchases that 50 % / 90 % of the
+    program's observed gaps do not exceed, estimated daily; set them here to override the estimate."""
+
+    new_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    t50_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    t90_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    gap_window_days: Annotated[int, msgspec.Meta(ge=30, le=3650)] = 730
+    """Gaps between purchases made in this many days feed the estimate."""
+    min_gaps: Annotated[int, msgspec.Meta(ge=1)] = 100
+    """With fewer gaps observed, the fallbacks below are used instead of an estimate."""
+    fallback_t50_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    fallback_t90_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
+
+    def __post_init__(self) -> None:
+        if self.t50_days is not None and self.t90_days is not None and self.t50_days > self.t90_days:
+            raise ValueError("lifecycle: t50_days must not exceed t90_days")
+        if self.fallback_t50_days > self.fallback_t90_days:
+            raise ValueError("lifecycle: fallback_t50_days must not exceed fallback_t90_days")
 
 
 class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -84,6 +156,10 @@ class Program(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     promotion_approval: bool = True
     """Four eyes on promotions: a submitted revision goes live only when an admin other than its author
     approves it. ``false`` makes submitting enough (a small shop with one marketer)."""
+    rfm: Rfm = msgspec.field(default_factory=Rfm)
+    """``[rfm]``: the scoring window and the map of the 125 RFM codes to named segments."""
+    lifecycle: Lifecycle = msgspec.field(default_factory=Lifecycle)
+    """``[lifecycle]``: when a customer is new, and the churn thresholds' override."""
 
     def __post_init__(self) -> None:
         if not self.tiers or self.tiers[0].threshold != 0:

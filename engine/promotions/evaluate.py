@@ -115,6 +115,11 @@ class Catalog:
         self.by_id: dict[str, Active] = {a.id: a for a in self.promotions}
         self.groups: dict[str, Group] = {DEFAULT_GROUP: DEFAULT_GROUP_RULES, **(groups or {})}
         self.zone = zone or ZoneInfo("UTC")
+        self.needs_segments = any(
+            a.promotion.audience.segments is not None or a.promotion.audience.exclude_segments is not None
+            for a in self.promotions
+        )
+        """Whether any promotion is aimed at saved segments (else no cart need ask for its customer's)."""
         self._any: list[int] = []
         self._by: dict[tuple[str, str], list[int]] = defaultdict(list)
         for index, active in enumerate(self.promotions):

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from engine.promotions.evaluate import EMPTY_CATALOG, Active, Catalog, Used
+from wallet.pricing import SegmentSource
 
 
 class CatalogHolder:
@@ -37,3 +38,17 @@ class CustomerState(Protocol):
         """What each of ``promotions``' limits has counted so far (this customer's orders in its
         ``per_customer`` window, its budget's totals)."""
         ...
+
+
+class SegmentsWhenAimed:
+    """The order service's segment source: asks ``source`` (analytics' saved segments, one read per
+    cart) only while a promotion in force is aimed at segments; otherwise a cart costs no lookup."""
+
+    def __init__(self, source: SegmentSource, holder: CatalogHolder) -> None:
+        self.source = source
+        self.holder = holder
+
+    async def segments(self, customer_id: str) -> frozenset[str]:
+        if not self.holder.current.needs_segments:
+            return frozenset()
+        return await self.source.segments(customer_id)
