@@ -32,7 +32,7 @@ from engine.promotions.store import (
     PromotionView,
     Status,
 )
-from engine.promotions.trial import Backtest, BacktestInput, Preview, PreviewInput, Trials
+from engine.promotions.trial import Backtest, BacktestInput, PromotionPreview, PromotionPreviewInput, Trials
 from kartka.db import Connection
 from kartka.staff import Permission
 
@@ -112,8 +112,11 @@ class AdminPromotionController(Controller):
         responses=problems(401, 403, 404, 409),
     )
     async def preview(
-        self, data: JSONBody[PreviewInput], conn: NamedDependency[Connection], request: Request[Any, Any, State]
-    ) -> Preview:
+        self,
+        data: JSONBody[PromotionPreviewInput],
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> PromotionPreview:
         services = services_of(request.app.state)
         return await _trials(services).preview(conn, data, services.clock.now())
 

@@ -43,7 +43,7 @@ MAX_BACKTEST_DAYS: Final = 400
 _BATCH: Final = 500
 
 
-class PreviewInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PromotionPreviewInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lines: Annotated[tuple[CartLine, ...], msgspec.Meta(min_length=1, max_length=500)]
     card: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     """A card or phone, as a till would scan it: the shopper's tier, offers and points. Without one, a
@@ -71,7 +71,7 @@ class PreviewLine(msgspec.Struct, frozen=True):
     """Every promotion revision that gave something on this line (revision 0: a draft of the request)."""
 
 
-class Preview(msgspec.Struct, frozen=True):
+class PromotionPreview(msgspec.Struct, frozen=True):
     at: datetime
     tier: str
     subtotal: int
@@ -127,7 +127,7 @@ class Trials:
         self.customers = customers
         self.program = program
 
-    async def preview(self, conn: Connection, data: PreviewInput, now: datetime) -> Preview:
+    async def preview(self, conn: Connection, data: PromotionPreviewInput, now: datetime) -> PromotionPreview:
         at = data.at or now
         tier, rate, customer_id, offers, available = (
             self.program.base_tier.code,
@@ -175,7 +175,7 @@ class Trials:
             requested_points=data.redeem_points,
         )
         subtotal = sum(line.total for line in data.lines)
-        return Preview(
+        return PromotionPreview(
             at=at,
             tier=tier,
             subtotal=subtotal,
