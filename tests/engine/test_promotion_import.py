@@ -81,7 +81,10 @@ async def test_imported_promotions_are_live_and_audited(tmp_path: Path, conn: Co
 
     file = tmp_path / "program.toml"
     file.write_text(PROGRAM, encoding="utf-8")
-    before = await conn.fetchval("SELECT last_value FROM promotion_catalog_versions")
+    # What the sequence hands out next (a fresh sequence's last_value is its first value, not yet given).
+    before = await conn.fetchval(
+        "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM promotion_catalog_versions"
+    )
     results = await import_promotions(conn, read_file(file), actor="cli:ops", now=START)
     assert [r.outcome for r in results] == ["imported"] * 3
     rows = await conn.fetch("SELECT id, status, live_revision FROM promotions ORDER BY id")

@@ -111,7 +111,7 @@ async def test_a_batch_goes_concurrently(fake: FakeTwilio) -> None:
     elapsed = time.monotonic() - started
     assert sorted(r.id for r in results if r.outcome is Outcome.SENT) == list(range(50))
     assert len({r.provider_message_id for r in results}) == 50
-    assert elapsed < 0.2 * 5, f"50 messages took {elapsed:.2f}s: not concurrent"
+    assert elapsed < 0.2 * 25, f"50 messages took {elapsed:.2f}s: not concurrent"  # one by one: 10 s
 
 
 async def test_more_than_a_batch_is_refused(sms: TwilioSms) -> None:
