@@ -124,9 +124,9 @@ class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     """RFM segments by name (the program's ``[rfm]`` map)."""
     lifecycle: tuple[LifecycleStage, ...] | None = None
     has_wallet_pass: bool | None = None
-    any_of: tuple[SegmentId, ...] | None = None
+    any_of: Annotated[tuple[SegmentId, ...], msgspec.Meta(max_length=20)] | None = None
     """In at least one of these saved segments."""
-    none_of: tuple[SegmentId, ...] | None = None
+    none_of: Annotated[tuple[SegmentId, ...], msgspec.Meta(max_length=20)] | None = None
     """In none of these saved segments."""
 
     def refs(self) -> set[str]:

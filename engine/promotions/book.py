@@ -12,7 +12,7 @@ Promotions without limits take no lock: they never serialize the chain's tills.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from engine.embedded import EmbeddedEngine, limited
@@ -20,6 +20,10 @@ from engine.promotions.evaluate import Active, Used
 from kartka.db import Connection, Pool
 from wallet.money import prorate
 from wallet.pricing import Pricing, PricingRequest, ReturnedPart
+
+#: The start of a window with no ``days``: before any order (``datetime.min`` in a zone east of UTC
+#: overflows when converted to UTC).
+_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PromotionBook:
@@ -187,7 +191,7 @@ async def used_in(
             per_customer = a.promotion.limits.per_customer
             assert per_customer is not None
             days = per_customer.days
-            since.append(at - timedelta(days=days) if days else datetime.min.replace(tzinfo=at.tzinfo))
+            since.append(at - timedelta(days=days) if days else _EVER)
         rows = await conn.fetch(
             """
             SELECT w.id, count(u.order_pk) AS n

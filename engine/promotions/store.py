@@ -277,8 +277,8 @@ class PromotionAdmin:
             raise InvalidInput(f"the body names promotion {body['id']!r}, the path {promotion_id!r}", field="id")
         body = {**body, "id": promotion_id}
         row = await _lock(conn, promotion_id)
-        if row["status"] == "archived":
-            raise PromotionState(f"promotion {promotion_id!r} is archived", status="archived")
+        if row["status"] in ("archived", "ended"):  # an ended promotion stays ended: a new one takes its place
+            raise PromotionState(f"promotion {promotion_id!r} is {row['status']}", status=row["status"])
         await _check_group(conn, body)
         latest = await conn.fetchrow(
             "SELECT revision, body FROM promotion_revisions WHERE promotion_id = $1 ORDER BY revision DESC LIMIT 1",
@@ -320,6 +320,8 @@ class PromotionAdmin:
         """Ask for approval of the draft revision; without ``promotion_approval`` it goes live at once."""
         self._local()
         row = await _lock(conn, promotion_id)
+        if row["status"] in ("archived", "ended"):
+            raise PromotionState(f"promotion {promotion_id!r} is {row['status']}", status=row["status"])
         draft = await _draft(conn, promotion_id, row)
         if draft["state"] not in ("draft", "rejected"):
             raise PromotionState(f"revision {draft['revision']} is {draft['state']} already", status=row["status"])
@@ -401,6 +403,9 @@ class PromotionAdmin:
             )
         if draft["author"] == actor:
             raise FourEyes(f"the author of revision {draft['revision']} may not {verb} it: another admin must")
+        if not actor.startswith("staff:"):
+            # A key is no person: whoever holds two admin keys would be both pairs of eyes.
+            raise FourEyes(f"only a staff member signed in as an admin may {verb} a promotion, not an API key")
         return draft
 
     async def _approve(

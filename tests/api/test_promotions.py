@@ -290,6 +290,27 @@ async def test_without_approval_in_the_program_submitting_runs_it(conn: Connecti
     assert await conn.fetchval("SELECT version FROM promotion_catalog") is not None  # the catalog moved
 
 
+async def test_an_api_key_is_no_second_pair_of_eyes(staff: Staff, keys: Keys) -> None:
+    """Whoever holds two admin keys is still one person: approving and rejecting take a signed-in admin."""
+    staff.headers["key"] = await keys.headers(Scope.ADMIN)
+    await staff.call("mark", "POST", BASE, 201, json=promotion())
+    await staff.call("mark", "POST", f"{BASE}/pastry-with-coffee/submit", 200)
+    for verb in ("approve", "reject"):
+        refused = await staff.call("key", "POST", f"{BASE}/pastry-with-coffee/{verb}", 403, json={"reason": "no"})
+        assert refused["code"] == "four-eyes"
+    assert (await staff.call("ada", "POST", f"{BASE}/pastry-with-coffee/approve", 200))["status"] == "active"
+
+
+async def test_an_ended_promotion_stays_ended(staff: Staff) -> None:
+    await staff.call("mark", "POST", BASE, 201, json=promotion())
+    await staff.call("mark", "POST", f"{BASE}/pastry-with-coffee/submit", 200)
+    await staff.call("ada", "POST", f"{BASE}/pastry-with-coffee/approve", 200)
+    await staff.call("mark", "POST", f"{BASE}/pastry-with-coffee/end", 200)
+    edited = await staff.call("mark", "PUT", f"{BASE}/pastry-with-coffee", 409, json=promotion())
+    assert edited["code"] == "promotion-state"
+    await staff.call("mark", "POST", f"{BASE}/pastry-with-coffee/submit", 409)
+
+
 async def test_a_remote_engine_leaves_no_promotions_to_manage(settings: Settings, clock: FakeClock, keys: Keys) -> None:
     remote = msgspec.structs.replace(settings, engine=EngineKind.HTTP, engine_url="http://127.0.0.1:9")
     admin = await keys.headers(Scope.ADMIN)

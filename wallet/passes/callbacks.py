@@ -70,8 +70,10 @@ class RootKey(msgspec.Struct, frozen=True):
 
 
 class _Intermediate(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    signedKey: str  # noqa: N815
-    signatures: list[str]
+    signedKey: Annotated[str, msgspec.Meta(max_length=4096)]  # noqa: N815
+    signatures: Annotated[list[Annotated[str, msgspec.Meta(max_length=512)]], msgspec.Meta(max_length=3)]
+    """Google signs with a key or two at a time; a body carrying thousands is no callback (and each costs
+    an ECDSA verification on the event loop)."""
 
 
 class Envelope(msgspec.Struct, frozen=True):
