@@ -23,12 +23,11 @@ from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.settings import EngineKind, Settings
-from kartka.staff import Role, create_staff
+from tests.api.conftest import Staff
 from tests.conftest import START
-from tests.helpers import PASSWORDS, Keys, problem, sign_in
+from tests.helpers import Keys, problem, sign_in
 
 Client = AsyncTestClient[Litestar]
-PASSWORD = "correct horse battery staple"
 BASE = "/v1/admin/promotions"
 
 
@@ -68,31 +67,6 @@ async def no_promotions_left(client: Client, app: Litestar, pool: Pool) -> Async
         )
         await catalog_changed(conn)
     await catalog_holds(app, set())
-
-
-class Staff:
-    """Signed-in staff members by role: ``ada`` and ``bob`` (admins), ``mark`` (marketer), ``sue`` (support)."""
-
-    def __init__(self, client: Client, headers: dict[str, dict[str, str]]) -> None:
-        self.client = client
-        self.headers = headers
-
-    async def call(self, who: str, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        response = await self.client.request(method, path, headers=self.headers[who], **kwargs)
-        assert response.status_code == expect, response.text
-        return response.json()
-
-
-@pytest.fixture
-async def staff(client: Client, pool: Pool) -> Staff:
-    headers: dict[str, dict[str, str]] = {}
-    for name, role in (("ada", Role.ADMIN), ("bob", Role.ADMIN), ("mark", Role.MARKETER), ("sue", Role.SUPPORT)):
-        async with pool.acquire() as conn:
-            await create_staff(conn, PASSWORDS, username=name, role=role, password=PASSWORD)
-        response = await client.post("/v1/admin/login", json={"username": name, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        headers[name] = {"Authorization": f"Bearer {response.json()['access_token']}"}
-    return Staff(client, headers)
 
 
 async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: Staff) -> None:

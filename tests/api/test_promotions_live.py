@@ -19,8 +19,8 @@ from kartka.clock import FakeClock
 from kartka.db import Pool, connect
 from kartka.keys import Scope
 from kartka.settings import Settings
-from tests.api.test_promotions import BASE, MILK, Staff, no_promotions_left, promotion
-from tests.api.test_promotions import staff as staff_fixture  # noqa: F401 (the fixture, by its own name)
+from tests.api.conftest import Staff
+from tests.api.test_promotions import BASE, MILK, no_promotions_left, promotion
 from tests.conftest import START
 from tests.helpers import Keys
 
