@@ -638,19 +638,17 @@ class Membership:
 
 
 class SegmentLookup:
-    """The engine's segment source (``SegmentSource.segments(customer_id)``, the port promotions'
-    ``audience.segments`` read through): :class:`Membership` on a connection of its own, at the clock's now.
-    The composition root builds one and hands it to the order service."""
+    """The engine's segment source (``SegmentSource.segments(conn, customer_id)``, the port promotions'
+    ``audience.segments`` read through): :class:`Membership` on the caller's connection, at the clock's
+    now. The composition root builds one and hands it to the order service."""
 
-    def __init__(self, pool: Pool, program: Program, clock: Clock) -> None:
-        self.pool = pool
+    def __init__(self, program: Program, clock: Clock) -> None:
         self.clock = clock
         self.membership = Membership(program)
 
-    async def segments(self, customer_id: str) -> frozenset[str]:
+    async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]:
         try:
             key = UUID(customer_id)
         except ValueError:
             return frozenset()
-        async with self.pool.acquire() as conn:
-            return await self.membership.segments_of(conn, key, self.clock.now())
+        return await self.membership.segments_of(conn, key, self.clock.now())

@@ -158,7 +158,7 @@ def build_services(
             customers=customers,
             clock=clock,
             book=promotion_book(engine, pool),
-            segments=SegmentsWhenAimed(SegmentLookup(pool, program, clock), holder) if holder else NO_SEGMENTS,
+            segments=SegmentsWhenAimed(SegmentLookup(program, clock), holder) if holder else NO_SEGMENTS,
         ),
         tokens=tokens,
         passwords=passwords,

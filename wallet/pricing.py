@@ -215,13 +215,15 @@ class PromotionBook(Protocol):
 
 class SegmentSource(Protocol):
     """The segments a customer is in, for promotions aimed at segments; wired by the composition
-    root (analytics computes them). :data:`NO_SEGMENTS` until then."""
+    root (analytics computes them). :data:`NO_SEGMENTS` until then. Read on the caller's connection:
+    a commit asks inside its transaction, and a second connection from the same pool there could wait
+    for ever once every connection is held by a commit doing the same."""
 
-    async def segments(self, customer_id: str) -> frozenset[str]: ...
+    async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]: ...
 
 
 class _NoSegments:
-    async def segments(self, customer_id: str) -> frozenset[str]:
+    async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]:
         return frozenset()
 
 

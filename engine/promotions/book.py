@@ -35,10 +35,9 @@ class PromotionBook:
         candidates = [a for a in catalog.candidates(request.lines) if limited(a)]
         used = await used_in(conn, request.customer_id, candidates, request.at, lock=True)
         offers: frozenset[str] = frozenset()
-        state = self.engine.state
         personal = any(a.promotion.audience.personal for a in catalog.candidates(request.lines))
-        if state is not None and request.customer_id and personal:
-            offers = await state.offers(request.customer_id, request.at)
+        if request.customer_id and personal:  # on the commit's own connection, never a second one
+            offers = frozenset(await held_offers(conn, UUID(request.customer_id), request.at))
         return self.engine.price(request, catalog=catalog, offers=offers, used=used)
 
     async def record(
@@ -210,3 +209,13 @@ async def used_in(
         orders, discount, points = totals.get(a.id, (0, 0, 0))
         out[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
     return out
+
+
+async def held_offers(conn: Connection, customer_id: UUID, now: datetime) -> dict[str, datetime]:
+    """The personal offers ``customer_id`` holds now: promotion id → valid until (for pricing)."""
+    rows = await conn.fetch(
+        "SELECT promotion_id, valid_until FROM promotion_offers WHERE customer_id = $1 AND valid_until > $2",
+        customer_id,
+        now,
+    )
+    return {row["promotion_id"]: row["valid_until"] for row in rows}

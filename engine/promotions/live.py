@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from engine.promotions.evaluate import EMPTY_CATALOG, Active, Catalog, Used
+from kartka.db import Connection
 from wallet.pricing import SegmentSource
 
 
@@ -48,7 +49,7 @@ class SegmentsWhenAimed:
         self.source = source
         self.holder = holder
 
-    async def segments(self, customer_id: str) -> frozenset[str]:
+    async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]:
         if not self.holder.current.needs_segments:
             return frozenset()
-        return await self.source.segments(customer_id)
+        return await self.source.segments(conn, customer_id)

@@ -13,9 +13,9 @@ from uuid import UUID
 
 import msgspec
 
+from engine.promotions.book import held_offers
 from engine.promotions.model import Promotion, text_in
 from engine.promotions.reload import LiveCatalog, LivePromotion
-from engine.promotions.store import held_offers
 from kartka.db import Connection
 from wallet.customers import CustomerService
 from wallet.program import Program

@@ -25,7 +25,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from engine.promotions.book import used_in
+from engine.promotions.book import held_offers, used_in
 from engine.promotions.evaluate import Active, Used
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
 from kartka.db import Connection, Pool
@@ -714,16 +714,6 @@ class StoredCustomerState:
     async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
         async with self._pool().acquire() as conn:
             return await used_in(conn, customer_id, promotions, at, lock=False)
-
-
-async def held_offers(conn: Connection, customer_id: UUID, now: datetime) -> dict[str, datetime]:
-    """The personal offers ``customer_id`` holds now: promotion id → valid until (for pricing)."""
-    rows = await conn.fetch(
-        "SELECT promotion_id, valid_until FROM promotion_offers WHERE customer_id = $1 AND valid_until > $2",
-        customer_id,
-        now,
-    )
-    return {row["promotion_id"]: row["valid_until"] for row in rows}
 
 
 async def load_groups(conn: Connection) -> list[PromotionGroup]:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from engine.embedded import limited
-from engine.promotions.book import used_in
+from engine.promotions.book import held_offers, used_in
 from engine.promotions.evaluate import (
     Active,
     Applied,
@@ -29,7 +29,6 @@ from engine.promotions.evaluate import (
 )
 from engine.promotions.model import Promotion
 from engine.promotions.reload import LiveCatalog, LivePromotion, Snapshot
-from engine.promotions.store import held_offers
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 from wallet.customers import CustomerService

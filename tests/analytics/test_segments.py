@@ -195,9 +195,9 @@ async def test_each_field_of_the_rule_selects_what_it_says(conn: Connection, poo
 
     membership = Membership(DEFAULT_PROGRAM)
     assert await membership.segments_of(conn, who["a"], now) == {"gold", "gold-or-new", "recent"}
-    lookup = SegmentLookup(pool, DEFAULT_PROGRAM, clock)  # the engine's port, by customer id as text
-    assert await lookup.segments(str(who["a"])) == {"gold", "gold-or-new", "recent"}
-    assert await lookup.segments("not-a-customer") == frozenset()
+    lookup = SegmentLookup(DEFAULT_PROGRAM, clock)  # the engine's port, by customer id as text
+    assert await lookup.segments(conn, str(who["a"])) == {"gold", "gold-or-new", "recent"}
+    assert await lookup.segments(conn, "not-a-customer") == frozenset()
     assert await membership.segments_of(conn, who["b"], now) == {"rest"}
     await segments.delete(conn, "rest")  # the lookup notices the change
     assert await membership.members_of(conn, [who["b"], who["c"]], now) == {

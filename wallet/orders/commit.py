@@ -97,6 +97,7 @@ async def commit(
         )
     tier = program.tier(account.tier_code)
     request = await orders.pricing_request(
+        conn,
         customer_id,
         account.tier_code,
         snapshot["spend"],

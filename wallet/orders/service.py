@@ -59,6 +59,7 @@ class OrderService:
 
     async def pricing_request(
         self,
+        conn: Connection,
         customer_id: UUID,
         tier_code: str,
         spend: int,
@@ -87,7 +88,7 @@ class OrderService:
             store=store,
             terminal=terminal,
             channel=channel,
-            segments=tuple(sorted(await self.segments.segments(str(customer_id)))),
+            segments=tuple(sorted(await self.segments.segments(conn, str(customer_id)))),
         )
 
     async def quote(self, request: PricingRequest, pricing: Pricing | None = None) -> Quote:
@@ -154,6 +155,7 @@ class OrderService:
         now = self.clock.now()
         who = await self.customers.identify(conn, data.card, now)
         request = await self.pricing_request(
+            conn,
             who.customer.id,
             who.tier.code,
             who.tier.spend_365d,
