@@ -124,6 +124,7 @@ class EmbeddedEngine:
                     discount=line.discount,
                     promotion=next((a.id for a in line.promotions if a.discount), None),
                     promotions=line.promotions,
+                    redeemable=line.redeemable,
                 )
                 for line in result.lines
             ),

@@ -91,6 +91,9 @@ class LinePricing(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """The first promotion applied (what a remote engine reports)."""
     promotions: tuple[AppliedPromotion, ...] = ()
     """Every promotion applied, with its share of the line's discount and points."""
+    redeemable: bool = True
+    """Points may pay for the line: the embedded engine says no for a ``no_redeem`` promotion's lines
+    (lines on sale never are), so the points a cart spends are spread only where they may pay."""
 
 
 class Message(msgspec.Struct, frozen=True):

@@ -193,6 +193,8 @@ Applied = AppliedPromotion
 class PricedLine(msgspec.Struct, frozen=True):
     discount: int
     promotions: tuple[Applied, ...] = ()
+    redeemable: bool = True
+    """Points may pay for the line (not on sale, no ``no_redeem`` promotion on it)."""
 
 
 class Award(msgspec.Struct, frozen=True):
@@ -314,6 +316,7 @@ def evaluate(
             discount[i] += d
     left = [line.total - discount[i] for i, line in enumerate(lines)]
     base_lines = _redeemable(lines, runnable)
+    redeemable = set(base_lines)
     redeem_base = sum(left[i] for i in base_lines)
     max_redeem = max(0, min(available_points, share_floor(redeem_base, redeem_cap_bp)))
     redeem = max(0, min(requested_points, max_redeem))
@@ -332,8 +335,8 @@ def evaluate(
     not_applied.extend(unused)
     return Outcome(
         lines=tuple(
-            PricedLine(discount=d, promotions=applied)
-            for d, applied in zip(discount, _breakdown(cart, runnable), strict=True)
+            PricedLine(discount=d, promotions=applied, redeemable=i in redeemable)
+            for i, (d, applied) in enumerate(zip(discount, _breakdown(cart, runnable), strict=True))
         ),
         redeem_base=redeem_base,
         max_redeem=max_redeem,

@@ -266,3 +266,34 @@ def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
     assert state.asked == []
     holder.swap(Catalog())  # live reload puts another catalog in force, whole
     assert [p.discount for p in asyncio.run(engine.calculate(request)).lines] == [0, 0]
+
+
+def test_points_are_spread_only_over_lines_they_may_pay_for() -> None:
+    """A no_redeem line takes none of the points a cart spends: the till's lines (and a later refund of
+    either line) see the 700 points on the line they paid for, not half on the restricted one."""
+    from kartka.clock import FakeClock  # noqa: PLC0415
+    from wallet.orders import OrderService  # noqa: PLC0415
+
+    tobacco = parse_promotion(
+        {"id": "tobacco", "title": {"en": "t"}, "benefit": {"type": "no_redeem", "lines": {"categories": ["tobacco"]}}}
+    )
+    lines = (line("cigars", 1, 1_000, "tobacco"), line("bread", 1, 1_000, "bakery"))
+    request = PricingRequest(
+        lines=lines,
+        tier=STANDART,
+        next_tier=None,
+        spend_365d=0,
+        available_points=5_000,
+        requested_points=700,
+        at=AT,
+        language="en",
+        currency="BYN",
+    )
+    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=CatalogHolder(Catalog([Active(tobacco, 1, 0)])))
+    pricing = engine.price(request)
+    assert pricing.redeem_points == 700  # 70 % of the bread alone
+    assert [p.redeemable for p in pricing.lines] == [False, True]
+    orders = OrderService(program=DEFAULT_PROGRAM, engine=engine, customers=None, clock=FakeClock(AT))  # type: ignore[arg-type]
+    quote = asyncio.run(orders.quote(request, pricing))
+    assert [q.redeem_points for q in quote.lines] == [0, 700]
+    assert [q.to_pay for q in quote.lines] == [1_000, 300]

@@ -101,7 +101,10 @@ class OrderService:
             0 if line.on_sale else line.total - priced.discount
             for line, priced in zip(lines, pricing.lines, strict=True)
         ]
-        redeem_parts = allocate(pricing.redeem_points, after_discount)
+        # Points pay only where they may: a no_redeem promotion's lines take none of them (so a refund of
+        # such a line gives back money, not points that paid for another line).
+        may_pay = [a if priced.redeemable else 0 for a, priced in zip(after_discount, pricing.lines, strict=True)]
+        redeem_parts = allocate(pricing.redeem_points, may_pay)
         paid_eligible = [a - r for a, r in zip(after_discount, redeem_parts, strict=True)]
         accrue_parts = allocate(pricing.accrue_points, paid_eligible)
         quote_lines = [
