@@ -4,6 +4,7 @@ exactly their share, and a full refund gives back a limited promotion's use."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -119,6 +120,27 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         assert budget is not None
         assert tuple(budget) == (0, 0)
         assert (await buy(orders, conn, number, "o-4"))["discount"] == 999  # the use came back
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_quick_expiring_points_are_credited_as_their_own_lot_and_refunds_take_them_back(
+    pool: Pool, clock: FakeClock
+) -> None:
+    """Seed 003's bonus points that burn in a week: credited with the order, available after the pending
+    period like any accrual, expiring 7 days after the purchase; returning the goods takes them back."""
+    orders = service(clock, {"id": "week", "benefit": {"type": "points_fixed", "points": 500, "expires_in_days": 7}})
+    async with pool.acquire() as conn:
+        number = await card(orders, conn, 1)
+        bought = await buy(orders, conn, number, "o-1")
+        assert bought["accrued_points"] == 150 + 500  # 5 % of 30.00, and the promotion's 5 points
+        lots = await conn.fetch("SELECT points, expires_at FROM lots ORDER BY points")
+        assert [(r["points"], r["expires_at"]) for r in lots] == [
+            (150, DEFAULT_PROGRAM.expires_at(clock.now())),
+            (500, clock.now() + timedelta(days=7)),
+        ]
+        await give_back(orders, conn, "o-1", 3, "r-1")
+        taken = await conn.fetchval("SELECT points_taken_back FROM refunds")
+        assert taken == 650  # every point the order earned, the quick ones included
 
 
 @pytest.mark.usefixtures("database_url")

@@ -169,14 +169,19 @@ async def commit(
         )
     available_at = program.available_at(purchased_at)
     expires_at = program.expires_at(purchased_at)
-    if quote.accrue_points:
+    # The tier's accrual (and promotion points without an expiry of their own) expire with the program;
+    # each promotion's quick-expiring points are a lot of their own, expiring ``expires_in_days`` after
+    # the purchase. All are the order's accrual lots: a refund takes back from them alike.
+    lots = [(b.points, purchased_at + timedelta(days=b.expires_in_days)) for b in pricing.bonus_points if b.points]
+    regular = quote.accrue_points - sum(points for points, _ in lots)
+    for points, until in ([(regular, expires_at)] if regular else []) + lots:
         account, _ = await ledger.credit(
             conn,
             account,
             kind=EntryKind.ACCRUAL,
-            points=quote.accrue_points,
+            points=points,
             available_at=available_at,
-            expires_at=expires_at,
+            expires_at=until,
             occurred_at=purchased_at,
             order_pk=order_pk,
         )

@@ -107,6 +107,14 @@ class OrderService:
         redeem_parts = allocate(pricing.redeem_points, may_pay)
         paid_eligible = [a - r for a, r in zip(after_discount, redeem_parts, strict=True)]
         accrue_parts = allocate(pricing.accrue_points, paid_eligible)
+        # Points a promotion gives with their own expiry are earned on the lines it gave them on: they
+        # join each line's accrual, so a refund of a line takes back its share of them as well.
+        quick = {b.promotion for b in pricing.bonus_points}
+        accrue_parts = [
+            part + sum(a.points for a in priced.promotions if a.id in quick)
+            for part, priced in zip(accrue_parts, pricing.lines, strict=True)
+        ]
+        accrue_total = pricing.accrue_points + sum(b.points for b in pricing.bonus_points)
         quote_lines = [
             QuoteLine(
                 sku=line.sku,
@@ -132,7 +140,7 @@ class OrderService:
             discount=discount,
             max_redeem_points=pricing.max_redeem_points,
             redeem_points=pricing.redeem_points,
-            accrue_points=pricing.accrue_points,
+            accrue_points=accrue_total,
             to_pay=subtotal - discount - pricing.redeem_points,
             lines=quote_lines,
             messages=list(pricing.messages),
@@ -144,7 +152,7 @@ class OrderService:
                 discount=discount,
                 redeem=pricing.redeem_points,
                 max_redeem=pricing.max_redeem_points,
-                accrue=pricing.accrue_points,
+                accrue=accrue_total,
                 currency=self.program.currency,
             ),
             engine=pricing.engine,
