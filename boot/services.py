@@ -23,11 +23,12 @@ from analytics.receipts import ReceiptImporter, ReceiptService
 from analytics.reports import KpiService
 from analytics.segments import SegmentLookup
 from boot.schema import SCHEMA
+from engine.promotions.book import StoredCustomerState
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder, SegmentsWhenAimed
 from engine.promotions.offers import ShopperOffers
 from engine.promotions.reload import LiveCatalog
-from engine.promotions.store import PromotionAdmin, StoredCustomerState
+from engine.promotions.store import PromotionAdmin
 from engine.promotions.trial import Trials
 from engine.setup import build_engine, promotion_book, remote_engine
 from kartka.clock import Clock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.embedded import EmbeddedEngine
 from engine.http import HttpEngine
-from engine.promotions.book import PromotionBook, StoredLimits
+from engine.promotions.book import PromotionBook, StoredCustomerState
 from engine.promotions.live import CatalogHolder, CustomerState
 from kartka.db import Pool
 from kartka.settings import EngineKind, Settings
@@ -39,9 +39,9 @@ def build_engine(
 def promotion_book(engine: Engine, pool: Pool | None = None) -> BookPort | None:
     """The book that counts limits and records promotions on orders, for the embedded engine (a remote
     engine keeps its own). With ``pool``, an embedded engine that has no ``CustomerState`` yet reads
-    limits from the book for calculate, so a till is not shown a promotion already used up."""
+    offers and limits from the database for calculate, so a till is not shown a promotion already used up."""
     if not isinstance(engine, EmbeddedEngine) or engine.degraded:
         return None
     if pool is not None and engine.state is None:
-        engine.state = StoredLimits(pool)
+        engine.state = StoredCustomerState(pool)
     return PromotionBook(engine)

@@ -145,19 +145,25 @@ class PromotionBook:
             )
 
 
-class StoredLimits:
-    """What calculate asks of the book (``CustomerState``): limits as counted so far, read without
-    locks (the commit counts them again under lock and its answer is the truth). Personal offers live
-    with the stored promotions, so here a customer holds none; the promotion store wraps this."""
+class StoredCustomerState:
+    """What the stored promotions know of a customer, for the embedded engine's ``calculate``
+    (``engine.promotions.live.CustomerState``): their personal offers, and what limits have counted (read
+    from the orders' promotion book without locking: commit counts again, under its locks)."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool | None = None) -> None:
         self.pool = pool
+        """Given once the process has opened its pool (the engine is built before)."""
+
+    def _pool(self) -> Pool:
+        assert self.pool is not None, "the customer state is used before the pool is open"
+        return self.pool
 
     async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
-        return frozenset()
+        async with self._pool().acquire() as conn:
+            return frozenset(await held_offers(conn, UUID(customer_id), at))
 
     async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        async with self.pool.acquire() as conn:
+        async with self._pool().acquire() as conn:
             return await used_in(conn, customer_id, promotions, at, lock=False)
 
 

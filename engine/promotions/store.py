@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -25,10 +25,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from engine.promotions.book import held_offers, used_in
-from engine.promotions.evaluate import Active, Used
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
-from kartka.db import Connection, Pool
+from kartka.db import Connection
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 #: The channel every API process listens on; the payload is the catalog's new version.
@@ -692,28 +690,6 @@ class PromotionAdmin:
             now,
         )
         return [msgspec.convert(dict(row), Offer) for row in rows]
-
-
-class StoredCustomerState:
-    """What the stored promotions know of a customer, for the embedded engine's ``calculate``
-    (``engine.promotions.live.CustomerState``): their personal offers, and what limits have counted (read
-    from the orders' promotion book without locking: commit counts again, under its locks)."""
-
-    def __init__(self, pool: Pool | None = None) -> None:
-        self.pool = pool
-        """Given once the process has opened its pool (the engine is built before)."""
-
-    def _pool(self) -> Pool:
-        assert self.pool is not None, "the customer state is used before the pool is open"
-        return self.pool
-
-    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
-        async with self._pool().acquire() as conn:
-            return frozenset(await held_offers(conn, UUID(customer_id), at))
-
-    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        async with self._pool().acquire() as conn:
-            return await used_in(conn, customer_id, promotions, at, lock=False)
 
 
 async def load_groups(conn: Connection) -> list[PromotionGroup]:
