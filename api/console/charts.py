@@ -16,11 +16,11 @@ from typing import Final
 
 #: The drawing's own units (the SVG scales to its box, keeping its proportions).
 WIDTH: Final = 640
-HEIGHT: Final = 240
-LEFT: Final = 88
+HEIGHT: Final = 260
+LEFT: Final = 96
 RIGHT: Final = 16
 TOP: Final = 14
-BOTTOM: Final = 34
+BOTTOM: Final = 36
 #: Colours of the series, in order: dark enough on white for WCAG's 3:1 for graphics.
 COLOURS: Final = ("#2f6d3a", "#1b4f9c", "#a1261c", "#6b4c9a")
 #: Periods are marked with a dot up to this many (beyond, dots would only blur the line).

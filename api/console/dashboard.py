@@ -12,10 +12,9 @@ import dataclasses
 from datetime import date, timedelta
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, QueryParameter, URLEncodedBody
+from litestar.params import FromPath, QueryParameter
 
 from analytics import access
 from analytics.kpis import KpiRow
@@ -174,14 +173,24 @@ def _tiles(row: KpiRow, f: Formats) -> list[tuple[str, str, str]]:
             f.share(row.identified_share_revenue),
             f"{f.money(row.revenue_identified)} / {f.money(row.revenue)}",
         ),
-        ("dashboard.kpi.repeat_share", f.share(row.repeat_share), f"{f.count(row.repeat_receipts)}"),
+        (
+            "dashboard.kpi.repeat_share",
+            f.share(row.repeat_share),
+            f"{f.count(row.repeat_receipts)} / {f.count(row.receipts_identified)}",
+        ),
         (
             "dashboard.kpi.repeat_buyers",
             f.share(row.repeat_buyers_share),
             f"{f.count(row.repeat_buyers)} / {f.count(row.buyers)}",
         ),
-        ("dashboard.kpi.check_with_card", f.money(row.average_check_identified), ""),
-        ("dashboard.kpi.check_without_card", f.money(row.average_check_anonymous), f.ratio(row.average_check_uplift)),
+        (
+            "dashboard.kpi.check_with_card",
+            f.money(row.average_check_identified),
+            ""
+            if row.average_check_uplift is None
+            else text(f.lang, "dashboard.uplift", ratio=f.ratio(row.average_check_uplift)),
+        ),
+        ("dashboard.kpi.check_without_card", f.money(row.average_check_anonymous), ""),
         (
             "dashboard.kpi.activation",
             f.share(row.card_activation_share),
@@ -294,11 +303,6 @@ class ConsoleDashboardController(Controller):
 # -- a store manager's stores (admin) ---------------------------------------------------------------
 
 
-class StoresForm(msgspec.Struct):
-    csrf_token: str = ""
-    stores: list[str] = msgspec.field(default_factory=list)
-
-
 class ConsoleStaffStoresController(Controller):
     """Assigning stores lives here rather than with the rest of the staff page: it is the store-manager role's."""
 
@@ -307,17 +311,18 @@ class ConsoleStaffStoresController(Controller):
     before_request = signed_in(Permission.STAFF)
 
     @post("/{username:str}/stores", media_type="text/html", status_code=200)
-    async def assign(
-        self, username: FromPath[str], request: Request[Any, Any, State], data: URLEncodedBody[StoresForm]
-    ) -> Response[Any]:
+    async def assign(self, username: FromPath[str], request: Request[Any, Any, State]) -> Response[Any]:
         services = services_of(request.app.state)
         lang = language(request)
-        if not sessions_of(request).accepts(request, data.csrf_token, _staff(request)):
+        form = await request.form()  # checkboxes: `stores` as often as there are ticks, or not at all
+        token = form.get("csrf_token")
+        wanted = [v for v in form.getall("stores") if isinstance(v, str)][:1000] if "stores" in form else []
+        if not sessions_of(request).accepts(request, token if isinstance(token, str) else "", _staff(request)):
             return _stale_form(request)
         try:
             async with services.pool.acquire() as conn, conn.transaction():
                 known = [s.code for s in await list_stores(conn)]
-                chosen = await assign_stores(conn, username[:64], data.stores, known=known)
+                chosen = await assign_stores(conn, username[:64], wanted, known=known)
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
             return render(
