@@ -18,7 +18,7 @@ from typing import Final
 WIDTH: Final = 640
 HEIGHT: Final = 260
 LEFT: Final = 96
-RIGHT: Final = 16
+RIGHT: Final = 30
 TOP: Final = 14
 BOTTOM: Final = 36
 #: Colours of the series, in order: dark enough on white for WCAG's 3:1 for graphics.

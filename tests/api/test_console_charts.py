@@ -36,8 +36,8 @@ def test_a_missing_value_breaks_the_line_and_the_table_says_so() -> None:
     receipts, revenue = chart.lines
     bottom, top = HEIGHT - BOTTOM, TOP
     # Four periods across the plot: x at the left edge, a third, two thirds and the right edge.
-    assert (LEFT, WIDTH - RIGHT, top, bottom) == (96, 624, 14, 224)
-    assert receipts.paths == ["M96 119", "M448 14 L624 171.5"]
+    assert (LEFT, WIDTH - RIGHT, top, bottom) == (96, 610, 14, 224)
+    assert receipts.paths == ["M96 119", "M438.7 14 L610 171.5"]
     assert len(receipts.dots) == 3
     assert revenue.paths == []
     assert revenue.dots == []
@@ -57,7 +57,7 @@ def test_a_missing_value_breaks_the_line_and_the_table_says_so() -> None:
 
 def test_one_period_sits_in_the_middle_and_no_values_make_an_empty_chart() -> None:
     one = line_chart("one", "One", ["01.02"], [Series("a", [3.0])], str)
-    assert one.lines[0].dots == [(360.0, 98.0)]  # the middle; 3 on an axis up to 5
+    assert one.lines[0].dots == [(353.0, 98.0)]  # the middle; 3 on an axis up to 5
     assert [t.label for t in one.x_ticks] == ["01.02"]
     empty = line_chart("none", "None", ["01.02", "02.02"], [Series("a", [None, None])], str)
     assert empty.empty
