@@ -19,7 +19,7 @@ from litestar.params import FromPath, QueryParameter
 from analytics import access
 from analytics.kpis import KpiRow
 from analytics.reports import GroupBy, KpiReport
-from api.console.charts import Chart, Series, line_chart
+from api.console.charts import Chart, Format, Series, line_chart
 from api.console.pages import STAFF, _done, _stale_form, _status, language, render, sessions_of, signed_in
 from api.console.session import PATH, StaffSession
 from api.console.texts import text
@@ -96,7 +96,7 @@ def _charts(report: KpiReport, group_by: GroupBy, lang: str, f: Formats, *, chai
     def series(key: str, values: list[float | None]) -> Series:
         return Series(t(key), values)
 
-    def chart(chart_id: str, title: str, *lines: Series, fmt: Any, top: float | None = None) -> Chart:
+    def chart(chart_id: str, title: str, *lines: Series, fmt: Format, top: float | None = None) -> Chart:
         built = line_chart(chart_id, t(title), periods, lines, fmt, top=top)
         # The table names each period in full (the axis has only room for "03.02").
         full = [_period_label(r, group_by, f) for r in rows]

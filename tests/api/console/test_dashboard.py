@@ -121,6 +121,11 @@ async def test_a_marketer_reads_the_month_by_store_and_period(
     await expect(page.get_by_test_id("identified_receipts")).to_contain_text("66.67%")
     await expect(page.get_by_role("figure", name="Points liability")).to_be_visible()
 
+    # A long period is charted by week (a point a day would blur), still with the whole period's figures.
+    await show(page, date(2025, 9, 1), date(2026, 2, 28), "store-1")
+    await expect(page.get_by_role("heading", name="By week")).to_be_visible()
+    await expect(page.get_by_test_id("identified_receipts")).to_contain_text("75%")
+
     # A period without a purchase says so rather than drawing empty frames.
     await show(page, date(2025, 6, 1), date(2025, 6, 30), "")
     await expect(page.get_by_role("status")).to_have_text("No purchases in this period.")
