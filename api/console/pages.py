@@ -148,6 +148,8 @@ def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
     items = [("nav.home", PATH)]
     if session.may(Permission.CARDS):
         items.append(("nav.customers", f"{PATH}/customers"))
+    if session.may(Permission.PROMOTIONS_READ):
+        items.append(("nav.promotions", f"{PATH}/promotions"))
     if session.may(Permission.STORES):
         items.append(("nav.stores", f"{PATH}/stores"))
     if session.may(Permission.STAFF):
@@ -746,10 +748,14 @@ class _RoleError(DomainError):
     kind = "invalid"
 
 
+# The console's areas in modules of their own build on this module's helpers, so they come after them.
+from api.console.promotions import ConsolePromotionController  # noqa: E402
+
 CONSOLE_CONTROLLERS: Final = [
     ConsoleSignInController,
     ConsoleController,
     ConsoleCustomerController,
     ConsoleStoreController,
     ConsoleStaffController,
+    ConsolePromotionController,
 ]
