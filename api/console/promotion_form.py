@@ -171,7 +171,13 @@ def promotion_of(form: Form, zone: ZoneInfo, message: Callable[[str], str]) -> P
     try:
         return parse_promotion(body)
     except DomainError as exc:
-        raise FormErrors({input_of(exc.field): exc.message}) from None
+        raise FormErrors({input_of(exc.field): said(exc)}) from None
+
+
+def said(exc: DomainError) -> str:
+    """The domain's message without the field it names first (it is shown beside that field)."""
+    prefix = f"{exc.field}: "
+    return exc.message.removeprefix(prefix) if exc.field else exc.message
 
 
 def input_of(field: str | None) -> str:

@@ -366,7 +366,7 @@ class ConsolePromotionController(Controller):
         except pf.FormErrors as exc:
             return await self._editor(request, form, promotion_id=promotion_id, status=422, errors=exc.errors)
         except DomainError as exc:
-            errors = {pf.input_of(exc.field): exc.message}
+            errors = {pf.input_of(exc.field): pf.said(exc)}
             return await self._editor(request, form, promotion_id=promotion_id, status=_status(exc), errors=errors)
         return _done(request, f"{HERE}/{view.id}", text(lang, done, id=view.id))
 
