@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from engine.promotions.model import Promotion, parse_promotion
+from engine.promotions.store import flatten
 from kartka.errors import DomainError
 
 Kind = Literal["text", "int", "money", "points", "percent", "factor", "list", "check", "checks", "datetime", "days"]
@@ -200,7 +201,7 @@ def input_of(field: str | None) -> str:
 
 def form_of(promotion: Promotion, zone: ZoneInfo) -> Form:
     """The editor's inputs for a stored promotion (the inverse of :func:`promotion_of`)."""
-    flat = _flatten(msgspec.to_builtins(promotion))
+    flat = flatten(msgspec.to_builtins(promotion))
     form: Form = {}
     for name, kind in FIELDS.items():
         form[name] = shown(name, flat.get(name), zone, kind=kind)
@@ -280,12 +281,3 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
     for part in parents:
         body = body.setdefault(part, {})
     body[leaf] = value
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}

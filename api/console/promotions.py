@@ -98,7 +98,13 @@ def summary(promotion: Promotion, services: Services, t: Callable[[str], str]) -
     form = pf.form_of(promotion, services.program.zone)
     wanted = pf.BENEFIT_FIELDS[form["benefit.type"]]
     rows = [(label("benefit.type", t), t(f"pf.type.{form['benefit.type']}"))]
-    for name in pf.FIELDS:
+    benefit = [name for name in pf.FIELDS if name.startswith("benefit.")]
+    for name in (
+        "title.ru",
+        "title.en",
+        *benefit,
+        *(n for n in pf.FIELDS if n not in benefit and not n.startswith("title.")),
+    ):
         value = form[name]
         if not value or name == "benefit.type":
             continue

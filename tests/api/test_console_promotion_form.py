@@ -20,6 +20,7 @@ from api.console.promotion_form import (
     read,
 )
 from engine.promotions.model import parse_promotion
+from engine.promotions.store import diff
 
 ZONE = ZoneInfo("Europe/Minsk")
 MILK = {"skus": ["milk", "kefir"], "categories": ["dairy"]}
@@ -157,3 +158,13 @@ def test_a_field_the_editor_has_no_input_for_is_said_above_the_form() -> None:
     assert input_of("limits.per_customer") == "limits.per_customer.count"
     assert input_of("body") == ""
     assert input_of(None) == ""
+
+
+def test_the_history_names_only_what_changed() -> None:
+    """An edit's diff compares the stored JSON (lists) with the new object (a struct's tuples)."""
+    stored = parse_promotion({"title": {"en": "Milk"}, "benefit": {"type": "no_redeem", "lines": {"skus": ["milk"]}}})
+    edited = parse_promotion({"title": {"en": "Milk!"}, "benefit": {"type": "no_redeem", "lines": {"skus": ["milk"]}}})
+    before = msgspec.json.decode(msgspec.json.encode(stored))
+    assert [(c.field, c.old, c.new) for c in diff(before, msgspec.to_builtins(edited))] == [
+        ("title.en", "Milk", "Milk!")
+    ]
