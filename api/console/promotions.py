@@ -40,7 +40,7 @@ from api.console.texts import TEXTS, text
 from api.controllers.promotions import PromotionId, Rejection
 from api.state import Services
 from engine.promotions.model import Group, Promotion, parse_group
-from engine.promotions.store import HistoryEntry, ManagedRemotely, PromotionView, Status
+from engine.promotions.store import HistoryEntry, ManagedRemotely, PromotionView, Status, flatten
 from engine.promotions.trial import BacktestInput, PromotionPreviewInput, Trials
 from kartka.db import Connection
 from kartka.errors import DomainError
@@ -80,12 +80,43 @@ def _said(value: Any) -> str:
     return str(value)
 
 
-def shown_value(name: str, value: Any, services: Services, t: Callable[[str], str]) -> str:
-    """A value of the promotion object as a person reads it (``3000`` basis points → ``30``)."""
+_SELECTOR_PARENTS: Final = (*(f"benefit.{selector}" for selector in pf.SELECTORS), "condition.lines")
+
+
+def _order() -> tuple[str, ...]:
+    """The order a promotion's fields are read in: its name, its benefit, then as the editor lays them
+    out, each selector (``{}`` for every line) just before its parts."""
+    names = ["title.ru", "title.en", *(n for n in pf.FIELDS if n.startswith("benefit."))]
+    names += [n for n in pf.FIELDS if n not in names]
+    order: list[str] = []
+    for name in names:
+        parent = name.rsplit(".", 1)[0]
+        if parent in _SELECTOR_PARENTS and parent not in order:
+            order.append(parent)
+        order.append(name)
+    return tuple(order)
+
+
+ORDER: Final = _order()
+
+
+def shown_value(name: str, value: Any, services: Services, t: Callable[[str], str]) -> str:  # noqa: PLR0911
+    """A value of the promotion object as a person reads it (``3000`` basis points → ``30``, ISO
+    weekdays as day names, an empty selector as "every line")."""
     if value is None:
         return "—"
-    if name == "benefit.type":
-        return t(f"pf.type.{value}")
+    if value == {} and name in _SELECTOR_PARENTS:
+        return t("pf.any_line")
+    if name in ("benefit.type", "benefit.pick"):
+        return t(f"pf.{name.split('.')[1]}.{value}")
+    if name == "audience.personal":
+        return t("yes" if value else "no")
+    if name in ("where.channels", "when.weekdays") and isinstance(value, list | tuple):
+        kind = "channel" if name == "where.channels" else "day"
+        return ", ".join(t(f"pf.{kind}.{v}") for v in value)
+    if pf.FIELDS.get(name) == "datetime":
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return moment.astimezone(services.program.zone).strftime("%d.%m.%Y %H:%M")
     if name in pf.FIELDS:
         return _said(pf.shown(name, value, services.program.zone))
     if isinstance(value, str):
@@ -94,32 +125,11 @@ def shown_value(name: str, value: Any, services: Services, t: Callable[[str], st
 
 
 def summary(promotion: Promotion, services: Services, t: Callable[[str], str]) -> list[tuple[str, str]]:
-    """The promotion's filled-in fields, labelled, in the editor's order."""
-    form = pf.form_of(promotion, services.program.zone)
-    wanted = pf.BENEFIT_FIELDS[form["benefit.type"]]
-    rows = [(label("benefit.type", t), t(f"pf.type.{form['benefit.type']}"))]
-    benefit = [name for name in pf.FIELDS if name.startswith("benefit.")]
-    for name in (
-        "title.ru",
-        "title.en",
-        *benefit,
-        *(n for n in pf.FIELDS if n not in benefit and not n.startswith("title.")),
-    ):
-        value = form[name]
-        if not value or name == "benefit.type":
-            continue
-        if name.startswith("benefit.") and name.split(".")[1] not in wanted:
-            continue
-        if name == "audience.personal":
-            value = t("yes")
-        elif name == "where.channels":
-            value = [t(f"pf.channel.{c}") for c in value]
-        elif name == "when.weekdays":
-            value = [t(f"pf.day.{d}") for d in value]
-        elif name == "benefit.pick":
-            value = t(f"pf.pick.{value}")
-        rows.append((label(name, t), _said(value)))
-    return rows
+    """The promotion's filled-in fields, labelled, in the order people read them."""
+    flat = flatten(msgspec.json.decode(msgspec.json.encode(promotion)))
+    rank = {name: n for n, name in enumerate(ORDER)}
+    named = sorted((name for name in flat if name != "id"), key=lambda name: (rank.get(name, len(rank)), name))
+    return [(label(name, t), shown_value(name, flat[name], services, t)) for name in named]
 
 
 class _Change(msgspec.Struct, frozen=True):

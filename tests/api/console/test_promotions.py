@@ -174,6 +174,7 @@ async def test_a_marketer_drafts_an_admin_approves_and_the_tills_price_it_within
         history = page.get_by_test_id("history-entry")
         edited = history.filter(has=page.get_by_role("heading", name="edited"))
         await expect(edited.get_by_role("row", name="Discount, % 10 20")).to_be_visible()
+        await expect(edited.locator("tbody tr")).to_have_count(1)  # only what changed
         await expect(edited).to_contain_text("masha")
         approved_entry = history.filter(has=page.get_by_role("heading", name="approved"))
         await expect(approved_entry).to_contain_text("ada")
@@ -232,6 +233,10 @@ async def test_the_author_cannot_approve_and_another_admin_rejects_with_a_reason
 
     await context.clear_cookies()
     await sign_in_as(page, "bob", here)
+    draft = page.get_by_role("region", name="Draft revision 1")
+    await expect(draft).to_contain_text("Mon, Tue, Wed, Thu, Fri")
+    await expect(draft).to_contain_text("09.03.2026 00:00")
+    await expect(page.get_by_test_id("status")).to_have_text("waiting for approval")
     await look(page, "promotion-pending")
     await page.get_by_role("button", name="Reject").click()  # no reason: the browser asks for one
     await expect(page.get_by_test_id("status")).to_have_text("waiting for approval")
