@@ -12,6 +12,7 @@ decides, and its refusal is shown next to the field (or above the page) it is ab
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
@@ -40,7 +41,7 @@ from api.console.texts import TEXTS, text
 from api.controllers.promotions import PromotionId, Rejection
 from api.state import Services
 from engine.promotions.model import Group, Promotion, parse_group
-from engine.promotions.store import HistoryEntry, ManagedRemotely, PromotionView, Status, flatten
+from engine.promotions.store import ID_PATTERN, HistoryEntry, ManagedRemotely, PromotionView, Status, flatten
 from engine.promotions.trial import BacktestInput, PromotionPreviewInput, Trials
 from kartka.db import Connection
 from kartka.errors import DomainError
@@ -299,13 +300,17 @@ class ConsolePromotionController(Controller):
         lang = language(request)
         form = {k: str(data.get(k) or "").strip() for k in ("id", "mode", "priority", "max_discount_bp")}
         body: dict[str, Any] = {"mode": form["mode"] or "exclusive"}
-        try:
-            if form["priority"]:
-                body["priority"] = pf.typed(form["priority"], "int", services.program.zone)
-            if form["max_discount_bp"]:
-                body["max_discount_bp"] = pf.scaled(form["max_discount_bp"], 2)
-        except ValueError:
-            return await self._list(request, status=422, errors={"group": text(lang, "pf.bad.percent")}, form=form)
+        problem = None
+        if not re.fullmatch(ID_PATTERN, form["id"]):  # what the admin API's path allows
+            problem = text(lang, "pg.bad_id")
+        for name, kind in (("priority", "int"), ("max_discount_bp", "percent")):
+            try:
+                if form[name]:
+                    body[name] = pf.typed(form[name], kind, services.program.zone)  # type: ignore[arg-type]
+            except ValueError:
+                problem = problem or text(lang, f"pf.bad.{kind}")
+        if problem:
+            return await self._list(request, status=422, errors={"group": problem}, form=form)
         try:
             rules: Group = parse_group(body)
             async with _transaction(request) as tx:
