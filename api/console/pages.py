@@ -748,7 +748,8 @@ class _RoleError(DomainError):
     kind = "invalid"
 
 
-# The console's areas in modules of their own build on this module's helpers, so they come after them.
+# The console's areas in modules of their own build on this module's helpers, so they come after them
+# (import this module, or the app, before theirs).
 from api.console.promotions import ConsolePromotionController  # noqa: E402
 
 CONSOLE_CONTROLLERS: Final = [
