@@ -152,6 +152,8 @@ def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
         items.append(("nav.dashboard", f"{PATH}/dashboard"))
     if session.may(Permission.CARDS):
         items.append(("nav.customers", f"{PATH}/customers"))
+    if session.may(Permission.PROMOTIONS_READ):
+        items.append(("nav.promotions", f"{PATH}/promotions"))
     if session.may(Permission.STORES):
         items.append(("nav.stores", f"{PATH}/stores"))
     if session.may(Permission.STAFF):
@@ -759,8 +761,10 @@ class _RoleError(DomainError):
     kind = "invalid"
 
 
-# The dashboard's module builds on this one's helpers, so it is imported once they exist.
+# The console's areas in modules of their own build on this module's helpers, so they come after them
+# (import this module, or the app, before theirs).
 from api.console.dashboard import ConsoleDashboardController, ConsoleStaffStoresController  # noqa: E402
+from api.console.promotions import ConsolePromotionController  # noqa: E402
 
 CONSOLE_CONTROLLERS: Final = [
     ConsoleSignInController,
@@ -770,4 +774,5 @@ CONSOLE_CONTROLLERS: Final = [
     ConsoleStaffController,
     ConsoleStaffStoresController,
     ConsoleDashboardController,
+    ConsolePromotionController,
 ]
