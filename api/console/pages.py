@@ -148,6 +148,8 @@ def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
     items = [("nav.home", PATH)]
     if session.may(Permission.CARDS):
         items.append(("nav.customers", f"{PATH}/customers"))
+    if session.may(Permission.CAMPAIGNS):
+        items += [("nav.segments", f"{PATH}/segments"), ("nav.campaigns", f"{PATH}/campaigns")]
     if session.may(Permission.STORES):
         items.append(("nav.stores", f"{PATH}/stores"))
     if session.may(Permission.STAFF):
@@ -746,10 +748,16 @@ class _RoleError(DomainError):
     kind = "invalid"
 
 
+# The areas in modules of their own build on the helpers above, so they are imported once those exist.
+from api.console.campaigns import ConsoleCampaignController  # noqa: E402
+from api.console.segments import ConsoleSegmentController  # noqa: E402
+
 CONSOLE_CONTROLLERS: Final = [
     ConsoleSignInController,
     ConsoleController,
     ConsoleCustomerController,
     ConsoleStoreController,
     ConsoleStaffController,
+    ConsoleSegmentController,
+    ConsoleCampaignController,
 ]
