@@ -153,11 +153,12 @@ class ConsoleCampaignController(Controller):
     async def count_parts(
         self,
         request: Request[Any, Any, State],
-        lang: Annotated[str, QueryParameter(pattern="^(ru|en)$")] = "ru",
+        of: Annotated[str, QueryParameter(pattern="^(ru|en)$")] = "ru",
     ) -> Template:
-        """The part counter of one text as it is typed (htmx): the text comes as ``text_<lang>``."""
-        message = request.query_params.get(f"text_{lang}", "")[:2000]
-        return render(request, "console/campaigns/parts.html", c=parts(lang, message))
+        """The part counter of one text as it is typed (htmx): the text in language ``of`` comes as
+        ``text_<of>`` (``lang`` is the console's own language)."""
+        message = request.query_params.get(f"text_{of}", "")[:2000]
+        return render(request, "console/campaigns/parts.html", c=parts(of, message))
 
     @post("/", media_type="text/html", status_code=200)
     async def create(self, request: Request[Any, Any, State]) -> Response[Any]:

@@ -10,7 +10,7 @@ grid is :mod:`analytics.segments_report`'s, exactly as the admin API calls them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
 from typing import Annotated, Any, Final
 
@@ -44,6 +44,8 @@ from wallet.program import Program
 from wallet.stores import list_stores
 
 SEGMENTS: Final = f"{PATH}/segments"
+#: Shoppers on a page of a segment's members.
+MEMBERS_PAGE: Final = 20
 #: Form fields holding many values (checkboxes), and the rule field each becomes.
 _LISTS: Final = ("tiers", "sources", "home_stores", "rfm", "lifecycle", "any_of", "none_of")
 #: Range fields: the form's ``<name>_min`` / ``<name>_max`` and how their text is read.
@@ -216,6 +218,7 @@ class ConsoleSegmentController(Controller):
             rfm_names=[(name, label(lang, "rfm", name)) for name in services.program.rfm.segments],
             lifecycles=[(name, label(lang, "lc", name)) for name in LIFECYCLE_ORDER],
             sources=[(s.value, label(lang, "src", s.value)) for s in Source],
+            label_of=_names(request),
             **preview,
         )
 
@@ -247,7 +250,7 @@ class ConsoleSegmentController(Controller):
         async with _services(request).pool.acquire() as conn:
             preview = await self._preview(request, conn, form)
         status = 200 if preview["problem"] is None else 422
-        return render(request, "console/segments/preview.html", status=status, **preview)
+        return render(request, "console/segments/preview.html", status=status, label_of=_names(request), **preview)
 
     @post("/", media_type="text/html", status_code=200)
     async def save(self, request: Request[Any, Any, State]) -> Response[Any]:
@@ -302,7 +305,12 @@ class ConsoleSegmentController(Controller):
             async with services.pool.acquire() as conn:
                 segment = await segments.get(conn, segment_id[:64])
                 page = await segments.members(
-                    conn, segment.id, cursor=cursor, limit=25, program=services.program, now=services.clock.now()
+                    conn,
+                    segment.id,
+                    cursor=cursor,
+                    limit=MEMBERS_PAGE,
+                    program=services.program,
+                    now=services.clock.now(),
                 )
         except DomainError as exc:
             return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
@@ -313,6 +321,7 @@ class ConsoleSegmentController(Controller):
             page=page,
             cursor=cursor,
             rule=describe(segment.rule, lang, services.program),
+            label_of=_names(request),
         )
 
     @get("/{segment_id:str}/edit", media_type="text/html")
@@ -341,6 +350,12 @@ class ConsoleSegmentController(Controller):
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="segment-{segment_id[:64]}.csv"'},
         )
+
+
+def _names(request: Request[Any, Any, State]) -> Callable[[str, str], str]:
+    """``name(kind, value)`` for the templates: :func:`label` in the person's language."""
+    lang = language(request)
+    return lambda kind, value: label(lang, kind, value)
 
 
 def label(lang: str, kind: str, name: str) -> str:
