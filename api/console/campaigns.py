@@ -9,6 +9,7 @@ one the campaign's validation uses (:func:`notifications.templates.sms_segments`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -37,6 +38,7 @@ from api.console.texts import text
 from kartka.bounds import INT64_MAX
 from kartka.errors import DomainError
 from kartka.staff import Permission
+from kartka.texts import format_percent
 from notifications import campaigns
 from notifications.campaigns import MAX_SMS_PARTS, CampaignInput
 from notifications.templates import sms_segments
@@ -175,7 +177,7 @@ class ConsoleCampaignController(Controller):
             error = text(lang, "cmp.unreadable", field=text(lang, f"cmp.{exc.field}"))
             return await self._compose(request, form, status=422, error=error)
         except msgspec.ValidationError as exc:
-            return await self._compose(request, form, status=422, error=text(lang, "error", message=str(exc)))
+            return await self._compose(request, form, status=422, error=_explain(lang, exc))
         if data.segment.id is None:
             return await self._compose(request, form, status=422, error=text(lang, "cmp.no_segment"))
         try:
@@ -206,4 +208,41 @@ class ConsoleCampaignController(Controller):
                 )
         except DomainError as exc:
             return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
-        return render(request, "console/campaigns/show.html", campaign=campaign, report=report)
+        lang = language(request)
+        return render(
+            request,
+            "console/campaigns/show.html",
+            campaign=campaign,
+            report=report,
+            percent=lambda fraction: f"{format_percent(round(fraction * 10_000), lang)}\u00a0%",
+            points_diff=lambda fraction: text(
+                lang, "cmp.pp", value=_signed(format_percent(round(fraction * 10_000), lang))
+            ),
+        )
+
+
+def _signed(number: str) -> str:
+    return number if number.startswith("-") or number == "0" else f"+{number}"
+
+
+#: Fields of the campaign the console names in its own words when the campaign's checks refuse them.
+_FIELDS: Final = {
+    "name": "cmp.name",
+    "texts": "cmp.text_ru",
+    "channels": "cmp.channels",
+    "segment": "cmp.segment",
+    "start_at": "cmp.start_at",
+    "rate_per_minute": "cmp.rate_per_minute",
+    "control_share_bp": "cmp.control_share",
+}
+_AT: Final = re.compile(r" - at `\$\.?([a-z_]*)[^`]*`")
+
+
+def _explain(lang: str, exc: msgspec.ValidationError) -> str:
+    """The campaign's own check, named by the form's field (the control share in percent, as typed)."""
+    found = _AT.search(str(exc))
+    field = found.group(1) if found else ""
+    if field == "control_share_bp":
+        return text(lang, "cmp.bad_share")
+    message = _AT.sub("", str(exc))
+    return text(lang, "cmp.invalid", field=text(lang, _FIELDS[field]), message=message) if field in _FIELDS else message

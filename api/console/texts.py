@@ -319,7 +319,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cmp.status.done": "отправлена",
         "cmp.recipients": "Получатели",
         "cmp.control": "Контрольная группа",
-        "cmp.held_out": "{count} покупателей ({share}%)",
+        "cmp.held_out": "{count} покупателей ({share})",
         "cmp.excluding": "кроме: {ids}",
         "cmp.messages": "Сообщения",
         "cmp.queued": "В очереди",
@@ -340,6 +340,9 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cmp.orders": "Покупок",
         "cmp.revenue": "Выручка",
         "cmp.per_customer": "Выручка на покупателя",
+        "cmp.pp": "{value} п. п.",
+        "cmp.bad_share": "Контрольная группа: от 0 до 50 % получателей.",
+        "cmp.invalid": "«{field}»: {message}",
     },
     "en": {
         "app": "Kartka console",
@@ -652,7 +655,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cmp.status.done": "sent",
         "cmp.recipients": "Recipients",
         "cmp.control": "Control group",
-        "cmp.held_out": "{count} shoppers ({share}%)",
+        "cmp.held_out": "{count} shoppers ({share})",
         "cmp.excluding": "leaving out: {ids}",
         "cmp.messages": "Messages",
         "cmp.queued": "Queued",
@@ -673,6 +676,9 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cmp.orders": "Purchases",
         "cmp.revenue": "Revenue",
         "cmp.per_customer": "Revenue per shopper",
+        "cmp.pp": "{value} pp",
+        "cmp.bad_share": "Control group: 0 to 50% of the recipients.",
+        "cmp.invalid": "“{field}”: {message}",
     },
 }
 

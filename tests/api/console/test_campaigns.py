@@ -112,7 +112,7 @@ async def test_a_marketer_composes_schedules_and_reads_a_campaign_against_its_co
     await look(page, "campaign-compose")
     await page.get_by_role("button", name="Schedule the campaign").click()
     # Refused by the campaign's own checks (at most half held out); the form keeps what was typed.
-    await expect(page.get_by_role("alert")).to_contain_text("control_share_bp")
+    await expect(page.get_by_role("alert")).to_have_text("Control group: 0 to 50% of the recipients.")
     await expect(page.get_by_label("Text in Russian")).to_have_value(RU)
     await expect(page.get_by_label("Store 2")).to_be_checked()
     await page.get_by_label("Control group, %").fill("50")
