@@ -154,6 +154,8 @@ def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
         items.append(("nav.customers", f"{PATH}/customers"))
     if session.may(Permission.PROMOTIONS_READ):
         items.append(("nav.promotions", f"{PATH}/promotions"))
+    if session.may(Permission.CAMPAIGNS):
+        items += [("nav.segments", f"{PATH}/segments"), ("nav.campaigns", f"{PATH}/campaigns")]
     if session.may(Permission.STORES):
         items.append(("nav.stores", f"{PATH}/stores"))
     if session.may(Permission.STAFF):
@@ -763,8 +765,10 @@ class _RoleError(DomainError):
 
 # The console's areas in modules of their own build on this module's helpers, so they come after them
 # (import this module, or the app, before theirs).
+from api.console.campaigns import ConsoleCampaignController  # noqa: E402
 from api.console.dashboard import ConsoleDashboardController, ConsoleStaffStoresController  # noqa: E402
 from api.console.promotions import ConsolePromotionController  # noqa: E402
+from api.console.segments import ConsoleSegmentController  # noqa: E402
 
 CONSOLE_CONTROLLERS: Final = [
     ConsoleSignInController,
@@ -775,4 +779,6 @@ CONSOLE_CONTROLLERS: Final = [
     ConsoleStaffStoresController,
     ConsoleDashboardController,
     ConsolePromotionController,
+    ConsoleSegmentController,
+    ConsoleCampaignController,
 ]
