@@ -164,7 +164,7 @@ async def test_a_store_manager_sees_their_store_only(
     await expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     # She helps shoppers at the counter like support, and leaves the stores and staff to admins.
     nav = page.get_by_role("navigation")
-    await expect(nav.get_by_role("link")).to_have_text(["Home", "Dashboard", "Shoppers"])
+    await expect(nav.get_by_role("link")).to_have_text(["Home", "Dashboard", "Shoppers", "Promotions"])
 
     # The admin API holds her to the same stores.
     async with httpx.AsyncClient(base_url=served.base) as api:
