@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from analytics.kpis import Counts, KpiRow, row
+from kartka.bounds import check_day
 from kartka.db import Connection
 from kartka.errors import InvalidInput
 from wallet.program import Program
@@ -50,6 +51,17 @@ def _key(group_by: GroupBy | None, day: str) -> str:
         "store": "t.store",
         "source": "t.source",
     }[group_by]
+
+
+def check_period(first: date, end: date) -> None:
+    """A report's period: ``end`` exclusive and after ``first``, at most :data:`MAX_DAYS`, within the
+    years a calendar holds."""
+    check_day(first, "from")
+    check_day(end, "to")
+    if end <= first:
+        raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
+    if (end - first).days > MAX_DAYS:
+        raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
 
 
 def _local_midnight(day: date, program: Program) -> datetime:
@@ -127,10 +139,7 @@ class KpiService:
     async def report(
         self, conn: Connection, *, first: date, end: date, store: str | None, group_by: GroupBy | None
     ) -> KpiReport:
-        if end <= first:
-            raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
-        if (end - first).days > MAX_DAYS:
-            raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
+        check_period(first, end)
         # One snapshot for all the report's statements; no JIT (compiling its plans costs more than running
         # them, seconds on a busy machine).
         async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -331,10 +340,7 @@ async def promotions(
 
     The rows come from what the orders recorded, whichever engine priced them; a promotion's title and
     the rest of it are the managed promotions' (``GET /v1/admin/promotions/{id}``)."""
-    if end <= first:
-        raise InvalidInput("`to` must be after `from` (it is exclusive)", field="to")
-    if (end - first).days > MAX_DAYS:
-        raise InvalidInput(f"a report covers at most {MAX_DAYS} days", field="to")
+    check_period(first, end)
     found = await conn.fetch(_PROMOTIONS, _local_midnight(first, program), _local_midnight(end, program), store)
     return PromotionReport(
         from_=first,

@@ -29,6 +29,8 @@ from wallet.program import Program
 
 SEGMENT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 SegmentId = Annotated[str, msgspec.Meta(pattern=SEGMENT_ID_PATTERN)]
+#: Ids that name a page beside the segments (``/console/segments/new``, ``/rfm``, ``/preview``).
+RESERVED_IDS: Final = frozenset({"new", "rfm", "preview"})
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Points = Annotated[int, msgspec.Meta(ge=-(10**15), le=10**15)]
@@ -374,20 +376,54 @@ async def count(conn: Connection, rule: Rule, *, now: datetime, program: Program
     return size
 
 
+class SegmentChanged(Conflict):
+    code = "segment-changed"
+
+
+#: ``put``'s ``expect`` for a save that must create: an existing segment of that id is refused.
+NEW: Final = "new"
+
+
 async def put(
-    conn: Connection, segment_id: str, data: SegmentInput, *, program: Program, now: datetime, actor: str | None
+    conn: Connection,
+    segment_id: str,
+    data: SegmentInput,
+    *,
+    program: Program,
+    now: datetime,
+    actor: str | None,
+    expect: datetime | str | None = None,
 ) -> tuple[Segment, bool]:
-    """Create or replace a segment (counted at once); True when it was created."""
+    """Create or replace a segment (counted at once); True when it was created.
+
+    ``expect`` guards against overwriting what the caller never saw: :data:`NEW` refuses an existing
+    id, a time refuses a segment changed since (its ``updated_at`` differs); None replaces whatever is
+    there (the admin API's PUT)."""
     _check_names(data.rule, program)
     async with conn.transaction():
-        return await _put(conn, segment_id, data, program=program, now=now, actor=actor)
+        return await _put(conn, segment_id, data, program=program, now=now, actor=actor, expect=expect)
 
 
 async def _put(
-    conn: Connection, segment_id: str, data: SegmentInput, *, program: Program, now: datetime, actor: str | None
+    conn: Connection,
+    segment_id: str,
+    data: SegmentInput,
+    *,
+    program: Program,
+    now: datetime,
+    actor: str | None,
+    expect: datetime | str | None,
 ) -> tuple[Segment, bool]:
+    if segment_id in RESERVED_IDS:
+        raise InvalidInput(f"{segment_id!r} is a reserved word, not a segment id", field="id")
     # Two saves that would close a cycle between them must not pass each other's check.
     await conn.execute("LOCK TABLE segments IN SHARE ROW EXCLUSIVE MODE")
+    if expect is not None:
+        current = await conn.fetchval("SELECT updated_at FROM segments WHERE id = $1", segment_id)
+        if expect == NEW and current is not None:
+            raise SegmentChanged(f"a segment {segment_id!r} already exists", field="id")
+        if isinstance(expect, datetime) and current != expect:
+            raise SegmentChanged(f"segment {segment_id!r} was changed or deleted since it was opened", field="id")
     rules = await _rules(conn)
     missing = sorted(data.rule.refs() - set(rules) - {segment_id})
     if missing:

@@ -12,10 +12,12 @@ day added. The protocol values (PassKit update tags, HTTP dates) have parsers he
 from __future__ import annotations
 
 import email.utils
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Final
 
 import msgspec
+
+from kartka.errors import InvalidInput
 
 INT64_MAX: Final = 2**63 - 1
 #: A ``bigserial`` id in a path or body.
@@ -42,6 +44,22 @@ def check_instant(value: datetime | None, field: str) -> None:
         inside = False
     if not inside:
         raise ValueError(f"{field} must be between {EARLIEST.year} and {LATEST.year}")
+
+
+def parse_day(text: str) -> date | None:
+    """A calendar day as ``YYYY-MM-DD`` between 1900 and 2200 (a day past them overflows the arithmetic
+    around it: the next midnight, a time zone), else None."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return day if EARLIEST.date() <= day < LATEST.date() else None
+
+
+def check_day(day: date, field: str) -> None:
+    """Raise ``InvalidInput`` for a day outside 1900–2200."""
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise InvalidInput(f"`{field}` must be between {EARLIEST.year} and {LATEST.year}", field=field)
 
 
 def parse_unix_seconds(text: str | None) -> datetime | None:

@@ -74,9 +74,8 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
         {Permission.CAMPAIGNS, Permission.PROMOTIONS, Permission.PROMOTIONS_READ, Permission.REPORTS}
     ),
     Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}),
-    Role.STORE_MANAGER: frozenset(
-        {Permission.STORE_REPORTS, Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}
-    ),
+    # Not promotions_read: a promotion's usage and backtest are the whole chain's figures.
+    Role.STORE_MANAGER: frozenset({Permission.STORE_REPORTS, Permission.GRANT_POINTS, Permission.CARDS}),
 }
 
 

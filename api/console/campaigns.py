@@ -86,7 +86,7 @@ def campaign_of(form: Form, program: Program) -> dict[str, Any]:
             raise _Unreadable("start_at") from None
     rate = _one(form, "rate_per_minute")
     if rate:
-        if not rate.isdigit():
+        if not (rate.isascii() and rate.isdigit()) or len(rate) > 9:
             raise _Unreadable("rate_per_minute")
         body["rate_per_minute"] = int(rate)
     share = _one(form, "control_share")

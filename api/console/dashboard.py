@@ -24,6 +24,7 @@ from api.console.pages import STAFF, _done, _stale_form, _status, language, rend
 from api.console.session import PATH, StaffSession
 from api.console.texts import text
 from api.state import Services, services_of
+from kartka.bounds import parse_day
 from kartka.errors import DomainError, Forbidden
 from kartka.staff import Permission, Reach, assign_stores, reach_of
 from kartka.texts import format_date, format_percent, format_points
@@ -213,10 +214,7 @@ def _parse_day(value: str, default: date) -> date | None:
     value = value.strip()
     if not value:
         return default
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
+    return parse_day(value)
 
 
 def _stores_for(reach: Reach, known: list[str]) -> list[str]:

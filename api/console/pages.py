@@ -39,7 +39,7 @@ from kartka.staff import (
     staff_stores,
     unlock_staff,
 )
-from kartka.texts import format_points
+from kartka.texts import format_percent, format_points
 from kartka.tokens import Audience, Claims, SubjectKind, end_session
 from notifications.history import messages_for
 from wallet import ledger, support
@@ -203,6 +203,11 @@ def render(
     def money(minor: int) -> str:
         return f"{format_points(minor, lang)}\u00a0{program.currency}"
 
+    def percent(share: float) -> str:
+        """A share (0–1) as the language writes a percentage ("12,3 %" in Russian)."""
+        number = format_percent(round(share * 10_000), lang)
+        return f"{number}\u00a0%" if lang == "ru" else f"{number}%"
+
     def here(**params: str) -> str:
         """This page's address with ``params`` changed (the language switch keeps the search)."""
         query = dict(request.query_params)
@@ -218,6 +223,7 @@ def render(
             "when": when,
             "amount": amount,
             "money": money,
+            "percent": percent,
             "here": here,
             "staff": session,
             "csrf": sessions.csrf(session) if session is not None else "",

@@ -43,6 +43,7 @@ from api.state import Services
 from engine.promotions.model import Group, Promotion, parse_group
 from engine.promotions.store import ID_PATTERN, HistoryEntry, ManagedRemotely, PromotionView, Status, flatten
 from engine.promotions.trial import BacktestInput, PromotionPreviewInput, Trials
+from kartka.bounds import parse_day
 from kartka.db import Connection
 from kartka.errors import DomainError
 from kartka.staff import Permission
@@ -241,10 +242,11 @@ def backtest_input(form: Any, services: Services, t: Callable[[str], str]) -> Ba
     errors: dict[str, str] = {}
     days: dict[str, date] = {}
     for part in ("from", "to"):
-        try:
-            days[part] = date.fromisoformat(str(form.get(part) or "").strip())
-        except ValueError:
+        day = parse_day(str(form.get(part) or ""))
+        if day is None:
             errors[part] = t("pf.bad.date")
+        else:
+            days[part] = day
     if errors:
         raise pf.FormErrors(errors)
     start = datetime.combine(days["from"], time(), zone)

@@ -68,6 +68,16 @@ def _one(form: Form, name: str) -> str:
     return values[0].strip()
 
 
+def _version(form: Form) -> datetime | str:
+    """What the person saw when they opened the builder: a new segment, or the one saved at that time.
+    A form without it (or with a forged one) may only create."""
+    raw = _one(form, "version")
+    try:
+        return datetime.fromisoformat(raw) if raw and raw != segments.NEW else segments.NEW
+    except ValueError:
+        return segments.NEW
+
+
 def _number(form: Form, name: str, money: bool) -> int | None:
     raw = _one(form, name)
     if not raw:
@@ -238,7 +248,7 @@ class ConsoleSegmentController(Controller):
     async def new(self, request: Request[Any, Any, State]) -> Template:
         """The builder; its fields may come in the query (an RFM cell links here with its scores)."""
         form = {key: request.query_params.getall(key) for key in request.query_params if key != "lang"}
-        return await self._builder(request, form)
+        return await self._builder(request, form | {"version": [segments.NEW]})
 
     @post("/preview", media_type="text/html", status_code=200)
     async def preview(self, request: Request[Any, Any, State]) -> Response[Any]:
@@ -253,7 +263,7 @@ class ConsoleSegmentController(Controller):
         return render(request, "console/segments/preview.html", status=status, label_of=_names(request), **preview)
 
     @post("/", media_type="text/html", status_code=200)
-    async def save(self, request: Request[Any, Any, State]) -> Response[Any]:
+    async def save(self, request: Request[Any, Any, State]) -> Response[Any]:  # noqa: PLR0911 - one answer per refusal
         services = _services(request)
         lang = language(request)
         raw = await request.form()
@@ -278,7 +288,11 @@ class ConsoleSegmentController(Controller):
                     program=services.program,
                     now=services.clock.now(),
                     actor=f"staff:{session.staff}",
+                    expect=_version(form),
                 )
+        except segments.SegmentChanged:
+            message = text(lang, "seg.changed", id=segment_id)
+            return await self._builder(request, form, status=409, error=message)
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
             return await self._builder(request, form, status=_status(exc), error=message)
@@ -332,7 +346,11 @@ class ConsoleSegmentController(Controller):
                 segment = await segments.get(conn, segment_id[:64])
         except DomainError as exc:
             return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
-        form = form_of(segment.rule, services.program) | {"id": [segment.id], "title": [segment.title]}
+        form = form_of(segment.rule, services.program) | {
+            "id": [segment.id],
+            "title": [segment.title],
+            "version": [segment.updated_at.isoformat()],
+        }
         return await self._builder(request, form, editing=segment)
 
     @get("/{segment_id:str}/export.csv", media_type="text/csv")

@@ -547,6 +547,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "seg.unreadable": "Поле «{field}»: введите число.",
         "seg.invalid": "«{field}»: {message}",
         "seg.bad_id": "Код сегмента: латиница в нижнем регистре, цифры, «.», «-», «_», до 64 знаков.",
+        "seg.changed": "Сегмент «{id}» уже есть или изменён с тех пор, как вы открыли эту страницу: "
+        "откройте его заново или выберите другой код.",
         "seg.no_title": "Дайте сегменту название.",
         "seg.counted_at": "Посчитано {when}",
         "seg.rule": "Условия",
@@ -564,7 +566,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "rfm.as_of": "Оценки пересчитаны {when}.",
         "rfm.caption": "Покупатели по давности (R) и частоте (F)",
         "rfm.corner": "Давность \\ частота",
-        "rfm.cell": "R{r}, F{f}: {count} покупателей, {share}%",
+        "rfm.cell": "R{r}, F{f}: {count} покупателей, {share}",
         "rfm.legend": "Цвет показывает долю покупателей в клетке: чем темнее, тем больше; "
         "число и доля написаны в каждой клетке.",
         "rfm.champions": "чемпионы",
@@ -1189,6 +1191,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "seg.unreadable": "“{field}”: type a number.",
         "seg.invalid": "“{field}”: {message}",
         "seg.bad_id": "Segment code: lower-case letters, digits, “.”, “-”, “_”, up to 64 characters.",
+        "seg.changed": "A segment “{id}” already exists or has changed since you opened this page: "
+        "open it again or choose another id.",
         "seg.no_title": "Give the segment a title.",
         "seg.counted_at": "Counted {when}",
         "seg.rule": "Conditions",
@@ -1206,7 +1210,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "rfm.as_of": "Scores recomputed {when}.",
         "rfm.caption": "Shoppers by recency (R) and frequency (F)",
         "rfm.corner": "Recency \\ frequency",
-        "rfm.cell": "R{r}, F{f}: {count} shoppers, {share}%",
+        "rfm.cell": "R{r}, F{f}: {count} shoppers, {share}",
         "rfm.legend": "Colour shows the cell's share of shoppers, darker for more; "
         "every cell also says its count and share.",
         "rfm.champions": "champions",

@@ -32,6 +32,9 @@ from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
 #: The channel every API process listens on; the payload is the catalog's new version.
 CHANNEL: Final = "kartka_promotions"
 ID_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
+#: Ids that name a page or an action beside the promotions (``/v1/admin/promotions/preview``,
+#: ``/console/promotions/new``): a promotion so named could never be opened.
+RESERVED_IDS: Final = frozenset({"new", "preview", "backtest", "groups", "offers"})
 
 PromotionId = str
 Body = dict[str, Any]
@@ -240,6 +243,8 @@ class PromotionAdmin:
         self._local()
         body: Body = msgspec.to_builtins(promotion)
         promotion_id = body.get("id") or _generated_id(body)
+        if promotion_id in RESERVED_IDS:
+            raise InvalidInput(f"{promotion_id!r} is a reserved word, not a promotion id", field="id")
         body = {**body, "id": promotion_id}
         await _check_group(conn, body)
         try:

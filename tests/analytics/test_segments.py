@@ -3,7 +3,7 @@ and cycles, membership lookups; on a hand-built set of customers whose answers a
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -190,8 +190,26 @@ async def test_each_field_of_the_rule_selects_what_it_says(conn: Connection, poo
         await save("x", {"any_of": ["nowhere"]})
     with pytest.raises(InvalidInput, match="unknown segment"):
         await save("x", {"rfm": ["whales"]})
+    with pytest.raises(InvalidInput, match="reserved"):
+        await save("rfm", {"tiers": ["gold"]})  # /console/segments/rfm is the grid
     with pytest.raises(segments.SegmentInUse):
         await segments.delete(conn, "gold")
+
+    # The console saves only over what its user saw: a new segment's id must be free, an edit must be of
+    # the version it opened (the admin API's PUT, expect=None, replaces whatever is there).
+    async def gold_only(expect: datetime | str) -> tuple[segments.Segment, bool]:
+        return await segments.put(
+            conn, "gold", msgspec.convert({"title": "gold", "rule": {"tiers": ["gold"]}}, SegmentInput),
+            program=DEFAULT_PROGRAM, now=now, actor=None, expect=expect,
+        )  # fmt: skip
+
+    opened = (await segments.get(conn, "gold")).updated_at
+    with pytest.raises(segments.SegmentChanged, match="already exists"):
+        await gold_only(segments.NEW)
+    with pytest.raises(segments.SegmentChanged, match="changed or deleted"):
+        await gold_only(opened - timedelta(seconds=1))
+    saved, created = await gold_only(opened)
+    assert (saved.size, created) == (1, False)
 
     membership = Membership(DEFAULT_PROGRAM)
     assert await membership.segments_of(conn, who["a"], now) == {"gold", "gold-or-new", "recent"}

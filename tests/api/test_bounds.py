@@ -91,6 +91,16 @@ async def test_body_times(
     assert await conn.fetchval("SELECT count(*) FROM campaigns") == 0
 
 
+async def test_report_days(client: Client, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    """A period's days at the calendar's edges (the next midnight, or the time zone, overflows them)."""
+    admin = await keys.headers(Scope.ADMIN)
+    for first, end in (("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31"), ("1899-12-31", "1900-01-02")):
+        for path in ("/v1/admin/reports/kpis", "/v1/admin/reports/promotions"):
+            response = await client.get(path, params={"from": first, "to": end}, headers=admin)
+            refused(response, caplog, (path, first))
+            assert "`from` must be between 1900 and 2200" in response.json()["detail"], response.text
+
+
 async def test_update_tags_and_http_dates_out_of_range_are_ignored(
     client: Client, pool: Pool, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -26,7 +26,7 @@ from wallet.passes.google import MAX_SAVE_URL, SAVE_URL
 
 Client = AsyncTestClient[Litestar]
 ISSUER = "3388000000012345678"
-TIMEOUT = 0.5  # KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS here: short, so the slow-Google test is quick
+TIMEOUT = 1.5  # KARTKA_GOOGLE_SAVE_TIMEOUT_SECONDS here: short, so the slow-Google test is quick
 
 
 @pytest.fixture(scope="module")

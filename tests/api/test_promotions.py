@@ -80,6 +80,8 @@ async def test_a_promotion_goes_live_only_when_another_admin_approves_it(staff: 
     assert (taken["status"], taken["code"]) == (409, "promotion-exists")
     unknown = problem(await staff.client.post(BASE, json=promotion("x", colour="red"), headers=staff.headers["ada"]))
     assert unknown["status"] == 422
+    reserved = problem(await staff.client.post(BASE, json=promotion("preview"), headers=staff.headers["ada"]))
+    assert reserved["status"] == 422  # POST /v1/admin/promotions/preview is the preview
     assert unknown["errors"][0]["field"] == "colour"
 
     budgeted = promotion(limits={"budget": {"discount": 500_000, "count": 100}})

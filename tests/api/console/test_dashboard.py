@@ -162,9 +162,13 @@ async def test_a_store_manager_sees_their_store_only(
         await page.goto("/console/dashboard?from=2026-02-01&to=2026-02-28&store=store-1")
     assert (await answer.value).status == 403
     await expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
-    # She helps shoppers at the counter like support, and leaves the stores and staff to admins.
+    # She helps shoppers at the counter, and leaves the stores and staff to admins.
     nav = page.get_by_role("navigation")
-    await expect(nav.get_by_role("link")).to_have_text(["Home", "Dashboard", "Shoppers", "Promotions"])
+    await expect(nav.get_by_role("link")).to_have_text(["Home", "Dashboard", "Shoppers"])
+    # Nor promotions: their usage and backtests are the whole chain's figures.
+    refused = await page.goto("/console/promotions")
+    assert refused is not None
+    assert refused.status == 403
 
     # The admin API holds her to the same stores.
     async with httpx.AsyncClient(base_url=served.base) as api:
