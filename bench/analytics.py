@@ -22,7 +22,8 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,18 @@ from kartka.settings import Environment, Secret, load_settings
 from wallet.program import DEFAULT_PROGRAM
 
 ZONE = DEFAULT_PROGRAM.timezone
+#: The tables the seed fills (their plain indexes are dropped for the load and built after it).
+_SEEDED = (
+    "customers",
+    "cards",
+    "registrations",
+    "accounts",
+    "notification_preferences",
+    "orders",
+    "ledger_entries",
+    "refunds",
+    "receipts",
+)
 STORES = 12
 
 
@@ -82,6 +95,21 @@ _SEED = [
                (ARRAY['pos', 'pos', 'pos', 'qr_poster', 'app', 'website', 'online_order'])[1 + i % 7], 'created',
                'store-' || (i % $3), $2::timestamptz - (i % 365) * interval '1 day' - (i % 86400) * interval '1 second'
           FROM generate_series(1, $1) AS i
+        """,
+    ),
+    (
+        "accounts",
+        """
+        INSERT INTO accounts (customer_id, tier_code)
+        SELECT md5(i::text)::uuid, CASE WHEN i % 10 = 0 THEN 'gold' ELSE 'standart' END
+          FROM generate_series(1, $1) AS i
+        """,
+    ),
+    (
+        "notification_preferences",
+        """
+        INSERT INTO notification_preferences (customer_id, channels, marketing)
+        SELECT md5(i::text)::uuid, '{sms}', true FROM generate_series(1, $1) AS i WHERE i % 5 < 2
         """,
     ),
     (
@@ -141,8 +169,10 @@ async def seed(db: str, customers: int, identified: int, anonymous: int, now: da
         # Bulk load: foreign keys were checked by construction (the same deterministic ids on both sides).
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(_ean_sql())
+        await conn.execute("SET maintenance_work_mem = '512MB'")
         # Indexes are built once after the load (what a bulk load does): kept up row by row, the random
-        # customer ids of 7 M orders would cost most of the seeding.
+        # customer ids of 7 M orders (and the customers' own uuid and name indexes) would cost most of the
+        # seeding. Only indexes behind constraints (primary keys, unique constraints) stay.
         indexes = await conn.fetch(
             """
             SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
@@ -150,7 +180,7 @@ async def seed(db: str, customers: int, identified: int, anonymous: int, now: da
              WHERE t.relname = ANY($1::text[])
                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
             """,
-            ["orders", "ledger_entries", "refunds", "receipts"],
+            list(_SEEDED),
         )
         for index in indexes:
             await conn.execute(f"DROP INDEX {index['name']}")
@@ -161,6 +191,8 @@ async def seed(db: str, customers: int, identified: int, anonymous: int, now: da
             "customers": customers,
             "cards": customers,
             "registrations": customers,
+            "accounts": customers,
+            "notification_preferences": customers,
             "orders": identified,
             "receipts": anonymous,
         }
@@ -199,7 +231,9 @@ async def best_of(times: int, work: Callable[[], Awaitable[Any]]) -> float:
     return best
 
 
-async def measure(db: str, now: datetime) -> dict[str, Any]:
+async def measure(db: str) -> dict[str, Any]:
+    await create(db)  # a kept database gets the migrations added since it was seeded
+    now = datetime.now(UTC)
     # The worker's back-fill statements run long: no statement timeout on the bench's pool.
     settings = load_settings(
         {},
@@ -269,39 +303,72 @@ async def measure(db: str, now: datetime) -> dict[str, Any]:
     return results
 
 
+#: The default, quick size, and ``--full``: the issue's 1 M customers and 10 M receipts.
+QUICK = (100_000, 1_000_000)
+FULL = (1_000_000, 10_000_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--receipts", type=int, default=10_000_000)
+    parser.add_argument("--full", action="store_true", help=f"{FULL[0]:,} customers and {FULL[1]:,} receipts")
+    parser.add_argument("--customers", type=int, help=f"default {QUICK[0]:,}")
+    parser.add_argument("--receipts", type=int, help=f"default {QUICK[1]:,}")
     parser.add_argument("--identified", type=float, default=0.7, help="share of receipts made with a card")
-    parser.add_argument("--keep", action="store_true", help="print the database's URL and keep it (for EXPLAIN)")
+    parser.add_argument("--seed-only", action="store_true", help="seed, keep the database and print its URL")
+    parser.add_argument("--reuse", metavar="URL", help="measure a database a --seed-only run left (no seeding)")
+    parser.add_argument("--drop", action="store_true", help="with --reuse: drop that database afterwards")
     args = parser.parse_args()
-    identified = int(args.receipts * args.identified)
+    customers, receipts = FULL if args.full else QUICK
+    customers, receipts = args.customers or customers, args.receipts or receipts
+    identified = int(receipts * args.identified)
     now = datetime.now(UTC)
-    results: dict[str, Any] = {"customers": args.customers, "receipts": args.receipts, "identified": identified}
-    with contextlib.nullcontext(kept()) if args.keep else fresh_database("kartka_bench_analytics") as db:
-
-        async def create() -> None:
-            conn = await asyncpg.connect(db)
-            await SCHEMA.migrate(conn)
-            await conn.close()
-
-        asyncio.run(create())
-        started = time.perf_counter()
-        results["seed"] = asyncio.run(seed(db, args.customers, identified, args.receipts - identified, now))
-        results["seed_total_s"] = time.perf_counter() - started
-        results |= asyncio.run(measure(db, now))
+    results: dict[str, Any] = {"customers": customers, "receipts": receipts, "identified": identified}
+    if args.reuse:
+        try:
+            results |= asyncio.run(measure(args.reuse))
+        finally:
+            if args.drop:
+                asyncio.run(drop(args.reuse))
+    else:
+        with kept() if args.seed_only else fresh_database("kartka_bench_analytics") as db:
+            asyncio.run(create(db))
+            started = time.perf_counter()
+            results["seed"] = asyncio.run(seed(db, customers, identified, receipts - identified, now))
+            results["seed_total_s"] = time.perf_counter() - started
+            print(f"seeded in {results['seed_total_s']:.0f} s", flush=True)
+            if args.seed_only:
+                print(f"saved to {save('analytics-seed', results)}")
+                return
+            results |= asyncio.run(measure(db))
     report(results)
     print(f"\nsaved to {save('analytics', results)}")
 
 
-def kept() -> str:
-    """A new database that outlives the run (``--keep``): its URL is printed, dropping it is yours."""
+async def create(db: str) -> None:
+    conn = await asyncpg.connect(db)
+    try:
+        await SCHEMA.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def kept() -> Iterator[str]:
+    """A new database that outlives the run (``--seed-only``): its URL is printed; ``--reuse URL --drop``
+    measures and drops it."""
     admin, _ = asyncio.run(admin_url())
     name = f"kartka_bench_analytics_{secrets.token_hex(4)}"
     asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
-    print(f"database kept: {with_database(admin, name)}")
-    return with_database(admin, name)
+    url = with_database(admin, name)
+    print(f"database kept: {url}", flush=True)
+    yield url
+
+
+async def drop(url: str) -> None:
+    name = urllib.parse.urlsplit(url).path.lstrip("/")
+    admin, _ = await admin_url()
+    await _execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"dropped {name}")
 
 
 def report(results: dict[str, Any]) -> None:
