@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 
-from boot.jobs import run_jobs
+from boot.jobs import run_daily_segments, run_jobs
 from boot.services import Services, make_dispatcher, open_services
 from kartka.clock import SystemClock
 from kartka.db import connect
@@ -77,9 +77,22 @@ async def _timed_jobs(services: Services, stop: asyncio.Event) -> None:
     logger.info("worker started; jobs every %.0f s", interval)
     while not stop.is_set():
         try:
-            await run_jobs(services)
+            await run_jobs(services, daily=False)
         except Exception as exc:
             logger.warning("jobs failed, will retry: %r", exc)
+        await _sleep_unless(stop, interval)
+
+
+async def _daily_jobs(services: Services, stop: asyncio.Event) -> None:
+    """The daily segment recompute, in a loop of its own: minutes long at a million customers, it would
+    hold up expiry, reminders and the KPI rollups in the timed jobs' loop. It commits batch by batch
+    (another worker, or this one after a restart, resumes from its cursor)."""
+    interval = services.settings.jobs_interval_seconds
+    while not stop.is_set():
+        try:
+            await run_daily_segments(services)
+        except Exception as exc:
+            logger.warning("daily segment recompute failed, will retry: %r", exc)
         await _sleep_unless(stop, interval)
 
 
@@ -101,6 +114,7 @@ async def run_worker(settings: Settings, parent: int | None = None) -> None:
             try:
                 await asyncio.gather(
                     _timed_jobs(services, stop),
+                    _daily_jobs(services, stop),
                     dispatcher.run(lambda: connect(settings, application="kartka-worker-listener", background=False)),
                     _heartbeat(services, dispatcher, stop),
                     _watch_parent(parent, stop),
