@@ -20,6 +20,7 @@ from uuid import UUID
 import msgspec
 
 from analytics import lifecycle, rfm, segments
+from analytics.kpis_rollup import NOT_FOLLOWED
 from analytics.segments_facts import advance_marks, no_jit, refresh, refresh_touched, source_heads
 from kartka.db import Pool
 from wallet.program import Program
@@ -79,6 +80,7 @@ async def run_daily(
     if claim["stage"] == "facts":
         while True:
             async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL application_name = '{NOT_FOLLOWED}'")  # no KPI feed waits for it
                 # Two statements rather than "$1 IS NULL OR id > $1", which a generic plan cannot range-scan.
                 rows = await (
                     conn.fetch("SELECT id FROM customers ORDER BY id LIMIT $1", batch)
@@ -107,6 +109,7 @@ async def run_daily(
             if stage == "scores":
                 break
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL application_name = '{NOT_FOLLOWED}'")
         if (
             await conn.fetchval(
                 "SELECT 1 FROM analytics_runs WHERE run_on = $1 AND stage = 'scores' FOR UPDATE SKIP LOCKED", day
