@@ -402,8 +402,9 @@ async def recompute_dirty(pool: Pool, timezone: str) -> int:
 
 
 async def _sweep_activation(pool: Pool, timezone: str) -> None:
-    """Once a local day, the last 31 issue days again: a no-name card merged after its issue day counts
-    the kept account's later purchases, which no feed ties back to that day."""
+    """Once a local day, the card days of the last 31 issue days again: a no-name card merged after its
+    issue day counts the kept account's later purchases, which no feed ties back to that day. Only the
+    card days: recomputing those whole days' receipts too took over a minute a day at 10 M receipts."""
     async with pool.acquire() as conn, conn.transaction():
         today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", timezone)
         await conn.execute("INSERT INTO kpi_feeds (feed) VALUES ('activation_sweep') ON CONFLICT DO NOTHING")
@@ -413,14 +414,9 @@ async def _sweep_activation(pool: Pool, timezone: str) -> None:
             today.toordinal(),
         )
         if due:
-            await conn.execute(
-                """
-                INSERT INTO kpi_dirty_days (day) SELECT $1::date - g FROM generate_series(0, $2) g
-                ON CONFLICT (day) DO UPDATE SET marked_at = now()
-                """,
-                today,
-                ACTIVATION_DAYS + 1,
-            )
+            first, end = today - timedelta(days=ACTIVATION_DAYS + 1), today + timedelta(days=1)
+            await conn.execute("DELETE FROM kpi_card_days WHERE day >= $1 AND day < $2", first, end)
+            await conn.execute(RECOMPUTE_CARDS, first, end, timezone)
 
 
 #: Wallet adoption at the end of every local day ($1: the program's zone), from the install history.
