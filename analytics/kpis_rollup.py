@@ -18,7 +18,7 @@ Two kinds:
   entry is added in the transaction that moves the feed's mark past it, with its UTC month's total
   (``kpi_points_months``), from which the liability at any moment is a few dozen rows.
 - **Wallet days** (``kpi_wallet_days``): active cards and installed passes at the end of each local day,
-  rebuilt whole each round from the install history.
+  rebuilt whole from the install history by the first round of every hour.
 
 Changes are found by following each table by id (``kpi_feeds``). Ids are handed out before a
 transaction commits, so a round first waits until every transaction that may hold an id up to the highest
@@ -477,9 +477,25 @@ SELECT day, sum(active) OVER w, sum(installed) OVER w FROM per_day WINDOW w AS (
 """
 
 
-async def count_wallet_adoption(pool: Pool, timezone: str) -> None:
-    """Rebuild ``kpi_wallet_days`` (one statement over the cards and the install history)."""
+#: How often a round rebuilds the wallet days: the rebuild reads every card (18 s at a million cards on
+#: the shared development machine, most of it reading the table), too much for every round.
+WALLET_EVERY: Final = timedelta(hours=1)
+
+
+async def count_wallet_adoption(pool: Pool, timezone: str, *, every: timedelta | None = None) -> None:
+    """Rebuild ``kpi_wallet_days`` (one statement over the cards and the install history); with ``every``,
+    only if the last rebuild is older than that (the worker's rounds)."""
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO kpi_feeds (feed, updated_at) VALUES ('wallet', '-infinity') ON CONFLICT DO NOTHING"
+        )
+        due = await conn.fetchval(
+            "UPDATE kpi_feeds SET updated_at = now() WHERE feed = 'wallet'"
+            " AND ($1::interval IS NULL OR updated_at < now() - $1::interval) RETURNING 1",
+            every,
+        )
+        if not due:
+            return
         await conn.execute("SET LOCAL jit = off")
         await conn.execute("SET LOCAL work_mem = '64MB'")
         await conn.execute("DELETE FROM kpi_wallet_days")
@@ -492,7 +508,7 @@ async def run(pool: Pool, timezone: str) -> RollupReport:
     await _sweep_activation(pool, timezone)
     report.days_recomputed = await recompute_dirty(pool, timezone)
     report.periods_recounted = await recount_dirty_periods(pool)
-    await count_wallet_adoption(pool, timezone)
+    await count_wallet_adoption(pool, timezone, every=WALLET_EVERY)
     if report.settled:
         await pool.execute(
             "INSERT INTO kpi_feeds (feed) VALUES ('round') ON CONFLICT (feed) DO UPDATE SET updated_at = now()"
