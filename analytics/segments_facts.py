@@ -147,23 +147,25 @@ async def refresh(
         await conn.execute(_REFRESH_RANGE, customer_ids[0], *common, through)
 
 
-async def refresh_touched(pool: Pool, program: Program, now: datetime, *, limit: int = 20_000) -> int:
+async def refresh_touched(
+    pool: Pool, program: Program, now: datetime, *, limit: int = 20_000, lock_wait_ms: int = 1_000
+) -> int:
     """Refresh the customers touched since the last round; returns how many. Workers take turns (the
     marks are locked for the round); a round reads at most ``limit`` new rows of each source table.
 
-    While the daily job scores (it holds the facts table for that one transaction), this waits a second
-    for it and then leaves its customers to the next round (the marks stay): the worker's job loop is not
-    held up by the daily job."""
+    While the daily job scores (it holds the facts table for that one transaction), this waits
+    ``lock_wait_ms`` for it and then leaves its customers to the next round (the marks stay): the worker's
+    job loop is not held up by the daily job."""
     try:
-        return await _refresh_touched(pool, program, now, limit)
+        return await _refresh_touched(pool, program, now, limit, lock_wait_ms)
     except asyncpg.LockNotAvailableError:
         logger.info("analytics: the daily scoring holds the facts; touched customers wait for the next round")
         return 0
 
 
-async def _refresh_touched(pool: Pool, program: Program, now: datetime, limit: int) -> int:
+async def _refresh_touched(pool: Pool, program: Program, now: datetime, limit: int, lock_wait_ms: int) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL lock_timeout = '1s'")
+        await conn.execute(f"SET LOCAL lock_timeout = {int(lock_wait_ms)}")
         await conn.execute(
             "INSERT INTO analytics_marks (name, last_id) SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING",
             list(SOURCES),

@@ -244,6 +244,6 @@ async def test_the_touched_refresh_does_not_wait_for_the_daily_scoring(
     await order(conn, buyer, now - timedelta(days=1), 3_000)
     async with pool.acquire() as scoring, scoring.transaction():
         await scoring.execute("LOCK TABLE customer_facts IN SHARE ROW EXCLUSIVE MODE")  # as run_daily scores
-        assert await refresh_touched(pool, DEFAULT_PROGRAM, now) == 0  # after a second's wait, not minutes
+        assert await refresh_touched(pool, DEFAULT_PROGRAM, now, lock_wait_ms=50) == 0  # a short wait, not minutes
     assert await refresh_touched(pool, DEFAULT_PROGRAM, now) == 1  # the marks stayed: the next round has them
     assert await conn.fetchval("SELECT spend_365d FROM customer_facts WHERE customer_id = $1", buyer) == 3_000
