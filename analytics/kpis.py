@@ -43,6 +43,7 @@ class Counts(msgspec.Struct, kw_only=True):
     points_spent: int | None = None
     points_granted: int | None = None
     points_adjusted: int | None = None
+    points_expired: int | None = None
     liability_points: int | None = None
     liability_pending_points: int | None = None
     wallet_passes: int | None = None
@@ -81,6 +82,8 @@ class KpiRow(msgspec.Struct, kw_only=True):
     points_burn_rate: float | None
     points_granted: int | None
     points_adjusted: int | None
+    points_expired: int | None
+    """Points that lapsed unspent in the period."""
     liability_points: int | None
     liability_pending_points: int | None
     liability_available_points: int | None
@@ -166,6 +169,7 @@ def row(
         points_burn_rate=share(c.points_spent, c.points_accrued) if c.points_accrued else None,
         points_granted=c.points_granted,
         points_adjusted=c.points_adjusted,
+        points_expired=c.points_expired,
         # liability: available + pending points at the end of the period, and what they are worth
         liability_points=c.liability_points,
         liability_pending_points=c.liability_pending_points,

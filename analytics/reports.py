@@ -120,7 +120,7 @@ SELECT {key} AS k, sum(t.receipts)::bigint AS receipts, sum(t.revenue)::bigint A
 
 _POINTS = """
 SELECT {key} AS k, sum(t.accrued - t.taken_back)::bigint AS accrued, sum(t.spent - t.returned)::bigint AS spent,
-       sum(t.granted)::bigint AS granted, sum(t.adjusted)::bigint AS adjusted
+       sum(t.granted)::bigint AS granted, sum(t.adjusted)::bigint AS adjusted, sum(t.expired)::bigint AS expired
   FROM kpi_points_hours t
  WHERE t.hour >= $1 AND t.hour < $2 AND ($3::text IS NULL OR t.store = $3)
  GROUP BY 1
@@ -239,14 +239,14 @@ class KpiService:
         for key in keys:
             c = counts[key]
             c.cards_issued = c.cards_activated = 0
-            c.points_accrued = c.points_spent = c.points_granted = c.points_adjusted = 0
+            c.points_accrued = c.points_spent = c.points_granted = c.points_adjusted = c.points_expired = 0
         for r in activation:
             c = counts[r["k"]]
             c.cards_issued, c.cards_activated = r["issued"], r["activated"]
         for r in points:
             c = counts[r["k"]]
             c.points_accrued, c.points_spent = r["accrued"], r["spent"]
-            c.points_granted, c.points_adjusted = r["granted"], r["adjusted"]
+            c.points_granted, c.points_adjusted, c.points_expired = r["granted"], r["adjusted"], r["expired"]
 
         return counts, keys
 

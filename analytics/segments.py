@@ -74,6 +74,19 @@ class PointsRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
         _check_range(self.min, self.max, "range")
 
 
+Score = Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+
+class ScoreRange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An RFM score (1-5), both bounds inclusive."""
+
+    min: Score | None = None
+    max: Score | None = None
+
+    def __post_init__(self) -> None:
+        _check_range(self.min, self.max, "range")
+
+
 class Period(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """``after`` inclusive, ``before`` exclusive."""
 
@@ -122,6 +135,12 @@ class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     consent_marketing: bool | None = None
     rfm: tuple[Code, ...] | None = None
     """RFM segments by name (the program's ``[rfm]`` map)."""
+    rfm_r: ScoreRange | None = None
+    """The recency score, 1-5 (5: the most recent); customers without a purchase in the window have none."""
+    rfm_f: ScoreRange | None = None
+    """The frequency score, 1-5 (5: the most purchases): a cell of the RFM grid is an ``rfm_r`` and an ``rfm_f``."""
+    rfm_m: ScoreRange | None = None
+    """The monetary score, 1-5 (5: the biggest spenders)."""
     lifecycle: tuple[LifecycleStage, ...] | None = None
     has_wallet_pass: bool | None = None
     any_of: Annotated[tuple[SegmentId, ...], msgspec.Meta(max_length=20)] | None = None
@@ -233,6 +252,9 @@ class Compiler:
             parts += self._range("f.orders_365d", rule.orders_365d.min, rule.orders_365d.max, "integer")
         if rule.balance is not None:
             parts += self._range("f.balance", rule.balance.min, rule.balance.max, "bigint")
+        for column, scores in (("f.rfm_r", rule.rfm_r), ("f.rfm_f", rule.rfm_f), ("f.rfm_m", rule.rfm_m)):
+            if scores is not None:
+                parts += self._range(column, scores.min, scores.max, "smallint") or [f"{column} IS NOT NULL"]
         if rule.last_purchase is not None:
             parts += self._last_purchase(rule.last_purchase)
         if rule.registered is not None:

@@ -91,3 +91,44 @@ async def report(conn: Connection, by: Grouping, *, program: Program, now: datet
         rows.sort(key=lambda r: order.index(r.segment) if r.segment in order else len(order))
     as_of = await conn.fetchval("SELECT max(finished_at) FROM analytics_runs WHERE stage = 'done'")
     return SegmentsReport(by=by, customers=customers, revenue_365d=revenue, rows=rows, facts_as_of=as_of)
+
+
+# -- the RFM grid -------------------------------------------------------------------------------------
+
+
+class RfmCell(msgspec.Struct, frozen=True):
+    r: int
+    f: int
+    customers: int
+    share: float
+    """Of the scored customers (0 when nobody is scored)."""
+
+
+class RfmGrid(msgspec.Struct, frozen=True):
+    """Scored customers by recency (``r``) and frequency (``f``) score, all 25 cells, R descending then F
+    ascending (the grid as people draw it: the best recency on top). A cell's customers are the rule
+    ``{"rfm_r": {"min": r, "max": r}, "rfm_f": {"min": f, "max": f}}``."""
+
+    scored: int
+    """Customers with a purchase in the RFM window (and so a score)."""
+    unscored: int
+    cells: list[RfmCell]
+    facts_as_of: datetime | None
+
+
+async def rfm_grid(conn: Connection) -> RfmGrid:
+    counts = {
+        (row["r"], row["f"]): row["n"]
+        for row in await conn.fetch(
+            "SELECT rfm_r AS r, rfm_f AS f, count(*) AS n FROM customer_facts WHERE rfm_r IS NOT NULL GROUP BY 1, 2"
+        )
+    }
+    total = await conn.fetchval("SELECT count(*) FROM customer_facts")
+    scored = sum(counts.values())
+    cells = [
+        RfmCell(r=r, f=f, customers=counts.get((r, f), 0), share=counts.get((r, f), 0) / scored if scored else 0.0)
+        for r in range(5, 0, -1)
+        for f in range(1, 6)
+    ]
+    as_of = await conn.fetchval("SELECT max(finished_at) FROM analytics_runs WHERE stage = 'done'")
+    return RfmGrid(scored=scored, unscored=total - scored, cells=cells, facts_as_of=as_of)

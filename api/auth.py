@@ -10,6 +10,7 @@ every guard call, which showed up in the till's benchmark.
 from __future__ import annotations
 
 from typing import Any, Final
+from uuid import UUID
 
 from litestar import Request
 
@@ -120,11 +121,12 @@ require_shopper: Final = _RequireShopper()
 
 
 class require_permission:  # noqa: N801 - before_request = require_permission(Permission.CAMPAIGNS)
-    """Admin endpoints: an admin key (every permission) or a staff token whose role has ``permission``.
-    Sets ``request.state`` to who acted, for the records (``api_key:<id>`` or ``staff:<id>``)."""
+    """Admin endpoints: an admin key (every permission) or a staff token whose role has ``permission`` (or
+    one of ``more``). Sets ``request.state`` to who acted, for the records (``api_key:<id>`` or ``staff:<id>``)."""
 
-    def __init__(self, permission: Permission) -> None:
+    def __init__(self, permission: Permission, *more: Permission) -> None:
         self.permission = permission
+        self.permissions = frozenset((permission, *more))
 
     async def __call__(self, request: Request[Any, Any, Any]) -> None:
         token = bearer_token(request, max_length=MAX_TOKEN_LENGTH)
@@ -143,7 +145,7 @@ class require_permission:  # noqa: N801 - before_request = require_permission(Pe
             role = Role(claims.role or "")
         except ValueError as exc:
             raise Unauthenticated("the staff token carries no known role") from exc
-        if self.permission not in ROLE_PERMISSIONS[role]:
+        if not self.permissions & ROLE_PERMISSIONS[role]:
             raise Forbidden(f"a {role} may not use {request.url.path} (it needs the {self.permission} permission)")
         request.scope["state"][ACTOR] = f"staff:{claims.subject}"
 
@@ -158,3 +160,9 @@ def actor_of(request: Request[Any, Any, Any]) -> str:
     """Who is acting on an admin endpoint, as :class:`require_permission` found them."""
     actor: str = request.scope["state"][ACTOR]
     return actor
+
+
+def staff_of(request: Request[Any, Any, Any]) -> UUID | None:
+    """The staff member acting on an admin endpoint (``None`` for an admin key)."""
+    kind, _, subject = actor_of(request).partition(":")
+    return UUID(subject) if kind == "staff" else None

@@ -21,6 +21,7 @@ import asyncio
 import enum
 import os
 import re
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -30,7 +31,7 @@ from passlib.context import CryptContext
 
 from kartka.clock import Clock
 from kartka.db import Connection, Pool
-from kartka.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from kartka.ratelimit import RateLimiter
 from kartka.tokens import SubjectKind, Tokens, revoke_sessions
 
@@ -44,6 +45,8 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     MARKETER = "marketer"
     SUPPORT = "support"
+    STORE_MANAGER = "store_manager"
+    """Runs one or more stores: their numbers only (:class:`Reach`), and helps shoppers at the counter."""
 
 
 class Permission(enum.StrEnum):
@@ -61,6 +64,8 @@ class Permission(enum.StrEnum):
     """Draft, submit, pause, resume and end promotions; groups and personal offers."""
     PROMOTIONS_APPROVE = "promotions_approve"
     """Approve or reject another's revision (four eyes)."""
+    STORE_REPORTS = "store_reports"
+    """The KPI and promotion reports of the stores assigned to the staff member (``REPORTS`` is every store's)."""
 
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -69,6 +74,9 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
         {Permission.CAMPAIGNS, Permission.PROMOTIONS, Permission.PROMOTIONS_READ, Permission.REPORTS}
     ),
     Role.SUPPORT: frozenset({Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}),
+    Role.STORE_MANAGER: frozenset(
+        {Permission.STORE_REPORTS, Permission.GRANT_POINTS, Permission.CARDS, Permission.PROMOTIONS_READ}
+    ),
 }
 
 
@@ -159,6 +167,83 @@ async def list_staff(conn: Connection) -> list[StaffAccount]:
         "SELECT id, username, role, created_at, last_login_at, disabled_at FROM staff ORDER BY username"
     )
     return [msgspec.convert(dict(r), StaffAccount) for r in rows]
+
+
+class StoreForbidden(Forbidden):
+    code = "store-forbidden"
+
+
+class Reach(msgspec.Struct, frozen=True):
+    """Whose numbers a staff member may see: every store's (``stores`` None) or those of the stores assigned
+    to them (a store manager). Checked by the reports themselves (``analytics.access``), whoever asks."""
+
+    stores: frozenset[str] | None = None
+
+    @property
+    def whole_chain(self) -> bool:
+        return self.stores is None
+
+    def check(self, store: str | None) -> None:
+        """Refuse a report on ``store`` (``None``: the whole chain) that lies outside the reach."""
+        if self.stores is None:
+            return
+        if store is None:
+            raise StoreForbidden("a store manager sees their own stores' numbers: name one of them with `store`")
+        if store not in self.stores:
+            raise StoreForbidden(f"store {store!r} is not one of yours", field="store")
+
+
+#: An admin key, an admin, a marketer: every store.
+CHAIN: Final = Reach()
+
+
+async def reach_of(conn: Connection, staff_id: UUID | None) -> Reach:
+    """The reach of a staff member (``None``: an admin key, which has the whole chain's), as the database
+    says now: a store assigned or taken away counts from the next request."""
+    if staff_id is None:
+        return CHAIN
+    row = await conn.fetchrow(
+        """
+        SELECT s.role, array(SELECT store FROM staff_stores WHERE staff_id = s.id ORDER BY store) AS stores
+          FROM staff s WHERE s.id = $1
+        """,
+        staff_id,
+    )
+    if row is None:
+        return Reach(frozenset())
+    if Permission.REPORTS in ROLE_PERMISSIONS[Role(row["role"])]:
+        return CHAIN
+    return Reach(frozenset(row["stores"]))
+
+
+async def staff_stores(conn: Connection) -> dict[UUID, list[str]]:
+    """The stores assigned to each store manager (those with none are missing)."""
+    rows = await conn.fetch("SELECT staff_id, store FROM staff_stores ORDER BY staff_id, store")
+    out: dict[UUID, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["staff_id"], []).append(r["store"])
+    return out
+
+
+async def assign_stores(
+    conn: Connection, username: str, stores: Collection[str], *, known: Collection[str]
+) -> list[str]:
+    """Make ``stores`` the stores a store manager runs (replacing the earlier list). ``known`` are the
+    stores that exist (the wallet's, read by the caller): naming another is refused."""
+    unknown = sorted(set(stores) - set(known))
+    if unknown:
+        raise InvalidInput(f"no such store: {', '.join(unknown)}", field="stores")
+    row = await conn.fetchrow("SELECT id, role FROM staff WHERE username = $1", clean_username(username))
+    if row is None:
+        raise NotFound(f"no staff member {username!r}", field="username")
+    if row["role"] != Role.STORE_MANAGER:
+        raise InvalidInput("only a store manager is limited to stores; the other roles see every store", field="stores")
+    chosen = sorted(set(stores))
+    await conn.execute("DELETE FROM staff_stores WHERE staff_id = $1", row["id"])
+    await conn.executemany(
+        "INSERT INTO staff_stores (staff_id, store) VALUES ($1, $2)", [(row["id"], store) for store in chosen]
+    )
+    return chosen
 
 
 async def set_password(conn: Connection, passwords: Passwords, username: str, password: str, now: datetime) -> None:

@@ -44,7 +44,9 @@ REPORT_DAYS: Final = 14
 
 class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     id: segments.SegmentId | None = None
-    """A saved segment (``PUT /v1/admin/segments/{id}``); then no other field may be given."""
+    """A saved segment (``PUT /v1/admin/segments/{id}``); then no other field but ``exclude`` may be given."""
+    exclude: Annotated[tuple[segments.SegmentId, ...], msgspec.Meta(max_length=20)] | None = None
+    """Saved segments whose customers are left out (with ``id`` only)."""
     tiers: tuple[str, ...] | None = None
     spend_min: MoneyBound | None = None
     """Spend in the tier window, minor units, inclusive."""
@@ -117,8 +119,12 @@ def _validate(data: CampaignInput, program: Program) -> None:
                 field=f"texts.{lang}",
             )
     seg = data.segment
-    if seg.id is not None and msgspec.structs.replace(seg, id=None) != Segment():
+    if seg.id is not None and msgspec.structs.replace(seg, id=None, exclude=None) != Segment():
         raise InvalidInput("segment: give either a saved segment's id or an inline filter", field="segment.id")
+    if seg.exclude and seg.id is None:
+        raise InvalidInput("segment.exclude: exclusions go with a saved segment's id", field="segment.exclude")
+    if seg.id is not None and seg.id in (seg.exclude or ()):
+        raise InvalidInput("segment.exclude: the segment excludes itself", field="segment.exclude")
     if seg.spend_min is not None and seg.spend_max is not None and seg.spend_min > seg.spend_max:
         raise InvalidInput("segment.spend_min must not exceed segment.spend_max", field="segment.spend_min")
     if seg.tiers is not None:
@@ -135,6 +141,10 @@ async def create(
     saved = data.segment.id
     if saved is not None and await conn.fetchval("SELECT 1 FROM segments WHERE id = $1", saved) is None:
         raise InvalidInput(f"segment.id: no segment {data.segment.id!r}", field="segment.id")
+    wanted = set(data.segment.exclude or ())
+    found = {r["id"] for r in await conn.fetch("SELECT id FROM segments WHERE id = ANY($1)", list(wanted))}
+    if wanted - found:
+        raise InvalidInput(f"segment.exclude: no segment(s) {sorted(wanted - found)}", field="segment.exclude")
     start = max(data.start_at or now, now)
     campaign_id: int = await conn.fetchval(
         """
@@ -243,7 +253,10 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
                 where = " AND " + await segments.condition_for(
                     conn, campaign["segment_id"], now=now, program=program, args=args
                 )
-            except NotFound:  # deleted since the campaign was made: nobody is in it
+                for other in segment.exclude or ():
+                    left_out = await segments.condition_for(conn, other, now=now, program=program, args=args)
+                    where += f" AND NOT coalesce(({left_out}), false)"
+            except NotFound:  # deleted since the campaign was made: nobody is in it (nor, safely, if an exclusion)
                 where = " AND false"
         else:
             joins, where = _segment_sql(segment, program, now, args)
@@ -318,6 +331,23 @@ async def get(conn: Connection, campaign_id: int, now: datetime) -> Campaign:
             "SELECT status, count(*) AS n FROM outbox WHERE campaign_id = $1 GROUP BY status", campaign_id
         )
     }
+    return _campaign(row, stats, now)
+
+
+async def list_recent(conn: Connection, now: datetime, *, limit: int = 20) -> list[Campaign]:
+    """The newest campaigns first, each with its status and counts (as :func:`get` has them)."""
+    rows = await conn.fetch("SELECT * FROM campaigns ORDER BY id DESC LIMIT $1", limit)
+    stats: dict[int, dict[str, int]] = {}
+    for r in await conn.fetch(
+        "SELECT campaign_id, status, count(*) AS n FROM outbox WHERE campaign_id = ANY($1::bigint[])"
+        " GROUP BY campaign_id, status",
+        [row["id"] for row in rows],
+    ):
+        stats.setdefault(r["campaign_id"], {})[r["status"]] = r["n"]
+    return [_campaign(row, stats.get(row["id"], {}), now) for row in rows]
+
+
+def _campaign(row: Any, stats: dict[str, int], now: datetime) -> Campaign:
     counts = Counts(
         queued=stats.get("queued", 0) + stats.get("sending", 0),
         sent=stats.get("sent", 0),

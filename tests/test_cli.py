@@ -262,30 +262,6 @@ async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
     assert code not in log
 
 
-def test_embedded_postgres_is_shared_by_serve_and_the_cli(tmp_path: Path) -> None:
-    data = tmp_path / ".kartka"
-    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data))
-    running = Server(env, tmp_path, tmp_path / "serve.log")
-    try:
-        pid_file = data / "pgdata" / "postmaster.pid"
-        postmaster = pid_file.read_text().split()[0]
-        # Commands run while the server is up attach to its PostgreSQL instead of starting another.
-        assert cli("migrate", env=env, cwd=tmp_path).stdout.strip() == "the database is up to date"
-        key = cli("keys", "create", "--scope", "pos", "--store", "s", "--terminal", "t", env=env, cwd=tmp_path)
-        headers = {"Authorization": f"Bearer {key.stdout.strip()}"}
-        response = httpx.post(f"{running.base}/v1/pos/customers", json={"phone": "+375291234567"}, headers=headers)
-        assert response.status_code == 201
-        assert pid_file.read_text().split()[0] == postmaster  # the same server throughout
-        assert (data / ".gitignore").read_text() == "*\n"
-    finally:
-        assert running.stop() == 0
-    # The last user gone, the embedded server stops.
-    deadline = time.monotonic() + 20
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not pid_file.exists()
-
-
 def test_production_refuses_development_secrets(fresh_database: str, tmp_path: Path) -> None:
     env = _env(KARTKA_ENV="production", DATABASE_URL=fresh_database, KARTKA_PUBLIC_URL="https://loyalty.example")
     result = cli("serve", "--port", str(_free_port()), env=env, cwd=tmp_path, check=False)
@@ -395,11 +371,34 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
-def test_serve_killed_outright_leaves_no_worker_and_no_postgres_behind(tmp_path: Path) -> None:
+def test_embedded_postgres_is_shared_by_serve_and_the_cli_and_dies_with_serve(tmp_path: Path) -> None:
+    """One embedded cluster (initdb costs seconds) for both stories: commands share the server's
+    PostgreSQL while it runs, and nothing outlives serve, even killed outright."""
     data = tmp_path / ".kartka"
-    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data), KARTKA_WORKER_HEARTBEAT_SECONDS="0.5")
-    running = Server(env | {"KARTKA_WEB_WORKERS": "2"}, tmp_path, tmp_path / "serve.log")
-    pid_file = data / "pgdata" / "postmaster.pid"
+    env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data))
+    running = Server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        pid_file = data / "pgdata" / "postmaster.pid"
+        postmaster = pid_file.read_text().split()[0]
+        # Commands run while the server is up attach to its PostgreSQL instead of starting another.
+        assert cli("migrate", env=env, cwd=tmp_path).stdout.strip() == "the database is up to date"
+        key = cli("keys", "create", "--scope", "pos", "--store", "s", "--terminal", "t", env=env, cwd=tmp_path)
+        headers = {"Authorization": f"Bearer {key.stdout.strip()}"}
+        response = httpx.post(f"{running.base}/v1/pos/customers", json={"phone": "+375291234567"}, headers=headers)
+        assert response.status_code == 201
+        assert pid_file.read_text().split()[0] == postmaster  # the same server throughout
+        assert (data / ".gitignore").read_text() == "*\n"
+    finally:
+        assert running.stop() == 0
+    # The last user gone, the embedded server stops.
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_file.exists()
+
+    # Killed outright, serve takes its worker, its API processes and the embedded PostgreSQL with it.
+    env = env | {"KARTKA_WORKER_HEARTBEAT_SECONDS": "0.5"}
+    running = Server(env | {"KARTKA_WEB_WORKERS": "2"}, tmp_path, tmp_path / "killed.log")
     children = _children(running.process.pid)
     try:
         assert pid_file.exists()

@@ -36,6 +36,7 @@ from kartka.staff import (
     create_staff,
     disable_staff,
     list_staff,
+    staff_stores,
     unlock_staff,
 )
 from kartka.texts import format_points
@@ -112,10 +113,11 @@ def _to_signin(request: Request[Any, Any, Any], reason: str | None) -> Response[
 
 class signed_in:  # noqa: N801 - reads as a declaration: before_request = signed_in(Permission.CARDS)
     """A ``before_request`` hook: a live, recently active console session (else the sign-in form) whose
-    role has ``permission`` (else a 403 page)."""
+    role has ``permission`` or one of ``more`` (else a 403 page)."""
 
-    def __init__(self, permission: Permission | None = None) -> None:
+    def __init__(self, permission: Permission | None = None, *more: Permission) -> None:
         self.permission = permission
+        self.more = more
 
     async def __call__(self, request: Request[Any, Any, Any]) -> Response[Any] | None:
         sessions = sessions_of(request)
@@ -137,7 +139,7 @@ class signed_in:  # noqa: N801 - reads as a declaration: before_request = signed
         if not await services.tokens.session_alive(services.pool, claims):
             return _to_signin(request, None)
         request.scope["state"][STAFF] = session
-        if self.permission is not None and not session.may(self.permission):
+        if self.permission is not None and not any(session.may(p) for p in (self.permission, *self.more)):
             return render(request, "console/message.html", status=403, title="forbidden.title", body="forbidden.text")
         return None
 
@@ -146,8 +148,14 @@ def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
     if session is None:
         return []
     items = [("nav.home", PATH)]
+    if session.may(Permission.REPORTS) or session.may(Permission.STORE_REPORTS):
+        items.append(("nav.dashboard", f"{PATH}/dashboard"))
     if session.may(Permission.CARDS):
         items.append(("nav.customers", f"{PATH}/customers"))
+    if session.may(Permission.PROMOTIONS_READ):
+        items.append(("nav.promotions", f"{PATH}/promotions"))
+    if session.may(Permission.CAMPAIGNS):
+        items += [("nav.segments", f"{PATH}/segments"), ("nav.campaigns", f"{PATH}/campaigns")]
     if session.may(Permission.STORES):
         items.append(("nav.stores", f"{PATH}/stores"))
     if session.may(Permission.STAFF):
@@ -670,8 +678,17 @@ class ConsoleStaffController(Controller):
     ) -> Template:
         async with _services(request).pool.acquire() as conn:
             accounts = await list_staff(conn)
+            stores, assigned = await list_stores(conn), await staff_stores(conn)
         return render(
-            request, "console/staff.html", status=status, accounts=accounts, roles=list(Role), error=error, form=form
+            request,
+            "console/staff.html",
+            status=status,
+            accounts=accounts,
+            roles=list(Role),
+            error=error,
+            form=form,
+            stores=stores,
+            assigned=assigned,
         )
 
     @get("/", media_type="text/html")
@@ -746,10 +763,22 @@ class _RoleError(DomainError):
     kind = "invalid"
 
 
+# The console's areas in modules of their own build on this module's helpers, so they come after them
+# (import this module, or the app, before theirs).
+from api.console.campaigns import ConsoleCampaignController  # noqa: E402
+from api.console.dashboard import ConsoleDashboardController, ConsoleStaffStoresController  # noqa: E402
+from api.console.promotions import ConsolePromotionController  # noqa: E402
+from api.console.segments import ConsoleSegmentController  # noqa: E402
+
 CONSOLE_CONTROLLERS: Final = [
     ConsoleSignInController,
     ConsoleController,
     ConsoleCustomerController,
     ConsoleStoreController,
     ConsoleStaffController,
+    ConsoleStaffStoresController,
+    ConsoleDashboardController,
+    ConsolePromotionController,
+    ConsoleSegmentController,
+    ConsoleCampaignController,
 ]

@@ -60,6 +60,18 @@ class AdminCampaignController(Controller):
         )
 
     @get(
+        "/",
+        operation_id="adminListCampaigns",
+        summary="The 20 newest campaigns with their status and counts",
+        responses=problems(401, 403),
+        dependencies={"conn": Provide(provide_conn)},
+    )
+    async def list_campaigns(
+        self, conn: NamedDependency[Connection], request: Request[Any, Any, State]
+    ) -> list[Campaign]:
+        return await campaigns.list_recent(conn, services_of(request.app.state).clock.now())
+
+    @get(
         "/{campaign_id:int}",
         operation_id="adminGetCampaign",
         summary="A campaign's status and counts (queued, sent, delivered, failed, cancelled)",

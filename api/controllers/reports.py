@@ -13,14 +13,14 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import QueryParameter
 
-from analytics import reports
+from analytics import access
 from analytics.reports import GroupBy, KpiReport, PromotionReport, to_csv
-from api.auth import ADMIN_SECURITY, require_permission
+from api.auth import ADMIN_SECURITY, require_permission, staff_of
 from api.errors import problems
 from api.state import provide_conn, services_of
 from kartka.db import Connection
 from kartka.keys import CODE_PATTERN
-from kartka.staff import Permission
+from kartka.staff import Permission, reach_of
 
 CSV = "text/csv"
 
@@ -47,7 +47,8 @@ class CsvOperation(Operation):
 class AdminReportController(Controller):
     path = "/v1/admin/reports"
     tags = ["admin"]  # noqa: RUF012
-    before_request = require_permission(Permission.REPORTS)
+    # Store managers too, for their own stores (analytics.access refuses the rest).
+    before_request = require_permission(Permission.REPORTS, Permission.STORE_REPORTS)
     security = ADMIN_SECURITY
     dependencies = {"conn": Provide(provide_conn)}  # noqa: RUF012
 
@@ -60,7 +61,8 @@ class AdminReportController(Controller):
         "split it. `store` limits every receipt figure to one store. Shares are fractions 0–1 (null when there is "
         "nothing to divide), money is in minor units, points in hundredths. Refunds net amounts, and a receipt "
         "refunded in full does not count. Liability is the chain's (null per store or source); wallet adoption is "
-        "as of now and given on the ungrouped whole-chain row. The definitions are in docs/analytics.md. "
+        "as of now and given on the ungrouped whole-chain row. A store manager names one of their own stores (403 "
+        "`store-forbidden` for another store or the whole chain). The definitions are in docs/analytics.md. "
         "`Accept: text/csv` gives the rows as CSV.",
         responses=problems(401, 403, 422)
         | {200: ResponseSpec(data_container=KpiReport, description="The report", examples=None)},
@@ -75,8 +77,9 @@ class AdminReportController(Controller):
         store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
         group_by: Annotated[GroupBy | None, QueryParameter(required=False)] = None,
     ) -> Response[Any]:
-        report = await services_of(request.app.state).kpis.report(
-            conn, first=from_, end=to, store=store, group_by=group_by
+        reach = await reach_of(conn, staff_of(request))
+        report = await access.kpi_report(
+            conn, services_of(request.app.state).kpis, reach, first=from_, end=to, store=store, group_by=group_by
         )
         if _wants_csv(request):
             name = f"kpis-{from_.isoformat()}-{to.isoformat()}.csv"
@@ -106,4 +109,5 @@ class AdminReportController(Controller):
         store: Annotated[str | None, QueryParameter(required=False, pattern=CODE_PATTERN)] = None,
     ) -> PromotionReport:
         services = services_of(request.app.state)
-        return await reports.promotions(conn, services.program, first=from_, end=to, store=store)
+        reach = await reach_of(conn, staff_of(request))
+        return await access.promotion_report(conn, services.program, reach, first=from_, end=to, store=store)

@@ -14,7 +14,7 @@ from litestar.response import Stream
 
 from analytics import segments, segments_report
 from analytics.segments import MemberPage, Preview, PreviewInput, Segment, SegmentInput
-from analytics.segments_report import Grouping, SegmentsReport
+from analytics.segments_report import Grouping, RfmGrid, SegmentsReport
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.errors import problems
 from api.state import provide_conn, provide_tx, services_of
@@ -162,6 +162,16 @@ class AdminSegmentReportController(Controller):
     ) -> SegmentsReport:
         services = services_of(request.app.state)
         return await segments_report.report(conn, by, program=services.program, now=services.clock.now())
+
+    @get(
+        "/rfm-grid",
+        operation_id="adminReportRfmGrid",
+        summary="Scored customers by recency and frequency score: the 5 x 5 RFM grid",
+        description='A cell\'s customers are the segment rule `{"rfm_r": {"min": r, "max": r}, "rfm_f": …}`.',
+        responses=problems(401, 403),
+    )
+    async def rfm_grid(self, conn: NamedDependency[Connection]) -> RfmGrid:
+        return await segments_report.rfm_grid(conn)
 
     @get(
         "/campaigns/{campaign_id:int}",

@@ -722,7 +722,14 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         for key, item in value.items():
             out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    return {prefix: value}
+    return {prefix: _plain(value)}
+
+
+def _plain(value: Any) -> Any:
+    """A struct's tuples as the lists its stored JSON holds, so an unchanged list is no change."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:

@@ -112,3 +112,34 @@ async def test_the_segments_report_gives_size_cltv_and_revenue_share_per_stage(
     assert rows["new"]["cltv_mean"] == 0
     bad = await client.get("/v1/admin/reports/segments", params={"by": "zodiac"}, headers=admin)
     assert bad.status_code in (400, 422)
+
+
+async def test_the_rfm_grid_counts_scored_customers_and_a_cell_is_a_rule(
+    client: Client, keys: Keys, conn: Connection, pool: Pool, clock: FakeClock
+) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    now = clock.now()
+    for i in range(10):  # the more recent, the more frequent: two customers on each diagonal cell
+        cid = await customer(conn, now)
+        for j in range(10 - i):
+            await order(conn, cid, now - timedelta(days=i + 1 + j * 30), 1_000)
+    await customer(conn, now)  # never bought: no score
+    assert await run_daily(pool, DEFAULT_PROGRAM, now) is not None
+
+    grid = (await client.get("/v1/admin/reports/rfm-grid", headers=admin)).json()
+    assert (grid["scored"], grid["unscored"], len(grid["cells"])) == (10, 1, 25)
+    assert [(c["r"], c["f"]) for c in grid["cells"][:6]] == [(5, 1), (5, 2), (5, 3), (5, 4), (5, 5), (4, 1)]
+    counts = {(c["r"], c["f"]): c["customers"] for c in grid["cells"]}
+    assert counts == {(r, f): 2 if r == f else 0 for r in range(1, 6) for f in range(1, 6)}
+    assert next(c["share"] for c in grid["cells"] if (c["r"], c["f"]) == (3, 3)) == 0.2
+
+    cell = {"rfm_r": {"min": 5, "max": 5}, "rfm_f": {"min": 5, "max": 5}}
+    preview = await client.post("/v1/admin/segments/preview", json={"rule": cell}, headers=admin)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["size"] == 2
+    scored = await client.post("/v1/admin/segments/preview", json={"rule": {"rfm_m": {}}}, headers=admin)
+    assert scored.json()["size"] == 10  # any score: those who bought in the window
+    upper = await client.post("/v1/admin/segments/preview", json={"rule": {"rfm_r": {"max": 2}}}, headers=admin)
+    assert upper.json()["size"] == 4
+    bad = await client.post("/v1/admin/segments/preview", json={"rule": {"rfm_r": {"min": 6}}}, headers=admin)
+    assert bad.status_code == 422

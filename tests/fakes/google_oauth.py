@@ -32,6 +32,7 @@ class Reply:
     delay: float = 0.0
     retry_after: str | None = None
     arrived: threading.Event | None = None  # set when a call this reply answers reaches the fake
+    release: threading.Event | None = None  # when given, the answer waits for it (at most 10 s)
 
 
 class FakeOAuth:

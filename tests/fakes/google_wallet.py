@@ -197,6 +197,8 @@ class FakeGoogleWallet(ThreadedServer):
         reply = self.replies.get(resource_id, self.default)
         if reply.arrived is not None:
             reply.arrived.set()
+        if reply.release is not None:
+            await asyncio.to_thread(reply.release.wait, 10)
         await asyncio.sleep(reply.delay)
         extra = {"retry-after": reply.retry_after} if reply.retry_after is not None else {}
         if reply.status != 200:

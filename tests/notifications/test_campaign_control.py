@@ -95,3 +95,31 @@ async def test_a_campaign_to_a_saved_segment_holds_out_its_control_group_and_rep
     assert report["conversion_uplift"] == 2 / len(treated) - 1 / len(control)
     assert report["sent"] + report["failed"] <= len(treated)
     assert (await client.get("/v1/admin/reports/campaigns/999", headers=admin)).status_code == 404
+
+
+async def test_a_campaign_leaves_out_the_customers_of_excluded_segments(
+    client: Client, keys: Keys, conn: Connection, pool: Pool, clock: FakeClock, make_dispatcher: Make
+) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    now = clock.now()
+    store1 = {await customer(conn, now, consent=True, home_store="s1") for _ in range(3)}
+    store2 = {await customer(conn, now, consent=True, home_store="s2") for _ in range(2)}
+    assert await run_daily(pool, DEFAULT_PROGRAM, now) is not None
+    for sid, rule in (("all", {}), ("s2", {"home_stores": ["s2"]})):
+        assert (
+            await client.put(f"/v1/admin/segments/{sid}", json={"title": sid, "rule": rule}, headers=admin)
+        ).is_success
+    body = {"name": "Not store 2", "texts": {"ru": "Привет"}, "segment": {"id": "all", "exclude": ["s2"]}}
+    for wrong in ({"exclude": ["s2"]}, {"id": "all", "exclude": ["nope"]}, {"id": "all", "exclude": ["all"]}):
+        refused = await client.post("/v1/admin/campaigns", json=body | {"segment": wrong}, headers=admin)
+        assert refused.status_code == 422, wrong
+    created = await client.post("/v1/admin/campaigns", json=body, headers=admin)
+    assert created.status_code == 202, created.text
+    await make_dispatcher().enqueue_campaigns()
+    messaged = {r["customer_id"] for r in await conn.fetch("SELECT customer_id FROM outbox")}
+    assert messaged == store1
+    assert not messaged & store2
+    listed = (await client.get("/v1/admin/campaigns", headers=admin)).json()
+    assert [(c["id"], c["recipients"], c["segment"]) for c in listed] == [
+        (created.json()["id"], 3, {"id": "all", "exclude": ["s2"]})
+    ]

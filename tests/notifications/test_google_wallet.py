@@ -253,17 +253,25 @@ async def test_a_late_or_repeated_message_sends_what_is_current(
 async def test_a_batch_patches_its_cards_concurrently(
     provider: GoogleWalletProvider, google: FakeGoogleWallet, account: ServiceAccount, cards: Cards
 ) -> None:
+    """The three PATCHes are at Google at the same time: each is held until all three have arrived (one
+    by one, the second would never come while the first waits)."""
+    release = threading.Event()
+    arrived = {number: threading.Event() for number in (ANNA, BORIS, VERA)}
     for number in (ANNA, BORIS, VERA):
         saved(google, account, card(number, available=100))
         cards.set(card(number, available=5_000))
-    google.default = Reply(delay=0.3)
+        google.replies[object_id(CONFIG, number)] = Reply(arrived=arrived[number], release=release)
 
-    started = asyncio.get_running_loop().time()
-    results = await provider.send([update(1, ANNA), update(2, BORIS), update(3, VERA)])
-    elapsed = asyncio.get_running_loop().time() - started
+    def all_at_google() -> bool:
+        together = all(event.wait(5) for event in arrived.values())
+        release.set()
+        return together
+
+    sending = asyncio.create_task(provider.send([update(1, ANNA), update(2, BORIS), update(3, VERA)]))
+    assert await asyncio.to_thread(all_at_google), "the PATCHes went one by one"
+    results = await sending
 
     assert {r.outcome for r in results} == {Outcome.SENT}
-    assert elapsed < 0.3 * 3  # one class GET, then the three PATCHes at once
     assert {stored_balance(google, n)["string"] for n in (ANNA, BORIS, VERA)} == {"50"}
 
 
@@ -300,8 +308,8 @@ async def test_an_older_state_landing_late_from_another_worker_is_corrected(
     cards.set(card(available=200))
     slow, quick = make_provider(google, account, cards), make_provider(google, account, cards)
     try:
-        at_google = threading.Event()
-        google.replies[object_id(CONFIG, ANNA)] = Reply(delay=0.4, arrived=at_google)
+        at_google, release = threading.Event(), threading.Event()
+        google.replies[object_id(CONFIG, ANNA)] = Reply(arrived=at_google, release=release)
         loaded = asyncio.Event()
         cards.on_load.append(loaded)
         late = asyncio.create_task(slow.send([update(1)]))
@@ -311,6 +319,7 @@ async def test_an_older_state_landing_late_from_another_worker_is_corrected(
         google.replies.clear()
         cards.set(card(available=300))
         assert (await quick.send([update(2)]))[0].outcome is Outcome.SENT  # 3.00 lands first
+        release.set()
         assert (await late)[0].outcome is Outcome.SENT
         balances = [r.body["loyaltyPoints"]["balance"]["string"] for r in google.calls("PATCH") if r.body]
         assert balances == ["3", "2", "3"]  # the late 2.00 was followed by the current 3.00
