@@ -9,8 +9,16 @@ Two kinds:
   (``kpi_dirty_days``): the day of the purchase and every later day of that customer's purchases (their
   first purchase may have moved); the recompute deletes its day's mark in its own transaction, so a crash
   leaves the day dirty and the next round does it again.
+- **Period counts** (``kpi_buyer_counts``): what is counted distinct over a period (buyers, buyers with
+  two or more receipts) does not add up over days, so it is kept per local day, week and month, for the
+  chain, each store, each source and each store and source. Recomputing a receipt day marks its day, week
+  and month (``kpi_dirty_periods``); the round then recounts each marked period from ``kpi_buyer_days``,
+  deleting the mark in the same transaction.
 - **Points hours** (``kpi_points_hours``) add each ledger entry once: the ledger is append-only, and an
-  entry is added in the transaction that moves the feed's mark past it.
+  entry is added in the transaction that moves the feed's mark past it, with its UTC month's total
+  (``kpi_points_months``), from which the liability at any moment is a few dozen rows.
+- **Wallet days** (``kpi_wallet_days``): active cards and installed passes at the end of each local day,
+  rebuilt whole from the install history by the first round of every hour.
 
 Changes are found by following each table by id (``kpi_feeds``). Ids are handed out before a
 transaction commits, so a round first waits until every transaction that may hold an id up to the highest
@@ -37,6 +45,10 @@ logger = logging.getLogger(__name__)
 FEED_CHUNK: Final = 50_000
 #: How long a round waits for transactions in flight to finish before leaving the feeds to the next one.
 SETTLE_SECONDS: Final = 10.0
+
+#: The application name of transactions that write none of the followed tables (the daily segment
+#: recompute's, minutes long at a million customers): the settling wait does not wait for them.
+NOT_FOLLOWED: Final = "kartka-analytics-daily"
 
 #: Local-day bounds of the days in [$1, $2) in the zone $3, as SQL.
 _LO: Final = "($1::date::timestamp AT TIME ZONE $3)"
@@ -120,8 +132,74 @@ SELECT (r.created_at AT TIME ZONE $3)::date, coalesce(r.store, ''), r.source, co
 """
 
 
+#: Marks the days, weeks and months that meet the local days [$1, $2): their counts are to be redone.
+_MARK_PERIODS: Final = """
+INSERT INTO kpi_dirty_periods (grain, period_start)
+SELECT DISTINCT g.grain, date_trunc(g.grain, d)::date
+  FROM generate_series($1::date::timestamp, $2::date::timestamp - interval '1 day', interval '1 day') d
+ CROSS JOIN (VALUES ('day'), ('week'), ('month')) g (grain)
+ON CONFLICT (grain, period_start) DO UPDATE SET marked_at = now()
+"""
+
+#: A period's counts ($1 grain, local days [$2, $3)), for every scope the report asks: the chain ('*', '*'),
+#: each store, each source, each store and source. Buyers are distinct customers in the scope; repeat
+#: buyers those with two or more receipts in it.
+RECOUNT_PERIOD: Final = """
+INSERT INTO kpi_buyer_counts (grain, period_start, store, source, receipts, revenue, first_receipts, buyers,
+                              repeat_buyers)
+SELECT $1, $2, store, source, sum(receipts), sum(revenue), sum(firsts), count(*),
+       count(*) FILTER (WHERE receipts >= 2)
+  FROM (SELECT CASE WHEN grouping(t.store) = 1 THEN '*' ELSE t.store END AS store,
+               CASE WHEN grouping(t.source) = 1 THEN '*' ELSE t.source END AS source,
+               sum(t.receipts) AS receipts, sum(t.revenue) AS revenue, sum(t.first_receipts) AS firsts
+          FROM kpi_buyer_days t
+         WHERE t.day >= $2 AND t.day < $3
+         GROUP BY GROUPING SETS ((t.customer_id, t.store, t.source), (t.customer_id, t.store),
+                                 (t.customer_id, t.source), (t.customer_id))) c
+ GROUP BY store, source
+"""
+
+
+def period_end(grain: str, start: date) -> date:
+    """The exclusive end of the day, week (from Monday) or month that begins on ``start``."""
+    if grain == "day":
+        return start + timedelta(days=1)
+    if grain == "week":
+        return start + timedelta(days=7)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+async def recount(conn: Connection, grain: str, start: date) -> None:
+    """Redo one period's counts from the receipt days (in the caller's transaction)."""
+    await conn.execute("SET LOCAL jit = off")
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # a month's buyers hashed in memory
+    await conn.execute("DELETE FROM kpi_buyer_counts WHERE grain = $1 AND period_start = $2", grain, start)
+    await conn.execute(RECOUNT_PERIOD, grain, start, period_end(grain, start))
+
+
+async def recount_dirty_periods(pool: Pool) -> int:
+    """Recount the marked periods one at a time, each in its own transaction with its mark; how many."""
+    periods = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchrow(
+                "SELECT grain, period_start FROM kpi_dirty_periods ORDER BY period_start, grain"
+                " FOR UPDATE SKIP LOCKED LIMIT 1"
+            )
+            if found is None:
+                return periods
+            await recount(conn, found["grain"], found["period_start"])
+            await conn.execute(
+                "DELETE FROM kpi_dirty_periods WHERE grain = $1 AND period_start = $2",
+                found["grain"],
+                found["period_start"],
+            )
+        periods += 1
+
+
 async def recompute(conn: Connection, first: date, end: date, timezone: str) -> None:
-    """Rebuild the rollups of the local days [first, end) from the orders, receipts and registrations."""
+    """Rebuild the rollups of the local days [first, end) from the orders, receipts and registrations,
+    and mark their days, weeks and months for a recount (:func:`recount_dirty_periods`)."""
     await conn.execute("DELETE FROM kpi_buyer_days WHERE day >= $1 AND day < $2", first, end)
     await conn.execute("DELETE FROM kpi_anonymous_days WHERE day >= $1 AND day < $2", first, end)
     await conn.execute("DELETE FROM kpi_card_days WHERE day >= $1 AND day < $2", first, end)
@@ -129,6 +207,7 @@ async def recompute(conn: Connection, first: date, end: date, timezone: str) -> 
     bulk = (end - first).days >= BULK_DAYS
     await conn.execute(RECOMPUTE_IDENTIFIED_BULK if bulk else RECOMPUTE_IDENTIFIED, first, end, timezone)
     await conn.execute(RECOMPUTE_ANONYMOUS, first, end, timezone)
+    await conn.execute(_MARK_PERIODS, first, end)
 
 
 _MARK = """
@@ -226,12 +305,22 @@ ON CONFLICT (hour, store, source) DO UPDATE SET
     expired = h.expired + excluded.expired
 """
 
+#: The same entries ($1, $2] added to their UTC month's total (what the liability starts from).
+ADD_POINTS_MONTHS: Final = """
+INSERT INTO kpi_points_months AS m (month, net)
+SELECT date_trunc('month', e.occurred_at, 'UTC'), sum(e.points) FROM ledger_entries e
+ WHERE e.id > $1 AND e.id <= $2
+ GROUP BY 1
+ON CONFLICT (month) DO UPDATE SET net = m.net + excluded.net
+"""
+
 _TABLES: Final = {**{feed: table for feed, (table, _) in FEEDS.items()}, "ledger": "ledger_entries"}
 
 
 class RollupReport(msgspec.Struct):
     ids_read: int = 0
     days_recomputed: int = 0
+    periods_recounted: int = 0
     settled: bool = True
     """False when transactions in flight did not finish in time: the feeds wait for the next round."""
 
@@ -250,7 +339,7 @@ async def _highs(conn: Connection) -> dict[str, int]:
 async def _settle(conn: Connection, deadline: float) -> bool:
     """Wait until every transaction of this database that had written when we looked has finished: ids
     read before are then final. (Only this database's sessions count: ``pg_snapshot_xmin`` would also wait
-    for any long transaction elsewhere in the cluster.)"""
+    for any long transaction elsewhere in the cluster; nor do those named :data:`NOT_FOLLOWED`.)"""
     horizon = await conn.fetchval("SELECT xid(pg_snapshot_xmax(pg_current_snapshot()))")
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
@@ -259,9 +348,10 @@ async def _settle(conn: Connection, deadline: float) -> bool:
             """
             SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                             WHERE datname = current_database() AND backend_xid IS NOT NULL
-                              AND age(backend_xid) > age($1::xid))
+                              AND age(backend_xid) > age($1::xid) AND application_name IS DISTINCT FROM $2)
             """,
             horizon,
+            NOT_FOLLOWED,
         )
         if not busy:
             return True
@@ -270,7 +360,9 @@ async def _settle(conn: Connection, deadline: float) -> bool:
         await asyncio.sleep(0.05)
 
 
-async def follow(pool: Pool, timezone: str, *, settle_seconds: float = SETTLE_SECONDS) -> RollupReport:
+async def follow(
+    pool: Pool, timezone: str, *, settle_seconds: float = SETTLE_SECONDS, chunk: int = FEED_CHUNK
+) -> RollupReport:
     """Read what the followed tables gained since the last round: mark the days it changes, add the ledger."""
     report = RollupReport()
     async with pool.acquire() as conn:
@@ -285,9 +377,10 @@ async def follow(pool: Pool, timezone: str, *, settle_seconds: float = SETTLE_SE
                 done = await conn.fetchval("SELECT done FROM kpi_feeds WHERE feed = $1 FOR UPDATE SKIP LOCKED", feed)
                 if done is None or done >= high:  # another worker has it, or nothing new
                     break
-                upto = min(high, done + FEED_CHUNK)
+                upto = min(high, done + chunk)
                 if feed == "ledger":
                     await conn.execute(ADD_POINTS, done, upto)
+                    await conn.execute(ADD_POINTS_MONTHS, done, upto)
                 else:
                     await conn.execute(_MARK.format(days=FEEDS[feed][1]), done, upto, timezone)
                 await conn.execute("UPDATE kpi_feeds SET done = $2, updated_at = now() WHERE feed = $1", feed, upto)
@@ -309,8 +402,9 @@ async def recompute_dirty(pool: Pool, timezone: str) -> int:
 
 
 async def _sweep_activation(pool: Pool, timezone: str) -> None:
-    """Once a local day, the last 31 issue days again: a no-name card merged after its issue day counts
-    the kept account's later purchases, which no feed ties back to that day."""
+    """Once a local day, the card days of the last 31 issue days again: a no-name card merged after its
+    issue day counts the kept account's later purchases, which no feed ties back to that day. Only the
+    card days: recomputing those whole days' receipts too took over a minute a day at 10 M receipts."""
     async with pool.acquire() as conn, conn.transaction():
         today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", timezone)
         await conn.execute("INSERT INTO kpi_feeds (feed) VALUES ('activation_sweep') ON CONFLICT DO NOTHING")
@@ -320,58 +414,92 @@ async def _sweep_activation(pool: Pool, timezone: str) -> None:
             today.toordinal(),
         )
         if due:
-            await conn.execute(
-                """
-                INSERT INTO kpi_dirty_days (day) SELECT $1::date - g FROM generate_series(0, $2) g
-                ON CONFLICT (day) DO UPDATE SET marked_at = now()
-                """,
-                today,
-                ACTIVATION_DAYS + 1,
-            )
+            first, end = today - timedelta(days=ACTIVATION_DAYS + 1), today + timedelta(days=1)
+            await conn.execute("DELETE FROM kpi_card_days WHERE day >= $1 AND day < $2", first, end)
+            await conn.execute(RECOMPUTE_CARDS, first, end, timezone)
 
 
-def _wallet_adoption_sql(pass_columns: set[str]) -> str:
-    """Cards whose live pass is installed: an Apple pass registered on a device and not removed since, or a
-    Google pass whose last callback from Google was a save.
+#: Wallet adoption at the end of every local day ($1: the program's zone), from the install history.
+#: A card is active from its issue until it was blocked, replaced or closed (``status_changed_at`` of a
+#: card that is not active; a card unblocked again counts as active since its issue). A card's pass is on
+#: a phone while an Apple registration of it is live (``created_at`` until ``removed_at``) or since a
+#: Google save until the next Google event of it (a delete), each within the pass's own life (until a link
+#: rotation retired it). A card's installed spans are merged (two phones, or Apple and Google, count one
+#: card) and clipped to its active span; each span start adds one on its local day, each end takes one
+#: away; the running sums are the day's figures.
+WALLET_DAYS: Final = """
+WITH card_life AS (
+    SELECT number, issued_at AS a0,
+           CASE WHEN status = 'active' THEN 'infinity'::timestamptz ELSE coalesce(status_changed_at, issued_at) END
+               AS a1
+      FROM cards
+), google AS (
+    SELECT g.serial_number, g.event_type, g.received_at AS s,
+           lead(g.received_at) OVER (PARTITION BY g.serial_number ORDER BY g.received_at, g.id) AS e
+      FROM google_wallet_events g WHERE g.serial_number IS NOT NULL
+), installs AS (
+    SELECT p.card_number, greatest(r.created_at, p.created_at) AS s,
+           least(coalesce(r.removed_at, 'infinity'), coalesce(p.retired_at, 'infinity')) AS e
+      FROM pass_registrations r JOIN passes p ON p.serial_number = r.serial_number
+    UNION ALL
+    SELECT p.card_number, greatest(g.s, p.created_at),
+           least(coalesce(g.e, 'infinity'), coalesce(p.retired_at, 'infinity'))
+      FROM google g JOIN passes p ON p.serial_number = g.serial_number
+     WHERE g.event_type = 'save'
+), clipped AS (
+    SELECT i.card_number, greatest(i.s, c.a0) AS s, least(i.e, c.a1) AS e
+      FROM installs i JOIN card_life c ON c.number = i.card_number
+     WHERE greatest(i.s, c.a0) < least(i.e, c.a1)
+), ordered AS (
+    SELECT card_number, s, e,
+           max(e) OVER (PARTITION BY card_number ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               AS reach
+      FROM clipped
+), islands AS (
+    SELECT card_number, s, e,
+           count(*) FILTER (WHERE reach IS NULL OR reach < s) OVER (PARTITION BY card_number ORDER BY s, e) AS island
+      FROM ordered
+), merged AS (
+    SELECT min(s) AS s, max(e) AS e FROM islands GROUP BY card_number, island
+), deltas AS (
+    SELECT (s AT TIME ZONE $1)::date AS day, 0 AS active, 1 AS installed FROM merged
+    UNION ALL
+    SELECT (e AT TIME ZONE $1)::date, 0, -1 FROM merged WHERE e < 'infinity'
+    UNION ALL
+    SELECT (a0 AT TIME ZONE $1)::date, 1, 0 FROM card_life WHERE a0 < a1
+    UNION ALL
+    SELECT (a1 AT TIME ZONE $1)::date, -1, 0 FROM card_life WHERE a0 < a1 AND a1 < 'infinity'
+), per_day AS (
+    SELECT day, sum(active) AS active, sum(installed) AS installed FROM deltas GROUP BY day
+)
+INSERT INTO kpi_wallet_days (day, active_cards, installed)
+SELECT day, sum(active) OVER w, sum(installed) OVER w FROM per_day WINDOW w AS (ORDER BY day)
+"""
 
-    Reads the install history wallet keeps (``pass_registrations.removed_at``, ``google_wallet_events``)
-    where the schema has it; on a schema without it, a device registration is an install and a Google save
-    link handed out stands for a save."""
-    apple = "EXISTS (SELECT 1 FROM pass_registrations pr WHERE pr.serial_number = p.serial_number{removed})".format(
-        removed=" AND pr.removed_at IS NULL" if "pass_registrations.removed_at" in pass_columns else ""
-    )
-    if "google_wallet_events.event_type" in pass_columns:
-        google = """(SELECT g.event_type FROM google_wallet_events g WHERE g.serial_number = p.serial_number
-                      ORDER BY g.received_at DESC, g.id DESC LIMIT 1) = 'save'"""
-    else:
-        google = "p.google_linked_at IS NOT NULL"
-    return f"""
-    SELECT (SELECT count(*) FROM cards WHERE status = 'active') AS active,
-           (SELECT count(DISTINCT p.card_number) FROM passes p JOIN cards c ON c.number = p.card_number
-             WHERE c.status = 'active' AND p.retired_at IS NULL AND ({apple} OR {google})) AS installed
-    """
+
+#: How often a round rebuilds the wallet days: the rebuild reads every card (18 s at a million cards on
+#: the shared development machine, most of it reading the table), too much for every round.
+WALLET_EVERY: Final = timedelta(hours=1)
 
 
-async def count_wallet_adoption(pool: Pool) -> None:
-    """Count the active cards and those with an installed pass, for the report to read."""
-    async with pool.acquire() as conn:
-        columns = await conn.fetch(
-            """
-            SELECT table_name || '.' || column_name AS name FROM information_schema.columns
-             WHERE table_schema = current_schema()
-               AND table_name IN ('passes', 'pass_registrations', 'google_wallet_events')
-            """
-        )
-        found = await conn.fetchrow(_wallet_adoption_sql({c["name"] for c in columns}))
-        assert found is not None
+async def count_wallet_adoption(pool: Pool, timezone: str, *, every: timedelta | None = None) -> None:
+    """Rebuild ``kpi_wallet_days`` (one statement over the cards and the install history); with ``every``,
+    only if the last rebuild is older than that (the worker's rounds)."""
+    async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            """
-            INSERT INTO kpi_wallet_adoption (taken_at, active_cards, installed) VALUES (now(), $1, $2)
-            ON CONFLICT (one) DO UPDATE SET taken_at = now(), active_cards = $1, installed = $2
-            """,
-            found["active"],
-            found["installed"],
+            "INSERT INTO kpi_feeds (feed, updated_at) VALUES ('wallet', '-infinity') ON CONFLICT DO NOTHING"
         )
+        due = await conn.fetchval(
+            "UPDATE kpi_feeds SET updated_at = now() WHERE feed = 'wallet'"
+            " AND ($1::interval IS NULL OR updated_at < now() - $1::interval) RETURNING 1",
+            every,
+        )
+        if not due:
+            return
+        await conn.execute("SET LOCAL jit = off")
+        await conn.execute("SET LOCAL work_mem = '64MB'")
+        await conn.execute("DELETE FROM kpi_wallet_days")
+        await conn.execute(WALLET_DAYS, timezone)
 
 
 async def run(pool: Pool, timezone: str) -> RollupReport:
@@ -379,7 +507,8 @@ async def run(pool: Pool, timezone: str) -> RollupReport:
     report = await follow(pool, timezone)
     await _sweep_activation(pool, timezone)
     report.days_recomputed = await recompute_dirty(pool, timezone)
-    await count_wallet_adoption(pool)
+    report.periods_recounted = await recount_dirty_periods(pool)
+    await count_wallet_adoption(pool, timezone, every=WALLET_EVERY)
     if report.settled:
         await pool.execute(
             "INSERT INTO kpi_feeds (feed) VALUES ('round') ON CONFLICT (feed) DO UPDATE SET updated_at = now()"
@@ -397,6 +526,7 @@ async def rebuild(pool: Pool, timezone: str, first: date, end: date) -> None:
     await skip_receipt_feeds(pool)
     async with pool.acquire() as conn, conn.transaction():
         await recompute(conn, first, end, timezone)
+    await recount_dirty_periods(pool)
 
 
 async def skip_receipt_feeds(pool: Pool) -> None:

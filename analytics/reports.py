@@ -1,7 +1,12 @@
 """The KPI report: the rollups summed over a period, per day, week, month, store or source, and turned into
-the spec's figures by ``analytics.kpis``. Everything here reads rollups or small tables; wallet adoption
-(a count of active cards and of installed passes) is read at query time (docs/analytics.md, "Freshness").
-The promotions report reads the period's orders."""
+the spec's figures by ``analytics.kpis``. The KPI report reads rollups only (docs/analytics.md,
+"Freshness"); the promotions report reads the period's orders.
+
+Distinct buyers do not add up over days. A row whose period is a whole local day, week (from Monday) or
+calendar month reads its counts from ``kpi_buyer_counts`` (one row per period and scope); any other row
+(a period of 10 days, a quarter, a week clipped by the report's bounds) counts its buyers from the
+per-customer day rows (``kpi_buyer_days``) of its own days: exact either way, the latter slower for long
+periods (a quarter reads three months of buyer days)."""
 
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ class KpiReport(msgspec.Struct, kw_only=True):
     """When the worker last brought the rollups up to date; receipt figures are as of then."""
     days_pending: int
     """Days with changes the worker has not recomputed yet (their figures are the earlier ones)."""
+    periods_pending: int = 0
+    """Days, weeks and months whose buyer counts the worker has not recounted yet since their days moved."""
 
 
 def _key(group_by: GroupBy | None, day: str) -> str:
@@ -82,6 +89,17 @@ def _buckets(group_by: GroupBy, first: date, end: date) -> list[tuple[date, date
         out.append((start, min(nxt, end)))
         start = min(nxt, end)
     return out
+
+
+def _grain(start: date, end: date) -> Literal["day", "week", "month"] | None:
+    """The grain of the period [start, end) when it is one whole local day, week or month; else None."""
+    if end == start + timedelta(days=1):
+        return "day"
+    if start.weekday() == 0 and end == start + timedelta(days=7):
+        return "week"
+    if start.day == 1 and end == date(start.year + start.month // 12, start.month % 12 + 1, 1):
+        return "month"
+    return None
 
 
 def _bucket_key(group_by: GroupBy, start: date) -> str:
@@ -128,6 +146,16 @@ SELECT {key} AS k, sum(t.issued)::bigint AS issued, sum(t.activated)::bigint AS 
  GROUP BY 1
 """
 
+#: The counts of whole periods ($1 grain, $2 starts) in one scope: $3 store ('*': all), $4 source ('*': all);
+#: a NULL $3 / $4 means every store / source apart (the rows of ``group_by=store`` / ``source``).
+_WHOLE = """
+SELECT {key} AS k, t.receipts, t.revenue, t.first_receipts AS firsts, t.buyers, t.repeat_buyers
+  FROM kpi_buyer_counts t
+ WHERE t.grain = $1 AND t.period_start = ANY($2::date[])
+   AND (CASE WHEN $3::text IS NULL THEN t.store <> '*' ELSE t.store = $3 END)
+   AND (CASE WHEN $4::text IS NULL THEN t.source <> '*' ELSE t.source = $4 END)
+"""
+
 #: Net points per hour (the ledger's identity: the sum of entries is what the program owes, debts netted).
 _NET_POINTS = "accrued + granted + adjusted + returned - spent - taken_back - expired"
 
@@ -156,18 +184,19 @@ class KpiService:
         if group_by in ("day", "week", "month"):
             buckets = _buckets(group_by, first, end)
             liabilities = await self._liabilities(conn, [_local_midnight(e, program) for _, e in buckets], store)
-            for (start, stop), liability in zip(buckets, liabilities, strict=True):
+            wallets = await self._wallet_adoption(conn, [e for _, e in buckets], store)
+            for (start, stop), liability, wallet in zip(buckets, liabilities, wallets, strict=True):
                 c = counts[_bucket_key(group_by, start)]
                 if liability is not None:
                     c.liability_points, c.liability_pending_points = liability
+                c.active_cards, c.wallet_passes = wallet
                 rows.append(row(c, period_start=start, period_end=stop))
         elif group_by is None:
             c = counts[""]
             (liability,) = await self._liabilities(conn, [hi], store)
             if liability is not None:
                 c.liability_points, c.liability_pending_points = liability
-            if store is None:
-                c.active_cards, c.wallet_passes = await self._wallet_adoption(conn)
+            ((c.active_cards, c.wallet_passes),) = await self._wallet_adoption(conn, [end], store)
             rows.append(row(c, period_start=first, period_end=end))
         else:
             for key in keys:
@@ -181,9 +210,10 @@ class KpiService:
                         source=named if group_by == "source" else None,
                     )
                 )
-        updated, pending = await conn.fetchrow(
-            "SELECT (SELECT updated_at FROM kpi_feeds WHERE feed = 'round'), (SELECT count(*) FROM kpi_dirty_days)"
-        ) or (None, 0)
+        updated, pending, periods = await conn.fetchrow(
+            "SELECT (SELECT updated_at FROM kpi_feeds WHERE feed = 'round'), (SELECT count(*) FROM kpi_dirty_days),"
+            " (SELECT count(*) FROM kpi_dirty_periods)"
+        ) or (None, 0, 0)
         return KpiReport(
             from_=first,
             to=end,
@@ -193,6 +223,7 @@ class KpiService:
             rows=rows,
             rollups_updated_at=updated,
             days_pending=pending,
+            periods_pending=periods,
         )
 
     async def _counts(
@@ -204,7 +235,7 @@ class KpiService:
         local_hour = f"(t.hour AT TIME ZONE '{_quoted_zone(program)}')::date"
 
         counts: dict[str, Counts] = defaultdict(Counts)
-        for r in await conn.fetch(_IDENTIFIED.format(key=_key(group_by, "t.day")), first, end, store):
+        for r in await self._identified(conn, first, end, store, group_by):
             c = counts[r["k"]]
             c.receipts_identified, c.revenue_identified = r["receipts"], r["revenue"]
             c.first_receipts, c.buyers, c.repeat_buyers = r["firsts"], r["buyers"], r["repeat_buyers"]
@@ -228,6 +259,31 @@ class KpiService:
 
         return counts, keys
 
+    async def _identified(
+        self, conn: Connection, first: date, end: date, store: str | None, group_by: GroupBy | None
+    ) -> list[Any]:
+        """The identified receipts' counts per row: whole periods from their counts, the rest counted."""
+        if group_by in ("day", "week", "month"):
+            whole: list[date] = []
+            found: list[Any] = []
+            for start, stop in _buckets(group_by, first, end):
+                if _grain(start, stop) == group_by:
+                    whole.append(start)
+                else:  # a week or month clipped by the report's bounds: a few days, counted
+                    key = f"'{_bucket_key(group_by, start)}'"
+                    found += await conn.fetch(_IDENTIFIED.format(key=key), start, stop, store)
+            if whole:
+                found += await conn.fetch(_WHOLE.format(key="t.period_start::text"), group_by, whole, store or "*", "*")
+            return found
+        grain = _grain(first, end)
+        if grain is None:
+            # A month of buyers hashed in memory (~100 MB at 10 M receipts a year) rather than spilled to disk.
+            await conn.execute("SET LOCAL work_mem = '64MB'")
+            return list(await conn.fetch(_IDENTIFIED.format(key=_key(group_by, "t.day")), first, end, store))
+        scope = {None: (store or "*", "*"), "store": (store, "*"), "source": (store or "*", None)}[group_by]
+        key = {None: "''", "store": "t.store", "source": "t.source"}[group_by]
+        return list(await conn.fetch(_WHOLE.format(key=key), grain, [first], *scope))
+
     async def _liabilities(
         self, conn: Connection, ends: list[datetime], store: str | None
     ) -> list[tuple[int, int] | None]:
@@ -236,8 +292,14 @@ class KpiService:
             return [None] * len(ends)
         pending = timedelta(hours=self.program.pending_hours)
         start = min(ends) - pending
+        # Owed before ``start``: the whole UTC months before it, then the hours of its own month.
         base = await conn.fetchval(
-            f"SELECT coalesce(sum({_NET_POINTS}), 0)::bigint FROM kpi_points_hours WHERE hour < $1", start
+            f"""
+            SELECT ((SELECT coalesce(sum(net), 0) FROM kpi_points_months WHERE month < date_trunc('month', $1, 'UTC'))
+                    + (SELECT coalesce(sum({_NET_POINTS}), 0) FROM kpi_points_hours
+                        WHERE hour >= date_trunc('month', $1, 'UTC') AND hour < $1))::bigint
+            """,
+            start,
         )
         hours = await conn.fetch(
             f"""
@@ -258,10 +320,26 @@ class KpiService:
             out.append((owed, min(accrued_before[upto] - accrued_before[since], max(owed, 0))))
         return out
 
-    async def _wallet_adoption(self, conn: Connection) -> tuple[int | None, int | None]:
-        """As the worker last counted it (``kpis_rollup.count_wallet_adoption``); none before its first round."""
-        found = await conn.fetchrow("SELECT active_cards, installed FROM kpi_wallet_adoption")
-        return (None, None) if found is None else (found["active_cards"], found["installed"])
+    async def _wallet_adoption(
+        self, conn: Connection, ends: list[date], store: str | None
+    ) -> list[tuple[int | None, int | None]]:
+        """(active cards, of them with a pass on a phone) at each local midnight ``ends`` (the end of a
+        period): the worker's last day row before it (``kpis_rollup.count_wallet_adoption``). Cards are the
+        chain's: none for one store; none before the worker's first round."""
+        if store is not None:
+            return [(None, None)] * len(ends)
+        days = await conn.fetch("SELECT day, active_cards, installed FROM kpi_wallet_days ORDER BY day")
+        moments = [d["day"] for d in days]
+        out: list[tuple[int | None, int | None]] = []
+        for end in ends:
+            before = bisect.bisect_left(moments, end)  # rows of days before ``end``: the state at its midnight
+            if not days:
+                out.append((None, None))
+            elif before == 0:
+                out.append((0, 0))
+            else:
+                out.append((days[before - 1]["active_cards"], days[before - 1]["installed"]))
+        return out
 
 
 def _quoted_zone(program: Program) -> str:

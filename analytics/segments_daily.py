@@ -1,8 +1,11 @@
 """The daily recompute: every customer's facts, then RFM, lifecycle and the saved segments' sizes.
 
-Once per program-local day, claimed in ``analytics_runs`` so one worker runs it. The facts are rebuilt
-in batches of customers in id order, each batch committed with the run's cursor, so a worker that dies
-mid-way leaves a cursor the next one resumes from (a claim untouched for ten minutes is taken over).
+Once per program-local day, claimed in ``analytics_runs`` so one worker runs it. The worker runs it in a
+loop of its own (``boot.worker``), beside the timed jobs, so expiry, reminders and the KPI rollups do not
+wait for it. The facts are rebuilt in batches of customers in id order (one set-based statement per
+batch, reading each source table as one id range), each batch committed with the run's cursor, so a
+worker that dies mid-way leaves a cursor the next one resumes from (a claim untouched for ten minutes is
+taken over).
 The scoring — T50 / T90, RFM quintiles, lifecycle stages, segment sizes — then runs in one transaction:
 redone whole if interrupted, and never seen half-done.
 """
@@ -17,6 +20,7 @@ from uuid import UUID
 import msgspec
 
 from analytics import lifecycle, rfm, segments
+from analytics.kpis_rollup import NOT_FOLLOWED
 from analytics.segments_facts import advance_marks, no_jit, refresh, refresh_touched, source_heads
 from kartka.db import Pool
 from wallet.program import Program
@@ -76,6 +80,7 @@ async def run_daily(
     if claim["stage"] == "facts":
         while True:
             async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL application_name = '{NOT_FOLLOWED}'")  # no KPI feed waits for it
                 # Two statements rather than "$1 IS NULL OR id > $1", which a generic plan cannot range-scan.
                 rows = await (
                     conn.fetch("SELECT id FROM customers ORDER BY id LIMIT $1", batch)
@@ -83,7 +88,7 @@ async def run_daily(
                     else conn.fetch("SELECT id FROM customers WHERE id > $1 ORDER BY id LIMIT $2", cursor, batch)
                 )
                 ids = [row["id"] for row in rows]
-                await refresh(conn, ids, program, thresholds, now)
+                await refresh(conn, ids, program, thresholds, now, through=ids[-1] if ids else None)
                 last = ids[-1] if ids else cursor
                 stage = "facts" if len(ids) == batch else "scores"
                 # Only the holder of the cursor moves it: a worker that lost its claim stops here.
@@ -104,6 +109,7 @@ async def run_daily(
             if stage == "scores":
                 break
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL application_name = '{NOT_FOLLOWED}'")
         if (
             await conn.fetchval(
                 "SELECT 1 FROM analytics_runs WHERE run_on = $1 AND stage = 'scores' FOR UPDATE SKIP LOCKED", day
@@ -113,6 +119,10 @@ async def run_daily(
             return None
         await no_jit(conn)
         await conn.execute("SET LOCAL work_mem = '256MB'")  # the quintiles and percentiles sort in memory
+        # The scores rewrite every row: the touched refresh of the worker's job loop must not interleave
+        # its upserts with them (a deadlock) nor wait on their row locks; it waits a second for this lock
+        # and otherwise leaves its customers to its next round (analytics.segments_facts.refresh_touched).
+        await conn.execute("LOCK TABLE customer_facts IN SHARE ROW EXCLUSIVE MODE")
         await advance_marks(conn, {k: int(v) for k, v in heads.items()})
         thresholds = await lifecycle.estimate(conn, program, now)
         await lifecycle.record(conn, day, thresholds)
@@ -162,8 +172,13 @@ async def run_daily_safely(pool: Pool, program: Program, now: datetime, *, force
         return None
 
 
-async def run_segment_jobs(pool: Pool, program: Program, now: datetime, *, force: bool = False) -> dict[str, Any]:
-    """What the worker's timer runs each round: the touched customers' facts, then (once a day) the rest."""
+async def run_segment_jobs(
+    pool: Pool, program: Program, now: datetime, *, force: bool = False, daily: bool = True
+) -> dict[str, Any]:
+    """The touched customers' facts, then (once a day; not with ``daily=False``, the worker's job loop,
+    which leaves it to its own loop) the rest."""
     refreshed = await refresh_touched(pool, program, now)
-    daily = await run_daily_safely(pool, program, now, force=force)
-    return {"facts_refreshed": refreshed, "segments_daily": None if daily is None else msgspec.to_builtins(daily)}
+    if not daily:
+        return {"facts_refreshed": refreshed}
+    report = await run_daily_safely(pool, program, now, force=force)
+    return {"facts_refreshed": refreshed, "segments_daily": None if report is None else msgspec.to_builtins(report)}

@@ -509,7 +509,7 @@ def jobs() -> None:
 @click.option("--force", is_flag=True, help="Evaluate downgrades even if today's run is done.")
 def jobs_run(force: bool) -> None:
     """Expire due lots, evaluate tier downgrades and enqueue expiry reminders now; prints what was done."""
-    from boot.jobs import run_jobs  # noqa: PLC0415 - lazy
+    from boot.jobs import analytics_pool, run_jobs  # noqa: PLC0415 - lazy
     from boot.services import open_services  # noqa: PLC0415
 
     settings = _database(_settings())
@@ -520,7 +520,8 @@ def jobs_run(force: bool) -> None:
         ) as services:
             async with services.pool.acquire() as conn:
                 await SCHEMA.migrate(conn)
-            return await run_jobs(services, force=force)
+            async with analytics_pool(settings, "kartka-jobs-analytics") as analytics:
+                return await run_jobs(services, force=force, analytics=analytics)
 
     with _friendly_errors(settings):
         click.echo(msgspec.json.encode(asyncio.run(work())).decode())

@@ -12,10 +12,10 @@ import logging
 import signal
 import time
 
-from boot.jobs import run_jobs
+from boot.jobs import analytics_pool, run_daily_segments, run_jobs
 from boot.services import Services, make_dispatcher, open_services
 from kartka.clock import SystemClock
-from kartka.db import connect
+from kartka.db import Pool, connect
 from kartka.heartbeat import beat
 from kartka.lifeline import parent_alive
 from kartka.resilience import backoff
@@ -72,14 +72,27 @@ async def _watch_parent(parent: int | None, stop: asyncio.Event) -> None:
         await _sleep_unless(stop, 1.0)
 
 
-async def _timed_jobs(services: Services, stop: asyncio.Event) -> None:
+async def _timed_jobs(services: Services, analytics: Pool, stop: asyncio.Event) -> None:
     interval = services.settings.jobs_interval_seconds
     logger.info("worker started; jobs every %.0f s", interval)
     while not stop.is_set():
         try:
-            await run_jobs(services)
+            await run_jobs(services, daily=False, analytics=analytics)
         except Exception as exc:
             logger.warning("jobs failed, will retry: %r", exc)
+        await _sleep_unless(stop, interval)
+
+
+async def _daily_jobs(services: Services, analytics: Pool, stop: asyncio.Event) -> None:
+    """The daily segment recompute, in a loop of its own: minutes long at a million customers, it would
+    hold up expiry, reminders and the KPI rollups in the timed jobs' loop. It commits batch by batch
+    (another worker, or this one after a restart, resumes from its cursor)."""
+    interval = services.settings.jobs_interval_seconds
+    while not stop.is_set():
+        try:
+            await run_daily_segments(services, analytics)
+        except Exception as exc:
+            logger.warning("daily segment recompute failed, will retry: %r", exc)
         await _sleep_unless(stop, interval)
 
 
@@ -95,12 +108,14 @@ async def run_worker(settings: Settings, parent: int | None = None) -> None:
             services = await _services_when_reachable(settings, stop, stack)
             if services is None:
                 return
+            analytics = await stack.enter_async_context(analytics_pool(settings, "kartka-worker-analytics"))
             dispatcher = make_dispatcher(services)
             stop_waiter = asyncio.create_task(stop.wait())
             stop_waiter.add_done_callback(lambda _: dispatcher.stop())
             try:
                 await asyncio.gather(
-                    _timed_jobs(services, stop),
+                    _timed_jobs(services, analytics, stop),
+                    _daily_jobs(services, analytics, stop),
                     dispatcher.run(lambda: connect(settings, application="kartka-worker-listener", background=False)),
                     _heartbeat(services, dispatcher, stop),
                     _watch_parent(parent, stop),

@@ -61,8 +61,9 @@ class AdminReportController(Controller):
         "split it. `store` limits every receipt figure to one store. Shares are fractions 0–1 (null when there is "
         "nothing to divide), money is in minor units, points in hundredths. Refunds net amounts, and a receipt "
         "refunded in full does not count. Liability is the chain's (null per store or source); wallet adoption is "
-        "as of now and given on the ungrouped whole-chain row. A store manager names one of their own stores (403 "
-        "`store-forbidden` for another store or the whole chain). The definitions are in docs/analytics.md. "
+        "the chain's at the end of each row's period (null per store or source). A store manager names one of "
+        "their own stores (403 `store-forbidden` for another store or the whole chain). The definitions are in "
+        "docs/analytics.md. "
         "`Accept: text/csv` gives the rows as CSV.",
         responses=problems(401, 403, 422)
         | {200: ResponseSpec(data_container=KpiReport, description="The report", examples=None)},

@@ -19,6 +19,8 @@ February 2026, store-1 unless said (Minsk time; every purchase at noon):
     repeat share 5/7; buyers A, B, C -> 3, with two or more receipts A and B -> 2/3
     average check with a card 7750/7 = 1107.14 -> 1107, without 1000, uplift (7750/7)/1000
     cards issued in February: B (Feb 2), C (Feb 1), D (Feb 20), E (Feb 5, never buys) -> 3 of 4 active
+    wallet adoption at the end of February: A's pass on a phone since Feb 20; cards active A, B, C, D, E
+    (D's is replaced by the merge on March 2) -> 1 of 5; at the end of March 2: 1 of 4
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ ZONE = "Europe/Minsk"
 
 def noon(day: date) -> str:
     return datetime(day.year, day.month, day.day, 9, 0, tzinfo=UTC).isoformat()  # 12:00 in Minsk
+
+
+def utc(month: int, day: int) -> datetime:
+    return datetime(2026, month, day, 10, 0, tzinfo=UTC)
 
 
 def feb(day: int) -> date:
@@ -87,12 +93,12 @@ class Shop:
 
 
 async def issued_on(conn: Connection, card: str, day: date) -> None:
-    """Registrations take the database's clock; the hand-built month says when each card was issued."""
+    """Registrations and cards take the database's clock; the hand-built month says when each was issued."""
+    at = datetime(day.year, day.month, day.day, 8, 0, tzinfo=UTC)
     await conn.execute(
-        "UPDATE registrations SET created_at = $2 WHERE card_number = $1 AND outcome = 'created'",
-        card,
-        datetime(day.year, day.month, day.day, 8, 0, tzinfo=UTC),
+        "UPDATE registrations SET created_at = $2 WHERE card_number = $1 AND outcome = 'created'", card, at
     )
+    await conn.execute("UPDATE cards SET issued_at = $2 WHERE number = $1", card, at)
 
 
 @pytest.fixture
@@ -127,13 +133,15 @@ async def month(client: Client, keys: Keys, clock: FakeClock, conn: Connection, 
     assert merged["outcome"] == "merged"
     for card, day in ((a, date(2026, 1, 25)), (b, feb(2)), (c, feb(1)), (d, feb(20)), (e, feb(5))):
         await issued_on(conn, card, day)
-    # A's pass is on a phone: one of the four active cards (D's was replaced by the merge).
+    # A's pass is on a phone since February 20: one of the five cards active at the end of February, one
+    # of four after D's was replaced by the merge.
     await conn.execute(
         """
         INSERT INTO passes (serial_number, card_number, authentication_token, updated_at, created_at)
-        VALUES ($1, $1, repeat('t', 32), now(), now());
+        VALUES ($1, $1, repeat('t', 32), now(), '2026-02-20T10:00:00Z');
         INSERT INTO pass_devices (device_library_id, push_token, updated_at) VALUES ('dev-1', repeat('a', 64), now());
-        INSERT INTO pass_registrations (device_library_id, serial_number, created_at) VALUES ('dev-1', $1, now());
+        INSERT INTO pass_registrations (device_library_id, serial_number, created_at)
+        VALUES ('dev-1', $1, '2026-02-20T10:00:00Z');
         """.replace("$1", f"'{a}'")
     )
     await kpis_rollup.run(pool, ZONE)
@@ -182,7 +190,12 @@ async def one_row(client: Client, month: dict[str, Any]) -> None:
     everything = sum(o["accrued_points"] for o in month["orders"])
     assert (row["liability_points"], row["liability_pending_points"]) == (everything - 50, 0)
     assert row["liability_money"] == everything - 50
-    assert (row["wallet_passes_installed"], row["active_cards"], row["wallet_adoption_share"]) == (1, 4, 0.25)
+    assert (row["wallet_passes_installed"], row["active_cards"], row["wallet_adoption_share"]) == (1, 5, 0.2)
+    later = (await report(client, month["admin"], to="2026-03-03"))["rows"][0]
+    assert (later["wallet_passes_installed"], later["active_cards"], later["wallet_adoption_share"]) == (1, 4, 0.25)
+    # Not a whole month: its buyers are counted from its days, and agree with the month's (nothing was
+    # bought on March 1 or 2).
+    assert (later["receipts"], later["buyers"], later["repeat_buyers"], later["repeat_receipts"]) == (10, 3, 2, 5)
 
 
 async def per_store_and_per_day(client: Client, month: dict[str, Any]) -> None:
@@ -194,6 +207,26 @@ async def per_store_and_per_day(client: Client, month: dict[str, Any]) -> None:
     assert stores["store-1"]["liability_points"] is None  # points are the chain's
     only = (await report(client, month["admin"], store="store-2"))["rows"][0]
     assert (only["receipts"], only["revenue"]) == (1, 500)
+    # Every scope of the whole month (read from its counts) agrees with the same purchases counted from
+    # their days (a period that is not a whole month: nothing was bought on March 1 or 2).
+    for params in (
+        {"group_by": "store"},
+        {"group_by": "source"},
+        {"store": "store-1"},
+        {"store": "store-1", "group_by": "source"},
+    ):
+        whole = (await report(client, month["admin"], **params))["rows"]
+        counted = (await report(client, month["admin"], to="2026-03-03", **params))["rows"]
+        figures = (
+            "store",
+            "source",
+            "receipts_identified",
+            "revenue_identified",
+            "repeat_receipts",
+            "buyers",
+            "repeat_buyers",
+        )
+        assert [[r[f] for f in figures] for r in whole] == [[r[f] for f in figures] for r in counted], params
 
     days = {r["period_start"]: r for r in (await report(client, month["admin"], group_by="day"))["rows"]}
     assert len(days) == 28
@@ -264,6 +297,66 @@ async def test_a_later_change_reaches_the_figures_after_a_round(
     assert after["revenue_identified"] == 7750 - 1500
     again = await kpis_rollup.run(pool, ZONE)
     assert (again.ids_read, again.days_recomputed) == (0, 0)
+
+
+async def test_wallet_adoption_as_of_each_period_end(
+    client: Client, keys: Keys, clock: FakeClock, conn: Connection, pool: Pool
+) -> None:
+    """Three cards and what phones did with their passes (2026, UTC):
+
+    X issued Jan 10; Apple on two phones Jan 15-Feb 10 and Jan 20-25 (one card, counted once);
+      saved to Google Mar 2
+    Y issued Jan 20; saved to Google Jan 25, deleted Mar 5
+    Z issued Feb 5; Apple since Feb 10; the card blocked Mar 20
+
+    end of January  active X, Y      installed X, Y   -> 2 / 2
+    end of February active X, Y, Z   installed Y, Z   -> 2 / 3
+    end of March    active X, Y      installed X      -> 1 / 2 (Z blocked; Y deleted)
+    """
+    shop = Shop(client, await keys.headers(Scope.POS), await keys.headers(Scope.POS, store="store-2"))
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    x, y, z = [(await shop.register(f"+37529200000{i}"))["card"]["number"] for i in range(3)]
+    for card, day in ((x, date(2026, 1, 10)), (y, date(2026, 1, 20)), (z, date(2026, 2, 5))):
+        await issued_on(conn, card, day)
+        await conn.execute(
+            "INSERT INTO passes (serial_number, card_number, authentication_token, updated_at, created_at)"
+            " VALUES ($1, $1, repeat('t', 32), now(), $2)",
+            card,
+            datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+        )
+    await conn.execute(
+        "INSERT INTO pass_devices (device_library_id, push_token, updated_at)"
+        " VALUES ('p-1', repeat('a', 64), now()), ('p-2', repeat('b', 64), now()), ('p-3', repeat('c', 64), now())"
+    )
+    for device, card, start, removed in (
+        ("p-1", x, utc(1, 15), utc(2, 10)),
+        ("p-2", x, utc(1, 20), utc(1, 25)),
+        ("p-3", z, utc(2, 10), None),
+    ):
+        await conn.execute(
+            "INSERT INTO pass_registrations (device_library_id, serial_number, created_at, removed_at, removed_by)"
+            " VALUES ($1, $2, $3, $4, CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE 'device' END)",
+            device,
+            card,
+            start,
+            removed,
+        )
+    for n, (kind, card, at) in enumerate((("save", x, utc(3, 2)), ("save", y, utc(1, 25)), ("del", y, utc(3, 5)))):
+        await conn.execute(
+            "INSERT INTO google_wallet_events (nonce, event_type, class_id, object_id, serial_number, received_at)"
+            " VALUES ($1, $2, 'c', $3, $3, $4)",
+            f"n-{n}",
+            kind,
+            card,
+            at,
+        )
+    await conn.execute("UPDATE cards SET status = 'blocked', status_changed_at = $2 WHERE number = $1", z, utc(3, 20))
+    await kpis_rollup.run(pool, ZONE)
+    body = await report(
+        client, await keys.headers(Scope.ADMIN), **{"from": "2026-01-01", "to": "2026-04-01", "group_by": "month"}
+    )
+    figures = [(r["wallet_passes_installed"], r["active_cards"], r["wallet_adoption_share"]) for r in body["rows"]]
+    assert figures == [(2, 2, 1.0), (2, 3, round(2 / 3, 6)), (1, 2, 0.5)]
 
 
 async def test_bad_periods_are_422(client: Client, keys: Keys) -> None:

@@ -248,3 +248,20 @@ async def test_touched_customers_are_refreshed_between_daily_runs(
     await conn.execute("INSERT INTO registrations (customer_id, source, outcome) VALUES ($1, 'pos', 'merged')", first)
     assert await refresh_touched(pool, DEFAULT_PROGRAM, now) == 2
     assert await conn.fetchval("SELECT array_agg(customer_id) FROM customer_facts") == [first]
+
+
+async def test_the_touched_refresh_does_not_wait_for_the_daily_scoring(
+    conn: Connection, pool: Pool, clock: FakeClock
+) -> None:
+    """The daily scoring holds the facts table for its one transaction; the worker's job loop, which
+    refreshes touched customers every round, skips a round rather than waiting minutes for it."""
+    from analytics.segments_facts import refresh_touched  # noqa: PLC0415
+
+    now = clock.now()
+    buyer = await customer(conn, now)
+    await order(conn, buyer, now - timedelta(days=1), 3_000)
+    async with pool.acquire() as scoring, scoring.transaction():
+        await scoring.execute("LOCK TABLE customer_facts IN SHARE ROW EXCLUSIVE MODE")  # as run_daily scores
+        assert await refresh_touched(pool, DEFAULT_PROGRAM, now, lock_wait_ms=50) == 0  # a short wait, not minutes
+    assert await refresh_touched(pool, DEFAULT_PROGRAM, now) == 1  # the marks stayed: the next round has them
+    assert await conn.fetchval("SELECT spend_365d FROM customer_facts WHERE customer_id = $1", buyer) == 3_000
