@@ -256,6 +256,10 @@ class KpiService:
             c = counts[r["k"]]
             c.points_accrued, c.points_spent = r["accrued"], r["spent"]
             c.points_granted, c.points_adjusted, c.points_expired = r["granted"], r["adjusted"], r["expired"]
+        if store is not None or group_by in ("store", "source"):
+            # Points expire from lots, not at a till: the chain's figure only (as liability is).
+            for key in keys:
+                counts[key].points_expired = None
 
         return counts, keys
 

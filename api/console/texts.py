@@ -197,7 +197,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "dashboard.bad_date": "Даты вводятся как ГГГГ-ММ-ДД.",
         "dashboard.no_stores": "За вами пока не закреплён ни один магазин: попросите администратора.",
         "dashboard.store_forbidden": "Показатели этого магазина вам недоступны: вы видите только свои магазины.",
-        "dashboard.chain_only": "Обязательства по баллам и карты в кошельках считаются по всей сети, не по магазину.",
+        "dashboard.chain_only": "Сгоревшие баллы, обязательства по баллам и карты в кошельках считаются по всей сети, "
+        "не по магазину.",
         "dashboard.freshness": "Данные о покупках пересчитаны: {when}; дней, ожидающих пересчёта: {days}.",
         "dashboard.series_day": "По дням",
         "dashboard.series_week": "По неделям",
@@ -841,7 +842,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "dashboard.bad_date": "Dates are written as YYYY-MM-DD.",
         "dashboard.no_stores": "No store is assigned to you yet: ask an admin.",
         "dashboard.store_forbidden": "This store's numbers are not yours to see: you see your own stores only.",
-        "dashboard.chain_only": "Points liability and cards in phone wallets are the whole chain's, not a store's.",
+        "dashboard.chain_only": "Expired points, points liability and cards in phone wallets are the whole chain's, "
+        "not a store's.",
         "dashboard.freshness": "Purchase figures recomputed: {when}; days waiting to be recomputed: {days}.",
         "dashboard.series_day": "By day",
         "dashboard.series_week": "By week",

@@ -205,6 +205,7 @@ async def per_store_and_per_day(client: Client, month: dict[str, Any]) -> None:
     assert (stores["store-2"]["receipts"], stores["store-2"]["identified_share_receipts"]) == (1, 0.0)
     assert stores["store-2"]["repeat_share"] is None  # no purchase with a card: nothing to divide
     assert stores["store-1"]["liability_points"] is None  # points are the chain's
+    assert stores["store-1"]["points_expired"] is None  # lots lapse in no store
     only = (await report(client, month["admin"], store="store-2"))["rows"][0]
     assert (only["receipts"], only["revenue"]) == (1, 500)
     # Every scope of the whole month (read from its counts) agrees with the same purchases counted from
