@@ -2,9 +2,14 @@
 
     .venv-test/bin/python -m bench.promotions            (or ./scripts/bench-promotions)
 
-- ``calculate``: the embedded engine pricing a 5-line cart (``EmbeddedEngine.price``, in process: the
-  part of ``POST /v1/pos/orders/calculate`` that promotions can slow down) with 500 active promotions
-  of every benefit type against the same with none. Target: at least 80 % of the throughput.
+- ``calculate over HTTP``: ``POST /v1/pos/orders/calculate`` as a till sends it, 5-line carts, through
+  the app served as ``kartka serve`` serves it (``bench.harness.serving``) and driven by ``wrk``: one
+  server on a database with 500 active stored promotions of every benefit type, one on a database with
+  none (a promotion that ran and ended, so the starter promotions stay off too), rounds alternating.
+  Target: at least 80 % of the throughput (the issue's target, on what the till sees).
+- ``calculate, engine only``: the embedded engine pricing the same carts in process
+  (``EmbeddedEngine.price``), 500 promotions against none: the strictest form, where nothing else
+  dilutes the promotions' cost.
 - ``commit``: ``OrderService.commit`` on a fresh database (``KARTKA_BENCH_ADMIN_URL``), the cart meeting
   promotions with a budget and a per-customer limit (the budget row locked and counted, the applied
   promotions recorded) among 500 active ones, against today's commit with none. Target: at most
@@ -18,21 +23,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import random
+import secrets
+import shutil
 import statistics
+import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import msgspec
 
-from bench.harness import fresh_database, save
+from bench.harness import fresh_database, parse_wrk, save, scratch, serving
 from bench.run import seed
 from engine.embedded import EmbeddedEngine
 from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import Group, Mode, parse_promotion
+from engine.promotions.store import catalog_changed
 from kartka.clock import SystemClock
 from kartka.db import _init_connection
 from notifications.audience import ALL_CHANNELS
@@ -187,15 +201,128 @@ async def commit(url: str, customers: int, per_round: int, rounds: int) -> dict[
     return {"today_ms": round(today, 2), "promotions_ms": round(promos, 2), "slower": round(promos / today - 1, 3)}
 
 
+async def store_catalog(url: str, catalog: Catalog) -> None:
+    """``catalog`` as stored, live promotions (approved revision 1) and its groups. An empty catalog
+    stores one promotion that ran and ended: stored promotions are in charge, none of them runs."""
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    now = datetime.now(UTC)
+    rows = [(a.id, "active", msgspec.to_builtins(a.promotion)) for a in catalog.promotions]
+    if not rows:
+        ended = parse_promotion(
+            {"id": "ended", "title": {"en": "E"}, "benefit": {"type": "amount_off", "lines": {}, "amount": 1}}
+        )
+        rows = [("ended", "ended", msgspec.to_builtins(ended))]
+    try:
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO promotions (id, status, live_revision, created_at, created_by, updated_at)"
+                " VALUES ($1, $2, 1, $3, 'bench', $3)",
+                [(pid, status, now + timedelta(milliseconds=n)) for n, (pid, status, _) in enumerate(rows)],
+            )
+            await conn.executemany(
+                "INSERT INTO promotion_revisions (promotion_id, revision, body, author, created_at, state)"
+                " VALUES ($1, 1, $2, 'bench', $3, 'approved')",
+                [(pid, body, now) for pid, _, body in rows],
+            )
+            await conn.executemany(
+                "INSERT INTO promotion_groups (id, mode, priority, max_discount_bp, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(g, r.mode, r.priority, r.max_discount_bp, now) for g, r in catalog.groups.items() if g != "default"],
+            )
+            await catalog_changed(conn)
+    finally:
+        await conn.close()
+
+
+LUA = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+math.randomseed(%(seed)d)
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}
+request = function()
+  return wrk.format("POST", "/v1/pos/orders/calculate", headers, bodies[math.random(#bodies)])
+end
+"""
+
+
+def calculate_http(seconds: float, rounds: int, customers: int, connections: int) -> dict[str, Any]:
+    """req/s of the till's calculate against a server with 500 promotions and one with none."""
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (Debian: apt install wrk)"}
+    rng = random.Random(3)
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(scratch())
+        bases: dict[str, str] = {}
+        scripts: dict[str, Path] = {}
+        for side, catalog in (("none", Catalog(zone=DEFAULT_PROGRAM.zone)), ("500", catalog_of(500))):
+            url = stack.enter_context(fresh_database(f"kartka_bench_calculate_{side}"))
+            cards, key = asyncio.run(seed(url, customers))
+            asyncio.run(store_catalog(url, catalog))
+            bodies = workdir / f"{side}.txt"
+            carts = [cart(rng) for _ in range(200)]
+            bodies.write_text(
+                "".join(
+                    json.dumps(
+                        {"card": cards[n % len(cards)], "lines": msgspec.to_builtins(lines), "redeem_points": 100}
+                    )
+                    + "\n"
+                    for n, lines in enumerate(carts)
+                )
+            )
+            scripts[side] = workdir / f"{side}.lua"
+            scripts[side].write_text(LUA % {"bodies": bodies, "seed": secrets.randbelow(2**31), "key": key})
+            bases[side] = stack.enter_context(serving(url, 1))
+            first = httpx.post(
+                f"{bases[side]}/v1/pos/orders/calculate",
+                content=bodies.read_text().splitlines()[0],
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            first.raise_for_status()
+
+        def wrk(side: str, duration: float) -> dict[str, Any]:
+            command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration:.0f}s", "--latency"]
+            done = subprocess.run(
+                [*command, "-s", str(scripts[side]), bases[side]], check=True, capture_output=True, text=True
+            )
+            return parse_wrk(done.stdout)
+
+        for side in bases:
+            wrk(side, 2)  # warm up: connections, caches, the first catalog read
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in bases}
+        for _ in range(rounds):
+            for side in bases:
+                runs[side].append(wrk(side, seconds))
+    rates = {side: statistics.median(r["requests_per_second"] for r in runs[side]) for side in runs}
+    errors = sum(r["errors"] for side in runs for r in runs[side])
+    p50 = {side: statistics.median(r["p50_ms"] for r in runs[side]) for side in runs}
+    return {
+        "none_per_s": round(rates["none"]),
+        "with_500_per_s": round(rates["500"]),
+        "share": round(rates["500"] / rates["none"], 3),
+        "p50_ms": {side: round(v, 2) for side, v in p50.items()},
+        "rounds": {side: [round(r["requests_per_second"]) for r in runs[side]] for side in runs},
+        "errors": errors,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="calculate: time for both sides")
+    parser.add_argument("--seconds", type=float, default=10.0, help="calculate in process: time for both sides")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--http-seconds", type=float, default=3.0, help="calculate over HTTP: per side per round")
+    parser.add_argument("--http-rounds", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=32, help="calculate over HTTP: wrk's connections")
     parser.add_argument("--commits", type=int, default=100, help="commits per side per round")
     parser.add_argument("--customers", type=int, default=2_000)
     args = parser.parse_args()
-    results: dict[str, Any] = {"calculate": calculate(args.seconds, args.rounds)}
-    print("calculate (engine, 5-line cart):", results["calculate"])
+    results: dict[str, Any] = {
+        "calculate_http": calculate_http(args.http_seconds, args.http_rounds, args.customers, args.connections)
+    }
+    print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])} at the start")  # noqa: SIM115
+    print("calculate over HTTP (one API process, wrk):", results["calculate_http"])
+    results["calculate"] = calculate(args.seconds, args.rounds)
+    print("calculate (engine only, 5-line cart):", results["calculate"])
     with fresh_database("kartka_bench_promotions") as url:
         results["commit"] = asyncio.run(commit(url, args.customers, args.commits, args.rounds))
     print("commit (one connection, sequential):", results["commit"])
