@@ -135,10 +135,10 @@ class EmbeddedEngine:
             engine=EngineInfo(name=self.name, degraded=self.degraded),
             bonus_points=bonus,
             promotion_titles={
-                a.id: catalog.by_id[a.id].promotion.title_in(request.language)
+                a.id: title
                 for line in result.lines
                 for a in line.promotions
-                if a.id in catalog.by_id
+                if (title := catalog.title(a.id, request.language)) is not None
             },
         )
 

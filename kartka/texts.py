@@ -76,6 +76,8 @@ class Catalog:
 
     def resolve(self, locale: str | None) -> str:
         """``"ru"``, ``"en-GB"``, ``"EN_us"`` -> a language the catalog has; anything else -> the default."""
+        if locale in self._texts:  # already one of ours: every text a receipt or a message writes
+            return locale
         return self.supported(locale) or self.default
 
     def supported(self, locale: str | None) -> str | None:

@@ -189,6 +189,7 @@ class _Rule:
         "lines",
         "min_qty",
         "min_subtotal",
+        "notes",
         "order",
         "per_customer",
         "per_order",
@@ -201,6 +202,7 @@ class _Rule:
         "target",
         "tiers",
         "timeless",
+        "titles",
         "trigger",
         "weekdays",
     )
@@ -219,6 +221,10 @@ class _Rule:
         self.trigger = match(benefit.trigger) if isinstance(benefit, Bundle) else _ANY
         self.target = match(benefit.target) if isinstance(benefit, Bundle) else _ANY
         self.expires: int | None = getattr(benefit, "expires_in_days", None)
+        self.titles: dict[str, str] = {}
+        """Its title by language, as receipts name it (worked out on first use)."""
+        self.notes: dict[tuple[str, str, str], Note] = {}
+        """Its near-miss notes that say no amount, by (text, language, currency), written on first use."""
 
         audience = p.audience
         self.tiers = frozenset(audience.tiers) if audience.tiers else None
@@ -250,6 +256,12 @@ class _Rule:
         self.limited = self.per_customer is not None or bool(
             self.budget_discount or self.budget_points or self.budget_count
         )
+
+    def title(self, language: str) -> str:
+        found = self.titles.get(language)
+        if found is None:
+            found = self.titles[language] = self.promotion.title_in(language)
+        return found
 
     def exhausted(self, used: Used) -> bool:
         return (
@@ -298,6 +310,7 @@ class Catalog:
             return found
 
         self._rules = tuple(_Rule(a, self.group(a.promotion.group), match) for a in self.promotions)
+        self._index = {rule.id: n for n, rule in enumerate(self._rules)}
         self._any: tuple[int, ...] = ()
         index: dict[str, dict[str, list[int]]] = {"sku": {}, "category": {}, "brand": {}}
         anywhere: list[int] = []
@@ -312,12 +325,19 @@ class Catalog:
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
         self._by_category = {k: tuple(v) for k, v in index["category"].items()}
         self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
+        self._last: tuple[Sequence[CartLine] | None, list[_Rule]] = (None, [])
+        """The last cart's candidates (the cart held, so ``is`` cannot match a new one at its address)."""
 
     def __len__(self) -> int:
         return len(self.promotions)
 
     def group(self, name: str) -> Group:
         return self.groups.get(name, DEFAULT_GROUP_RULES)
+
+    def title(self, promotion_id: str, language: str) -> str | None:
+        """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
+        index = self._index.get(promotion_id)
+        return None if index is None else self._rules[index].title(language)
 
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
@@ -327,6 +347,9 @@ class Catalog:
         rules = self._rules
         if not rules:
             return []
+        last = self._last
+        if last[0] is lines:  # the same cart again: calculate asks before it prices (limits, offers)
+            return last[1]
         found = set(self._any)
         by_sku, by_category, by_brand = self._by_sku, self._by_category, self._by_brand
         for line in lines:
@@ -339,7 +362,9 @@ class Catalog:
                 found.update(hit)
             if line.brand is not None and (hit := by_brand.get(line.brand)):
                 found.update(hit)
-        return [rules[n] for n in sorted(found)]
+        candidates = [rules[n] for n in sorted(found)]
+        self._last = (lines, candidates)  # one assignment: safe when carts are priced in threads
+        return candidates
 
 
 EMPTY_CATALOG = Catalog()
@@ -983,11 +1008,17 @@ def _run_points_group(
 
 def _near_text(rule: _Rule, facts: Facts, key: str, *, amount: str = "") -> Note:
     """The promotion's own near-miss text in the shopper's language, else the catalog's ``engine.<key>``."""
+    memo = (key, facts.language, facts.currency)
+    if not amount and (note := rule.notes.get(memo)) is not None:
+        return note
     said = text_in(rule.promotion.messages.near_miss, facts.language)
     if said is None:
-        title = rule.promotion.title_in(facts.language)
+        title = rule.title(facts.language)
         said = text(facts.language, f"engine.{key}", title=title, currency=facts.currency, amount=amount)
-    return Note(f"promotion:{rule.id}", said)
+    note = Note(f"promotion:{rule.id}", said)
+    if not amount:
+        rule.notes[memo] = note
+    return note
 
 
 def _condition_near_miss(rule: _Rule, cart: _Cart, facts: Facts) -> Note | None:
