@@ -17,9 +17,10 @@ from uuid import UUID
 
 from engine.embedded import EmbeddedEngine, limited
 from engine.promotions.evaluate import Active, Used
+from engine.promotions.model import text_in
 from kartka.db import Connection, Pool
 from wallet.money import prorate
-from wallet.pricing import Pricing, PricingRequest, ReturnedPart
+from wallet.pricing import Pricing, PricingRequest, ReturnedPart, ReturnedPromotion
 
 #: The start of a window with no ``days``: before any order (``datetime.min`` in a zone east of UTC
 #: overflows when converted to UTC).
@@ -93,10 +94,18 @@ class PromotionBook:
             [totals[i][2] for i in ids],
         )
 
-    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
+    async def refunded(
+        self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
+    ) -> tuple[ReturnedPromotion, ...]:
         rows = await conn.fetch(
-            "SELECT line_no, promotion_id, discount, points FROM order_promotions "
-            "WHERE order_pk = $1 AND line_no = ANY($2::int[]) FOR UPDATE",
+            """
+            SELECT o.line_no, o.promotion_id, o.discount, o.points, r.body -> 'title' AS title
+              FROM order_promotions o
+              LEFT JOIN promotion_revisions r ON r.promotion_id = o.promotion_id AND r.revision = o.revision
+             WHERE o.order_pk = $1 AND o.line_no = ANY($2::int[])
+             ORDER BY o.line_no, o.promotion_id
+               FOR UPDATE OF o
+            """,
             order_pk,
             [p.line_no for p in parts],
         )
@@ -119,6 +128,17 @@ class PromotionBook:
         for _, pid, d, p in back:
             sd, sp = sums.get(pid, (0, 0))
             sums[pid] = (sd + d, sp + p)
+        # The revision that applied names a promotion (it may have been renamed or ended since); a starter
+        # promotion (never stored) is named by the catalog in force, and one in neither by its id.
+        stored = {row["promotion_id"]: text_in(row["title"], language) for row in rows if row["title"]}
+        catalog = self.engine.catalog.current
+        given_back = tuple(
+            ReturnedPromotion(
+                id=pid, title=stored.get(pid) or catalog.title(pid, language) or pid, discount=d, points=p
+            )
+            for pid, (d, p) in sums.items()
+            if d or p
+        )
         returned_uses: list[str] = []
         if full:
             returned_uses = [
@@ -143,6 +163,7 @@ class PromotionBook:
                 [sums.get(i, (0, 0))[1] for i in ids],
                 [1 if i in returned_uses else 0 for i in ids],
             )
+        return given_back
 
 
 class StoredCustomerState:
