@@ -51,9 +51,8 @@ class EmbeddedEngine:
         offers: frozenset[str] = frozenset()
         used: Mapping[str, Used] = {}
         if self.state is not None and not self.degraded and len(catalog):
-            candidates = catalog.candidates(request.lines)
-            counted = [a for a in candidates if limited(a)]
-            if request.customer_id and any(a.promotion.audience.personal for a in candidates):
+            counted, personal = catalog.state_needed(request.lines)
+            if request.customer_id and personal:
                 offers = await self.state.offers(request.customer_id, request.at)
             if counted:
                 used = await self.state.used(request.customer_id, counted, request.at)

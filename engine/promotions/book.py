@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from engine.embedded import EmbeddedEngine, limited
+from engine.embedded import EmbeddedEngine
 from engine.promotions.evaluate import Active, Used
 from engine.promotions.model import text_in
 from kartka.db import Connection, Pool
@@ -33,10 +33,9 @@ class PromotionBook:
 
     async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
         catalog = self.engine.catalog.current
-        candidates = [a for a in catalog.candidates(request.lines) if limited(a)]
+        candidates, personal = catalog.state_needed(request.lines)
         used = await used_in(conn, request.customer_id, candidates, request.at, lock=True)
         offers: frozenset[str] = frozenset()
-        personal = any(a.promotion.audience.personal for a in catalog.candidates(request.lines))
         if request.customer_id and personal:  # on the commit's own connection, never a second one
             offers = frozenset(await held_offers(conn, UUID(request.customer_id), request.at))
         return self.engine.price(request, catalog=catalog, offers=offers, used=used)

@@ -343,6 +343,12 @@ class Catalog:
         """The promotions some line of the cart could trigger, in creation order."""
         return [rule.active for rule in self._candidates(lines)]
 
+    def state_needed(self, lines: Sequence[CartLine]) -> tuple[list[Active], bool]:
+        """What pricing this cart needs to know of its customer: the candidates with limits to count, and
+        whether any is personal (the customer's offers decide it)."""
+        candidates = self._candidates(lines)
+        return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
+
     def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
         rules = self._rules
         if not rules:
