@@ -347,12 +347,12 @@ def calculate_http(seconds: float, rounds: int, customers: int, connections: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="calculate in process: time for both sides")
+    parser.add_argument("--seconds", type=float, default=6.0, help="calculate in process: time for both sides")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--http-seconds", type=float, default=3.0, help="calculate over HTTP: per side per round")
     parser.add_argument("--http-rounds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32, help="calculate over HTTP: wrk's connections")
-    parser.add_argument("--commits", type=int, default=100, help="commits per side per round")
+    parser.add_argument("--commits", type=int, default=50, help="commits per side per round")
     parser.add_argument("--customers", type=int, default=2_000)
     args = parser.parse_args()
     results: dict[str, Any] = {

@@ -745,11 +745,11 @@ _NONE: frozenset[int] = frozenset()
 
 def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: Mapping[str, Used]) -> None:
     cart.expand()
-    start = list(cart.price)
+    start = cart.price[:]
 
     def propose(rule: _Rule, price: list[int], taken: Set) -> Proposal:
         """The promotion's proposal, within what its budget has left."""
-        proposal = _propose(rule, cart, price, taken)
+        proposal = _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
         if not rule.budget_discount:
             return proposal
         return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
@@ -757,7 +757,10 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
     contributions: dict[str, Proposal]
     if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
         rule = members[0]
-        contributions = {rule.id: propose(rule, start, _NONE)}
+        proposal = propose(rule, start, _NONE)
+        if not proposal:
+            return
+        contributions = {rule.id: proposal}
     elif group.mode in ("exclusive", "best"):
         contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=group.mode == "best")
     elif group.mode == "sum":
