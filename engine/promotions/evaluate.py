@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -162,6 +162,7 @@ _KIND: dict[type, int] = {
     PointsMultiplier: _P_MULTIPLIER,
 }
 _NEAR_KINDS = frozenset({_N_FOR_M, _NTH, _BUNDLE})
+_ORDER = attrgetter("order")
 """Benefits that can be one unit short of another set or bundle."""
 
 
@@ -637,8 +638,14 @@ def _screen(
 
 def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule]]]:
     """Groups in the order they run, each with its promotions in the order they run."""
-    ordered = sorted(runnable, key=lambda r: r.order)
-    return [(members[0].group, members) for _, g in groupby(ordered, key=lambda r: r.order[1]) if (members := list(g))]
+    groups: list[tuple[Group, list[_Rule]]] = []
+    name = None
+    for rule in sorted(runnable, key=_ORDER):
+        if rule.order[1] != name:
+            name = rule.order[1]
+            groups.append((rule.group, []))
+        groups[-1][1].append(rule)
+    return groups
 
 
 def _redeemable(cart: _Cart, runnable: list[_Rule]) -> list[int]:
@@ -654,10 +661,13 @@ def _messages(
     cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool
 ) -> tuple[list[Note], list[NotApplied]]:
     """Applied and near-miss texts; promotions that found nothing to work on did not apply either."""
-    gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
-    gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
     messages: list[Note] = []
     unused: list[NotApplied] = []
+    if not explain and not any(rule.promotion.messages.applied for rule in runnable):
+        gave: set[str] = set()  # a till's cart with no "applied" texts to show: nothing to find out
+    else:
+        gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
+        gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
     for rule in runnable:
         if rule.kind == _NO_REDEEM:
             continue
