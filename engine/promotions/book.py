@@ -50,12 +50,28 @@ class PromotionBook:
         ]
         if not rows:
             return
+        totals: dict[str, tuple[int, int, int]] = {}
+        for _, _, pid, revision, discount, points in rows:
+            _, d, p = totals.get(pid, (revision, 0, 0))
+            totals[pid] = (revision, d + discount, p + points)
+        ids = list(totals)
+        # One statement, one round trip: the lines' promotions, the order's uses, and the budgets (only
+        # rows price() created and locked exist: promotions with budgets).
         await conn.execute(
             """
-            INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
-            SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
-              FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
-                   AS r (line_no, id, revision, discount, points)
+            WITH lines AS (
+                INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
+                SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
+                  FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
+                       AS r (line_no, id, revision, discount, points)
+            ), uses AS (
+                INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
+                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($9::text[], $10::int[]) AS u (id, revision)
+            )
+            UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
+                   points = b.points + u.points
+              FROM unnest($9::text[], $11::bigint[], $12::bigint[]) AS u (id, discount, points)
+             WHERE b.promotion_id = u.id
             """,
             order_pk,
             [r[1] for r in rows],
@@ -63,32 +79,10 @@ class PromotionBook:
             [r[3] for r in rows],
             [r[4] for r in rows],
             [r[5] for r in rows],
-        )
-        totals: dict[str, tuple[int, int, int]] = {}
-        for _, _, pid, revision, discount, points in rows:
-            _, d, p = totals.get(pid, (revision, 0, 0))
-            totals[pid] = (revision, d + discount, p + points)
-        ids = list(totals)
-        await conn.execute(
-            """
-            INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
-            SELECT $1, u.id, u.revision, $3, $4 FROM unnest($2::text[], $5::int[]) AS u (id, revision)
-            """,
-            order_pk,
-            ids,
             UUID(customer_id),
             at,
-            [totals[i][0] for i in ids],
-        )
-        # Only rows price() created and locked exist: promotions with budgets.
-        await conn.execute(
-            """
-            UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
-                   points = b.points + u.points
-              FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, discount, points)
-             WHERE b.promotion_id = u.id
-            """,
             ids,
+            [totals[i][0] for i in ids],
             [totals[i][1] for i in ids],
             [totals[i][2] for i in ids],
         )
@@ -197,16 +191,19 @@ async def used_in(
     budgeted = sorted(a.id for a in promotions if a.promotion.limits.budget and a.promotion.limits.budget.limited)
     totals: dict[str, tuple[int, int, int]] = {}
     if budgeted:
-        if lock:
-            await conn.execute(
-                "INSERT INTO promotion_budgets (promotion_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        if lock:  # one statement: the row made if missing, locked (in id order) and read, as it now stands
+            rows = await conn.fetch(
+                "INSERT INTO promotion_budgets AS b (promotion_id) SELECT unnest($1::text[]) "
+                "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
+                "RETURNING promotion_id, orders, discount, points",
                 budgeted,
             )
-        rows = await conn.fetch(
-            "SELECT promotion_id, orders, discount, points FROM promotion_budgets "
-            "WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id" + (" FOR UPDATE" if lock else ""),
-            budgeted,
-        )
+        else:
+            rows = await conn.fetch(
+                "SELECT promotion_id, orders, discount, points FROM promotion_budgets "
+                "WHERE promotion_id = ANY($1::text[])",
+                budgeted,
+            )
         totals = {r["promotion_id"]: (r["orders"], r["discount"], r["points"]) for r in rows}
     mine: dict[str, int] = {}
     windows = [a for a in promotions if a.promotion.limits.per_customer is not None]
