@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from engine.embedded import EmbeddedEngine
-from engine.promotions.evaluate import Active, Used
+from engine.promotions.evaluate import NOTHING_USED, Active, Used
 from engine.promotions.model import text_in
 from kartka.db import Connection, Pool
 from wallet.money import prorate
@@ -189,44 +189,41 @@ async def used_in(
     if not promotions:
         return {}
     budgeted = sorted(a.id for a in promotions if a.promotion.limits.budget and a.promotion.limits.budget.limited)
-    totals: dict[str, tuple[int, int, int]] = {}
-    if budgeted:
-        if lock:  # one statement: the row made if missing, locked (in id order) and read, as it now stands
-            rows = await conn.fetch(
-                "INSERT INTO promotion_budgets AS b (promotion_id) SELECT unnest($1::text[]) "
-                "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
-                "RETURNING promotion_id, orders, discount, points",
-                budgeted,
-            )
-        else:
-            rows = await conn.fetch(
-                "SELECT promotion_id, orders, discount, points FROM promotion_budgets "
-                "WHERE promotion_id = ANY($1::text[])",
-                budgeted,
-            )
-        totals = {r["promotion_id"]: (r["orders"], r["discount"], r["points"]) for r in rows}
-    mine: dict[str, int] = {}
-    windows = [a for a in promotions if a.promotion.limits.per_customer is not None]
-    if windows and customer_id:
-        since = []
-        for a in windows:
-            per_customer = a.promotion.limits.per_customer
-            assert per_customer is not None
-            days = per_customer.days
-            since.append(at - timedelta(days=days) if days else _EVER)
-        rows = await conn.fetch(
-            """
-            SELECT w.id, count(u.order_pk) AS n
-              FROM unnest($2::text[], $3::timestamptz[]) AS w (id, since)
-              LEFT JOIN promotion_uses u ON u.customer_id = $1 AND u.promotion_id = w.id AND NOT u.returned
-                                        AND u.used_at > w.since
-             GROUP BY w.id
-            """,
-            UUID(customer_id),
-            [a.id for a in windows],
-            since,
-        )
-        mine = {r["id"]: r["n"] for r in rows}
+    windows = [a for a in promotions if a.promotion.limits.per_customer is not None] if customer_id else []
+    if not budgeted and not windows:
+        return {a.id: NOTHING_USED for a in promotions}
+    since = []
+    for a in windows:
+        per_customer = a.promotion.limits.per_customer
+        assert per_customer is not None
+        since.append(at - timedelta(days=per_customer.days) if per_customer.days else _EVER)
+    # One statement: the budget rows (when ``lock``: made if missing, locked in id order, read as they now
+    # stand) and this customer's uses in each window (their commits queue on the account's lock already).
+    budgets = (
+        "INSERT INTO promotion_budgets AS b (promotion_id) SELECT unnest($1::text[]) "
+        "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
+        "RETURNING promotion_id, orders, discount, points"
+        if lock
+        else "SELECT promotion_id, orders, discount, points FROM promotion_budgets WHERE promotion_id = ANY($1::text[])"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH budgets AS ({budgets})
+        SELECT true AS budget, promotion_id AS id, orders, discount, points FROM budgets
+        UNION ALL
+        SELECT false, w.id, count(u.order_pk), 0, 0
+          FROM unnest($3::text[], $4::timestamptz[]) AS w (id, since)
+          LEFT JOIN promotion_uses u ON u.customer_id = $2::uuid AND u.promotion_id = w.id AND NOT u.returned
+                                    AND u.used_at > w.since
+         GROUP BY w.id
+        """,
+        budgeted,
+        UUID(customer_id) if customer_id else None,
+        [a.id for a in windows],
+        since,
+    )
+    totals = {r["id"]: (r["orders"], r["discount"], r["points"]) for r in rows if r["budget"]}
+    mine: dict[str, int] = {r["id"]: r["orders"] for r in rows if not r["budget"]}
     out: dict[str, Used] = {}
     for a in promotions:
         orders, discount, points = totals.get(a.id, (0, 0, 0))
