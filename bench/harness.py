@@ -152,7 +152,7 @@ def _ms(text: str) -> float:
 def parse_wrk(output: str) -> dict[str, Any]:
     """Throughput, median and 99th percentile latency, and non-2xx answers from wrk's report."""
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    latencies = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    latencies = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     return {
         "requests_per_second": rate,

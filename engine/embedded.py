@@ -51,9 +51,8 @@ class EmbeddedEngine:
         offers: frozenset[str] = frozenset()
         used: Mapping[str, Used] = {}
         if self.state is not None and not self.degraded and len(catalog):
-            candidates = catalog.candidates(request.lines)
-            counted = [a for a in candidates if limited(a)]
-            if request.customer_id and any(a.promotion.audience.personal for a in candidates):
+            counted, personal = catalog.state_needed(request.lines)
+            if request.customer_id and personal:
                 offers = await self.state.offers(request.customer_id, request.at)
             if counted:
                 used = await self.state.used(request.customer_id, counted, request.at)
@@ -135,10 +134,10 @@ class EmbeddedEngine:
             engine=EngineInfo(name=self.name, degraded=self.degraded),
             bonus_points=bonus,
             promotion_titles={
-                a.id: catalog.by_id[a.id].promotion.title_in(request.language)
+                a.id: title
                 for line in result.lines
                 for a in line.promotions
-                if a.id in catalog.by_id
+                if (title := catalog.title(a.id, request.language)) is not None
             },
         )
 

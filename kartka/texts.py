@@ -29,7 +29,7 @@ from typing import Any, Final
 from babel import Locale
 from babel.dates import format_date as babel_date
 from babel.dates import format_datetime as babel_datetime
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
 
 #: Where the catalogs that ship with the package live.
 LOCALES_DIR: Final = Path(__file__).parent / "locales"
@@ -57,6 +57,7 @@ class Catalog:
         self.default = default
         self.languages: tuple[str, ...] = (default, *sorted(set(languages) - {default}))
         self._locales = {language: Locale.parse(language) for language in languages}
+        self._symbols = {language: _number_symbols(locale) for language, locale in self._locales.items()}
 
     @classmethod
     def load(cls, *directories: Path, default: str = DEFAULT_LANGUAGE) -> Catalog:
@@ -75,6 +76,8 @@ class Catalog:
 
     def resolve(self, locale: str | None) -> str:
         """``"ru"``, ``"en-GB"``, ``"EN_us"`` -> a language the catalog has; anything else -> the default."""
+        if locale in self._texts:  # already one of ours: every text a receipt or a message writes
+            return locale
         return self.supported(locale) or self.default
 
     def supported(self, locale: str | None) -> str | None:
@@ -115,9 +118,13 @@ class Catalog:
 
     def number(self, minor: int, language: str) -> str:
         """``1250`` -> ``12,50`` / ``12.50``; ``1200`` -> ``12``; ``123450`` -> ``1 234,50`` / ``1,234.50``."""
-        value = minor_decimal(minor)
-        pattern = "#,##0" if minor % 100 == 0 else "#,##0.00"
-        return format_decimal(value, format=pattern, locale=self._locales[self.resolve(language)])
+        language = self.resolve(language)
+        symbols = self._symbols[language]
+        if symbols is None:
+            value = minor_decimal(minor)
+            pattern = "#,##0" if minor % 100 == 0 else "#,##0.00"
+            return format_decimal(value, format=pattern, locale=self._locales[language])
+        return _number(minor, *symbols)
 
     def points(self, minor: int, language: str) -> str:
         """``1250`` -> ``12,50 балла`` / ``12.50 points``; ``2100`` -> ``21 балл``."""
@@ -138,6 +145,30 @@ class Catalog:
         return babel_datetime(
             moment, self.text(lang, "format.datetime"), tzinfo=moment.tzinfo, locale=self._locales[lang]
         )
+
+
+def _number(minor: int, decimal: str, group: str, minus: str) -> str:
+    """What :meth:`Catalog.number` writes, in integer arithmetic: every receipt and message writes
+    several numbers, and Babel's general formatter costs tens of microseconds each."""
+    whole, cents = divmod(-minor if minor < 0 else minor, 100)
+    digits = f"{whole:,}".replace(",", group) if whole >= 1000 else str(whole)
+    sign = minus if minor < 0 else ""
+    return f"{sign}{digits}" if cents == 0 else f"{sign}{digits}{decimal}{cents:02d}"
+
+
+_SAMPLES: Final = (0, 5, 100, 1250, 99_999, 123_400, 123_456_789, 100_000_000_000, -1, -123_456)
+
+
+def _number_symbols(locale: Locale) -> tuple[str, str, str] | None:
+    """The language's decimal sign, thousands separator and minus sign, when grouping every three digits
+    with them writes exactly what Babel writes (else ``None``: Babel formats, as for a language that does
+    not group four-digit numbers)."""
+    symbols = (get_decimal_symbol(locale), get_group_symbol(locale), get_minus_sign_symbol(locale))
+    for minor in _SAMPLES:
+        pattern = "#,##0" if minor % 100 == 0 else "#,##0.00"
+        if _number(minor, *symbols) != format_decimal(minor_decimal(minor), format=pattern, locale=locale):
+            return None
+    return symbols
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

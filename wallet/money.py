@@ -30,7 +30,7 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     Used to spread points spent and points earned over cart lines, so that returning part of a
     purchase later takes back exactly that part's share.
     """
-    if total < 0 or any(w < 0 for w in weights):
+    if total < 0 or (weights and min(weights) < 0):
         raise ValueError("allocate needs a non-negative total and weights")
     weight_sum = sum(weights)
     if weight_sum == 0:
@@ -38,9 +38,11 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
             raise ValueError("cannot allocate a positive total over zero weights")
         return [0] * len(weights)
     parts = [total * w // weight_sum for w in weights]
-    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
-    for i in remainders[: total - sum(parts)]:
-        parts[i] += 1
+    short = total - sum(parts)
+    if short:  # the largest remainders get one more each; of equal ones the first (a stable sort keeps order)
+        behind = [-(total * w % weight_sum) for w in weights]
+        for i in sorted(range(len(weights)), key=behind.__getitem__)[:short]:
+            parts[i] += 1
     return parts
 
 

@@ -196,6 +196,17 @@ class ReturnedPart(msgspec.Struct, frozen=True):
     qty: int
 
 
+class ReturnedPromotion(msgspec.Struct, frozen=True):
+    """A promotion's share of a refund: the discount its returned units carried (given back with them)
+    and the points it gave on them (taken back with the rest of their points)."""
+
+    id: str
+    title: str
+    """In the language asked for: the revision that applied names it, else the catalog in force."""
+    discount: int
+    points: int
+
+
 class PromotionBook(Protocol):
     """Where the engine counts its promotions' limits and records what applied to which line, in the
     commit's and refund's own transactions (the embedded engine's tables; wallet never reads them)."""
@@ -211,8 +222,11 @@ class PromotionBook(Protocol):
         """What ``pricing`` gave, on order ``order_pk``: its lines' promotions, uses and budgets."""
         ...
 
-    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
-        """Give back each promotion's share of the returned parts; ``full``: the order's uses too."""
+    async def refunded(
+        self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
+    ) -> tuple[ReturnedPromotion, ...]:
+        """Give back each promotion's share of the returned parts; ``full``: the order's uses too. Returns
+        the promotions whose share was not nothing, titled in ``language``, for the refund's receipt."""
         ...
 
 

@@ -3,6 +3,7 @@ The words come from the text catalog (:mod:`kartka.texts`), numbers and dates fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -61,8 +62,31 @@ def order_lines(
     return lines
 
 
-def refund_lines(language: str, *, taken_back: int, returned: int, balance: BalanceView) -> list[str]:
+def refund_lines(
+    language: str,
+    *,
+    taken_back: int,
+    returned: int,
+    balance: BalanceView,
+    promotions: Sequence[tuple[str, int, int]] = (),
+    currency: str = "",
+) -> list[str]:
+    """After a return: each promotion whose share goes back with the returned items (title, the discount
+    those items carried, the points it gave on them), then the points taken back and given back."""
+    named = [
+        text(
+            language,
+            "receipt.promotion_returned",
+            title=title,
+            amount=format_points(discount, language),
+            currency=currency,
+        )
+        if discount
+        else text(language, "receipt.promotion_returned_points", title=title, n=format_points(points, language))
+        for title, discount, points in promotions
+    ]
     return [
+        *named,
         text(language, "receipt.taken_back", n=format_points(taken_back, language)),
         text(language, "receipt.given_back", n=format_points(returned, language)),
         text(language, "receipt.balance", points=points(balance.available, language)),

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from engine.embedded import EmbeddedEngine, limited
-from engine.promotions.evaluate import Active, Used
+from engine.embedded import EmbeddedEngine
+from engine.promotions.evaluate import NOTHING_USED, Active, Used
+from engine.promotions.model import text_in
 from kartka.db import Connection, Pool
 from wallet.money import prorate
-from wallet.pricing import Pricing, PricingRequest, ReturnedPart
+from wallet.pricing import Pricing, PricingRequest, ReturnedPart, ReturnedPromotion
 
 #: The start of a window with no ``days``: before any order (``datetime.min`` in a zone east of UTC
 #: overflows when converted to UTC).
@@ -32,10 +33,9 @@ class PromotionBook:
 
     async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
         catalog = self.engine.catalog.current
-        candidates = [a for a in catalog.candidates(request.lines) if limited(a)]
+        candidates, personal = catalog.state_needed(request.lines)
         used = await used_in(conn, request.customer_id, candidates, request.at, lock=True)
         offers: frozenset[str] = frozenset()
-        personal = any(a.promotion.audience.personal for a in catalog.candidates(request.lines))
         if request.customer_id and personal:  # on the commit's own connection, never a second one
             offers = frozenset(await held_offers(conn, UUID(request.customer_id), request.at))
         return self.engine.price(request, catalog=catalog, offers=offers, used=used)
@@ -50,12 +50,28 @@ class PromotionBook:
         ]
         if not rows:
             return
+        totals: dict[str, tuple[int, int, int]] = {}
+        for _, _, pid, revision, discount, points in rows:
+            _, d, p = totals.get(pid, (revision, 0, 0))
+            totals[pid] = (revision, d + discount, p + points)
+        ids = list(totals)
+        # One statement, one round trip: the lines' promotions, the order's uses, and the budgets (only
+        # rows price() created and locked exist: promotions with budgets).
         await conn.execute(
             """
-            INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
-            SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
-              FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
-                   AS r (line_no, id, revision, discount, points)
+            WITH lines AS (
+                INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
+                SELECT $1, r.line_no, r.id, r.revision, r.discount, r.points
+                  FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
+                       AS r (line_no, id, revision, discount, points)
+            ), uses AS (
+                INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
+                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($9::text[], $10::int[]) AS u (id, revision)
+            )
+            UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
+                   points = b.points + u.points
+              FROM unnest($9::text[], $11::bigint[], $12::bigint[]) AS u (id, discount, points)
+             WHERE b.promotion_id = u.id
             """,
             order_pk,
             [r[1] for r in rows],
@@ -63,40 +79,26 @@ class PromotionBook:
             [r[3] for r in rows],
             [r[4] for r in rows],
             [r[5] for r in rows],
-        )
-        totals: dict[str, tuple[int, int, int]] = {}
-        for _, _, pid, revision, discount, points in rows:
-            _, d, p = totals.get(pid, (revision, 0, 0))
-            totals[pid] = (revision, d + discount, p + points)
-        ids = list(totals)
-        await conn.execute(
-            """
-            INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
-            SELECT $1, u.id, u.revision, $3, $4 FROM unnest($2::text[], $5::int[]) AS u (id, revision)
-            """,
-            order_pk,
-            ids,
             UUID(customer_id),
             at,
-            [totals[i][0] for i in ids],
-        )
-        # Only rows price() created and locked exist: promotions with budgets.
-        await conn.execute(
-            """
-            UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
-                   points = b.points + u.points
-              FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, discount, points)
-             WHERE b.promotion_id = u.id
-            """,
             ids,
+            [totals[i][0] for i in ids],
             [totals[i][1] for i in ids],
             [totals[i][2] for i in ids],
         )
 
-    async def refunded(self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool) -> None:
+    async def refunded(
+        self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
+    ) -> tuple[ReturnedPromotion, ...]:
         rows = await conn.fetch(
-            "SELECT line_no, promotion_id, discount, points FROM order_promotions "
-            "WHERE order_pk = $1 AND line_no = ANY($2::int[]) FOR UPDATE",
+            """
+            SELECT o.line_no, o.promotion_id, o.discount, o.points, r.body -> 'title' AS title
+              FROM order_promotions o
+              LEFT JOIN promotion_revisions r ON r.promotion_id = o.promotion_id AND r.revision = o.revision
+             WHERE o.order_pk = $1 AND o.line_no = ANY($2::int[])
+             ORDER BY o.line_no, o.promotion_id
+               FOR UPDATE OF o
+            """,
             order_pk,
             [p.line_no for p in parts],
         )
@@ -119,6 +121,17 @@ class PromotionBook:
         for _, pid, d, p in back:
             sd, sp = sums.get(pid, (0, 0))
             sums[pid] = (sd + d, sp + p)
+        # The revision that applied names a promotion (it may have been renamed or ended since); a starter
+        # promotion (never stored) is named by the catalog in force, and one in neither by its id.
+        stored = {row["promotion_id"]: text_in(row["title"], language) for row in rows if row["title"]}
+        catalog = self.engine.catalog.current
+        given_back = tuple(
+            ReturnedPromotion(
+                id=pid, title=stored.get(pid) or catalog.title(pid, language) or pid, discount=d, points=p
+            )
+            for pid, (d, p) in sums.items()
+            if d or p
+        )
         returned_uses: list[str] = []
         if full:
             returned_uses = [
@@ -143,6 +156,7 @@ class PromotionBook:
                 [sums.get(i, (0, 0))[1] for i in ids],
                 [1 if i in returned_uses else 0 for i in ids],
             )
+        return given_back
 
 
 class StoredCustomerState:
@@ -175,41 +189,41 @@ async def used_in(
     if not promotions:
         return {}
     budgeted = sorted(a.id for a in promotions if a.promotion.limits.budget and a.promotion.limits.budget.limited)
-    totals: dict[str, tuple[int, int, int]] = {}
-    if budgeted:
-        if lock:
-            await conn.execute(
-                "INSERT INTO promotion_budgets (promotion_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                budgeted,
-            )
-        rows = await conn.fetch(
-            "SELECT promotion_id, orders, discount, points FROM promotion_budgets "
-            "WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id" + (" FOR UPDATE" if lock else ""),
-            budgeted,
-        )
-        totals = {r["promotion_id"]: (r["orders"], r["discount"], r["points"]) for r in rows}
-    mine: dict[str, int] = {}
-    windows = [a for a in promotions if a.promotion.limits.per_customer is not None]
-    if windows and customer_id:
-        since = []
-        for a in windows:
-            per_customer = a.promotion.limits.per_customer
-            assert per_customer is not None
-            days = per_customer.days
-            since.append(at - timedelta(days=days) if days else _EVER)
-        rows = await conn.fetch(
-            """
-            SELECT w.id, count(u.order_pk) AS n
-              FROM unnest($2::text[], $3::timestamptz[]) AS w (id, since)
-              LEFT JOIN promotion_uses u ON u.customer_id = $1 AND u.promotion_id = w.id AND NOT u.returned
-                                        AND u.used_at > w.since
-             GROUP BY w.id
-            """,
-            UUID(customer_id),
-            [a.id for a in windows],
-            since,
-        )
-        mine = {r["id"]: r["n"] for r in rows}
+    windows = [a for a in promotions if a.promotion.limits.per_customer is not None] if customer_id else []
+    if not budgeted and not windows:
+        return {a.id: NOTHING_USED for a in promotions}
+    since = []
+    for a in windows:
+        per_customer = a.promotion.limits.per_customer
+        assert per_customer is not None
+        since.append(at - timedelta(days=per_customer.days) if per_customer.days else _EVER)
+    # One statement: the budget rows (when ``lock``: made if missing, locked in id order, read as they now
+    # stand) and this customer's uses in each window (their commits queue on the account's lock already).
+    budgets = (
+        "INSERT INTO promotion_budgets AS b (promotion_id) SELECT unnest($1::text[]) "
+        "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
+        "RETURNING promotion_id, orders, discount, points"
+        if lock
+        else "SELECT promotion_id, orders, discount, points FROM promotion_budgets WHERE promotion_id = ANY($1::text[])"
+    )
+    rows = await conn.fetch(
+        f"""
+        WITH budgets AS ({budgets})
+        SELECT true AS budget, promotion_id AS id, orders, discount, points FROM budgets
+        UNION ALL
+        SELECT false, w.id, count(u.order_pk), 0, 0
+          FROM unnest($3::text[], $4::timestamptz[]) AS w (id, since)
+          LEFT JOIN promotion_uses u ON u.customer_id = $2::uuid AND u.promotion_id = w.id AND NOT u.returned
+                                    AND u.used_at > w.since
+         GROUP BY w.id
+        """,
+        budgeted,
+        UUID(customer_id) if customer_id else None,
+        [a.id for a in windows],
+        since,
+    )
+    totals = {r["id"]: (r["orders"], r["discount"], r["points"]) for r in rows if r["budget"]}
+    mine: dict[str, int] = {r["id"]: r["orders"] for r in rows if not r["budget"]}
     out: dict[str, Used] = {}
     for a in promotions:
         orders, discount, points = totals.get(a.id, (0, 0, 0))

@@ -6,19 +6,26 @@ Order of evaluation (``specs/promotions.md``): discount groups by priority, each
 earlier ones left → the redeem cap on what is left (without ``no_redeem`` lines and lines on sale) →
 the tier's accrual on money actually paid → points benefits, arbitrated in their groups the same way.
 
-A cart is worked unit by unit: every unit of a line starts at the line's unit price and carries what
-each promotion took off it. A promotion that needs several units (``n_for_m``, ``bundle``,
+A catalog compiles each promotion once, when it is built (live reload builds a new one per change):
+selectors become sets, audience, where and when become flat fields, the benefit a small dispatch code,
+and every promotion's place in its group's order a sort key. It indexes the promotions by the sku,
+category and brand their benefit is about, so a cart consults only those its lines can trigger; the
+rest of the catalog costs it nothing. A candidate is then refused in a few field comparisons
+(audience, where, when, limits, condition) before any arithmetic.
+
+Discounts are worked unit by unit: every unit of a line starts at the line's unit price and carries
+what each promotion took off it. A promotion that needs several units (``n_for_m``, ``bundle``,
 ``nth_percent``, ``cart_amount_off``) spreads its discount over the units that earned it, in
-proportion to their price, so returning any one of them later gives back exactly its share.
+proportion to their price, so returning any one of them later gives back exactly its share. A cart
+expands into units only when a discount is to be worked out; points and the redeem cap work by line.
 """
 
 from __future__ import annotations
 
-import functools
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -27,11 +34,11 @@ from engine.promotions.model import (
     DEFAULT_GROUP,
     DEFAULT_GROUP_RULES,
     AmountOff,
+    Benefit,
     Bundle,
     CartAmountOff,
     FixedPrice,
     Group,
-    Hours,
     NForM,
     NoRedeem,
     NthPercent,
@@ -100,9 +107,184 @@ class Active:
         object.__setattr__(self, "id", self.promotion.id)
 
 
+def matches(selector: Selector, line: CartLine) -> bool:
+    """Any listed value matches; ``{}`` matches every line; lines on sale never match."""
+    if line.on_sale:
+        return False
+    if selector.any_line:
+        return True
+    return (
+        line.sku in selector.skus
+        or (line.category is not None and line.category in selector.categories)
+        or (line.brand is not None and line.brand in selector.brands)
+    )
+
+
+# -- the compiled catalog ------------------------------------------------------------------------
+
+
+class _Match:
+    """A selector compiled: its values as sets (a line is tested in three hash lookups), ``{}`` a flag.
+    Compared by identity, so a cart remembers which lines each one matched in a plain dict."""
+
+    __slots__ = ("any", "brands", "categories", "skus")
+
+    def __init__(self, selector: Selector) -> None:
+        self.any = selector.any_line
+        self.skus = frozenset(selector.skus)
+        self.categories = frozenset(selector.categories)
+        self.brands = frozenset(selector.brands)
+
+    def __call__(self, line: CartLine) -> bool:
+        if line.on_sale:
+            return False
+        return self.any or line.sku in self.skus or line.category in self.categories or line.brand in self.brands
+
+
+ANY_LINE = Selector()
+_ANY = _Match(ANY_LINE)
+
+# The benefit as a dispatch code (one integer comparison instead of a chain of isinstance checks).
+_PERCENT, _AMOUNT, _FIXED, _CART, _N_FOR_M, _NTH, _BUNDLE, _NO_REDEEM = range(8)
+_P_FIXED, _P_PER, _P_PERCENT, _P_MULTIPLIER = range(10, 14)
+_KIND: dict[type, int] = {
+    PercentOff: _PERCENT,
+    AmountOff: _AMOUNT,
+    FixedPrice: _FIXED,
+    CartAmountOff: _CART,
+    NForM: _N_FOR_M,
+    NthPercent: _NTH,
+    Bundle: _BUNDLE,
+    NoRedeem: _NO_REDEEM,
+    PointsFixed: _P_FIXED,
+    PointsPerAmount: _P_PER,
+    PointsPercent: _P_PERCENT,
+    PointsMultiplier: _P_MULTIPLIER,
+}
+_NEAR_KINDS = frozenset({_N_FOR_M, _NTH, _BUNDLE})
+_ORDER = attrgetter("order")
+"""Benefits that can be one unit short of another set or bundle."""
+
+
+class _Rule:
+    """One active promotion compiled once per catalog: everything a cart asks of it, as flat fields."""
+
+    __slots__ = (
+        "active",
+        "benefit",
+        "budget_count",
+        "budget_discount",
+        "budget_points",
+        "channels",
+        "cond_lines",
+        "conditional",
+        "ends",
+        "everyone",
+        "exclude",
+        "expires",
+        "group",
+        "hours",
+        "id",
+        "kind",
+        "limited",
+        "lines",
+        "min_qty",
+        "min_subtotal",
+        "notes",
+        "order",
+        "per_customer",
+        "per_order",
+        "personal",
+        "promotion",
+        "revision",
+        "segments",
+        "starts",
+        "stores",
+        "target",
+        "tiers",
+        "timeless",
+        "titles",
+        "trigger",
+        "weekdays",
+    )
+
+    def __init__(self, active: Active, group: Group, match: Callable[[Selector], _Match]) -> None:
+        p = active.promotion
+        benefit: Benefit = p.benefit
+        self.active, self.promotion, self.benefit = active, p, benefit
+        self.id, self.revision = active.id, active.revision
+        self.kind = _KIND[type(benefit)]
+        self.group = group
+        self.order = (group.priority, p.group, p.priority, active.seq)
+        """Groups by priority (ties by name), then the group's members by priority, the earlier first."""
+        lines = getattr(benefit, "lines", None)
+        self.lines = match(lines) if isinstance(lines, Selector) else _ANY
+        self.trigger = match(benefit.trigger) if isinstance(benefit, Bundle) else _ANY
+        self.target = match(benefit.target) if isinstance(benefit, Bundle) else _ANY
+        self.expires: int | None = getattr(benefit, "expires_in_days", None)
+        self.titles: dict[str, str] = {}
+        """Its title by language, as receipts name it (worked out on first use)."""
+        self.notes: dict[tuple[str, str, str], Note] = {}
+        """Its near-miss notes that say no amount, by (text, language, currency), written on first use."""
+
+        audience = p.audience
+        self.tiers = frozenset(audience.tiers) if audience.tiers else None
+        self.personal = audience.personal
+        self.segments = frozenset(audience.segments) if audience.segments is not None else None
+        self.exclude = frozenset(audience.exclude_segments) if audience.exclude_segments else None
+        self.everyone = self.tiers is None and not self.personal and self.segments is None and self.exclude is None
+        self.stores = frozenset(p.where.stores) if p.where.stores else None
+        self.channels = frozenset(p.where.channels) if p.where.channels else None
+        when = p.when
+        self.starts, self.ends = when.starts_at, when.ends_at
+        self.weekdays = frozenset(when.weekdays) if when.weekdays else None
+        self.hours = when.hours.minutes if when.hours is not None else None
+        self.timeless = self.starts is None and self.ends is None and self.weekdays is None and self.hours is None
+
+        condition = p.condition
+        self.min_subtotal, self.min_qty = condition.min_subtotal, condition.min_qty
+        self.conditional = condition.min_subtotal != 0 or condition.min_qty is not None
+        self.cond_lines = match(condition.lines) if condition.lines is not None else None
+        """``None``: every line, on sale or not."""
+
+        limits = p.limits
+        self.per_order = limits.per_order
+        self.per_customer = limits.per_customer.count if limits.per_customer is not None else None
+        budget = limits.budget
+        self.budget_discount = budget.discount if budget is not None else 0
+        self.budget_points = budget.points if budget is not None else 0
+        self.budget_count = budget.count if budget is not None else 0
+        self.limited = self.per_customer is not None or bool(
+            self.budget_discount or self.budget_points or self.budget_count
+        )
+
+    def title(self, language: str) -> str:
+        found = self.titles.get(language)
+        if found is None:
+            found = self.titles[language] = self.promotion.title_in(language)
+        return found
+
+    def exhausted(self, used: Used) -> bool:
+        return (
+            (self.per_customer is not None and used.customer >= self.per_customer)
+            or bool(self.budget_count and used.orders >= self.budget_count)
+            or bool(self.budget_discount and used.discount >= self.budget_discount)
+            or bool(self.budget_points and used.points >= self.budget_points)
+        )
+
+    def in_audience(self, facts: Facts) -> bool:
+        return not (
+            (self.tiers is not None and facts.tier not in self.tiers)
+            or (self.personal and self.id not in facts.offers)
+            or (self.segments is not None and self.segments.isdisjoint(facts.segments))
+            or (self.exclude is not None and not self.exclude.isdisjoint(facts.segments))
+        )
+
+
 class Catalog:
-    """The active promotions and groups, indexed by what a cart line can match, so a cart consults
-    only the promotions its lines could trigger. Immutable: a change builds a new one."""
+    """The active promotions and groups, each promotion compiled once and indexed by what a cart line
+    can match, so a cart consults only the promotions its lines could trigger. Immutable: a change
+    builds a new one."""
 
     def __init__(
         self,
@@ -120,16 +302,32 @@ class Catalog:
             for a in self.promotions
         )
         """Whether any promotion is aimed at saved segments (else no cart need ask for its customer's)."""
-        self._any: list[int] = []
-        self._by: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for index, active in enumerate(self.promotions):
-            selectors = _selectors(active.promotion)
+        compiled: dict[Selector, _Match] = {}
+
+        def match(selector: Selector) -> _Match:
+            found = compiled.get(selector)
+            if found is None:
+                found = compiled[selector] = _Match(selector)
+            return found
+
+        self._rules = tuple(_Rule(a, self.group(a.promotion.group), match) for a in self.promotions)
+        self._index = {rule.id: n for n, rule in enumerate(self._rules)}
+        self._any: tuple[int, ...] = ()
+        index: dict[str, dict[str, list[int]]] = {"sku": {}, "category": {}, "brand": {}}
+        anywhere: list[int] = []
+        for n, rule in enumerate(self._rules):
+            selectors = _selectors(rule.promotion)
             if not selectors or any(s.any_line for s in selectors):
-                self._any.append(index)
+                anywhere.append(n)
                 continue
-            keys = {(kind, value) for s in selectors for kind, value in _keys(s)}
-            for key in keys:
-                self._by[key].append(index)
+            for kind, value in {key for s in selectors for key in _keys(s)}:
+                index[kind].setdefault(value, []).append(n)
+        self._any = tuple(anywhere)
+        self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
+        self._by_category = {k: tuple(v) for k, v in index["category"].items()}
+        self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
+        self._last: tuple[Sequence[CartLine] | None, list[_Rule]] = (None, [])
+        """The last cart's candidates (the cart held, so ``is`` cannot match a new one at its address)."""
 
     def __len__(self) -> int:
         return len(self.promotions)
@@ -137,23 +335,46 @@ class Catalog:
     def group(self, name: str) -> Group:
         return self.groups.get(name, DEFAULT_GROUP_RULES)
 
+    def title(self, promotion_id: str, language: str) -> str | None:
+        """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
+        index = self._index.get(promotion_id)
+        return None if index is None else self._rules[index].title(language)
+
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
+        return [rule.active for rule in self._candidates(lines)]
+
+    def state_needed(self, lines: Sequence[CartLine]) -> tuple[list[Active], bool]:
+        """What pricing this cart needs to know of its customer: the candidates with limits to count, and
+        whether any is personal (the customer's offers decide it)."""
+        candidates = self._candidates(lines)
+        return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
+
+    def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
+        rules = self._rules
+        if not rules:
+            return []
+        last = self._last
+        if last[0] is lines:  # the same cart again: calculate asks before it prices (limits, offers)
+            return last[1]
         found = set(self._any)
-        by = self._by
+        by_sku, by_category, by_brand = self._by_sku, self._by_category, self._by_brand
         for line in lines:
             if line.on_sale:
                 continue
-            found.update(by.get(("sku", line.sku), ()))
-            if line.category is not None:
-                found.update(by.get(("category", line.category), ()))
-            if line.brand is not None:
-                found.update(by.get(("brand", line.brand), ()))
-        return [self.promotions[i] for i in sorted(found)]
+            hit = by_sku.get(line.sku)
+            if hit:
+                found.update(hit)
+            if line.category is not None and (hit := by_category.get(line.category)):
+                found.update(hit)
+            if line.brand is not None and (hit := by_brand.get(line.brand)):
+                found.update(hit)
+        candidates = [rules[n] for n in sorted(found)]
+        self._last = (lines, candidates)  # one assignment: safe when carts are priced in threads
+        return candidates
 
 
 EMPTY_CATALOG = Catalog()
-ANY_LINE = Selector()
 
 
 def _selectors(promotion: Promotion) -> list[Selector]:
@@ -168,19 +389,6 @@ def _keys(selector: Selector) -> Iterable[tuple[str, str]]:
     yield from (("sku", v) for v in selector.skus)
     yield from (("category", v) for v in selector.categories)
     yield from (("brand", v) for v in selector.brands)
-
-
-def matches(selector: Selector, line: CartLine) -> bool:
-    """Any listed value matches; ``{}`` matches every line; lines on sale never match."""
-    if line.on_sale:
-        return False
-    if selector.any_line:
-        return True
-    return (
-        line.sku in selector.skus
-        or (line.category is not None and line.category in selector.categories)
-        or (line.brand is not None and line.brand in selector.brands)
-    )
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -250,29 +458,84 @@ class Outcome(msgspec.Struct, frozen=True):
 # -- evaluation --------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _Cart:
-    lines: Sequence[CartLine]
-    unit_line: list[int]
-    price: list[int]
-    """Each unit's current price."""
-    given: dict[str, dict[int, int]] = field(default_factory=dict)
-    """Promotion id → line → discount."""
-    points: dict[str, dict[int, int]] = field(default_factory=dict)
-    _units: dict[Selector, list[int]] = field(default_factory=dict)
+    """One cart being priced: its lines, its units once a discount needs them, what each promotion
+    gave, and which lines and units each compiled selector matched (worked out once per cart)."""
 
-    @classmethod
-    def of(cls, lines: Sequence[CartLine]) -> _Cart:
-        unit_line = [i for i, line in enumerate(lines) for _ in range(line.qty)]
-        return cls(lines, unit_line, [lines[i].unit_price for i in unit_line])
+    __slots__ = ("_hits", "_totals", "_units", "first", "given", "lines", "points", "price", "unit_line")
 
-    def units(self, selector: Selector) -> list[int]:
-        """The units of the lines ``selector`` matches (worked out once per selector and cart)."""
-        found = self._units.get(selector)
+    def __init__(self, lines: Sequence[CartLine]) -> None:
+        self.lines = lines
+        self.unit_line: list[int] = []
+        self.price: list[int] = []
+        """Each unit's current price."""
+        self.first: list[int] = []
+        """Each line's first unit (a line's units are consecutive)."""
+        self.given: dict[str, dict[int, int]] = {}
+        """Promotion id → line → discount."""
+        self.points: dict[str, dict[int, int]] = {}
+        self._hits: dict[_Match, list[int]] = {}
+        self._units: dict[_Match, list[int]] = {}
+        self._totals: tuple[int, int] | None = None
+
+    def totals(self) -> tuple[int, int]:
+        """The whole cart's subtotal and number of units, on sale or not (a condition without lines)."""
+        if self._totals is None:
+            self._totals = (sum(line.total for line in self.lines), sum(line.qty for line in self.lines))
+        return self._totals
+
+    def expand(self) -> None:
+        """Units, each at its line's unit price (once per cart, and only when a discount is worked out)."""
+        if self.first or not self.lines:
+            return
+        unit_line, price, first = self.unit_line, self.price, self.first
+        for i, line in enumerate(self.lines):
+            first.append(len(unit_line))
+            unit_line.extend([i] * line.qty)
+            price.extend([line.unit_price] * line.qty)
+
+    def hits(self, match: _Match) -> list[int]:
+        """The lines ``match`` matches, in order."""
+        found = self._hits.get(match)
         if found is None:
-            hit = [matches(selector, line) for line in self.lines]
-            found = self._units[selector] = [u for u, i in enumerate(self.unit_line) if hit[i]]
+            if match.any:
+                found = [i for i, line in enumerate(self.lines) if not line.on_sale]
+            else:
+                skus, categories, brands = match.skus, match.categories, match.brands
+                found = [
+                    i
+                    for i, line in enumerate(self.lines)
+                    if not line.on_sale and (line.sku in skus or line.category in categories or line.brand in brands)
+                ]
+            self._hits[match] = found
         return found
+
+    def units(self, match: _Match) -> list[int]:
+        """The units of the lines ``match`` matches, in order."""
+        found = self._units.get(match)
+        if found is None:
+            self.expand()
+            first, lines = self.first, self.lines
+            found = self._units[match] = [u for i in self.hits(match) for u in range(first[i], first[i] + lines[i].qty)]
+        return found
+
+
+class _Clock:
+    """The cart's moment in the program's zone, worked out once and only if a promotion has hours or
+    weekdays."""
+
+    __slots__ = ("_local", "at", "zone")
+
+    def __init__(self, at: datetime, zone: ZoneInfo) -> None:
+        self.at, self.zone = at, zone
+        self._local: tuple[int, int] | None = None
+
+    def local(self) -> tuple[int, int]:
+        """(ISO weekday, minutes after local midnight)."""
+        if self._local is None:
+            local = self.at.astimezone(self.zone)
+            self._local = (local.isoweekday(), local.hour * 60 + local.minute)
+        return self._local
 
 
 def evaluate(
@@ -290,23 +553,12 @@ def evaluate(
     ``explain=False`` (pricing a till's cart) skips working out whether a promotion that gave nothing
     lost to another or found nothing to do: only preview shows that."""
     used = used or {}
-    cart = _Cart.of(lines)
-    not_applied: list[NotApplied] = []
-    near: list[Note] = []
-    runnable: list[Active] = []
-    for active in catalog.candidates(lines):
-        reason = _refusal(active, lines, facts, catalog.zone, used.get(active.id, NOTHING_USED))
-        if reason is None:
-            runnable.append(active)
-            continue
-        not_applied.append(NotApplied(active.id, reason))
-        note = _condition_near_miss(active, lines, facts) if reason == "condition" else None
-        if note is not None:
-            near.append(note)
+    cart = _Cart(lines)
+    runnable, not_applied, near = _screen(catalog, cart, facts, used)
 
-    groups = _grouped(runnable, catalog)
+    groups = _grouped(runnable) if runnable else []
     for group, members in groups:
-        discounts = [a for a in members if not _is_points(a) and not isinstance(a.promotion.benefit, NoRedeem)]
+        discounts = [r for r in members if r.kind < _NO_REDEEM]
         if discounts:
             _run_discount_group(cart, group, discounts, used)
 
@@ -315,28 +567,30 @@ def evaluate(
         for i, d in per_line.items():
             discount[i] += d
     left = [line.total - discount[i] for i, line in enumerate(lines)]
-    base_lines = _redeemable(lines, runnable)
-    redeemable = set(base_lines)
+    base_lines = _redeemable(cart, runnable)
     redeem_base = sum(left[i] for i in base_lines)
     max_redeem = max(0, min(available_points, share_floor(redeem_base, redeem_cap_bp)))
     redeem = max(0, min(requested_points, max_redeem))
     paid = list(left)
-    for i, part in zip(base_lines, allocate(redeem, [left[i] for i in base_lines]), strict=True):
-        paid[i] -= part
+    if redeem:
+        for i, part in zip(base_lines, allocate(redeem, [left[i] for i in base_lines]), strict=True):
+            paid[i] -= part
     accrue = share_floor(sum(paid[i] for i, line in enumerate(lines) if not line.on_sale), facts.rate_bp)
 
     awards: list[Award] = []
     for group, members in groups:
-        points = [a for a in members if _is_points(a)]
+        points = [r for r in members if r.kind >= _P_FIXED]
         if points:
             awards.extend(_run_points_group(cart, group, points, paid, facts, used))
 
-    messages, unused = _messages(cart, runnable, facts, paid, explain=explain)
+    messages, unused = _messages(cart, runnable, facts, paid, explain=explain) if runnable else ([], [])
     not_applied.extend(unused)
+    redeemable = set(base_lines)
+    applied = _breakdown(cart, runnable) if cart.given or cart.points else None
     return Outcome(
         lines=tuple(
-            PricedLine(discount=d, promotions=applied, redeemable=i in redeemable)
-            for i, (d, applied) in enumerate(zip(discount, _breakdown(cart, runnable), strict=True))
+            PricedLine(discount=d, promotions=applied[i] if applied else (), redeemable=i in redeemable)
+            for i, d in enumerate(discount)
         ),
         redeem_base=redeem_base,
         max_redeem=max_redeem,
@@ -348,152 +602,145 @@ def evaluate(
     )
 
 
-def _grouped(runnable: list[Active], catalog: Catalog) -> list[tuple[Group, list[Active]]]:
+def _screen(
+    catalog: Catalog, cart: _Cart, facts: Facts, used: Mapping[str, Used]
+) -> tuple[list[_Rule], list[NotApplied], list[Note]]:
+    """The candidates that run on this cart; the others with why not, and the near-miss texts of those
+    whose condition the cart almost meets."""
+    runnable: list[_Rule] = []
+    not_applied: list[NotApplied] = []
+    near: list[Note] = []
+    clock = _Clock(facts.at, catalog.zone)
+    store, channel = facts.store, facts.channel
+    for rule in catalog._candidates(cart.lines):
+        # Each check is a field or two of the compiled promotion; the cart's own sums come last.
+        if not rule.everyone and not rule.in_audience(facts):
+            reason = "audience"
+        elif (rule.stores is not None and store not in rule.stores) or (
+            rule.channels is not None and channel not in rule.channels
+        ):
+            reason = "where"
+        elif not rule.timeless and not _runs_at(rule, clock):
+            reason = "when"
+        elif rule.limited and rule.exhausted(used.get(rule.id, NOTHING_USED)):
+            reason = "limit"
+        elif rule.conditional and not _condition_holds(rule, cart):
+            reason = "condition"
+            note = _condition_near_miss(rule, cart, facts)
+            if note is not None:
+                near.append(note)
+        else:
+            runnable.append(rule)
+            continue
+        not_applied.append(NotApplied(rule.id, reason))
+    return runnable, not_applied, near
+
+
+def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule]]]:
     """Groups in the order they run, each with its promotions in the order they run."""
-    by_group: dict[str, list[Active]] = defaultdict(list)
-    for active in runnable:
-        by_group[active.promotion.group].append(active)
-    order = sorted(by_group, key=lambda g: (catalog.group(g).priority, g))
-    return [(catalog.group(g), sorted(by_group[g], key=lambda a: (a.promotion.priority, a.seq))) for g in order]
+    groups: list[tuple[Group, list[_Rule]]] = []
+    name = None
+    for rule in sorted(runnable, key=_ORDER):
+        if rule.order[1] != name:
+            name = rule.order[1]
+            groups.append((rule.group, []))
+        groups[-1][1].append(rule)
+    return groups
 
 
-def _redeemable(lines: Sequence[CartLine], runnable: list[Active]) -> list[int]:
+def _redeemable(cart: _Cart, runnable: list[_Rule]) -> list[int]:
     """Lines points may pay for: not on sale, and no ``no_redeem`` promotion applies to them."""
-    barred = [a.promotion.benefit.lines for a in runnable if isinstance(a.promotion.benefit, NoRedeem)]
-    return [
-        i
-        for i, line in enumerate(lines)
-        if not line.on_sale and not any(matches(selector, line) for selector in barred)
-    ]
+    barred: set[int] = set()
+    for rule in runnable:
+        if rule.kind == _NO_REDEEM:
+            barred.update(cart.hits(rule.lines))
+    return [i for i, line in enumerate(cart.lines) if not line.on_sale and i not in barred]
 
 
 def _messages(
-    cart: _Cart, runnable: list[Active], facts: Facts, paid: list[int], *, explain: bool
+    cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool
 ) -> tuple[list[Note], list[NotApplied]]:
     """Applied and near-miss texts; promotions that found nothing to work on did not apply either."""
-    gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
-    gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
     messages: list[Note] = []
     unused: list[NotApplied] = []
-    for active in runnable:
-        if isinstance(active.promotion.benefit, NoRedeem):
+    if not explain and not any(rule.promotion.messages.applied for rule in runnable):
+        gave: set[str] = set()  # a till's cart with no "applied" texts to show: nothing to find out
+    else:
+        gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
+        gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
+    for rule in runnable:
+        if rule.kind == _NO_REDEEM:
             continue
-        if active.id in gave:
-            text = text_in(active.promotion.messages.applied, facts.language)
-            if text:
-                messages.append(Note(f"promotion:{active.id}", text))
-        elif explain and not _could_apply(active, cart, cart.lines, paid):
-            unused.append(NotApplied(active.id, "condition"))  # else it lost to another of its group
-        note = _benefit_near_miss(active, cart, facts)
-        if note is not None:
-            messages.append(note)
+        if rule.id in gave:
+            said = rule.promotion.messages.applied
+            if said:
+                messages.append(Note(f"promotion:{rule.id}", text_in(said, facts.language) or ""))
+        elif explain and not _could_apply(rule, cart, paid):
+            unused.append(NotApplied(rule.id, "condition"))  # else it lost to another of its group
+        if rule.kind in _NEAR_KINDS:
+            note = _benefit_near_miss(rule, cart, facts)
+            if note is not None:
+                messages.append(note)
     return messages, unused
 
 
-def _breakdown(cart: _Cart, runnable: list[Active]) -> list[tuple[Applied, ...]]:
+def _breakdown(cart: _Cart, runnable: list[_Rule]) -> list[tuple[Applied, ...]]:
     """Per line, what each promotion gave, in the order the promotions are listed."""
     per_line: list[list[Applied]] = [[] for _ in cart.lines]
-    for active in runnable:
-        given, points = cart.given.get(active.id, {}), cart.points.get(active.id, {})
+    empty: dict[int, int] = {}
+    for rule in runnable:
+        given, points = cart.given.get(rule.id, empty), cart.points.get(rule.id, empty)
+        if not given and not points:
+            continue
         for i in sorted(given.keys() | points.keys()):
             d, p = given.get(i, 0), points.get(i, 0)
             if d or p:
-                per_line[i].append(Applied(active.id, active.revision, d, p))
+                per_line[i].append(Applied(rule.id, rule.revision, d, p))
     return [tuple(applied) for applied in per_line]
 
 
-def _could_apply(active: Active, cart: _Cart, lines: Sequence[CartLine], paid: list[int]) -> bool:
+def _could_apply(rule: _Rule, cart: _Cart, paid: list[int]) -> bool:
     """Whether the promotion would have given something on its own (it lost to others if so)."""
-    if _is_points(active):
-        selector = getattr(active.promotion.benefit, "lines", ANY_LINE)
-        return any(paid[i] > 0 and matches(selector, line) for i, line in enumerate(lines))
-    shelf = [lines[i].unit_price for i in cart.unit_line]
-    return any(_propose(active.promotion, cart, shelf, set()).values())
-
-
-def _is_points(active: Active) -> bool:
-    return isinstance(active.promotion.benefit, PointsFixed | PointsPerAmount | PointsPercent | PointsMultiplier)
+    if rule.kind >= _P_FIXED:
+        return any(paid[i] > 0 for i in cart.hits(rule.lines))
+    cart.expand()
+    shelf = [cart.lines[i].unit_price for i in cart.unit_line]
+    return any(_propose(rule, cart, shelf, _NONE).values())
 
 
 # -- who, where, when, on what condition, within which limits ----------------------------------------
 
 
-def _refusal(active: Active, lines: Sequence[CartLine], facts: Facts, zone: ZoneInfo, used: Used) -> Reason | None:
-    p = active.promotion
-    if not _in_audience(active, facts):
-        return "audience"
-    if (p.where.stores and facts.store not in p.where.stores) or (
-        p.where.channels and facts.channel not in p.where.channels
-    ):
-        return "where"
-    if not _runs_at(p, facts.at, zone):
-        return "when"
-    if _exhausted(p, used):
-        return "limit"
-    if not _condition_holds(p, lines):
-        return "condition"
-    return None
-
-
-def _in_audience(active: Active, facts: Facts) -> bool:
-    audience = active.promotion.audience
-    return not (
-        (audience.tiers and facts.tier not in audience.tiers)
-        or (audience.personal and active.id not in facts.offers)
-        or (audience.segments is not None and not facts.segments.intersection(audience.segments))
-        or (audience.exclude_segments and facts.segments.intersection(audience.exclude_segments))
-    )
-
-
-def _exhausted(promotion: Promotion, used: Used) -> bool:
-    limits = promotion.limits
-    if limits.per_customer is not None and used.customer >= limits.per_customer.count:
+def _runs_at(rule: _Rule, clock: _Clock) -> bool:
+    at = clock.at
+    if rule.starts is not None and at < rule.starts:
+        return False
+    if rule.ends is not None and at >= rule.ends:
+        return False
+    if rule.weekdays is None and rule.hours is None:
         return True
-    budget = limits.budget
-    return budget is not None and bool(
-        (budget.count and used.orders >= budget.count)
-        or (budget.discount and used.discount >= budget.discount)
-        or (budget.points and used.points >= budget.points)
-    )
-
-
-def _runs_at(promotion: Promotion, at: datetime, zone: ZoneInfo) -> bool:
-    when = promotion.when
-    if when.starts_at is not None and at < when.starts_at:
+    weekday, now = clock.local()
+    if rule.weekdays is not None and weekday not in rule.weekdays:
         return False
-    if when.ends_at is not None and at >= when.ends_at:
-        return False
-    if not when.weekdays and when.hours is None:
-        return True
-    local = at.astimezone(zone)
-    if when.weekdays and local.isoweekday() not in when.weekdays:
-        return False
-    if when.hours is not None:
-        start, end = _span(when.hours)
-        now = local.hour * 60 + local.minute
+    if rule.hours is not None:
+        start, end = rule.hours
         inside = start <= now < end if start < end else (now >= start or now < end)
         if not inside:
             return False
     return True
 
 
-@functools.lru_cache(maxsize=4096)
-def _span(hours: Hours) -> tuple[int, int]:
-    return hours.minutes
+def _condition_totals(rule: _Rule, cart: _Cart) -> tuple[int, int]:
+    if rule.cond_lines is None:
+        return cart.totals()
+    lines = cart.lines
+    chosen = cart.hits(rule.cond_lines)
+    return sum(lines[i].total for i in chosen), sum(lines[i].qty for i in chosen)
 
 
-def _condition_totals(promotion: Promotion, lines: Sequence[CartLine]) -> tuple[int, int]:
-    selector = promotion.condition.lines
-    chosen = [line for line in lines if selector is None or matches(selector, line)]
-    return sum(line.total for line in chosen), sum(line.qty for line in chosen)
-
-
-def _condition_holds(promotion: Promotion, lines: Sequence[CartLine]) -> bool:
-    condition = promotion.condition
-    if condition.min_subtotal == 0 and condition.min_qty is None:
-        return True
-    subtotal, qty = _condition_totals(promotion, lines)
-    return subtotal >= condition.min_subtotal and qty >= (condition.min_qty or 0)
+def _condition_holds(rule: _Rule, cart: _Cart) -> bool:
+    subtotal, qty = _condition_totals(rule, cart)
+    return subtotal >= rule.min_subtotal and qty >= (rule.min_qty or 0)
 
 
 # -- discounts ---------------------------------------------------------------------------------
@@ -501,44 +748,57 @@ def _condition_holds(promotion: Promotion, lines: Sequence[CartLine]) -> bool:
 
 Proposal = dict[int, int]
 """Unit → discount."""
+Set = set[int] | frozenset[int]
+_NONE: frozenset[int] = frozenset()
+"""No unit taken yet."""
 
 
-def _run_discount_group(cart: _Cart, group: Group, members: list[Active], used: Mapping[str, Used]) -> None:
-    start = list(cart.price)
+def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: Mapping[str, Used]) -> None:
+    cart.expand()
+    start = cart.price[:]
 
-    def propose(active: Active, price: list[int], taken: set[int]) -> Proposal:
+    def propose(rule: _Rule, price: list[int], taken: Set) -> Proposal:
         """The promotion's proposal, within what its budget has left."""
-        proposal = _propose(active.promotion, cart, price, taken)
-        budget = active.promotion.limits.budget
-        if budget is None or not budget.discount:
+        proposal = _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
+        if not rule.budget_discount:
             return proposal
-        return _scale(proposal, max(0, budget.discount - used.get(active.id, NOTHING_USED).discount))
+        return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
 
-    if group.mode in ("exclusive", "best"):
-        contributions = _one_per_unit(members, lambda a, taken: propose(a, start, taken), best=group.mode == "best")
+    contributions: dict[str, Proposal]
+    if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
+        rule = members[0]
+        proposal = propose(rule, start, _NONE)
+        if not proposal:
+            return
+        contributions = {rule.id: proposal}
+    elif group.mode in ("exclusive", "best"):
+        contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=group.mode == "best")
     elif group.mode == "sum":
-        contributions = {a.id: propose(a, start, set()) for a in members}
+        contributions = {r.id: propose(r, start, _NONE) for r in members}
         _clip_units(start, contributions)
     else:  # sequential: each applies to the price the previous one left
         contributions = {}
         now = list(start)
-        for active in members:
-            contributions[active.id] = proposal = propose(active, now, set())
+        for rule in members:
+            contributions[rule.id] = proposal = propose(rule, now, _NONE)
             for u, d in proposal.items():
                 now[u] -= d
     if group.max_discount_bp is not None:
         _cap_lines(cart, start, contributions, group.max_discount_bp)
+    price, unit_line = cart.price, cart.unit_line
     for pid, proposal in contributions.items():
+        if not proposal:
+            continue
         per_line = cart.given.setdefault(pid, {})
         for u, d in proposal.items():
             if d:
-                cart.price[u] -= d
-                line = cart.unit_line[u]
+                price[u] -= d
+                line = unit_line[u]
                 per_line[line] = per_line.get(line, 0) + d
 
 
 def _one_per_unit(
-    members: list[Active], propose: Callable[[Active, set[int]], dict[int, int]], *, best: bool
+    members: list[_Rule], propose: Callable[[_Rule, Set], dict[int, int]], *, best: bool
 ) -> dict[str, dict[int, int]]:
     """``exclusive`` (``best=False``): in order, each takes what the earlier left untouched; ``best``:
     the promotion giving the most goes first, then the best of the rest on what is left, and so on.
@@ -546,26 +806,26 @@ def _one_per_unit(
     taken: set[int] = set()
     chosen: dict[str, dict[int, int]] = {}
     if not best:
-        for active in members:
-            proposal = propose(active, taken)
+        for rule in members:
+            proposal = propose(rule, taken)
             if any(proposal.values()):
-                chosen[active.id] = proposal
+                chosen[rule.id] = proposal
                 taken.update(proposal)
         return chosen
     # A proposal that touches none of the units just taken stays what it was: units it did not use are
     # the cheapest or the last in its order, so removing them changes nothing. Only the others are
     # worked out again, which keeps "best" near linear in the number of promotions.
-    rank = {a.id: i for i, a in enumerate(members)}  # of equals, the first in the group's order wins
+    rank = {r.id: i for i, r in enumerate(members)}  # of equals, the first in the group's order wins
     offers = {}
-    for a in members:
-        proposal = propose(a, taken)
-        offers[a.id] = (a, proposal, sum(proposal.values()))
+    for r in members:
+        proposal = propose(r, taken)
+        offers[r.id] = (r, proposal, sum(proposal.values()))
     while offers:
-        active, proposal, total = max(offers.values(), key=lambda o: (o[2], -rank[o[0].id]))
-        del offers[active.id]
+        rule, proposal, total = max(offers.values(), key=lambda o: (o[2], -rank[o[0].id]))
+        del offers[rule.id]
         if not total:
             break
-        chosen[active.id] = proposal
+        chosen[rule.id] = proposal
         taken.update(proposal)
         for pid, (other, offered, _) in list(offers.items()):
             if not taken.isdisjoint(offered):
@@ -576,13 +836,13 @@ def _one_per_unit(
 
 def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
     """No unit below zero: where a sum exceeds a unit's price, each promotion gives up its share."""
-    per_unit: dict[int, list[str]] = defaultdict(list)
+    per_unit: dict[int, list[str]] = {}
     for pid, proposal in contributions.items():
         for u, d in proposal.items():
             if d:
-                per_unit[u].append(pid)
+                per_unit.setdefault(u, []).append(pid)
     for u, pids in per_unit.items():
-        if sum(contributions[pid][u] for pid in pids) > start[u]:
+        if len(pids) > 1 and sum(contributions[pid][u] for pid in pids) > start[u]:
             for pid, part in zip(pids, allocate(start[u], [contributions[pid][u] for pid in pids]), strict=True):
                 contributions[pid][u] = part
 
@@ -590,18 +850,20 @@ def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
 def _cap_lines(cart: _Cart, start: list[int], contributions: dict[str, Proposal], cap_bp: int) -> None:
     """A group's discounts on a line never exceed ``cap_bp`` of the line's price as the group found it;
     where they would, every contribution on the line shrinks in proportion."""
-    line_start: dict[int, int] = defaultdict(int)
-    for u, price in enumerate(start):
-        line_start[cart.unit_line[u]] += price
-    on_line: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for pid, proposal in contributions.items():
+    unit_line, first, lines = cart.unit_line, cart.first, cart.lines
+    on_line: dict[int, int] = {}
+    for proposal in contributions.values():
         for u, d in proposal.items():
-            if d:
-                on_line[cart.unit_line[u]].append((pid, u))
-    for line, entries in on_line.items():
-        cap = share_floor(line_start[line], cap_bp)
-        total = sum(contributions[pid][u] for pid, u in entries)
-        if total > cap:
+            on_line[unit_line[u]] = on_line.get(unit_line[u], 0) + d
+    for line, total in on_line.items():
+        cap = share_floor(sum(start[first[line] : first[line] + lines[line].qty]), cap_bp)
+        if total > cap:  # rare: only then is the line's every contribution listed and shrunk
+            entries = [
+                (pid, u)
+                for pid, proposal in contributions.items()
+                for u, d in proposal.items()
+                if d and unit_line[u] == line
+            ]
             parts = allocate(cap, [contributions[pid][u] for pid, u in entries])
             for (pid, u), part in zip(entries, parts, strict=True):
                 contributions[pid][u] = part
@@ -622,69 +884,114 @@ def _spread(discount: int, units: Sequence[int], price: Sequence[int], into: Pro
         into[u] = into.get(u, 0) + part
 
 
-def _propose(promotion: Promotion, cart: _Cart, price: list[int], taken: set[int]) -> Proposal:
-    """What ``promotion`` would take off each unit at ``price``, leaving ``taken`` units alone."""
-    benefit = promotion.benefit
-    per_order = promotion.limits.per_order
+def _open(cart: _Cart, match: _Match, price: list[int], taken: Set) -> list[int]:
+    """The units ``match`` matches that are still to be had: not taken, not already free; in order."""
+    if taken:
+        return [u for u in cart.units(match) if u not in taken and price[u] > 0]
+    return [u for u in cart.units(match) if price[u] > 0]
+
+
+def _dearest_first(units: list[int], price: list[int]) -> list[int]:
+    """By price, the dearest first, ties in unit order (a stable sort keeps ``units``' order)."""
+    return sorted(units, key=price.__getitem__, reverse=True)
+
+
+def _propose(rule: _Rule, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    """What the promotion would take off each unit at ``price``, leaving ``taken`` units alone."""
+    return _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
+
+
+def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    assert isinstance(benefit, PercentOff)
+    chosen = _open(cart, rule.lines, price, taken)
+    if benefit.pick == "dearest":  # the dearest first, of equal prices the last unit first
+        chosen = sorted(chosen, key=lambda u: (price[u], u), reverse=True)
+    else:  # the cheapest first, of equal prices the first unit first
+        chosen = sorted(chosen, key=price.__getitem__)
+    room = min(benefit.max_units or len(chosen), rule.per_order or len(chosen))
+    bp = benefit.percent_bp
     out: Proposal = {}
-
-    def units(selector: Selector) -> list[int]:
-        return [u for u in cart.units(selector) if u not in taken and price[u] > 0]
-
-    if isinstance(benefit, PercentOff):
-        chosen = sorted(units(benefit.lines), key=lambda u: (price[u], u), reverse=benefit.pick == "dearest")
-        room = min(benefit.max_units or len(chosen), per_order or len(chosen))
-        for u in chosen[:room]:
-            out[u] = share_round(price[u], benefit.percent_bp)
-        out = {u: d for u, d in out.items() if d}  # a unit given nothing stays free for the next
-    elif isinstance(benefit, AmountOff | FixedPrice):
-        chosen = units(benefit.lines)
-        each = {
-            u: min(benefit.amount, price[u]) if isinstance(benefit, AmountOff) else max(0, price[u] - benefit.price)
-            for u in chosen
-        }
-        chosen.sort(key=lambda u: (-each[u], u))
-        for u in chosen[: per_order or len(chosen)]:
-            if each[u]:
-                out[u] = each[u]
-    elif isinstance(benefit, CartAmountOff):
-        chosen = units(ANY_LINE)
-        total = sum(price[u] for u in chosen)
-        _spread(min(benefit.amount, total), chosen, price, out)
-    elif isinstance(benefit, NForM | NthPercent):
-        chosen = sorted(units(benefit.lines), key=lambda u: (-price[u], u))  # dearest first
-        sets = len(chosen) // benefit.n
-        for k in range(min(sets, per_order or sets)):
-            group = chosen[k * benefit.n : (k + 1) * benefit.n]
-            if isinstance(benefit, NForM):
-                value = sum(price[u] for u in group[benefit.m :])
-            else:
-                value = share_round(price[group[-1]], benefit.percent_bp)
-            _spread(value, group, price, out)
-    elif isinstance(benefit, Bundle):
-        targets = sorted(units(benefit.target), key=lambda u: (-price[u], u))  # dearest first
-        target_set = set(targets)  # a unit matching both serves as a target
-        triggers = sorted((u for u in units(benefit.trigger) if u not in target_set), key=lambda u: (-price[u], u))
-        pairs = list(zip(triggers, targets, strict=False))
-        for trigger, target in pairs[: per_order or len(pairs)]:
-            _spread(share_round(price[target], benefit.percent_bp), (trigger, target), price, out)
+    for u in chosen[:room]:
+        d = share_round(price[u], bp)
+        if d:  # a unit given nothing stays free for the next
+            out[u] = d
     return out
+
+
+def _amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    """``amount_off`` and ``fixed_price``: so much off each unit, the units given most first."""
+    chosen = _open(cart, rule.lines, price, taken)
+    if isinstance(benefit, AmountOff):
+        amount = benefit.amount
+        each = {u: min(amount, price[u]) for u in chosen}
+    else:
+        assert isinstance(benefit, FixedPrice)
+        fixed = benefit.price
+        each = {u: max(0, price[u] - fixed) for u in chosen}
+    chosen = sorted(chosen, key=each.__getitem__, reverse=True)  # the most off first, then in order
+    return {u: each[u] for u in chosen[: rule.per_order or len(chosen)] if each[u]}
+
+
+def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    assert isinstance(benefit, CartAmountOff)
+    chosen = _open(cart, _ANY, price, taken)
+    out: Proposal = {}
+    _spread(min(benefit.amount, sum(price[u] for u in chosen)), chosen, price, out)
+    return out
+
+
+def _sets(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    """``n_for_m`` and ``nth_percent``: sets of ``n`` units, the dearest first."""
+    assert isinstance(benefit, NForM | NthPercent)
+    chosen = _dearest_first(_open(cart, rule.lines, price, taken), price)
+    n = benefit.n
+    sets = len(chosen) // n
+    out: Proposal = {}
+    for k in range(min(sets, rule.per_order or sets)):
+        group = chosen[k * n : (k + 1) * n]
+        if isinstance(benefit, NForM):
+            value = sum(price[u] for u in group[benefit.m :])
+        else:
+            value = share_round(price[group[-1]], benefit.percent_bp)
+        _spread(value, group, price, out)
+    return out
+
+
+def _bundle(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    assert isinstance(benefit, Bundle)
+    targets = _dearest_first(_open(cart, rule.target, price, taken), price)
+    target_set = set(targets)  # a unit matching both serves as a target
+    triggers = _dearest_first([u for u in _open(cart, rule.trigger, price, taken) if u not in target_set], price)
+    pairs = list(zip(triggers, targets, strict=False))
+    out: Proposal = {}
+    for trigger, target in pairs[: rule.per_order or len(pairs)]:
+        _spread(share_round(price[target], benefit.percent_bp), (trigger, target), price, out)
+    return out
+
+
+_PROPOSE: dict[int, Callable[[_Rule, Benefit, _Cart, list[int], Set], Proposal]] = {
+    _PERCENT: _percent_off,
+    _AMOUNT: _amount_off,
+    _FIXED: _amount_off,
+    _CART: _cart_amount_off,
+    _N_FOR_M: _sets,
+    _NTH: _sets,
+    _BUNDLE: _bundle,
+}
 
 
 # -- points ------------------------------------------------------------------------------------
 
 
 def _run_points_group(
-    cart: _Cart, group: Group, members: list[Active], paid: list[int], facts: Facts, used: Mapping[str, Used]
+    cart: _Cart, group: Group, members: list[_Rule], paid: list[int], facts: Facts, used: Mapping[str, Used]
 ) -> list[Award]:
     """Points benefits arbitrated like discounts, over lines and points: ``exclusive`` and ``best``
     give a line at most one of the group's awards; ``sum`` and ``sequential`` add them all."""
-    lines = cart.lines
 
-    def propose(active: Active, taken: set[int]) -> dict[int, int]:
-        benefit = active.promotion.benefit
-        selector = getattr(benefit, "lines", ANY_LINE)
-        chosen = [i for i, line in enumerate(lines) if i not in taken and matches(selector, line) and paid[i] > 0]
+    def propose(rule: _Rule, taken: Set) -> dict[int, int]:
+        benefit = rule.benefit
+        chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
         if not chosen:
             return {}
         money = sum(paid[i] for i in chosen)
@@ -692,73 +999,76 @@ def _run_points_group(
             total = benefit.points
         elif isinstance(benefit, PointsPerAmount):
             blocks = money // benefit.per
-            total = benefit.points * min(blocks, active.promotion.limits.per_order or blocks)
+            total = benefit.points * min(blocks, rule.per_order or blocks)
         elif isinstance(benefit, PointsPercent):
             total = share_floor(money, benefit.rate_bp)
         else:
             assert isinstance(benefit, PointsMultiplier)
             total = share_floor(share_floor(money, facts.rate_bp), benefit.factor_bp - BP)
-        budget = active.promotion.limits.budget
-        if budget is not None and budget.points:
-            total = min(total, max(0, budget.points - used.get(active.id, NOTHING_USED).points))
+        if rule.budget_points:
+            total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
         return dict(zip(chosen, allocate(total, [paid[i] for i in chosen]), strict=True))
 
     if group.mode in ("exclusive", "best"):
         results = _one_per_unit(members, propose, best=group.mode == "best")
     else:
-        results = {a.id: proposal for a in members if any((proposal := propose(a, set())).values())}
+        results = {r.id: proposal for r in members if any((proposal := propose(r, _NONE)).values())}
     awards = []
-    for active in members:
-        if active.id in results:
-            proposal = results[active.id]
-            cart.points[active.id] = {i: p for i, p in proposal.items() if p}
-            expires = getattr(active.promotion.benefit, "expires_in_days", None)
-            awards.append(Award(active.id, active.revision, sum(proposal.values()), expires))
+    for rule in members:
+        if rule.id in results:
+            proposal = results[rule.id]
+            cart.points[rule.id] = {i: p for i, p in proposal.items() if p}
+            awards.append(Award(rule.id, rule.revision, sum(proposal.values()), rule.expires))
     return awards
 
 
 # -- messages ----------------------------------------------------------------------------------
 
 
-def _near_text(active: Active, facts: Facts, key: str, *, amount: str = "") -> Note:
+def _near_text(rule: _Rule, facts: Facts, key: str, *, amount: str = "") -> Note:
     """The promotion's own near-miss text in the shopper's language, else the catalog's ``engine.<key>``."""
-    said = text_in(active.promotion.messages.near_miss, facts.language)
+    memo = (key, facts.language, facts.currency)
+    if not amount and (note := rule.notes.get(memo)) is not None:
+        return note
+    said = text_in(rule.promotion.messages.near_miss, facts.language)
     if said is None:
-        title = active.promotion.title_in(facts.language)
+        title = rule.title(facts.language)
         said = text(facts.language, f"engine.{key}", title=title, currency=facts.currency, amount=amount)
-    return Note(f"promotion:{active.id}", said)
+    note = Note(f"promotion:{rule.id}", said)
+    if not amount:
+        rule.notes[memo] = note
+    return note
 
 
-def _condition_near_miss(active: Active, lines: Sequence[CartLine], facts: Facts) -> Note | None:
+def _condition_near_miss(rule: _Rule, cart: _Cart, facts: Facts) -> Note | None:
     """A cart that holds what the promotion is about but not enough of it hears how much more."""
-    condition = active.promotion.condition
-    subtotal, qty = _condition_totals(active.promotion, lines)
+    subtotal, qty = _condition_totals(rule, cart)
     if qty == 0:
         return None
-    if subtotal < condition.min_subtotal:
-        if subtotal * 2 < condition.min_subtotal:
+    if subtotal < rule.min_subtotal:
+        if subtotal * 2 < rule.min_subtotal:
             return None  # not near: a shopper told to double the cart hears noise, not an offer
-        amount = format_points(condition.min_subtotal - subtotal, facts.language)
-        return _near_text(active, facts, "amount_short", amount=amount)
-    missing = (condition.min_qty or 0) - qty
+        amount = format_points(rule.min_subtotal - subtotal, facts.language)
+        return _near_text(rule, facts, "amount_short", amount=amount)
+    missing = (rule.min_qty or 0) - qty
     if missing == 1:
-        return _near_text(active, facts, "one_more")
+        return _near_text(rule, facts, "one_more")
     return None
 
 
-def _benefit_near_miss(active: Active, cart: _Cart, facts: Facts) -> Note | None:
+def _benefit_near_miss(rule: _Rule, cart: _Cart, facts: Facts) -> Note | None:
     """One unit short of (another) set or bundle."""
-    benefit = active.promotion.benefit
+    benefit = rule.benefit
     if isinstance(benefit, NForM | NthPercent):
-        if len(cart.units(benefit.lines)) % benefit.n != benefit.n - 1:
+        if len(cart.units(rule.lines)) % benefit.n != benefit.n - 1:
             return None
         if isinstance(benefit, NForM):
-            return _near_text(active, facts, "n_for_m")
-        return _near_text(active, facts, "one_more")
+            return _near_text(rule, facts, "n_for_m")
+        return _near_text(rule, facts, "one_more")
     if isinstance(benefit, Bundle):
-        targets = cart.units(benefit.target)
+        targets = cart.units(rule.target)
         target_set = set(targets)
-        triggers = [u for u in cart.units(benefit.trigger) if u not in target_set]
+        triggers = [u for u in cart.units(rule.trigger) if u not in target_set]
         if len(targets) != len(triggers):
-            return _near_text(active, facts, "one_more")
+            return _near_text(rule, facts, "one_more")
     return None

@@ -52,10 +52,11 @@ async def buy(orders: OrderService, conn: Connection, number: str, order_id: str
     return msgspec.json.decode(stored.body)
 
 
-async def give_back(orders: OrderService, conn: Connection, order_id: str, qty: int, refund_id: str) -> None:
+async def give_back(orders: OrderService, conn: Connection, order_id: str, qty: int, refund_id: str) -> Any:
     async with conn.transaction():
         data = RefundInput(refund_id=refund_id, lines=(ReturnLine(sku="tea", qty=qty),))
-        await orders.refund(conn, order_id, data, idempotency_key=refund_id, api_key_id=None, store="s1")
+        stored = await orders.refund(conn, order_id, data, idempotency_key=refund_id, api_key_id=None, store="s1")
+    return msgspec.json.decode(stored.body)
 
 
 @pytest.mark.usefixtures("database_url")
@@ -105,8 +106,22 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         assert first["discount"] == 999  # 3 × 333.3 rounded per unit
         second = await buy(orders, conn, number, "o-2")
         assert second["discount"] == 0  # once a week: the commit counted the first
-        await give_back(orders, conn, "o-1", 1, "r-1")
-        await give_back(orders, conn, "o-1", 1, "r-2")
+        returned = await give_back(orders, conn, "o-1", 1, "r-1")
+        # The receipt names the promotion whose share goes back: the catalog's title (not stored here)...
+        assert returned["receipt_lines"][0] == "Акция «x»: скидка на возвращённый товар 3,33 BYN"
+        await conn.execute(
+            "INSERT INTO promotions (id, status, live_revision, created_at, created_by, updated_at)"
+            " VALUES ('once', 'ended', 1, now(), 'test', now())"
+        )
+        await conn.execute(
+            "INSERT INTO promotion_revisions (promotion_id, revision, body, author, created_at, state)"
+            " VALUES ('once', 1, $1, 'test', now(), 'approved')",
+            {"title": {"ru": "Минус треть", "en": "A third off"}},
+        )
+        returned = await give_back(orders, conn, "o-1", 1, "r-2")
+        # ... and the revision that applied, once stored, even after the promotion ended
+        assert returned["receipt_lines"][0] == "Акция «Минус треть»: скидка на возвращённый товар 3,33 BYN"
+        assert not any("Акция" in line for line in returned["receipt_lines"][1:])
         row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
         assert row is not None
         assert tuple(row) == (999, 666)

@@ -89,6 +89,10 @@ def test_a_receipt_writes_points_as_the_sms_does() -> None:
     assert sms.text.endswith("Баланс: 21 балл.")
     english = refund_lines("en", taken_back=1325, returned=0, balance=balance(100))
     assert english == ["Return: points taken back 13.25", "Points given back: 0", "Balance: 1 point"]
+    named = refund_lines(
+        "en", taken_back=150, returned=0, balance=balance(100), promotions=[("Tea", 0, 150)], currency="BYN"
+    )
+    assert named[0] == "Promotion «Tea»: points for the returned items 1.50"
 
 
 def test_engine_messages_come_from_the_catalog() -> None:

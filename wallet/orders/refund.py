@@ -29,7 +29,7 @@ from wallet.orders.structs import (
     ReturnTooLarge,
     Stored,
 )
-from wallet.pricing import CommittedRefund, EngineNotice, ReturnedLine, ReturnedPart
+from wallet.pricing import CommittedRefund, EngineNotice, ReturnedLine, ReturnedPart, ReturnedPromotion
 
 if TYPE_CHECKING:
     from wallet.orders.service import OrderService
@@ -97,6 +97,7 @@ async def refund(
         )
     except asyncpg.UniqueViolationError as exc:  # another request took this refund_id or key a moment ago
         raise racing_conflict(exc, "refund", data.refund_id) from exc
+    given_back: tuple[ReturnedPromotion, ...] = ()
     if orders.book is not None:
         sold = {row["line_no"]: row for row in lines}
         parts = [
@@ -110,7 +111,9 @@ async def refund(
         ]
         returned_now = {p.line_no: p.after for p in parts}
         full = all(returned_now.get(row["line_no"], row["refunded_qty"]) == row["qty"] for row in lines)
-        await orders.book.refunded(conn, order_pk=order["id"], parts=parts, full=full)
+        given_back = await orders.book.refunded(
+            conn, order_pk=order["id"], parts=parts, full=full, language=program.language
+        )
     if taken_back:
         account, _ = await ledger.take_back(
             conn,
@@ -169,7 +172,12 @@ async def refund(
         points_returned=returned,
         balance=balance,
         receipt_lines=receipts.refund_lines(
-            program.language, taken_back=taken_back, returned=returned, balance=balance
+            program.language,
+            taken_back=taken_back,
+            returned=returned,
+            balance=balance,
+            promotions=[(p.title, p.discount, p.points) for p in given_back],
+            currency=program.currency,
         ),
     )
     body = encoder.encode(result)
