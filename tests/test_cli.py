@@ -25,7 +25,10 @@ from tests.conftest import create_spare_database
 from tests.helpers import CHEAP_ARGON2
 
 # One worker runs them all: they share one kartka serve (pytest-xdist --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("served")]
+pytestmark = pytest.mark.slow
+#: The tests that share one ``kartka serve`` (the module's ``server``) run on one worker; the others
+#: start their own processes and spread over the workers.
+SHARES_THE_SERVER = pytest.mark.xdist_group("served")
 
 KARTKA = str(Path(sys.executable).parent / "kartka")
 
@@ -119,6 +122,7 @@ def server(served_database: str, tmp_path_factory: pytest.TempPathFactory) -> It
         assert running.stop() == 0, running.log.read_text()[-3000:]
 
 
+@SHARES_THE_SERVER
 async def test_a_new_user_drives_the_served_api_with_cli_keys(
     server: tuple[Server, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -197,6 +201,7 @@ async def test_a_new_user_drives_the_served_api_with_cli_keys(
     # (the server must then stop cleanly: the fixture checks it after the tests that share it)
 
 
+@SHARES_THE_SERVER
 async def test_a_shopper_signs_in_through_the_worker_and_staff_from_the_cli(
     server: tuple[Server, dict[str, str]],
 ) -> None:

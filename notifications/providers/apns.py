@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 from cryptography import x509
@@ -174,7 +175,9 @@ class ApnsProvider:
             if not isinstance(exc, httpx.ConnectTimeout):
                 raise _Unreachable(f"no answer within {self._timeout:g}s") from exc
             raise _Unreachable(f"cannot reach {self._host}: {type(exc).__name__} {exc}".strip()) from exc
-        except (httpx.TransportError, OSError) as exc:
+        except (httpx.TransportError, OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            # httpcore's HTTP/2 lets anyio's end of stream through when the server closes the TLS
+            # connection under a write (a refused client certificate, seen on a busy machine).
             raise _Unreachable(f"cannot reach {self._host}: {type(exc).__name__} {exc}".strip()) from exc
         return _outcome(message, response, certificate_auth=self._certificate_auth)
 
