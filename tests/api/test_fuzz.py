@@ -32,7 +32,7 @@ Client = AsyncTestClient[Litestar]
 #: Generated requests per operation with a credential it accepts (deep: the handler runs), and with each
 #: other kind (shallow: the refusal, or the ignored header, is the same whatever the body). The sweep
 #: stays well under a minute.
-EXAMPLES = 4
+EXAMPLES = 3
 REFUSED_EXAMPLES = 1
 #: The kinds of credential; each is its own test, so the workers share the sweep.
 KINDS = ("none", "pos", "integration", "admin", "staff", "shopper")

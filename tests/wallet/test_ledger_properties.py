@@ -478,7 +478,7 @@ def test_ledger_invariants_hold_over_random_histories(settings: Settings, policy
 
 
 settings_for_machine = hypothesis_settings(
-    max_examples=40,
+    max_examples=30,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
