@@ -52,10 +52,10 @@ class EmbeddedEngine:
         used: Mapping[str, Used] = {}
         if self.state is not None and not self.degraded and len(catalog):
             counted, personal = catalog.state_needed(request.lines)
-            if request.customer_id and personal:
-                offers = await self.state.offers(request.customer_id, request.at)
-            if counted:
-                used = await self.state.used(request.customer_id, counted, request.at)
+            if counted or (personal and request.customer_id):
+                offers, used = await self.state.read(
+                    request.customer_id, personal=personal, counted=counted, at=request.at
+                )
         return self.price(request, catalog=catalog, offers=offers, used=used)
 
     def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:

@@ -172,13 +172,16 @@ class StoredCustomerState:
         assert self.pool is not None, "the customer state is used before the pool is open"
         return self.pool
 
-    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
+    async def read(
+        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
+    ) -> tuple[frozenset[str], Mapping[str, Used]]:
+        # One connection for both (each acquire costs a reset round trip when it is given back).
         async with self._pool().acquire() as conn:
-            return frozenset(await held_offers(conn, UUID(customer_id), at))
-
-    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        async with self._pool().acquire() as conn:
-            return await used_in(conn, customer_id, promotions, at, lock=False)
+            offers: frozenset[str] = frozenset()
+            if personal and customer_id:
+                offers = frozenset(await held_offers(conn, UUID(customer_id), at))
+            used = await used_in(conn, customer_id, counted, at, lock=False) if counted else {}
+        return offers, used
 
 
 async def used_in(

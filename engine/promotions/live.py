@@ -31,13 +31,12 @@ class CustomerState(Protocol):
     """What stored promotions know of a customer, asked only when a cart meets a promotion that
     needs it (a personal one, or one with limits)."""
 
-    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
-        """Promotions the customer holds a personal offer of, valid at ``at``."""
-        ...
-
-    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        """What each of ``promotions``' limits has counted so far (this customer's orders in its
-        ``per_customer`` window, its budget's totals)."""
+    async def read(
+        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
+    ) -> tuple[frozenset[str], Mapping[str, Used]]:
+        """In one visit to the database: the promotions the customer holds a personal offer of, valid at
+        ``at`` (when ``personal`` and there is a customer), and what each of ``counted``'s limits has
+        counted so far (this customer's orders in its ``per_customer`` window, its budget's totals)."""
         ...
 
 

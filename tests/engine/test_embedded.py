@@ -219,13 +219,11 @@ class FakeState:
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    async def offers(self, customer_id: str, at: datetime) -> frozenset[str]:
-        self.asked.append("offers")
-        return frozenset({"mine"})
-
-    async def used(self, customer_id: str | None, promotions: Sequence[Active], at: datetime) -> Mapping[str, Used]:
-        self.asked.append("used:" + ",".join(a.id for a in promotions))
-        return {"once": Used(customer=1)}
+    async def read(
+        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
+    ) -> tuple[frozenset[str], Mapping[str, Used]]:
+        self.asked.append(f"personal={personal} counted:" + ",".join(a.id for a in counted))
+        return frozenset({"mine"}), {"once": Used(customer=1)}
 
 
 def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
@@ -260,7 +258,7 @@ def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
     )
     result = asyncio.run(engine.calculate(request))
     assert [p.discount for p in result.lines] == [100, 0]
-    assert state.asked == ["offers", "used:once"]
+    assert state.asked == ["personal=True counted:once"]  # both in one visit
     state.asked.clear()
     asyncio.run(engine.calculate(msgspec.structs.replace(request, lines=(line("milk", 1, 100),))))
     assert state.asked == []
