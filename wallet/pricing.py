@@ -216,6 +216,11 @@ class PromotionBook(Protocol):
         20 tills commit against the last use of a budget at once."""
         ...
 
+    async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
+        """Price for a calculate, on the caller's connection (no second one from the pool): limits read
+        as they stand, without locks; the commit counts again under its locks."""
+        ...
+
     async def record(
         self, conn: Connection, *, order_pk: int, customer_id: str, at: datetime, pricing: Pricing
     ) -> None:

@@ -32,9 +32,15 @@ class PromotionBook:
         self.engine = engine
 
     async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
+        return await self._price(conn, request, lock=True)
+
+    async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
+        return await self._price(conn, request, lock=False)
+
+    async def _price(self, conn: Connection, request: PricingRequest, *, lock: bool) -> Pricing:
         catalog = self.engine.catalog.current
         candidates, personal = catalog.state_needed(request.lines)
-        used = await used_in(conn, request.customer_id, candidates, request.at, lock=True)
+        used = await used_in(conn, request.customer_id, candidates, request.at, lock=lock)
         offers: frozenset[str] = frozenset()
         if request.customer_id and personal:  # on the commit's own connection, never a second one
             offers = frozenset(await held_offers(conn, UUID(request.customer_id), request.at))

@@ -177,7 +177,8 @@ class OrderService:
             store=store,
             terminal=terminal,
         )
-        return await self.quote(request)
+        pricing = await self.book.quote(conn, request) if self.book is not None else None
+        return await self.quote(request, pricing)
 
     # -- writes ---------------------------------------------------------------------------------
 
