@@ -12,8 +12,9 @@ from datetime import date
 from analytics import reports
 from analytics.reports import GroupBy, KpiReport, KpiService, PromotionReport
 from kartka.db import Connection
-from kartka.staff import Reach
+from kartka.staff import Reach, assign_stores
 from wallet.program import Program
+from wallet.stores import list_stores
 
 
 async def kpi_report(
@@ -38,3 +39,11 @@ async def promotion_report(
     """``GET /v1/admin/reports/promotions``, under the same rule."""
     reach.check(store)
     return await reports.promotions(conn, program, first=first, end=end, store=store)
+
+
+async def assign_manager_stores(conn: Connection, username: str, stores: list[str]) -> list[str]:
+    """Make ``stores`` the stores a store manager reads (replacing the earlier list); a store the
+    wallet does not know is refused. The console's staff page and ``PUT /v1/admin/staff/{username}/stores``
+    both come here."""
+    known = [s.code for s in await list_stores(conn)]
+    return await assign_stores(conn, username, stores, known=known)

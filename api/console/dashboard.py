@@ -26,7 +26,7 @@ from api.console.texts import text
 from api.state import Services, services_of
 from kartka.bounds import parse_day
 from kartka.errors import DomainError, Forbidden
-from kartka.staff import Permission, Reach, assign_stores, reach_of
+from kartka.staff import Permission, Reach, reach_of
 from kartka.texts import format_date, format_percent, format_points
 from wallet.stores import list_stores
 
@@ -319,8 +319,7 @@ class ConsoleStaffStoresController(Controller):
             return _stale_form(request)
         try:
             async with services.pool.acquire() as conn, conn.transaction():
-                known = [s.code for s in await list_stores(conn)]
-                chosen = await assign_stores(conn, username[:64], wanted, known=known)
+                chosen = await access.assign_manager_stores(conn, username[:64], wanted)
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
             return render(

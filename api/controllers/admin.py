@@ -4,20 +4,23 @@ account's sign-in limits. The staff console (``api/console``) calls the same ser
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
+from analytics import access
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.controllers.pos import CardNumber, Phone
 from api.errors import problems
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
+from kartka.logtext import log_text
 from kartka.staff import Permission, StaffAccount, unlock_staff
 from notifications.history import SentMessage, messages_for
 from wallet import ledger, support
@@ -196,6 +199,9 @@ class AdminCardController(Controller):
         )
 
 
+logger = logging.getLogger("kartka.admin")
+
+
 class AdminStaffController(Controller):
     path = "/v1/admin/staff"
     tags = ["admin"]  # noqa: RUF012
@@ -219,3 +225,30 @@ class AdminStaffController(Controller):
         request: Request[Any, Any, State],
     ) -> StaffAccount:
         return await unlock_staff(tx, username, services_of(request.app.state).clock.now())
+
+    @put(
+        "/{username:str}/stores",
+        operation_id="adminAssignStaffStores",
+        summary="Set the stores a store manager reads the numbers of",
+        description="Replaces the list: a store manager (`store_manager`) reads the KPI and promotion "
+        "reports of these stores and of no other. 422 for a store the chain does not have or for another "
+        "role (they see every store); 404 for an unknown username. The console's staff page does the same. "
+        "`admin` only.",
+        status_code=200,
+        responses=problems(401, 403, 404, 422),
+    )
+    async def assign_stores(
+        self,
+        username: Annotated[str, PathParameter(max_length=64)],
+        data: JSONBody[StoreAssignment],
+        tx: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+    ) -> StoreAssignment:
+        chosen = await access.assign_manager_stores(tx, username, list(data.stores))
+        logger.info("%s assigned stores %s to %s", actor_of(request), log_text(",".join(chosen)), log_text(username))
+        return StoreAssignment(stores=chosen)
+
+
+class StoreAssignment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    stores: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=1000)]
+    """Store codes; an empty list leaves the manager no store."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
+from kartka.keys import Scope
 from kartka.staff import CHAIN, Reach, Role, StoreForbidden, assign_stores, create_staff, reach_of, staff_stores
-from tests.helpers import PASSWORDS
+from tests.helpers import PASSWORDS, Keys, problem
 
 PASSWORD = "correct horse battery staple"
 KNOWN = ("store-1", "store-2", "store-3")
@@ -43,3 +46,30 @@ async def test_an_admin_assigns_stores_to_a_store_manager_only(conn: Connection)
     with pytest.raises(NotFound):
         await assign_stores(conn, "nobody", [], known=KNOWN)
     assert await reach_of(conn, manager.id) == Reach(frozenset({"store-3"}))
+
+
+async def test_the_admin_api_assigns_stores_as_the_console_does(
+    client: AsyncTestClient[Litestar], keys: Keys, conn: Connection
+) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    for code in ("store-1", "store-2"):
+        saved = await client.put(f"/v1/admin/stores/{code}", json={"name": code, "timezone": "Europe/Minsk"}, headers=admin)
+        assert saved.status_code == 200, saved.text
+    manager = await create_staff(conn, PASSWORDS, username="sasha", role=Role.STORE_MANAGER, password=PASSWORD)
+    await create_staff(conn, PASSWORDS, username="mila", role=Role.MARKETER, password=PASSWORD)
+
+    done = await client.put("/v1/admin/staff/sasha/stores", json={"stores": ["store-2"]}, headers=admin)
+    assert (done.status_code, done.json()) == (200, {"stores": ["store-2"]})
+    assert await reach_of(conn, manager.id) == Reach(frozenset({"store-2"}))
+    for username, body, status in (
+        ("sasha", {"stores": ["mars"]}, 422),  # no such store
+        ("mila", {"stores": ["store-1"]}, 422),  # a marketer sees every store
+        ("nobody", {"stores": []}, 404),
+        ("sasha", {"stores": ["store-1"], "extra": 1}, 422),
+    ):
+        refused = await client.put(f"/v1/admin/staff/{username}/stores", json=body, headers=admin)
+        assert refused.status_code == status, (username, refused.text)
+        problem(refused)
+    assert await reach_of(conn, manager.id) == Reach(frozenset({"store-2"}))  # nothing half-done
+    pos = await keys.headers(Scope.POS)
+    assert (await client.put("/v1/admin/staff/sasha/stores", json={"stores": []}, headers=pos)).status_code == 403
