@@ -183,7 +183,7 @@ async def recount_dirty_periods(pool: Pool) -> int:
     while True:
         async with pool.acquire() as conn, conn.transaction():
             found = await conn.fetchrow(
-                "SELECT grain, period_start FROM kpi_dirty_periods ORDER BY period_start, grain"
+                "SELECT grain, period_start FROM kpi_dirty_periods ORDER BY period_start DESC, grain"
                 " FOR UPDATE SKIP LOCKED LIMIT 1"
             )
             if found is None:

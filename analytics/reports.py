@@ -267,20 +267,31 @@ class KpiService:
         self, conn: Connection, first: date, end: date, store: str | None, group_by: GroupBy | None
     ) -> list[Any]:
         """The identified receipts' counts per row: whole periods from their counts, the rest counted."""
+        # A whole period the worker has not recounted since its days changed (new, or just after an
+        # upgrade) is counted from its days like a partial one: slower, never a stale or missing row.
+        dirty = {
+            (r["grain"], r["period_start"])
+            for r in await conn.fetch(
+                "SELECT grain, period_start FROM kpi_dirty_periods"
+                " WHERE period_start >= $1::date - 31 AND period_start < $2",
+                first,
+                end,
+            )
+        }
         if group_by in ("day", "week", "month"):
             whole: list[date] = []
             found: list[Any] = []
             for start, stop in _buckets(group_by, first, end):
-                if _grain(start, stop) == group_by:
+                if _grain(start, stop) == group_by and (group_by, start) not in dirty:
                     whole.append(start)
-                else:  # a week or month clipped by the report's bounds: a few days, counted
+                else:  # a week or month clipped by the report's bounds, or not yet recounted: its days, counted
                     key = f"'{_bucket_key(group_by, start)}'"
                     found += await conn.fetch(_IDENTIFIED.format(key=key), start, stop, store)
             if whole:
                 found += await conn.fetch(_WHOLE.format(key="t.period_start::text"), group_by, whole, store or "*", "*")
             return found
         grain = _grain(first, end)
-        if grain is None:
+        if grain is None or (grain, first) in dirty:
             # A month of buyers hashed in memory (~100 MB at 10 M receipts a year) rather than spilled to disk.
             await conn.execute("SET LOCAL work_mem = '64MB'")
             return list(await conn.fetch(_IDENTIFIED.format(key=_key(group_by, "t.day")), first, end, store))

@@ -12,6 +12,7 @@ redone whole if interrupted, and never seen half-done.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any, Final
@@ -44,9 +45,17 @@ class DailyReport(msgspec.Struct, frozen=True):
 
 
 async def run_daily(
-    pool: Pool, program: Program, now: datetime, *, force: bool = False, batch: int = BATCH
+    pool: Pool,
+    program: Program,
+    now: datetime,
+    *,
+    force: bool = False,
+    batch: int = BATCH,
+    stop: asyncio.Event | None = None,
 ) -> DailyReport | None:
-    """Run (or resume) today's recompute; None when it already ran today or another worker holds it."""
+    """Run (or resume) today's recompute; None when it already ran today, another worker holds it, or
+    ``stop`` was set between two batches (the claim is then let go at once, so the next worker, or this
+    one restarted, resumes from the cursor without waiting for it to go stale)."""
     day = now.astimezone(program.zone).date()
     async with pool.acquire() as conn:
         if force:
@@ -79,6 +88,15 @@ async def run_daily(
     rebuilt = 0
     if claim["stage"] == "facts":
         while True:
+            if stop is not None and stop.is_set():
+                async with pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE analytics_runs SET touched_at = now() - interval '1 day'"
+                        " WHERE run_on = $1 AND cursor_id IS NOT DISTINCT FROM $2 AND stage = 'facts'",
+                        day,
+                        cursor,
+                    )
+                return None
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(f"SET LOCAL application_name = '{NOT_FOLLOWED}'")  # no KPI feed waits for it
                 # Two statements rather than "$1 IS NULL OR id > $1", which a generic plan cannot range-scan.
@@ -163,10 +181,12 @@ class _Lost(Exception):
     """Another worker took this run over (ours looked dead); it goes on from the cursor."""
 
 
-async def run_daily_safely(pool: Pool, program: Program, now: datetime, *, force: bool = False) -> DailyReport | None:
+async def run_daily_safely(
+    pool: Pool, program: Program, now: datetime, *, force: bool = False, stop: asyncio.Event | None = None
+) -> DailyReport | None:
     """:func:`run_daily` for the worker's timer: a lost claim is not an error."""
     try:
-        return await run_daily(pool, program, now, force=force)
+        return await run_daily(pool, program, now, force=force, stop=stop)
     except _Lost:
         logger.warning("analytics: today's recompute was taken over by another worker")
         return None

@@ -5,6 +5,7 @@ Each package owns its jobs and its housekeeping; this is only the schedule.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -61,9 +62,11 @@ async def run_jobs(
     return done
 
 
-async def run_daily_segments(services: Services, analytics: Pool) -> dict[str, Any] | None:
+async def run_daily_segments(
+    services: Services, analytics: Pool, stop: asyncio.Event | None = None
+) -> dict[str, Any] | None:
     """The daily recompute of every customer's facts, RFM and lifecycle (minutes at a million customers):
     the worker's own loop runs it, on the ``analytics`` pool, so the timed jobs go on meanwhile. None when
     it was not due."""
-    report = await run_daily_safely(analytics, services.program, services.clock.now())
+    report = await run_daily_safely(analytics, services.program, services.clock.now(), stop=stop)
     return None if report is None else msgspec.to_builtins(report)

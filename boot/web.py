@@ -57,11 +57,22 @@ async def _api_services(settings: Settings, clock: Clock, engine: EngineFactory 
                 await services.passwords.warm_up()
                 # What start-up built lives as long as the process: out of the collector's way, so that
                 # a collection during a request walks what requests make, not every module and route.
-                gc.collect()
-                gc.freeze()
+                _freeze_once()
                 yield services
             finally:
                 if services.catalog is not None:
                     await services.catalog.close()
         finally:
             await listener.close()
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Once per process: a process that starts many apps (the tests) must not keep each one's garbage."""
+    global _frozen  # noqa: PLW0603 - one flag per process is the point
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()

@@ -90,7 +90,7 @@ async def _daily_jobs(services: Services, analytics: Pool, stop: asyncio.Event) 
     interval = services.settings.jobs_interval_seconds
     while not stop.is_set():
         try:
-            await run_daily_segments(services, analytics)
+            await run_daily_segments(services, analytics, stop)  # stops between batches
         except Exception as exc:
             logger.warning("daily segment recompute failed, will retry: %r", exc)
         await _sleep_unless(stop, interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -186,6 +187,11 @@ async def test_the_daily_run_happens_once_and_resumes_from_its_cursor(
         day,
         ids[1],
     )
+    # A worker told to stop lets its claim go between batches, and the next takes it up at once.
+    told = asyncio.Event()
+    told.set()
+    assert await run_daily(pool, DEFAULT_PROGRAM, now, batch=2, stop=told) is None
+    assert await conn.fetchval("SELECT cursor_id FROM analytics_runs") == ids[1]
     report = await run_daily(pool, DEFAULT_PROGRAM, now, batch=2)
     assert report is not None
     assert report.customers == 3  # resumed: only those after the cursor were rebuilt by this run

@@ -53,7 +53,9 @@ async def test_the_admin_api_assigns_stores_as_the_console_does(
 ) -> None:
     admin = await keys.headers(Scope.ADMIN)
     for code in ("store-1", "store-2"):
-        saved = await client.put(f"/v1/admin/stores/{code}", json={"name": code, "timezone": "Europe/Minsk"}, headers=admin)
+        saved = await client.put(
+            f"/v1/admin/stores/{code}", json={"name": code, "timezone": "Europe/Minsk"}, headers=admin
+        )
         assert saved.status_code == 200, saved.text
     manager = await create_staff(conn, PASSWORDS, username="sasha", role=Role.STORE_MANAGER, password=PASSWORD)
     await create_staff(conn, PASSWORDS, username="mila", role=Role.MARKETER, password=PASSWORD)
