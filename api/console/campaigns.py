@@ -9,7 +9,6 @@ one the campaign's validation uses (:func:`notifications.templates.sms_segments`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -28,6 +27,7 @@ from api.console.pages import (
     _stale_form,
     _status,
     _transaction,
+    explain_validation,
     language,
     render,
     sessions_of,
@@ -235,14 +235,11 @@ _FIELDS: Final = {
     "rate_per_minute": "cmp.rate_per_minute",
     "control_share_bp": "cmp.control_share",
 }
-_AT: Final = re.compile(r" - at `\$\.?([a-z_]*)[^`]*`")
 
 
 def _explain(lang: str, exc: msgspec.ValidationError) -> str:
     """The campaign's own check, named by the form's field (the control share in percent, as typed)."""
-    found = _AT.search(str(exc))
-    field = found.group(1) if found else ""
+    field, message = explain_validation(lang, exc)
     if field == "control_share_bp":
         return text(lang, "cmp.bad_share")
-    message = _AT.sub("", str(exc))
     return text(lang, "cmp.invalid", field=text(lang, _FIELDS[field]), message=message) if field in _FIELDS else message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -589,6 +590,30 @@ class ConsoleCustomerController(Controller):
             return text(lang, "attach.done", card=done.replaced_card.number if done.replaced_card else done.card.number)
 
         return await self._act(request, customer_id, data.csrf_token, {"number": data.number}, action)
+
+
+#: Where msgspec says a value failed: `` - at `$.field…` `` (a nested path, or a list index, after it).
+_VALIDATION_AT: Final = re.compile(r" - at `\$\.?([a-z0-9_]*)[^`]*`")
+#: msgspec's words for the checks the console's forms meet, in the person's language (else its own).
+_VALIDATION_WORDS: Final = (
+    (re.compile(r"^Expected `(?:int|float|number)` <= (\S+)$"), "valid.at_most"),
+    (re.compile(r"^Expected `(?:int|float|number)` >= (\S+)$"), "valid.at_least"),
+    (re.compile(r"^Expected `(?:int|float|number)(?: \| null)?`, got `\w+`$"), "valid.number"),
+    (re.compile(r"^Expected `str` of length <= (\d+)$"), "valid.too_long"),
+)
+
+
+def explain_validation(lang: str, exc: msgspec.ValidationError) -> tuple[str, str]:
+    """(the field at fault, what is wrong with it) from a domain struct's refusal, for a form to show
+    beside that field; the common checks in the person's language."""
+    found = _VALIDATION_AT.search(str(exc))
+    message = _VALIDATION_AT.sub("", str(exc)).strip()
+    for pattern, key in _VALIDATION_WORDS:
+        matched = pattern.match(message)
+        if matched:
+            message = text(lang, key, n=matched.group(1)) if matched.groups() else text(lang, key)
+            break
+    return (found.group(1) if found else ""), message
 
 
 class _FormError(Exception):

@@ -29,6 +29,7 @@ from api.console.pages import (
     _stale_form,
     _status,
     _transaction,
+    explain_validation,
     language,
     render,
     sessions_of,
@@ -170,7 +171,6 @@ _FIELDS: Final = {
     "registered_after": "registered",
     "registered_before": "registered",
 }
-_AT: Final = re.compile(r"at `\$\.?([a-z0-9_]*)")
 
 
 def _read(lang: str, form: Form, program: Program) -> tuple[Rule | None, str | None]:
@@ -181,9 +181,7 @@ def _read(lang: str, form: Form, program: Program) -> tuple[Rule | None, str | N
         field = _FIELDS.get(exc.field, re.sub(r"_(min|max)$", "", exc.field))
         return None, text(lang, "seg.unreadable", field=text(lang, f"seg.field.{field}"))
     except msgspec.ValidationError as exc:
-        found = _AT.search(str(exc))
-        field = found.group(1) if found else ""
-        message = _AT.sub("", str(exc)).rstrip(" -")
+        field, message = explain_validation(lang, exc)
         label = text(lang, f"seg.field.{field}") if field else ""
         return None, text(lang, "seg.invalid", field=label, message=message) if label else message
 

@@ -546,6 +546,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "seg.save": "Сохранить",
         "seg.saved": "Сегмент «{title}» сохранён: {size} покупателей.",
         "seg.unreadable": "Поле «{field}»: введите число.",
+        "valid.at_most": "не больше {n}",
+        "valid.at_least": "не меньше {n}",
+        "valid.number": "нужно целое число",
+        "valid.too_long": "не длиннее {n} знаков",
         "seg.invalid": "«{field}»: {message}",
         "seg.bad_id": "Код сегмента: латиница в нижнем регистре, цифры, «.», «-», «_», до 64 знаков.",
         "seg.changed": "Сегмент «{id}» уже есть или изменён с тех пор, как вы открыли эту страницу: "
@@ -1191,6 +1195,10 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "seg.save": "Save",
         "seg.saved": "Segment “{title}” saved: {size} shoppers.",
         "seg.unreadable": "“{field}”: type a number.",
+        "valid.at_most": "at most {n}",
+        "valid.at_least": "at least {n}",
+        "valid.number": "a whole number is needed",
+        "valid.too_long": "at most {n} characters",
         "seg.invalid": "“{field}”: {message}",
         "seg.bad_id": "Segment code: lower-case letters, digits, “.”, “-”, “_”, up to 64 characters.",
         "seg.changed": "A segment “{id}” already exists or has changed since you opened this page: "

@@ -70,3 +70,21 @@ def test_the_cookie_is_signed_and_secure_over_https() -> None:
     assert cookie.httponly
     assert cookie.samesite == "strict"
     assert sessions.csrf(session) != _sessions().csrf(StaffSession(uuid4(), session.staff, "olga", Role.SUPPORT, 0))
+
+
+def test_a_domain_refusal_names_its_field_and_speaks_the_persons_language() -> None:
+    import msgspec  # noqa: PLC0415
+
+    from analytics.segments import Rule  # noqa: PLC0415
+    from api.console.pages import explain_validation  # noqa: PLC0415
+
+    def refusal(rule: dict[str, object]) -> msgspec.ValidationError:
+        with pytest.raises(msgspec.ValidationError) as caught:
+            msgspec.convert(rule, Rule)
+        return caught.value
+
+    assert explain_validation("ru", refusal({"rfm_r": {"max": 9}})) == ("rfm_r", "не больше 5")
+    assert explain_validation("en", refusal({"rfm_r": {"min": 0}})) == ("rfm_r", "at least 1")
+    field, message = explain_validation("ru", refusal({"birthday_within_days": "soon"}))
+    assert (field, message) == ("birthday_within_days", "нужно целое число")
+    assert "`" not in message
