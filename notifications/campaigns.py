@@ -466,3 +466,21 @@ async def report(conn: Connection, campaign_id: int, *, days: int, now: datetime
             treated.revenue_per_customer - control.revenue_per_customer if control and control.customers else None
         ),
     )
+
+
+async def delete_segment(conn: Connection, segment_id: str) -> None:
+    """Delete a saved segment, unless a campaign not yet enqueued aims at it or leaves it out: its
+    recipients would change under it (409 ``segment-in-use``, as for a segment another one names)."""
+    async with conn.transaction():
+        waiting = await conn.fetchval(
+            """
+            SELECT array_agg(id ORDER BY id) FROM campaigns
+             WHERE status = 'enqueuing' AND (segment_id = $1 OR segment->'exclude' ? $1)
+            """,
+            segment_id,
+        )
+        if waiting:
+            raise segments.SegmentInUse(
+                f"segment {segment_id!r} is the audience of campaign(s) {list(waiting)} still to be sent", field="id"
+            )
+        await segments.delete(conn, segment_id)

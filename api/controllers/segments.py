@@ -83,12 +83,12 @@ class AdminSegmentController(Controller):
     @delete(
         "/{segment_id:str}",
         operation_id="adminDeleteSegment",
-        summary="Delete a segment no other segment names (409 otherwise)",
+        summary="Delete a segment no other segment and no campaign still to be sent names (409 otherwise)",
         responses=problems(401, 403, 404, 409),
         dependencies={"tx": Provide(provide_tx)},
     )
     async def remove(self, segment_id: SegmentPath, tx: NamedDependency[Connection]) -> None:
-        await segments.delete(tx, segment_id)
+        await campaigns.delete_segment(tx, segment_id)
 
     @get(
         "/{segment_id:str}/customers",

@@ -115,10 +115,15 @@ async def test_a_campaign_leaves_out_the_customers_of_excluded_segments(
         assert refused.status_code == 422, wrong
     created = await client.post("/v1/admin/campaigns", json=body, headers=admin)
     assert created.status_code == 202, created.text
+    # Until it is enqueued, the segments it aims at and leaves out stay (its recipients would change).
+    for sid in ("all", "s2"):
+        kept = await client.delete(f"/v1/admin/segments/{sid}", headers=admin)
+        assert (kept.status_code, kept.json()["code"]) == (409, "segment-in-use"), kept.text
     await make_dispatcher().enqueue_campaigns()
     messaged = {r["customer_id"] for r in await conn.fetch("SELECT customer_id FROM outbox")}
     assert messaged == store1
     assert not messaged & store2
+    assert (await client.delete("/v1/admin/segments/s2", headers=admin)).is_success  # enqueued: it may go
     listed = (await client.get("/v1/admin/campaigns", headers=admin)).json()
     assert [(c["id"], c["recipients"], c["segment"]) for c in listed] == [
         (created.json()["id"], 3, {"id": "all", "exclude": ["s2"]})
