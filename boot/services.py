@@ -23,7 +23,6 @@ from analytics.receipts import ReceiptImporter, ReceiptService
 from analytics.reports import KpiService
 from analytics.segments import SegmentLookup
 from boot.schema import SCHEMA
-from engine.promotions.book import StoredCustomerState
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder, SegmentsWhenAimed
 from engine.promotions.offers import ShopperOffers
@@ -158,7 +157,7 @@ def build_services(
             engine=engine,
             customers=customers,
             clock=clock,
-            book=promotion_book(engine, pool),
+            book=promotion_book(engine),
             segments=SegmentsWhenAimed(SegmentLookup(program, clock), holder) if holder else NO_SEGMENTS,
         ),
         tokens=tokens,
@@ -238,12 +237,10 @@ async def open_services(
     logger.info("connecting to %s", redact_url(settings.database_url.reveal()))
     program = load_program(settings.program_file)
     holder = CatalogHolder(default_catalog(program))
-    state = StoredCustomerState()
-    pricing = engine(program) if engine else build_engine(settings, program, catalog=holder, state=state)
+    pricing = engine(program) if engine else build_engine(settings, program, catalog=holder)
     google_objects = None
     try:
         pool = await create_pool(settings, application=application, background=background)
-        state.pool = pool
         try:
             wallet = load_wallet_setup(settings, program)
             if google:

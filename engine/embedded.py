@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from engine.promotions.evaluate import Active, Catalog, Facts, Outcome, Used, evaluate
 from engine.promotions.legacy import default_catalog
-from engine.promotions.live import CatalogHolder, CustomerState
+from engine.promotions.live import CatalogHolder
 from kartka.texts import format_points, text
 from wallet.pricing import (
     BonusPoints,
@@ -36,27 +36,19 @@ class EmbeddedEngine:
         program: Program,
         *,
         catalog: CatalogHolder | None = None,
-        state: CustomerState | None = None,
         name: str = "embedded",
         degraded: bool = False,
     ) -> None:
         self.program = program
         self.catalog = catalog if catalog is not None else CatalogHolder(default_catalog(program))
-        self.state = state
         self.name = name
         self.degraded = degraded
 
     async def calculate(self, request: PricingRequest) -> Pricing:
-        catalog = self.catalog.current  # read once: a swap mid-cart does not mix two catalogs
-        offers: frozenset[str] = frozenset()
-        used: Mapping[str, Used] = {}
-        if self.state is not None and not self.degraded and len(catalog):
-            counted, personal = catalog.state_needed(request.lines)
-            if counted or (personal and request.customer_id):
-                offers, used = await self.state.read(
-                    request.customer_id, personal=personal, counted=counted, at=request.at
-                )
-        return self.price(request, catalog=catalog, offers=offers, used=used)
+        """The cart priced as if no limit had counted and no offer were held: the promotion book
+        (``engine.promotions.book``) prices calculate and commit with the customer's limits and offers,
+        read on the request's own connection."""
+        return self.price(request)
 
     def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:
         return Facts(

@@ -18,7 +18,7 @@ from uuid import UUID
 from engine.embedded import EmbeddedEngine
 from engine.promotions.evaluate import NOTHING_USED, Active, Used
 from engine.promotions.model import text_in
-from kartka.db import Connection, Pool
+from kartka.db import Connection
 from wallet.money import prorate
 from wallet.pricing import Pricing, PricingRequest, ReturnedPart, ReturnedPromotion
 
@@ -163,31 +163,6 @@ class PromotionBook:
                 [1 if i in returned_uses else 0 for i in ids],
             )
         return given_back
-
-
-class StoredCustomerState:
-    """What the stored promotions know of a customer, for the embedded engine's ``calculate``
-    (``engine.promotions.live.CustomerState``): their personal offers, and what limits have counted (read
-    from the orders' promotion book without locking: commit counts again, under its locks)."""
-
-    def __init__(self, pool: Pool | None = None) -> None:
-        self.pool = pool
-        """Given once the process has opened its pool (the engine is built before)."""
-
-    def _pool(self) -> Pool:
-        assert self.pool is not None, "the customer state is used before the pool is open"
-        return self.pool
-
-    async def read(
-        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
-    ) -> tuple[frozenset[str], Mapping[str, Used]]:
-        # One connection for both (each acquire costs a reset round trip when it is given back).
-        async with self._pool().acquire() as conn:
-            offers: frozenset[str] = frozenset()
-            if personal and customer_id:
-                offers = frozenset(await held_offers(conn, UUID(customer_id), at))
-            used = await used_in(conn, customer_id, counted, at, lock=False) if counted else {}
-        return offers, used
 
 
 async def used_in(

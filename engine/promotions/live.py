@@ -3,11 +3,7 @@ by live reload, and what the store knows of a customer (personal offers, what li
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Protocol
-
-from engine.promotions.evaluate import EMPTY_CATALOG, Active, Catalog, Used
+from engine.promotions.evaluate import EMPTY_CATALOG, Catalog
 from kartka.db import Connection
 from wallet.pricing import SegmentSource
 
@@ -25,19 +21,6 @@ class CatalogHolder:
         """Put ``catalog`` in force; returns the one it replaces."""
         previous, self.current = self.current, catalog
         return previous
-
-
-class CustomerState(Protocol):
-    """What stored promotions know of a customer, asked only when a cart meets a promotion that
-    needs it (a personal one, or one with limits)."""
-
-    async def read(
-        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
-    ) -> tuple[frozenset[str], Mapping[str, Used]]:
-        """In one visit to the database: the promotions the customer holds a personal offer of, valid at
-        ``at`` (when ``personal`` and there is a customer), and what each of ``counted``'s limits has
-        counted so far (this customer's orders in its ``per_customer`` window, its budget's totals)."""
-        ...
 
 
 class SegmentsWhenAimed:

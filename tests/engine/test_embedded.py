@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -213,20 +211,10 @@ def test_answers_name_every_promotion_on_each_line_and_book_quick_points_apart()
     assert [(b.promotion, b.points, b.expires_in_days) for b in result.bonus_points] == [("quick", 500, 7)]
 
 
-class FakeState:
-    """What the promotion store would say: one personal offer, one exhausted limit."""
+def test_pricing_asks_for_the_customer_only_what_the_cart_meets() -> None:
+    """What the promotion book reads of a customer before pricing (``Catalog.state_needed``): the
+    candidates with limits to count, and whether an offer decides one; then the price with what it read."""
 
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def read(
-        self, customer_id: str | None, *, personal: bool, counted: Sequence[Active], at: datetime
-    ) -> tuple[frozenset[str], Mapping[str, Used]]:
-        self.asked.append(f"personal={personal} counted:" + ",".join(a.id for a in counted))
-        return frozenset({"mine"}), {"once": Used(customer=1)}
-
-
-def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
     def promotion(pid: str, **rest: object) -> Active:
         data = {
             "id": pid,
@@ -242,8 +230,7 @@ def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
             [promotion("mine", audience={"personal": True}), promotion("once", limits={"per_customer": {"count": 1}})]
         )
     )
-    state = FakeState()
-    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=holder, state=state)
+    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=holder)
     request = PricingRequest(
         lines=(line("mine", 1, 1000), line("once", 1, 1000)),
         tier=STANDART,
@@ -256,12 +243,11 @@ def test_calculate_asks_the_store_only_for_what_the_cart_meets() -> None:
         currency="BYN",
         customer_id="c1",
     )
-    result = asyncio.run(engine.calculate(request))
+    counted, personal = holder.current.state_needed(request.lines)
+    assert ([a.id for a in counted], personal) == (["once"], True)
+    result = engine.price(request, offers=frozenset({"mine"}), used={"once": Used(customer=1)})
     assert [p.discount for p in result.lines] == [100, 0]
-    assert state.asked == ["personal=True counted:once"]  # both in one visit
-    state.asked.clear()
-    asyncio.run(engine.calculate(msgspec.structs.replace(request, lines=(line("milk", 1, 100),))))
-    assert state.asked == []
+    assert holder.current.state_needed((line("milk", 1, 100),)) == ([], False)  # nothing to ask
     holder.swap(Catalog())  # live reload puts another catalog in force, whole
     assert [p.discount for p in asyncio.run(engine.calculate(request)).lines] == [0, 0]
 

@@ -168,7 +168,7 @@ async def test_calculate_shows_a_promotion_only_while_it_fits_its_limits(pool: P
             "limits": {"budget": {"count": 2}},
         },
     )
-    assert promotion_book(orders.engine, pool) is not None  # calculate now reads what the book counted
+    assert promotion_book(orders.engine) is not None  # the embedded engine's book: calculate reads what it counted
     async with pool.acquire() as conn:
         numbers = [await card(orders, conn, n) for n in range(3)]
         quote = await orders.calculate(conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t")
