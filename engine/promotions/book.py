@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from asyncpg import Record
+
 from engine.embedded import EmbeddedEngine
 from engine.promotions.evaluate import NOTHING_USED, Active, Used
 from engine.promotions.model import text_in
@@ -181,16 +183,44 @@ async def used_in(
         per_customer = a.promotion.limits.per_customer
         assert per_customer is not None
         since.append(at - timedelta(days=per_customer.days) if per_customer.days else _EVER)
-    # One statement: the budget rows (when ``lock``: made if missing, locked in id order, read as they now
-    # stand) and this customer's uses in each window (their commits queue on the account's lock already).
-    budgets = (
-        "INSERT INTO promotion_budgets AS b (promotion_id) SELECT unnest($1::text[]) "
-        "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
-        "RETURNING promotion_id, orders, discount, points"
-        if lock
-        else "SELECT promotion_id, orders, discount, points FROM promotion_budgets WHERE promotion_id = ANY($1::text[])"
+    # One statement: the budget rows (when ``lock``: locked in id order and read as they now stand) and
+    # this customer's uses in each window (their commits queue on the account's lock already). A lock
+    # writes no row version: the commit's one UPDATE in ``record`` is the only one. A promotion's first
+    # limited commit finds no row yet and makes it (an upsert that locks what it made or met).
+    rows = await _budgets_and_windows(
+        conn, _LOCK_BUDGETS if lock else _READ_BUDGETS, budgeted, customer_id, windows, since
     )
-    rows = await conn.fetch(
+    if lock and sum(1 for r in rows if r["budget"]) < len(budgeted):
+        rows = await _budgets_and_windows(conn, _MAKE_BUDGETS, budgeted, customer_id, windows, since)
+    totals = {r["id"]: (r["orders"], r["discount"], r["points"]) for r in rows if r["budget"]}
+    mine: dict[str, int] = {r["id"]: r["orders"] for r in rows if not r["budget"]}
+    out: dict[str, Used] = {}
+    for a in promotions:
+        orders, discount, points = totals.get(a.id, (0, 0, 0))
+        out[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
+    return out
+
+
+_READ_BUDGETS = (
+    "SELECT promotion_id, orders, discount, points FROM promotion_budgets WHERE promotion_id = ANY($1::text[])"
+)
+_LOCK_BUDGETS = _READ_BUDGETS + " ORDER BY promotion_id FOR UPDATE"
+_MAKE_BUDGETS = (
+    "INSERT INTO promotion_budgets AS b (promotion_id) SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id "
+    "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
+    "RETURNING promotion_id, orders, discount, points"
+)
+
+
+async def _budgets_and_windows(
+    conn: Connection,
+    budgets: str,
+    budgeted: list[str],
+    customer_id: str | None,
+    windows: list[Active],
+    since: list[datetime],
+) -> list[Record]:
+    return await conn.fetch(
         f"""
         WITH budgets AS ({budgets})
         SELECT true AS budget, promotion_id AS id, orders, discount, points FROM budgets
@@ -206,13 +236,6 @@ async def used_in(
         [a.id for a in windows],
         since,
     )
-    totals = {r["id"]: (r["orders"], r["discount"], r["points"]) for r in rows if r["budget"]}
-    mine: dict[str, int] = {r["id"]: r["orders"] for r in rows if not r["budget"]}
-    out: dict[str, Used] = {}
-    for a in promotions:
-        orders, discount, points = totals.get(a.id, (0, 0, 0))
-        out[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
-    return out
 
 
 async def held_offers(conn: Connection, customer_id: UUID, now: datetime) -> dict[str, datetime]:

@@ -91,6 +91,35 @@ async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, cloc
 
 
 @pytest.mark.usefixtures("database_url")
+async def test_parallel_commits_against_a_budget_whose_row_exists_lock_it_and_count_exactly(
+    pool: Pool, clock: FakeClock
+) -> None:
+    """The first limited commit makes the budget's row; later ones lock it without writing it (one row
+    version per commit, written by the count): still exact when they race."""
+    orders = service(
+        clock,
+        {
+            "id": "five",
+            "benefit": {"type": "amount_off", "lines": {"categories": ["tea"]}, "amount": 100},
+            "limits": {"budget": {"count": 5}},
+        },
+    )
+    async with pool.acquire() as conn:
+        cards = [await card(orders, conn, n) for n in range(21)]
+        assert (await buy(orders, conn, cards[20], "first"))["discount"] == 300
+
+    async def one(n: int) -> Any:
+        async with pool.acquire() as conn:
+            return await buy(orders, conn, cards[n], f"o-{n}")
+
+    answers = await asyncio.gather(*(one(n) for n in range(20)))
+    assert len([a for a in answers if a["discount"]]) == 4
+    budget = await pool.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'five'")
+    assert budget is not None
+    assert tuple(budget) == (5, 1500)
+
+
+@pytest.mark.usefixtures("database_url")
 async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool: Pool, clock: FakeClock) -> None:
     orders = service(
         clock,
