@@ -15,6 +15,7 @@ from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import parse_promotion
+from engine.promotions.store import Usages
 from engine.setup import promotion_book
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
@@ -164,6 +165,23 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         assert budget is not None
         assert tuple(budget) == (0, 0)
         assert (await buy(orders, conn, number, "o-4"))["discount"] == 999  # the use came back
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_an_unlimited_promotion_takes_no_use_and_its_usage_counts_orders_until_all_went_back(
+    pool: Pool, clock: FakeClock
+) -> None:
+    orders = service(clock, {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}})
+    async with pool.acquire() as conn:
+        number = await card(orders, conn, 1)
+        assert (await buy(orders, conn, number, "o-1"))["discount"] == 300
+        assert (await buy(orders, conn, number, "o-2"))["discount"] == 300
+        assert await conn.fetchval("SELECT count(*) FROM promotion_uses") == 0  # nothing limits it
+        assert await Usages().totals(conn, "free") == (2, 600, 0)
+        await give_back(orders, conn, "o-1", 2, "r-1")
+        assert await Usages().totals(conn, "free") == (2, 400, 0)  # o-1 keeps a third of its discount
+        await give_back(orders, conn, "o-1", 1, "r-2")
+        assert await Usages().totals(conn, "free") == (1, 300, 0)  # all of o-1 went back
 
 
 @pytest.mark.usefixtures("database_url")
