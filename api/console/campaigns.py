@@ -20,18 +20,18 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
 from analytics import segments
-from api.console.pages import (
-    _done,
-    _services,
-    _staff,
-    _stale_form,
-    _status,
-    _transaction,
+from api.console.kit import (
+    app_services,
+    back_with_notice,
+    current_staff,
     explain_validation,
     language,
     render,
     sessions_of,
     signed_in,
+    stale_form,
+    status_of,
+    transaction,
 )
 from api.console.session import PATH
 from api.console.texts import text
@@ -120,7 +120,7 @@ class ConsoleCampaignController(Controller):
 
     @get("/", media_type="text/html")
     async def index(self, request: Request[Any, Any, State]) -> Template:
-        services = _services(request)
+        services = app_services(request)
         async with services.pool.acquire() as conn:
             recent = await campaigns.list_recent(conn, services.clock.now())
         return render(request, "console/campaigns/list.html", campaigns=recent)
@@ -128,7 +128,7 @@ class ConsoleCampaignController(Controller):
     async def _compose(
         self, request: Request[Any, Any, State], form: Form, *, status: int = 200, error: str | None = None
     ) -> Template:
-        async with _services(request).pool.acquire() as conn:
+        async with app_services(request).pool.acquire() as conn:
             saved = await segments.list_all(conn)
         counters = {lang: parts(lang, (form.get(f"text_{lang}") or [""])[0]) for lang in LANGS}
         return render(
@@ -164,13 +164,13 @@ class ConsoleCampaignController(Controller):
 
     @post("/", media_type="text/html", status_code=200)
     async def create(self, request: Request[Any, Any, State]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         raw = await request.form()
         form = {key: raw.getall(key) for key in raw}
-        session = _staff(request)
+        session = current_staff(request)
         if not sessions_of(request).accepts(request, _one(form, "csrf_token"), session):
-            return _stale_form(request)
+            return stale_form(request)
         try:
             data = msgspec.convert(campaign_of(form, services.program), CampaignInput)
         except _Unreadable as exc:
@@ -181,14 +181,14 @@ class ConsoleCampaignController(Controller):
         if data.segment.id is None:
             return await self._compose(request, form, status=422, error=text(lang, "cmp.no_segment"))
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 campaign_id = await campaigns.create(
                     tx, data, program=services.program, now=services.clock.now(), created_by=f"staff:{session.staff}"
                 )
         except DomainError as exc:
             error = text(lang, "error", message=exc.message)
-            return await self._compose(request, form, status=_status(exc), error=error)
-        return _done(request, f"{CAMPAIGNS}/{campaign_id}", text(lang, "cmp.created", name=data.name))
+            return await self._compose(request, form, status=status_of(exc), error=error)
+        return back_with_notice(request, f"{CAMPAIGNS}/{campaign_id}", text(lang, "cmp.created", name=data.name))
 
     @get("/{campaign_id:int}", media_type="text/html")
     async def show(
@@ -196,18 +196,18 @@ class ConsoleCampaignController(Controller):
         campaign_id: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
         request: Request[Any, Any, State],
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         now = services.clock.now()
         try:
             async with services.pool.acquire() as conn:
                 campaign = await campaigns.get(conn, campaign_id, now)
                 report = (
                     await campaigns.report(conn, campaign_id, days=campaigns.REPORT_DAYS, now=now)
-                    if _staff(request).may(Permission.REPORTS)
+                    if current_staff(request).may(Permission.REPORTS)
                     else None
                 )
         except DomainError as exc:
-            return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
+            return render(request, "console/message.html", status=status_of(exc), title="notfound.title", body=None)
         lang = language(request)
         return render(
             request,

@@ -20,7 +20,7 @@ from analytics import access
 from analytics.kpis import KpiRow
 from analytics.reports import GroupBy, KpiReport
 from api.console.charts import Chart, Format, Series, line_chart
-from api.console.pages import STAFF, _done, _stale_form, _status, language, render, sessions_of, signed_in
+from api.console.kit import STAFF, back_with_notice, language, render, sessions_of, signed_in, stale_form, status_of
 from api.console.session import PATH, StaffSession
 from api.console.texts import text
 from api.state import Services, services_of
@@ -39,7 +39,7 @@ DAYS_BY_WEEK: Final = 731
 _NO_VALUE: Final = "—"
 
 
-def _staff(request: Request[Any, Any, Any]) -> StaffSession:
+def current_staff(request: Request[Any, Any, Any]) -> StaffSession:
     session: StaffSession = request.scope["state"][STAFF]
     return session
 
@@ -241,7 +241,7 @@ class ConsoleDashboardController(Controller):
         f = Formats(lang, program.currency)
         today = services.clock.now().astimezone(program.zone).date()
         async with services.pool.acquire() as conn:
-            reach = await reach_of(conn, _staff(request).staff)
+            reach = await reach_of(conn, current_staff(request).staff)
             choices = _stores_for(reach, [s.code for s in await list_stores(conn)])
         chosen = store.strip() or None
         if chosen is None and not reach.whole_chain and choices:
@@ -315,15 +315,15 @@ class ConsoleStaffStoresController(Controller):
         form = await request.form()  # checkboxes: `stores` as often as there are ticks, or not at all
         token = form.get("csrf_token")
         wanted = [v for v in form.getall("stores") if isinstance(v, str)][:1000] if "stores" in form else []
-        if not sessions_of(request).accepts(request, token if isinstance(token, str) else "", _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, token if isinstance(token, str) else "", current_staff(request)):
+            return stale_form(request)
         try:
             async with services.pool.acquire() as conn, conn.transaction():
                 chosen = await access.assign_manager_stores(conn, username[:64], wanted)
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
             return render(
-                request, "console/message.html", status=_status(exc), title="dashboard.stores_failed", body=message
+                request, "console/message.html", status=status_of(exc), title="dashboard.stores_failed", body=message
             )
         done = text(lang, "dashboard.stores_done", username=username[:64], stores=", ".join(chosen) or _NO_VALUE)
-        return _done(request, f"{PATH}/staff", done)
+        return back_with_notice(request, f"{PATH}/staff", done)

@@ -8,11 +8,8 @@ sent back to the page (post, redirect, get) with a one-time notice.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import re
-import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final
@@ -20,14 +17,29 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
-from api.console.session import COOKIE, LANG_COOKIE, PATH, ConsoleSessions, StaffSession
-from api.console.texts import LANGUAGES, text
-from api.request import client_address, preferred_language
-from api.state import Services, services_of
+from api.console.kit import (
+    app_services,
+    back_with_notice,
+    current_staff,
+    is_htmx,
+    language,
+    render,
+    safe_next,
+    sessions_of,
+    signed_in,
+    stale_form,
+    status_of,
+    transaction,
+    wants_partial,
+)
+from api.console.session import PATH, StaffSession
+from api.console.texts import text
+from api.request import client_address
+from api.state import Services
 from kartka.db import Connection
 from kartka.errors import DomainError, RateLimited
 from kartka.staff import (
@@ -40,8 +52,8 @@ from kartka.staff import (
     staff_stores,
     unlock_staff,
 )
-from kartka.texts import format_percent, format_points
-from kartka.tokens import Audience, Claims, SubjectKind, end_session
+from kartka.texts import format_points
+from kartka.tokens import Audience, end_session
 from notifications.history import messages_for
 from wallet import ledger, support
 from wallet.customers import Origin
@@ -51,225 +63,9 @@ from wallet.models import Source
 from wallet.money import parse_points
 from wallet.stores import Location, StoreInput, list_stores, put_store
 
-STAFF: Final = "kartka.console.staff"
-FLASH_COOKIE: Final = "kartka_console_flash"
 _HISTORY_PAGE: Final = 20
 #: What the grant form suggests: quick-expiring goodwill points (seed 003), changed as needed.
 GRANT_DAYS: Final = 30
-
-
-def sessions_of(request: Request[Any, Any, Any]) -> ConsoleSessions:
-    sessions: ConsoleSessions = request.app.state.console_sessions
-    return sessions
-
-
-def _services(request: Request[Any, Any, Any]) -> Services:
-    return services_of(request.app.state)
-
-
-def language(request: Request[Any, Any, Any]) -> str:
-    """``?lang=`` (remembered in a cookie), else the cookie, else Accept-Language, else Russian."""
-    asked = request.query_params.get("lang")
-    if asked in LANGUAGES:
-        return str(asked)
-    kept = request.cookies.get(LANG_COOKIE)
-    if kept in LANGUAGES:
-        return str(kept)
-    return preferred_language(request) or "ru"
-
-
-def _staff(request: Request[Any, Any, Any]) -> StaffSession:
-    session: StaffSession = request.scope["state"][STAFF]
-    return session
-
-
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def _partial(request: Request[Any, Any, Any], target: str) -> bool:
-    """Whether htmx asks for one part of a page (``hx-target``) rather than the page (boosted links)."""
-    return _is_htmx(request) and request.headers.get("hx-target") == target
-
-
-def _safe_next(target: str | None) -> str:
-    """Only our own console pages: never another site (``//host``) after signing in."""
-    if target and target.startswith(PATH) and not target.startswith("//") and "\\" not in target:
-        return target
-    return PATH
-
-
-def _to_signin(request: Request[Any, Any, Any], reason: str | None) -> Response[Any]:
-    # Back to the page after signing in; a form's action is no page to go back to (a GET would 405).
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    query = {"next": here if request.method == "GET" else PATH}
-    if reason:
-        query["why"] = reason
-    target = f"{PATH}/sign-in?{urllib.parse.urlencode(query)}"
-    gone = sessions_of(request).gone()
-    if _is_htmx(request):  # a partial update cannot show a sign-in form in place: htmx navigates
-        return Response(b"", status_code=200, headers={"HX-Redirect": target}, cookies=[gone])
-    return Redirect(target, status_code=303, cookies=[gone])
-
-
-class signed_in:  # noqa: N801 - reads as a declaration: before_request = signed_in(Permission.CARDS)
-    """A ``before_request`` hook: a live, recently active console session (else the sign-in form) whose
-    role has ``permission`` or one of ``more`` (else a 403 page)."""
-
-    def __init__(self, permission: Permission | None = None, *more: Permission) -> None:
-        self.permission = permission
-        self.more = more
-
-    async def __call__(self, request: Request[Any, Any, Any]) -> Response[Any] | None:
-        sessions = sessions_of(request)
-        services = _services(request)
-        now = services.clock.now()
-        session = sessions.decode(request.cookies.get(COOKIE))
-        if session is None:
-            return _to_signin(request, None)
-        if sessions.idle(session, now):
-            return _to_signin(request, "idle")
-        claims = Claims(
-            subject=session.staff,
-            session=session.session,
-            audience=Audience.STAFF,
-            kind=SubjectKind.STAFF,
-            role=session.role.value,
-            expires_at=now,
-        )
-        if not await services.tokens.session_alive(services.pool, claims):
-            return _to_signin(request, None)
-        request.scope["state"][STAFF] = session
-        if self.permission is not None and not any(session.may(p) for p in (self.permission, *self.more)):
-            return render(request, "console/message.html", status=403, title="forbidden.title", body="forbidden.text")
-        return None
-
-
-def _nav(session: StaffSession | None) -> list[tuple[str, str]]:
-    if session is None:
-        return []
-    items = [("nav.home", PATH)]
-    if session.may(Permission.REPORTS) or session.may(Permission.STORE_REPORTS):
-        items.append(("nav.dashboard", f"{PATH}/dashboard"))
-    if session.may(Permission.CARDS):
-        items.append(("nav.customers", f"{PATH}/customers"))
-    if session.may(Permission.PROMOTIONS_READ):
-        items.append(("nav.promotions", f"{PATH}/promotions"))
-    if session.may(Permission.CAMPAIGNS):
-        items += [("nav.segments", f"{PATH}/segments"), ("nav.campaigns", f"{PATH}/campaigns")]
-    if session.may(Permission.STORES):
-        items.append(("nav.stores", f"{PATH}/stores"))
-    if session.may(Permission.STAFF):
-        items.append(("nav.staff", f"{PATH}/staff"))
-    return items
-
-
-def render(
-    request: Request[Any, Any, Any],
-    name: str,
-    *,
-    status: int = 200,
-    cookies: list[Cookie] | None = None,
-    **context: Any,
-) -> Template:
-    """A page in the person's language, with what every page needs (who is signed in, the form token,
-    the sections they may open) and the session cookie's last-seen time moved on."""
-    lang = language(request)
-    session: StaffSession | None = request.scope["state"].get(STAFF)
-    sessions = sessions_of(request)
-    services = _services(request)
-    program = services.program
-    now = services.clock.now()
-    out = list(cookies or [])
-    if request.query_params.get("lang") in LANGUAGES:
-        out.append(Cookie(key=LANG_COOKIE, value=lang, path=PATH, samesite="strict", secure=sessions.secure))
-    if session is not None and sessions.stale(session, now):
-        out.append(sessions.cookie(msgspec.structs.replace(session, seen=int(now.timestamp()))))
-    flash = request.cookies.get(FLASH_COOKIE)
-    if flash:
-        out.append(Cookie(key=FLASH_COOKIE, value="", path=PATH, max_age=0, samesite="strict", secure=sessions.secure))
-
-    def t(key: str, **values: object) -> str:
-        return text(lang, key, **values)
-
-    def when(moment: datetime | None, *, date_only: bool = False) -> str:
-        if moment is None:
-            return "—"
-        local = moment.astimezone(program.zone)
-        return local.strftime("%d.%m.%Y" if date_only else "%d.%m.%Y %H:%M")
-
-    def amount(minor: int) -> str:
-        return format_points(minor, lang)
-
-    def money(minor: int) -> str:
-        return f"{format_points(minor, lang)}\u00a0{program.currency}"
-
-    def percent(share: float) -> str:
-        """A share (0–1) as the language writes a percentage ("12,3 %" in Russian)."""
-        number = format_percent(round(share * 10_000), lang)
-        return f"{number}\u00a0%" if lang == "ru" else f"{number}%"
-
-    def here(**params: str) -> str:
-        """This page's address with ``params`` changed (the language switch keeps the search)."""
-        query = dict(request.query_params)
-        query.update(params)
-        return f"{request.url.path}?{urllib.parse.urlencode(query)}"
-
-    return Template(
-        template_name=name,
-        context={
-            "lang": lang,
-            "other_lang": "en" if lang == "ru" else "ru",
-            "t": t,
-            "when": when,
-            "amount": amount,
-            "money": money,
-            "percent": percent,
-            "here": here,
-            "staff": session,
-            "csrf": sessions.csrf(session) if session is not None else "",
-            "nav": _nav(session),
-            "path": request.url.path,
-            "flash": urllib.parse.unquote(flash) if flash else None,
-            **context,
-        },
-        status_code=status,
-        cookies=out,
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def _done(request: Request[Any, Any, Any], target: str, message: str) -> Response[Any]:
-    """After a change: back to the page, with a one-time notice (a short cookie the page shows once)."""
-    sessions = sessions_of(request)
-    flash = Cookie(
-        key=FLASH_COOKIE,
-        value=urllib.parse.quote(message),
-        path=PATH,
-        max_age=60,
-        httponly=True,
-        samesite="strict",
-        secure=sessions.secure,
-    )
-    return Redirect(target, status_code=303, cookies=[flash])
-
-
-def _stale_form(request: Request[Any, Any, Any]) -> Template:
-    return render(request, "console/message.html", status=403, title="stale.title", body="stale.text")
-
-
-@contextlib.asynccontextmanager
-async def _transaction(request: Request[Any, Any, Any]) -> AsyncIterator[Connection]:
-    async with _services(request).pool.acquire() as conn, conn.transaction():
-        yield conn
-
-
-_STATUS: Final = {"invalid": 422, "not-found": 404, "conflict": 409, "forbidden": 403, "rate-limited": 429}
-
-
-def _status(exc: DomainError) -> int:
-    """The HTTP status the admin API answers for the same error (a page still, not a problem)."""
-    return _STATUS.get(exc.kind, 422)
 
 
 # -- sign-in ------------------------------------------------------------------------------------
@@ -302,7 +98,7 @@ class ConsoleSignInController(Controller):
             error=error,
             notice=notice,
             username=username,
-            next=_safe_next(request.query_params.get("next")),
+            next=safe_next(request.query_params.get("next")),
         )
 
     @get("/", media_type="text/html")
@@ -312,7 +108,7 @@ class ConsoleSignInController(Controller):
     @post("/", media_type="text/html", status_code=200)
     async def sign_in(self, request: Request[Any, Any, State], data: URLEncodedBody[SignInForm]) -> Response[Any]:
         sessions = sessions_of(request)
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         if not sessions.accepts(request, data.csrf_token, None):
             return self._form(request, status=403, error=text(lang, "signin.stale"), username=data.username)
@@ -337,7 +133,7 @@ class ConsoleSignInController(Controller):
             role=signed.role,
             seen=int(services.clock.now().timestamp()),
         )
-        target = _safe_next(data.next)
+        target = safe_next(data.next)
         return Redirect(target, status_code=303, cookies=[sessions.cookie(session)])
 
 
@@ -356,14 +152,14 @@ class ConsoleController(Controller):
 
     @post("/sign-out", media_type="text/html", status_code=200)
     async def sign_out(self, request: Request[Any, Any, State], data: URLEncodedBody[SignOutForm]) -> Response[Any]:
-        session = _staff(request)
+        session = current_staff(request)
         sessions = sessions_of(request)
         if not sessions.accepts(request, data.csrf_token, session):
-            return _stale_form(request)
-        async with _transaction(request) as tx:
-            await end_session(tx, session.session, _services(request).clock.now(), "signed out of the console")
+            return stale_form(request)
+        async with transaction(request) as tx:
+            await end_session(tx, session.session, app_services(request).clock.now(), "signed out of the console")
         target = f"{PATH}/sign-in?why=out"
-        if _is_htmx(request):
+        if is_htmx(request):
             return Response(b"", headers={"HX-Redirect": target}, cookies=[sessions.gone()])
         return Redirect(target, status_code=303, cookies=[sessions.gone()])
 
@@ -403,11 +199,11 @@ class ConsoleCustomerController(Controller):
         request: Request[Any, Any, State],
         q: Annotated[str, QueryParameter(max_length=200)] = "",
     ) -> Template:
-        services = _services(request)
+        services = app_services(request)
         async with services.pool.acquire() as conn:
             matches = await support.find_customers(conn, services.customers, q)
         # htmx asks for the results only while the person types; the whole page otherwise.
-        name = "console/customer_results.html" if _partial(request, "results") else "console/customers.html"
+        name = "console/customer_results.html" if wants_partial(request, "results") else "console/customers.html"
         return render(request, name, q=q.strip(), matches=matches)
 
     async def _page(
@@ -420,7 +216,7 @@ class ConsoleCustomerController(Controller):
         form: dict[str, str] | None = None,
         before: str | None = None,
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         now = services.clock.now()
         try:
             async with services.pool.acquire() as conn:
@@ -432,9 +228,9 @@ class ConsoleCustomerController(Controller):
             if merged:
                 return Redirect(f"{PATH}/customers/{merged}", status_code=303)
             return render(request, "console/message.html", status=404, title="notfound.title", body=None)
-        if before is not None and _partial(request, "history-more"):
+        if before is not None and wants_partial(request, "history-more"):
             return render(request, "console/history_rows.html", history=history, customer=file)
-        session = _staff(request)
+        session = current_staff(request)
         return render(
             request,
             "console/customer.html",
@@ -468,17 +264,17 @@ class ConsoleCustomerController(Controller):
     ) -> Response[Any]:
         """Check the form token, run ``action`` in one transaction, and go back to the shopper's page
         with its notice, or show the page again with the error (nothing of the action is kept)."""
-        if not sessions_of(request).accepts(request, token, _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, token, current_staff(request)):
+            return stale_form(request)
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 notice = await action(tx)
         except _FormError as exc:
             return await self._page(request, customer_id, status=422, error=exc.message, form=form)
         except DomainError as exc:
             message = text(language(request), "error", message=exc.message)
-            return await self._page(request, customer_id, status=_status(exc), error=message, form=form)
-        return _done(request, f"{PATH}/customers/{customer_id}", notice)
+            return await self._page(request, customer_id, status=status_of(exc), error=message, form=form)
+        return back_with_notice(request, f"{PATH}/customers/{customer_id}", notice)
 
     @post(
         "/{customer_id:uuid}/grant",
@@ -489,9 +285,9 @@ class ConsoleCustomerController(Controller):
     async def grant(
         self, customer_id: CustomerId, request: Request[Any, Any, State], data: URLEncodedBody[GrantForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
-        session = _staff(request)
+        session = current_staff(request)
 
         async def action(tx: Connection) -> str:
             try:
@@ -527,7 +323,7 @@ class ConsoleCustomerController(Controller):
     async def block(
         self, customer_id: CustomerId, request: Request[Any, Any, State], data: URLEncodedBody[CardForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def action(tx: Connection) -> str:
@@ -543,7 +339,7 @@ class ConsoleCustomerController(Controller):
     async def replace(
         self, customer_id: CustomerId, request: Request[Any, Any, State], data: URLEncodedBody[CardForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def action(tx: Connection) -> str:
@@ -559,7 +355,7 @@ class ConsoleCustomerController(Controller):
     async def resend(
         self, customer_id: CustomerId, request: Request[Any, Any, State], data: URLEncodedBody[CardForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def action(tx: Connection) -> str:
@@ -572,9 +368,9 @@ class ConsoleCustomerController(Controller):
     async def attach(
         self, customer_id: CustomerId, request: Request[Any, Any, State], data: URLEncodedBody[AttachForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
-        session = _staff(request)
+        session = current_staff(request)
 
         async def action(tx: Connection) -> str:
             customer = await services.customers.get_customer(tx, customer_id)
@@ -590,30 +386,6 @@ class ConsoleCustomerController(Controller):
             return text(lang, "attach.done", card=done.replaced_card.number if done.replaced_card else done.card.number)
 
         return await self._act(request, customer_id, data.csrf_token, {"number": data.number}, action)
-
-
-#: Where msgspec says a value failed: `` - at `$.field…` `` (a nested path, or a list index, after it).
-_VALIDATION_AT: Final = re.compile(r" - at `\$\.?([a-z0-9_]*)[^`]*`")
-#: msgspec's words for the checks the console's forms meet, in the person's language (else its own).
-_VALIDATION_WORDS: Final = (
-    (re.compile(r"^Expected `(?:int|float|number)` <= (\S+)$"), "valid.at_most"),
-    (re.compile(r"^Expected `(?:int|float|number)` >= (\S+)$"), "valid.at_least"),
-    (re.compile(r"^Expected `(?:int|float|number)(?: \| null)?`, got `\w+`$"), "valid.number"),
-    (re.compile(r"^Expected `str` of length <= (\d+)$"), "valid.too_long"),
-)
-
-
-def explain_validation(lang: str, exc: msgspec.ValidationError) -> tuple[str, str]:
-    """(the field at fault, what is wrong with it) from a domain struct's refusal, for a form to show
-    beside that field; the common checks in the person's language."""
-    found = _VALIDATION_AT.search(str(exc))
-    message = _VALIDATION_AT.sub("", str(exc)).strip()
-    for pattern, key in _VALIDATION_WORDS:
-        matched = pattern.match(message)
-        if matched:
-            message = text(lang, key, n=matched.group(1)) if matched.groups() else text(lang, key)
-            break
-    return (found.group(1) if found else ""), message
 
 
 class _FormError(Exception):
@@ -655,7 +427,7 @@ class ConsoleStoreController(Controller):
     async def _page(
         self, request: Request[Any, Any, State], *, status: int = 200, error: str | None = None, form: Any = None
     ) -> Template:
-        async with _services(request).pool.acquire() as conn:
+        async with app_services(request).pool.acquire() as conn:
             stores = await list_stores(conn)
         return render(request, "console/stores.html", status=status, stores=stores, error=error, form=form)
 
@@ -666,8 +438,8 @@ class ConsoleStoreController(Controller):
     @post("/", media_type="text/html", status_code=200)
     async def save(self, request: Request[Any, Any, State], data: URLEncodedBody[StoreForm]) -> Response[Any]:
         lang = language(request)
-        if not sessions_of(request).accepts(request, data.csrf_token, _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, data.csrf_token, current_staff(request)):
+            return stale_form(request)
         location: Location | None = None
         try:
             if data.latitude.strip() or data.longitude.strip():
@@ -679,13 +451,13 @@ class ConsoleStoreController(Controller):
         except (InvalidOperation, ValueError, msgspec.ValidationError):
             return await self._page(request, status=422, error=text(lang, "stores.bad_location"), form=data)
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 saved = await put_store(tx, store.at(data.code.strip()))
         except DomainError as exc:
             return await self._page(
-                request, status=_status(exc), error=text(lang, "error", message=exc.message), form=data
+                request, status=status_of(exc), error=text(lang, "error", message=exc.message), form=data
             )
-        return _done(request, f"{PATH}/stores", text(lang, "stores.done", code=saved.code))
+        return back_with_notice(request, f"{PATH}/stores", text(lang, "stores.done", code=saved.code))
 
 
 class NewStaffForm(msgspec.Struct):
@@ -707,7 +479,7 @@ class ConsoleStaffController(Controller):
     async def _page(
         self, request: Request[Any, Any, State], *, status: int = 200, error: str | None = None, form: Any = None
     ) -> Template:
-        async with _services(request).pool.acquire() as conn:
+        async with app_services(request).pool.acquire() as conn:
             accounts = await list_staff(conn)
             stores, assigned = await list_stores(conn), await staff_stores(conn)
         return render(
@@ -734,20 +506,20 @@ class ConsoleStaffController(Controller):
         form: Any = None,
     ) -> Response[Any]:
         lang = language(request)
-        if not sessions_of(request).accepts(request, token, _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, token, current_staff(request)):
+            return stale_form(request)
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 notice = await change(tx)
         except DomainError as exc:
             return await self._page(
-                request, status=_status(exc), error=text(lang, "error", message=exc.message), form=form
+                request, status=status_of(exc), error=text(lang, "error", message=exc.message), form=form
             )
-        return _done(request, f"{PATH}/staff", notice)
+        return back_with_notice(request, f"{PATH}/staff", notice)
 
     @post("/", media_type="text/html", status_code=200)
     async def create(self, request: Request[Any, Any, State], data: URLEncodedBody[NewStaffForm]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def change(tx: Connection) -> str:
@@ -767,7 +539,7 @@ class ConsoleStaffController(Controller):
     async def disable(
         self, username: FromPath[str], request: Request[Any, Any, State], data: URLEncodedBody[StaffActionForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def change(tx: Connection) -> str:
@@ -780,7 +552,7 @@ class ConsoleStaffController(Controller):
     async def unlock(
         self, username: FromPath[str], request: Request[Any, Any, State], data: URLEncodedBody[StaffActionForm]
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         async def change(tx: Connection) -> str:

@@ -23,18 +23,18 @@ from litestar.datastructures import State
 from litestar.response import Template
 
 from api.console import promotion_form as pf
-from api.console.pages import (
-    _done,
-    _partial,
-    _services,
-    _staff,
-    _stale_form,
-    _status,
-    _transaction,
+from api.console.kit import (
+    app_services,
+    back_with_notice,
+    current_staff,
     language,
     render,
     sessions_of,
     signed_in,
+    stale_form,
+    status_of,
+    transaction,
+    wants_partial,
 )
 from api.console.session import PATH
 from api.console.texts import TEXTS, text
@@ -182,7 +182,7 @@ def _trials(services: Services) -> Trials:
 
 
 def _actor(request: Request[Any, Any, Any]) -> str:
-    return f"staff:{_staff(request).staff}"
+    return f"staff:{current_staff(request).staff}"
 
 
 def _cart_rows(form: Any) -> list[dict[str, str]]:
@@ -269,7 +269,7 @@ class ConsolePromotionController(Controller):
         errors: dict[str, str] | None = None,
         form: Any = None,
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         try:
             async with services.pool.acquire() as conn:
                 found = await services.promotions.find(conn, status=None, q=None, limit=500, now=services.clock.now())
@@ -284,7 +284,7 @@ class ConsolePromotionController(Controller):
             sections=sections,
             groups=groups,
             modes=MODES,
-            may_manage=_staff(request).may(Permission.PROMOTIONS),
+            may_manage=current_staff(request).may(Permission.PROMOTIONS),
             errors=errors or {},
             form=form or {},
         )
@@ -296,9 +296,9 @@ class ConsolePromotionController(Controller):
     @post("/groups", media_type="text/html", status_code=200, before_request=signed_in(Permission.PROMOTIONS))
     async def put_group(self, request: Request[Any, Any, State]) -> Response[Any]:
         data = await request.form()
-        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), _staff(request)):
-            return _stale_form(request)
-        services = _services(request)
+        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), current_staff(request)):
+            return stale_form(request)
+        services = app_services(request)
         lang = language(request)
         form = {k: str(data.get(k) or "").strip() for k in ("id", "mode", "priority", "max_discount_bp")}
         body: dict[str, Any] = {"mode": form["mode"] or "exclusive"}
@@ -315,14 +315,14 @@ class ConsolePromotionController(Controller):
             return await self._list(request, status=422, errors={"group": problem}, form=form)
         try:
             rules: Group = parse_group(body)
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 saved = await services.promotions.put_group(
                     tx, form["id"], rules, actor=_actor(request), now=services.clock.now()
                 )
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
-            return await self._list(request, status=_status(exc), errors={"group": message}, form=form)
-        return _done(request, HERE, text(lang, "pg.done", id=saved.id))
+            return await self._list(request, status=status_of(exc), errors={"group": message}, form=form)
+        return back_with_notice(request, HERE, text(lang, "pg.done", id=saved.id))
 
     # -- the editor -----------------------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class ConsolePromotionController(Controller):
         status: int = 200,
         errors: dict[str, str] | None = None,
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         try:
             async with services.pool.acquire() as conn:
                 groups = await services.promotions.groups(conn)
@@ -376,26 +376,26 @@ class ConsolePromotionController(Controller):
         done: str,
     ) -> Response[Any]:
         data = await request.form()
-        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), current_staff(request)):
+            return stale_form(request)
         lang = language(request)
         form = pf.read(data)
         if promotion_id is not None:
             form["id"] = promotion_id
         try:
-            promotion = pf.promotion_of(form, _services(request).program.zone, lambda key: text(lang, key))
-            async with _transaction(request) as tx:
+            promotion = pf.promotion_of(form, app_services(request).program.zone, lambda key: text(lang, key))
+            async with transaction(request) as tx:
                 view = await save(tx, promotion)
         except pf.FormErrors as exc:
             return await self._editor(request, form, promotion_id=promotion_id, status=422, errors=exc.errors)
         except DomainError as exc:
             errors = {pf.input_of(exc.field): pf.said(exc)}
-            return await self._editor(request, form, promotion_id=promotion_id, status=_status(exc), errors=errors)
-        return _done(request, f"{HERE}/{view.id}", text(lang, done, id=view.id))
+            return await self._editor(request, form, promotion_id=promotion_id, status=status_of(exc), errors=errors)
+        return back_with_notice(request, f"{HERE}/{view.id}", text(lang, done, id=view.id))
 
     @post("/new", media_type="text/html", status_code=200, before_request=signed_in(Permission.PROMOTIONS))
     async def create(self, request: Request[Any, Any, State]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
 
         async def save(tx: Connection, promotion: Promotion) -> PromotionView:
             return await services.promotions.create(tx, promotion, actor=_actor(request), now=services.clock.now())
@@ -404,7 +404,7 @@ class ConsolePromotionController(Controller):
 
     @get("/{promotion_id:str}/edit", media_type="text/html", before_request=signed_in(Permission.PROMOTIONS))
     async def edit(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         try:
             async with services.pool.acquire() as conn:
                 view = await services.promotions.get(conn, promotion_id, services.clock.now())
@@ -421,7 +421,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS),
     )
     async def update(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
 
         async def save(tx: Connection, promotion: Promotion) -> PromotionView:
             return await services.promotions.update(
@@ -441,7 +441,7 @@ class ConsolePromotionController(Controller):
         error: str | None = None,
         **extra: Any,
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
 
         def t(key: str) -> str:
@@ -453,7 +453,7 @@ class ConsolePromotionController(Controller):
                 history = await services.promotions.history(conn, promotion_id)
         except DomainError as exc:
             return _failed(request, exc)
-        session = _staff(request)
+        session = current_staff(request)
         names = {entry.by: entry.by_name or entry.by for entry in history}
         today = services.clock.now().astimezone(services.program.zone).date()
         context: dict[str, Any] = {
@@ -488,9 +488,9 @@ class ConsolePromotionController(Controller):
     @post("/{promotion_id:str}/preview", media_type="text/html", status_code=200)
     async def preview(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
         data = await request.form()
-        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), _staff(request)):
-            return _stale_form(request)
-        services = _services(request)
+        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), current_staff(request)):
+            return stale_form(request)
+        services = app_services(request)
         lang = language(request)
         found: Any = None
         errors: dict[str, str] = {}
@@ -505,7 +505,7 @@ class ConsolePromotionController(Controller):
         except pf.FormErrors as exc:
             errors, status = exc.errors, 422
         except DomainError as exc:
-            errors, status = {"cart": text(lang, "error", message=exc.message)}, _status(exc)
+            errors, status = {"cart": text(lang, "error", message=exc.message)}, status_of(exc)
         context = {
             "cart": _cart_rows(data),
             "cart_form": {k: str(data.get(k) or "") for k in ("card", "store", "channel", "at")},
@@ -513,16 +513,16 @@ class ConsolePromotionController(Controller):
             "form_errors": errors,
             "promotion_id": promotion_id,
         }
-        if _partial(request, "preview-result"):
+        if wants_partial(request, "preview-result"):
             return render(request, "console/promotions/preview.html", status=status, **context)
         return await self._page(request, promotion_id, status=status, **context)
 
     @post("/{promotion_id:str}/backtest", media_type="text/html", status_code=200)
     async def backtest(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
         data = await request.form()
-        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), _staff(request)):
-            return _stale_form(request)
-        services = _services(request)
+        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), current_staff(request)):
+            return stale_form(request)
+        services = app_services(request)
         lang = language(request)
         found: Any = None
         errors: dict[str, str] = {}
@@ -534,13 +534,13 @@ class ConsolePromotionController(Controller):
         except pf.FormErrors as exc:
             errors, status = exc.errors, 422
         except DomainError as exc:
-            errors, status = {"period": text(lang, "error", message=exc.message)}, _status(exc)
+            errors, status = {"period": text(lang, "error", message=exc.message)}, status_of(exc)
         context = {
             "period": {k: str(data.get(k) or "") for k in ("from", "to")},
             "backtest": found,
             "form_errors": errors,
         }
-        if _partial(request, "backtest-result"):
+        if wants_partial(request, "backtest-result"):
             return render(request, "console/promotions/backtest.html", status=status, **context)
         return await self._page(request, promotion_id, status=status, **context)
 
@@ -554,18 +554,18 @@ class ConsolePromotionController(Controller):
         call: Callable[[Connection, str, datetime], Awaitable[PromotionView]],
     ) -> Response[Any]:
         data = await request.form()
-        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), _staff(request)):
-            return _stale_form(request)
-        services = _services(request)
+        if not sessions_of(request).accepts(request, str(data.get("csrf_token") or ""), current_staff(request)):
+            return stale_form(request)
+        services = app_services(request)
         lang = language(request)
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 view = await call(tx, str(data.get("reason") or "").strip(), services.clock.now())
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
-            return await self._page(request, promotion_id, status=_status(exc), error=message)
+            return await self._page(request, promotion_id, status=status_of(exc), error=message)
         status = text(lang, f"pst.{view.status.value}")
-        return _done(request, f"{HERE}/{promotion_id}", text(lang, f"pa.{action}.done", status=status))
+        return back_with_notice(request, f"{HERE}/{promotion_id}", text(lang, f"pa.{action}.done", status=status))
 
     @post(
         "/{promotion_id:str}/submit",
@@ -574,7 +574,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS),
     )
     async def submit(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
         return await self._act(
             request,
             promotion_id,
@@ -589,7 +589,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS_APPROVE),
     )
     async def approve(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
         return await self._act(
             request,
             promotion_id,
@@ -604,7 +604,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS_APPROVE),
     )
     async def reject(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
 
         async def call(tx: Connection, reason: str, now: datetime) -> PromotionView:
             try:
@@ -622,7 +622,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS),
     )
     async def pause(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
         return await self._act(
             request,
             promotion_id,
@@ -637,7 +637,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS),
     )
     async def resume(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
         return await self._act(
             request,
             promotion_id,
@@ -652,7 +652,7 @@ class ConsolePromotionController(Controller):
         before_request=signed_in(Permission.PROMOTIONS),
     )
     async def end(self, promotion_id: PromotionId, request: Request[Any, Any, State]) -> Response[Any]:
-        admin = _services(request).promotions
+        admin = app_services(request).promotions
         return await self._act(
             request, promotion_id, "end", lambda tx, _, now: admin.end(tx, promotion_id, actor=_actor(request), now=now)
         )
@@ -667,6 +667,6 @@ def _failed(request: Request[Any, Any, Any], exc: DomainError) -> Template:
     return render(
         request,
         "console/promotions/failed.html",
-        status=_status(exc),
+        status=status_of(exc),
         message=text(language(request), "error", message=exc.message),
     )

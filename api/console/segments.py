@@ -22,18 +22,18 @@ from litestar.response import Stream, Template
 
 from analytics import segments, segments_report
 from analytics.segments import LIFECYCLE_ORDER, Rule, Segment, SegmentInput
-from api.console.pages import (
-    _done,
-    _services,
-    _staff,
-    _stale_form,
-    _status,
-    _transaction,
+from api.console.kit import (
+    app_services,
+    back_with_notice,
+    current_staff,
     explain_validation,
     language,
     render,
     sessions_of,
     signed_in,
+    stale_form,
+    status_of,
+    transaction,
 )
 from api.console.session import PATH
 from api.console.texts import TEXTS, text
@@ -193,7 +193,7 @@ class ConsoleSegmentController(Controller):
 
     @get("/", media_type="text/html")
     async def index(self, request: Request[Any, Any, State]) -> Template:
-        async with _services(request).pool.acquire() as conn:
+        async with app_services(request).pool.acquire() as conn:
             saved = await segments.list_all(conn)
         return render(request, "console/segments/list.html", saved=saved)
 
@@ -207,7 +207,7 @@ class ConsoleSegmentController(Controller):
         editing: Segment | None = None,
     ) -> Template:
         """The builder with ``form`` in its fields and the size of the rule they make."""
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         async with services.pool.acquire() as conn:
             saved = await segments.list_all(conn)
@@ -231,7 +231,7 @@ class ConsoleSegmentController(Controller):
         )
 
     async def _preview(self, request: Request[Any, Any, State], conn: Any, form: Form) -> dict[str, Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         rule, problem = _read(lang, form, services.program)
         if rule is None:
@@ -253,21 +253,21 @@ class ConsoleSegmentController(Controller):
         """The size and a sample of the rule the builder's fields make now (htmx, as the person types)."""
         raw = await request.form()
         form = {key: raw.getall(key) for key in raw}
-        if not sessions_of(request).accepts(request, _one(form, "csrf_token"), _staff(request)):
-            return _stale_form(request)
-        async with _services(request).pool.acquire() as conn:
+        if not sessions_of(request).accepts(request, _one(form, "csrf_token"), current_staff(request)):
+            return stale_form(request)
+        async with app_services(request).pool.acquire() as conn:
             preview = await self._preview(request, conn, form)
         status = 200 if preview["problem"] is None else 422
         return render(request, "console/segments/preview.html", status=status, label_of=_names(request), **preview)
 
     @post("/", media_type="text/html", status_code=200)
     async def save(self, request: Request[Any, Any, State]) -> Response[Any]:  # noqa: PLR0911 - one answer per refusal
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         raw = await request.form()
         form = {key: raw.getall(key) for key in raw}
-        if not sessions_of(request).accepts(request, _one(form, "csrf_token"), _staff(request)):
-            return _stale_form(request)
+        if not sessions_of(request).accepts(request, _one(form, "csrf_token"), current_staff(request)):
+            return stale_form(request)
         segment_id, title = _one(form, "id"), _one(form, "title")
         rule, problem = _read(lang, form, services.program)
         if rule is None:
@@ -276,9 +276,9 @@ class ConsoleSegmentController(Controller):
             return await self._builder(request, form, status=422, error=text(lang, "seg.bad_id"))
         if not title:
             return await self._builder(request, form, status=422, error=text(lang, "seg.no_title"))
-        session = _staff(request)
+        session = current_staff(request)
         try:
-            async with _transaction(request) as tx:
+            async with transaction(request) as tx:
                 saved, _ = await segments.put(
                     tx,
                     segment_id,
@@ -293,12 +293,14 @@ class ConsoleSegmentController(Controller):
             return await self._builder(request, form, status=409, error=message)
         except DomainError as exc:
             message = text(lang, "error", message=exc.message)
-            return await self._builder(request, form, status=_status(exc), error=message)
-        return _done(request, f"{SEGMENTS}/{saved.id}", text(lang, "seg.saved", title=saved.title, size=saved.size))
+            return await self._builder(request, form, status=status_of(exc), error=message)
+        return back_with_notice(
+            request, f"{SEGMENTS}/{saved.id}", text(lang, "seg.saved", title=saved.title, size=saved.size)
+        )
 
     @get("/rfm", media_type="text/html", before_request=signed_in(Permission.REPORTS))
     async def rfm(self, request: Request[Any, Any, State]) -> Template:
-        async with _services(request).pool.acquire() as conn:
+        async with app_services(request).pool.acquire() as conn:
             grid = await segments_report.rfm_grid(conn)
         biggest = max((c.share for c in grid.cells), default=0.0)
         rows = [grid.cells[i : i + 5] for i in range(0, 25, 5)]
@@ -311,7 +313,7 @@ class ConsoleSegmentController(Controller):
         request: Request[Any, Any, State],
         cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         lang = language(request)
         try:
             async with services.pool.acquire() as conn:
@@ -325,7 +327,7 @@ class ConsoleSegmentController(Controller):
                     now=services.clock.now(),
                 )
         except DomainError as exc:
-            return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
+            return render(request, "console/message.html", status=status_of(exc), title="notfound.title", body=None)
         return render(
             request,
             "console/segments/show.html",
@@ -338,12 +340,12 @@ class ConsoleSegmentController(Controller):
 
     @get("/{segment_id:str}/edit", media_type="text/html")
     async def edit(self, segment_id: FromPath[str], request: Request[Any, Any, State]) -> Response[Any]:
-        services = _services(request)
+        services = app_services(request)
         try:
             async with services.pool.acquire() as conn:
                 segment = await segments.get(conn, segment_id[:64])
         except DomainError as exc:
-            return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
+            return render(request, "console/message.html", status=status_of(exc), title="notfound.title", body=None)
         form = form_of(segment.rule, services.program) | {
             "id": [segment.id],
             "title": [segment.title],
@@ -354,13 +356,13 @@ class ConsoleSegmentController(Controller):
     @get("/{segment_id:str}/export.csv", media_type="text/csv")
     async def export(self, segment_id: FromPath[str], request: Request[Any, Any, State]) -> Response[Any]:
         """The admin API's export, for a browser signed in to the console."""
-        services = _services(request)
+        services = app_services(request)
         try:
             rows = await segments.export_csv(
                 services.pool, segment_id[:64], program=services.program, now=services.clock.now()
             )
         except DomainError as exc:
-            return render(request, "console/message.html", status=_status(exc), title="notfound.title", body=None)
+            return render(request, "console/message.html", status=status_of(exc), title="notfound.title", body=None)
         return Stream(
             rows,
             media_type="text/csv; charset=utf-8",

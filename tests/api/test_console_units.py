@@ -76,7 +76,7 @@ def test_a_domain_refusal_names_its_field_and_speaks_the_persons_language() -> N
     import msgspec  # noqa: PLC0415
 
     from analytics.segments import Rule  # noqa: PLC0415
-    from api.console.pages import explain_validation  # noqa: PLC0415
+    from api.console.kit import explain_validation  # noqa: PLC0415
 
     def refusal(rule: dict[str, object]) -> msgspec.ValidationError:
         with pytest.raises(msgspec.ValidationError) as caught:
