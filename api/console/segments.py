@@ -258,7 +258,9 @@ class ConsoleSegmentController(Controller):
         async with app_services(request).pool.acquire() as conn:
             preview = await self._preview(request, conn, form)
         status = 200 if preview["problem"] is None else 422
-        return render(request, "console/segments/preview.html", status=status, label_of=_names(request), **preview)
+        return render(
+            request, "console/segments/preview.html", status=status, label_of=_names(request), oob=True, **preview
+        )
 
     @post("/", media_type="text/html", status_code=200)
     async def save(self, request: Request[Any, Any, State]) -> Response[Any]:  # noqa: PLR0911 - one answer per refusal

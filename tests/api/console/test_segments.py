@@ -46,6 +46,11 @@ async def test_a_marketer_builds_saves_and_opens_segments_and_the_rfm_grid(
     await expect(size).to_have_text("30")
     await page.locator("#spend_365d_min").fill("10")
     await expect(size).to_have_text("27")
+    # Only the size is read out as it changes, not the sample table under it.
+    said = page.locator("#preview-said")
+    await expect(said).to_have_attribute("aria-live", "polite")
+    await expect(said).to_have_text("27 shoppers now")
+    assert await page.locator("#preview").get_attribute("aria-live") is None
     # What the console cannot read, and what the rule's own checks refuse, are shown beside the size.
     await page.locator("#orders_365d_min").fill("many")
     await expect(page.locator("#preview").get_by_role("alert")).to_have_text("“Purchases”: type a number.")
