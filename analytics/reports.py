@@ -42,6 +42,8 @@ class KpiReport(msgspec.Struct, kw_only=True):
     rows: list[KpiRow]
     rollups_updated_at: datetime | None
     """When the worker last brought the rollups up to date; receipt figures are as of then."""
+    wallet_as_of: datetime | None = None
+    """When the worker last rebuilt wallet adoption (``active_cards``, ``wallet_passes``; hourly)."""
     days_pending: int
     """Days with changes the worker has not recomputed yet (their figures are the earlier ones)."""
     periods_pending: int = 0
@@ -210,10 +212,11 @@ class KpiService:
                         source=named if group_by == "source" else None,
                     )
                 )
-        updated, pending, periods = await conn.fetchrow(
-            "SELECT (SELECT updated_at FROM kpi_feeds WHERE feed = 'round'), (SELECT count(*) FROM kpi_dirty_days),"
-            " (SELECT count(*) FROM kpi_dirty_periods)"
-        ) or (None, 0, 0)
+        updated, wallet_as_of, pending, periods = await conn.fetchrow(
+            "SELECT (SELECT updated_at FROM kpi_feeds WHERE feed = 'round'),"
+            " (SELECT updated_at FROM kpi_feeds WHERE feed = 'wallet' AND updated_at > '-infinity'),"
+            " (SELECT count(*) FROM kpi_dirty_days), (SELECT count(*) FROM kpi_dirty_periods)"
+        ) or (None, None, 0, 0)
         return KpiReport(
             from_=first,
             to=end,
@@ -222,6 +225,7 @@ class KpiService:
             group_by=group_by,
             rows=rows,
             rollups_updated_at=updated,
+            wallet_as_of=wallet_as_of,
             days_pending=pending,
             periods_pending=periods,
         )

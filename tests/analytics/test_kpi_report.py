@@ -365,10 +365,12 @@ async def test_wallet_adoption_as_of_each_period_end(
             at,
         )
     await conn.execute("UPDATE cards SET status = 'blocked', status_changed_at = $2 WHERE number = $1", z, utc(3, 20))
+    period = {"from": "2026-01-01", "to": "2026-04-01", "group_by": "month"}
+    assert (await report(client, await keys.headers(Scope.ADMIN), **period))["wallet_as_of"] is None  # never built
     await kpis_rollup.run(pool, ZONE)
-    body = await report(
-        client, await keys.headers(Scope.ADMIN), **{"from": "2026-01-01", "to": "2026-04-01", "group_by": "month"}
-    )
+    body = await report(client, await keys.headers(Scope.ADMIN), **period)
+    built = await conn.fetchval("SELECT updated_at FROM kpi_feeds WHERE feed = 'wallet'")
+    assert datetime.fromisoformat(body["wallet_as_of"]) == built  # how old the adoption figures are
     figures = [(r["wallet_passes_installed"], r["active_cards"], r["wallet_adoption_share"]) for r in body["rows"]]
     assert figures == [(2, 2, 1.0), (2, 3, round(2 / 3, 6)), (1, 2, 0.5)]
 
