@@ -334,9 +334,12 @@ async def get(conn: Connection, campaign_id: int, now: datetime) -> Campaign:
     return _campaign(row, stats, now)
 
 
-async def list_recent(conn: Connection, now: datetime, *, limit: int = 20) -> list[Campaign]:
-    """The newest campaigns first, each with its status and counts (as :func:`get` has them)."""
-    rows = await conn.fetch("SELECT * FROM campaigns ORDER BY id DESC LIMIT $1", limit)
+async def list_recent(conn: Connection, now: datetime, *, limit: int = 20, before: int | None = None) -> list[Campaign]:
+    """The newest campaigns first (older than the campaign ``before``, for the next page), each with its
+    status and counts (as :func:`get` has them)."""
+    rows = await conn.fetch(
+        "SELECT * FROM campaigns WHERE $2::bigint IS NULL OR id < $2 ORDER BY id DESC LIMIT $1", limit, before
+    )
     stats: dict[int, dict[str, int]] = {}
     for r in await conn.fetch(
         "SELECT campaign_id, status, count(*) AS n FROM outbox WHERE campaign_id = ANY($1::bigint[])"

@@ -48,6 +48,8 @@ from wallet.program import Program
 CAMPAIGNS: Final = f"{PATH}/campaigns"
 LANGS: Final = ("ru", "en")
 CHANNELS: Final = ("sms", "viber")
+_PAGE: Final = 20
+"""Campaigns on a page of the list."""
 #: What a part of a long message carries, and a message of one part, per encoding.
 PER_PART: Final = {"GSM-7": (160, 153), "UCS-2": (70, 67)}
 Form = Mapping[str, Sequence[str]]
@@ -120,10 +122,15 @@ class ConsoleCampaignController(Controller):
 
     @get("/", media_type="text/html")
     async def index(self, request: Request[Any, Any, State]) -> Template:
+        """The newest campaigns, a page at a time (``?before=<id>``: the ones older than that one)."""
         services = app_services(request)
+        raw = request.query_params.get("before", "")
+        before = int(raw) if raw.isdigit() and 0 < int(raw) <= INT64_MAX else None
         async with services.pool.acquire() as conn:
-            recent = await campaigns.list_recent(conn, services.clock.now())
-        return render(request, "console/campaigns/list.html", campaigns=recent)
+            # One more than a page: whether an "older" link leads anywhere.
+            recent = await campaigns.list_recent(conn, services.clock.now(), limit=_PAGE + 1, before=before)
+        older = recent[_PAGE - 1].id if len(recent) > _PAGE else None
+        return render(request, "console/campaigns/list.html", campaigns=recent[:_PAGE], older=older, paged=before)
 
     async def _compose(
         self, request: Request[Any, Any, State], form: Form, *, status: int = 200, error: str | None = None

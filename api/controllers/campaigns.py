@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from api.auth import ADMIN_SECURITY, actor_of, require_permission
 from api.errors import problems
@@ -62,14 +62,20 @@ class AdminCampaignController(Controller):
     @get(
         "/",
         operation_id="adminListCampaigns",
-        summary="The 20 newest campaigns with their status and counts",
+        summary="The newest campaigns with their status and counts, a page at a time",
+        description="Pages go back in time: the next page is `?before=<the last campaign's id>`.",
         responses=problems(401, 403),
         dependencies={"conn": Provide(provide_conn)},
     )
     async def list_campaigns(
-        self, conn: NamedDependency[Connection], request: Request[Any, Any, State]
+        self,
+        conn: NamedDependency[Connection],
+        request: Request[Any, Any, State],
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 20,
+        before: Annotated[int | None, QueryParameter(ge=1, le=INT64_MAX, description="A campaign id")] = None,
     ) -> list[Campaign]:
-        return await campaigns.list_recent(conn, services_of(request.app.state).clock.now())
+        now = services_of(request.app.state).clock.now()
+        return await campaigns.list_recent(conn, now, limit=limit, before=before)
 
     @get(
         "/{campaign_id:int}",

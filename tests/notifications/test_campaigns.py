@@ -172,3 +172,25 @@ async def test_expiring_points_are_reminded_once_per_lot(
     reminder = next(t for t in texts if "сгор" in t)
     assert "5" in reminder  # 5 points (5% of 100,00)
     assert "02.09.2026" in reminder
+
+
+async def test_campaigns_are_listed_newest_first_a_page_at_a_time(client: Client, keys: Keys) -> None:
+    admin = await keys.headers(Scope.ADMIN)
+    made = []
+    for n in range(5):
+        response = await client.post(
+            "/v1/admin/campaigns", json={"name": f"c{n}", "texts": {"ru": "Привет"}}, headers=admin
+        )
+        assert response.status_code == 202, response.text
+        made.append(response.json()["id"])
+    first = (await client.get("/v1/admin/campaigns", params={"limit": 2}, headers=admin)).json()
+    assert [c["name"] for c in first] == ["c4", "c3"]
+    pages = [first]
+    while pages[-1]:
+        after = pages[-1][-1]["id"]
+        pages.append(
+            (await client.get("/v1/admin/campaigns", params={"limit": 2, "before": after}, headers=admin)).json()
+        )
+    assert [c["id"] for page in pages for c in page] == made[::-1]  # every campaign once, newest first
+    for bad in ({"limit": 0}, {"limit": 201}, {"before": 0}, {"before": 2**63}):
+        assert (await client.get("/v1/admin/campaigns", params=bad, headers=admin)).status_code == 422, bad

@@ -175,3 +175,25 @@ async def test_a_marketer_composes_schedules_and_reads_a_campaign_against_its_co
         "href", f"/console/campaigns/{campaign_id}"
     )
     await look(page, "campaigns")
+
+    # The list goes back a page at a time.
+    async with pool.acquire() as conn:
+        columns = [
+            r["column_name"]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'campaigns' AND column_name <> 'id' ORDER BY ordinal_position"
+            )
+        ]
+        listed = ", ".join(columns)
+        await conn.execute(  # 20 more like it: the first page is full, Weekend sale is on the second
+            f"INSERT INTO campaigns ({listed}) SELECT {listed} FROM campaigns, generate_series(1, 20) WHERE id = $1",
+            campaign_id,
+        )
+    await page.goto(f"{page.url.split('/console')[0]}/console/campaigns")
+    await expect(page.get_by_role("link", name="Weekend sale")).to_have_count(20)
+    await page.get_by_role("link", name="Older campaigns").click()
+    await expect(page.get_by_role("link", name="Weekend sale")).to_have_count(1)
+    await expect(page.get_by_role("link", name="Older campaigns")).to_have_count(0)
+    await page.get_by_role("link", name="Newest").click()
+    await expect(page.get_by_role("link", name="Weekend sale")).to_have_count(20)
