@@ -60,6 +60,8 @@ SECTIONS: Final = (
 CART_ROWS: Final = 4
 BACKTEST_DAYS: Final = 30
 MODES: Final = ("exclusive", "sequential", "sum", "best")
+_LISTED: Final = 500
+"""Promotions the list shows at most, the latest changed first (a search finds the others)."""
 
 
 def label(name: str, t: Callable[[str], str]) -> str:
@@ -270,17 +272,23 @@ class ConsolePromotionController(Controller):
         form: Any = None,
     ) -> Response[Any]:
         services = app_services(request)
+        q = (request.query_params.get("q") or "").strip()[:100] or None
         try:
             async with services.pool.acquire() as conn:
-                found = await services.promotions.find(conn, status=None, q=None, limit=500, now=services.clock.now())
+                found = await services.promotions.find(
+                    conn, status=None, q=q, limit=_LISTED + 1, now=services.clock.now()
+                )
                 groups = await services.promotions.groups(conn)
         except DomainError as exc:
             return _failed(request, exc)
-        sections = [(key, [p for p in found if p.status in states]) for key, states in SECTIONS]
+        sections = [(key, [p for p in found[:_LISTED] if p.status in states]) for key, states in SECTIONS]
         return render(
             request,
             "console/promotions/list.html",
             status=status,
+            q=q or "",
+            more=len(found) > _LISTED,
+            listed=_LISTED,
             sections=sections,
             groups=groups,
             modes=MODES,

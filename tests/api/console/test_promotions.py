@@ -248,3 +248,31 @@ async def test_the_author_cannot_approve_and_another_admin_rejects_with_a_reason
     await expect(page.get_by_text("Reason: Too generous for March").first).to_be_visible()
     rejected = page.get_by_test_id("history-entry").filter(has=page.get_by_role("heading", name="rejected"))
     await expect(rejected).to_contain_text("bob")
+
+
+async def test_a_long_list_says_it_is_cut_and_a_search_finds_the_rest(page: Page, pool: Pool) -> None:
+    """A chain with more promotions than the list shows: the latest changed, a notice, and a search."""
+    await staff(pool, "mila", Role.MARKETER)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO promotions (id, status, live_revision, created_at, created_by, updated_at)"
+            " SELECT 'p-' || n, 'active', 1, $1::timestamptz, 'test', $1::timestamptz + n * interval '1 second'"
+            " FROM generate_series(1, 501) n",
+            START,
+        )
+        await conn.execute(
+            "INSERT INTO promotion_revisions (promotion_id, revision, body, author, created_at, state)"
+            " SELECT 'p-' || n, 1, jsonb_build_object('title', jsonb_build_object('en', 'Promo ' || n),"
+            " 'benefit', jsonb_build_object('type', 'percent_off', 'percent_bp', 100)), 'test', $1, 'approved'"
+            " FROM generate_series(1, 501) n",
+            START,
+        )
+    await sign_in_as(page, "mila", "/console/promotions")
+    await expect(page.get_by_role("status")).to_have_text("Showing the 500 changed last; search to find the others.")
+    await expect(page.get_by_role("link", name="Promo 1", exact=True)).to_have_count(0)  # the oldest change
+    await page.get_by_label("Title or id").fill("Promo 1")
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("link", name="Promo 1", exact=True)).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_count(0)
+    await page.get_by_role("link", name="All promotions").click()
+    await expect(page.get_by_label("Title or id")).to_have_value("")
