@@ -16,7 +16,7 @@ from boot.web import create_app
 from engine.http import HttpEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
-from kartka.keys import Scope
+from kartka.keys import Scope, create_key
 from kartka.resilience import CircuitBreaker
 from kartka.settings import EngineKind, Settings
 from notifications.model import Channel
@@ -136,6 +136,41 @@ async def test_commit_and_refund_are_told_to_the_engine_through_the_outbox(
     assert await conn.fetchval("SELECT engine_notified FROM orders") is True
     statuses = await conn.fetch("SELECT status FROM outbox WHERE channel = 'engine'")
     assert [r["status"] for r in statuses] == ["delivered", "delivered"]
+
+
+async def test_an_online_order_is_told_with_the_store_of_the_shop_key_that_made_it(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    integration: dict[str, str],
+    conn: Connection,
+    notices: Dispatcher,
+    clock: FakeClock,
+) -> None:
+    """An order's identity is (channel, store, order_id), the store being its key's: a store-bound shop
+    key's online orders carry its store, a chain-wide key's none, so both may have an order "w-1". A
+    refund names its order so, and where it was made (here: at a till of the store)."""
+    client, _ = http_client
+    bound, _ = await create_key(conn, scope=Scope.INTEGRATION, store="store-1")
+    shop = {"Authorization": f"Bearer {bound}"}
+    card = await _register(client, pos)
+    body = {"order_id": "w-1", "card": card, "lines": CART}
+    for headers in (shop, integration):
+        sold = await client.post("/v1/integrations/orders", json=body, headers=headers | {"Idempotency-Key": "w"})
+        assert sold.status_code == 201, sold.text
+    refund = {"refund_id": "r-w-1", "lines": [{"sku": "latte", "qty": 1}], "order_channel": "online"}
+    returned = await client.post(
+        "/v1/pos/orders/w-1/refunds", json=refund | {"order_store": "store-1"}, headers=pos | {"Idempotency-Key": "r"}
+    )
+    assert returned.status_code == 201, returned.text
+    for _ in range(3):
+        await notices.run_once()
+        clock.advance(timedelta(seconds=10))
+    told = {(b["channel"], b["store"], b["order_id"]) for path, b, _ in fake.calls if path == "/orders"}
+    assert told == {("online", "store-1", "w-1"), ("online", None, "w-1")}
+    [refunded] = [b for path, b, _ in fake.calls if path == "/orders/w-1/refunds"]
+    assert (refunded["channel"], refunded["store"], refunded["order_id"]) == ("online", "store-1", "w-1")
+    assert (refunded["refund_channel"], refunded["refund_store"], refunded["refund_id"]) == ("pos", "store-1", "r-w-1")
 
 
 async def test_a_notice_the_engine_missed_while_down_is_delivered_when_it_is_back(

@@ -160,6 +160,7 @@ async def refund(
             store=order_scope.store,
             channel=order_scope.channel,
             refund_store=store,
+            refund_channel=channel,
         )
         path = f"/orders/{urllib.parse.quote(order_id, safe='')}/refunds"
         notice = EngineNotice(f"refund-{refund_pk}", path, builtins(refunded), after_order=order["id"])
