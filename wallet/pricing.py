@@ -265,7 +265,10 @@ class Engine(Protocol):
 
 class NoticeTaker(Protocol):
     """A remote engine that takes notices: ``notify`` returns once it acknowledged, or raises
-    :class:`NoticeRejected` or :class:`EngineUnreachable`."""
+    :class:`NoticeRejected` or :class:`EngineUnreachable`. ``name`` is what ``orders.engine`` records
+    of the orders it priced."""
+
+    name: str
 
     async def notify(self, notice: EngineNotice) -> None: ...
 
