@@ -80,10 +80,10 @@ async def renotify(
     running API and worker: a notice is queued once per key. Orders are looked through by ranges of
     ``span`` ids, each range in a transaction of its own, so a long history holds no long transaction.
     """
-    last = await pool.fetchval("SELECT max(id) FROM orders")
+    bounds = await pool.fetchrow("SELECT min(id) - 1 AS before, max(id) AS last FROM orders")
     orders = refunds = 0
-    start = 0
-    while last is not None and start < last:
+    start, last = (bounds["before"], bounds["last"]) if bounds and bounds["last"] is not None else (0, 0)
+    while start < last:
         end = start + span
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_UNHEARD_ORDERS, start, end, engine)
