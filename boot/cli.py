@@ -32,7 +32,7 @@ from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key, validate_code
 from kartka.lifeline import die_with_parent
 from kartka.logs import LogFormat
-from kartka.settings import Environment, Settings, SettingsError, load_settings, redact_url
+from kartka.settings import EngineKind, Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 from kartka.supervisor import Supervisor
 from wallet.models import Source
@@ -525,6 +525,44 @@ def jobs_run(force: bool) -> None:
 
     with _friendly_errors(settings):
         click.echo(msgspec.json.encode(asyncio.run(work())).decode())
+
+
+@main.group()
+def engine() -> None:
+    """The remote core engine (KARTKA_ENGINE=http)."""
+
+
+@engine.command("renotify")
+def engine_renotify() -> None:
+    """Queue the notices the remote engine never acknowledged of orders committed before its notices went
+    through the outbox, and of their refunds; the worker sends them. Run once after upgrading a remote
+    deployment; running it again queues nothing twice. Prints what it queued."""
+    from boot.services import open_services  # noqa: PLC0415 - lazy
+
+    settings = _database(_settings())
+    if settings.engine is not EngineKind.HTTP:
+        raise click.ClickException(
+            "KARTKA_ENGINE is not http: the embedded engine is never told of orders, so there is nothing to "
+            "send (run this with the remote engine's settings, KARTKA_ENGINE=http and KARTKA_ENGINE_URL)"
+        )
+
+    async def work() -> dict[str, int]:
+        async with open_services(
+            settings, clock=SystemClock(), application="kartka-renotify", background=True, google=False
+        ) as services:
+            async with services.pool.acquire() as conn:
+                await SCHEMA.migrate(conn)
+            done = await services.orders.renotify(services.pool)
+        return {"orders": done.orders, "refunds": done.refunds}
+
+    with _friendly_errors(settings):
+        queued = asyncio.run(work())
+    click.echo(msgspec.json.encode(queued).decode())
+    click.echo(
+        f"queued the notices of {queued['orders']} orders and {queued['refunds']} refunds; "
+        "`kartka worker` sends them (outbox channel engine)",
+        err=True,
+    )
 
 
 @main.group()

@@ -157,19 +157,22 @@ class Notifier:
                 messages.append(_pass_update(key, Channel.GWALLET, changed.serial_number))
         await enqueue(conn, messages, now)
 
-    async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:
-        """Queue a notice for the remote core engine. No shopper is named on the row (closing an account
-        must not cancel what the engine is owed); the key makes a producer's retry queue it once."""
-        message = Message(
-            key=f"{NOTICE_KEY_PREFIX}{notice.key}",
-            channel=Channel.ENGINE,
-            recipient="core-engine",
-            category=Category.TRANSACTIONAL,
-            template=ENGINE_TEMPLATE,
-            locale="ru",  # read by no person
-            params=msgspec.to_builtins(notice),
-        )
-        await enqueue(conn, [message], now)
+    async def engine_notices(self, conn: Connection, *, notices: Sequence[EngineNotice], now: datetime) -> int:
+        """Queue notices for the remote core engine. No shopper is named on the rows (closing an account
+        must not cancel what the engine is owed); the key makes a producer's retry queue each once."""
+        messages = [
+            Message(
+                key=f"{NOTICE_KEY_PREFIX}{notice.key}",
+                channel=Channel.ENGINE,
+                recipient="core-engine",
+                category=Category.TRANSACTIONAL,
+                template=ENGINE_TEMPLATE,
+                locale="ru",  # read by no person
+                params=msgspec.to_builtins(notice),
+            )
+            for notice in notices
+        ]
+        return await enqueue(conn, messages, now)
 
     async def account_closed(self, conn: Connection, *, customer_id: UUID, phone: str | None, now: datetime) -> None:
         await forget_customer(conn, customer_id=customer_id, phone=phone, now=now)

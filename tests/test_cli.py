@@ -353,6 +353,23 @@ def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Pa
     assert "--password-stdin" in no_tty.stderr
 
 
+def test_engine_renotify_needs_the_remote_engine_and_queues_nothing_twice(fresh_database: str, tmp_path: Path) -> None:
+    """``kartka engine renotify`` tells only a remote engine (the embedded one is never told): without
+    KARTKA_ENGINE=http it says so in a line and does nothing. What it queues is shown in
+    tests/engine/test_http.py; here, that the command runs and an empty history queues nothing."""
+    embedded = cli("engine", "renotify", env=_env(DATABASE_URL=fresh_database), cwd=tmp_path, check=False)
+    assert embedded.returncode == 1
+    assert "KARTKA_ENGINE is not http" in embedded.stderr
+    assert "Traceback" not in embedded.stderr
+    remote = _env(
+        DATABASE_URL=fresh_database, KARTKA_ENGINE="http", KARTKA_ENGINE_URL=f"http://127.0.0.1:{_free_port()}"
+    )
+    for _ in range(2):
+        done = cli("engine", "renotify", env=remote, cwd=tmp_path)
+        assert json.loads(done.stdout) == {"orders": 0, "refunds": 0}
+        assert "kartka worker" in done.stderr
+
+
 def _children(pid: int) -> dict[int, str]:
     """Live child processes of ``pid`` and their command lines."""
     found = {}

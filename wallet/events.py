@@ -77,7 +77,8 @@ class WalletEvents(Protocol):
         is to be sent any more."""
         ...
 
-    async def engine_notice(self, conn: Connection, *, notice: EngineNotice, now: datetime) -> None:
-        """The remote core engine is to be told of a committed order or refund: after the commit, again
-        and again until it acknowledges, once per ``notice.key``."""
+    async def engine_notices(self, conn: Connection, *, notices: Sequence[EngineNotice], now: datetime) -> int:
+        """The remote core engine is to be told of committed orders or refunds: after the commit, again
+        and again until it acknowledges, once per ``notice.key``. Returns how many were new (a notice
+        under a key queued before is not queued again)."""
         ...

@@ -161,7 +161,8 @@ class CommittedRefund(msgspec.Struct, frozen=True):
     """The store and channel of the order refunded (the refund may be made in another store)."""
     channel: Literal["pos", "online"] = "pos"
     refund_store: str | None = None
-    """Where the refund was made."""
+    refund_channel: Literal["pos", "online"] = "pos"
+    """Where the refund was made: refund ids are unique within the refund's own channel and store."""
 
 
 class EngineNotice(msgspec.Struct, frozen=True):
@@ -264,7 +265,10 @@ class Engine(Protocol):
 
 class NoticeTaker(Protocol):
     """A remote engine that takes notices: ``notify`` returns once it acknowledged, or raises
-    :class:`NoticeRejected` or :class:`EngineUnreachable`."""
+    :class:`NoticeRejected` or :class:`EngineUnreachable`. ``name`` is what ``orders.engine`` records
+    of the orders it priced."""
+
+    name: str
 
     async def notify(self, notice: EngineNotice) -> None: ...
 

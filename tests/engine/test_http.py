@@ -16,7 +16,7 @@ from boot.web import create_app
 from engine.http import HttpEngine
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool
-from kartka.keys import Scope
+from kartka.keys import Scope, create_key
 from kartka.resilience import CircuitBreaker
 from kartka.settings import EngineKind, Settings
 from notifications.model import Channel
@@ -25,6 +25,8 @@ from notifications.providers.engine import EngineProvider
 from notifications.worker import Dispatcher, Lane, WorkerConfig
 from tests.fakes.engine import REMOTE_RATE_BP, FakeEngine
 from tests.helpers import Keys
+from wallet.orders import Renotified
+from wallet.orders.notices import renotify
 from wallet.program import DEFAULT_PROGRAM, Program
 
 CART = [
@@ -138,6 +140,41 @@ async def test_commit_and_refund_are_told_to_the_engine_through_the_outbox(
     assert [r["status"] for r in statuses] == ["delivered", "delivered"]
 
 
+async def test_an_online_order_is_told_with_the_store_of_the_shop_key_that_made_it(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    integration: dict[str, str],
+    conn: Connection,
+    notices: Dispatcher,
+    clock: FakeClock,
+) -> None:
+    """An order's identity is (channel, store, order_id), the store being its key's: a store-bound shop
+    key's online orders carry its store, a chain-wide key's none, so both may have an order "w-1". A
+    refund names its order so, and where it was made (here: at a till of the store)."""
+    client, _ = http_client
+    bound, _ = await create_key(conn, scope=Scope.INTEGRATION, store="store-1")
+    shop = {"Authorization": f"Bearer {bound}"}
+    card = await _register(client, pos)
+    body = {"order_id": "w-1", "card": card, "lines": CART}
+    for headers in (shop, integration):
+        sold = await client.post("/v1/integrations/orders", json=body, headers=headers | {"Idempotency-Key": "w"})
+        assert sold.status_code == 201, sold.text
+    refund = {"refund_id": "r-w-1", "lines": [{"sku": "latte", "qty": 1}], "order_channel": "online"}
+    returned = await client.post(
+        "/v1/pos/orders/w-1/refunds", json=refund | {"order_store": "store-1"}, headers=pos | {"Idempotency-Key": "r"}
+    )
+    assert returned.status_code == 201, returned.text
+    for _ in range(3):
+        await notices.run_once()
+        clock.advance(timedelta(seconds=10))
+    told = {(b["channel"], b["store"], b["order_id"]) for path, b, _ in fake.calls if path == "/orders"}
+    assert told == {("online", "store-1", "w-1"), ("online", None, "w-1")}
+    [refunded] = [b for path, b, _ in fake.calls if path == "/orders/w-1/refunds"]
+    assert (refunded["channel"], refunded["store"], refunded["order_id"]) == ("online", "store-1", "w-1")
+    assert (refunded["refund_channel"], refunded["refund_store"], refunded["refund_id"]) == ("pos", "store-1", "r-w-1")
+
+
 async def test_a_notice_the_engine_missed_while_down_is_delivered_when_it_is_back(
     http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
     fake: FakeEngine,
@@ -190,6 +227,90 @@ async def test_a_notice_sent_twice_carries_the_same_idempotency_key(
     sent = [(body, headers["idempotency-key"]) for path, body, headers in fake.calls if path == "/orders"]
     assert len(sent) == 2
     assert sent[0] == sent[1]  # the same notice under the same key: the engine counts it once
+
+
+async def test_orders_the_engine_never_acknowledged_before_the_outbox_are_renotified_once(
+    http_client: tuple[AsyncTestClient[Litestar], HttpEngine],
+    fake: FakeEngine,
+    pos: dict[str, str],
+    conn: Connection,
+    pool: Pool,
+    notices: Dispatcher,
+    clock: FakeClock,
+) -> None:
+    """Before migration 0012 a task told the engine after the commit and wrote no outbox row: an outage
+    or a crash left the order ``engine_notified = false`` for good, and its refunds untold.
+    ``kartka engine renotify`` (``OrderService.renotify``) queues exactly those notices, as the commit and
+    the refund would have written them, and leaves alone the orders the engine acknowledged, those the
+    embedded engine priced (never told) and those whose notice the outbox holds already. A refund of
+    such an order made before it ran waits for it, saying so, rather than reach the engine first."""
+    client, _ = http_client
+    card = await _register(client, pos)
+    pks: dict[str, int] = {}
+    for order_id in ("missed", "heard", "embedded", "queued"):
+        body = {"order_id": order_id, "card": card, "lines": CART}
+        sold = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": order_id})
+        assert sold.status_code == 201, sold.text
+        pks[order_id] = await conn.fetchval("SELECT id FROM orders WHERE order_id = $1", order_id)
+
+    async def refund(refund_id: str) -> int:
+        body = {"refund_id": refund_id, "lines": [{"sku": "cheese", "qty": 1}]}
+        made = await client.post(
+            "/v1/pos/orders/missed/refunds", json=body, headers=pos | {"Idempotency-Key": refund_id}
+        )
+        assert made.status_code == 201, made.text
+        pk: int = await conn.fetchval("SELECT id FROM refunds WHERE refund_id = $1", refund_id)
+        return pk
+
+    old_refund = await refund("before")
+    written = {
+        row["idempotency_key"]: row["params"]
+        for row in await conn.fetch("SELECT idempotency_key, params::text FROM outbox WHERE channel = 'engine'")
+    }
+    # The state a deployment upgraded from the fire-and-forget task is in: no outbox rows for what came
+    # before; "heard" was acknowledged, "embedded" priced by the embedded engine (the flag's old default).
+    queued_order = f"engine:order-{pks['queued']}"
+    await conn.execute("DELETE FROM outbox WHERE channel = 'engine' AND idempotency_key <> $1", queued_order)
+    await conn.execute("UPDATE orders SET engine_notified = true WHERE id = $1", pks["heard"])
+    await conn.execute("UPDATE orders SET engine = 'embedded' WHERE id = $1", pks["embedded"])
+    # Upgraded, before anyone ran renotify: a new refund of the untold order waits for it.
+    new_refund = await refund("after")
+    await notices.run_once()
+    assert [b["order_id"] for path, b, _ in fake.calls if path != "/calculate"] == ["queued"]
+    waiting = await conn.fetchrow(
+        "SELECT status, last_error FROM outbox WHERE idempotency_key = $1", f"engine:refund-{new_refund}"
+    )
+    assert waiting is not None
+    assert waiting["status"] == "queued"
+    assert "kartka engine renotify" in waiting["last_error"]
+
+    orders = client.app.state.services.orders
+    # Through the orders two ids at a time: each range its own transaction, none left out.
+    done = await renotify(pool, orders.customers.events, engine="http", now=clock.now(), span=2)
+    assert done == Renotified(orders=1, refunds=1)
+    queued = {
+        row["idempotency_key"]: row["params"]
+        for row in await conn.fetch("SELECT idempotency_key, params::text FROM outbox WHERE channel = 'engine'")
+    }
+    missed, missed_refund = f"engine:order-{pks['missed']}", f"engine:refund-{old_refund}"
+    assert set(queued) == {missed, missed_refund, queued_order, f"engine:refund-{new_refund}"}
+    for key in (missed, missed_refund):  # the very notice the order and the refund wrote
+        assert msgspec.json.decode(queued[key]) == msgspec.json.decode(written[key])
+    assert await orders.renotify(pool) == Renotified(orders=0, refunds=0)
+
+    for _ in range(4):
+        clock.advance(timedelta(minutes=1))
+        await notices.run_once()
+    told = [(path, h["idempotency-key"]) for path, _, h in fake.calls if path != "/calculate"]
+    assert told[:2] == [("/orders", f"order-{pks['queued']}"), ("/orders", f"order-{pks['missed']}")]
+    assert sorted(told[2:]) == [
+        ("/orders/missed/refunds", f"refund-{old_refund}"),
+        ("/orders/missed/refunds", f"refund-{new_refund}"),
+    ]  # after their order
+    flags = await conn.fetch("SELECT order_id, engine_notified FROM orders ORDER BY id")
+    assert [tuple(row) for row in flags] == [("missed", True), ("heard", True), ("embedded", False), ("queued", True)]
+    statuses = await conn.fetch("SELECT DISTINCT status FROM outbox WHERE channel = 'engine'")
+    assert [row["status"] for row in statuses] == ["delivered"]
 
 
 @pytest.mark.parametrize("mode", ["down", "slow", "garbage", "wrong-shape"])

@@ -8,7 +8,7 @@ share (``refund``), and makes both idempotent (``idempotency``): the same ``Idem
 same body returns the stored answer and changes nothing. ``structs`` holds what goes in and out.
 """
 
-from wallet.orders.notices import engine_acknowledged
+from wallet.orders.notices import Renotified, engine_acknowledged, unheard
 from wallet.orders.service import OrderService
 from wallet.orders.structs import (
     CLOCK_SKEW,
@@ -45,9 +45,11 @@ __all__ = [
     "QuoteLine",
     "RefundInput",
     "RefundResult",
+    "Renotified",
     "ReturnLine",
     "ReturnShare",
     "ReturnTooLarge",
     "Stored",
     "engine_acknowledged",
+    "unheard",
 ]

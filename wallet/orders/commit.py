@@ -16,9 +16,9 @@ from kartka.sql import Named
 from wallet import ledger, receipts
 from wallet.ledger import EntryKind
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
-from wallet.orders.notices import builtins, tell_engine
+from wallet.orders.notices import order_notice, tell_engine
 from wallet.orders.structs import CLOCK_SKEW, Channel, CommitInput, OrderResult, OrderScope, Quote, Stored
-from wallet.pricing import CommittedOrder, EngineNotice, Pricing
+from wallet.pricing import CommittedOrder, Pricing
 from wallet.program import Program, Tier
 from wallet.tiers import tier_view, upgrade_if_earned
 
@@ -297,7 +297,7 @@ async def _tell(
             terminal=terminal,
             channel=channel,
         )
-        await tell_engine(events, conn, EngineNotice(f"order-{order_pk}", "/orders", builtins(order), order_pk), now)
+        await tell_engine(events, conn, order_notice(order_pk, order), now)
 
 
 def _line_arrays(quote: Quote) -> dict[str, list[object]]:

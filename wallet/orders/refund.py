@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -16,7 +15,7 @@ from wallet import ledger, receipts
 from wallet.ledger import EntryKind
 from wallet.money import allocate, prorate
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
-from wallet.orders.notices import builtins, tell_engine
+from wallet.orders.notices import refund_notice, tell_engine
 from wallet.orders.structs import (
     Channel,
     OrderConflict,
@@ -29,7 +28,7 @@ from wallet.orders.structs import (
     ReturnTooLarge,
     Stored,
 )
-from wallet.pricing import CommittedRefund, EngineNotice, ReturnedLine, ReturnedPart, ReturnedPromotion
+from wallet.pricing import CommittedRefund, ReturnedLine, ReturnedPart, ReturnedPromotion
 
 if TYPE_CHECKING:
     from wallet.orders.service import OrderService
@@ -160,10 +159,9 @@ async def refund(
             store=order_scope.store,
             channel=order_scope.channel,
             refund_store=store,
+            refund_channel=channel,
         )
-        path = f"/orders/{urllib.parse.quote(order_id, safe='')}/refunds"
-        notice = EngineNotice(f"refund-{refund_pk}", path, builtins(refunded), after_order=order["id"])
-        await tell_engine(events, conn, notice, now)
+        await tell_engine(events, conn, refund_notice(refund_pk, order["id"], refunded), now)
     result = RefundResult(
         refund_id=data.refund_id,
         order_id=order_id,

@@ -6,11 +6,11 @@ from datetime import datetime
 from uuid import UUID
 
 from kartka.clock import Clock
-from kartka.db import Connection
+from kartka.db import Connection, Pool
 from wallet import receipts
 from wallet.customers import CustomerService
 from wallet.money import allocate
-from wallet.orders import commit, refund
+from wallet.orders import commit, notices, refund
 from wallet.orders.commit import promotion_totals
 from wallet.orders.structs import (
     CalculateInput,
@@ -229,3 +229,11 @@ class OrderService:
             channel=channel,
             store=store,
         )
+
+    async def renotify(self, pool: Pool) -> notices.Renotified:
+        """Queue the notices the remote engine never acknowledged of orders committed before notices went
+        through the outbox, and of their refunds (``wallet.orders.notices.renotify``). With the embedded
+        engine there is no one to tell: nothing is queued."""
+        if not self.engine_remote:
+            return notices.Renotified(orders=0, refunds=0)
+        return await notices.renotify(pool, self.customers.events, engine=self.engine.name, now=self.clock.now())
