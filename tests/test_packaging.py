@@ -105,6 +105,49 @@ def test_every_lock_installs_from_wheels_on_every_platform_and_python_it_claims(
     assert not failures, "\n".join(failures)
 
 
+def _lib(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by sh in ``project`` after sourcing scripts/lib.sh, as scripts/run and scripts/test do."""
+    env = os.environ | {"KARTKA_LIB": str(ROOT / "scripts" / "lib.sh"), "PYTHON": sys.executable}
+    command = ["sh", "-c", f'. "$KARTKA_LIB"; {script}']
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_a_virtualenv_is_made_anew_when_its_lock_its_installer_or_the_project_changes(tmp_path: Path) -> None:
+    """The decision scripts/lib.sh takes at every ./scripts/run and ./scripts/test, on a project of three
+    small files. (Making the virtualenv itself takes ten seconds and the network: every CI run does it.)"""
+    (tmp_path / "requirements").mkdir()
+    lock = tmp_path / "requirements" / "tiny.txt"
+    lock.write_text("six==1.16.0 --hash=sha256:" + "1" * 64 + "\n")
+    tools = tmp_path / "requirements" / "tools.txt"
+    tools.write_text("uv==0.13.9 --hash=sha256:" + "2" * 64 + "\n")
+    project = tmp_path / "pyproject.toml"
+    project.write_text('[project]\nname = "tiny"\nversion = "1"\n')
+    venv = tmp_path / "v"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+
+    def current() -> bool:
+        return _lib(tmp_path, "venv_current v tiny").returncode == 0
+
+    assert not current(), "a virtualenv never stamped (its install cut short) counts as current"
+    assert _lib(tmp_path, "venv_stamp v tiny").returncode == 0
+    assert current()
+    # On a current virtualenv ensure_venv does nothing: no message, nothing removed, no network.
+    kept = venv / "kept"
+    kept.touch()
+    untouched = _lib(tmp_path, "ensure_venv v tiny")
+    assert (untouched.returncode, untouched.stderr) == (0, "")
+    assert kept.exists()
+    for path in (lock, tools, project):
+        original = path.read_text()
+        path.write_text(original.replace("1", "3", 1))
+        assert not current(), f"{path.name} changed and the old virtualenv still counts as current"
+        path.write_text(original)
+        assert current()
+    (venv / "bin" / "python").unlink()
+    assert not current(), "a virtualenv without its Python counts as current"
+
+
 def test_the_dockerfile_installs_the_lock_on_pinned_images_from_a_lean_context() -> None:
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     for image in re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE):
