@@ -32,6 +32,7 @@ from kartka.errors import DomainError
 from kartka.keys import Scope, create_key, list_keys, revoke_key, validate_code
 from kartka.lifeline import die_with_parent
 from kartka.logs import LogFormat
+from kartka.migrate import MigrationError
 from kartka.settings import EngineKind, Environment, Settings, SettingsError, load_settings, redact_url
 from kartka.staff import Passwords, Role, create_staff, disable_staff, list_staff, set_password, unlock_staff
 from kartka.supervisor import Supervisor
@@ -76,6 +77,8 @@ def _friendly_errors(settings: Settings) -> Iterator[None]:
         yield
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
+    except MigrationError as exc:  # a server too old, an edited migration
+        raise click.ClickException(str(exc)) from exc
     except asyncpg.UndefinedTableError as exc:
         where = redact_url(settings.database_url.reveal()) if settings.database_url else "(embedded)"
         raise click.ClickException(f"the database at {where} has no Kartka tables yet: run `kartka migrate`") from exc

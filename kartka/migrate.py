@@ -27,8 +27,40 @@ ADVISORY_LOCK_KEY = 0x6B61_7274_6B61  # "kartka"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+#: The oldest PostgreSQL the schema and its queries are tested on (CI's suite runs on it; README,
+#: "Deploying"), as ``server_version_num`` gives it: major * 10000 + minor.
+MINIMUM_SERVER_VERSION = 15_00_00
+
+
 class MigrationError(RuntimeError):
     pass
+
+
+class UnsupportedServer(MigrationError):
+    """The database server is older than ``MINIMUM_SERVER_VERSION``."""
+
+
+def _release(version_num: int) -> str:
+    """``server_version_num`` as people write it: 150020 → 15.20, 90624 → 9.6.24."""
+    if version_num >= 10_00_00:
+        return f"{version_num // 10000}.{version_num % 10000}"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
+
+
+def check_server_version(version_num: int, minimum: int = MINIMUM_SERVER_VERSION) -> None:
+    """Refuse a server older than ``minimum`` (both as ``server_version_num``), naming both releases."""
+    if version_num < minimum:
+        raise UnsupportedServer(
+            f"the database server is PostgreSQL {_release(version_num)}; Kartka needs PostgreSQL "
+            f"{_release(minimum).removesuffix('.0')} or newer: upgrade the server or point DATABASE_URL at a newer one"
+        )
+
+
+async def require_supported_server(conn: Connection, minimum: int = MINIMUM_SERVER_VERSION) -> int:
+    """The server's ``server_version_num``, once it is known to be ``minimum`` or newer."""
+    version_num = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
+    check_server_version(version_num, minimum)
+    return version_num
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +121,16 @@ async def pending(conn: Connection, packages: Sequence[str]) -> list[Migration]:
     return [m for m in discover(packages) if m.version not in done]
 
 
-async def migrate(conn: Connection, packages: Sequence[str]) -> list[Migration]:
-    """Apply every migration not yet applied, each in its own transaction; return those applied."""
+async def migrate(
+    conn: Connection, packages: Sequence[str], *, minimum: int = MINIMUM_SERVER_VERSION
+) -> list[Migration]:
+    """Apply every migration not yet applied, each in its own transaction; return those applied.
+
+    ``kartka serve``, an API process that migrates on start and ``kartka migrate`` (the release step
+    where they do not) come through here before anything is served: on a server older than the oldest
+    supported one nothing is applied, and the start fails with a message naming both releases instead
+    of a syntax error from some later query."""
+    await require_supported_server(conn, minimum)
     migrations = discover(packages)
     applied: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)

@@ -2,10 +2,28 @@
 # requirements/$2.txt (main or dev), every package pinned with its hash (installed by uv, itself pinned in
 # requirements/tools.txt), then the project itself in
 # editable mode (so code changes need no reinstall). A stamp in the virtualenv remembers which lock it
-# was built from: when the lock (or pyproject.toml) changes, the virtualenv is made anew, so nothing
-# left over from an older lock stays installed. A start with an unchanged lock needs no network.
+# was built from: when the lock (or requirements/tools.txt, or pyproject.toml) changes, the virtualenv is
+# made anew, so nothing left over from an older lock stays installed. A start with an unchanged lock needs
+# no network. tests/test_packaging.py runs venv_current and ensure_venv on a virtualenv of its own.
 
 PYTHON="${PYTHON:-python3}"
+
+# What a virtualenv of lock $1 is made from: requirements/$1.txt, the installer's lock and pyproject.toml.
+venv_inputs() {
+    cat "requirements/$1.txt" requirements/tools.txt pyproject.toml
+}
+
+# Record that the virtualenv $1 was made, whole, from the inputs of lock $2 as they are now.
+venv_stamp() {
+    venv_inputs "$2" > "$1/.kartka-installed"
+}
+
+# Whether the virtualenv $1 can be used as it is: made whole from lock $2's inputs as they are now, and
+# its Python still there. Anything else (a changed lock, an install cut short) makes it anew.
+venv_current() {
+    [ -f "$1/.kartka-installed" ] && [ -x "$1/bin/python" ] \
+        && [ "$(cat "$1/.kartka-installed")" = "$(venv_inputs "$2")" ]
+}
 
 ensure_venv() {
     venv="$1"
@@ -14,12 +32,10 @@ ensure_venv() {
         echo "Kartka needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1)); set PYTHON=python3.x" >&2
         exit 1
     }
-    stamp="$venv/.kartka-installed"
-    want="$(cat "$lock" requirements/tools.txt pyproject.toml)"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+    if venv_current "$venv" "$2"; then
         return 0
     fi
-    [ -d "$venv" ] && echo "$lock changed since $venv was made: making it anew" >&2
+    [ -d "$venv" ] && echo "$venv was not made whole from $lock as it is now: making it anew" >&2
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     # uv installs the lock (pip would take several times as long: it downloads and unpacks one wheel at a
@@ -31,5 +47,5 @@ ensure_venv() {
     # the tests start would compile what it imports again.
     $uv --require-hashes --only-binary :all: --compile-bytecode -r "$lock"
     $uv --no-deps --no-build-isolation -e .
-    printf '%s' "$want" > "$stamp"
+    venv_stamp "$venv" "$2"
 }

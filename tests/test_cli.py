@@ -17,8 +17,10 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
+from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -351,6 +353,21 @@ def test_mistakes_get_one_line_not_a_traceback(fresh_database: str, tmp_path: Pa
     no_tty = cli("staff", "create", "ada", "--role", "admin", env=env, cwd=tmp_path, check=False, stdin="")
     assert no_tty.returncode == 2
     assert "--password-stdin" in no_tty.stderr
+    # A migration edited after it shipped (or a server older than the oldest supported: the same
+    # MigrationError) stops migrate with one line.
+    asyncio.run(_edit_a_shipped_migration(fresh_database))
+    edited = cli("migrate", env=env, cwd=tmp_path, check=False)
+    assert edited.returncode == 1
+    assert "migrations are append-only" in edited.stderr
+    assert "Traceback" not in edited.stderr
+
+
+async def _edit_a_shipped_migration(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    finally:
+        await conn.close()
 
 
 def test_engine_renotify_needs_the_remote_engine_and_queues_nothing_twice(fresh_database: str, tmp_path: Path) -> None:
@@ -426,6 +443,8 @@ def test_embedded_postgres_is_shared_by_serve_and_the_cli_and_dies_with_serve(ou
         assert response.status_code == 201
         assert pid_file.read_text().split()[0] == postmaster  # the same server throughout
         assert (data / ".gitignore").read_text() == "*\n"
+        # The one run of the suite on the embedded server's major (the rest run on CI's, the minimum).
+        assert (data / "pgdata" / "PG_VERSION").read_text().strip() == version("embedded-postgres").split(".")[0]
     finally:
         assert running.stop() == 0
     # The last user gone, the embedded server stops.

@@ -1,14 +1,25 @@
-"""Migrations: numbered, recorded, append-only, safe twice and from two processes at once."""
+"""Migrations: numbered, recorded, append-only, safe twice and from two processes at once, and only on a
+PostgreSQL the schema is tested on."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 
 import asyncpg
 import pytest
 
 from boot.schema import SCHEMA
-from kartka.migrate import MigrationError
+from kartka.db import Connection
+from kartka.migrate import (
+    MINIMUM_SERVER_VERSION,
+    MigrationError,
+    UnsupportedServer,
+    check_server_version,
+    migrate,
+    require_supported_server,
+)
 
 
 def test_migrations_are_numbered_uniquely_and_in_order() -> None:
@@ -42,3 +53,38 @@ async def test_an_edited_migration_is_refused(fresh_database: str) -> None:
             await SCHEMA.migrate(conn)
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(("version_num", "release"), [(90624, "9.6.24"), (140010, "14.10"), (149999, "14.9999")])
+def test_a_server_older_than_the_minimum_is_refused_naming_both_releases(version_num: int, release: str) -> None:
+    needed = re.escape(f"PostgreSQL {release}; Kartka needs PostgreSQL 15 or newer")
+    with pytest.raises(UnsupportedServer, match=needed):
+        check_server_version(version_num)
+
+
+@pytest.mark.parametrize("version_num", [MINIMUM_SERVER_VERSION, 150020, 180001])
+def test_the_minimum_release_and_newer_ones_are_accepted(version_num: int) -> None:
+    check_server_version(version_num)
+
+
+async def test_migrate_applies_nothing_on_a_server_older_than_the_minimum(fresh_database: str) -> None:
+    """The real server, held to a minimum one release above it: migrate stops before its first statement."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        version_num = await require_supported_server(conn)
+        with pytest.raises(UnsupportedServer, match="Kartka needs PostgreSQL"):
+            await migrate(conn, SCHEMA.packages, minimum=version_num + 1)
+        assert await conn.fetchval("SELECT to_regclass('schema_migrations')") is None
+    finally:
+        await conn.close()
+
+
+async def test_the_suite_runs_on_a_supported_server_of_the_major_ci_names(conn: Connection) -> None:
+    """CI sets KARTKA_TEST_POSTGRES_MAJOR (.ci/run): a run that found another server, or none and fell
+    back to the embedded one, fails instead of passing on a release the README does not claim it tests."""
+    version_num = await require_supported_server(conn)
+    wanted = os.environ.get("KARTKA_TEST_POSTGRES_MAJOR")
+    if wanted:
+        assert version_num // 10000 == int(wanted), (
+            f"the tests ran on PostgreSQL {version_num // 10000}, not {wanted}: set KARTKA_TEST_ADMIN_URL"
+        )
