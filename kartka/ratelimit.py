@@ -66,8 +66,9 @@ class RateLimiter:
         message: str,
         locked: bool = False,
         since: datetime | None = None,
-    ) -> None:
-        """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full.
+    ) -> int:
+        """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full;
+        returns how many events the window holds with this one.
 
         Runs in the caller's transaction: the event counts only if that transaction commits.
         ``locked``: the caller already serialises requests for this subject (holds a row lock that every
@@ -82,6 +83,7 @@ class RateLimiter:
         if row["n"] >= limit:
             wait = (row["oldest"] + window - now).total_seconds()
             raise RateLimited(message, retry_after=max(1, math.ceil(wait)))
+        return int(row["n"]) + 1
 
     async def backoff(
         self,
