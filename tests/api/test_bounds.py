@@ -162,7 +162,10 @@ async def test_promotion_and_offer_times(
         whens = [{"starts_at": moment}, {"ends_at": moment}, {"starts_at": FINE, "ends_at": moment}]
         for when in whens:
             draft = MILK | {"id": "milk-11", "when": when}
-            refused(await client.post("/v1/admin/promotions", json=draft, headers=admin), caplog, when)
+            response = await client.post("/v1/admin/promotions", json=draft, headers=admin)
+            refused(response, caplog, when)
+            if moment in EDGES:  # said of the time at fault
+                assert "_at: must be between 1900 and 2200" in problem(response)["errors"][0]["message"], response.text
             refused(
                 await client.put("/v1/admin/promotions/milk-10", json=MILK | {"when": when}, headers=admin),
                 caplog,
