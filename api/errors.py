@@ -209,6 +209,16 @@ def _out_of_range(request: Request[Any, Any, Any], exc: Exception) -> Response[d
     )
 
 
+def _data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """asyncpg raises ``asyncpg.DataError`` itself, not a subclass, for an argument it cannot encode (an
+    integer past int64, a time no UTC ``datetime`` can hold), before the query reaches the server: the
+    client's value, like :func:`_out_of_range`. PostgreSQL's own data errors come as its subclasses (those
+    of a value out of range are mapped above); the rest are our SQL's, and stay 500s."""
+    if type(exc) is asyncpg.DataError:
+        return _out_of_range(request, exc)
+    return _unexpected(request, exc)
+
+
 def _contention(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.warning("lock contention on %s %s: %r", request.method, redact_path(request.url.path), exc)
     return problem_response(
@@ -271,7 +281,7 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     asyncpg.DeadlockDetectedError: _contention,
     asyncpg.SerializationError: _contention,
     asyncpg.UntranslatableCharacterError: _unstorable_text,
-    asyncpg.exceptions._base.DataError: _out_of_range,  # the driver refused an argument (out of int64 range)
+    asyncpg.DataError: _data_error,
     asyncpg.NumericValueOutOfRangeError: _out_of_range,
     asyncpg.DatetimeFieldOverflowError: _out_of_range,
     Exception: _unexpected,

@@ -9,7 +9,7 @@ from typing import Any, Final
 from litestar import Request
 
 from kartka import texts
-from kartka.logtext import log_text
+from kartka.logtext import clip
 from kartka.netaddr import ClientAddresses
 
 #: Where :class:`ClientAddresses` lives in the app's state (set by the app factory).
@@ -42,14 +42,14 @@ _SECRET_PATHS: Final = re.compile(r"(/(?:c|u|devices)/)[^/?#]+")
 
 
 def redact_path(path: str) -> str:
-    """``/c/<token>/pass.pkpass`` -> ``/c/…/pass.pkpass``: what logs may say about a request's path,
-    with what the client put in it escaped (:func:`kartka.logtext.log_text`; uvicorn logs it decoded)."""
-    return log_text(_SECRET_PATHS.sub(r"\1…", path), limit=2_000)
+    """``/c/<token>/pass.pkpass`` -> ``/c/…/pass.pkpass``: what logs may say about a request's path
+    (uvicorn logs it percent-decoded: the log formatters, :mod:`kartka.logs`, escape what the client put
+    in it)."""
+    return clip(_SECRET_PATHS.sub(r"\1…", path), limit=2_000)
 
 
 class RedactSecrets(logging.Filter):
-    """Keeps secrets in paths out of the access log (uvicorn logs every path), and client text in it
-    escaped."""
+    """Keeps secrets in paths out of the access log (uvicorn logs every path)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

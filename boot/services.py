@@ -299,6 +299,7 @@ def signin_config(settings: Settings) -> SignInConfig:
         code_length=settings.otp_length,
         ttl_seconds=settings.otp_ttl_seconds,
         max_attempts=settings.otp_max_attempts,
+        max_attempts_per_code=settings.otp_max_attempts_per_code,
         resend_seconds=settings.otp_resend_seconds,
         resend_max_seconds=settings.otp_resend_max_seconds,
         per_ip_per_hour=settings.otp_per_ip_per_hour,

@@ -43,7 +43,7 @@ def check_instant(value: datetime | None, field: str) -> None:
     except (OverflowError, ValueError):  # year 1 or 9999 with an offset: not even UTC can hold it
         inside = False
     if not inside:
-        raise ValueError(f"{field} must be between {EARLIEST.year} and {LATEST.year}")
+        raise ValueError(f"{field}: must be between {EARLIEST.year} and {LATEST.year}")
 
 
 def parse_day(text: str) -> date | None:

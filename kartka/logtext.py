@@ -1,5 +1,7 @@
-"""Client text on its way into a log line: one helper, so that nothing a client sends can forge a log
-line, recolour a terminal or reorder what a reader sees.
+"""Text on its way into a log line: one helper, so that nothing a client sends can forge a log line,
+recolour a terminal or reorder what a reader sees. The log formatters (:mod:`kartka.logs`) put every
+record's message, traceback and extra fields through it, whoever logged them and however the client's
+text got there (an argument, an exception's message); call sites need not escape.
 
 Control characters (newlines, ANSI escapes, NUL), format characters (right-to-left overrides,
 zero-width joiners, the BOM), separators other than the plain space, surrogates and unassigned code
@@ -24,10 +26,16 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def log_text(text: str, limit: int = MAX_LENGTH) -> str:
-    """``text`` as a log line may carry it: unsafe characters escaped, at most ``limit`` of them kept."""
-    if len(text) > limit:
-        text = text[:limit] + "…"
+def clip(text: str, limit: int = MAX_LENGTH) -> str:
+    """At most ``limit`` characters of ``text``, and "…" when there were more."""
+    return text[:limit] + "…" if len(text) > limit else text
+
+
+def log_text(text: str, limit: int | None = MAX_LENGTH) -> str:
+    """``text`` as a log line may carry it: unsafe characters escaped, at most ``limit`` of them kept
+    (``None``: all of them)."""
+    if limit is not None:
+        text = clip(text, limit)
     if text.isprintable() and "\\" not in text:  # the usual case, without a loop
         return text
     return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)

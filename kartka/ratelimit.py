@@ -66,8 +66,9 @@ class RateLimiter:
         message: str,
         locked: bool = False,
         since: datetime | None = None,
-    ) -> None:
-        """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full.
+    ) -> int:
+        """Count one event, or raise :class:`RateLimited` (with ``message``) when the window is full;
+        returns how many events the window holds with this one.
 
         Runs in the caller's transaction: the event counts only if that transaction commits.
         ``locked``: the caller already serialises requests for this subject (holds a row lock that every
@@ -82,6 +83,7 @@ class RateLimiter:
         if row["n"] >= limit:
             wait = (row["oldest"] + window - now).total_seconds()
             raise RateLimited(message, retry_after=max(1, math.ceil(wait)))
+        return int(row["n"]) + 1
 
     async def backoff(
         self,
@@ -145,7 +147,10 @@ class TextBudget:
     per phone or per address stops it (fresh numbers, many addresses), a budget does. The home country is
     bounded by the total alone; any other by its own (smaller) budget. Refusals are counted per process
     and logged (the first, the tenth, the hundredth...), since a spent budget means an attack or a budget
-    set too low, and both want a person."""
+    set too low, and both want a person. The service has no metrics endpoint; the log record carries the
+    figures as fields of their own (``sms_budget``: ``country`` or ``total``; ``country``, the text's
+    destination; ``budget_per_hour``; ``refused``, this process's count for that budget), which the JSON
+    log format writes as keys for a log collector to count and alert on."""
 
     def __init__(
         self,
@@ -173,7 +178,7 @@ class TextBudget:
         """Count one text to ``country`` in the caller's transaction, or raise :class:`TextBudgetSpent`."""
         message = "we cannot send more texts right now; try again later"
         budget = self.country_budget(country)
-        scope = f"country {country}"
+        scope, limit = f"country {country}", budget
         try:
             if budget == 0:
                 raise RateLimited(message, retry_after=int(_HOUR.total_seconds()))
@@ -181,17 +186,29 @@ class TextBudget:
                 await self.limiter.hit(
                     conn, "sms-country", country, limit=budget, window=_HOUR, now=now, message=message
                 )
-            scope = "total"
+            scope, limit = "total", self.per_hour
             await self.limiter.hit(conn, "sms-total", "", limit=self.per_hour, window=_HOUR, now=now, message=message)
         except RateLimited as exc:
-            self._count_refusal(scope)
+            self._count_refusal(scope, country, limit or 0)
             raise TextBudgetSpent(message, retry_after=exc.retry_after) from None
 
-    def _count_refusal(self, scope: str) -> None:
+    def _count_refusal(self, scope: str, country: str, limit: int) -> None:
         self.refused[scope] += 1
         count = self.refused[scope]
         if str(count).rstrip("0") == "1":  # the 1st, 10th, 100th, ...: a line per order of magnitude
-            logger.warning("SMS budget spent (%s): %d texts refused by this process so far", scope, count)
+            logger.warning(
+                "SMS budget spent (%s, %d an hour): %d texts refused by this process so far (this one to %s)",
+                scope,
+                limit,
+                count,
+                country,
+                extra={
+                    "sms_budget": scope.split(" ", 1)[0],
+                    "country": country,
+                    "budget_per_hour": limit,
+                    "refused": count,
+                },
+            )
 
 
 async def prune(pool: Pool, now: datetime) -> int:

@@ -89,6 +89,7 @@ ENV: Final[dict[str, str]] = {
     "otp_length": "KARTKA_OTP_LENGTH",
     "otp_ttl_seconds": "KARTKA_OTP_TTL_SECONDS",
     "otp_max_attempts": "KARTKA_OTP_MAX_ATTEMPTS",
+    "otp_max_attempts_per_code": "KARTKA_OTP_MAX_ATTEMPTS_PER_CODE",
     "otp_resend_seconds": "KARTKA_OTP_RESEND_SECONDS",
     "otp_per_ip_per_hour": "KARTKA_OTP_PER_IP_PER_HOUR",
     "signin_per_ip_per_hour": "KARTKA_SIGNIN_PER_IP_PER_HOUR",
@@ -229,7 +230,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     run_worker: bool = True
     otp_length: Annotated[int, msgspec.Meta(ge=4, le=10)] = 6
     otp_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
-    otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    otp_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5  # wrong tries at a code from one address
+    otp_max_attempts_per_code: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20  # ...and from all of them
     otp_resend_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
     # Per client address: generous, since a store's Wi-Fi or a carrier's NAT puts many shoppers behind one.
     otp_per_ip_per_hour: Annotated[int, msgspec.Meta(ge=1)] = 60

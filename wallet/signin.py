@@ -1,7 +1,12 @@
 """Phone-number sign-in: a code by SMS (or Viber), then tokens; the first sign-in issues the card.
 
-Codes are random digits, kept only as a keyed hash, single use, short-lived and good for a few wrong
-tries; a new send replaces the old code. Sending is limited by a wait per phone that doubles with every
+Codes are random digits, kept only as a keyed hash, single use and short-lived; a new send replaces the
+old code. Wrong tries count per client address *and* in all: one address gets a few tries at a code
+(``max_attempts``), after which that address is told to ask for a new one while the code stays good
+for everyone else, and the code dies after ``max_attempts_per_code`` wrong tries from all addresses
+together. So a stranger guessing at someone's code from their own address cannot spoil it for its
+owner, and guessing spread over many addresses still gets only a bounded number of tries per code
+(docs/auth.md weighs the two numbers). Sending is limited by a wait per phone that doubles with every
 code sent in the last hour (to 15 minutes: a stranger cannot block a phone for longer, and a sign-in
 resets it) and a count per client address, and every code spends the hourly SMS budget (in all and per
 destination country, :class:`kartka.ratelimit.TextBudget`); checking codes is limited per client address
@@ -20,15 +25,15 @@ import hmac
 import math
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import msgspec
 
 from kartka.clock import Clock
 from kartka.crypto import keyed_hash, verification_keys
-from kartka.db import Pool
-from kartka.errors import Unauthenticated
+from kartka.db import Connection, Pool
+from kartka.errors import RateLimited, Unauthenticated
 from kartka.ratelimit import RateLimiter, TextBudget
 from kartka.tokens import SubjectKind, Tokens
 from wallet.customers import CustomerService, Origin
@@ -46,6 +51,9 @@ class SignInConfig(msgspec.Struct, frozen=True, kw_only=True):
     code_length: int = 6
     ttl_seconds: int = 300
     max_attempts: int = 5
+    """Wrong tries at one code from one client address."""
+    max_attempts_per_code: int = 20
+    """Wrong tries at one code from all addresses together; then the code is dead."""
     resend_seconds: int = 60
     resend_max_seconds: int = 900
     per_ip_per_hour: int = 20
@@ -173,20 +181,33 @@ class SignInService:
                 message="too many sign-in attempts from this address; try again later",
             )
             row = await conn.fetchrow(
-                "SELECT code_hash, expires_at, attempts FROM signin_codes WHERE phone = $1 FOR UPDATE", phone
+                "SELECT code_hash, sent_at, expires_at, attempts FROM signin_codes WHERE phone = $1 FOR UPDATE",
+                phone,
+            )
+            # This address's tries at this code, this one counted (None: it has none left).
+            tried_here = (
+                await self._try_from(conn, client, phone, row["sent_at"], row["code_hash"], now)
+                if row is not None and row["expires_at"] > now
+                else 0
             )
             if row is None or row["expires_at"] <= now:
                 refused = WrongCode("the code is wrong or has expired; ask for a new one", field="code")
+            elif tried_here is None:
+                refused = WrongCode(
+                    "no tries at this code are left from this address: ask for a new code", field="code", tries_left=0
+                )
             elif not self._matches(bytes(row["code_hash"]), phone, code):
-                attempts = row["attempts"] + 1
-                left = config.max_attempts - attempts
-                if left <= 0:
+                attempts = row["attempts"] + 1  # from every address
+                left = min(config.max_attempts - tried_here, config.max_attempts_per_code - attempts)
+                if attempts >= config.max_attempts_per_code:
                     await conn.execute("DELETE FROM signin_codes WHERE phone = $1", phone)
+                else:
+                    await conn.execute("UPDATE signin_codes SET attempts = $2 WHERE phone = $1", phone, attempts)
+                if left <= 0:
                     refused = WrongCode(
                         "wrong code, and no tries are left: ask for a new code", field="code", tries_left=0
                     )
                 else:
-                    await conn.execute("UPDATE signin_codes SET attempts = $2 WHERE phone = $1", phone, attempts)
                     refused = WrongCode(
                         f"wrong code; {left} {'try' if left == 1 else 'tries'} left", field="code", tries_left=left
                     )
@@ -211,3 +232,25 @@ class SignInService:
                     card_created=created,
                 )
         raise refused  # after the commit: the wrong try is counted
+
+    async def _try_from(
+        self, conn: Connection, client: str, phone: str, sent_at: datetime, code_hash: bytes, now: datetime
+    ) -> int | None:
+        """Count a try from ``client`` at the code sent at ``sent_at``: how many this address has made at it
+        with this one, or None when it has used up its tries (nothing is counted, and the code must not be
+        checked). The code's row lock, held by the caller, serialises the tries at it."""
+        config = self.config
+        this_code = f"{phone}\n{client}\n{sent_at.isoformat()}\n{bytes(code_hash).hex()}"  # a new code, new tries
+        try:
+            return await self.limiter.hit(
+                conn,
+                "otp-tries",
+                this_code,
+                limit=config.max_attempts,
+                window=timedelta(seconds=config.ttl_seconds),
+                now=now,
+                message="",
+                locked=True,
+            )
+        except RateLimited:
+            return None

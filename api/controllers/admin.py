@@ -20,7 +20,6 @@ from api.controllers.pos import CardNumber, Phone
 from api.errors import problems
 from api.state import provide_conn, provide_tx, services_of
 from kartka.db import Connection
-from kartka.logtext import log_text
 from kartka.staff import Permission, StaffAccount, unlock_staff
 from notifications.history import SentMessage, messages_for
 from wallet import ledger, support
@@ -245,7 +244,7 @@ class AdminStaffController(Controller):
         request: Request[Any, Any, State],
     ) -> StoreAssignment:
         chosen = await access.assign_manager_stores(tx, username, list(data.stores))
-        logger.info("%s assigned stores %s to %s", actor_of(request), log_text(",".join(chosen)), log_text(username))
+        logger.info("%s assigned stores %s to %s", actor_of(request), ",".join(chosen), username)
         return StoreAssignment(stores=chosen)
 
 

@@ -10,11 +10,11 @@ hours, ...) run in ``__post_init__`` and say which field is at fault as ``field:
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from kartka.bounds import Instant, check_instant
 from kartka.errors import InvalidInput
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,64}$", description="[a-z0-9-]{1,64}")]
@@ -28,7 +28,6 @@ Rate = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="basis points (1
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
 Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
 Priority = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Texts = Annotated[dict[Language, Text], msgspec.Meta(min_length=1, max_length=50)]
@@ -262,6 +261,8 @@ class When(_Object, frozen=True):
     hours: Hours | None = None
 
     def __post_init__(self) -> None:
+        check_instant(self.starts_at, "starts_at")
+        check_instant(self.ends_at, "ends_at")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at: must come after starts_at")
         _unique("weekdays", self.weekdays)

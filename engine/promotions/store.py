@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
+from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
 from kartka.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -162,11 +163,10 @@ DEFAULT: Final = PromotionGroup(id=DEFAULT_GROUP, mode="exclusive", priority=100
 
 class OfferInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     promotion: str
-    valid_until: datetime
+    valid_until: Instant
 
     def __post_init__(self) -> None:
-        if self.valid_until.tzinfo is None:
-            raise ValueError("valid_until needs a time zone (RFC 3339)")
+        check_instant(self.valid_until, "valid_until")
 
 
 class Offer(msgspec.Struct, frozen=True):

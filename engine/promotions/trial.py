@@ -29,13 +29,13 @@ from engine.promotions.evaluate import (
 )
 from engine.promotions.model import Promotion
 from engine.promotions.reload import LiveCatalog, LivePromotion, Snapshot
+from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 from wallet.customers import CustomerService
 from wallet.pricing import CartLine
 from wallet.program import Program
 
-Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 #: A backtest re-prices at most this many orders (the answer says when it stopped short).
 MAX_BACKTEST_ORDERS: Final = 200_000
 MAX_BACKTEST_DAYS: Final = 400
@@ -58,6 +58,9 @@ class PromotionPreviewInput(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     drafts: Annotated[tuple[Promotion, ...], msgspec.Meta(max_length=50)] = ()
     """Promotion objects to price with as if they ran: one with a stored promotion's id replaces it."""
     redeem_points: Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)] = 0
+
+    def __post_init__(self) -> None:
+        check_instant(self.at, "at")
 
 
 class PreviewLine(msgspec.Struct, frozen=True):
@@ -91,6 +94,10 @@ class PromotionPreview(msgspec.Struct, frozen=True):
 class BacktestInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     from_: Instant = msgspec.field(name="from")
     to: Instant
+
+    def __post_init__(self) -> None:
+        check_instant(self.from_, "from")
+        check_instant(self.to, "to")
 
 
 class Backtest(msgspec.Struct, frozen=True):

@@ -9,10 +9,13 @@ import logging
 import zipfile
 from typing import Any
 
+import asyncpg
 import pytest
-from litestar import Litestar
+from litestar import Litestar, post
+from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
+from api.errors import EXCEPTION_HANDLERS
 from kartka.db import Connection, Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
@@ -133,3 +136,82 @@ async def test_update_tags_and_http_dates_out_of_range_are_ignored(
         response = await client.get(url, headers=auth | {"If-Modified-Since": since})
         assert response.status_code == 200, (since, response.status_code)
         no_traceback(caplog, since)
+
+
+MILK: dict[str, Any] = {
+    "id": "milk-10",
+    "title": {"en": "-10% on milk"},
+    "benefit": {"type": "percent_off", "lines": {"skus": ["milk"]}, "percent_bp": 1000},
+}
+#: A time the service can hold, to pair with an edge where a body needs two.
+FINE = "2026-03-02T12:00:00Z"
+
+
+async def test_promotion_and_offer_times(
+    client: Client, keys: Keys, pos: dict[str, str], conn: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The promotion engine's times: a promotion's `when`, a preview's moment (and its drafts'), a
+    backtest's period and a personal offer's end."""
+    admin = await keys.headers(Scope.ADMIN)
+    created = await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)
+    customer = created.json()["customer"]["id"]
+    stored = await client.post("/v1/admin/promotions", json=MILK | {"audience": {"personal": True}}, headers=admin)
+    assert stored.status_code == 201, stored.text
+    cart = {"lines": LINES}
+    for moment in (*EDGES, "2026-03-02T12:00:00"):  # the last has no offset
+        whens = [{"starts_at": moment}, {"ends_at": moment}, {"starts_at": FINE, "ends_at": moment}]
+        for when in whens:
+            draft = MILK | {"id": "milk-11", "when": when}
+            response = await client.post("/v1/admin/promotions", json=draft, headers=admin)
+            refused(response, caplog, when)
+            if moment in EDGES:  # said of the time at fault
+                assert "_at: must be between 1900 and 2200" in problem(response)["errors"][0]["message"], response.text
+            refused(
+                await client.put("/v1/admin/promotions/milk-10", json=MILK | {"when": when}, headers=admin),
+                caplog,
+                when,
+            )
+            preview = cart | {"drafts": [draft]}
+            refused(await client.post("/v1/admin/promotions/preview", json=preview, headers=admin), caplog, when)
+        at = cart | {"at": moment}
+        refused(await client.post("/v1/admin/promotions/preview", json=at, headers=admin), caplog, at)
+        for period in ({"from": moment, "to": FINE}, {"from": FINE, "to": moment}):
+            response = await client.post("/v1/admin/promotions/milk-10/backtest", json=period, headers=admin)
+            refused(response, caplog, period)
+        offer = {"promotion": "milk-10", "valid_until": moment}
+        response = await client.post(f"/v1/admin/customers/{customer}/offers", json=offer, headers=admin)
+        refused(response, caplog, offer)
+    assert await conn.fetchval("SELECT count(*) FROM promotions") == 1
+    assert await conn.fetchval("SELECT count(*) FROM promotion_offers") == 0
+
+
+async def test_an_argument_the_driver_cannot_encode_is_422_and_a_bug_in_our_sql_stays_500(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The safety net behind the bounds. asyncpg refuses an argument it cannot encode with
+    ``asyncpg.DataError`` (a ``PostgresError``), which the app's errors used to miss: they mapped
+    ``asyncpg.exceptions._base.DataError``, which asyncpg never raises, so the refusal was a 500 with a
+    traceback. Driven through the app's own handlers and a real connection, since every input the app
+    takes is bounded before it gets this far."""
+    assert settings.database_url is not None
+    url = settings.database_url.reveal()
+
+    @post("/probe", status_code=200)
+    async def probe(data: JSONBody[dict[str, int]]) -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT $1::bigint / $2::int", data["n"], data["d"]))
+        finally:
+            await conn.close()
+
+    async with AsyncTestClient(Litestar([probe], exception_handlers=EXCEPTION_HANDLERS, logging_config=None)) as client:
+        for n in (2**63, -(2**63) - 1):
+            response = await client.post("/probe", json={"n": n, "d": 1})
+            assert response.status_code == 422, response.text
+            assert problem(response)["code"] == "out-of-range"
+            no_traceback(caplog, n)
+        assert (await client.post("/probe", json={"n": 6, "d": 2})).json() == 3
+        with caplog.at_level(logging.ERROR):
+            bug = await client.post("/probe", json={"n": 1, "d": 0})  # PostgreSQL's division by zero: ours
+        assert bug.status_code == 500
+        assert any(r.exc_info for r in caplog.records)

@@ -143,6 +143,16 @@ def test_what_is_no_number_or_date_is_named_before_the_domain_is_asked(
             "matching regex",
         ),
         ({"benefit.type": "percent_off", "benefit.percent_bp": "10", "id": "Not An Id"}, "id", "matching regex"),
+        (
+            {"benefit.type": "percent_off", "benefit.percent_bp": "10", "when.starts_at": "9999-12-31T23:59"},
+            "when.starts_at",
+            "must be between 1900 and 2200",
+        ),
+        (
+            {"benefit.type": "percent_off", "benefit.percent_bp": "10", "when.ends_at": "1899-12-31T23:59"},
+            "when.ends_at",
+            "must be between 1900 and 2200",
+        ),
     ],
 )
 def test_the_domains_refusal_lands_on_the_input_it_is_about(typed: dict[str, str], field: str, says: str) -> None:

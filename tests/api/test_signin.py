@@ -25,7 +25,7 @@ from kartka.errors import RateLimited
 from kartka.settings import DEV_SECRET_KEY, Settings
 from tests.helpers import latest_code, problem, sign_in
 from wallet.program import DEFAULT_PROGRAM
-from wallet.signin import SignInService
+from wallet.signin import SignInService, WrongCode
 
 Client = AsyncTestClient[Litestar]
 PHONE = "+375291234567"
@@ -146,7 +146,7 @@ async def test_a_code_is_single_use(client: Client, pool: Pool) -> None:
     assert problem(again)["code"] == "wrong-code"
 
 
-async def test_five_wrong_tries_kill_the_code(client: Client, pool: Pool) -> None:
+async def test_five_wrong_tries_from_an_address_end_its_tries_at_the_code(client: Client, pool: Pool) -> None:
     await send(client)
     code = await latest_code(pool, PHONE)
     left = []
@@ -156,9 +156,10 @@ async def test_five_wrong_tries_kill_the_code(client: Client, pool: Pool) -> Non
         assert response.headers["www-authenticate"].startswith("Bearer")
         left.append(problem(response)["tries_left"])
     assert left == [4, 3, 2, 1, 0]
-    dead = await token(client, code)  # the right code, too late
+    dead = await token(client, code)  # the right code, too late from here: it is not even checked
     assert dead.status_code == 401
-    assert "ask for a new one" in problem(dead)["detail"]
+    assert problem(dead)["tries_left"] == 0
+    assert "ask for a new code" in problem(dead)["detail"]
 
 
 async def test_a_code_expires_after_five_minutes(client: Client, pool: Pool, clock: FakeClock) -> None:
@@ -427,3 +428,39 @@ async def test_concurrent_first_sends_from_many_addresses_send_one_code(
     assert (len(sent), len(refused)) == (1, 7), results
     assert all(55 <= r.retry_after <= 60 for r in refused)
     assert await conn.fetchval("SELECT count(*) FROM outbox WHERE template = 'otp'") == 1
+
+
+async def _sign_in_from(signin: SignInService, client: str, code: str) -> object:
+    """The sign-in's answer from address ``client``: "in", the tries left, or "no code" (none, or dead)."""
+    try:
+        await signin.sign_in(PHONE, code, client=client, locale=None)
+    except WrongCode as exc:
+        return exc.extra.get("tries_left", "no code")
+    return "in"
+
+
+async def test_a_stranger_guessing_at_a_code_cannot_spoil_it_for_its_owner(
+    app: Litestar, client: Client, pool: Pool, clock: FakeClock
+) -> None:
+    """A stranger used to ask for a code for someone's phone, send five wrong tries and so kill the code
+    the owner received, again after every wait: the owner could never sign in. Tries count per address
+    now: the stranger's own run out, the owner's do not."""
+    signin = _on(app, pool)
+    await signin.send_code(PHONE, client="203.0.113.66", locale=None)
+    code = await latest_code(pool, PHONE)
+    assert [await _sign_in_from(signin, "203.0.113.66", wrong(code)) for _ in range(5)] == [4, 3, 2, 1, 0]
+    assert await _sign_in_from(signin, "203.0.113.66", code) == 0  # the stranger is done with this code
+    assert await _sign_in_from(signin, "198.51.100.10", wrong(code)) == 4  # the owner mistypes once...
+    assert await _sign_in_from(signin, "198.51.100.10", code) == "in"  # ...and signs in
+
+
+async def test_wrong_tries_from_all_addresses_together_kill_the_code(app: Litestar, pool: Pool) -> None:
+    """Guessing spread over many addresses gets twenty tries at a code in all, whoever makes them."""
+    signin = _on(app, pool)
+    await signin.send_code(PHONE, client="198.51.100.10", locale=None)
+    code = await latest_code(pool, PHONE)
+    left = [await _sign_in_from(signin, f"203.0.113.{n // 5}", wrong(code)) for n in range(19)]
+    assert left == [4, 3, 2, 1, 0] * 3 + [4, 3, 2, 1]
+    assert await _sign_in_from(signin, "203.0.113.3", wrong(code)) == 0  # the twentieth: the code is dead
+    assert await pool.fetchval("SELECT count(*) FROM signin_codes") == 0
+    assert await _sign_in_from(signin, "198.51.100.10", code) == "no code"  # the owner too must ask again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from api.state import services_of
 from boot.web import create_app
 from kartka.db import Connection, Pool
+from kartka.logs import LogFormat, formatter
 from kartka.settings import Settings
 
 Client = AsyncTestClient[Litestar]
@@ -181,12 +183,19 @@ async def test_a_shopper_past_a_limit_gets_a_page_in_their_language_with_retry_a
 
 
 class Lines(logging.Handler):
+    """Warnings as the JSON log format writes them (the real formatter)."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lines: list[str] = []
+        self.setFormatter(formatter(LogFormat.JSON))
+        self.records: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self.records.append(json.loads(self.format(record)))
+
+    @property
+    def lines(self) -> list[str]:
+        return [r["message"] for r in self.records]
 
 
 async def test_texts_strangers_cause_are_held_to_hourly_budgets(settings: Settings, pool: Pool) -> None:
@@ -210,9 +219,10 @@ async def test_texts_strangers_cause_are_held_to_hourly_budgets(settings: Settin
         assert third.status_code == 429
         assert third.json()["code"] == "sms-budget"
         assert 0 < int(third.headers["retry-after"]) <= 3600
-        # Someone should look: the refusal is logged and counted.
-        logging.getLogger("kartka.ratelimit").removeHandler(logged)
-        assert logged.lines == ["SMS budget spent (country PL): 1 texts refused by this process so far"]
+        # Someone should look: the refusal is logged and counted, with the figures as fields of their own.
+        assert logged.lines == [
+            "SMS budget spent (country PL, 2 an hour): 1 texts refused by this process so far (this one to PL)"
+        ]
         assert (await client.post("/v1/auth/otp", json={"phone": "+79161234501"})).status_code == 202
         assert (await client.post("/v1/auth/otp", json={"phone": "+79161234502"})).status_code == 429
         # Two texts left in all: the home country takes them, then nobody gets one.
@@ -226,6 +236,13 @@ async def test_texts_strangers_cause_are_held_to_hourly_budgets(settings: Settin
         # A customer's phone gets the same answer as a new one: the page tells no stranger who is a customer.
         assert (await join(client, "+375295550001")).status_code == 429
         assert services_of(app.state).texts.refused == {"country PL": 1, "country RU": 1, "total": 3}
+    logging.getLogger("kartka.ratelimit").removeHandler(logged)
+    fields = ("sms_budget", "country", "budget_per_hour", "refused")
+    assert [tuple(r[f] for f in fields) for r in logged.records] == [  # the 1st of each; the 2nd, 3rd are not
+        ("country", "PL", 2, 1),
+        ("country", "RU", 1, 1),
+        ("total", "BY", 5, 1),
+    ]
     # Nothing half-done: the refused joins made no customer, the refused codes no outbox rows.
     assert await pool.fetchval("SELECT count(*) FROM customers") == 2
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE template = 'otp'") == 3
