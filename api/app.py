@@ -19,7 +19,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
@@ -60,7 +59,7 @@ from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
-from api.openapi import assets_router, render_plugins
+from api.openapi import ContractConfig, assets_router, render_plugins
 from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
@@ -128,7 +127,7 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
-    openapi = OpenAPIConfig(
+    openapi = ContractConfig(
         title="Kartka",
         version="1",
         description=API_DESCRIPTION.strip(),
@@ -238,6 +237,7 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
         lifespan=[_lifespan(services)],
         before_send=[date_header(clock)],
         openapi_config=openapi,
+        plugins=[openapi.exact],
         request_max_body_size=settings.max_body_bytes,
         # One format for the app, uvicorn and the libraries (kartka.logs); api.errors logs unexpected
         # errors once, with their traceback.

@@ -5,8 +5,11 @@ what msgspec actually accepts: a variadic tuple becomes ``oneOf: [Item, {}]`` (a
 struct that forbids unknown fields does not say ``additionalProperties: false``, and constraints of an
 optional field land beside the ``oneOf`` instead of on the string. msgspec's own JSON Schema is, by
 construction, exactly what its decoder enforces, so every component that is one of our Structs (or
-enums) is taken from ``msgspec.json.schema_components`` instead. The pages and ``openapi.json`` all
-render the corrected document.
+enums) is taken from ``msgspec.json.schema_components`` instead, under the name Litestar gave it; which
+component is which type is known from the schema Litestar registered for it (:class:`ExactSchemas`),
+never guessed from a name (two Structs may share one). The correction is how the document is made
+(:class:`ContractConfig`), so the pages, ``openapi.json``, ``app.openapi_schema.to_schema()`` and
+``litestar schema openapi`` all give the same document.
 
 Swagger UI (swagger-ui-dist 5.35.0) and ReDoc (redoc 2.5.4) ship in ``api/assets/apidocs`` (licences
 beside them) and are served under ``/schema/assets`` with a content-hash ETag (a revalidation is a 304
@@ -19,25 +22,33 @@ import enum
 import functools
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import ETag
 from litestar.exceptions import NotFoundException
+from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import (
     JsonRenderPlugin,
     OpenAPIRenderPlugin,
     RedocRenderPlugin,
     SwaggerRenderPlugin,
 )
+from litestar.openapi.spec import OpenAPI, Reference, Schema
 from litestar.params import PathParameter
+from litestar.plugins import OpenAPISchemaPlugin
 from litestar.response import File
 from litestar.router import Router
 
 from api import examples
 from api.conditional import not_modified
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.typing import FieldDefinition
 
 ASSETS_DIR = Path(__file__).parent / "assets" / "apidocs"
 ASSETS_PATH = "/schema/assets"
@@ -49,7 +60,8 @@ CACHE_CONTROL: Final = "public, max-age=86400"
 _MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 #: The packages whose types make up the API's bodies.
 _OUR_PACKAGES = frozenset({"api", "analytics", "engine", "wallet", "notifications", "kartka"})
-_REF = "#/components/schemas/{name}"
+_REF_PREFIX = "#/components/schemas/"
+_REF = _REF_PREFIX + "{name}"
 PROBLEM_JSON = "application/problem+json"
 #: Bearer schemes: a valid credential of another kind or scope is refused with 403 (api.auth).
 _BEARER_SCHEMES = frozenset({"ApiKey", "StaffToken", "ShopperToken"})
@@ -77,35 +89,106 @@ def _ours(cls: type) -> bool:
     return cls.__module__.split(".")[0] in _OUR_PACKAGES
 
 
-def _field_names(cls: type) -> set[str] | None:
-    if issubclass(cls, msgspec.Struct):
-        return {field.encode_name for field in msgspec.structs.fields(cls)}
-    return None
+class ExactSchemas(OpenAPISchemaPlugin):
+    """Litestar's schema plugin for our Structs and enums that remembers which component is which type.
+
+    Litestar names a component after its class, and two classes of the same name after their modules
+    (``analytics_segments_Segment``); the component is matched to its type by the schema object Litestar
+    registered for it, never by a name.
+    """
+
+    def __init__(self) -> None:
+        self._types: dict[int, tuple[Schema, type]] = {}
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        annotation = field_definition.annotation
+        return (
+            not field_definition.is_union
+            and isinstance(annotation, type)
+            and issubclass(annotation, msgspec.Struct | enum.Enum)
+            and _ours(annotation)
+        )
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        cls: type = field_definition.annotation
+        # Litestar makes the schema as it would without us (its Struct plugin, or its enums'): names and
+        # references stay Litestar's; the schema itself is replaced by msgspec's in ``corrected``.
+        theirs = [
+            p
+            for p in schema_creator.plugins
+            if p is not self and schema_creator.plugin_supports_field(p, field_definition)
+        ]
+        result: Schema | Reference
+        if theirs:
+            result = theirs[0].to_openapi_schema(field_definition, schema_creator)
+        else:
+            result = schema_creator.for_enum_field(field_definition)
+        registered = schema_creator.schema_registry.get_schema_for_field_definition(field_definition)
+        self._types[id(registered)] = (registered, cls)
+        return result  # type: ignore[return-value]  # an enum's is a Reference, as Litestar's own
+
+    def types_of(self, components: dict[str, Schema]) -> dict[str, type]:
+        """Each component of ``components`` that is one of our types, with its type."""
+        return {
+            name: found[1]
+            for name, schema in components.items()
+            if (found := self._types.get(id(schema))) is not None and found[0] is schema
+        }
 
 
-def _type_for(name: str, schema: dict[str, Any], candidates: dict[str, list[type]]) -> type | None:
-    """The Struct or enum Litestar named ``name``: by name, and by its properties when two share a name."""
-    found = candidates.get(name, [])
-    if len(found) > 1:
-        properties = set(schema.get("properties", {}))
-        found = [cls for cls in found if _field_names(cls) == properties]
-    return found[0] if len(found) == 1 else None
+class _Document(OpenAPI):
+    """The document Litestar builds, which turns into the corrected one: whoever asks for it (the served
+    ``/schema/openapi.json``, ``app.openapi_schema.to_schema()``, ``litestar schema openapi``) gets the
+    same."""
+
+    exact: ExactSchemas
+
+    def to_schema(self) -> dict[str, Any]:
+        return corrected(super().to_schema(), self.exact.types_of(self.components.schemas or {}))
 
 
-def corrected(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with each of our Structs' and enums' component schemas replaced by msgspec's."""
+@dataclass
+class ContractConfig(OpenAPIConfig):
+    """Litestar's OpenAPI configuration whose document is the contract (:func:`corrected`). Its
+    ``exact`` plugin goes into the app's ``plugins``."""
+
+    exact: ExactSchemas = field(default_factory=ExactSchemas)
+
+    def to_openapi_schema(self) -> OpenAPI:
+        base = super().to_openapi_schema()
+        document = _Document(**{f.name: getattr(base, f.name) for f in fields(base)})
+        document.exact = self.exact
+        return document
+
+
+def _renamed(node: Any, names: dict[str, str]) -> Any:
+    """``node`` with each reference to a component named in ``names`` pointing at its new name."""
+    if isinstance(node, dict):
+        return {
+            key: _REF.format(name=names.get(value.removeprefix(_REF_PREFIX), value.removeprefix(_REF_PREFIX)))
+            if key == "$ref" and isinstance(value, str) and value.startswith(_REF_PREFIX)
+            else _renamed(value, names)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed(value, names) for value in node]
+    return node
+
+
+def corrected(document: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+    """``document`` with the component of each of our Structs and enums (``types``: name → type) replaced
+    by msgspec's, under the name Litestar gave it, and every operation with its shared answers."""
     components = document.get("components", {}).get("schemas", {})
-    candidates: dict[str, list[type]] = {}
-    for cls in [*_subclasses(msgspec.Struct), *_subclasses(enum.Enum)]:
-        if _ours(cls):
-            candidates.setdefault(cls.__name__, []).append(cls)
-    types: dict[str, type] = {}
-    for name, schema in components.items():
-        if (found := _type_for(name, schema, candidates)) is not None:
-            types[name] = found
-    _, exact = msgspec.json.schema_components(list(types.values()), ref_template=_REF)
+    named = list(types.items())
+    refs, exact = msgspec.json.schema_components([cls for _, cls in named], ref_template=_REF)
+    names = {ref["$ref"].removeprefix(_REF_PREFIX): name for (name, _), ref in zip(named, refs, strict=True)}
+    for theirs in exact:
+        # A type msgspec reached that Litestar did not register: its own name must not replace another's.
+        if theirs not in names and theirs in components:
+            raise ValueError(f"msgspec's component {theirs} would replace another of the same name")
+    schemas = components | {names.get(name, name): _renamed(schema, names) for name, schema in exact.items()}
     paths = {path: _with_shared_answers(path, item) for path, item in document.get("paths", {}).items()}
-    return document | {"paths": paths, "components": document["components"] | {"schemas": components | exact}}
+    return document | {"paths": paths, "components": document["components"] | {"schemas": schemas}}
 
 
 def _problem(status: str, description: str) -> dict[str, Any]:
@@ -167,43 +250,19 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-class _Corrected(OpenAPIRenderPlugin):
-    """Renders the corrected document (computed once: the document does not change while we run)."""
-
-    _document: tuple[int, dict[str, Any]] | None = None
-
-    def _corrected(self, openapi_schema: dict[str, Any]) -> dict[str, Any]:
-        if self._document is None or self._document[0] != id(openapi_schema):
-            self._document = (id(openapi_schema), corrected(openapi_schema))
-        return self._document[1]
-
-
-class _Json(_Corrected, JsonRenderPlugin):
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._corrected(openapi_schema))
-
-
-class _Swagger(_Corrected, SwaggerRenderPlugin):
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._corrected(openapi_schema))
-
-
-class _Redoc(_Corrected, RedocRenderPlugin):
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._corrected(openapi_schema))
-
-
 def render_plugins() -> list[OpenAPIRenderPlugin]:
     return [
-        _Swagger(
+        SwaggerRenderPlugin(
             version=SWAGGER_UI_VERSION,
             js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
             css_url=f"{ASSETS_PATH}/swagger-ui.css",
             standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
             favicon=FAVICON,
         ),
-        _Redoc(version=REDOC_VERSION, js_url=f"{ASSETS_PATH}/redoc.standalone.js", google_fonts=False, favicon=FAVICON),
-        _Json(),
+        RedocRenderPlugin(
+            version=REDOC_VERSION, js_url=f"{ASSETS_PATH}/redoc.standalone.js", google_fonts=False, favicon=FAVICON
+        ),
+        JsonRenderPlugin(),
     ]
 
 
