@@ -59,7 +59,7 @@ from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
-from api.openapi import ContractConfig, assets_router, render_plugins
+from api.openapi import ContractConfig, assets_router, openapi_router, render_plugins
 from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
@@ -133,6 +133,7 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
         description=API_DESCRIPTION.strip(),
         path="/schema",
         render_plugins=render_plugins(),
+        openapi_router=openapi_router(),
         components=Components(
             security_schemes={
                 SECURITY_SCHEME: SecurityScheme(

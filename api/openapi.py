@@ -250,6 +250,19 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _no_such_page(response: Response[Any]) -> Response[Any]:
+    """Litestar answers a page under ``/schema`` that no plugin serves with an HTML 404 of its own; it is
+    a 404 problem like any other path's (:mod:`api.errors`)."""
+    if response.status_code == 404:
+        raise NotFoundException
+    return response
+
+
+def openapi_router() -> Router:
+    """The router Litestar serves the document and its pages on (:func:`render_plugins`)."""
+    return Router("/schema", route_handlers=[], include_in_schema=False, after_request=_no_such_page)
+
+
 def render_plugins() -> list[OpenAPIRenderPlugin]:
     return [
         SwaggerRenderPlugin(
