@@ -24,6 +24,7 @@ from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from api.auth import (
     APPLE_PASS_SCHEME,
+    GOOGLE_WALLET_SCHEME,
     INFOBIP_SCHEME,
     SECURITY_SCHEME,
     SHOPPER_SCHEME,
@@ -169,6 +170,14 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
                     security_scheme_in="header",
                     name="X-Twilio-Signature",
                     description="Twilio's HMAC-SHA1 signature of the URL and the form, with the auth token",
+                ),
+                GOOGLE_WALLET_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="ECv2SigningOnly",
+                    description="Google signs the callback's body itself (ECv2SigningOnly: `signature`, "
+                    "`intermediateSigningKey`, `signedMessage`), nothing goes in a header; a body that does not "
+                    "verify for this issuer is a 401. OpenAPI has no scheme for a signature inside the body, "
+                    "so this one names the protocol.",
                 ),
             }
         ),

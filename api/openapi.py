@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, NamedTuple
 
 import msgspec
 from litestar import Request, Response, get
@@ -37,7 +37,7 @@ from litestar.openapi.plugins import (
     RedocRenderPlugin,
     SwaggerRenderPlugin,
 )
-from litestar.openapi.spec import OpenAPI, Reference, Schema
+from litestar.openapi.spec import OpenAPI, Operation, Reference, Schema
 from litestar.params import PathParameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.response import File
@@ -68,6 +68,8 @@ _BEARER_SCHEMES = frozenset({"ApiKey", "StaffToken", "ShopperToken"})
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
 }
+_METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_VALIDATORS: Final = frozenset({"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location"})
 _SHARED_ANSWERS = {
     "400": "Malformed: not JSON, not UTF-8, or a header that cannot be read",
     "401": "No credential, or one that is unknown, expired or revoked",
@@ -136,6 +138,22 @@ class ExactSchemas(OpenAPISchemaPlugin):
         }
 
 
+class _ReadsBody(Operation):
+    """An operation whose handler reads its body itself (a webhook checks the signature of the raw bytes
+    before anything is decoded): Litestar sees no ``data`` and documents no body, so the class names it."""
+
+    body: ClassVar[tuple[str, type]]
+
+
+def reads_body(media_type: str, cls: type) -> type[Operation]:
+    """The ``operation_class`` of a handler that reads a body of ``media_type`` shaped as ``cls`` itself."""
+
+    class ReadsBody(_ReadsBody):
+        body = (media_type, cls)
+
+    return ReadsBody
+
+
 class _Document(OpenAPI):
     """The document Litestar builds, which turns into the corrected one: whoever asks for it (the served
     ``/schema/openapi.json``, ``app.openapi_schema.to_schema()``, ``litestar schema openapi``) gets the
@@ -144,7 +162,13 @@ class _Document(OpenAPI):
     exact: ExactSchemas
 
     def to_schema(self) -> dict[str, Any]:
-        return corrected(super().to_schema(), self.exact.types_of(self.components.schemas or {}))
+        bodies = {
+            operation.operation_id: operation.body
+            for item in (self.paths or {}).values()
+            for method in _METHODS
+            if isinstance(operation := getattr(item, method, None), _ReadsBody) and operation.operation_id
+        }
+        return corrected(super().to_schema(), self.exact.types_of(self.components.schemas or {}), bodies)
 
 
 @dataclass
@@ -175,19 +199,29 @@ def _renamed(node: Any, names: dict[str, str]) -> Any:
     return node
 
 
-def corrected(document: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+def corrected(
+    document: dict[str, Any], types: dict[str, type], bodies: dict[str, tuple[str, type]] | None = None
+) -> dict[str, Any]:
     """``document`` with the component of each of our Structs and enums (``types``: name → type) replaced
-    by msgspec's, under the name Litestar gave it, and every operation with its shared answers."""
+    by msgspec's, under the name Litestar gave it; the bodies handlers read themselves (``bodies``:
+    operation id → media type and type) declared; and every operation with its shared answers."""
     components = document.get("components", {}).get("schemas", {})
     named = list(types.items())
-    refs, exact = msgspec.json.schema_components([cls for _, cls in named], ref_template=_REF)
-    names = {ref["$ref"].removeprefix(_REF_PREFIX): name for (name, _), ref in zip(named, refs, strict=True)}
+    read = list((bodies or {}).items())
+    refs, exact = msgspec.json.schema_components(
+        [*(cls for _, cls in named), *(cls for _, (_, cls) in read)], ref_template=_REF
+    )
+    names = {ref["$ref"].removeprefix(_REF_PREFIX): name for (name, _), ref in zip(named, refs, strict=False)}
     for theirs in exact:
         # A type msgspec reached that Litestar did not register: its own name must not replace another's.
         if theirs not in names and theirs in components:
             raise ValueError(f"msgspec's component {theirs} would replace another of the same name")
     schemas = components | {names.get(name, name): _renamed(schema, names) for name, schema in exact.items()}
-    paths = {path: _with_shared_answers(path, item) for path, item in document.get("paths", {}).items()}
+    request_bodies = {
+        operation_id: {"required": True, "content": {media: {"schema": _renamed(ref, names)}}}
+        for (operation_id, (media, _)), ref in zip(read, refs[len(named) :], strict=True)
+    }
+    paths = {path: _with_shared_answers(path, item, request_bodies) for path, item in document.get("paths", {}).items()}
     return document | {"paths": paths, "components": document["components"] | {"schemas": schemas}}
 
 
@@ -199,6 +233,11 @@ def _problem(status: str, description: str) -> dict[str, Any]:
     if status in ("429", "503"):
         answer["headers"] = _RETRY_AFTER
     return answer
+
+
+def _validators(answer: dict[str, Any]) -> dict[str, Any]:
+    """The headers of ``answer`` a 304 in its place must send too."""
+    return {name: header for name, header in answer.get("headers", {}).items() if name in _VALIDATORS}
 
 
 def _with_example(body: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
@@ -223,13 +262,17 @@ def _shared_statuses(path: str, operation: dict[str, Any]) -> set[str]:
     return shared
 
 
-def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
-    """Each operation of ``item`` with the answers every operation of its kind can give, every error as
-    problem+json, and the realistic examples of :mod:`api.examples` where it has some."""
+def _with_shared_answers(path: str, item: dict[str, Any], bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each operation of ``item`` with the body its handler reads itself (``bodies``), the answers every
+    operation of its kind can give, every error as problem+json, a 304 with the validators of the 200 it
+    stands for, and the realistic examples of :mod:`api.examples` where it has some."""
     item = dict(item)
-    for method, operation in item.items():
-        if not isinstance(operation, dict) or "responses" not in operation:
+    for method, described in item.items():
+        if not isinstance(described, dict) or "responses" not in described:
             continue
+        operation = described
+        if (body := bodies.get(operation.get("operationId", ""))) is not None:
+            operation = operation | {"requestBody": body}
         responses = dict(operation["responses"])
         changed: dict[str, Any] = {}
         samples = examples.BY_OPERATION.get(operation.get("operationId", ""), {})
@@ -246,6 +289,9 @@ def _with_shared_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
                 responses[status] = _problem(status, answer.get("description") or _SHARED_ANSWERS.get(status, ""))
             elif status in ("429", "503") and "headers" not in answer:
                 responses[status] = answer | {"headers": _RETRY_AFTER}
+        if "304" in responses and (validators := _validators(responses.get("200", {}))):
+            # RFC 9110 §15.4.5: a 304 carries the ETag and the rest a 200 would have sent.
+            responses["304"] = responses["304"] | {"headers": responses["304"].get("headers", {}) | validators}
         item[method] = operation | changed | {"responses": responses}
     return item
 

@@ -4,7 +4,10 @@ validator, agrees with msgspec's decoder."""
 from __future__ import annotations
 
 import enum
+import io
 import json
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,11 @@ from litestar.cli._utils import LitestarEnv
 from litestar.cli.main import litestar_group
 from litestar.testing import AsyncTestClient
 
+from api import examples
 from api.openapi import _ours, _subclasses
+from kartka.db import Pool
+from kartka.keys import Scope
+from tests.helpers import Keys, sign_in
 
 Client = AsyncTestClient[Litestar]
 REF = "#/components/schemas/"
@@ -180,7 +187,13 @@ def test_the_till_endpoints_show_realistic_examples_that_match_their_schemas(doc
                         errors = [error.message for error in validator.iter_errors(example["value"])]
                         assert not errors, (method, path, where, name, errors)
                         checked.append(f"{operation['operationId']} {where}")
-    for operation in ("posIdentify", "posCalculateOrder", "posCommitOrder", "posRefundOrder"):
+    for operation in (
+        "posIdentify",
+        "posCalculateOrder",
+        "posCommitOrder",
+        "posRefundOrder",
+        "integrationsCommitOrder",
+    ):
         assert f"{operation} request" in checked
         assert any(entry.startswith(operation) and not entry.endswith("request") for entry in checked), operation
 
@@ -202,3 +215,104 @@ def test_every_error_is_documented_as_problem_json(document: dict[str, Any]) -> 
         for operation in item.values()
         if isinstance(operation, dict) and "503" in operation["responses"]
     )
+
+
+def test_every_example_is_of_an_operation_the_document_has(document: dict[str, Any]) -> None:
+    operations = {
+        operation["operationId"]: operation
+        for item in document["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+    }
+    for operation_id, samples in examples.BY_OPERATION.items():
+        assert operation_id in operations, operation_id
+        for status in samples:
+            place = operations[operation_id].get("requestBody") if status == "request" else None
+            place = place or operations[operation_id]["responses"].get(status)
+            assert place is not None, (operation_id, status)
+            assert any("examples" in body for body in place["content"].values()), (operation_id, status)
+
+
+#: The sign-ins: their 401 refuses the code, password or refresh token the body trades for a token (the
+#: caller has no credential yet, so no security scheme fits).
+SIGN_INS = {"authSignIn", "authRefresh", "adminLogin"}
+
+
+def test_every_operation_that_can_answer_401_says_which_credential(document: dict[str, Any]) -> None:
+    schemes = set(document["components"]["securitySchemes"])
+    open_401 = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "401" in operation["responses"]:
+                if operation["operationId"] in SIGN_INS:
+                    assert "requestBody" in operation
+                    continue
+                named = {name for requirement in operation.get("security", []) for name in requirement}
+                if not named or not named <= schemes:
+                    open_401.append(f"{method.upper()} {path}")
+    assert open_401 == []
+
+
+def test_every_webhook_documents_the_body_it_reads(document: dict[str, Any]) -> None:
+    for path, media in [
+        ("/v1/webhooks/infobip", "application/json"),
+        ("/v1/webhooks/twilio", "application/x-www-form-urlencoded"),
+        ("/v1/webhooks/google-wallet", "application/json"),
+    ]:
+        operation = document["paths"][path]["post"]
+        assert list(operation["requestBody"]["content"]) == [media], path
+        assert {"400", "413", "422"} <= set(operation["responses"]), path
+
+
+#: Headers whose presence changes what a client does; each one the API sends must be in the document.
+WATCHED = ("Location", "ETag", "Last-Modified", "Retry-After", "Idempotent-Replayed")
+
+
+def _operation_of(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    for template, item in document["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path) and method.lower() in item:
+            return item[method.lower()]  # type: ignore[no-any-return]
+    raise AssertionError(f"{method} {path} is not in the document")
+
+
+async def test_every_header_the_api_sends_is_documented(
+    client: Client, pool: Pool, keys: Keys, document: dict[str, Any]
+) -> None:
+    """Exercise each operation that sends one of ``WATCHED`` and compare its answer with the document."""
+    admin, pos = await keys.headers(Scope.ADMIN), await keys.headers(Scope.POS)
+    shopper = await sign_in(client, pool, "+375291234567")
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)).json()["card"]
+    order = {"order_id": "H-1", "card": card["number"], "lines": [LINE]}
+    pkpass = await client.get("/v1/me/card/apple-pass", headers=shopper["headers"])
+    with zipfile.ZipFile(io.BytesIO(pkpass.content)) as archive:
+        apple = json.loads(archive.read("pass.json"))
+    pass_url = f"/passkit/v1/passes/{apple['passTypeIdentifier']}/{apple['serialNumber']}"
+    apple_auth = {"Authorization": f"ApplePass {apple['authenticationToken']}"}
+    benefit = {"type": "bundle", "trigger": {"categories": ["coffee"]}, "target": {"categories": ["pastry"]}}
+    promotion = {"id": "headers", "title": {"en": "Headers"}, "benefit": benefit | {"percent_bp": 3000}}
+
+    answers = [  # the pass first: the order changes it
+        latest := await client.get(pass_url, headers=apple_auth),
+        await client.get(pass_url, headers=apple_auth | {"If-Modified-Since": latest.headers["last-modified"]}),
+        await client.head(pass_url, headers=apple_auth | {"If-Modified-Since": latest.headers["last-modified"]}),
+        await client.post("/v1/admin/promotions", json=promotion, headers=admin),
+        await client.post("/v1/pos/orders", json=order, headers=pos | {"Idempotency-Key": "H-1"}),
+        await client.post("/v1/pos/orders", json=order, headers=pos | {"Idempotency-Key": "H-1"}),
+        barcode := await client.get("/v1/me/card/barcode", headers=shopper["headers"]),
+        await client.get(
+            "/v1/me/card/barcode", headers=shopper["headers"] | {"If-None-Match": barcode.headers["etag"]}
+        ),
+    ]
+    seen: set[str] = set()
+    undeclared: list[str] = []
+    for answer in answers:
+        operation = _operation_of(document, answer.request.method, answer.request.url.path)
+        declared = set(operation["responses"][str(answer.status_code)].get("headers", {}))
+        for header in WATCHED:
+            if header in answer.headers:
+                seen.add(header)
+                if header not in declared:
+                    undeclared.append(f"{operation['operationId']} {answer.status_code} {header}")
+    assert [answer.status_code for answer in answers] == [200, 304, 304, 201, 201, 201, 200, 304]
+    assert undeclared == []
+    assert seen == set(WATCHED) - {"Retry-After"}  # the fuzzer meets Retry-After (429, 503)
