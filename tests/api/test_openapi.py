@@ -9,19 +9,20 @@ import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jsonschema_rs
 import msgspec
 import pytest
 from click.testing import CliRunner
-from litestar import Litestar
+from litestar import Litestar, post
 from litestar.cli._utils import LitestarEnv
 from litestar.cli.main import litestar_group
+from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
 from api import examples
-from api.openapi import _ours, _subclasses
+from api.openapi import ContractConfig, _ours, _subclasses
 from kartka.db import Pool
 from kartka.keys import Scope
 from tests.helpers import Keys, sign_in
@@ -316,3 +317,46 @@ async def test_every_header_the_api_sends_is_documented(
     assert [answer.status_code for answer in answers] == [200, 304, 304, 201, 201, 201, 200, 304]
     assert undeclared == []
     assert seen == set(WATCHED) - {"Retry-After"}  # the fuzzer meets Retry-After (429, 503)
+
+
+#: Two Structs of one name in two of our packages (api.openapi corrects our packages' types).
+_StrictThing = msgspec.defstruct(
+    "Thing", [("count", Annotated[int, msgspec.Meta(ge=1)])], module="api.one", forbid_unknown_fields=True
+)
+_LooseThing = msgspec.defstruct(
+    "Thing",
+    [("items", tuple[_StrictThing, ...], ())],  # type: ignore[valid-type]
+    module="analytics.two",
+)
+
+
+def test_two_structs_of_one_name_are_each_corrected() -> None:
+    """Litestar tells them apart by module (api_one_Thing, analytics_two_Thing); the correction by the
+    type itself."""
+
+    @post("/strict", sync_to_thread=False)
+    def strict(data: JSONBody[_StrictThing]) -> None:  # type: ignore[valid-type]
+        return None
+
+    @post("/loose", sync_to_thread=False)
+    def loose(data: JSONBody[_LooseThing]) -> None:  # type: ignore[valid-type]
+        return None
+
+    config = ContractConfig(title="t", version="1")
+    app = Litestar([strict, loose], openapi_config=config, plugins=[config.exact])
+    schemas = json.loads(json.dumps(app.openapi_schema.to_schema()["components"]["schemas"]))
+    assert set(schemas) == {"api_one_Thing", "analytics_two_Thing"}
+    assert schemas["api_one_Thing"]["additionalProperties"] is False
+    assert schemas["api_one_Thing"]["properties"]["count"] == {"type": "integer", "minimum": 1}
+    assert "additionalProperties" not in schemas["analytics_two_Thing"]
+    assert schemas["analytics_two_Thing"]["properties"]["items"] == {
+        "type": "array",
+        "items": {"$ref": REF + "api_one_Thing"},
+        "default": [],
+    }
+
+
+def test_every_component_has_its_class_name(document: dict[str, Any]) -> None:
+    """Two of our types of one name would be documented under their modules' names
+    (``analytics_segments_Segment``): a client deserves a name of their own for each."""
+    assert [name for name in document["components"]["schemas"] if "_" in name] == []
