@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, NamedTuple
@@ -78,13 +77,6 @@ _SHARED_ANSWERS = {
     "422": "The request is invalid; `errors` names each field and what is wrong",
     "503": "The database cannot be reached, or another request on the same account got in the way: retry",
 }
-
-
-def _subclasses(cls: type) -> Iterator[type]:
-    sub: type
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
 
 
 def _ours(cls: type) -> bool:

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
 from api import examples
-from api.openapi import ContractConfig, _ours, _subclasses
+from api.openapi import ContractConfig, _ours
 from kartka.db import Pool
 from kartka.keys import Scope
 from tests.helpers import Keys, sign_in
@@ -99,6 +100,13 @@ def _bare(node: Any) -> Any:
     if isinstance(node, list):
         return [_bare(value) for value in node]
     return node
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
 
 
 def _types_named(name: str) -> list[type]:
