@@ -19,12 +19,12 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from api.auth import (
     APPLE_PASS_SCHEME,
+    GOOGLE_WALLET_SCHEME,
     INFOBIP_SCHEME,
     SECURITY_SCHEME,
     SHOPPER_SCHEME,
@@ -60,7 +60,7 @@ from api.controllers.unsubscribe import UnsubscribeController
 from api.controllers.web import FormGuard, JoinController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
-from api.openapi import assets_router, render_plugins
+from api.openapi import ContractConfig, assets_router, openapi_router, render_plugins
 from api.pages import template_config
 from api.request import CLIENT_ADDRESSES, RedactSecrets
 from api.state import Services
@@ -128,12 +128,13 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access.filters):
         access.addFilter(RedactSecrets())
-    openapi = OpenAPIConfig(
+    openapi = ContractConfig(
         title="Kartka",
         version="1",
         description=API_DESCRIPTION.strip(),
         path="/schema",
         render_plugins=render_plugins(),
+        openapi_router=openapi_router(),
         components=Components(
             security_schemes={
                 SECURITY_SCHEME: SecurityScheme(
@@ -169,6 +170,14 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
                     security_scheme_in="header",
                     name="X-Twilio-Signature",
                     description="Twilio's HMAC-SHA1 signature of the URL and the form, with the auth token",
+                ),
+                GOOGLE_WALLET_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="ECv2SigningOnly",
+                    description="Google signs the callback's body itself (ECv2SigningOnly: `signature`, "
+                    "`intermediateSigningKey`, `signedMessage`), nothing goes in a header; a body that does not "
+                    "verify for this issuer is a 401. OpenAPI has no scheme for a signature inside the body, "
+                    "so this one names the protocol.",
                 ),
             }
         ),
@@ -238,6 +247,7 @@ def build_app(settings: Settings, *, clock: Clock, services: OpenServices) -> Li
         lifespan=[_lifespan(services)],
         before_send=[date_header(clock)],
         openapi_config=openapi,
+        plugins=[openapi.exact],
         request_max_body_size=settings.max_body_bytes,
         # One format for the app, uvicorn and the libraries (kartka.logs); api.errors logs unexpected
         # errors once, with their traceback.

@@ -28,6 +28,7 @@ STAFF_SCHEME: Final = "StaffToken"
 APPLE_PASS_SCHEME: Final = "ApplePass"  # noqa: S105 - a scheme name, not a secret
 INFOBIP_SCHEME: Final = "InfobipBasic"
 TWILIO_SCHEME: Final = "TwilioSignature"
+GOOGLE_WALLET_SCHEME: Final = "GoogleWalletSignature"
 MAX_KEY_LENGTH: Final = 200
 MAX_TOKEN_LENGTH: Final = 4096
 

@@ -219,7 +219,7 @@ REFUNDED: Final = _example(
 #: What :mod:`api.openapi` adds to the document. The till's operations and the online shop's share them.
 BY_OPERATION: Final = {
     f"{audience}{operation}": examples
-    for audience in ("pos", "integration")
+    for audience in ("pos", "integrations")
     for operation, examples in {
         "CalculateOrder": {"request": CALCULATE_REQUEST, "200": QUOTE},
         "CommitOrder": {"request": COMMIT_REQUEST, "201": ORDER},

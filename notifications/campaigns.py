@@ -42,7 +42,10 @@ HELD_OUT: Final = (
 REPORT_DAYS: Final = 14
 
 
-class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class CampaignSegment(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Whom a campaign reaches: a saved segment (``id``), or conditions of its own. Named apart from
+    :class:`analytics.segments.Segment`, the saved segment itself, so each has its own name in the API."""
+
     id: segments.SegmentId | None = None
     """A saved segment (``PUT /v1/admin/segments/{id}``); then no other field but ``exclude`` may be given."""
     exclude: Annotated[tuple[segments.SegmentId, ...], msgspec.Meta(max_length=20)] | None = None
@@ -68,7 +71,7 @@ class CampaignInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     texts: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]]
     """The text per language (``ru`` required, ``en`` optional); ``{name}`` is the shopper's name."""
     channels: tuple[Literal["viber", "sms"], ...] = ("viber", "sms")
-    segment: Segment = Segment()
+    segment: CampaignSegment = CampaignSegment()
     rate_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
     start_at: Instant | None = None
     control_share_bp: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 0
@@ -119,7 +122,7 @@ def _validate(data: CampaignInput, program: Program) -> None:
                 field=f"texts.{lang}",
             )
     seg = data.segment
-    if seg.id is not None and msgspec.structs.replace(seg, id=None, exclude=None) != Segment():
+    if seg.id is not None and msgspec.structs.replace(seg, id=None, exclude=None) != CampaignSegment():
         raise InvalidInput("segment: give either a saved segment's id or an inline filter", field="segment.id")
     if seg.exclude and seg.id is None:
         raise InvalidInput("segment.exclude: exclusions go with a saved segment's id", field="segment.exclude")
@@ -167,7 +170,7 @@ async def create(
     return campaign_id
 
 
-def _segment_sql(segment: Segment, program: Program, now: datetime, args: list[Any]) -> tuple[str, str]:
+def _segment_sql(segment: CampaignSegment, program: Program, now: datetime, args: list[Any]) -> tuple[str, str]:
     """Extra joins and WHERE conditions for a segment; values are appended to ``args`` as parameters."""
 
     def param(value: Any) -> str:
@@ -229,7 +232,7 @@ async def enqueue_chunk(pool: Pool, program: Program, *, viber: bool, now: datet
         )
         if campaign is None:
             return False
-        segment = msgspec.convert(campaign["segment"], Segment)
+        segment = msgspec.convert(campaign["segment"], CampaignSegment)
         start, end = program.quiet_minutes
         spacing = 60.0 / campaign["rate_per_minute"] if campaign["rate_per_minute"] else 0.0
         args: list[Any] = [

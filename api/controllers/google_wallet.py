@@ -14,11 +14,13 @@ from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
+from api.auth import GOOGLE_WALLET_SCHEME
 from api.errors import problems
+from api.openapi import reads_body
 from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import NotFound
-from wallet.passes.callbacks import GoogleRootKeys, read_envelope, record_event, verify_callback
+from wallet.passes.callbacks import Envelope, GoogleRootKeys, read_envelope, record_event, verify_callback
 
 GOOGLE_WALLET_WEBHOOK = "/v1/webhooks/google-wallet"
 
@@ -47,8 +49,10 @@ class GoogleWalletWebhookController(Controller):
         GOOGLE_WALLET_WEBHOOK,
         operation_id="webhookGoogleWallet",
         summary="Google Wallet save / delete callbacks (signed by Google: ECv2SigningOnly)",
+        security=[{GOOGLE_WALLET_SCHEME: []}],
         status_code=200,
         responses=problems(401, 404, 422, 503),
+        operation_class=reads_body("application/json", Envelope),
     )
     async def google_wallet_callback(
         self, request: Request[Any, Any, State], tx: NamedDependency[Connection]

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
@@ -73,6 +73,7 @@ class AdminPromotionController(Controller):
         status_code=201,
         before_request=_MANAGE,
         responses=problems(401, 403, 409),
+        response_headers=[ResponseHeader(name="Location", description="The new promotion", documentation_only=True)],
     )
     async def create(
         self, data: JSONBody[Promotion], tx: NamedDependency[Connection], request: Request[Any, Any, State]

@@ -11,10 +11,13 @@ from litestar.di import NamedDependency, Provide
 
 from api.auth import INFOBIP_SCHEME, TWILIO_SCHEME
 from api.errors import problems
+from api.openapi import reads_body
 from api.state import provide_tx, services_of
 from kartka.db import Connection
 from kartka.errors import InvalidInput, Unauthenticated
 from notifications.providers import INFOBIP_WEBHOOK, TWILIO_WEBHOOK, infobip, twilio
+from notifications.providers.infobip import InfobipReports
+from notifications.providers.twilio import TwilioStatusCallback
 from notifications.receipts import apply_receipts
 
 
@@ -35,6 +38,7 @@ class WebhookController(Controller):
         summary="Infobip delivery reports (HTTP Basic: infobip / KARTKA_INFOBIP_WEBHOOK_SECRET)",
         status_code=200,
         responses=problems(401),
+        operation_class=reads_body("application/json", InfobipReports),
     )
     async def infobip_reports(self, request: Request[Any, Any, State], tx: NamedDependency[Connection]) -> Accepted:
         services = services_of(request.app.state)
@@ -54,6 +58,7 @@ class WebhookController(Controller):
         summary="Twilio status callbacks (X-Twilio-Signature)",
         status_code=200,
         responses=problems(401),
+        operation_class=reads_body("application/x-www-form-urlencoded", TwilioStatusCallback),
     )
     async def twilio_status(self, request: Request[Any, Any, State], tx: NamedDependency[Connection]) -> Accepted:
         services = services_of(request.app.state)

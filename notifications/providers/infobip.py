@@ -49,7 +49,9 @@ def outbox_id(provider_message_id: str) -> int | None:
     return int(number) if prefix == "kartka" and number.isdigit() else None
 
 
-class _Status(msgspec.Struct):
+class InfobipStatus(msgspec.Struct):
+    """A message's status as Infobip reports it (its status groups: 3 delivered, 4 expired, 2 and 5 failed)."""
+
     groupId: int  # noqa: N815 - Infobip's field names
     name: str = ""
     description: str = ""
@@ -57,7 +59,7 @@ class _Status(msgspec.Struct):
 
 class _Sent(msgspec.Struct):
     messageId: str  # noqa: N815
-    status: _Status
+    status: InfobipStatus
 
 
 class _SendResponse(msgspec.Struct):
@@ -166,22 +168,24 @@ class InfobipProvider:
 # -- delivery reports ---------------------------------------------------------------------------------
 
 
-class _ReportError(msgspec.Struct):
+class InfobipReportError(msgspec.Struct):
     name: str = ""
     description: str = ""
 
 
-class _Report(msgspec.Struct):
+class InfobipReport(msgspec.Struct):
     messageId: str  # noqa: N815
-    status: _Status
-    error: _ReportError | None = None
+    status: InfobipStatus
+    error: InfobipReportError | None = None
 
 
-class _Reports(msgspec.Struct):
-    results: list[_Report]
+class InfobipReports(msgspec.Struct):
+    """A delivery report body as Infobip posts it (``POST /v1/webhooks/infobip``); other fields are ignored."""
+
+    results: list[InfobipReport]
 
 
-_reports = msgspec.json.Decoder(_Reports)
+_reports = msgspec.json.Decoder(InfobipReports)
 
 
 def authorized(authorization: str | None, secret: str) -> bool:

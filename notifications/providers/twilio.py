@@ -287,6 +287,18 @@ _ERRORS: Final = {
 }
 
 
+class TwilioStatusCallback(msgspec.Struct, frozen=True):
+    """The form fields of a status callback that :func:`parse_status` reads (Twilio sends more; every
+    field it sends is signed, so all are kept for the signature). The names are Twilio's."""
+
+    MessageSid: str = ""
+    MessageStatus: str = ""
+    SmsSid: str = ""
+    SmsStatus: str = ""
+    ErrorCode: str = ""
+    ErrorMessage: str = ""
+
+
 def parse_status(params: Mapping[str, str]) -> Receipt | None:
     """A status callback's form fields -> a receipt; ``None`` when they are not about an outbound message."""
     sid = params.get("MessageSid") or params.get("SmsSid")

@@ -19,6 +19,19 @@ async def test_unknown_route_is_404_problem(client: Client) -> None:
     assert problem(response)["code"] == "not-found"
 
 
+@pytest.mark.parametrize("path", ["/schema/nope", "/schema/rapidoc", "/schema/openapi.yaml", "/schema/nope.json"])
+async def test_unknown_page_of_the_api_docs_is_404_problem(client: Client, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert problem(response)["code"] == "not-found"
+    assert path in problem(response)["detail"]
+
+
+async def test_the_api_docs_pages_are_still_there(client: Client) -> None:
+    for path in ("/schema", "/schema/swagger", "/schema/redoc", "/schema/openapi.json"):
+        assert (await client.get(path)).status_code == 200, path
+
+
 async def test_wrong_method_is_405_problem(client: Client) -> None:
     response = await client.delete("/health")
     assert response.status_code == 405

@@ -1,17 +1,25 @@
 """The OpenAPI document is the contract: a property-based fuzzer (schemathesis) sends generated requests
 to every operation with each kind of credential, and every answer must be one the document declares
-(status, content type, headers, body schema), and never a 5xx.
+(status, content type, headers, body schema; a Location, ETag, Last-Modified, Retry-After or
+Idempotent-Replayed it sends must be declared too), and never a 5xx.
 
 The app under test is a second instance of the real app (its own pool, its own event loop, driven by
-schemathesis's ASGI transport); the credentials are real keys and tokens in the test database.
+schemathesis's ASGI transport, the webhooks' secrets configured); the credentials are real keys and
+tokens in the test database, a real pass's authentication token, Infobip's Basic credentials and a
+Twilio signature computed for each generated form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import io
+import json
+import zipfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hypothesis
+import msgspec
 import pytest
 import schemathesis
 from litestar import Litestar
@@ -24,8 +32,11 @@ from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.heartbeat import beat
 from kartka.keys import Scope
-from kartka.settings import Settings
+from kartka.settings import Secret, Settings
 from kartka.staff import Role, create_staff
+from notifications.providers import TWILIO_WEBHOOK
+from notifications.providers.infobip import WEBHOOK_USER
+from notifications.providers.twilio import compute_signature
 from tests.helpers import PASSWORDS, Keys, sign_in
 
 Client = AsyncTestClient[Litestar]
@@ -34,14 +45,34 @@ Client = AsyncTestClient[Litestar]
 #: stays well under a minute.
 EXAMPLES = 3
 REFUSED_EXAMPLES = 1
-#: The kinds of credential; each is its own test, so the workers share the sweep.
-KINDS = ("none", "pos", "integration", "admin", "staff", "shopper")
+#: The kinds of credential; each is its own test, so the workers share the sweep. ``provider`` is what
+#: Apple's Wallet and the message providers send (a pass's token, Infobip's Basic credentials, a Twilio
+#: signature of each request), tried only on the operations that take it: every other kind already
+#: meets those operations refused.
+KINDS = ("none", "pos", "integration", "admin", "staff", "shopper", "provider")
 #: Which kinds of credential each security scheme of the document accepts.
 ACCEPTS = {
     "ApiKey": {"pos", "integration", "admin"},
     "StaffToken": {"staff"},
     "ShopperToken": {"shopper"},
+    "ApplePass": {"provider"},
+    "InfobipBasic": {"provider"},
+    "TwilioSignature": {"provider"},
 }
+INFOBIP_SECRET = "fuzz-hook-secret"
+TWILIO_TOKEN = "fuzz-twilio-token"
+#: Headers that change what a client does: each one sent must be declared for the status it came with.
+WATCHED = ("location", "etag", "last-modified", "retry-after", "idempotent-replayed")
+
+
+def sent_headers_are_declared(ctx: Any, response: Any, case: Any) -> None:
+    definition = case.operation.responses.find_by_status_code(response.status_code)
+    declared = {name.lower() for name, _ in (definition.headers.items() if definition is not None else [])}
+    undeclared = [name for name in WATCHED if name in response.headers and name not in declared]
+    if undeclared:
+        raise AssertionError(f"{response.status_code} sends {undeclared}, which the document does not declare")
+
+
 #: What the contract promises: no 5xx, and every status, content type, header and body as documented.
 #: (Not "positive data acceptance": a schema cannot say that "0" is no phone number, so a 422 for
 #: a schema-valid body is the API being careful, not the document being wrong.)
@@ -51,6 +82,7 @@ CHECKS = [
     checks.content_type_conformance,
     checks.response_headers_conformance,
     checks.response_schema_conformance,
+    sent_headers_are_declared,
 ]
 
 
@@ -62,6 +94,11 @@ async def credentials(client: Client, pool: Pool, keys: Keys) -> dict[str, dict[
     assert staff.status_code == 200, staff.text
     shopper = await sign_in(client, pool, "+375291112233")
     await beat(pool, "fuzz-worker")  # a live worker, so /ready answers 200 (its 503s are tested elsewhere)
+    pkpass = await client.get("/v1/me/card/apple-pass", headers=shopper["headers"])
+    assert pkpass.status_code == 200, pkpass.text
+    with zipfile.ZipFile(io.BytesIO(pkpass.content)) as archive:
+        apple = json.loads(archive.read("pass.json"))
+    basic = base64.b64encode(f"{WEBHOOK_USER}:{INFOBIP_SECRET}".encode()).decode()
     return {
         "none": {},
         "pos": await keys.headers(Scope.POS),
@@ -69,38 +106,85 @@ async def credentials(client: Client, pool: Pool, keys: Keys) -> dict[str, dict[
         "admin": await keys.headers(Scope.ADMIN),
         "staff": {"Authorization": f"Bearer {staff.json()['access_token']}"},
         "shopper": shopper["headers"],
+        "provider": {
+            "pass_type": apple["passTypeIdentifier"],
+            "serial": apple["serialNumber"],
+            "ApplePass": f"ApplePass {apple['authenticationToken']}",
+            "InfobipBasic": f"Basic {basic}",
+        },
     }
 
 
 @pytest.fixture
-def fuzzed_app(settings: Settings, clock: FakeClock) -> Iterator[Litestar]:
-    yield create_app(settings, clock=clock)
+def fuzzed_settings(settings: Settings) -> Settings:
+    """The suite's settings with the webhooks' secrets, so the providers' credentials can be right."""
+    return msgspec.structs.replace(
+        settings, infobip_webhook_secret=Secret(INFOBIP_SECRET), twilio_auth_token=Secret(TWILIO_TOKEN)
+    )
+
+
+@pytest.fixture
+def fuzzed_app(fuzzed_settings: Settings, clock: FakeClock) -> Iterator[Litestar]:
+    yield create_app(fuzzed_settings, clock=clock)
     asgi.shutdown_lifespans()  # schemathesis keeps the app's lifespan (and its pool) open until told
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_operation_answers_as_documented_whoever_calls(
-    fuzzed_app: Litestar, credentials: dict[str, dict[str, str]], kind: str
+    fuzzed_app: Litestar, fuzzed_settings: Settings, credentials: dict[str, dict[str, str]], kind: str
 ) -> None:
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", fuzzed_app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) > 40
     findings: list[str] = []
-    headers = credentials[kind]
+    twilio_url = fuzzed_settings.public_base + TWILIO_WEBHOOK
+    refused: list[str] = []  # operations whose accepted credential was refused every time
 
     for operation in operations:
         schemes = {name for requirement in operation.definition.raw.get("security", []) for name in requirement}
         # An open operation ignores credentials: it is explored once, without any.
         accepted = any(kind in ACCEPTS.get(scheme, set()) for scheme in schemes) if schemes else kind == "none"
+        if kind == "provider" and not accepted:
+            continue
+        headers = _provider(credentials[kind], schemes, twilio_url) if kind == "provider" else _same(credentials[kind])
+        statuses: set[int] = set()
         try:
-            _fuzz(operation, headers, EXAMPLES if accepted else REFUSED_EXAMPLES)
+            _fuzz(operation, headers, EXAMPLES if accepted else REFUSED_EXAMPLES, statuses)
         except (Exception, BaseExceptionGroup) as exc:  # every finding is collected, then reported together
             findings.append(f"{operation.label} as {kind}: {str(exc).strip()[:1500]}")
+        if accepted and schemes and statuses <= {401, 403}:
+            refused.append(f"{operation.label}: {sorted(statuses)}")
 
     assert not findings, f"{len(findings)} findings:\n\n" + "\n\n".join(findings)
+    if kind == "provider":  # the credentials the fuzzer makes are right: the handlers run
+        assert refused == []
 
 
-def _fuzz(operation: Any, headers: dict[str, str], examples: int) -> None:
+def _same(headers: dict[str, str]) -> Callable[[Any], dict[str, str]]:
+    return lambda case: headers
+
+
+def _provider(credential: dict[str, str], schemes: set[str], twilio_url: str) -> Callable[[Any], dict[str, str]]:
+    """The headers Apple's Wallet or a provider would send with ``case`` (the pass's own path, Twilio's
+    signature of the URL and the form fields the app will read: blank ones never reach it)."""
+
+    def headers(case: Any) -> dict[str, str]:
+        if "ApplePass" in schemes:
+            case.path_parameters = (case.path_parameters or {}) | {
+                "pass_type": credential["pass_type"],
+                "serial": credential["serial"],
+            }
+            return {"Authorization": credential["ApplePass"]}
+        if "InfobipBasic" in schemes:
+            return {"Authorization": credential["InfobipBasic"]}
+        form = case.body if isinstance(case.body, dict) else {}
+        params = {name: str(value) for name, value in form.items() if str(value) != ""}
+        return {"X-Twilio-Signature": compute_signature(twilio_url, params, TWILIO_TOKEN)}
+
+    return headers
+
+
+def _fuzz(operation: Any, headers: Callable[[Any], dict[str, str]], examples: int, statuses: set[int]) -> None:
     @hypothesis.settings(
         max_examples=examples,
         deadline=None,
@@ -111,6 +195,6 @@ def _fuzz(operation: Any, headers: dict[str, str], examples: int) -> None:
     )
     @hypothesis.given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
-        case.call_and_validate(headers=headers, checks=CHECKS)
+        statuses.add(case.call_and_validate(headers=headers(case), checks=CHECKS).status_code)
 
     fuzz()

@@ -69,7 +69,7 @@ class RootKey(msgspec.Struct, frozen=True):
     """``None``: no expiry given."""
 
 
-class _Intermediate(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class IntermediateSigningKey(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     signedKey: Annotated[str, msgspec.Meta(max_length=4096)]  # noqa: N815
     signatures: Annotated[list[Annotated[str, msgspec.Meta(max_length=512)]], msgspec.Meta(max_length=3)]
     """Google signs with a key or two at a time; a body carrying thousands is no callback (and each costs
@@ -81,7 +81,7 @@ class Envelope(msgspec.Struct, frozen=True):
 
     protocolVersion: str  # noqa: N815
     signature: str
-    intermediateSigningKey: _Intermediate  # noqa: N815
+    intermediateSigningKey: IntermediateSigningKey  # noqa: N815
     signedMessage: str  # noqa: N815
 
 
