@@ -24,7 +24,7 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from api.request import redact_path
-from kartka.errors import DomainError, RateLimited, Unavailable
+from kartka.errors import DomainError, RateLimited, Unauthenticated, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response
     status = _KIND_STATUS.get(exc.kind, 400)
     headers: dict[str, str] = {}
     if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="kartka"'
+        headers["WWW-Authenticate"] = exc.challenge if isinstance(exc, Unauthenticated) else Unauthenticated.challenge
     if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     errors = [FieldError(exc.field, exc.message)] if exc.field and status == 422 else None

@@ -40,8 +40,17 @@ class Conflict(DomainError):
 
 
 class Unauthenticated(DomainError):
+    """No credential, or not a valid one. ``challenge`` is the ``WWW-Authenticate`` value: how to
+    authenticate where this was refused (RFC 9110 requires one with every 401)."""
+
     kind = "unauthenticated"
     code = "unauthenticated"
+    challenge: str = 'Bearer realm="kartka"'
+
+    def __init__(self, message: str, *, challenge: str | None = None, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message, field=field, **extra)
+        if challenge is not None:
+            self.challenge = challenge
 
 
 class Forbidden(DomainError):

@@ -50,6 +50,10 @@ class SerialNumbers(msgspec.Struct, frozen=True, rename="camel"):
     last_updated: str
 
 
+#: How a 401 of the PassKit web service says to authenticate (the pass's own token, Apple's scheme).
+_CHALLENGE: Final = 'ApplePass realm="passkit"'
+
+
 class Logs(msgspec.Struct):
     logs: Annotated[list[Annotated[str, msgspec.Meta(max_length=4096)]], msgspec.Meta(max_length=1000)]
 
@@ -57,7 +61,9 @@ class Logs(msgspec.Struct):
 def _apple_pass_token(request: Request[Any, Any, Any]) -> str:
     scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
     if scheme.lower() != "applepass" or not token.strip():  # schemes are case-insensitive (RFC 9110 §11.1)
-        raise Unauthenticated("send the pass's authenticationToken as 'Authorization: ApplePass <token>'")
+        raise Unauthenticated(
+            "send the pass's authenticationToken as 'Authorization: ApplePass <token>'", challenge=_CHALLENGE
+        )
     return token.strip()
 
 
@@ -67,7 +73,7 @@ async def _pass(request: Request[Any, Any, Any], conn: Connection, pass_type: st
     apple = services_of(request.app.state).passes.apple  # 404 when Apple Wallet is not offered
     record = await passes.authorized(conn, serial, token) if pass_type == apple.identity.pass_type_id else None
     if record is None:
-        raise Unauthenticated("this pass is unknown or its authentication token is wrong")
+        raise Unauthenticated("this pass is unknown or its authentication token is wrong", challenge=_CHALLENGE)
     return record
 
 

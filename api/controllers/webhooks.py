@@ -44,7 +44,9 @@ class WebhookController(Controller):
         services = services_of(request.app.state)
         secret = services.settings.infobip_webhook_secret
         if secret is None or not infobip.authorized(request.headers.get("authorization"), secret.reveal()):
-            raise Unauthenticated("delivery reports must carry the configured Basic credentials")
+            raise Unauthenticated(
+                "delivery reports must carry the configured Basic credentials", challenge='Basic realm="infobip"'
+            )
         try:
             receipts = infobip.parse_reports(await request.body(), "infobip")
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -69,7 +71,7 @@ class WebhookController(Controller):
         signature = request.headers.get("x-twilio-signature", "")
         url = settings.public_base + TWILIO_WEBHOOK
         if token is None or not twilio.verify_signature(url, params, signature, token.reveal()):
-            raise Unauthenticated("the X-Twilio-Signature does not match")
+            raise Unauthenticated("the X-Twilio-Signature does not match", challenge='TwilioSignature realm="twilio"')
         receipt = twilio.parse_status(params)
         receipts = [receipt] if receipt is not None else []
         return Accepted(updated=await apply_receipts(tx, receipts, services.clock.now(), "twilio"))

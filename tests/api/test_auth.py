@@ -99,3 +99,22 @@ async def test_a_valid_credential_of_another_kind_is_403_and_a_dead_one_401(
     forged = {"Authorization": "Bearer " + shopper["Authorization"].removeprefix("Bearer ")[:-4] + "AAAA"}
     assert (await client.post("/v1/pos/identify", json={"code": "1"}, headers=forged)).status_code == 401
     assert (await client.get("/v1/me", headers={"Authorization": "Bearer kk_pos_0_nope"})).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scheme"),
+    [
+        ("GET", "/passkit/v1/passes/pass.by.kartka/2000000000017", "ApplePass"),
+        ("POST", "/v1/webhooks/infobip", "Basic"),
+        ("POST", "/v1/webhooks/twilio", "TwilioSignature"),
+        ("POST", "/v1/webhooks/google-wallet", "ECv2SigningOnly"),
+    ],
+)
+async def test_a_401_names_the_scheme_of_the_place_that_refused(
+    client: Client, method: str, path: str, scheme: str
+) -> None:
+    """RFC 9110: a 401 says how to authenticate there, not always as a bearer of a key."""
+    response = await client.request(method, path, content=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].split()[0] == scheme
+    problem(response)

@@ -51,6 +51,7 @@ class CallbackRejected(Unauthenticated):
     """The body is not a callback Google signed for this issuer (or its signature has expired)."""
 
     code = "google-callback-rejected"
+    challenge = 'ECv2SigningOnly realm="google-wallet-callbacks"'  # the signature is in the body
 
 
 class _RootKeyEntry(msgspec.Struct, frozen=True):
