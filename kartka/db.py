@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, TypeAlias
+import errno
+import socket
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 import msgspec
@@ -42,6 +44,35 @@ def _server_settings(settings: Settings, application: str) -> dict[str, str]:
         "statement_timeout": str(settings.db_statement_timeout_ms),
         "timezone": "UTC",
     }
+
+
+#: SQLSTATEs that say the server, not the request, is at fault and a retry may succeed: every
+#: connection exception (class 08), a statement cancelled (57014: statement_timeout or an operator),
+#: sessions ended by an operator, a crash or a shutdown (57P01-57P05), and no connection slot (53300).
+_AWAY_STATES: Final = frozenset({"57014", "57P01", "57P02", "57P03", "57P04", "57P05", "53300"})
+#: What asyncpg raises, as an InterfaceError, about a connection the server dropped or one still
+#: cancelling a statement that timed out; and about a pool shutting down under a request.
+_AWAY_INTERFACE: Final = (
+    "connection is closed",
+    "another operation is cancelling",
+    "pool is closing",
+    "pool is closed",
+)
+#: Network errors that are not ConnectionError: the database host or its network is unreachable.
+_AWAY_ERRNOS: Final = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` itself (not its causes) says the database is away: down, restarting, frozen past
+    a deadline, out of connections, or the session was cut. The client should retry, not give up."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state.startswith("08") or state in _AWAY_STATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        return any(text in str(exc) for text in _AWAY_INTERFACE)
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _AWAY_ERRNOS
 
 
 def dsn(settings: Settings) -> str:
