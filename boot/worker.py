@@ -30,21 +30,30 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def _services_when_reachable(
+async def _open_when_reachable(
     settings: Settings, stop: asyncio.Event, stack: contextlib.AsyncExitStack
-) -> Services | None:
-    """The worker's services, once the database answers (it may be down when the worker starts); None
-    if told to stop first."""
+) -> tuple[Services, Pool] | None:
+    """The worker's services and its analytics pool, once the database answers (it may be down, or out of
+    connections, when the worker starts); None if told to stop first. Every pool the worker opens is
+    opened here, inside the backoff loop: a database that fails between one pool and the next costs a
+    retry, not the worker."""
     failures = 0
     while not stop.is_set():
+        attempt = contextlib.AsyncExitStack()
         try:
-            return await stack.enter_async_context(
+            services = await attempt.enter_async_context(
                 open_services(settings, clock=SystemClock(), application="kartka-worker", background=True, google=False)
             )
+            analytics = await attempt.enter_async_context(analytics_pool(settings, "kartka-worker-analytics"))
         except Exception as exc:
+            with contextlib.suppress(Exception):
+                await attempt.aclose()  # whichever pool did open
             failures += 1
             logger.warning("worker: cannot connect to the database (%r); retrying", exc)
             await _sleep_unless(stop, backoff(failures, base=1.0, cap=30.0))
+            continue
+        await stack.enter_async_context(attempt)
+        return services, analytics
     return None
 
 
@@ -105,10 +114,10 @@ async def run_worker(settings: Settings, parent: int | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            services = await _services_when_reachable(settings, stop, stack)
-            if services is None:
+            opened = await _open_when_reachable(settings, stop, stack)
+            if opened is None:
                 return
-            analytics = await stack.enter_async_context(analytics_pool(settings, "kartka-worker-analytics"))
+            services, analytics = opened
             dispatcher = make_dispatcher(services)
             stop_waiter = asyncio.create_task(stop.wait())
             stop_waiter.add_done_callback(lambda _: dispatcher.stop())

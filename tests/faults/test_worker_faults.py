@@ -9,7 +9,9 @@ import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -17,7 +19,7 @@ from kartka.db import Pool
 from kartka.settings import Settings
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
-from tests.faults.conftest import KARTKA, eventually, worker_env
+from tests.faults.conftest import DATABASE, KARTKA, eventually, worker_env
 from tests.pgcluster import Cluster
 
 # One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
@@ -62,6 +64,28 @@ def children(pid: int, word: str) -> list[int]:
     return found
 
 
+async def in_flight(cluster: Cluster, pool: Pool, log: Path) -> asyncpg.Connection[Any]:
+    """Return once a statement of the worker is running on the server: its timed jobs wait for a lock on
+    the lots, which the connection returned holds (until the caller terminates it or a crash ends it)."""
+    blocker = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
+    await blocker.execute("BEGIN; LOCK TABLE lots IN ACCESS EXCLUSIVE MODE")
+
+    async def waiting() -> bool:
+        return bool(  # (not on the blocker: inside its transaction pg_stat_activity stays as first read)
+            await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'kartka-worker%' "
+                "AND state = 'active' AND wait_event_type = 'Lock'"
+            )
+        )
+
+    try:
+        await eventually(waiting, 10, "a statement of the worker in flight", log)
+    except BaseException:
+        blocker.terminate()
+        raise
+    return blocker
+
+
 async def test_the_worker_survives_database_restarts(
     cluster_settings: Settings, cluster: Cluster, cluster_pool: Pool, tmp_path: Path
 ) -> None:
@@ -72,9 +96,10 @@ async def test_the_worker_survives_database_restarts(
     try:
         phone = await send_one(cluster_pool, 1)
         await eventually(lambda: delivered(cluster_pool, phone), 15, "the first message", log)
-        for _ in range(3):  # crashes while jobs, claims and the heartbeat are all talking to the database
+        for _ in range(3):  # crashes while the worker has a statement in flight
+            blocker = await in_flight(cluster, cluster_pool, log)
             await asyncio.to_thread(cluster.restart)
-            await asyncio.sleep(0.3)
+            blocker.terminate()
             assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
         phone = await send_one(cluster_pool, 2)
         await eventually(lambda: delivered(cluster_pool, phone), 15, "a message queued after the restarts", log)
@@ -85,6 +110,48 @@ async def test_the_worker_survives_database_restarts(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+async def test_the_worker_waits_when_the_database_fails_between_its_pools(
+    cluster_settings: Settings, cluster: Cluster, cluster_pool: Pool, tmp_path: Path
+) -> None:
+    """The server has one connection slot left: the worker's main pool takes it, its analytics pool is
+    refused (53300, too many clients). The worker retries both, not dies, and works once slots free up."""
+    admin = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
+    hogs: list[asyncpg.Connection[Any]] = []
+    log = tmp_path / "worker.log"
+    worker = None
+    try:
+        slots = int(await admin.fetchval("SHOW max_connections"))
+        used = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+        hogs = list(
+            await asyncio.gather(*(asyncpg.connect(cluster.url(DATABASE), timeout=10) for _ in range(slots - used - 1)))
+        )
+        with log.open("wb") as out:
+            worker = subprocess.Popen(  # noqa: ASYNC220 - starting a process takes no time worth awaiting
+                [KARTKA, "worker"], env=worker_env(cluster_settings), stdout=out, stderr=subprocess.STDOUT
+            )
+
+        async def refused() -> bool:
+            return "too many clients" in log.read_text()
+
+        await eventually(refused, 15, "the analytics pool to be refused a connection", log)
+        assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
+        for hog in hogs[:5]:
+            await hog.close()
+        phone = await send_one(cluster_pool, 4)
+        await eventually(lambda: delivered(cluster_pool, phone), 20, "the worker to send once it could connect", log)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(worker.wait, 20)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        for hog in hogs:
+            hog.terminate()
+        await admin.close()
 
 
 async def test_serve_restarts_its_worker_and_ready_sees_a_stuck_one(
