@@ -109,6 +109,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS": "1.5",
         "KARTKA_DB_COMMAND_TIMEOUT_SECONDS": "1.5",
         "KARTKA_DB_STATEMENT_TIMEOUT_MS": "1500",
+        "KARTKA_WORKER_HEALTH_FILE": str(settings.certs_dir.parent / "worker.alive"),  # not the machine's
         **extra,
     }
 

@@ -7,20 +7,26 @@ import asyncio
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
+from boot.worker import EXIT_STUCK
 from kartka.db import Pool
 from kartka.settings import Settings
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
 from tests.faults.conftest import DATABASE, KARTKA, eventually, worker_env
 from tests.pgcluster import Cluster
+from tests.served import Served
+
+Serve = Callable[[Settings], Served]
 
 # One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
@@ -199,6 +205,8 @@ async def test_serve_restarts_its_worker_and_ready_sees_a_stuck_one(
             finally:
                 os.kill(second, signal.SIGCONT)
             await eventually(ready, 10, "/ready once the worker goes on", log)
+            # The same worker: time it spent stopped is not held against its loops (it is not "stuck").
+            assert children(serve.pid, "worker") == [second], log.read_text()[-3000:]
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
@@ -207,6 +215,62 @@ async def test_serve_restarts_its_worker_and_ready_sees_a_stuck_one(
             if serve.poll() is None:
                 serve.kill()
     assert not children(serve.pid, "worker")
+
+
+async def test_a_hung_jobs_loop_ends_the_worker_and_ready_and_its_health_check_see_it(
+    cluster_settings: Settings, cluster: Cluster, cluster_pool: Pool, serve: Serve, tmp_path: Path
+) -> None:
+    """The timed jobs hang (a statement waits for a lock far longer than a step may take) while the outbox
+    goes on: the worker stops beating and exits with status 70, for whatever runs it to start a fresh one;
+    ``/ready`` and ``kartka worker --check`` both turn to "not alive"."""
+    log = tmp_path / "worker.log"
+    env = worker_env(
+        cluster_settings,
+        KARTKA_JOBS_INTERVAL_SECONDS="0.1",
+        KARTKA_WORKER_HEARTBEAT_SECONDS="0.2",
+        KARTKA_WORKER_STALE_SECONDS="1.5",
+        KARTKA_WORKER_STUCK_SECONDS="2",
+        KARTKA_DB_STATEMENT_TIMEOUT_MS="30000",  # the jobs' statement would wait this long for the lock
+        KARTKA_WORKER_HEALTH_FILE=str(tmp_path / "worker.alive"),
+    )
+    served = serve(msgspec.structs.replace(cluster_settings, worker_stale_seconds=1.5, worker_heartbeat_seconds=0.2))
+
+    async def healthy() -> bool:
+        done = await asyncio.to_thread(
+            subprocess.run, [KARTKA, "worker", "--check"], env=env, capture_output=True, check=False, timeout=30
+        )
+        return done.returncode == 0
+
+    with log.open("wb") as out:
+        worker = subprocess.Popen([KARTKA, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    blocker = None
+    try:
+        async with httpx.AsyncClient(base_url=served.base, timeout=5) as client:
+
+            async def ready() -> bool:
+                return (await client.get("/ready")).status_code == 200
+
+            await eventually(ready, 20, "/ready to see the worker", log)
+            await eventually(healthy, 10, "kartka worker --check to pass", log)
+            blocker = await in_flight(cluster, cluster_pool, log)  # the timed jobs wait on the lots' lock
+            assert await asyncio.to_thread(worker.wait, 15) == EXIT_STUCK, log.read_text()[-3000:]
+            assert "stuck (the timed jobs for" in log.read_text()
+
+            async def not_ready() -> bool:
+                return (await client.get("/ready")).status_code == 503
+
+            await eventually(not_ready, 5, "/ready to see no worker", log)
+
+            async def unhealthy() -> bool:
+                return not await healthy()
+
+            await eventually(unhealthy, 5, "kartka worker --check to fail", log)
+    finally:
+        if blocker is not None:
+            blocker.terminate()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 async def _async(value: bool) -> bool:
