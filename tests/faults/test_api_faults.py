@@ -9,6 +9,8 @@ restart stops working within a second or two (not when the 30-second cache expir
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -167,3 +169,94 @@ async def test_a_key_revoked_after_a_database_restart_stops_working_at_once(
             return (await client.post("/v1/pos/identify", json=identify)).status_code == 401
 
         await eventually(refused, 3, "the revoked key to be refused")
+
+
+async def _backend(pool: Pool, application: str) -> int:
+    pid: int | None = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", application, DATABASE
+    )
+    assert pid is not None, f"no {application} connection"
+    return pid
+
+
+async def _refused_after(client: httpx.AsyncClient, path: str, body: dict[str, str], seconds: float) -> float:
+    """Seconds until the till's key is refused (401), asking every 50 ms."""
+    started = time.monotonic()
+
+    async def refused() -> bool:
+        return (await client.post(path, json=body)).status_code == 401
+
+    await eventually(refused, seconds, "the revoked key to be refused")
+    return time.monotonic() - started
+
+
+async def test_a_key_revoked_while_nothing_listens_stops_working_within_the_unlistened_window(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    """The listening connection is cut and cannot come back (the database takes no new connections); the
+    API goes on with the connections it has. A key revoked meanwhile (no notice can arrive) is refused
+    within KARTKA_KEY_CACHE_UNLISTENED_SECONDS, not when its 30-second cache entry expires."""
+    window = 1.0
+    served = serve(
+        msgspec.structs.replace(cluster_settings, key_cache_seconds=30.0, key_cache_unlistened_seconds=window)
+    )
+    keys = services_of(served.app.state).keys
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    identify = {"code": "+375291110060"}
+    admin = await asyncpg.connect(cluster.url(), timeout=10)  # on the "postgres" database
+    holder = await asyncpg.connect(cluster.url(DATABASE), timeout=10)  # revokes from inside
+    try:
+        async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+            assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404
+            await admin.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
+            await admin.fetchval("SELECT pg_terminate_backend($1)", await _backend(cluster_pool, "kartka-api-listener"))
+
+            async def deaf() -> bool:
+                return not keys.listening
+
+            await eventually(deaf, 5, "the API to notice it no longer listens")
+            assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404  # cached again
+            await revoke_key(holder, headers["Authorization"].removeprefix("Bearer "))
+            took = await _refused_after(client, "/v1/pos/identify", identify, 5)
+            assert took < window + 0.5, f"refused after {took:.1f} s"
+            assert not keys.listening  # the window did it, not a notice
+    finally:
+        await admin.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
+        await admin.close()
+        await holder.close()
+
+
+async def test_a_late_ping_is_enough_to_stop_trusting_the_key_cache(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    """The listening connection's server process freezes (SIGSTOP): the socket stays open, no notice
+    comes and no ping is answered. The cache is trusted for long only until a ping is late (the ping
+    interval plus half a second), not until the ping times out a whole interval later."""
+    ping = 2.5  # the listener pings every max(1, KARTKA_DB_COMMAND_TIMEOUT_SECONDS), with that timeout
+    served = serve(msgspec.structs.replace(cluster_settings, key_cache_seconds=30.0, db_command_timeout_seconds=ping))
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    identify = {"code": "+375291110061"}
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404  # the key is cached
+        listener = await _backend(cluster_pool, "kartka-api-listener")
+
+        async def pinged_at() -> object:
+            return await cluster_pool.fetchval("SELECT query_start FROM pg_stat_activity WHERE pid = $1", listener)
+
+        first = await pinged_at()
+
+        async def pinged() -> bool:  # freeze right after a ping: the next one is a whole interval away
+            return await pinged_at() != first
+
+        await eventually(pinged, ping * 2, "the listener to ping")
+        os.kill(listener, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            async with cluster_pool.acquire() as conn:
+                await revoke_key(conn, headers["Authorization"].removeprefix("Bearer "))
+            await _refused_after(client, "/v1/pos/identify", identify, ping * 3)
+            took = time.monotonic() - frozen
+            # Late after ping + LATE (3 s); the ping's timeout would have ended at 2 * ping (5 s).
+            assert took < ping + 1.2, f"refused {took:.1f} s after the freeze"
+        finally:
+            os.kill(listener, signal.SIGCONT)
