@@ -97,7 +97,7 @@ async def test_a_frozen_database_answers_503_within_seconds(
 ) -> None:
     """Each till answered within one deadline (every ``KARTKA_DB_*_TIMEOUT_SECONDS`` set to ``T`` here),
     whichever wait it was in: never two of them in a row (tests/faults/test_pool_deadlines.py)."""
-    deadline = 1.0
+    deadline = 1.5
     settings = msgspec.structs.replace(
         cluster_settings,
         db_connect_timeout_seconds=deadline,
@@ -124,7 +124,7 @@ async def test_a_frozen_database_answers_503_within_seconds(
                 timed("/v1/pos/identify", {"code": "+375291110003"}, unverified),
             )
             slowest = max(waits)
-            assert slowest < deadline + 0.6, f"a till waited {slowest:.1f} s with every deadline {deadline} s"
+            assert slowest < deadline + 0.9, f"a till waited {slowest:.1f} s with every deadline {deadline} s"
             started = time.monotonic()
             assert (await client.get("/ready")).status_code == 503
             assert time.monotonic() - started < 3
@@ -218,7 +218,7 @@ async def test_a_key_revoked_while_nothing_listens_stops_working_within_the_unli
             assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404  # cached again
             await revoke_key(holder, headers["Authorization"].removeprefix("Bearer "))
             took = await _refused_after(client, "/v1/pos/identify", identify, 5)
-            assert took < window + 0.5, f"refused after {took:.1f} s"
+            assert took < window + 0.8, f"refused after {took:.1f} s"
             assert not keys.listening  # the window did it, not a notice
     finally:
         await admin.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")

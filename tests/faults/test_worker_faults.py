@@ -229,7 +229,7 @@ async def test_a_hung_jobs_loop_ends_the_worker_and_ready_and_its_health_check_s
         KARTKA_JOBS_INTERVAL_SECONDS="0.1",
         KARTKA_WORKER_HEARTBEAT_SECONDS="0.2",
         KARTKA_WORKER_STALE_SECONDS="1.5",
-        KARTKA_WORKER_STUCK_SECONDS="2",
+        KARTKA_WORKER_STUCK_SECONDS="3",
         KARTKA_DB_STATEMENT_TIMEOUT_MS="30000",  # the jobs' statement would wait this long for the lock
         KARTKA_WORKER_HEALTH_FILE=str(tmp_path / "worker.alive"),
     )
