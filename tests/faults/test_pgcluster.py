@@ -11,7 +11,7 @@ import pytest
 from tests.faults.conftest import cannot
 from tests.pgcluster import Cluster, embedded_bindir
 
-# One worker runs them all: clusters are made and crashed there (pytest-xdist --dist loadgroup).
+# Beside the fault tests of its group, not on a worker running timing-sensitive tests of its own.
 pytestmark = pytest.mark.xdist_group("pg-cluster")
 
 

@@ -26,8 +26,9 @@ from kartka.settings import Settings
 from tests.faults.conftest import eventually
 from tests.pgcluster import Cluster
 
-# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pg-cluster")
+# One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
+# the other half of the fault tests ("pg-cluster") on another worker and cluster.
+pytestmark = pytest.mark.xdist_group("pg-cluster-worker")
 
 T = 1.0
 #: Scheduling, the freeze itself and asyncpg's own steps; well under another deadline.

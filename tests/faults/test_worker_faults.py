@@ -28,8 +28,9 @@ from tests.served import Served
 
 Serve = Callable[[Settings], Served]
 
-# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
+# One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
+# the other half of the fault tests ("pg-cluster") on another worker and cluster.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster-worker")]
 
 
 async def send_one(pool: Pool, n: int) -> str:
