@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -52,10 +53,12 @@ async def run_daily(
     force: bool = False,
     batch: int = BATCH,
     stop: asyncio.Event | None = None,
+    progress: Callable[[], None] = lambda: None,
 ) -> DailyReport | None:
     """Run (or resume) today's recompute; None when it already ran today, another worker holds it, or
     ``stop`` was set between two batches (the claim is then let go at once, so the next worker, or this
-    one restarted, resumes from the cursor without waiting for it to go stale)."""
+    one restarted, resumes from the cursor without waiting for it to go stale). ``progress`` is called
+    after each batch (the worker's watch over its loops: a long recompute is not a hung one)."""
     day = now.astimezone(program.zone).date()
     async with pool.acquire() as conn:
         if force:
@@ -124,6 +127,7 @@ async def run_daily(
                     raise _Lost
             rebuilt += len(ids)
             cursor = last
+            progress()
             if stage == "scores":
                 break
     async with pool.acquire() as conn, conn.transaction():
@@ -182,11 +186,17 @@ class _Lost(Exception):
 
 
 async def run_daily_safely(
-    pool: Pool, program: Program, now: datetime, *, force: bool = False, stop: asyncio.Event | None = None
+    pool: Pool,
+    program: Program,
+    now: datetime,
+    *,
+    force: bool = False,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[], None] = lambda: None,
 ) -> DailyReport | None:
     """:func:`run_daily` for the worker's timer: a lost claim is not an error."""
     try:
-        return await run_daily(pool, program, now, force=force, stop=stop)
+        return await run_daily(pool, program, now, force=force, stop=stop, progress=progress)
     except _Lost:
         logger.warning("analytics: today's recompute was taken over by another worker")
         return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -24,6 +23,7 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from api.request import redact_path
+from kartka.db import unreachable
 from kartka.errors import DomainError, RateLimited, Unauthenticated, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -43,18 +43,6 @@ _KIND_STATUS: Final[dict[str, int]] = {
 _STANDARD_MEMBERS: Final = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 _MISSING_PARAMETER = re.compile(r"Missing required (header|query|path|cookie) parameter '([^']+)'")
-
-#: The database is away (down, restarting, out of connections): the client should retry, not give up.
-_UNAVAILABLE: Final = (
-    ConnectionError,
-    TimeoutError,
-    socket.gaierror,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.AdminShutdownError,
-    asyncpg.QueryCanceledError,  # statement_timeout (or an operator) cut a statement short: retry later
-)
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -242,7 +230,8 @@ def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[di
 
 
 def database_away(exc: BaseException) -> bool:
-    """Whether ``exc`` comes down to the database being unreachable.
+    """Whether ``exc`` comes down to the database being unreachable (:func:`kartka.db.unreachable`: a
+    connection error or a session the server ended, by SQLSTATE; a lost or closed connection; a deadline).
 
     The cause may sit inside an ``ExceptionGroup`` (Litestar gathers the errors of dependency cleanup
     into one: a lost connection fails the handler, then fails the rollback) or behind the error it
@@ -255,7 +244,7 @@ def database_away(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, _UNAVAILABLE):
+        if unreachable(current):
             return True
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)

@@ -29,6 +29,7 @@ from kartka.clock import SystemClock
 from kartka.db import connect, create_pool
 from kartka.embedded import ensure_database, guard
 from kartka.errors import DomainError
+from kartka.heartbeat import alive_here
 from kartka.keys import Scope, create_key, list_keys, revoke_key, validate_code
 from kartka.lifeline import die_with_parent
 from kartka.logs import LogFormat
@@ -489,9 +490,19 @@ async def _import(settings: Settings, file: Path | None, fmt: Format, origin: Or
 
 @main.command()
 @click.option("--parent", type=int, hidden=True, help="Exit when this process (kartka serve) exits.")
-def worker(parent: int | None) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Do not run: exit 0 if a worker on this machine reported its loops alive lately, else 1 (a health check).",
+)
+def worker(parent: int | None, check: bool) -> None:
     """Send notifications from the outbox, and run the timed jobs (lot expiry, tier downgrades, expiry
-    reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit."""
+    reminders), until SIGTERM or Ctrl-C; then finish the batches in hand and exit. A loop that hangs ends
+    it with status 70, for whatever runs it to start a fresh one."""
+    if check:
+        alive, why = alive_here(_settings())
+        click.echo(why, err=not alive)
+        sys.exit(0 if alive else 1)
     if parent is not None and not die_with_parent(parent):
         return  # kartka serve is gone already
     from boot.worker import run_worker  # noqa: PLC0415 - lazy, and only once we die with our parent

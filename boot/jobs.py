@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import msgspec
@@ -41,32 +41,45 @@ async def analytics_pool(settings: Settings, application: str = "kartka-analytic
 
 
 async def run_jobs(
-    services: Services, *, force: bool = False, daily: bool = True, analytics: Pool | None = None
+    services: Services,
+    *,
+    force: bool = False,
+    daily: bool = True,
+    analytics: Pool | None = None,
+    progress: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Expire due lots, evaluate tier downgrades (``force``: even if today's run is done), birthday
     bonuses, pass updates, expiry reminders, then prune, then bring the KPI rollups and the segments'
     facts up to date (once a day also RFM and lifecycle, unless ``daily`` is false: the worker runs that
     in a loop of its own, :func:`run_daily_segments`); returns what was done. ``analytics``: the pool of
-    :func:`analytics_pool` for the analytics' long statements (the services' pool if not given)."""
+    :func:`analytics_pool` for the analytics' long statements (the services' pool if not given).
+    ``progress`` is called after each step (the worker's watch over its loops)."""
     pool, clock = services.pool, services.clock
     report = await run_all(pool, services.program, clock, services.notifier, force=force)
+    progress()
     reminded = await services.notifier.remind_expiring(pool, clock.now())
     done: dict[str, Any] = msgspec.to_builtins(report)
     done["reminded_lots"] = reminded
+    progress()
     done |= await wallet_housekeeping.housekeeping(pool, clock.now())
     done |= await kartka_housekeeping.housekeeping(pool, clock.now())
+    progress()
     long = analytics or pool
     rollup = await kpis_rollup.run(long, services.program.timezone)
     done["kpi_days_recomputed"] = rollup.days_recomputed
+    progress()
     done |= await run_segment_jobs(long, services.program, clock.now(), force=force, daily=daily)
     return done
 
 
 async def run_daily_segments(
-    services: Services, analytics: Pool, stop: asyncio.Event | None = None
+    services: Services,
+    analytics: Pool,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[], None] = lambda: None,
 ) -> dict[str, Any] | None:
     """The daily recompute of every customer's facts, RFM and lifecycle (minutes at a million customers):
     the worker's own loop runs it, on the ``analytics`` pool, so the timed jobs go on meanwhile. None when
-    it was not due."""
-    report = await run_daily_safely(analytics, services.program, services.clock.now(), stop=stop)
+    it was not due. ``progress`` is called after each batch."""
+    report = await run_daily_safely(analytics, services.program, services.clock.now(), stop=stop, progress=progress)
     return None if report is None else msgspec.to_builtins(report)

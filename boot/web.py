@@ -49,6 +49,7 @@ async def _api_services(settings: Settings, clock: Clock, engine: EngineFactory 
             ping_seconds=max(1.0, settings.db_command_timeout_seconds),
             name="key revocations",
         )
+        services.keys.follow(listener.heard_lately)  # a late ping is enough to stop trusting the cache
         await listener.start()
         try:
             if services.catalog is not None:  # promotions: their own LISTEN, the catalog read before serving

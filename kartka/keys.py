@@ -142,7 +142,9 @@ class KeyVerifier:
 
     A cached key is trusted for ``ttl_seconds`` only while revocation notices are being heard; while the
     listening connection is down (the database restarted, froze, or was never reached) for at most
-    ``unlistened_seconds``, since a revocation made meanwhile would go unheard.
+    ``unlistened_seconds``, since a revocation made meanwhile would go unheard. Heard means the listener
+    vouches for its connection now (:meth:`follow`): a ping the server is late to answer is enough to
+    fall back to the short window, before the listener gives the connection up.
     """
 
     def __init__(self, pool: Pool, ttl_seconds: float, *, unlistened_seconds: float = 1.0) -> None:
@@ -154,12 +156,19 @@ class KeyVerifier:
         # The value is (when it was verified, monotonic; the principal).
         self._cache: dict[str, tuple[float, Principal]] = {}
         self.listening = False
+        self._heard: Callable[[], bool] = lambda: self.listening
+
+    def follow(self, heard: Callable[[], bool]) -> None:
+        """Trust the cache for long only while ``heard()`` (``kartka.listen.Listener.heard_lately``)."""
+        self._heard = heard
 
     def cached(self, key: str) -> Principal | None:
         """The principal of a key verified a moment ago, without awaiting anything."""
         hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < (self._ttl if self.listening else self._unlistened):
-            return hit[1]
+        if hit is not None:
+            age = time.monotonic() - hit[0]
+            if age < self._unlistened or (age < self._ttl and self.listening and self._heard()):
+                return hit[1]
         return None
 
     async def verify(self, key: str) -> Principal | None:

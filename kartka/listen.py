@@ -4,6 +4,10 @@ A listening connection dies with every PostgreSQL restart, and a frozen server l
 either way its notices stop without a word. :class:`Listener` owns one dedicated connection, notices
 when it closes (or stops answering a periodic ping), tells its owner (``on_change``) so that whatever
 relied on the notices stops relying on them, and reconnects with backoff until it listens again.
+
+A ping that has not come back is not yet a dead connection, but it is no longer evidence of a live one:
+:meth:`Listener.heard_lately` turns false as soon as the server is late with an answer (the ping
+interval plus :data:`LATE`), a whole ping timeout before the connection is given up.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 else:  # asyncpg's classes are generic only in its stubs
     Connect = Callable[[], Awaitable[asyncpg.Connection]]
 Callback = Callable[..., None]
+
+#: How long past the ping interval the server may take to answer before the listener stops vouching for it.
+LATE = 0.5
 
 
 class Listener:
@@ -53,6 +61,13 @@ class Listener:
         self.listening = False
         #: How many times a listening connection was made (the first one included).
         self.connections = 0
+        #: When (monotonic) the server last showed the connection alive: it was opened, or answered a ping.
+        self.answered = 0.0
+
+    def heard_lately(self) -> bool:
+        """Whether notices can be trusted now: listening, and the server answered within the ping interval
+        (plus :data:`LATE`). False from the moment a ping is late, not only once it timed out."""
+        return self.listening and time.monotonic() - self.answered < self._ping + LATE
 
     async def start(self) -> None:
         """Listen now if the database answers (so the caller starts with notices), then keep at it."""
@@ -86,6 +101,7 @@ class Listener:
         self._conn = conn
         self._lost.clear()
         self.connections += 1
+        self.answered = time.monotonic()
         self._set(True)
 
     def _terminated(self, *_: object) -> None:
@@ -120,6 +136,7 @@ class Listener:
                 continue
             try:  # a frozen server keeps the socket open: only a question it cannot answer shows it
                 await self._conn.fetchval("SELECT 1", timeout=self._ping)
+                self.answered = time.monotonic()
             except Exception as exc:
                 logger.warning("%s: the listening connection stopped answering (%s)", self._name, exc)
                 await self._drop()

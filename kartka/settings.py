@@ -172,6 +172,8 @@ ENV: Final[dict[str, str]] = {
     "key_cache_unlistened_seconds": "KARTKA_KEY_CACHE_UNLISTENED_SECONDS",
     "worker_heartbeat_seconds": "KARTKA_WORKER_HEARTBEAT_SECONDS",
     "worker_stale_seconds": "KARTKA_WORKER_STALE_SECONDS",
+    "worker_stuck_seconds": "KARTKA_WORKER_STUCK_SECONDS",
+    "worker_health_file": "KARTKA_WORKER_HEALTH_FILE",
 }
 
 
@@ -320,6 +322,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     key_cache_unlistened_seconds: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     worker_heartbeat_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
     worker_stale_seconds: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # A step of the timed jobs or a batch of the daily recompute this long is a hung worker (the
+    # analytics' statements alone may run 30 min, boot.jobs.ANALYTICS_STATEMENT_MS).
+    worker_stuck_seconds: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    worker_health_file: Path | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []

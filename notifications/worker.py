@@ -221,6 +221,9 @@ class Dispatcher:
         #: was enqueued. The heartbeat stops when this stops (a worker stuck, not merely slowed by a rate
         #: limit or a big campaign).
         self.progress = monotonic()
+        #: When (monotonic) a loop last came round, whether its round worked or failed (the database away,
+        #: a provider down): the worker's loops are alive, not hung. Its watchdog reads this.
+        self.alive = monotonic()
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -503,6 +506,10 @@ class Dispatcher:
     def last_progress(self) -> float:
         return self.progress
 
+    def last_alive(self) -> float:
+        """When a loop last came round or moved, worked or not (see ``alive``)."""
+        return max(self.alive, self.progress)
+
     def _failed(self, what: str, exc: Exception, failures: int) -> float:
         """Log a failed round and return how long to wait: exponential, capped, jittered."""
         delay = backoff(failures, base=self.config.poll_seconds, cap=_MAX_BACKOFF_SECONDS)
@@ -515,6 +522,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            self.alive = monotonic()
             try:
                 claimed = await self.run_once()
             except Exception as exc:
@@ -538,6 +546,7 @@ class Dispatcher:
         interval = max(0.5, min(self.config.lease_seconds / 4, 5.0))
         failures = 0
         while not self._stop.is_set():
+            self.alive = monotonic()
             wait = interval
             try:
                 await self.recover_leases()

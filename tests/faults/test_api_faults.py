@@ -2,13 +2,15 @@
 served over real HTTP.
 
 A connection lost mid-request is a 503 the till can retry (not a 500); a frozen database answers a till
-with 503 + Retry-After within seconds (not a minute of silence); a key revoked after a database
+with 503 + Retry-After within one deadline (not a minute of silence, nor two deadlines); a key revoked after a database
 restart stops working within a second or two (not when the 30-second cache expires).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -28,7 +30,8 @@ from tests.served import Served
 
 Serve = Callable[[Settings], Served]
 
-# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
+# One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
+# the other half of the fault tests ("pg-cluster-worker") on another worker and cluster.
 pytestmark = pytest.mark.xdist_group("pg-cluster")
 
 
@@ -93,22 +96,39 @@ async def test_a_statement_the_server_cuts_short_is_503(
 async def test_a_frozen_database_answers_503_within_seconds(
     cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
 ) -> None:
-    served = serve(cluster_settings)
+    """Each till answered within one deadline (every ``KARTKA_DB_*_TIMEOUT_SECONDS`` set to ``T`` here),
+    whichever wait it was in: never two of them in a row (tests/faults/test_pool_deadlines.py)."""
+    deadline = 1.5
+    settings = msgspec.structs.replace(
+        cluster_settings,
+        db_connect_timeout_seconds=deadline,
+        db_acquire_timeout_seconds=deadline,
+        db_command_timeout_seconds=deadline,
+    )
+    served = serve(settings)
     headers = await Keys(cluster_pool).headers(Scope.POS)
+    unverified = await Keys(cluster_pool).headers(Scope.POS, terminal="till-2")  # its first request looks it up
     async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=30) as client:
         assert (await client.post("/v1/pos/customers", json={"phone": "+375291110003"})).status_code == 201
-        with cluster.frozen():
-            # Several tills at once: idle pool connections, new connections, waiting for a free one.
+
+        async def timed(path: str, body: dict[str, str], extra: dict[str, str] | None = None) -> float:
             started = time.monotonic()
-            phones = [f"+37529111{n:04d}" for n in range(10, 16)]
-            responses = await asyncio.gather(*(client.post("/v1/pos/customers", json={"phone": p}) for p in phones))
-            elapsed = time.monotonic() - started
-            for response in responses:
-                assert_unavailable(response)
-            assert elapsed < 6, f"the tills waited {elapsed:.1f} s"
+            assert_unavailable(await client.post(path, json=body, headers=extra))
+            return time.monotonic() - started
+
+        with cluster.frozen():
+            # Several tills at once: idle pool connections, new connections, waiting for a free one, the
+            # read-only path, the transactional one, a key not yet verified.
+            waits = await asyncio.gather(
+                *(timed("/v1/pos/customers", {"phone": f"+37529111{n:04d}"}) for n in range(10, 16)),
+                timed("/v1/pos/identify", {"code": "+375291110003"}),
+                timed("/v1/pos/identify", {"code": "+375291110003"}, unverified),
+            )
+            slowest = max(waits)
+            assert slowest < deadline + 0.9, f"a till waited {slowest:.1f} s with every deadline {deadline} s"
             started = time.monotonic()
             assert (await client.get("/ready")).status_code == 503
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 3
 
         async def registered() -> bool:  # thawed, the same pool serves again
             again = await client.post("/v1/pos/customers", json={"phone": "+375291110020"})
@@ -150,3 +170,94 @@ async def test_a_key_revoked_after_a_database_restart_stops_working_at_once(
             return (await client.post("/v1/pos/identify", json=identify)).status_code == 401
 
         await eventually(refused, 3, "the revoked key to be refused")
+
+
+async def _backend(pool: Pool, application: str) -> int:
+    pid: int | None = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = $2", application, DATABASE
+    )
+    assert pid is not None, f"no {application} connection"
+    return pid
+
+
+async def _refused_after(client: httpx.AsyncClient, path: str, body: dict[str, str], seconds: float) -> float:
+    """Seconds until the till's key is refused (401), asking every 50 ms."""
+    started = time.monotonic()
+
+    async def refused() -> bool:
+        return (await client.post(path, json=body)).status_code == 401
+
+    await eventually(refused, seconds, "the revoked key to be refused")
+    return time.monotonic() - started
+
+
+async def test_a_key_revoked_while_nothing_listens_stops_working_within_the_unlistened_window(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    """The listening connection is cut and cannot come back (the database takes no new connections); the
+    API goes on with the connections it has. A key revoked meanwhile (no notice can arrive) is refused
+    within KARTKA_KEY_CACHE_UNLISTENED_SECONDS, not when its 30-second cache entry expires."""
+    window = 1.0
+    served = serve(
+        msgspec.structs.replace(cluster_settings, key_cache_seconds=30.0, key_cache_unlistened_seconds=window)
+    )
+    keys = services_of(served.app.state).keys
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    identify = {"code": "+375291110060"}
+    admin = await asyncpg.connect(cluster.url(), timeout=10)  # on the "postgres" database
+    holder = await asyncpg.connect(cluster.url(DATABASE), timeout=10)  # revokes from inside
+    try:
+        async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+            assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404
+            await admin.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
+            await admin.fetchval("SELECT pg_terminate_backend($1)", await _backend(cluster_pool, "kartka-api-listener"))
+
+            async def deaf() -> bool:
+                return not keys.listening
+
+            await eventually(deaf, 5, "the API to notice it no longer listens")
+            assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404  # cached again
+            await revoke_key(holder, headers["Authorization"].removeprefix("Bearer "))
+            took = await _refused_after(client, "/v1/pos/identify", identify, 5)
+            assert took < window + 0.8, f"refused after {took:.1f} s"
+            assert not keys.listening  # the window did it, not a notice
+    finally:
+        await admin.execute(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
+        await admin.close()
+        await holder.close()
+
+
+async def test_a_late_ping_is_enough_to_stop_trusting_the_key_cache(
+    cluster_settings: Settings, serve: Serve, cluster: Cluster, cluster_pool: Pool
+) -> None:
+    """The listening connection's server process freezes (SIGSTOP): the socket stays open, no notice
+    comes and no ping is answered. The cache is trusted for long only until a ping is late (the ping
+    interval plus half a second), not until the ping times out a whole interval later."""
+    ping = 2.0  # the listener pings every max(1, KARTKA_DB_COMMAND_TIMEOUT_SECONDS), with that timeout
+    served = serve(msgspec.structs.replace(cluster_settings, key_cache_seconds=30.0, db_command_timeout_seconds=ping))
+    headers = await Keys(cluster_pool).headers(Scope.POS)
+    identify = {"code": "+375291110061"}
+    async with httpx.AsyncClient(base_url=served.base, headers=headers, timeout=20) as client:
+        assert (await client.post("/v1/pos/identify", json=identify)).status_code == 404  # the key is cached
+        listener = await _backend(cluster_pool, "kartka-api-listener")
+
+        async def pinged_at() -> object:
+            return await cluster_pool.fetchval("SELECT query_start FROM pg_stat_activity WHERE pid = $1", listener)
+
+        first = await pinged_at()
+
+        async def pinged() -> bool:  # freeze right after a ping: the next one is a whole interval away
+            return await pinged_at() != first
+
+        await eventually(pinged, ping * 2, "the listener to ping")
+        os.kill(listener, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            async with cluster_pool.acquire() as conn:
+                await revoke_key(conn, headers["Authorization"].removeprefix("Bearer "))
+            await _refused_after(client, "/v1/pos/identify", identify, ping * 3)
+            took = time.monotonic() - frozen
+            # Late after ping + LATE (2.5 s); the ping's timeout would have ended at 2 * ping (4 s).
+            assert took < ping + 1.2, f"refused {took:.1f} s after the freeze"
+        finally:
+            os.kill(listener, signal.SIGCONT)

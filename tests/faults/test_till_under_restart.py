@@ -30,7 +30,8 @@ from tests.helpers import Keys
 from tests.pgcluster import Cluster
 from tests.served import Served
 
-# One worker runs them all: they share one throwaway cluster (pytest-xdist --dist loadgroup).
+# One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
+# the other half of the fault tests ("pg-cluster-worker") on another worker and cluster.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
 
 TILLS = 6
