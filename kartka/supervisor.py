@@ -65,7 +65,7 @@ class Supervisor:
             delay = min(self.max_backoff, self.min_backoff * 2 ** (failures - 1))
             self.restarts += 1
             logger.error(
-                "the %s (pid %d) exited with status %d after %.1f s; restarting it in %.0f s",
+                "the %s (pid %d) exited with status %d after %.1f s; restarting it in %.1f s",
                 self.name,
                 self.process.pid,
                 status,
