@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from zoneinfo import ZoneInfo
 
@@ -162,8 +162,9 @@ _KIND: dict[type, int] = {
     PointsMultiplier: _P_MULTIPLIER,
 }
 _NEAR_KINDS = frozenset({_N_FOR_M, _NTH, _BUNDLE})
-_ORDER = attrgetter("order")
 """Benefits that can be one unit short of another set or bundle."""
+_ORDER = attrgetter("order")
+_RANK = attrgetter("rank")
 
 
 class _Rule:
@@ -182,7 +183,9 @@ class _Rule:
         "everyone",
         "exclude",
         "expires",
+        "free",
         "group",
+        "group_name",
         "hours",
         "id",
         "kind",
@@ -196,6 +199,8 @@ class _Rule:
         "per_order",
         "personal",
         "promotion",
+        "propose",
+        "rank",
         "revision",
         "segments",
         "starts",
@@ -214,9 +219,16 @@ class _Rule:
         self.active, self.promotion, self.benefit = active, p, benefit
         self.id, self.revision = active.id, active.revision
         self.kind = _KIND[type(benefit)]
+        self.propose: Callable[[_Rule, Benefit, _Cart, list[int], Set], Proposal] = _PROPOSE.get(
+            self.kind, _propose_nothing
+        )
+        """The discount's proposal (the catalog is built after the module, so the table is there)."""
         self.group = group
         self.order = (group.priority, p.group, p.priority, active.seq)
         """Groups by priority (ties by name), then the group's members by priority, the earlier first."""
+        self.rank = 0
+        """Its place in ``order`` among the catalog's promotions (an integer sorts faster than a tuple)."""
+        self.group_name = p.group
         lines = getattr(benefit, "lines", None)
         self.lines = match(lines) if isinstance(lines, Selector) else _ANY
         self.trigger = match(benefit.trigger) if isinstance(benefit, Bundle) else _ANY
@@ -257,6 +269,15 @@ class _Rule:
         self.limited = self.per_customer is not None or bool(
             self.budget_discount or self.budget_points or self.budget_count
         )
+        self.free = (
+            self.everyone
+            and self.stores is None
+            and self.channels is None
+            and self.timeless
+            and not self.limited
+            and not self.conditional
+        )
+        """Nothing to check: it runs on every cart it is a candidate of."""
 
     def title(self, language: str) -> str:
         found = self.titles.get(language)
@@ -271,6 +292,16 @@ class _Rule:
             or bool(self.budget_discount and used.discount >= self.budget_discount)
             or bool(self.budget_points and used.points >= self.budget_points)
         )
+
+    def refused_anywhere(self, tier: str, store: str | None, channel: str, local: tuple[int, int]) -> bool:
+        """Refused by what every cart of one tier, store, channel and local minute shares (the tiers,
+        where, the weekdays and hours of ``when``)."""
+        if (self.tiers is not None and tier not in self.tiers) or (
+            (self.stores is not None and store not in self.stores)
+            or (self.channels is not None and channel not in self.channels)
+        ):
+            return True
+        return not _at_local(self, *local)
 
     def in_audience(self, facts: Facts) -> bool:
         return not (
@@ -311,23 +342,39 @@ class Catalog:
             return found
 
         self._rules = tuple(_Rule(a, self.group(a.promotion.group), match) for a in self.promotions)
+        for rank, rule in enumerate(sorted(self._rules, key=_ORDER)):
+            rule.rank = rank
         self._index = {rule.id: n for n, rule in enumerate(self._rules)}
         self._any: tuple[int, ...] = ()
         index: dict[str, dict[str, list[int]]] = {"sku": {}, "category": {}, "brand": {}}
         anywhere: list[int] = []
+        paired: set[int] = set()
         for n, rule in enumerate(self._rules):
             selectors = _selectors(rule.promotion)
             if not selectors or any(s.any_line for s in selectors):
                 anywhere.append(n)
                 continue
+            if len(selectors) > 1:
+                paired.add(n)
             for kind, value in {key for s in selectors for key in _keys(s)}:
                 index[kind].setdefault(value, []).append(n)
         self._any = tuple(anywhere)
+        self._any_rules = tuple(self._rules[n] for n in anywhere)
+        self._paired = frozenset(paired)
+        """Bundles: a line the index finds for one is its trigger's or its target's, which it cannot tell."""
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
         self._by_category = {k: tuple(v) for k, v in index["category"].items()}
         self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
-        self._last: tuple[Sequence[CartLine] | None, list[_Rule]] = (None, [])
-        """The last cart's candidates (the cart held, so ``is`` cannot match a new one at its address)."""
+        self._last: tuple[Sequence[CartLine] | None, list[_Rule], dict[_Match, list[int]]] = (None, [], {})
+        """The last cart's candidates and the lines the index found for them (the cart held, so ``is``
+        cannot match a new one at its address)."""
+        self._minute: tuple[int, tuple[int, int] | None, dict[tuple[str, str | None, str], frozenset[_Rule]]] = (
+            -1,
+            None,
+            {},
+        )
+        """The current minute since the epoch, its local (weekday, minute) if the whole minute shares
+        one, and per (tier, store, channel) the "any line" promotions that refuse every cart then."""
 
     def __len__(self) -> int:
         return len(self.promotions)
@@ -351,30 +398,77 @@ class Catalog:
         return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
 
     def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
+        return self._lookup(lines)[0]
+
+    def _lookup(self, lines: Sequence[CartLine]) -> tuple[list[_Rule], dict[_Match, list[int]]]:
+        """The candidates, and for those the index found by their one selector, the lines it matches
+        (what ``_Cart.hits`` would work out again)."""
         rules = self._rules
         if not rules:
-            return []
+            return [], {}
         last = self._last
         if last[0] is lines:  # the same cart again: calculate asks before it prices (limits, offers)
-            return last[1]
-        found = set(self._any)
+            return last[1], last[2]
+        per: dict[int, list[int]] = {}
         by_sku, by_category, by_brand = self._by_sku, self._by_category, self._by_brand
-        for line in lines:
+        for i, line in enumerate(lines):
             if line.on_sale:
                 continue
-            hit = by_sku.get(line.sku)
-            if hit:
-                found.update(hit)
-            if line.category is not None and (hit := by_category.get(line.category)):
-                found.update(hit)
-            if line.brand is not None and (hit := by_brand.get(line.brand)):
-                found.update(hit)
+            for hit in (by_sku.get(line.sku), by_category.get(line.category), by_brand.get(line.brand)):  # type: ignore[arg-type]
+                if hit:
+                    for n in hit:
+                        got = per.get(n)
+                        if got is None:
+                            per[n] = [i]
+                        elif got[-1] != i:  # a line found by its sku and its brand counts once
+                            got.append(i)
+        found = set(self._any)
+        found.update(per)
         candidates = [rules[n] for n in sorted(found)]
-        self._last = (lines, candidates)  # one assignment: safe when carts are priced in threads
-        return candidates
+        paired = self._paired
+        hits = {rules[n].lines: got for n, got in per.items() if n not in paired}
+        self._last = (lines, candidates, hits)  # one assignment: safe when carts are priced in threads
+        return candidates, hits
+
+    def _refused(self, facts: Facts) -> frozenset[_Rule] | None:
+        """The "any line" promotions that refuse every cart of this tier, store, channel and minute
+        (worked out once per minute for each), or None when the minute has no one local time."""
+        at = facts.at
+        if at.tzinfo is None or not self._any_rules:
+            return None
+        minute = (at - _EPOCH) // _ONE_MINUTE
+        memo = self._minute
+        if memo[0] != minute:
+            memo = self._minute = (minute, _local_minute(minute, self.zone), {})
+        local = memo[1]
+        if local is None:
+            return None
+        key = (facts.tier, facts.store, facts.channel)
+        found = memo[2].get(key)
+        if found is None:
+            found = memo[2][key] = frozenset(
+                rule for rule in self._any_rules if rule.refused_anywhere(facts.tier, facts.store, facts.channel, local)
+            )
+        return found
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MINUTE = timedelta(minutes=1)
+
+
+def _local_minute(minute: int, zone: ZoneInfo) -> tuple[int, int] | None:
+    """(ISO weekday, minutes after local midnight) of a minute since the epoch, or None when its
+    seconds do not all share them (an offset in seconds, or a change of offset within the minute)."""
+    start = _EPOCH + minute * _ONE_MINUTE
+    local = start.astimezone(zone)
+    offset = local.utcoffset()
+    if offset is None or offset % _ONE_MINUTE or (start + timedelta(seconds=59)).astimezone(zone).utcoffset() != offset:
+        return None
+    return local.isoweekday(), local.hour * 60 + local.minute
 
 
 EMPTY_CATALOG = Catalog()
+_NO_RULES: frozenset[_Rule] = frozenset()
 
 
 def _selectors(promotion: Promotion) -> list[Selector]:
@@ -462,19 +556,21 @@ class _Cart:
     """One cart being priced: its lines, its units once a discount needs them, what each promotion
     gave, and which lines and units each compiled selector matched (worked out once per cart)."""
 
-    __slots__ = ("_hits", "_totals", "_units", "first", "given", "lines", "points", "price", "unit_line")
+    __slots__ = ("_hits", "_totals", "_units", "first", "given", "left", "lines", "points", "price", "unit_line")
 
-    def __init__(self, lines: Sequence[CartLine]) -> None:
+    def __init__(self, lines: Sequence[CartLine], hits: dict[_Match, list[int]] | None = None) -> None:
         self.lines = lines
         self.unit_line: list[int] = []
         self.price: list[int] = []
         """Each unit's current price."""
         self.first: list[int] = []
         """Each line's first unit (a line's units are consecutive)."""
+        self.left: list[int] = []
+        """Each line's price after the discounts so far (the sum of its units')."""
         self.given: dict[str, dict[int, int]] = {}
         """Promotion id → line → discount."""
         self.points: dict[str, dict[int, int]] = {}
-        self._hits: dict[_Match, list[int]] = {}
+        self._hits: dict[_Match, list[int]] = dict(hits) if hits else {}
         self._units: dict[_Match, list[int]] = {}
         self._totals: tuple[int, int] | None = None
 
@@ -488,11 +584,13 @@ class _Cart:
         """Units, each at its line's unit price (once per cart, and only when a discount is worked out)."""
         if self.first or not self.lines:
             return
-        unit_line, price, first = self.unit_line, self.price, self.first
+        unit_line, price, first, left = self.unit_line, self.price, self.first, self.left
         for i, line in enumerate(self.lines):
             first.append(len(unit_line))
-            unit_line.extend([i] * line.qty)
-            price.extend([line.unit_price] * line.qty)
+            qty, unit_price = line.qty, line.unit_price
+            unit_line.extend([i] * qty)
+            price.extend([unit_price] * qty)
+            left.append(qty * unit_price)
 
     def hits(self, match: _Match) -> list[int]:
         """The lines ``match`` matches, in order."""
@@ -550,24 +648,26 @@ def evaluate(
     explain: bool = True,
 ) -> Outcome:
     """The priced cart. ``used`` says what each limited promotion has counted so far (absent: none).
-    ``explain=False`` (pricing a till's cart) skips working out whether a promotion that gave nothing
-    lost to another or found nothing to do: only preview shows that."""
+    ``explain=False`` (pricing a till's cart) leaves ``not_applied`` empty: only preview shows which
+    promotions did not apply and why."""
     used = used or {}
-    cart = _Cart(lines)
-    runnable, not_applied, near = _screen(catalog, cart, facts, used)
+    candidates, hits = catalog._lookup(lines)
+    cart = _Cart(lines, hits)
+    runnable, not_applied, near = _screen(catalog, candidates, cart, facts, used, explain=explain)
 
     groups = _grouped(runnable) if runnable else []
-    for group, members in groups:
-        discounts = [r for r in members if r.kind < _NO_REDEEM]
+    for group, discounts, _ in groups:
         if discounts:
             _run_discount_group(cart, group, discounts, used)
 
-    discount = [0] * len(lines)
-    for per_line in cart.given.values():
-        for i, d in per_line.items():
-            discount[i] += d
-    left = [line.total - discount[i] for i, line in enumerate(lines)]
-    base_lines = _redeemable(cart, runnable)
+    if cart.left:  # a discount group expanded the cart: its lines' prices are kept up to date
+        left = cart.left
+        discount = [line.qty * line.unit_price - left[i] for i, line in enumerate(lines)]
+    else:
+        left = [line.qty * line.unit_price for line in lines]
+        discount = [0] * len(lines)
+    open_lines = [i for i, line in enumerate(lines) if not line.on_sale]
+    base_lines = _redeemable(cart, runnable, open_lines)
     redeem_base = sum(left[i] for i in base_lines)
     max_redeem = max(0, min(available_points, share_floor(redeem_base, redeem_cap_bp)))
     redeem = max(0, min(requested_points, max_redeem))
@@ -575,11 +675,10 @@ def evaluate(
     if redeem:
         for i, part in zip(base_lines, allocate(redeem, [left[i] for i in base_lines]), strict=True):
             paid[i] -= part
-    accrue = share_floor(sum(paid[i] for i, line in enumerate(lines) if not line.on_sale), facts.rate_bp)
+    accrue = share_floor(sum(paid[i] for i in open_lines), facts.rate_bp)
 
     awards: list[Award] = []
-    for group, members in groups:
-        points = [r for r in members if r.kind >= _P_FIXED]
+    for group, _, points in groups:
         if points:
             awards.extend(_run_points_group(cart, group, points, paid, facts, used))
 
@@ -603,17 +702,25 @@ def evaluate(
 
 
 def _screen(
-    catalog: Catalog, cart: _Cart, facts: Facts, used: Mapping[str, Used]
+    catalog: Catalog, candidates: list[_Rule], cart: _Cart, facts: Facts, used: Mapping[str, Used], *, explain: bool
 ) -> tuple[list[_Rule], list[NotApplied], list[Note]]:
-    """The candidates that run on this cart; the others with why not, and the near-miss texts of those
-    whose condition the cart almost meets."""
+    """The candidates that run on this cart; the others with why not (``explain``), and the near-miss
+    texts of those whose condition the cart almost meets."""
     runnable: list[_Rule] = []
     not_applied: list[NotApplied] = []
     near: list[Note] = []
     clock = _Clock(facts.at, catalog.zone)
     store, channel = facts.store, facts.channel
-    for rule in catalog._candidates(cart.lines):
+    # Without reasons to give, the "any line" promotions refused by tier, where or time are skipped
+    # by a set lookup: they refuse every cart of the minute alike (none gets a near-miss text).
+    refused = _NO_RULES if explain else (catalog._refused(facts) or _NO_RULES)
+    for rule in candidates:
         # Each check is a field or two of the compiled promotion; the cart's own sums come last.
+        if rule.free:
+            runnable.append(rule)
+            continue
+        if rule in refused:
+            continue
         if not rule.everyone and not rule.in_audience(facts):
             reason = "audience"
         elif (rule.stores is not None and store not in rule.stores) or (
@@ -632,29 +739,38 @@ def _screen(
         else:
             runnable.append(rule)
             continue
-        not_applied.append(NotApplied(rule.id, reason))
+        if explain:
+            not_applied.append(NotApplied(rule.id, reason))
     return runnable, not_applied, near
 
 
-def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule]]]:
-    """Groups in the order they run, each with its promotions in the order they run."""
-    groups: list[tuple[Group, list[_Rule]]] = []
+def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule], list[_Rule]]]:
+    """Groups in the order they run, each with its discounts and its points promotions in the order
+    they run."""
+    groups: list[tuple[Group, list[_Rule], list[_Rule]]] = []
     name = None
-    for rule in sorted(runnable, key=_ORDER):
-        if rule.order[1] != name:
-            name = rule.order[1]
-            groups.append((rule.group, []))
-        groups[-1][1].append(rule)
+    discounts: list[_Rule] = []
+    points: list[_Rule] = []
+    for rule in sorted(runnable, key=_RANK):
+        if rule.group_name != name:
+            name = rule.group_name
+            discounts, points = [], []
+            groups.append((rule.group, discounts, points))
+        if rule.kind < _NO_REDEEM:
+            discounts.append(rule)
+        elif rule.kind >= _P_FIXED:
+            points.append(rule)
     return groups
 
 
-def _redeemable(cart: _Cart, runnable: list[_Rule]) -> list[int]:
-    """Lines points may pay for: not on sale, and no ``no_redeem`` promotion applies to them."""
+def _redeemable(cart: _Cart, runnable: list[_Rule], open_lines: list[int]) -> list[int]:
+    """Lines points may pay for: not on sale (``open_lines``), and no ``no_redeem`` promotion applies
+    to them."""
     barred: set[int] = set()
     for rule in runnable:
         if rule.kind == _NO_REDEEM:
             barred.update(cart.hits(rule.lines))
-    return [i for i, line in enumerate(cart.lines) if not line.on_sale and i not in barred]
+    return [i for i in open_lines if i not in barred] if barred else open_lines
 
 
 def _messages(
@@ -719,14 +835,16 @@ def _runs_at(rule: _Rule, clock: _Clock) -> bool:
         return False
     if rule.weekdays is None and rule.hours is None:
         return True
-    weekday, now = clock.local()
+    return _at_local(rule, *clock.local())
+
+
+def _at_local(rule: _Rule, weekday: int, now: int) -> bool:
+    """Whether the weekdays and hours allow the local moment."""
     if rule.weekdays is not None and weekday not in rule.weekdays:
         return False
     if rule.hours is not None:
         start, end = rule.hours
-        inside = start <= now < end if start < end else (now >= start or now < end)
-        if not inside:
-            return False
+        return start <= now < end if start < end else (now >= start or now < end)
     return True
 
 
@@ -746,6 +864,7 @@ def _condition_holds(rule: _Rule, cart: _Cart) -> bool:
 # -- discounts ---------------------------------------------------------------------------------
 
 
+_HALF = BP // 2
 Proposal = dict[int, int]
 """Unit → discount."""
 Set = set[int] | frozenset[int]
@@ -755,11 +874,10 @@ _NONE: frozenset[int] = frozenset()
 
 def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: Mapping[str, Used]) -> None:
     cart.expand()
-    start = cart.price[:]
 
     def propose(rule: _Rule, price: list[int], taken: Set) -> Proposal:
         """The promotion's proposal, within what its budget has left."""
-        proposal = _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
+        proposal = rule.propose(rule, rule.benefit, cart, price, taken)
         if not rule.budget_discount:
             return proposal
         return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
@@ -767,13 +885,15 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
     contributions: dict[str, Proposal]
     if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
         rule = members[0]
-        proposal = propose(rule, start, _NONE)
-        if not proposal:
-            return
-        contributions = {rule.id: proposal}
-    elif group.mode in ("exclusive", "best"):
-        contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=group.mode == "best")
-    elif group.mode == "sum":
+        proposal = propose(rule, cart.price, _NONE)  # proposals only read the prices: no copy needed
+        if proposal:
+            _apply(cart, {rule.id: proposal}, group.max_discount_bp)
+        return
+    start = cart.price[:]
+    mode = group.mode
+    if mode in {"exclusive", "best"}:
+        contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=mode == "best")
+    elif mode == "sum":
         contributions = {r.id: propose(r, start, _NONE) for r in members}
         _clip_units(start, contributions)
     else:  # sequential: each applies to the price the previous one left
@@ -783,18 +903,42 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
             contributions[rule.id] = proposal = propose(rule, now, _NONE)
             for u, d in proposal.items():
                 now[u] -= d
-    if group.max_discount_bp is not None:
-        _cap_lines(cart, start, contributions, group.max_discount_bp)
-    price, unit_line = cart.price, cart.unit_line
+    _apply(cart, contributions, group.max_discount_bp)
+
+
+def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) -> None:  # noqa: PLR0912
+    """The group's discounts taken off the units and recorded per line, within the group's cap."""
+    unit_line = cart.unit_line
+    given: dict[str, dict[int, int]] = {}
     for pid, proposal in contributions.items():
-        if not proposal:
-            continue
-        per_line = cart.given.setdefault(pid, {})
+        per_line: dict[int, int] = {}
         for u, d in proposal.items():
             if d:
-                price[u] -= d
                 line = unit_line[u]
                 per_line[line] = per_line.get(line, 0) + d
+        if per_line:
+            given[pid] = per_line
+    left = cart.left
+    if cap_bp is not None:
+        if len(given) == 1:
+            on_line = next(iter(given.values()))
+        else:
+            on_line = {}
+            for per_line in given.values():
+                for line, d in per_line.items():
+                    on_line[line] = on_line.get(line, 0) + d
+        if any(total > share_floor(left[line], cap_bp) for line, total in on_line.items()):
+            _cap_lines(cart, contributions, cap_bp)  # rare: the cap binds
+            _apply(cart, contributions, None)
+            return
+    price = cart.price
+    for proposal in contributions.values():
+        for u, d in proposal.items():
+            price[u] -= d
+    for pid, per_line in given.items():
+        cart.given[pid] = per_line  # a promotion runs in one group only: its entry is new
+        for line, d in per_line.items():
+            left[line] -= d
 
 
 def _one_per_unit(
@@ -815,13 +959,12 @@ def _one_per_unit(
     # A proposal that touches none of the units just taken stays what it was: units it did not use are
     # the cheapest or the last in its order, so removing them changes nothing. Only the others are
     # worked out again, which keeps "best" near linear in the number of promotions.
-    rank = {r.id: i for i, r in enumerate(members)}  # of equals, the first in the group's order wins
     offers = {}
     for r in members:
         proposal = propose(r, taken)
         offers[r.id] = (r, proposal, sum(proposal.values()))
     while offers:
-        rule, proposal, total = max(offers.values(), key=lambda o: (o[2], -rank[o[0].id]))
+        rule, proposal, total = max(offers.values(), key=_MOST)  # of equals, the first in the group's order
         del offers[rule.id]
         if not total:
             break
@@ -832,6 +975,13 @@ def _one_per_unit(
                 again = propose(other, taken)
                 offers[pid] = (other, again, sum(again.values()))
     return chosen
+
+
+def _most(offer: tuple[_Rule, dict[int, int], int]) -> tuple[int, int]:
+    return offer[2], -offer[0].rank
+
+
+_MOST = _most
 
 
 def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
@@ -847,17 +997,17 @@ def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
                 contributions[pid][u] = part
 
 
-def _cap_lines(cart: _Cart, start: list[int], contributions: dict[str, Proposal], cap_bp: int) -> None:
+def _cap_lines(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int) -> None:
     """A group's discounts on a line never exceed ``cap_bp`` of the line's price as the group found it;
     where they would, every contribution on the line shrinks in proportion."""
-    unit_line, first, lines = cart.unit_line, cart.first, cart.lines
+    unit_line, left = cart.unit_line, cart.left
     on_line: dict[int, int] = {}
     for proposal in contributions.values():
         for u, d in proposal.items():
             on_line[unit_line[u]] = on_line.get(unit_line[u], 0) + d
     for line, total in on_line.items():
-        cap = share_floor(sum(start[first[line] : first[line] + lines[line].qty]), cap_bp)
-        if total > cap:  # rare: only then is the line's every contribution listed and shrunk
+        cap = share_floor(left[line], cap_bp)
+        if total > cap:  # only then is the line's every contribution listed and shrunk
             entries = [
                 (pid, u)
                 for pid, proposal in contributions.items()
@@ -898,7 +1048,12 @@ def _dearest_first(units: list[int], price: list[int]) -> list[int]:
 
 def _propose(rule: _Rule, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """What the promotion would take off each unit at ``price``, leaving ``taken`` units alone."""
-    return _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
+    return rule.propose(rule, rule.benefit, cart, price, taken)
+
+
+def _propose_nothing(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    """Points and ``no_redeem`` take nothing off a unit."""
+    return {}
 
 
 def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
@@ -912,7 +1067,7 @@ def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], t
     bp = benefit.percent_bp
     out: Proposal = {}
     for u in chosen[:room]:
-        d = share_round(price[u], bp)
+        d = (price[u] * bp + _HALF) // BP  # share_round, inlined: this runs for every unit
         if d:  # a unit given nothing stays free for the next
             out[u] = d
     return out
@@ -991,34 +1146,46 @@ def _run_points_group(
 
     def propose(rule: _Rule, taken: Set) -> dict[int, int]:
         benefit = rule.benefit
-        chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
+        if taken:
+            chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
+        else:
+            chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
         if not chosen:
             return {}
-        money = sum(paid[i] for i in chosen)
-        if isinstance(benefit, PointsFixed):
-            total = benefit.points
-        elif isinstance(benefit, PointsPerAmount):
-            blocks = money // benefit.per
-            total = benefit.points * min(blocks, rule.per_order or blocks)
-        elif isinstance(benefit, PointsPercent):
+        weights = [paid[i] for i in chosen]
+        money = sum(weights)
+        kind = rule.kind
+        if kind == _P_PERCENT:
+            assert isinstance(benefit, PointsPercent)
             total = share_floor(money, benefit.rate_bp)
-        else:
+        elif kind == _P_MULTIPLIER:
             assert isinstance(benefit, PointsMultiplier)
             total = share_floor(share_floor(money, facts.rate_bp), benefit.factor_bp - BP)
+        elif kind == _P_FIXED:
+            assert isinstance(benefit, PointsFixed)
+            total = benefit.points
+        else:
+            assert isinstance(benefit, PointsPerAmount)
+            blocks = money // benefit.per
+            total = benefit.points * min(blocks, rule.per_order or blocks)
         if rule.budget_points:
             total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
-        return dict(zip(chosen, allocate(total, [paid[i] for i in chosen]), strict=True))
+        return dict(zip(chosen, allocate(total, weights), strict=True))
 
-    if group.mode in ("exclusive", "best"):
+    if len(members) == 1:  # every mode gives one promotion what it proposes on its own
+        rule = members[0]
+        proposal = propose(rule, _NONE)
+        results = {rule.id: proposal} if any(proposal.values()) else {}
+    elif group.mode in ("exclusive", "best"):
         results = _one_per_unit(members, propose, best=group.mode == "best")
     else:
         results = {r.id: proposal for r in members if any((proposal := propose(r, _NONE)).values())}
     awards = []
     for rule in members:
-        if rule.id in results:
-            proposal = results[rule.id]
-            cart.points[rule.id] = {i: p for i, p in proposal.items() if p}
-            awards.append(Award(rule.id, rule.revision, sum(proposal.values()), rule.expires))
+        won = results.get(rule.id)
+        if won is not None:
+            cart.points[rule.id] = {i: p for i, p in won.items() if p}
+            awards.append(Award(rule.id, rule.revision, sum(won.values()), rule.expires))
     return awards
 
 
