@@ -614,7 +614,9 @@ class _Cart:
         if found is None:
             self.expand()
             first, lines = self.first, self.lines
-            found = self._units[match] = [u for i in self.hits(match) for u in range(first[i], first[i] + lines[i].qty)]
+            found = self._units[match] = []
+            for i in self.hits(match):
+                found.extend(range(first[i], first[i] + lines[i].qty))
         return found
 
 
@@ -685,12 +687,13 @@ def evaluate(
     messages, unused = _messages(cart, runnable, facts, paid, explain=explain) if runnable else ([], [])
     not_applied.extend(unused)
     redeemable = set(base_lines)
-    applied = _breakdown(cart, runnable) if cart.given or cart.points else None
+    if cart.given or cart.points:
+        applied = _breakdown(cart, runnable)
+        priced = tuple([PricedLine(d, applied[i], i in redeemable) for i, d in enumerate(discount)])
+    else:
+        priced = tuple([PricedLine(d, (), i in redeemable) for i, d in enumerate(discount)])
     return Outcome(
-        lines=tuple(
-            PricedLine(discount=d, promotions=applied[i] if applied else (), redeemable=i in redeemable)
-            for i, d in enumerate(discount)
-        ),
+        lines=priced,
         redeem_base=redeem_base,
         max_redeem=max_redeem,
         redeem=redeem,
@@ -780,10 +783,13 @@ def _messages(
     messages: list[Note] = []
     unused: list[NotApplied] = []
     if not explain and not any(rule.promotion.messages.applied for rule in runnable):
-        gave: set[str] = set()  # a till's cart with no "applied" texts to show: nothing to find out
-    else:
-        gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
-        gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
+        # A till's cart with no "applied" texts to show: only the near misses of sets and bundles.
+        for rule in runnable:
+            if rule.kind in _NEAR_KINDS and (note := _benefit_near_miss(rule, cart, facts)) is not None:
+                messages.append(note)
+        return messages, unused
+    gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
+    gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
     for rule in runnable:
         if rule.kind == _NO_REDEEM:
             continue
@@ -803,15 +809,23 @@ def _messages(
 def _breakdown(cart: _Cart, runnable: list[_Rule]) -> list[tuple[Applied, ...]]:
     """Per line, what each promotion gave, in the order the promotions are listed."""
     per_line: list[list[Applied]] = [[] for _ in cart.lines]
-    empty: dict[int, int] = {}
+    all_given, all_points = cart.given, cart.points
     for rule in runnable:
-        given, points = cart.given.get(rule.id, empty), cart.points.get(rule.id, empty)
-        if not given and not points:
-            continue
-        for i in sorted(given.keys() | points.keys()):
-            d, p = given.get(i, 0), points.get(i, 0)
-            if d or p:
-                per_line[i].append(Applied(rule.id, rule.revision, d, p))
+        pid, revision = rule.id, rule.revision
+        given, points = all_given.get(pid), all_points.get(pid)
+        # A promotion gives money or points, never both, and records no zero: one dict, read in order.
+        if points is None:
+            if given is not None:
+                for i in sorted(given):
+                    per_line[i].append(Applied(pid, revision, given[i], 0))
+        elif given is None:
+            for i in sorted(points):
+                per_line[i].append(Applied(pid, revision, 0, points[i]))
+        else:
+            for i in sorted(given.keys() | points.keys()):
+                d, p = given.get(i, 0), points.get(i, 0)
+                if d or p:
+                    per_line[i].append(Applied(pid, revision, d, p))
     return [tuple(applied) for applied in per_line]
 
 
@@ -874,36 +888,38 @@ _NONE: frozenset[int] = frozenset()
 
 def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: Mapping[str, Used]) -> None:
     cart.expand()
-
-    def propose(rule: _Rule, price: list[int], taken: Set) -> Proposal:
-        """The promotion's proposal, within what its budget has left."""
-        proposal = rule.propose(rule, rule.benefit, cart, price, taken)
-        if not rule.budget_discount:
-            return proposal
-        return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
-
-    contributions: dict[str, Proposal]
     if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
         rule = members[0]
-        proposal = propose(rule, cart.price, _NONE)  # proposals only read the prices: no copy needed
+        proposal = _proposal(rule, cart, cart.price, _NONE, used)  # proposals only read the prices
         if proposal:
             _apply(cart, {rule.id: proposal}, group.max_discount_bp)
         return
+    contributions: dict[str, Proposal]
     start = cart.price[:]
     mode = group.mode
     if mode in {"exclusive", "best"}:
-        contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=mode == "best")
+        contributions = _one_per_unit(
+            members, lambda r, taken: _proposal(r, cart, start, taken, used), best=mode == "best"
+        )
     elif mode == "sum":
-        contributions = {r.id: propose(r, start, _NONE) for r in members}
+        contributions = {r.id: _proposal(r, cart, start, _NONE, used) for r in members}
         _clip_units(start, contributions)
     else:  # sequential: each applies to the price the previous one left
         contributions = {}
         now = list(start)
         for rule in members:
-            contributions[rule.id] = proposal = propose(rule, now, _NONE)
+            contributions[rule.id] = proposal = _proposal(rule, cart, now, _NONE, used)
             for u, d in proposal.items():
                 now[u] -= d
     _apply(cart, contributions, group.max_discount_bp)
+
+
+def _proposal(rule: _Rule, cart: _Cart, price: list[int], taken: Set, used: Mapping[str, Used]) -> Proposal:
+    """The promotion's proposal, within what its budget has left."""
+    proposal = rule.propose(rule, rule.benefit, cart, price, taken)
+    if not rule.budget_discount:
+        return proposal
+    return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
 
 
 def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) -> None:  # noqa: PLR0912
@@ -927,10 +943,11 @@ def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) 
             for per_line in given.values():
                 for line, d in per_line.items():
                     on_line[line] = on_line.get(line, 0) + d
-        if any(total > share_floor(left[line], cap_bp) for line, total in on_line.items()):
-            _cap_lines(cart, contributions, cap_bp)  # rare: the cap binds
-            _apply(cart, contributions, None)
-            return
+        for line, total in on_line.items():
+            if total > left[line] * cap_bp // BP:  # share_floor, inlined
+                _cap_lines(cart, contributions, cap_bp)  # rare: the cap binds
+                _apply(cart, contributions, None)
+                return
     price = cart.price
     for proposal in contributions.values():
         for u, d in proposal.items():
@@ -1098,17 +1115,22 @@ def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int
 def _sets(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``n_for_m`` and ``nth_percent``: sets of ``n`` units, the dearest first."""
     assert isinstance(benefit, NForM | NthPercent)
-    chosen = _dearest_first(_open(cart, rule.lines, price, taken), price)
+    chosen = _open(cart, rule.lines, price, taken)
     n = benefit.n
     sets = len(chosen) // n
     out: Proposal = {}
+    if not sets:
+        return out
+    chosen = _dearest_first(chosen, price)
     for k in range(min(sets, rule.per_order or sets)):
         group = chosen[k * n : (k + 1) * n]
         if isinstance(benefit, NForM):
             value = sum(price[u] for u in group[benefit.m :])
         else:
             value = share_round(price[group[-1]], benefit.percent_bp)
-        _spread(value, group, price, out)
+        # _spread, inlined: the sets share no unit, so each unit's part is its first
+        for u, part in zip(group, allocate(value, [price[u] for u in group]), strict=True):
+            out[u] = part
     return out
 
 
