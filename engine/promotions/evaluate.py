@@ -577,7 +577,10 @@ class _Cart:
     def totals(self) -> tuple[int, int]:
         """The whole cart's subtotal and number of units, on sale or not (a condition without lines)."""
         if self._totals is None:
-            self._totals = (sum(line.total for line in self.lines), sum(line.qty for line in self.lines))
+            self._totals = (
+                sum([line.qty * line.unit_price for line in self.lines]),
+                sum([line.qty for line in self.lines]),
+            )
         return self._totals
 
     def expand(self) -> None:
@@ -1003,6 +1006,8 @@ _MOST = _most
 
 def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
     """No unit below zero: where a sum exceeds a unit's price, each promotion gives up its share."""
+    if not _any_over(start, contributions):  # the usual case: nothing to list
+        return
     per_unit: dict[int, list[str]] = {}
     for pid, proposal in contributions.items():
         for u, d in proposal.items():
@@ -1012,6 +1017,22 @@ def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
         if len(pids) > 1 and sum(contributions[pid][u] for pid in pids) > start[u]:
             for pid, part in zip(pids, allocate(start[u], [contributions[pid][u] for pid in pids]), strict=True):
                 contributions[pid][u] = part
+
+
+def _any_over(start: list[int], contributions: dict[str, Proposal]) -> bool:
+    """Whether the promotions' discounts on some unit add up to more than its price."""
+    on_unit: dict[int, int] = {}
+    for proposal in contributions.values():
+        for u, d in proposal.items():
+            if d:
+                before = on_unit.get(u)
+                if before is None:
+                    on_unit[u] = d
+                elif before + d > start[u]:
+                    return True
+                else:
+                    on_unit[u] = before + d
+    return False
 
 
 def _cap_lines(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int) -> None:
@@ -1165,43 +1186,23 @@ def _run_points_group(
 ) -> list[Award]:
     """Points benefits arbitrated like discounts, over lines and points: ``exclusive`` and ``best``
     give a line at most one of the group's awards; ``sum`` and ``sequential`` add them all."""
-
-    def propose(rule: _Rule, taken: Set) -> dict[int, int]:
-        benefit = rule.benefit
-        if taken:
-            chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
-        else:
-            chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
-        if not chosen:
-            return {}
-        weights = [paid[i] for i in chosen]
-        money = sum(weights)
-        kind = rule.kind
-        if kind == _P_PERCENT:
-            assert isinstance(benefit, PointsPercent)
-            total = share_floor(money, benefit.rate_bp)
-        elif kind == _P_MULTIPLIER:
-            assert isinstance(benefit, PointsMultiplier)
-            total = share_floor(share_floor(money, facts.rate_bp), benefit.factor_bp - BP)
-        elif kind == _P_FIXED:
-            assert isinstance(benefit, PointsFixed)
-            total = benefit.points
-        else:
-            assert isinstance(benefit, PointsPerAmount)
-            blocks = money // benefit.per
-            total = benefit.points * min(blocks, rule.per_order or blocks)
-        if rule.budget_points:
-            total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
-        return dict(zip(chosen, allocate(total, weights), strict=True))
-
+    rate_bp = facts.rate_bp
     if len(members) == 1:  # every mode gives one promotion what it proposes on its own
         rule = members[0]
-        proposal = propose(rule, _NONE)
-        results = {rule.id: proposal} if any(proposal.values()) else {}
-    elif group.mode in ("exclusive", "best"):
-        results = _one_per_unit(members, propose, best=group.mode == "best")
+        proposal = _points(rule, cart, paid, _NONE, rate_bp, used)
+        total = sum(proposal.values())
+        if not total:
+            return []
+        cart.points[rule.id] = {i: p for i, p in proposal.items() if p}
+        return [Award(rule.id, rule.revision, total, rule.expires)]
+    if group.mode in ("exclusive", "best"):
+        results = _one_per_unit(
+            members, lambda r, taken: _points(r, cart, paid, taken, rate_bp, used), best=group.mode == "best"
+        )
     else:
-        results = {r.id: proposal for r in members if any((proposal := propose(r, _NONE)).values())}
+        results = {
+            r.id: proposal for r in members if any((proposal := _points(r, cart, paid, _NONE, rate_bp, used)).values())
+        }
     awards = []
     for rule in members:
         won = results.get(rule.id)
@@ -1209,6 +1210,37 @@ def _run_points_group(
             cart.points[rule.id] = {i: p for i, p in won.items() if p}
             awards.append(Award(rule.id, rule.revision, sum(won.values()), rule.expires))
     return awards
+
+
+def _points(
+    rule: _Rule, cart: _Cart, paid: list[int], taken: Set, rate_bp: int, used: Mapping[str, Used]
+) -> dict[int, int]:
+    """A points promotion's proposal: line → points, leaving ``taken`` lines alone."""
+    if taken:
+        chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
+    else:
+        chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
+    if not chosen:
+        return {}
+    weights = [paid[i] for i in chosen]
+    money = sum(weights)
+    kind, benefit = rule.kind, rule.benefit
+    if kind == _P_PERCENT:
+        assert isinstance(benefit, PointsPercent)
+        total = share_floor(money, benefit.rate_bp)
+    elif kind == _P_MULTIPLIER:
+        assert isinstance(benefit, PointsMultiplier)
+        total = share_floor(share_floor(money, rate_bp), benefit.factor_bp - BP)
+    elif kind == _P_FIXED:
+        assert isinstance(benefit, PointsFixed)
+        total = benefit.points
+    else:
+        assert isinstance(benefit, PointsPerAmount)
+        blocks = money // benefit.per
+        total = benefit.points * min(blocks, rule.per_order or blocks)
+    if rule.budget_points:
+        total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
+    return dict(zip(chosen, allocate(total, weights), strict=True))
 
 
 # -- messages ----------------------------------------------------------------------------------
