@@ -345,6 +345,8 @@ class Catalog:
         for rank, rule in enumerate(sorted(self._rules, key=_ORDER)):
             rule.rank = rank
         self._index = {rule.id: n for n, rule in enumerate(self._rules)}
+        self._titles: dict[str, dict[str, str]] = {}
+        """Language → promotion id → title, filled as receipts ask."""
         self._any: tuple[int, ...] = ()
         index: dict[str, dict[str, list[int]]] = {"sku": {}, "category": {}, "brand": {}}
         anywhere: list[int] = []
@@ -365,16 +367,16 @@ class Catalog:
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
         self._by_category = {k: tuple(v) for k, v in index["category"].items()}
         self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
-        self._last: tuple[Sequence[CartLine] | None, list[_Rule], dict[_Match, list[int]]] = (None, [], {})
-        """The last cart's candidates and the lines the index found for them (the cart held, so ``is``
-        cannot match a new one at its address)."""
-        self._minute: tuple[int, tuple[int, int] | None, dict[tuple[str, str | None, str], frozenset[_Rule]]] = (
+        self._last: tuple[Sequence[CartLine] | None, list[int], dict[_Match, list[int]]] = (None, [], {})
+        """What the index found for the last cart (the cart held, so ``is`` cannot match a new one at its
+        address)."""
+        self._minute: tuple[int, tuple[int, int] | None, dict[tuple[str, str | None, str], tuple[int, ...]]] = (
             -1,
             None,
             {},
         )
         """The current minute since the epoch, its local (weekday, minute) if the whole minute shares
-        one, and per (tier, store, channel) the "any line" promotions that refuse every cart then."""
+        one, and per (tier, store, channel) the "any line" promotions that do not refuse every cart then."""
 
     def __len__(self) -> int:
         return len(self.promotions)
@@ -384,8 +386,16 @@ class Catalog:
 
     def title(self, promotion_id: str, language: str) -> str | None:
         """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
-        index = self._index.get(promotion_id)
-        return None if index is None else self._rules[index].title(language)
+        titles = self._titles.get(language)
+        if titles is None:
+            titles = self._titles[language] = {}
+        found = titles.get(promotion_id)
+        if found is None:
+            index = self._index.get(promotion_id)
+            if index is None:
+                return None
+            found = titles[promotion_id] = self._rules[index].title(language)
+        return found
 
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
@@ -398,11 +408,13 @@ class Catalog:
         return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
 
     def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
-        return self._lookup(lines)[0]
+        rules, found = self._rules, self._lookup(lines)[0]
+        return [rules[n] for n in sorted((*found, *self._any))] if self._any else [rules[n] for n in found]
 
-    def _lookup(self, lines: Sequence[CartLine]) -> tuple[list[_Rule], dict[_Match, list[int]]]:
-        """The candidates, and for those the index found by their one selector, the lines it matches
-        (what ``_Cart.hits`` would work out again)."""
+    def _lookup(self, lines: Sequence[CartLine]) -> tuple[list[int], dict[_Match, list[int]]]:
+        """The promotions the index finds for the cart's lines (their places in the catalog, in order),
+        and for those it finds by their one selector, the lines that selector matches (what
+        ``_Cart.hits`` would work out again)."""
         rules = self._rules
         if not rules:
             return [], {}
@@ -422,19 +434,19 @@ class Catalog:
                             per[n] = [i]
                         elif got[-1] != i:  # a line found by its sku and its brand counts once
                             got.append(i)
-        found = set(self._any)
-        found.update(per)
-        candidates = [rules[n] for n in sorted(found)]
+        found = sorted(per)
         paired = self._paired
         hits = {rules[n].lines: got for n, got in per.items() if n not in paired}
-        self._last = (lines, candidates, hits)  # one assignment: safe when carts are priced in threads
-        return candidates, hits
+        self._last = (lines, found, hits)  # one assignment: safe when carts are priced in threads
+        return found, hits
 
-    def _refused(self, facts: Facts) -> frozenset[_Rule] | None:
-        """The "any line" promotions that refuse every cart of this tier, store, channel and minute
-        (worked out once per minute for each), or None when the minute has no one local time."""
+    def _allowed(self, facts: Facts) -> tuple[int, ...] | None:
+        """The "any line" promotions that the tier, store, channel and minute do not refuse (worked out
+        once per minute for each), or None when the minute has no one local time."""
         at = facts.at
-        if at.tzinfo is None or not self._any_rules:
+        if not self._any:
+            return ()
+        if at.tzinfo is None:
             return None
         minute = (at - _EPOCH) // _ONE_MINUTE
         memo = self._minute
@@ -446,8 +458,10 @@ class Catalog:
         key = (facts.tier, facts.store, facts.channel)
         found = memo[2].get(key)
         if found is None:
-            found = memo[2][key] = frozenset(
-                rule for rule in self._any_rules if rule.refused_anywhere(facts.tier, facts.store, facts.channel, local)
+            found = memo[2][key] = tuple(
+                n
+                for n, rule in zip(self._any, self._any_rules, strict=True)
+                if not rule.refused_anywhere(facts.tier, facts.store, facts.channel, local)
             )
         return found
 
@@ -468,7 +482,6 @@ def _local_minute(minute: int, zone: ZoneInfo) -> tuple[int, int] | None:
 
 
 EMPTY_CATALOG = Catalog()
-_NO_RULES: frozenset[_Rule] = frozenset()
 
 
 def _selectors(promotion: Promotion) -> list[Selector]:
@@ -570,7 +583,8 @@ class _Cart:
         self.given: dict[str, dict[int, int]] = {}
         """Promotion id → line → discount."""
         self.points: dict[str, dict[int, int]] = {}
-        self._hits: dict[_Match, list[int]] = dict(hits) if hits else {}
+        self._hits: dict[_Match, list[int]] = {} if hits is None else hits
+        """Shared with the catalog's memo of this cart's lines: what a selector matches depends on them alone."""
         self._units: dict[_Match, list[int]] = {}
         self._totals: tuple[int, int] | None = None
 
@@ -656,7 +670,13 @@ def evaluate(
     ``explain=False`` (pricing a till's cart) leaves ``not_applied`` empty: only preview shows which
     promotions did not apply and why."""
     used = used or {}
-    candidates, hits = catalog._lookup(lines)
+    found, hits = catalog._lookup(lines)
+    allowed = None if explain else catalog._allowed(facts)
+    if allowed is None:
+        candidates = catalog._candidates(lines)
+    else:  # no reasons to give: the "any line" promotions refused by tier, where or time are left out
+        rules = catalog._rules  # (they refuse every cart of the minute alike, none with a near-miss text)
+        candidates = [rules[n] for n in sorted((*found, *allowed))] if allowed else [rules[n] for n in found]
     cart = _Cart(lines, hits)
     runnable, not_applied, near = _screen(catalog, candidates, cart, facts, used, explain=explain)
 
@@ -717,15 +737,10 @@ def _screen(
     near: list[Note] = []
     clock = _Clock(facts.at, catalog.zone)
     store, channel = facts.store, facts.channel
-    # Without reasons to give, the "any line" promotions refused by tier, where or time are skipped
-    # by a set lookup: they refuse every cart of the minute alike (none gets a near-miss text).
-    refused = _NO_RULES if explain else (catalog._refused(facts) or _NO_RULES)
     for rule in candidates:
         # Each check is a field or two of the compiled promotion; the cart's own sums come last.
         if rule.free:
             runnable.append(rule)
-            continue
-        if rule in refused:
             continue
         if not rule.everyone and not rule.in_audience(facts):
             reason = "audience"
@@ -948,7 +963,7 @@ def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) 
                     on_line[line] = on_line.get(line, 0) + d
         for line, total in on_line.items():
             if total > left[line] * cap_bp // BP:  # share_floor, inlined
-                _cap_lines(cart, contributions, cap_bp)  # rare: the cap binds
+                _cap_lines(cart, contributions, cap_bp, on_line)  # the cap binds: shrink, then apply
                 _apply(cart, contributions, None)
                 return
     price = cart.price
@@ -1035,14 +1050,10 @@ def _any_over(start: list[int], contributions: dict[str, Proposal]) -> bool:
     return False
 
 
-def _cap_lines(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int) -> None:
-    """A group's discounts on a line never exceed ``cap_bp`` of the line's price as the group found it;
-    where they would, every contribution on the line shrinks in proportion."""
+def _cap_lines(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int, on_line: dict[int, int]) -> None:
+    """A group's discounts on a line (``on_line``, their sums) never exceed ``cap_bp`` of the line's
+    price as the group found it; where they would, every contribution on the line shrinks in proportion."""
     unit_line, left = cart.unit_line, cart.left
-    on_line: dict[int, int] = {}
-    for proposal in contributions.values():
-        for u, d in proposal.items():
-            on_line[unit_line[u]] = on_line.get(unit_line[u], 0) + d
     for line, total in on_line.items():
         cap = share_floor(left[line], cap_bp)
         if total > cap:  # only then is the line's every contribution listed and shrunk
@@ -1073,7 +1084,8 @@ def _spread(discount: int, units: Sequence[int], price: Sequence[int], into: Pro
 
 
 def _open(cart: _Cart, match: _Match, price: list[int], taken: Set) -> list[int]:
-    """The units ``match`` matches that are still to be had: not taken, not already free; in order."""
+    """The units ``match`` matches that are still to be had: not taken, not already free; in order
+    (written out in the proposals that run most)."""
     if taken:
         return [u for u in cart.units(match) if u not in taken and price[u] > 0]
     return [u for u in cart.units(match) if price[u] > 0]
@@ -1096,7 +1108,10 @@ def _propose_nothing(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int
 
 def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     assert isinstance(benefit, PercentOff)
-    chosen = _open(cart, rule.lines, price, taken)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     if benefit.pick == "dearest":  # the dearest first, of equal prices the last unit first
         chosen = sorted(chosen, key=lambda u: (price[u], u), reverse=True)
     else:  # the cheapest first, of equal prices the first unit first
@@ -1113,7 +1128,10 @@ def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], t
 
 def _amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``amount_off`` and ``fixed_price``: so much off each unit, the units given most first."""
-    chosen = _open(cart, rule.lines, price, taken)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     if isinstance(benefit, AmountOff):
         amount = benefit.amount
         each = {u: min(amount, price[u]) for u in chosen}
@@ -1136,7 +1154,10 @@ def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int
 def _sets(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``n_for_m`` and ``nth_percent``: sets of ``n`` units, the dearest first."""
     assert isinstance(benefit, NForM | NthPercent)
-    chosen = _open(cart, rule.lines, price, taken)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     n = benefit.n
     sets = len(chosen) // n
     out: Proposal = {}
