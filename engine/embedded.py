@@ -98,7 +98,16 @@ class EmbeddedEngine:
         used: Mapping[str, Used] | None = None,
     ) -> Pricing:
         catalog = catalog if catalog is not None else self.catalog.current
-        result = self.outcome(request, catalog=catalog, offers=offers, used=used, explain=False)
+        result = evaluate(  # outcome(explain=False), called directly: this is every till's calculate
+            request.lines,
+            self.facts(request, offers),
+            Catalog(zone=self.program.zone) if self.degraded else catalog,
+            used,
+            redeem_cap_bp=self.program.redeem_cap_bp,
+            available_points=request.available_points,
+            requested_points=request.requested_points,
+            explain=False,
+        )
         # Points with their own expiry are booked apart; the rest expire with the program's.
         bonus = tuple(
             BonusPoints(a.id, a.revision, a.points, a.expires_in_days)

@@ -328,6 +328,8 @@ class Catalog:
         self.by_id: dict[str, Active] = {a.id: a for a in self.promotions}
         self.groups: dict[str, Group] = {DEFAULT_GROUP: DEFAULT_GROUP_RULES, **(groups or {})}
         self.zone = zone or ZoneInfo("UTC")
+        self.says_applied = any(a.promotion.messages.applied for a in self.promotions)
+        """Whether any promotion has a text for the cart it applied to."""
         self.needs_segments = any(
             a.promotion.audience.segments is not None or a.promotion.audience.exclude_segments is not None
             for a in self.promotions
@@ -362,6 +364,8 @@ class Catalog:
                 index[kind].setdefault(value, []).append(n)
         self._any = tuple(anywhere)
         self._any_rules = tuple(self._rules[n] for n in anywhere)
+        self._any_limited = tuple(n for n in anywhere if self._rules[n].limited)
+        self._any_personal = any(self._rules[n].personal for n in anywhere)
         self._paired = frozenset(paired)
         """Bundles: a line the index finds for one is its trigger's or its target's, which it cannot tell."""
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
@@ -404,8 +408,12 @@ class Catalog:
     def state_needed(self, lines: Sequence[CartLine]) -> tuple[list[Active], bool]:
         """What pricing this cart needs to know of its customer: the candidates with limits to count, and
         whether any is personal (the customer's offers decide it)."""
-        candidates = self._candidates(lines)
-        return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
+        rules, found = self._rules, self._lookup(lines)[0]
+        # The "any line" promotions are candidates of every cart: their part is worked out once.
+        limited = [n for n in found if rules[n].limited]
+        if self._any_limited:
+            limited = sorted((*limited, *self._any_limited))
+        return [rules[n].active for n in limited], self._any_personal or any(rules[n].personal for n in found)
 
     def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
         rules, found = self._rules, self._lookup(lines)[0]
@@ -707,7 +715,9 @@ def evaluate(
         if points:
             awards.extend(_run_points_group(cart, group, points, paid, facts, used))
 
-    messages, unused = _messages(cart, runnable, facts, paid, explain=explain) if runnable else ([], [])
+    messages, unused = (
+        _messages(cart, runnable, facts, paid, explain=explain, texts=catalog.says_applied) if runnable else ([], [])
+    )
     not_applied.extend(unused)
     redeemable = set(base_lines)
     if cart.given or cart.points:
@@ -735,7 +745,7 @@ def _screen(
     runnable: list[_Rule] = []
     not_applied: list[NotApplied] = []
     near: list[Note] = []
-    clock = _Clock(facts.at, catalog.zone)
+    clock = None
     store, channel = facts.store, facts.channel
     for rule in candidates:
         # Each check is a field or two of the compiled promotion; the cart's own sums come last.
@@ -748,7 +758,7 @@ def _screen(
             rule.channels is not None and channel not in rule.channels
         ):
             reason = "where"
-        elif not rule.timeless and not _runs_at(rule, clock):
+        elif not rule.timeless and not _runs_at(rule, clock or (clock := _Clock(facts.at, catalog.zone))):
             reason = "when"
         elif rule.limited and rule.exhausted(used.get(rule.id, NOTHING_USED)):
             reason = "limit"
@@ -795,12 +805,13 @@ def _redeemable(cart: _Cart, runnable: list[_Rule], open_lines: list[int]) -> li
 
 
 def _messages(
-    cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool
+    cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool, texts: bool
 ) -> tuple[list[Note], list[NotApplied]]:
-    """Applied and near-miss texts; promotions that found nothing to work on did not apply either."""
+    """Applied and near-miss texts; promotions that found nothing to work on did not apply either.
+    ``texts``: whether any promotion of the catalog has an "applied" text (most have none)."""
     messages: list[Note] = []
     unused: list[NotApplied] = []
-    if not explain and not any(rule.promotion.messages.applied for rule in runnable):
+    if not explain and not (texts and any(rule.promotion.messages.applied for rule in runnable)):
         # A till's cart with no "applied" texts to show: only the near misses of sets and bundles.
         for rule in runnable:
             if rule.kind in _NEAR_KINDS and (note := _benefit_near_miss(rule, cart, facts)) is not None:
