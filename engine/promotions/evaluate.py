@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -164,6 +164,7 @@ _KIND: dict[type, int] = {
 _NEAR_KINDS = frozenset({_N_FOR_M, _NTH, _BUNDLE})
 """Benefits that can be one unit short of another set or bundle."""
 _ORDER = attrgetter("order")
+_OFF = itemgetter(1)
 _RANK = attrgetter("rank")
 
 
@@ -921,10 +922,10 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
         rule = members[0]
         proposal = _proposal(rule, cart, cart.price, _NONE, used)  # proposals only read the prices
         if proposal:
-            _apply(cart, {rule.id: proposal}, group.max_discount_bp)
+            _apply_one(cart, rule.id, proposal, group.max_discount_bp)
         return
     contributions: dict[str, Proposal]
-    start = cart.price[:]
+    start = cart.price[:]  # the prices the group found: each mode proposes against these
     mode = group.mode
     if mode in {"exclusive", "best"}:
         contributions = _one_per_unit(
@@ -949,6 +950,31 @@ def _proposal(rule: _Rule, cart: _Cart, price: list[int], taken: Set, used: Mapp
     if not rule.budget_discount:
         return proposal
     return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
+
+
+def _apply_one(cart: _Cart, pid: str, proposal: Proposal, cap_bp: int | None) -> None:
+    """``_apply`` for a group of one promotion."""
+    unit_line, left = cart.unit_line, cart.left
+    per_line: dict[int, int] = {}
+    for u, d in proposal.items():
+        if d:
+            line = unit_line[u]
+            per_line[line] = per_line.get(line, 0) + d
+    if not per_line:
+        return
+    if cap_bp is not None:
+        for line, total in per_line.items():
+            if total > left[line] * cap_bp // BP:  # share_floor, inlined
+                contributions = {pid: proposal}
+                _cap_lines(cart, contributions, cap_bp, per_line)  # the cap binds: shrink, then apply
+                _apply(cart, contributions, None)
+                return
+    price = cart.price
+    for u, d in proposal.items():
+        price[u] -= d
+    cart.given[pid] = per_line  # a promotion runs in one group only: its entry is new
+    for line, d in per_line.items():
+        left[line] -= d
 
 
 def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) -> None:  # noqa: PLR0912
@@ -1145,13 +1171,13 @@ def _amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], ta
         chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     if isinstance(benefit, AmountOff):
         amount = benefit.amount
-        each = {u: min(amount, price[u]) for u in chosen}
-    else:
+        each = [(u, amount if amount < price[u] else price[u]) for u in chosen]
+    else:  # a unit already at or below the price is given nothing (it sorts last and is left out)
         assert isinstance(benefit, FixedPrice)
         fixed = benefit.price
-        each = {u: max(0, price[u] - fixed) for u in chosen}
-    chosen = sorted(chosen, key=each.__getitem__, reverse=True)  # the most off first, then in order
-    return {u: each[u] for u in chosen[: rule.per_order or len(chosen)] if each[u]}
+        each = [(u, price[u] - fixed) for u in chosen]
+    each.sort(key=_OFF, reverse=True)  # the most off first, then in order (the sort is stable)
+    return {u: off for u, off in each[: rule.per_order or len(each)] if off > 0}
 
 
 def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
@@ -1219,13 +1245,16 @@ def _run_points_group(
     """Points benefits arbitrated like discounts, over lines and points: ``exclusive`` and ``best``
     give a line at most one of the group's awards; ``sum`` and ``sequential`` add them all."""
     rate_bp = facts.rate_bp
-    if len(members) == 1:  # every mode gives one promotion what it proposes on its own
+    if len(members) == 1:  # every mode gives one promotion what it proposes on its own (_points inlined)
         rule = members[0]
-        proposal = _points(rule, cart, paid, _NONE, rate_bp, used)
-        total = sum(proposal.values())
+        chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
+        if not chosen:
+            return []
+        weights = [paid[i] for i in chosen]
+        total = _points_total(rule, sum(weights), rate_bp, used)
         if not total:
             return []
-        cart.points[rule.id] = {i: p for i, p in proposal.items() if p}
+        cart.points[rule.id] = {i: p for i, p in zip(chosen, allocate(total, weights), strict=True) if p}
         return [Award(rule.id, rule.revision, total, rule.expires)]
     if group.mode in ("exclusive", "best"):
         results = _one_per_unit(
@@ -1255,7 +1284,11 @@ def _points(
     if not chosen:
         return {}
     weights = [paid[i] for i in chosen]
-    money = sum(weights)
+    return dict(zip(chosen, allocate(_points_total(rule, sum(weights), rate_bp, used), weights), strict=True))
+
+
+def _points_total(rule: _Rule, money: int, rate_bp: int, used: Mapping[str, Used]) -> int:
+    """The points a promotion gives on ``money`` paid for its lines, within what its budget has left."""
     kind, benefit = rule.kind, rule.benefit
     if kind == _P_PERCENT:
         assert isinstance(benefit, PointsPercent)
@@ -1272,7 +1305,7 @@ def _points(
         total = benefit.points * min(blocks, rule.per_order or blocks)
     if rule.budget_points:
         total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
-    return dict(zip(chosen, allocate(total, weights), strict=True))
+    return total
 
 
 # -- messages ----------------------------------------------------------------------------------
