@@ -367,8 +367,9 @@ class Catalog:
         self._any_rules = tuple(self._rules[n] for n in anywhere)
         self._any_limited = tuple(n for n in anywhere if self._rules[n].limited)
         self._any_personal = any(self._rules[n].personal for n in anywhere)
-        self._paired = frozenset(paired)
-        """Bundles: a line the index finds for one is its trigger's or its target's, which it cannot tell."""
+        self._found_by = [None if n in paired else rule.lines for n, rule in enumerate(self._rules)]
+        """The selector the index finds each promotion by; None for a bundle, whose line the index finds
+        could be its trigger's or its target's."""
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
         self._by_category = {k: tuple(v) for k, v in index["category"].items()}
         self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
@@ -444,8 +445,12 @@ class Catalog:
                         elif got[-1] != i:  # a line found by its sku and its brand counts once
                             got.append(i)
         found = sorted(per)
-        paired = self._paired
-        hits = {rules[n].lines: got for n, got in per.items() if n not in paired}
+        hits: dict[_Match, list[int]] = {}
+        found_by = self._found_by
+        for n, got in per.items():
+            match = found_by[n]
+            if match is not None:
+                hits[match] = got
         self._last = (lines, found, hits)  # one assignment: safe when carts are priced in threads
         return found, hits
 
