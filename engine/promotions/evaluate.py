@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from operator import attrgetter, itemgetter
 from zoneinfo import ZoneInfo
 
@@ -591,7 +592,8 @@ class _Cart:
         self.price: list[int] = []
         """Each unit's current price."""
         self.first: list[int] = []
-        """Each line's first unit (a line's units are consecutive)."""
+        """Each line's first unit (a line's units are consecutive), then the number of units: line
+        ``i``'s units are ``range(first[i], first[i + 1])``."""
         self.left: list[int] = []
         """Each line's price after the discounts so far (the sum of its units')."""
         self.given: dict[str, dict[int, int]] = {}
@@ -622,6 +624,7 @@ class _Cart:
             unit_line.extend([i] * qty)
             price.extend([unit_price] * qty)
             left.append(qty * unit_price)
+        first.append(len(unit_line))
 
     def hits(self, match: _Match) -> list[int]:
         """The lines ``match`` matches, in order."""
@@ -643,11 +646,12 @@ class _Cart:
         """The units of the lines ``match`` matches, in order."""
         found = self._units.get(match)
         if found is None:
-            self.expand()
-            first, lines = self.first, self.lines
+            if not self.first:
+                self.expand()
+            first = self.first
             found = self._units[match] = []
-            for i in self.hits(match):
-                found.extend(range(first[i], first[i] + lines[i].qty))
+            for i in self._hits.get(match) or self.hits(match):
+                found.extend(range(first[i], first[i + 1]))
         return found
 
 
@@ -768,9 +772,9 @@ def _screen(
             reason = "when"
         elif rule.limited and rule.exhausted(used.get(rule.id, NOTHING_USED)):
             reason = "limit"
-        elif rule.conditional and not _condition_holds(rule, cart):
+        elif rule.conditional and not _condition_holds(rule, totals := _condition_totals(rule, cart)):
             reason = "condition"
-            note = _condition_near_miss(rule, cart, facts)
+            note = _condition_near_miss(rule, totals, facts)
             if note is not None:
                 near.append(note)
         else:
@@ -905,9 +909,9 @@ def _condition_totals(rule: _Rule, cart: _Cart) -> tuple[int, int]:
     return sum(lines[i].total for i in chosen), sum(lines[i].qty for i in chosen)
 
 
-def _condition_holds(rule: _Rule, cart: _Cart) -> bool:
-    subtotal, qty = _condition_totals(rule, cart)
-    return subtotal >= rule.min_subtotal and qty >= (rule.min_qty or 0)
+def _condition_holds(rule: _Rule, totals: tuple[int, int]) -> bool:
+    """Whether the subtotal and number of units the condition counts meet it."""
+    return totals[0] >= rule.min_subtotal and totals[1] >= (rule.min_qty or 0)
 
 
 # -- discounts ---------------------------------------------------------------------------------
@@ -925,7 +929,7 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
     cart.expand()
     if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
         rule = members[0]
-        proposal = _proposal(rule, cart, cart.price, _NONE, used)  # proposals only read the prices
+        proposal = _proposal(cart, cart.price, used, rule, _NONE)  # proposals only read the prices
         if proposal:
             _apply_one(cart, rule.id, proposal, group.max_discount_bp)
         return
@@ -933,24 +937,23 @@ def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: M
     start = cart.price[:]  # the prices the group found: each mode proposes against these
     mode = group.mode
     if mode in {"exclusive", "best"}:
-        contributions = _one_per_unit(
-            members, lambda r, taken: _proposal(r, cart, start, taken, used), best=mode == "best"
-        )
+        contributions = _one_per_unit(members, partial(_proposal, cart, start, used), best=mode == "best")
     elif mode == "sum":
-        contributions = {r.id: _proposal(r, cart, start, _NONE, used) for r in members}
+        contributions = {r.id: _proposal(cart, start, used, r, _NONE) for r in members}
         _clip_units(start, contributions)
     else:  # sequential: each applies to the price the previous one left
         contributions = {}
         now = list(start)
         for rule in members:
-            contributions[rule.id] = proposal = _proposal(rule, cart, now, _NONE, used)
+            contributions[rule.id] = proposal = _proposal(cart, now, used, rule, _NONE)
             for u, d in proposal.items():
                 now[u] -= d
     _apply(cart, contributions, group.max_discount_bp)
 
 
-def _proposal(rule: _Rule, cart: _Cart, price: list[int], taken: Set, used: Mapping[str, Used]) -> Proposal:
-    """The promotion's proposal, within what its budget has left."""
+def _proposal(cart: _Cart, price: list[int], used: Mapping[str, Used], rule: _Rule, taken: Set) -> Proposal:
+    """The promotion's proposal, within what its budget has left (the rule and the units taken last:
+    a group binds the rest with ``partial``)."""
     proposal = rule.propose(rule, rule.benefit, cart, price, taken)
     if not rule.budget_discount:
         return proposal
@@ -1262,12 +1265,10 @@ def _run_points_group(
         cart.points[rule.id] = {i: p for i, p in zip(chosen, allocate(total, weights), strict=True) if p}
         return [Award(rule.id, rule.revision, total, rule.expires)]
     if group.mode in ("exclusive", "best"):
-        results = _one_per_unit(
-            members, lambda r, taken: _points(r, cart, paid, taken, rate_bp, used), best=group.mode == "best"
-        )
+        results = _one_per_unit(members, partial(_points, cart, paid, rate_bp, used), best=group.mode == "best")
     else:
         results = {
-            r.id: proposal for r in members if any((proposal := _points(r, cart, paid, _NONE, rate_bp, used)).values())
+            r.id: proposal for r in members if any((proposal := _points(cart, paid, rate_bp, used, r, _NONE)).values())
         }
     awards = []
     for rule in members:
@@ -1279,9 +1280,10 @@ def _run_points_group(
 
 
 def _points(
-    rule: _Rule, cart: _Cart, paid: list[int], taken: Set, rate_bp: int, used: Mapping[str, Used]
+    cart: _Cart, paid: list[int], rate_bp: int, used: Mapping[str, Used], rule: _Rule, taken: Set
 ) -> dict[int, int]:
-    """A points promotion's proposal: line → points, leaving ``taken`` lines alone."""
+    """A points promotion's proposal: line → points, leaving ``taken`` lines alone (the rule and the
+    lines taken last, as ``_proposal``)."""
     if taken:
         chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
     else:
@@ -1331,9 +1333,10 @@ def _near_text(rule: _Rule, facts: Facts, key: str, *, amount: str = "") -> Note
     return note
 
 
-def _condition_near_miss(rule: _Rule, cart: _Cart, facts: Facts) -> Note | None:
-    """A cart that holds what the promotion is about but not enough of it hears how much more."""
-    subtotal, qty = _condition_totals(rule, cart)
+def _condition_near_miss(rule: _Rule, totals: tuple[int, int], facts: Facts) -> Note | None:
+    """A cart that holds what the promotion is about (``totals``: its subtotal and number of units)
+    but not enough of it hears how much more."""
+    subtotal, qty = totals
     if qty == 0:
         return None
     if subtotal < rule.min_subtotal:
