@@ -8,10 +8,13 @@ the tier's accrual on money actually paid → points benefits, arbitrated in the
 
 A catalog compiles each promotion once, when it is built (live reload builds a new one per change):
 selectors become sets, audience, where and when become flat fields, the benefit a small dispatch code,
-and every promotion's place in its group's order a sort key. It indexes the promotions by the sku,
-category and brand their benefit is about, so a cart consults only those its lines can trigger; the
-rest of the catalog costs it nothing. A candidate is then refused in a few field comparisons
-(audience, where, when, limits, condition) before any arithmetic.
+and every promotion's place in the order promotions run an integer rank. It indexes the promotions by
+the sku, category and brand their benefit is about, so a cart consults only those its lines can
+trigger (and the index hands the cart the lines it found for each); the rest of the catalog costs it
+nothing. A candidate is then refused in a few field comparisons (audience, where, when, limits,
+condition) before any arithmetic. The "any line" promotions are candidates of every cart: for a till's
+cart, which asks for no reasons (``explain=False``), those its tier, store, channel and local minute
+rule out are worked out once per minute and never reach the cart.
 
 Discounts are worked unit by unit: every unit of a line starts at the line's unit price and carries
 what each promotion took off it. A promotion that needs several units (``n_for_m``, ``bundle``,
@@ -558,6 +561,7 @@ class Outcome(msgspec.Struct, frozen=True):
     """Points benefits, beyond ``accrue``."""
     messages: tuple[Note, ...]
     not_applied: tuple[NotApplied, ...]
+    """The candidates that did not apply and why; empty when evaluated with ``explain=False``."""
 
     @property
     def discount(self) -> int:
