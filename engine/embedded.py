@@ -60,7 +60,7 @@ class EmbeddedEngine:
             customer_id=request.customer_id,
             store=request.store,
             channel=request.channel,
-            offers=offers | frozenset(request.offers) if request.offers else offers,
+            offers=(offers | frozenset(request.offers)) if request.offers else offers,
             segments=frozenset(request.segments) if request.segments else _NONE,
             language=request.language,
             currency=request.currency,
@@ -116,7 +116,7 @@ class EmbeddedEngine:
         )
         plain = sum(a.points for a in result.awards if a.expires_in_days is None)
         messages = [Message(code=n.code, text=n.text) for n in result.messages]
-        if self.program.tier_nudge_within and request.next_tier is not None and not self.degraded:
+        if self.program.tier_nudge_within and request.next_tier is not None and not self.degraded:  # else no nudge
             to_pay = sum(line.qty * line.unit_price for line in request.lines) - result.discount - result.redeem
             nudge = self._tier_nudge(request, to_pay)
             if nudge is not None:
