@@ -15,6 +15,7 @@ from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder
 from kartka.texts import format_points, text
 from wallet.pricing import (
+    AppliedPromotion,
     BonusPoints,
     EngineInfo,
     LinePricing,
@@ -51,15 +52,16 @@ class EmbeddedEngine:
         return self.price(request)
 
     def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:
+        tier = self.program.base_tier if self.degraded else request.tier
         return Facts(
             at=request.at,
-            tier=self.program.base_tier.code if self.degraded else request.tier.code,
-            rate_bp=self.program.base_tier.rate_bp if self.degraded else request.tier.rate_bp,
+            tier=tier.code,
+            rate_bp=tier.rate_bp,
             customer_id=request.customer_id,
             store=request.store,
             channel=request.channel,
-            offers=offers | frozenset(request.offers),
-            segments=frozenset(request.segments),
+            offers=(offers | frozenset(request.offers)) if request.offers else offers,
+            segments=frozenset(request.segments) if request.segments else _NONE,
             language=request.language,
             currency=request.currency,
         )
@@ -96,7 +98,16 @@ class EmbeddedEngine:
         used: Mapping[str, Used] | None = None,
     ) -> Pricing:
         catalog = catalog if catalog is not None else self.catalog.current
-        result = self.outcome(request, catalog=catalog, offers=offers, used=used, explain=False)
+        result = evaluate(  # outcome(explain=False), called directly: this is every till's calculate
+            request.lines,
+            self.facts(request, offers),
+            Catalog(zone=self.program.zone) if self.degraded else catalog,
+            used,
+            redeem_cap_bp=self.program.redeem_cap_bp,
+            available_points=request.available_points,
+            requested_points=request.requested_points,
+            explain=False,
+        )
         # Points with their own expiry are booked apart; the rest expire with the program's.
         bonus = tuple(
             BonusPoints(a.id, a.revision, a.points, a.expires_in_days)
@@ -105,32 +116,32 @@ class EmbeddedEngine:
         )
         plain = sum(a.points for a in result.awards if a.expires_in_days is None)
         messages = [Message(code=n.code, text=n.text) for n in result.messages]
-        to_pay = sum(line.total for line in request.lines) - result.discount - result.redeem
-        nudge = self._tier_nudge(request, to_pay)
-        if nudge is not None:
-            messages.append(nudge)
+        if self.program.tier_nudge_within and request.next_tier is not None and not self.degraded:  # else no nudge
+            to_pay = sum(line.qty * line.unit_price for line in request.lines) - result.discount - result.redeem
+            nudge = self._tier_nudge(request, to_pay)
+            if nudge is not None:
+                messages.append(nudge)
+        lines: list[LinePricing] = []
+        titles: dict[str, str] = {}
+        language = request.language
+        for line in result.lines:
+            applied = line.promotions
+            if not applied:
+                lines.append(LinePricing(line.discount, None, (), line.redeemable))
+                continue
+            lines.append(LinePricing(line.discount, _first_discount(applied), applied, line.redeemable))
+            for a in applied:
+                if a.id not in titles and (title := catalog.title(a.id, language)) is not None:
+                    titles[a.id] = title
         return Pricing(
-            lines=tuple(
-                LinePricing(
-                    discount=line.discount,
-                    promotion=next((a.id for a in line.promotions if a.discount), None),
-                    promotions=line.promotions,
-                    redeemable=line.redeemable,
-                )
-                for line in result.lines
-            ),
+            lines=tuple(lines),
             max_redeem_points=result.max_redeem,
             redeem_points=result.redeem,
             accrue_points=result.accrue + plain,
             messages=tuple(messages),
             engine=EngineInfo(name=self.name, degraded=self.degraded),
             bonus_points=bonus,
-            promotion_titles={
-                a.id: title
-                for line in result.lines
-                for a in line.promotions
-                if (title := catalog.title(a.id, request.language)) is not None
-            },
+            promotion_titles=titles,
         )
 
     def _tier_nudge(self, request: PricingRequest, to_pay: int) -> Message | None:
@@ -152,6 +163,17 @@ class EmbeddedEngine:
 
     async def close(self) -> None:
         return None
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def _first_discount(applied: tuple[AppliedPromotion, ...]) -> str | None:
+    """The first promotion that took money off the line (what a remote engine reports)."""
+    for a in applied:
+        if a.discount:
+            return a.id
+    return None
 
 
 def limited(active: Active) -> bool:

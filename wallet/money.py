@@ -32,6 +32,16 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     """
     if total < 0 or (weights and min(weights) < 0):
         raise ValueError("allocate needs a non-negative total and weights")
+    if len(weights) == 1 and weights[0]:  # the usual cases, worked out directly (pricing calls this a lot)
+        return [total]
+    if len(weights) == 2:
+        first, second = weights
+        weight_sum = first + second
+        if weight_sum:
+            parts = [total * first // weight_sum, total * second // weight_sum]
+            if parts[0] + parts[1] < total:  # one short at most: the larger remainder, of equal ones the first
+                parts[0 if total * first % weight_sum >= total * second % weight_sum else 1] += 1
+            return parts
     weight_sum = sum(weights)
     if weight_sum == 0:
         if total:

@@ -7,16 +7,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from kartka.texts import format_datetime, format_percent, format_points, points, text
+from kartka.texts import catalog, format_datetime, format_percent, format_points, points, text
 from wallet.models import BalanceView, TierView
 
 
 def promotion_lines(language: str, promotions: list[tuple[str, int]], currency: str) -> list[str]:
     """One line per promotion applied: its title and what it took off (or that it gave points)."""
+    if not promotions:
+        return []
+    # The two templates are looked up once and filled as ``text`` fills them: a quote names several.
+    texts = catalog()
+    took_off, gave = texts.text(language, "receipt.promotion_discount"), texts.text(language, "receipt.promotion")
     return [
-        text(language, "receipt.promotion_discount", title=t, amount=format_points(d, language), currency=currency)
+        took_off.format_map({"title": t, "amount": texts.number(d, language), "currency": currency})
         if d
-        else text(language, "receipt.promotion", title=t)
+        else gave.format_map({"title": t})
         for t, d in promotions
     ]
 

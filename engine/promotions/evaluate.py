@@ -8,10 +8,13 @@ the tier's accrual on money actually paid → points benefits, arbitrated in the
 
 A catalog compiles each promotion once, when it is built (live reload builds a new one per change):
 selectors become sets, audience, where and when become flat fields, the benefit a small dispatch code,
-and every promotion's place in its group's order a sort key. It indexes the promotions by the sku,
-category and brand their benefit is about, so a cart consults only those its lines can trigger; the
-rest of the catalog costs it nothing. A candidate is then refused in a few field comparisons
-(audience, where, when, limits, condition) before any arithmetic.
+and every promotion's place in the order promotions run an integer rank. It indexes the promotions by
+the sku, category and brand their benefit is about, so a cart consults only those its lines can
+trigger (and the index hands the cart the lines it found for each); the rest of the catalog costs it
+nothing. A candidate is then refused in a few field comparisons (audience, where, when, limits,
+condition) before any arithmetic. The "any line" promotions are candidates of every cart: for a till's
+cart, which asks for no reasons (``explain=False``), those its tier, store, channel and local minute
+rule out are worked out once per minute and never reach the cart.
 
 Discounts are worked unit by unit: every unit of a line starts at the line's unit price and carries
 what each promotion took off it. A promotion that needs several units (``n_for_m``, ``bundle``,
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from operator import attrgetter
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from operator import attrgetter, itemgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -162,8 +166,10 @@ _KIND: dict[type, int] = {
     PointsMultiplier: _P_MULTIPLIER,
 }
 _NEAR_KINDS = frozenset({_N_FOR_M, _NTH, _BUNDLE})
-_ORDER = attrgetter("order")
 """Benefits that can be one unit short of another set or bundle."""
+_ORDER = attrgetter("order")
+_OFF = itemgetter(1)
+_RANK = attrgetter("rank")
 
 
 class _Rule:
@@ -182,7 +188,9 @@ class _Rule:
         "everyone",
         "exclude",
         "expires",
+        "free",
         "group",
+        "group_name",
         "hours",
         "id",
         "kind",
@@ -196,6 +204,8 @@ class _Rule:
         "per_order",
         "personal",
         "promotion",
+        "propose",
+        "rank",
         "revision",
         "segments",
         "starts",
@@ -214,9 +224,16 @@ class _Rule:
         self.active, self.promotion, self.benefit = active, p, benefit
         self.id, self.revision = active.id, active.revision
         self.kind = _KIND[type(benefit)]
+        self.propose: Callable[[_Rule, Benefit, _Cart, list[int], Set], Proposal] = _PROPOSE.get(
+            self.kind, _propose_nothing
+        )
+        """The discount's proposal (the catalog is built after the module, so the table is there)."""
         self.group = group
         self.order = (group.priority, p.group, p.priority, active.seq)
         """Groups by priority (ties by name), then the group's members by priority, the earlier first."""
+        self.rank = 0
+        """Its place in ``order`` among the catalog's promotions (an integer sorts faster than a tuple)."""
+        self.group_name = p.group
         lines = getattr(benefit, "lines", None)
         self.lines = match(lines) if isinstance(lines, Selector) else _ANY
         self.trigger = match(benefit.trigger) if isinstance(benefit, Bundle) else _ANY
@@ -257,6 +274,15 @@ class _Rule:
         self.limited = self.per_customer is not None or bool(
             self.budget_discount or self.budget_points or self.budget_count
         )
+        self.free = (
+            self.everyone
+            and self.stores is None
+            and self.channels is None
+            and self.timeless
+            and not self.limited
+            and not self.conditional
+        )
+        """Nothing to check: it runs on every cart it is a candidate of."""
 
     def title(self, language: str) -> str:
         found = self.titles.get(language)
@@ -271,6 +297,16 @@ class _Rule:
             or bool(self.budget_discount and used.discount >= self.budget_discount)
             or bool(self.budget_points and used.points >= self.budget_points)
         )
+
+    def refused_anywhere(self, tier: str, store: str | None, channel: str, local: tuple[int, int]) -> bool:
+        """Refused by what every cart of one tier, store, channel and local minute shares (the tiers,
+        where, the weekdays and hours of ``when``)."""
+        if (self.tiers is not None and tier not in self.tiers) or (
+            (self.stores is not None and store not in self.stores)
+            or (self.channels is not None and channel not in self.channels)
+        ):
+            return True
+        return not _at_local(self, *local)
 
     def in_audience(self, facts: Facts) -> bool:
         return not (
@@ -297,6 +333,8 @@ class Catalog:
         self.by_id: dict[str, Active] = {a.id: a for a in self.promotions}
         self.groups: dict[str, Group] = {DEFAULT_GROUP: DEFAULT_GROUP_RULES, **(groups or {})}
         self.zone = zone or ZoneInfo("UTC")
+        self.says_applied = any(a.promotion.messages.applied for a in self.promotions)
+        """Whether any promotion has a text for the cart it applied to."""
         self.needs_segments = any(
             a.promotion.audience.segments is not None or a.promotion.audience.exclude_segments is not None
             for a in self.promotions
@@ -311,23 +349,44 @@ class Catalog:
             return found
 
         self._rules = tuple(_Rule(a, self.group(a.promotion.group), match) for a in self.promotions)
+        for rank, rule in enumerate(sorted(self._rules, key=_ORDER)):
+            rule.rank = rank
         self._index = {rule.id: n for n, rule in enumerate(self._rules)}
+        self._titles: dict[str, dict[str, str]] = {}
+        """Language → promotion id → title, filled as receipts ask."""
         self._any: tuple[int, ...] = ()
         index: dict[str, dict[str, list[int]]] = {"sku": {}, "category": {}, "brand": {}}
         anywhere: list[int] = []
+        paired: set[int] = set()
         for n, rule in enumerate(self._rules):
             selectors = _selectors(rule.promotion)
             if not selectors or any(s.any_line for s in selectors):
                 anywhere.append(n)
                 continue
+            if len(selectors) > 1:
+                paired.add(n)
             for kind, value in {key for s in selectors for key in _keys(s)}:
                 index[kind].setdefault(value, []).append(n)
         self._any = tuple(anywhere)
+        self._any_rules = tuple(self._rules[n] for n in anywhere)
+        self._any_limited = tuple(n for n in anywhere if self._rules[n].limited)
+        self._any_personal = any(self._rules[n].personal for n in anywhere)
+        self._found_by = [None if n in paired else rule.lines for n, rule in enumerate(self._rules)]
+        """The selector the index finds each promotion by; None for a bundle, whose line the index finds
+        could be its trigger's or its target's."""
         self._by_sku = {k: tuple(v) for k, v in index["sku"].items()}
         self._by_category = {k: tuple(v) for k, v in index["category"].items()}
         self._by_brand = {k: tuple(v) for k, v in index["brand"].items()}
-        self._last: tuple[Sequence[CartLine] | None, list[_Rule]] = (None, [])
-        """The last cart's candidates (the cart held, so ``is`` cannot match a new one at its address)."""
+        self._last: tuple[Sequence[CartLine] | None, list[int], dict[_Match, list[int]]] = (None, [], {})
+        """What the index found for the last cart (the cart held, so ``is`` cannot match a new one at its
+        address)."""
+        self._minute: tuple[int, tuple[int, int] | None, dict[tuple[str, str | None, str], tuple[int, ...]]] = (
+            -1,
+            None,
+            {},
+        )
+        """The current minute since the epoch, its local (weekday, minute) if the whole minute shares
+        one, and per (tier, store, channel) the "any line" promotions that do not refuse every cart then."""
 
     def __len__(self) -> int:
         return len(self.promotions)
@@ -337,8 +396,16 @@ class Catalog:
 
     def title(self, promotion_id: str, language: str) -> str | None:
         """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
-        index = self._index.get(promotion_id)
-        return None if index is None else self._rules[index].title(language)
+        titles = self._titles.get(language)
+        if titles is None:
+            titles = self._titles[language] = {}
+        found = titles.get(promotion_id)
+        if found is None:
+            index = self._index.get(promotion_id)
+            if index is None:
+                return None
+            found = titles[promotion_id] = self._rules[index].title(language)
+        return found
 
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
@@ -347,31 +414,89 @@ class Catalog:
     def state_needed(self, lines: Sequence[CartLine]) -> tuple[list[Active], bool]:
         """What pricing this cart needs to know of its customer: the candidates with limits to count, and
         whether any is personal (the customer's offers decide it)."""
-        candidates = self._candidates(lines)
-        return [r.active for r in candidates if r.limited], any(r.personal for r in candidates)
+        rules, found = self._rules, self._lookup(lines)[0]
+        # The "any line" promotions are candidates of every cart: their part is worked out once.
+        limited = [n for n in found if rules[n].limited]
+        if self._any_limited:
+            limited = sorted((*limited, *self._any_limited))
+        return [rules[n].active for n in limited], self._any_personal or any(rules[n].personal for n in found)
 
     def _candidates(self, lines: Sequence[CartLine]) -> list[_Rule]:
+        rules, found = self._rules, self._lookup(lines)[0]
+        return [rules[n] for n in sorted((*found, *self._any))] if self._any else [rules[n] for n in found]
+
+    def _lookup(self, lines: Sequence[CartLine]) -> tuple[list[int], dict[_Match, list[int]]]:
+        """The promotions the index finds for the cart's lines (their places in the catalog, in order),
+        and for those it finds by their one selector, the lines that selector matches (what
+        ``_Cart.hits`` would work out again)."""
         rules = self._rules
         if not rules:
-            return []
+            return [], {}
         last = self._last
         if last[0] is lines:  # the same cart again: calculate asks before it prices (limits, offers)
-            return last[1]
-        found = set(self._any)
+            return last[1], last[2]
+        per: dict[int, list[int]] = {}
         by_sku, by_category, by_brand = self._by_sku, self._by_category, self._by_brand
-        for line in lines:
+        for i, line in enumerate(lines):
             if line.on_sale:
                 continue
-            hit = by_sku.get(line.sku)
-            if hit:
-                found.update(hit)
-            if line.category is not None and (hit := by_category.get(line.category)):
-                found.update(hit)
-            if line.brand is not None and (hit := by_brand.get(line.brand)):
-                found.update(hit)
-        candidates = [rules[n] for n in sorted(found)]
-        self._last = (lines, candidates)  # one assignment: safe when carts are priced in threads
-        return candidates
+            for hit in (by_sku.get(line.sku), by_category.get(line.category), by_brand.get(line.brand)):  # type: ignore[arg-type]
+                if hit:
+                    for n in hit:
+                        got = per.get(n)
+                        if got is None:
+                            per[n] = [i]
+                        elif got[-1] != i:  # a line found by its sku and its brand counts once
+                            got.append(i)
+        found = sorted(per)
+        hits: dict[_Match, list[int]] = {}
+        found_by = self._found_by
+        for n, got in per.items():
+            match = found_by[n]
+            if match is not None:
+                hits[match] = got
+        self._last = (lines, found, hits)  # one assignment: safe when carts are priced in threads
+        return found, hits
+
+    def _allowed(self, facts: Facts) -> tuple[int, ...] | None:
+        """The "any line" promotions that the tier, store, channel and minute do not refuse (worked out
+        once per minute for each), or None when the minute has no one local time."""
+        at = facts.at
+        if not self._any:
+            return ()
+        if at.tzinfo is None:
+            return None
+        minute = (at - _EPOCH) // _ONE_MINUTE
+        memo = self._minute
+        if memo[0] != minute:
+            memo = self._minute = (minute, _local_minute(minute, self.zone), {})
+        local = memo[1]
+        if local is None:
+            return None
+        key = (facts.tier, facts.store, facts.channel)
+        found = memo[2].get(key)
+        if found is None:
+            found = memo[2][key] = tuple(
+                n
+                for n, rule in zip(self._any, self._any_rules, strict=True)
+                if not rule.refused_anywhere(facts.tier, facts.store, facts.channel, local)
+            )
+        return found
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MINUTE = timedelta(minutes=1)
+
+
+def _local_minute(minute: int, zone: ZoneInfo) -> tuple[int, int] | None:
+    """(ISO weekday, minutes after local midnight) of a minute since the epoch, or None when its
+    seconds do not all share them (an offset in seconds, or a change of offset within the minute)."""
+    start = _EPOCH + minute * _ONE_MINUTE
+    local = start.astimezone(zone)
+    offset = local.utcoffset()
+    if offset is None or offset % _ONE_MINUTE or (start + timedelta(seconds=59)).astimezone(zone).utcoffset() != offset:
+        return None
+    return local.isoweekday(), local.hour * 60 + local.minute
 
 
 EMPTY_CATALOG = Catalog()
@@ -436,6 +561,7 @@ class Outcome(msgspec.Struct, frozen=True):
     """Points benefits, beyond ``accrue``."""
     messages: tuple[Note, ...]
     not_applied: tuple[NotApplied, ...]
+    """The candidates that did not apply and why; empty when evaluated with ``explain=False``."""
 
     @property
     def discount(self) -> int:
@@ -462,37 +588,47 @@ class _Cart:
     """One cart being priced: its lines, its units once a discount needs them, what each promotion
     gave, and which lines and units each compiled selector matched (worked out once per cart)."""
 
-    __slots__ = ("_hits", "_totals", "_units", "first", "given", "lines", "points", "price", "unit_line")
+    __slots__ = ("_hits", "_totals", "_units", "first", "given", "left", "lines", "points", "price", "unit_line")
 
-    def __init__(self, lines: Sequence[CartLine]) -> None:
+    def __init__(self, lines: Sequence[CartLine], hits: dict[_Match, list[int]] | None = None) -> None:
         self.lines = lines
         self.unit_line: list[int] = []
         self.price: list[int] = []
         """Each unit's current price."""
         self.first: list[int] = []
-        """Each line's first unit (a line's units are consecutive)."""
+        """Each line's first unit (a line's units are consecutive), then the number of units: line
+        ``i``'s units are ``range(first[i], first[i + 1])``."""
+        self.left: list[int] = []
+        """Each line's price after the discounts so far (the sum of its units')."""
         self.given: dict[str, dict[int, int]] = {}
         """Promotion id → line → discount."""
         self.points: dict[str, dict[int, int]] = {}
-        self._hits: dict[_Match, list[int]] = {}
+        self._hits: dict[_Match, list[int]] = {} if hits is None else hits
+        """Shared with the catalog's memo of this cart's lines: what a selector matches depends on them alone."""
         self._units: dict[_Match, list[int]] = {}
         self._totals: tuple[int, int] | None = None
 
     def totals(self) -> tuple[int, int]:
         """The whole cart's subtotal and number of units, on sale or not (a condition without lines)."""
         if self._totals is None:
-            self._totals = (sum(line.total for line in self.lines), sum(line.qty for line in self.lines))
+            self._totals = (
+                sum([line.qty * line.unit_price for line in self.lines]),
+                sum([line.qty for line in self.lines]),
+            )
         return self._totals
 
     def expand(self) -> None:
         """Units, each at its line's unit price (once per cart, and only when a discount is worked out)."""
         if self.first or not self.lines:
             return
-        unit_line, price, first = self.unit_line, self.price, self.first
+        unit_line, price, first, left = self.unit_line, self.price, self.first, self.left
         for i, line in enumerate(self.lines):
             first.append(len(unit_line))
-            unit_line.extend([i] * line.qty)
-            price.extend([line.unit_price] * line.qty)
+            qty, unit_price = line.qty, line.unit_price
+            unit_line.extend([i] * qty)
+            price.extend([unit_price] * qty)
+            left.append(qty * unit_price)
+        first.append(len(unit_line))
 
     def hits(self, match: _Match) -> list[int]:
         """The lines ``match`` matches, in order."""
@@ -514,9 +650,12 @@ class _Cart:
         """The units of the lines ``match`` matches, in order."""
         found = self._units.get(match)
         if found is None:
-            self.expand()
-            first, lines = self.first, self.lines
-            found = self._units[match] = [u for i in self.hits(match) for u in range(first[i], first[i] + lines[i].qty)]
+            if not self.first:
+                self.expand()
+            first = self.first
+            found = self._units[match] = []
+            for i in self._hits.get(match) or self.hits(match):
+                found.extend(range(first[i], first[i + 1]))
         return found
 
 
@@ -550,24 +689,32 @@ def evaluate(
     explain: bool = True,
 ) -> Outcome:
     """The priced cart. ``used`` says what each limited promotion has counted so far (absent: none).
-    ``explain=False`` (pricing a till's cart) skips working out whether a promotion that gave nothing
-    lost to another or found nothing to do: only preview shows that."""
+    ``explain=False`` (pricing a till's cart) leaves ``not_applied`` empty: only preview shows which
+    promotions did not apply and why."""
     used = used or {}
-    cart = _Cart(lines)
-    runnable, not_applied, near = _screen(catalog, cart, facts, used)
+    found, hits = catalog._lookup(lines)
+    allowed = None if explain else catalog._allowed(facts)
+    if allowed is None:
+        candidates = catalog._candidates(lines)
+    else:  # no reasons to give: the "any line" promotions refused by tier, where or time are left out
+        rules = catalog._rules  # (they refuse every cart of the minute alike, none with a near-miss text)
+        candidates = [rules[n] for n in sorted((*found, *allowed))] if allowed else [rules[n] for n in found]
+    cart = _Cart(lines, hits)
+    runnable, not_applied, near = _screen(catalog, candidates, cart, facts, used, explain=explain)
 
     groups = _grouped(runnable) if runnable else []
-    for group, members in groups:
-        discounts = [r for r in members if r.kind < _NO_REDEEM]
+    for group, discounts, _ in groups:
         if discounts:
             _run_discount_group(cart, group, discounts, used)
 
-    discount = [0] * len(lines)
-    for per_line in cart.given.values():
-        for i, d in per_line.items():
-            discount[i] += d
-    left = [line.total - discount[i] for i, line in enumerate(lines)]
-    base_lines = _redeemable(cart, runnable)
+    if cart.left:  # a discount group expanded the cart: its lines' prices are kept up to date
+        left = cart.left
+        discount = [line.qty * line.unit_price - left[i] for i, line in enumerate(lines)]
+    else:
+        left = [line.qty * line.unit_price for line in lines]
+        discount = [0] * len(lines)
+    open_lines = [i for i, line in enumerate(lines) if not line.on_sale]
+    base_lines = _redeemable(cart, runnable, open_lines)
     redeem_base = sum(left[i] for i in base_lines)
     max_redeem = max(0, min(available_points, share_floor(redeem_base, redeem_cap_bp)))
     redeem = max(0, min(requested_points, max_redeem))
@@ -575,23 +722,25 @@ def evaluate(
     if redeem:
         for i, part in zip(base_lines, allocate(redeem, [left[i] for i in base_lines]), strict=True):
             paid[i] -= part
-    accrue = share_floor(sum(paid[i] for i, line in enumerate(lines) if not line.on_sale), facts.rate_bp)
+    accrue = share_floor(sum(paid[i] for i in open_lines), facts.rate_bp)
 
     awards: list[Award] = []
-    for group, members in groups:
-        points = [r for r in members if r.kind >= _P_FIXED]
+    for group, _, points in groups:
         if points:
             awards.extend(_run_points_group(cart, group, points, paid, facts, used))
 
-    messages, unused = _messages(cart, runnable, facts, paid, explain=explain) if runnable else ([], [])
+    messages, unused = (
+        _messages(cart, runnable, facts, paid, explain=explain, texts=catalog.says_applied) if runnable else ([], [])
+    )
     not_applied.extend(unused)
     redeemable = set(base_lines)
-    applied = _breakdown(cart, runnable) if cart.given or cart.points else None
+    if cart.given or cart.points:
+        applied = _breakdown(cart, runnable)
+        priced = tuple([PricedLine(d, applied[i], i in redeemable) for i, d in enumerate(discount)])
+    else:
+        priced = tuple([PricedLine(d, (), i in redeemable) for i, d in enumerate(discount)])
     return Outcome(
-        lines=tuple(
-            PricedLine(discount=d, promotions=applied[i] if applied else (), redeemable=i in redeemable)
-            for i, d in enumerate(discount)
-        ),
+        lines=priced,
         redeem_base=redeem_base,
         max_redeem=max_redeem,
         redeem=redeem,
@@ -603,71 +752,87 @@ def evaluate(
 
 
 def _screen(
-    catalog: Catalog, cart: _Cart, facts: Facts, used: Mapping[str, Used]
+    catalog: Catalog, candidates: list[_Rule], cart: _Cart, facts: Facts, used: Mapping[str, Used], *, explain: bool
 ) -> tuple[list[_Rule], list[NotApplied], list[Note]]:
-    """The candidates that run on this cart; the others with why not, and the near-miss texts of those
-    whose condition the cart almost meets."""
+    """The candidates that run on this cart; the others with why not (``explain``), and the near-miss
+    texts of those whose condition the cart almost meets."""
     runnable: list[_Rule] = []
     not_applied: list[NotApplied] = []
     near: list[Note] = []
-    clock = _Clock(facts.at, catalog.zone)
+    clock = None
     store, channel = facts.store, facts.channel
-    for rule in catalog._candidates(cart.lines):
+    for rule in candidates:
         # Each check is a field or two of the compiled promotion; the cart's own sums come last.
+        if rule.free:
+            runnable.append(rule)
+            continue
         if not rule.everyone and not rule.in_audience(facts):
             reason = "audience"
         elif (rule.stores is not None and store not in rule.stores) or (
             rule.channels is not None and channel not in rule.channels
         ):
             reason = "where"
-        elif not rule.timeless and not _runs_at(rule, clock):
+        elif not rule.timeless and not _runs_at(rule, clock or (clock := _Clock(facts.at, catalog.zone))):
             reason = "when"
         elif rule.limited and rule.exhausted(used.get(rule.id, NOTHING_USED)):
             reason = "limit"
-        elif rule.conditional and not _condition_holds(rule, cart):
+        elif rule.conditional and not _condition_holds(rule, totals := _condition_totals(rule, cart)):
             reason = "condition"
-            note = _condition_near_miss(rule, cart, facts)
+            note = _condition_near_miss(rule, totals, facts)
             if note is not None:
                 near.append(note)
         else:
             runnable.append(rule)
             continue
-        not_applied.append(NotApplied(rule.id, reason))
+        if explain:
+            not_applied.append(NotApplied(rule.id, reason))
     return runnable, not_applied, near
 
 
-def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule]]]:
-    """Groups in the order they run, each with its promotions in the order they run."""
-    groups: list[tuple[Group, list[_Rule]]] = []
+def _grouped(runnable: list[_Rule]) -> list[tuple[Group, list[_Rule], list[_Rule]]]:
+    """Groups in the order they run, each with its discounts and its points promotions in the order
+    they run."""
+    groups: list[tuple[Group, list[_Rule], list[_Rule]]] = []
     name = None
-    for rule in sorted(runnable, key=_ORDER):
-        if rule.order[1] != name:
-            name = rule.order[1]
-            groups.append((rule.group, []))
-        groups[-1][1].append(rule)
+    discounts: list[_Rule] = []
+    points: list[_Rule] = []
+    for rule in sorted(runnable, key=_RANK):
+        if rule.group_name != name:
+            name = rule.group_name
+            discounts, points = [], []
+            groups.append((rule.group, discounts, points))
+        if rule.kind < _NO_REDEEM:
+            discounts.append(rule)
+        elif rule.kind >= _P_FIXED:
+            points.append(rule)
     return groups
 
 
-def _redeemable(cart: _Cart, runnable: list[_Rule]) -> list[int]:
-    """Lines points may pay for: not on sale, and no ``no_redeem`` promotion applies to them."""
+def _redeemable(cart: _Cart, runnable: list[_Rule], open_lines: list[int]) -> list[int]:
+    """Lines points may pay for: not on sale (``open_lines``), and no ``no_redeem`` promotion applies
+    to them."""
     barred: set[int] = set()
     for rule in runnable:
         if rule.kind == _NO_REDEEM:
             barred.update(cart.hits(rule.lines))
-    return [i for i, line in enumerate(cart.lines) if not line.on_sale and i not in barred]
+    return [i for i in open_lines if i not in barred] if barred else open_lines
 
 
 def _messages(
-    cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool
+    cart: _Cart, runnable: list[_Rule], facts: Facts, paid: list[int], *, explain: bool, texts: bool
 ) -> tuple[list[Note], list[NotApplied]]:
-    """Applied and near-miss texts; promotions that found nothing to work on did not apply either."""
+    """Applied and near-miss texts; promotions that found nothing to work on did not apply either.
+    ``texts``: whether any promotion of the catalog has an "applied" text (most have none)."""
     messages: list[Note] = []
     unused: list[NotApplied] = []
-    if not explain and not any(rule.promotion.messages.applied for rule in runnable):
-        gave: set[str] = set()  # a till's cart with no "applied" texts to show: nothing to find out
-    else:
-        gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
-        gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
+    if not explain and not (texts and any(rule.promotion.messages.applied for rule in runnable)):
+        # A till's cart with no "applied" texts to show: only the near misses of sets and bundles.
+        for rule in runnable:
+            if rule.kind in _NEAR_KINDS and (note := _benefit_near_miss(rule, cart, facts)) is not None:
+                messages.append(note)
+        return messages, unused
+    gave = {pid for pid, per_line in cart.given.items() if any(per_line.values())}
+    gave |= {pid for pid, per_line in cart.points.items() if any(per_line.values())}
     for rule in runnable:
         if rule.kind == _NO_REDEEM:
             continue
@@ -687,15 +852,23 @@ def _messages(
 def _breakdown(cart: _Cart, runnable: list[_Rule]) -> list[tuple[Applied, ...]]:
     """Per line, what each promotion gave, in the order the promotions are listed."""
     per_line: list[list[Applied]] = [[] for _ in cart.lines]
-    empty: dict[int, int] = {}
+    all_given, all_points = cart.given, cart.points
     for rule in runnable:
-        given, points = cart.given.get(rule.id, empty), cart.points.get(rule.id, empty)
-        if not given and not points:
-            continue
-        for i in sorted(given.keys() | points.keys()):
-            d, p = given.get(i, 0), points.get(i, 0)
-            if d or p:
-                per_line[i].append(Applied(rule.id, rule.revision, d, p))
+        pid, revision = rule.id, rule.revision
+        given, points = all_given.get(pid), all_points.get(pid)
+        # A promotion gives money or points, never both, and records no zero: one dict, read in order.
+        if points is None:
+            if given is not None:
+                for i in sorted(given):
+                    per_line[i].append(Applied(pid, revision, given[i], 0))
+        elif given is None:
+            for i in sorted(points):
+                per_line[i].append(Applied(pid, revision, 0, points[i]))
+        else:
+            for i in sorted(given.keys() | points.keys()):
+                d, p = given.get(i, 0), points.get(i, 0)
+                if d or p:
+                    per_line[i].append(Applied(pid, revision, d, p))
     return [tuple(applied) for applied in per_line]
 
 
@@ -719,14 +892,16 @@ def _runs_at(rule: _Rule, clock: _Clock) -> bool:
         return False
     if rule.weekdays is None and rule.hours is None:
         return True
-    weekday, now = clock.local()
+    return _at_local(rule, *clock.local())
+
+
+def _at_local(rule: _Rule, weekday: int, now: int) -> bool:
+    """Whether the weekdays and hours allow the local moment."""
     if rule.weekdays is not None and weekday not in rule.weekdays:
         return False
     if rule.hours is not None:
         start, end = rule.hours
-        inside = start <= now < end if start < end else (now >= start or now < end)
-        if not inside:
-            return False
+        return start <= now < end if start < end else (now >= start or now < end)
     return True
 
 
@@ -738,14 +913,15 @@ def _condition_totals(rule: _Rule, cart: _Cart) -> tuple[int, int]:
     return sum(lines[i].total for i in chosen), sum(lines[i].qty for i in chosen)
 
 
-def _condition_holds(rule: _Rule, cart: _Cart) -> bool:
-    subtotal, qty = _condition_totals(rule, cart)
-    return subtotal >= rule.min_subtotal and qty >= (rule.min_qty or 0)
+def _condition_holds(rule: _Rule, totals: tuple[int, int]) -> bool:
+    """Whether the subtotal and number of units the condition counts meet it."""
+    return totals[0] >= rule.min_subtotal and totals[1] >= (rule.min_qty or 0)
 
 
 # -- discounts ---------------------------------------------------------------------------------
 
 
+_HALF = BP // 2
 Proposal = dict[int, int]
 """Unit → discount."""
 Set = set[int] | frozenset[int]
@@ -755,46 +931,98 @@ _NONE: frozenset[int] = frozenset()
 
 def _run_discount_group(cart: _Cart, group: Group, members: list[_Rule], used: Mapping[str, Used]) -> None:
     cart.expand()
-    start = cart.price[:]
-
-    def propose(rule: _Rule, price: list[int], taken: Set) -> Proposal:
-        """The promotion's proposal, within what its budget has left."""
-        proposal = _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
-        if not rule.budget_discount:
-            return proposal
-        return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
-
-    contributions: dict[str, Proposal]
     if len(members) == 1:  # every mode gives one promotion exactly what it proposes on its own
         rule = members[0]
-        proposal = propose(rule, start, _NONE)
-        if not proposal:
-            return
-        contributions = {rule.id: proposal}
-    elif group.mode in ("exclusive", "best"):
-        contributions = _one_per_unit(members, lambda r, taken: propose(r, start, taken), best=group.mode == "best")
-    elif group.mode == "sum":
-        contributions = {r.id: propose(r, start, _NONE) for r in members}
+        proposal = _proposal(cart, cart.price, used, rule, _NONE)  # proposals only read the prices
+        if proposal:
+            _apply_one(cart, rule.id, proposal, group.max_discount_bp)
+        return
+    contributions: dict[str, Proposal]
+    start = cart.price[:]  # the prices the group found: each mode proposes against these
+    mode = group.mode
+    if mode in {"exclusive", "best"}:
+        contributions = _one_per_unit(members, partial(_proposal, cart, start, used), best=mode == "best")
+    elif mode == "sum":
+        contributions = {r.id: _proposal(cart, start, used, r, _NONE) for r in members}
         _clip_units(start, contributions)
     else:  # sequential: each applies to the price the previous one left
         contributions = {}
         now = list(start)
         for rule in members:
-            contributions[rule.id] = proposal = propose(rule, now, _NONE)
+            contributions[rule.id] = proposal = _proposal(cart, now, used, rule, _NONE)
             for u, d in proposal.items():
                 now[u] -= d
-    if group.max_discount_bp is not None:
-        _cap_lines(cart, start, contributions, group.max_discount_bp)
-    price, unit_line = cart.price, cart.unit_line
+    _apply(cart, contributions, group.max_discount_bp)
+
+
+def _proposal(cart: _Cart, price: list[int], used: Mapping[str, Used], rule: _Rule, taken: Set) -> Proposal:
+    """The promotion's proposal, within what its budget has left (the rule and the units taken last:
+    a group binds the rest with ``partial``)."""
+    proposal = rule.propose(rule, rule.benefit, cart, price, taken)
+    if not rule.budget_discount:
+        return proposal
+    return _scale(proposal, max(0, rule.budget_discount - used.get(rule.id, NOTHING_USED).discount))
+
+
+def _apply_one(cart: _Cart, pid: str, proposal: Proposal, cap_bp: int | None) -> None:
+    """``_apply`` for a group of one promotion."""
+    unit_line, left = cart.unit_line, cart.left
+    per_line: dict[int, int] = {}
+    for u, d in proposal.items():
+        if d:
+            line = unit_line[u]
+            per_line[line] = per_line.get(line, 0) + d
+    if not per_line:
+        return
+    if cap_bp is not None:
+        for line, total in per_line.items():
+            if total > left[line] * cap_bp // BP:  # share_floor, inlined
+                contributions = {pid: proposal}
+                _cap_lines(cart, contributions, cap_bp, per_line)  # the cap binds: shrink, then apply
+                _apply(cart, contributions, None)
+                return
+    price = cart.price
+    for u, d in proposal.items():
+        price[u] -= d
+    cart.given[pid] = per_line  # a promotion runs in one group only: its entry is new
+    for line, d in per_line.items():
+        left[line] -= d
+
+
+def _apply(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int | None) -> None:  # noqa: PLR0912
+    """The group's discounts taken off the units and recorded per line, within the group's cap."""
+    unit_line = cart.unit_line
+    given: dict[str, dict[int, int]] = {}
     for pid, proposal in contributions.items():
-        if not proposal:
-            continue
-        per_line = cart.given.setdefault(pid, {})
+        per_line: dict[int, int] = {}
         for u, d in proposal.items():
             if d:
-                price[u] -= d
                 line = unit_line[u]
                 per_line[line] = per_line.get(line, 0) + d
+        if per_line:
+            given[pid] = per_line
+    left = cart.left
+    if cap_bp is not None:
+        if len(given) == 1:
+            on_line = next(iter(given.values()))
+        else:
+            on_line = {}
+            for per_line in given.values():
+                for line, d in per_line.items():
+                    on_line[line] = on_line.get(line, 0) + d
+        for line, total in on_line.items():
+            if total > left[line] * cap_bp // BP:  # share_floor, inlined
+                _cap_lines(cart, contributions, cap_bp, on_line)  # the cap binds: shrink, then apply
+                _apply(cart, contributions, None)
+                return
+    price = cart.price
+    for proposal in contributions.values():
+        for u, d in proposal.items():
+            price[u] -= d
+    for pid, per_line in given.items():
+        cart.given[pid] = per_line  # a promotion runs in one group only: its entry is new
+        for line, d in per_line.items():
+            left[line] -= d
 
 
 def _one_per_unit(
@@ -815,13 +1043,12 @@ def _one_per_unit(
     # A proposal that touches none of the units just taken stays what it was: units it did not use are
     # the cheapest or the last in its order, so removing them changes nothing. Only the others are
     # worked out again, which keeps "best" near linear in the number of promotions.
-    rank = {r.id: i for i, r in enumerate(members)}  # of equals, the first in the group's order wins
     offers = {}
     for r in members:
         proposal = propose(r, taken)
         offers[r.id] = (r, proposal, sum(proposal.values()))
     while offers:
-        rule, proposal, total = max(offers.values(), key=lambda o: (o[2], -rank[o[0].id]))
+        rule, proposal, total = max(offers.values(), key=_MOST)  # of equals, the first in the group's order
         del offers[rule.id]
         if not total:
             break
@@ -834,8 +1061,17 @@ def _one_per_unit(
     return chosen
 
 
+def _most(offer: tuple[_Rule, dict[int, int], int]) -> tuple[int, int]:
+    return offer[2], -offer[0].rank
+
+
+_MOST = _most
+
+
 def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
     """No unit below zero: where a sum exceeds a unit's price, each promotion gives up its share."""
+    if not _any_over(start, contributions):  # the usual case: nothing to list
+        return
     per_unit: dict[int, list[str]] = {}
     for pid, proposal in contributions.items():
         for u, d in proposal.items():
@@ -847,17 +1083,29 @@ def _clip_units(start: list[int], contributions: dict[str, Proposal]) -> None:
                 contributions[pid][u] = part
 
 
-def _cap_lines(cart: _Cart, start: list[int], contributions: dict[str, Proposal], cap_bp: int) -> None:
-    """A group's discounts on a line never exceed ``cap_bp`` of the line's price as the group found it;
-    where they would, every contribution on the line shrinks in proportion."""
-    unit_line, first, lines = cart.unit_line, cart.first, cart.lines
-    on_line: dict[int, int] = {}
+def _any_over(start: list[int], contributions: dict[str, Proposal]) -> bool:
+    """Whether the promotions' discounts on some unit add up to more than its price."""
+    on_unit: dict[int, int] = {}
     for proposal in contributions.values():
         for u, d in proposal.items():
-            on_line[unit_line[u]] = on_line.get(unit_line[u], 0) + d
+            if d:
+                before = on_unit.get(u)
+                if before is None:
+                    on_unit[u] = d
+                elif before + d > start[u]:
+                    return True
+                else:
+                    on_unit[u] = before + d
+    return False
+
+
+def _cap_lines(cart: _Cart, contributions: dict[str, Proposal], cap_bp: int, on_line: dict[int, int]) -> None:
+    """A group's discounts on a line (``on_line``, their sums) never exceed ``cap_bp`` of the line's
+    price as the group found it; where they would, every contribution on the line shrinks in proportion."""
+    unit_line, left = cart.unit_line, cart.left
     for line, total in on_line.items():
-        cap = share_floor(sum(start[first[line] : first[line] + lines[line].qty]), cap_bp)
-        if total > cap:  # rare: only then is the line's every contribution listed and shrunk
+        cap = share_floor(left[line], cap_bp)
+        if total > cap:  # only then is the line's every contribution listed and shrunk
             entries = [
                 (pid, u)
                 for pid, proposal in contributions.items()
@@ -885,7 +1133,8 @@ def _spread(discount: int, units: Sequence[int], price: Sequence[int], into: Pro
 
 
 def _open(cart: _Cart, match: _Match, price: list[int], taken: Set) -> list[int]:
-    """The units ``match`` matches that are still to be had: not taken, not already free; in order."""
+    """The units ``match`` matches that are still to be had: not taken, not already free; in order
+    (written out in the proposals that run most)."""
     if taken:
         return [u for u in cart.units(match) if u not in taken and price[u] > 0]
     return [u for u in cart.units(match) if price[u] > 0]
@@ -898,12 +1147,20 @@ def _dearest_first(units: list[int], price: list[int]) -> list[int]:
 
 def _propose(rule: _Rule, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """What the promotion would take off each unit at ``price``, leaving ``taken`` units alone."""
-    return _PROPOSE[rule.kind](rule, rule.benefit, cart, price, taken)
+    return rule.propose(rule, rule.benefit, cart, price, taken)
+
+
+def _propose_nothing(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
+    """Points and ``no_redeem`` take nothing off a unit."""
+    return {}
 
 
 def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     assert isinstance(benefit, PercentOff)
-    chosen = _open(cart, rule.lines, price, taken)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     if benefit.pick == "dearest":  # the dearest first, of equal prices the last unit first
         chosen = sorted(chosen, key=lambda u: (price[u], u), reverse=True)
     else:  # the cheapest first, of equal prices the first unit first
@@ -912,7 +1169,7 @@ def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], t
     bp = benefit.percent_bp
     out: Proposal = {}
     for u in chosen[:room]:
-        d = share_round(price[u], bp)
+        d = (price[u] * bp + _HALF) // BP  # share_round, inlined: this runs for every unit
         if d:  # a unit given nothing stays free for the next
             out[u] = d
     return out
@@ -920,16 +1177,19 @@ def _percent_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], t
 
 def _amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``amount_off`` and ``fixed_price``: so much off each unit, the units given most first."""
-    chosen = _open(cart, rule.lines, price, taken)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     if isinstance(benefit, AmountOff):
         amount = benefit.amount
-        each = {u: min(amount, price[u]) for u in chosen}
-    else:
+        each = [(u, amount if amount < price[u] else price[u]) for u in chosen]
+    else:  # a unit already at or below the price is given nothing (it sorts last and is left out)
         assert isinstance(benefit, FixedPrice)
         fixed = benefit.price
-        each = {u: max(0, price[u] - fixed) for u in chosen}
-    chosen = sorted(chosen, key=each.__getitem__, reverse=True)  # the most off first, then in order
-    return {u: each[u] for u in chosen[: rule.per_order or len(chosen)] if each[u]}
+        each = [(u, price[u] - fixed) for u in chosen]
+    each.sort(key=_OFF, reverse=True)  # the most off first, then in order (the sort is stable)
+    return {u: off for u, off in each[: rule.per_order or len(each)] if off > 0}
 
 
 def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
@@ -943,17 +1203,25 @@ def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int
 def _sets(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``n_for_m`` and ``nth_percent``: sets of ``n`` units, the dearest first."""
     assert isinstance(benefit, NForM | NthPercent)
-    chosen = _dearest_first(_open(cart, rule.lines, price, taken), price)
+    if taken:  # _open, written out
+        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
+    else:
+        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
     n = benefit.n
     sets = len(chosen) // n
     out: Proposal = {}
+    if not sets:
+        return out
+    chosen = _dearest_first(chosen, price)
     for k in range(min(sets, rule.per_order or sets)):
         group = chosen[k * n : (k + 1) * n]
         if isinstance(benefit, NForM):
             value = sum(price[u] for u in group[benefit.m :])
         else:
             value = share_round(price[group[-1]], benefit.percent_bp)
-        _spread(value, group, price, out)
+        # _spread, inlined: the sets share no unit, so each unit's part is its first
+        for u, part in zip(group, allocate(value, [price[u] for u in group]), strict=True):
+            out[u] = part
     return out
 
 
@@ -988,38 +1256,67 @@ def _run_points_group(
 ) -> list[Award]:
     """Points benefits arbitrated like discounts, over lines and points: ``exclusive`` and ``best``
     give a line at most one of the group's awards; ``sum`` and ``sequential`` add them all."""
-
-    def propose(rule: _Rule, taken: Set) -> dict[int, int]:
-        benefit = rule.benefit
-        chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
+    rate_bp = facts.rate_bp
+    if len(members) == 1:  # every mode gives one promotion what it proposes on its own (_points inlined)
+        rule = members[0]
+        chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
         if not chosen:
-            return {}
-        money = sum(paid[i] for i in chosen)
-        if isinstance(benefit, PointsFixed):
-            total = benefit.points
-        elif isinstance(benefit, PointsPerAmount):
-            blocks = money // benefit.per
-            total = benefit.points * min(blocks, rule.per_order or blocks)
-        elif isinstance(benefit, PointsPercent):
-            total = share_floor(money, benefit.rate_bp)
-        else:
-            assert isinstance(benefit, PointsMultiplier)
-            total = share_floor(share_floor(money, facts.rate_bp), benefit.factor_bp - BP)
-        if rule.budget_points:
-            total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
-        return dict(zip(chosen, allocate(total, [paid[i] for i in chosen]), strict=True))
-
+            return []
+        weights = [paid[i] for i in chosen]
+        total = _points_total(rule, sum(weights), rate_bp, used)
+        if not total:
+            return []
+        cart.points[rule.id] = {i: p for i, p in zip(chosen, allocate(total, weights), strict=True) if p}
+        return [Award(rule.id, rule.revision, total, rule.expires)]
     if group.mode in ("exclusive", "best"):
-        results = _one_per_unit(members, propose, best=group.mode == "best")
+        results = _one_per_unit(members, partial(_points, cart, paid, rate_bp, used), best=group.mode == "best")
     else:
-        results = {r.id: proposal for r in members if any((proposal := propose(r, _NONE)).values())}
+        results = {
+            r.id: proposal for r in members if any((proposal := _points(cart, paid, rate_bp, used, r, _NONE)).values())
+        }
     awards = []
     for rule in members:
-        if rule.id in results:
-            proposal = results[rule.id]
-            cart.points[rule.id] = {i: p for i, p in proposal.items() if p}
-            awards.append(Award(rule.id, rule.revision, sum(proposal.values()), rule.expires))
+        won = results.get(rule.id)
+        if won is not None:
+            cart.points[rule.id] = {i: p for i, p in won.items() if p}
+            awards.append(Award(rule.id, rule.revision, sum(won.values()), rule.expires))
     return awards
+
+
+def _points(
+    cart: _Cart, paid: list[int], rate_bp: int, used: Mapping[str, Used], rule: _Rule, taken: Set
+) -> dict[int, int]:
+    """A points promotion's proposal: line → points, leaving ``taken`` lines alone (the rule and the
+    lines taken last, as ``_proposal``)."""
+    if taken:
+        chosen = [i for i in cart.hits(rule.lines) if i not in taken and paid[i] > 0]
+    else:
+        chosen = [i for i in cart.hits(rule.lines) if paid[i] > 0]
+    if not chosen:
+        return {}
+    weights = [paid[i] for i in chosen]
+    return dict(zip(chosen, allocate(_points_total(rule, sum(weights), rate_bp, used), weights), strict=True))
+
+
+def _points_total(rule: _Rule, money: int, rate_bp: int, used: Mapping[str, Used]) -> int:
+    """The points a promotion gives on ``money`` paid for its lines, within what its budget has left."""
+    kind, benefit = rule.kind, rule.benefit
+    if kind == _P_PERCENT:
+        assert isinstance(benefit, PointsPercent)
+        total = share_floor(money, benefit.rate_bp)
+    elif kind == _P_MULTIPLIER:
+        assert isinstance(benefit, PointsMultiplier)
+        total = share_floor(share_floor(money, rate_bp), benefit.factor_bp - BP)
+    elif kind == _P_FIXED:
+        assert isinstance(benefit, PointsFixed)
+        total = benefit.points
+    else:
+        assert isinstance(benefit, PointsPerAmount)
+        blocks = money // benefit.per
+        total = benefit.points * min(blocks, rule.per_order or blocks)
+    if rule.budget_points:
+        total = min(total, max(0, rule.budget_points - used.get(rule.id, NOTHING_USED).points))
+    return total
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -1040,9 +1337,10 @@ def _near_text(rule: _Rule, facts: Facts, key: str, *, amount: str = "") -> Note
     return note
 
 
-def _condition_near_miss(rule: _Rule, cart: _Cart, facts: Facts) -> Note | None:
-    """A cart that holds what the promotion is about but not enough of it hears how much more."""
-    subtotal, qty = _condition_totals(rule, cart)
+def _condition_near_miss(rule: _Rule, totals: tuple[int, int], facts: Facts) -> Note | None:
+    """A cart that holds what the promotion is about (``totals``: its subtotal and number of units)
+    but not enough of it hears how much more."""
+    subtotal, qty = totals
     if qty == 0:
         return None
     if subtotal < rule.min_subtotal:
