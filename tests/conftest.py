@@ -34,6 +34,14 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long runs first: tests sharing a server, a browser or a throwaway cluster (an xdist group each,
+    run on one worker one after another) and those starting real servers (``slow``). pytest-xdist hands
+    out work in this order, so the longest chains start at once instead of last, where one of them
+    would keep a single worker busy after the others have finished. The order within each stays."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group") or item.get_closest_marker("slow") else 1)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Which PostgreSQL this run tests on, first thing in its report: the README says which ones CI runs."""
     url = os.environ.get("KARTKA_TEST_ADMIN_URL", DEFAULT_ADMIN_URL)

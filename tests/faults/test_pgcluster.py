@@ -12,7 +12,7 @@ from tests.faults.conftest import cannot
 from tests.pgcluster import Cluster, embedded_bindir
 
 # Beside the fault tests of its group, not on a worker running timing-sensitive tests of its own.
-pytestmark = pytest.mark.xdist_group("pg-cluster")
+pytestmark = pytest.mark.xdist_group("pg-cluster-programs")
 
 
 async def test_the_embedded_programs_make_a_cluster_that_restarts() -> None:

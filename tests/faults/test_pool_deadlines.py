@@ -28,7 +28,7 @@ from tests.pgcluster import Cluster
 
 # One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
 # the other half of the fault tests ("pg-cluster") on another worker and cluster.
-pytestmark = pytest.mark.xdist_group("pg-cluster-worker")
+pytestmark = pytest.mark.xdist_group("pg-cluster-deadlines")
 
 T = 1.0
 #: Scheduling, the freeze itself and asyncpg's own steps; well under another deadline.

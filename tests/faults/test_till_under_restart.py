@@ -32,7 +32,7 @@ from tests.served import Served
 
 # One worker runs this group on a throwaway cluster of its own (pytest-xdist --dist loadgroup), beside
 # the other half of the fault tests ("pg-cluster-worker") on another worker and cluster.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pg-cluster-till")]
 
 TILLS = 6
 SHOPPERS = 12
