@@ -125,7 +125,7 @@ class ConsoleCampaignController(Controller):
         """The newest campaigns, a page at a time (``?before=<id>``: the ones older than that one)."""
         services = app_services(request)
         raw = request.query_params.get("before", "")
-        before = int(raw) if raw.isdigit() and 0 < int(raw) <= INT64_MAX else None
+        before = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= INT64_MAX else None
         async with services.pool.acquire() as conn:
             # One more than a page: whether an "older" link leads anywhere.
             recent = await campaigns.list_recent(conn, services.clock.now(), limit=_PAGE + 1, before=before)

@@ -63,8 +63,9 @@ class SignInController(Controller):
         "/token",
         operation_id="authSignIn",
         summary="Sign in with the code: an access and a refresh token; the first sign-in issues the card",
-        description="401 for a wrong or expired code (`tries_left` says how many tries the code has left; "
-        "a code is dead after the last one) and 429 after too many attempts from one address.",
+        description="401 for a wrong or expired code (`tries_left` says how many tries this address has "
+        "left at this code, or the code in all if fewer: at 0 this address must ask for a new code, while the "
+        "code may still work for its owner elsewhere) and 429 after too many attempts from one address.",
         status_code=200,
         responses=problems(401, 429),
     )

@@ -5,6 +5,3 @@
 ALTER TABLE order_promotions DROP CONSTRAINT order_promotions_order_pk_fkey;
 ALTER TABLE promotion_uses DROP CONSTRAINT promotion_uses_order_pk_fkey;
 
--- From here on a use is recorded only for a promotion with limits (what per-customer windows and a
--- budget's orders count); how many orders a promotion touched is read from order_promotions.
-COMMENT ON TABLE promotion_uses IS 'One row per order that used a limited promotion (per-customer windows, budget orders)';

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from asyncpg import Record
 
-from engine.embedded import EmbeddedEngine, limited
+from engine.embedded import EmbeddedEngine
 from engine.promotions.evaluate import NOTHING_USED, Active, Used
 from engine.promotions.model import text_in
 from kartka.db import Connection
@@ -62,17 +62,10 @@ class PromotionBook:
         for _, _, pid, revision, discount, points in rows:
             _, d, p = totals.get(pid, (revision, 0, 0))
             totals[pid] = (revision, d + discount, p + points)
-        # A use is what limits count (a customer's orders in a window, a budget's orders given back by a
-        # full refund): only limited promotions need one. A revision the catalog no longer runs (changed
-        # since this cart was priced) gets one anyway, as it may have been limited.
-        catalog = self.engine.catalog.current
-        counted = [
-            pid
-            for pid, (revision, _, _) in totals.items()
-            if (live := catalog.by_id.get(pid)) is None or live.revision != revision or limited(live)
-        ]
+        # A use for every promotion, limited now or not: a later revision may add a per-customer limit
+        # or a budget, which counts the orders before it too.
         ids = list(totals)
-        # One statement, one round trip: the lines' promotions, the uses, and the budgets (only rows
+        # One statement, one round trip: the lines' promotions, the order's uses, and the budgets (only rows
         # price() created and locked exist: promotions with budgets).
         await conn.execute(
             """
@@ -83,7 +76,7 @@ class PromotionBook:
                        AS r (line_no, id, revision, discount, points)
             ), uses AS (
                 INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
-                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($12::text[], $13::int[]) AS u (id, revision)
+                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($9::text[], $12::int[]) AS u (id, revision)
             )
             UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
                    points = b.points + u.points
@@ -101,8 +94,7 @@ class PromotionBook:
             ids,
             [totals[i][1] for i in ids],
             [totals[i][2] for i in ids],
-            counted,
-            [totals[i][0] for i in counted],
+            [totals[i][0] for i in ids],
         )
 
     async def refunded(

@@ -106,6 +106,20 @@ async def read_snapshot(conn: Connection) -> Snapshot:
     )
 
 
+async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
+    """The budget row of every promotion with a budget, made before any commit prices with it: a commit
+    then only locks rows (in id order), and two first commits never make rows in each other's way."""
+    budgeted = sorted(
+        p.id for p in snapshot.promotions if p.promotion.limits.budget is not None and p.promotion.limits.budget.limited
+    )
+    if budgeted:
+        await conn.execute(
+            "INSERT INTO promotion_budgets (promotion_id) SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id"
+            " ON CONFLICT (promotion_id) DO NOTHING",
+            budgeted,
+        )
+
+
 class LiveCatalog:
     """Holds this process's current :class:`Snapshot` and keeps it current.
 
@@ -169,6 +183,7 @@ class LiveCatalog:
                 if version == self.current.version:
                     return False
             snapshot = await read_snapshot(conn)
+            await ensure_budget_rows(conn, snapshot)
         self._install(snapshot)
         return True
 

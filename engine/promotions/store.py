@@ -181,16 +181,14 @@ class Usages:
     """Usage so far and what each of the live revision's limits has left.
 
     The totals come from the orders' promotion book (``engine.promotions.book``: which revisions gave what
-    on which order line), refunds taken back: an order counts until all it got from the promotion has
-    gone back.
+    on which order line, and which orders used a promotion), refunds taken back.
     """
 
     async def totals(self, conn: Connection, promotion_id: str) -> tuple[int, int, int]:
         """(orders, discount, points) the promotion has given so far, refunds taken back."""
         row = await conn.fetchrow(
             """
-            SELECT count(DISTINCT order_pk) FILTER (WHERE returned_discount < discount OR returned_points < points)
-                       AS orders,
+            SELECT (SELECT count(*) FROM promotion_uses WHERE promotion_id = $1 AND NOT returned) AS orders,
                    coalesce(sum(discount - returned_discount), 0)::bigint AS discount,
                    coalesce(sum(points - returned_points), 0)::bigint AS points
               FROM order_promotions WHERE promotion_id = $1

@@ -386,13 +386,15 @@ async def test_a_backtest_reprices_the_period_with_the_promotion_and_its_limits(
 
 
 async def test_usage_counts_the_orders_that_used_the_promotion(
-    staff: Staff, app: Litestar, client: Client, pos: dict[str, str]
+    staff: Staff, app: Litestar, client: Client, pos: dict[str, str], pool: Pool
 ) -> None:
     limits = {"per_customer": {"count": 1}, "budget": {"count": 5}}
     await staff.call("mark", "POST", BASE, 201, json=MILK | {"limits": limits})
     await staff.call("mark", "POST", f"{BASE}/milk-10/submit", 200)
     await staff.call("ada", "POST", f"{BASE}/milk-10/approve", 200)
     await catalog_holds(app, {"milk-10"})
+    # The catalog made its budget's row as it loaded it: commits only lock it, in id order.
+    assert await pool.fetchval("SELECT orders FROM promotion_budgets WHERE promotion_id = 'milk-10'") == 0
     card = (await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)).json()
     body = {"order_id": "o-1", "card": card["card"]["number"], "lines": [{"sku": "milk", "qty": 2, "unit_price": 250}]}
     answer = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": "k-1"})

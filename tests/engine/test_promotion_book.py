@@ -168,7 +168,7 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
 
 
 @pytest.mark.usefixtures("database_url")
-async def test_an_unlimited_promotion_takes_no_use_and_its_usage_counts_orders_until_all_went_back(
+async def test_an_unlimited_promotion_counts_its_uses_and_a_limit_added_later_counts_them_too(
     pool: Pool, clock: FakeClock
 ) -> None:
     orders = service(clock, {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}})
@@ -176,12 +176,23 @@ async def test_an_unlimited_promotion_takes_no_use_and_its_usage_counts_orders_u
         number = await card(orders, conn, 1)
         assert (await buy(orders, conn, number, "o-1"))["discount"] == 300
         assert (await buy(orders, conn, number, "o-2"))["discount"] == 300
-        assert await conn.fetchval("SELECT count(*) FROM promotion_uses") == 0  # nothing limits it
+        assert await conn.fetchval("SELECT count(*) FROM promotion_uses") == 2  # a later limit counts them
         assert await Usages().totals(conn, "free") == (2, 600, 0)
         await give_back(orders, conn, "o-1", 2, "r-1")
         assert await Usages().totals(conn, "free") == (2, 400, 0)  # o-1 keeps a third of its discount
         await give_back(orders, conn, "o-1", 1, "r-2")
         assert await Usages().totals(conn, "free") == (1, 300, 0)  # all of o-1 went back
+    # A new revision limits it to once per customer: o-2 (kept) already counts.
+    limited = service(
+        clock,
+        {
+            "id": "free",
+            "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000},
+            "limits": {"per_customer": {"count": 1}},
+        },
+    )
+    async with pool.acquire() as conn:
+        assert (await buy(limited, conn, number, "o-3"))["discount"] == 0
 
 
 @pytest.mark.usefixtures("database_url")
