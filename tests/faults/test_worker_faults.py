@@ -71,11 +71,14 @@ def children(pid: int, word: str) -> list[int]:
     return found
 
 
-async def in_flight(cluster: Cluster, pool: Pool, log: Path) -> asyncpg.Connection[Any]:
-    """Return once a statement of the worker is running on the server: its timed jobs wait for a lock on
-    the lots, which the connection returned holds (until the caller terminates it or a crash ends it)."""
+async def in_flight(
+    cluster: Cluster, pool: Pool, log: Path, tables: tuple[str, ...] = ("lots",)
+) -> asyncpg.Connection[Any]:
+    """Return once a statement of the worker is running on the server: it waits for a lock on ``tables``
+    (the lots: its timed jobs; the outbox: its dispatcher), which the connection returned holds (until
+    the caller terminates it or a crash ends it)."""
     blocker = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
-    await blocker.execute("BEGIN; LOCK TABLE lots IN ACCESS EXCLUSIVE MODE")
+    await blocker.execute(f"BEGIN; LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
 
     async def waiting() -> bool:
         return bool(  # (not on the blocker: inside its transaction pg_stat_activity stays as first read)
@@ -104,7 +107,8 @@ async def test_the_worker_survives_database_restarts(
         phone = await send_one(cluster_pool, 1)
         await eventually(lambda: delivered(cluster_pool, phone), 15, "the first message", log)
         for _ in range(2):  # crashes while the worker has a statement in flight (and again after one)
-            blocker = await in_flight(cluster, cluster_pool, log)
+            # Whichever of its loops comes round first: the timed jobs or the dispatcher.
+            blocker = await in_flight(cluster, cluster_pool, log, ("lots", "outbox"))
             await asyncio.to_thread(cluster.restart)
             blocker.terminate()
             assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
