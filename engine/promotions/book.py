@@ -65,8 +65,8 @@ class PromotionBook:
         # A use for every promotion, limited now or not: a later revision may add a per-customer limit
         # or a budget, which counts the orders before it too.
         ids = list(totals)
-        # One statement, one round trip: the lines' promotions, the order's uses, and the budgets (only rows
-        # price() created and locked exist: promotions with budgets).
+        # One statement, one round trip: the lines' promotions, the order's uses, and the budgets (only
+        # promotions with budgets have a row).
         await conn.execute(
             """
             WITH lines AS (
@@ -76,11 +76,11 @@ class PromotionBook:
                        AS r (line_no, id, revision, discount, points)
             ), uses AS (
                 INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
-                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($9::text[], $12::int[]) AS u (id, revision)
+                SELECT $1, u.id, u.revision, $7, $8 FROM unnest($9::text[], $10::int[]) AS u (id, revision)
             )
             UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
                    points = b.points + u.points
-              FROM unnest($9::text[], $10::bigint[], $11::bigint[]) AS u (id, discount, points)
+              FROM unnest($9::text[], $11::bigint[], $12::bigint[]) AS u (id, discount, points)
              WHERE b.promotion_id = u.id
             """,
             order_pk,
@@ -92,9 +92,9 @@ class PromotionBook:
             UUID(customer_id),
             at,
             ids,
+            [totals[i][0] for i in ids],
             [totals[i][1] for i in ids],
             [totals[i][2] for i in ids],
-            [totals[i][0] for i in ids],
         )
 
     async def refunded(
@@ -187,8 +187,9 @@ async def used_in(
         since.append(at - timedelta(days=per_customer.days) if per_customer.days else _EVER)
     # One statement: the budget rows (when ``lock``: locked in id order and read as they now stand) and
     # this customer's uses in each window (their commits queue on the account's lock already). A lock
-    # writes no row version: the commit's one UPDATE in ``record`` is the only one. A promotion's first
-    # limited commit finds no row yet and makes it (an upsert that locks what it made or met).
+    # writes no row version: the commit's one UPDATE in ``record`` is the only one. The live catalog makes
+    # the rows of the budgets it loads (``reload.ensure_budget_rows``); a catalog built otherwise (tests,
+    # benchmarks), or a commit racing a reload, makes them here: an upsert that locks what it made or met.
     rows = await _budgets_and_windows(
         conn, _LOCK_BUDGETS if lock else _READ_BUDGETS, budgeted, customer_id, windows, since
     )
