@@ -32,6 +32,7 @@ from api.console.kit import (
     stale_form,
     status_of,
     transaction,
+    whole_number,
 )
 from api.console.session import PATH
 from api.console.texts import text
@@ -88,9 +89,10 @@ def campaign_of(form: Form, program: Program) -> dict[str, Any]:
             raise _Unreadable("start_at") from None
     rate = _one(form, "rate_per_minute")
     if rate:
-        if not (rate.isascii() and rate.isdigit()) or len(rate) > 9:
+        per_minute = whole_number(rate, at_most=999_999_999)
+        if per_minute is None:
             raise _Unreadable("rate_per_minute")
-        body["rate_per_minute"] = int(rate)
+        body["rate_per_minute"] = per_minute
     share = _one(form, "control_share")
     if share:
         try:
@@ -124,8 +126,7 @@ class ConsoleCampaignController(Controller):
     async def index(self, request: Request[Any, Any, State]) -> Template:
         """The newest campaigns, a page at a time (``?before=<id>``: the ones older than that one)."""
         services = app_services(request)
-        raw = request.query_params.get("before", "")
-        before = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= INT64_MAX else None
+        before = whole_number(request.query_params.get("before", "")) or None
         async with services.pool.acquire() as conn:
             # One more than a page: whether an "older" link leads anywhere.
             recent = await campaigns.list_recent(conn, services.clock.now(), limit=_PAGE + 1, before=before)

@@ -21,6 +21,7 @@ from api.console.session import COOKIE, LANG_COOKIE, PATH, ConsoleSessions, Staf
 from api.console.texts import LANGUAGES, text
 from api.request import preferred_language
 from api.state import Services, services_of
+from kartka.bounds import INT64_MAX
 from kartka.db import Connection
 from kartka.errors import DomainError
 from kartka.staff import Permission
@@ -267,3 +268,13 @@ def explain_validation(lang: str, exc: msgspec.ValidationError) -> tuple[str, st
             message = text(lang, key, n=matched.group(1)) if matched.groups() else text(lang, key)
             break
     return (found.group(1) if found else ""), message
+
+
+def whole_number(text: str, *, at_most: int = INT64_MAX) -> int | None:
+    """A form's or query's non-negative whole number in ASCII digits, or None (``str.isdigit`` also
+    takes digits such as ``²`` that ``int`` refuses, and any length)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(at_most)):
+        return None
+    value = int(text)
+    return value if value <= at_most else None

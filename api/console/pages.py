@@ -35,6 +35,7 @@ from api.console.kit import (
     status_of,
     transaction,
     wants_partial,
+    whole_number,
 )
 from api.console.session import PATH, StaffSession
 from api.console.texts import text
@@ -294,13 +295,11 @@ class ConsoleCustomerController(Controller):
                 points = parse_points(data.points)
             except ValueError:
                 raise _FormError(text(lang, "grant.bad_points")) from None
-            days = data.expires_in_days.strip()
-            if not days.isdigit():
+            days = whole_number(data.expires_in_days)
+            if days is None:
                 raise _FormError(text(lang, "grant.bad_days"))
             try:
-                wanted = msgspec.convert(
-                    {"points": points, "expires_in_days": int(days), "reason": data.reason}, GrantInput
-                )
+                wanted = msgspec.convert({"points": points, "expires_in_days": days, "reason": data.reason}, GrantInput)
             except msgspec.ValidationError as exc:
                 raise _FormError(text(lang, "error", message=str(exc))) from None
             done = await grant(

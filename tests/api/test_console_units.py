@@ -88,3 +88,14 @@ def test_a_domain_refusal_names_its_field_and_speaks_the_persons_language() -> N
     field, message = explain_validation("ru", refusal({"birthday_within_days": "soon"}))
     assert (field, message) == ("birthday_within_days", "нужно целое число")
     assert "`" not in message
+
+
+def test_a_whole_number_in_a_form_is_ascii_digits_within_bounds() -> None:
+    from api.console.kit import whole_number  # noqa: PLC0415
+
+    assert whole_number(" 30 ") == 30
+    assert whole_number("0") == 0
+    for refused in ("", "²", "٣", "-1", "1.5", "1e3", "9" * 30):
+        assert whole_number(refused) is None, refused
+    assert whole_number("1000", at_most=999) is None
+    assert whole_number(str(2**63)) is None
