@@ -8,12 +8,19 @@ once, at import: each distinct ``:name`` becomes one ``$n`` in order of first ap
 A ``:name`` is a colon followed by a letter or ``_`` and not preceded by a colon or a word character,
 so casts (``::int[]``) and times in literals (``'12:30'``) are left alone. Keep ``:word`` out of string
 literals and comments of a named statement.
+
+A :class:`Part` is a piece of SQL with its own ``:name`` parameters that another module's statement
+carries (a commit's snapshot carries the promotion book's read of its limits): one round trip instead
+of two, without the caller knowing the part's tables. :func:`named` compiles such compositions once
+per distinct text.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
 _NAME: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -45,3 +52,18 @@ class Named:
 
     def __repr__(self) -> str:
         return f"Named({self.sql!r})"
+
+
+class Part(NamedTuple):
+    """SQL for another statement to carry, and the values of its ``:name`` parameters (prefixed by its
+    owner, so that they never meet the carrier's)."""
+
+    sql: str
+    values: Mapping[str, Any]
+
+
+@functools.lru_cache(maxsize=128)
+def named(text: str) -> Named:
+    """:class:`Named` of ``text``, compiled once: for statements composed at run time from a few parts
+    (a handful of distinct texts, each compiled on first use)."""
+    return Named(text)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 
 from kartka.db import Connection
+from kartka.sql import Part
 from wallet.profile import has_control_characters
 
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -208,13 +209,27 @@ class ReturnedPromotion(msgspec.Struct, frozen=True):
     points: int
 
 
+class BookReading(Protocol):
+    """What a commit's cart needs counted before it is priced: the limited promotions it meets (their
+    budget rows locked, in id order, and read; this customer's uses in each window) and the customer's
+    personal offers, as a part of the commit's snapshot statement, so that a commit with promotions
+    makes as many round trips as one without."""
+
+    part: Part | None
+    """A scalar subquery for the snapshot to carry (``None``: nothing to read)."""
+
+    async def price(self, conn: Connection, request: PricingRequest, read: Any) -> Pricing:
+        """Price for the commit with ``read``, the value the snapshot returned for :attr:`part`: the
+        truth, even when 20 tills commit against the last use of a budget at once."""
+        ...
+
+
 class PromotionBook(Protocol):
     """Where the engine counts its promotions' limits and records what applied to which line, in the
     commit's and refund's own transactions (the embedded engine's tables; wallet never reads them)."""
 
-    async def price(self, conn: Connection, request: PricingRequest) -> Pricing:
-        """Price for a commit with every limit the cart meets locked and counted: the truth, even when
-        20 tills commit against the last use of a budget at once."""
+    def reading(self, lines: Sequence[CartLine], *, customer_id: str, at: datetime) -> BookReading:
+        """What a commit of ``lines`` must lock and read before it is priced, at ``at``."""
         ...
 
     async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
@@ -222,10 +237,9 @@ class PromotionBook(Protocol):
         as they stand, without locks; the commit counts again under its locks."""
         ...
 
-    async def record(
-        self, conn: Connection, *, order_pk: int, customer_id: str, at: datetime, pricing: Pricing
-    ) -> None:
-        """What ``pricing`` gave, on order ``order_pk``: its lines' promotions, uses and budgets."""
+    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
+        """What ``pricing`` gave (its lines' promotions, uses and budgets), as common table expressions
+        for the order's own insert to carry: they name the new order ``o`` (its key ``o.id``)."""
         ...
 
     async def refunded(

@@ -170,7 +170,7 @@ class Trials:
         )
         catalog = _catalog(self.catalog.current, drafts, self.program.zone)
         limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
-        used = await used_in(conn, facts.customer_id, limited_ones, at, lock=False)
+        used = await used_in(conn, facts.customer_id, limited_ones, at)
         outcome = evaluate(
             data.lines,
             facts,

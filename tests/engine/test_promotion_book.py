@@ -168,6 +168,36 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
 
 
 @pytest.mark.usefixtures("database_url")
+async def test_each_per_customer_window_counts_its_own_promotions_uses(pool: Pool, clock: FakeClock) -> None:
+    """Two windows read in one statement: a use counts against its own promotion's window only."""
+    orders = service(
+        clock,
+        {
+            "id": "weekly",
+            "benefit": {"type": "amount_off", "lines": {}, "amount": 100},
+            "limits": {"per_customer": {"count": 1, "days": 7}},
+        },
+        {
+            "id": "monthly",
+            "benefit": {"type": "points_fixed", "points": 500},
+            "limits": {"per_customer": {"count": 1, "days": 30}},
+        },
+    )
+
+    def given(answer: Any) -> set[str]:
+        return {p["id"] for line in answer["lines"] for p in line["promotions"]}
+
+    async with pool.acquire() as conn:
+        number = await card(orders, conn, 1)
+        assert given(await buy(orders, conn, number, "o-1")) == {"weekly", "monthly"}
+        assert given(await buy(orders, conn, number, "o-2")) == set()
+        clock.advance(timedelta(days=26))  # past the week, inside the month
+        assert given(await buy(orders, conn, number, "o-3")) == {"weekly"}
+        clock.advance(timedelta(days=5))  # o-1 left the month; o-3 is still inside its week
+        assert given(await buy(orders, conn, number, "o-4")) == {"monthly"}
+
+
+@pytest.mark.usefixtures("database_url")
 async def test_an_unlimited_promotion_counts_its_uses_and_a_limit_added_later_counts_them_too(
     pool: Pool, clock: FakeClock
 ) -> None:

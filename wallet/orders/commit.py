@@ -12,7 +12,7 @@ import asyncpg
 from kartka import texts
 from kartka.db import Connection
 from kartka.errors import InvalidInput
-from kartka.sql import Named
+from kartka.sql import named
 from wallet import ledger, receipts
 from wallet.ledger import EntryKind
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
@@ -77,13 +77,18 @@ async def commit(
     if replay is not None:
         return replay
 
+    # The book's read of the limits this cart meets (their rows locked) rides on the snapshot: a commit
+    # with promotions makes as many round trips as one without.
+    reading = orders.book.reading(data.lines, customer_id=str(customer_id), at=purchased_at) if orders.book else None
+    book = reading.part if reading is not None else None
     snapshot = await conn.fetchrow(
-        f"SELECT b.*, s.spend FROM ({ledger.BALANCE_SQL.format(now='$2', soon='$3', customer='$1')}) b, "
-        f"({ledger.SPEND_SQL.format(customer='$1', since='$4')}) s",
-        customer_id,
-        now,
-        program.expiring_soon_until(now),
-        program.tier_window_start(now),
+        *named(_SNAPSHOT + (f", ({book.sql}) AS book" if book else "") + _SNAPSHOT_FROM).bind(
+            customer=customer_id,
+            now=now,
+            soon=program.expiring_soon_until(now),
+            since=program.tier_window_start(now),
+            **(book.values if book else {}),
+        )
     )
     assert snapshot is not None
     lots_available: int = snapshot["lots_available"]
@@ -111,8 +116,8 @@ async def commit(
     )
     # The book re-prices with the limits this cart meets locked and counted: its answer is the truth,
     # even when the calculate before it showed a promotion that another till has used up since.
-    if orders.book is not None:
-        pricing = await orders.book.price(conn, request)
+    if reading is not None:
+        pricing = await reading.price(conn, request, snapshot["book"] if book else None)
     else:
         pricing = await orders.engine.calculate(request)
     quote = await orders.quote(request, pricing)
@@ -124,9 +129,15 @@ async def commit(
             max_redeem_points=quote.max_redeem_points,
         )
 
+    # What the promotions gave (lines, uses, budgets) rides on the order's insert, as the read did.
+    given = (
+        orders.book.recording(customer_id=str(customer_id), at=purchased_at, pricing=pricing)
+        if orders.book is not None
+        else None
+    )
     try:
         order_pk: int = await conn.fetchval(
-            *INSERT_ORDER.bind(
+            *named(INSERT_ORDER + (f",\n{given.sql}" if given else "") + "\nSELECT id FROM o").bind(
                 order_id=data.order_id,
                 customer_id=customer_id,
                 card_number=card.number,
@@ -148,14 +159,11 @@ async def commit(
                 channel=channel,
                 engine_notified=not orders.engine_remote,  # the embedded engine needs no telling
                 **_line_arrays(quote),
+                **(given.values if given else {}),
             )
         )
     except asyncpg.UniqueViolationError as exc:  # another request took this order_id or key a moment ago
         raise racing_conflict(exc, "order", data.order_id) from exc
-    if orders.book is not None:
-        await orders.book.record(
-            conn, order_pk=order_pk, customer_id=str(customer_id), at=purchased_at, pricing=pricing
-        )
 
     if quote.redeem_points:
         await ledger.redeem(
@@ -317,7 +325,8 @@ def _line_arrays(quote: Quote) -> dict[str, list[object]]:
     }
 
 
-INSERT_ORDER = Named("""
+#: The order and its lines; a commit adds the promotion book's CTEs and ``SELECT id FROM o``.
+INSERT_ORDER = """
 WITH o AS (
     INSERT INTO orders (order_id, customer_id, card_number, api_key_id, idempotency_key, request_hash, store,
                         terminal, purchased_at, subtotal, discount, redeemed_points, paid, accrued_points,
@@ -336,6 +345,11 @@ WITH o AS (
                      :promotions::text[])
               WITH ORDINALITY AS l (sku, name, category, on_sale, qty, unit_price, discount, redeemed, accrued,
                                     promotion, n)
+)"""
+
+#: The balance and the tier window's spend before the purchase; a commit may add the book's read.
+_SNAPSHOT = "SELECT b.*, s.spend"
+_SNAPSHOT_FROM = (
+    f" FROM ({ledger.BALANCE_SQL.format(now=':now', soon=':soon', customer=':customer')}) b, "
+    f"({ledger.SPEND_SQL.format(customer=':customer', since=':since')}) s"
 )
-SELECT id FROM o
-""")
