@@ -190,12 +190,14 @@ class EngineUnreachable(Exception):
 
 
 class ReturnedPart(msgspec.Struct, frozen=True):
-    """A refund's part of one order line: ``before`` and ``after`` units returned, of ``qty`` sold."""
+    """A refund's part of one order line: ``before`` and ``after`` units returned, of ``qty`` sold, and
+    the promotions the line was sold with."""
 
     line_no: int
     before: int
     after: int
     qty: int
+    promotions: tuple[AppliedPromotion, ...] = ()
 
 
 class ReturnedPromotion(msgspec.Struct, frozen=True):

@@ -53,28 +53,20 @@ class PromotionBook:
         return Reading(self.engine, catalog, candidates, customer_id, at, lock=lock, personal=personal)
 
     def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
-        rows = [
-            (line_no, a.id, a.revision, a.discount, a.points)
-            for line_no, line in enumerate(pricing.lines)
-            for a in line.promotions
-        ]
-        if not rows:
-            return None
-        totals: dict[str, tuple[int, int, int]] = {}
-        for _, pid, revision, discount, points in rows:
-            _, d, p = totals.get(pid, (revision, 0, 0))
-            totals[pid] = (revision, d + discount, p + points)
         # A use for every promotion, limited now or not: a later revision may add a per-customer limit
-        # or a budget, which counts the orders before it too.
+        # or a budget, which counts the orders before it too. What each gave on which line is on the
+        # order's lines (the wallet writes them); the use carries the order's totals.
+        totals: dict[str, tuple[int, int, int]] = {}
+        for line in pricing.lines:
+            for a in line.promotions:
+                _, d, p = totals.get(a.id, (a.revision, 0, 0))
+                totals[a.id] = (a.revision, d + a.discount, p + a.points)
+        if not totals:
+            return None
         ids = list(totals)
         return Part(
             _RECORD,
             {
-                "book_line_nos": [r[0] for r in rows],
-                "book_line_ids": [r[1] for r in rows],
-                "book_line_revisions": [r[2] for r in rows],
-                "book_line_discounts": [r[3] for r in rows],
-                "book_line_points": [r[4] for r in rows],
                 "book_customer": UUID(customer_id),
                 "book_at": at,
                 "book_ids": ids,
@@ -87,48 +79,29 @@ class PromotionBook:
     async def refunded(
         self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
     ) -> tuple[ReturnedPromotion, ...]:
-        rows = await conn.fetch(
-            """
-            SELECT o.line_no, o.promotion_id, o.discount, o.points, r.body -> 'title' AS title
-              FROM order_promotions o
-              LEFT JOIN promotion_revisions r ON r.promotion_id = o.promotion_id AND r.revision = o.revision
-             WHERE o.order_pk = $1 AND o.line_no = ANY($2::int[])
-             ORDER BY o.line_no, o.promotion_id
-               FOR UPDATE OF o
-            """,
-            order_pk,
-            [p.line_no for p in parts],
-        )
-        by_line = {p.line_no: p for p in parts}
-        back: list[tuple[int, str, int, int]] = []
-        for row in rows:
-            part = by_line[row["line_no"]]
-
-            def share(total: int, part: ReturnedPart = part) -> int:
-                return prorate(total, part.after, part.qty) - prorate(total, part.before, part.qty)
-
-            back.append((row["line_no"], row["promotion_id"], share(row["discount"]), share(row["points"])))
-        if back:
-            await conn.executemany(
-                "UPDATE order_promotions SET returned_discount = returned_discount + $4, "
-                "returned_points = returned_points + $5 WHERE order_pk = $1 AND line_no = $2 AND promotion_id = $3",
-                [(order_pk, line_no, pid, d, p) for line_no, pid, d, p in back],
+        # Each promotion's share of the units going back, line by line: what prorating its amount over
+        # the units returned after this refund leaves, less what it left before (so the shares of all
+        # the refunds of a line add up to exactly what the promotion gave there).
+        back: dict[str, tuple[int, int, int]] = {}
+        for part in parts:
+            for a in part.promotions:
+                d = prorate(a.discount, part.after, part.qty) - prorate(a.discount, part.before, part.qty)
+                p = prorate(a.points, part.after, part.qty) - prorate(a.points, part.before, part.qty)
+                _, sd, sp = back.get(a.id, (a.revision, 0, 0))
+                back[a.id] = (a.revision, sd + d, sp + p)
+        sums = {pid: (d, p) for pid, (_, d, p) in back.items() if d or p}
+        if sums:
+            ids = list(sums)
+            await conn.execute(
+                "UPDATE promotion_uses u SET returned_discount = u.returned_discount + b.discount, "
+                "returned_points = u.returned_points + b.points "
+                "FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS b (id, discount, points) "
+                "WHERE u.order_pk = $1 AND u.promotion_id = b.id",
+                order_pk,
+                ids,
+                [sums[i][0] for i in ids],
+                [sums[i][1] for i in ids],
             )
-        sums: dict[str, tuple[int, int]] = {}
-        for _, pid, d, p in back:
-            sd, sp = sums.get(pid, (0, 0))
-            sums[pid] = (sd + d, sp + p)
-        # The revision that applied names a promotion (it may have been renamed or ended since); a starter
-        # promotion (never stored) is named by the catalog in force, and one in neither by its id.
-        stored = {row["promotion_id"]: text_in(row["title"], language) for row in rows if row["title"]}
-        catalog = self.engine.catalog.current
-        given_back = tuple(
-            ReturnedPromotion(
-                id=pid, title=stored.get(pid) or catalog.title(pid, language) or pid, discount=d, points=p
-            )
-            for pid, (d, p) in sums.items()
-            if d or p
-        )
         returned_uses: list[str] = []
         if full:
             returned_uses = [
@@ -153,7 +126,29 @@ class PromotionBook:
                 [sums.get(i, (0, 0))[1] for i in ids],
                 [1 if i in returned_uses else 0 for i in ids],
             )
-        return given_back
+        if not sums:
+            return ()
+        # The revision that applied names a promotion (it may have been renamed or ended since); a starter
+        # promotion (never stored) is named by the catalog in force, and one in neither by its id.
+        named_ids = list(sums)
+        stored = {
+            row["promotion_id"]: text_in(row["title"], language)
+            for row in await conn.fetch(
+                "SELECT r.promotion_id, r.body -> 'title' AS title FROM promotion_revisions r "
+                "JOIN unnest($1::text[], $2::int[]) AS a (id, revision) "
+                "ON r.promotion_id = a.id AND r.revision = a.revision",
+                named_ids,
+                [back[i][0] for i in named_ids],
+            )
+            if row["title"]
+        }
+        catalog = self.engine.catalog.current
+        return tuple(
+            ReturnedPromotion(
+                id=pid, title=stored.get(pid) or catalog.title(pid, language) or pid, discount=d, points=p
+            )
+            for pid, (d, p) in sums.items()
+        )
 
 
 class Reading:
@@ -280,24 +275,33 @@ _OFFERS = (
     "(SELECT coalesce(json_agg(promotion_id), '[]') FROM promotion_offers "
     "WHERE customer_id = :book_customer::uuid AND valid_until > :book_at::timestamptz)"
 )
+#: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
+#: over the promotion's life, so one a later revision adds counts the orders before it too (a commit
+#: still running on the catalog before it is the exception: its use is counted by no row).
+BUDGET_ROWS = (
+    "SELECT b.id, count(u.order_pk) FILTER (WHERE NOT u.returned), "
+    "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
+    "FROM unnest($1::text[]) AS b (id) LEFT JOIN promotion_uses u ON u.promotion_id = b.id "
+    "{only} GROUP BY b.id ORDER BY b.id"
+)
+#: The rows a reload's budgets lack (the uses are summed only for those).
+NEW_BUDGET_ROWS = BUDGET_ROWS.format(
+    only="WHERE NOT EXISTS (SELECT 1 FROM promotion_budgets r WHERE r.promotion_id = b.id)"
+)
+#: A commit's missing rows made (or, made by a reload a moment ago, locked) and read as they now stand.
 _MAKE_BUDGETS = (
-    "INSERT INTO promotion_budgets AS b (promotion_id) SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id "
+    f"INSERT INTO promotion_budgets AS b (promotion_id, orders, discount, points) {BUDGET_ROWS.format(only='')} "
     "ON CONFLICT (promotion_id) DO UPDATE SET promotion_id = b.promotion_id "
     "RETURNING promotion_id, orders, discount, points"
 )
-#: What a commit gave, as CTEs the order's insert carries (the new order is ``o``): the lines'
-#: promotions, the order's uses, and the budgets (only promotions with budgets have a row).
+#: What a commit gave, as CTEs the order's insert carries (the new order is ``o``): the order's use of
+#: each promotion, with its totals, and the budgets (only promotions with budgets have a row).
 _RECORD = """
-book_lines AS (
-    INSERT INTO order_promotions (order_pk, line_no, promotion_id, revision, discount, points)
-    SELECT o.id, r.line_no, r.id, r.revision, r.discount, r.points
-      FROM o, unnest(:book_line_nos::int[], :book_line_ids::text[], :book_line_revisions::int[],
-                     :book_line_discounts::bigint[], :book_line_points::bigint[])
-              AS r (line_no, id, revision, discount, points)
-), book_uses AS (
-    INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at)
-    SELECT o.id, u.id, u.revision, :book_customer::uuid, :book_at::timestamptz
-      FROM o, unnest(:book_ids::text[], :book_revisions::int[]) AS u (id, revision)
+book_uses AS (
+    INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at, discount, points)
+    SELECT o.id, u.id, u.revision, :book_customer::uuid, :book_at::timestamptz, u.discount, u.points
+      FROM o, unnest(:book_ids::text[], :book_revisions::int[], :book_discounts::bigint[], :book_points::bigint[])
+              AS u (id, revision, discount, points)
 ), book_budgets AS (
     UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
            points = b.points + u.points

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from engine.promotions.book import NEW_BUDGET_ROWS
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.model import DEFAULT_GROUP, Group, Promotion
 from engine.promotions.store import CHANNEL
@@ -114,7 +115,7 @@ async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
     )
     if budgeted:
         await conn.execute(
-            "INSERT INTO promotion_budgets (promotion_id) SELECT id FROM unnest($1::text[]) AS u (id) ORDER BY id"
+            f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
             " ON CONFLICT (promotion_id) DO NOTHING",
             budgeted,
         )

@@ -180,18 +180,18 @@ class Offer(msgspec.Struct, frozen=True):
 class Usages:
     """Usage so far and what each of the live revision's limits has left.
 
-    The totals come from the orders' promotion book (``engine.promotions.book``: which revisions gave what
-    on which order line, and which orders used a promotion), refunds taken back.
+    The totals come from the orders' promotion book (``engine.promotions.book``: which orders used a
+    promotion and what it gave on each), refunds taken back.
     """
 
     async def totals(self, conn: Connection, promotion_id: str) -> tuple[int, int, int]:
         """(orders, discount, points) the promotion has given so far, refunds taken back."""
         row = await conn.fetchrow(
             """
-            SELECT (SELECT count(*) FROM promotion_uses WHERE promotion_id = $1 AND NOT returned) AS orders,
+            SELECT count(*) FILTER (WHERE NOT returned) AS orders,
                    coalesce(sum(discount - returned_discount), 0)::bigint AS discount,
                    coalesce(sum(points - returned_points), 0)::bigint AS points
-              FROM order_promotions WHERE promotion_id = $1
+              FROM promotion_uses WHERE promotion_id = $1
             """,
             promotion_id,
         )

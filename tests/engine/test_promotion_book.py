@@ -26,6 +26,7 @@ from wallet.orders import CalculateInput, CommitInput, OrderService, RefundInput
 from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
 
+USE_OF_O1 = "SELECT %s FROM promotion_uses WHERE order_pk = (SELECT id FROM orders WHERE order_id = 'o-1')"
 TEA = CartLine(sku="tea", qty=3, unit_price=1_000, category="tea")
 
 
@@ -88,7 +89,9 @@ async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, cloc
     budget = await pool.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'five'")
     assert budget is not None
     assert tuple(budget) == (5, 1500)
-    assert await pool.fetchval("SELECT count(DISTINCT order_pk) FROM order_promotions") == 5
+    assert await pool.fetchval("SELECT count(*) FROM promotion_uses") == 5
+    # The order's lines say what applied to them, as the receipt did.
+    assert await pool.fetchval("SELECT count(*) FROM order_lines WHERE promotions IS NOT NULL") == 5
 
 
 @pytest.mark.usefixtures("database_url")
@@ -152,15 +155,15 @@ async def test_refunds_give_back_exactly_their_share_and_a_full_one_the_use(pool
         # ... and the revision that applied, once stored, even after the promotion ended
         assert returned["receipt_lines"][0] == "Акция «Минус треть»: скидка на возвращённый товар 3,33 BYN"
         assert not any("Акция" in line for line in returned["receipt_lines"][1:])
-        row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        row = await conn.fetchrow(USE_OF_O1 % "discount, returned_discount")
         assert row is not None
         assert tuple(row) == (999, 666)
         assert await conn.fetchval("SELECT discount FROM promotion_budgets") == 333
         assert (await buy(orders, conn, number, "o-3"))["discount"] == 0  # part of o-1 is still kept
         await give_back(orders, conn, "o-1", 1, "r-3")
-        row = await conn.fetchrow("SELECT discount, returned_discount FROM order_promotions")
+        row = await conn.fetchrow(USE_OF_O1 % "discount, returned_discount, returned")
         assert row is not None
-        assert tuple(row) == (999, 999)
+        assert tuple(row) == (999, 999, True)
         budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets")
         assert budget is not None
         assert tuple(budget) == (0, 0)
@@ -223,6 +226,25 @@ async def test_an_unlimited_promotion_counts_its_uses_and_a_limit_added_later_co
     )
     async with pool.acquire() as conn:
         assert (await buy(limited, conn, number, "o-3"))["discount"] == 0
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_budget_a_later_revision_adds_counts_the_orders_before_it(pool: Pool, clock: FakeClock) -> None:
+    """A budget is over the promotion's life: its row starts from the uses so far, refunds taken back."""
+    free = {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}}
+    orders = service(clock, free)
+    async with pool.acquire() as conn:
+        numbers = [await card(orders, conn, n) for n in range(5)]
+        for n in range(3):
+            assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+        await give_back(orders, conn, "o-2", 3, "r-2")  # all of o-2 went back: its use with it
+    budgeted = service(clock, {**free, "limits": {"budget": {"count": 3}}})
+    async with pool.acquire() as conn:
+        assert (await buy(budgeted, conn, numbers[3], "o-3"))["discount"] == 300  # the third order
+        assert (await buy(budgeted, conn, numbers[4], "o-4"))["discount"] == 0
+        budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
+        assert budget is not None
+        assert tuple(budget) == (3, 900)
 
 
 @pytest.mark.usefixtures("database_url")

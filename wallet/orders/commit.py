@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
+import msgspec
 
 from kartka import texts
 from kartka.db import Connection
@@ -308,6 +309,9 @@ async def _tell(
         await tell_engine(events, conn, order_notice(order_pk, order), now)
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def _line_arrays(quote: Quote) -> dict[str, list[object]]:
     """The quote's lines as one array per column, for ``unnest`` in :data:`INSERT_ORDER`."""
     lines = quote.lines
@@ -322,6 +326,8 @@ def _line_arrays(quote: Quote) -> dict[str, list[object]]:
         "redeemed": [line.redeem_points for line in lines],
         "accrued": [line.accrue_points for line in lines],
         "promotions": [line.promotion for line in lines],
+        # As the receipt named them; JSON text, as asyncpg would read nested lists as a 2-D array.
+        "applied": [_encode_json(line.promotions).decode() if line.promotions else None for line in lines],
     }
 
 
@@ -337,14 +343,15 @@ WITH o AS (
     RETURNING id
 ), lines AS (
     INSERT INTO order_lines (order_pk, line_no, sku, name, category, on_sale, qty, unit_price, total, discount,
-                             redeemed_points, paid, accrued_points, promotion)
+                             redeemed_points, paid, accrued_points, promotion, promotions)
     SELECT o.id, l.n - 1, l.sku, l.name, l.category, l.on_sale, l.qty, l.unit_price, l.qty * l.unit_price,
-           l.discount, l.redeemed, l.qty * l.unit_price - l.discount - l.redeemed, l.accrued, l.promotion
+           l.discount, l.redeemed, l.qty * l.unit_price - l.discount - l.redeemed, l.accrued, l.promotion,
+           l.promotions::jsonb
       FROM o, unnest(:skus::text[], :names::text[], :categories::text[], :on_sale::bool[], :qtys::int[],
                      :unit_prices::bigint[], :discounts::bigint[], :redeemed::bigint[], :accrued::bigint[],
-                     :promotions::text[])
+                     :promotions::text[], :applied::text[])
               WITH ORDINALITY AS l (sku, name, category, on_sale, qty, unit_price, discount, redeemed, accrued,
-                                    promotion, n)
+                                    promotion, promotions, n)
 )"""
 
 #: The balance and the tier window's spend before the purchase; a commit may add the book's read.

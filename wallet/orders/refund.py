@@ -28,7 +28,7 @@ from wallet.orders.structs import (
     ReturnTooLarge,
     Stored,
 )
-from wallet.pricing import CommittedRefund, ReturnedLine, ReturnedPart, ReturnedPromotion
+from wallet.pricing import AppliedPromotion, CommittedRefund, ReturnedLine, ReturnedPart, ReturnedPromotion
 
 if TYPE_CHECKING:
     from wallet.orders.service import OrderService
@@ -57,7 +57,7 @@ async def refund(
 
     lines = await conn.fetch(
         """
-        SELECT line_no, sku, qty, refunded_qty, paid, redeemed_points, accrued_points
+        SELECT line_no, sku, qty, refunded_qty, paid, redeemed_points, accrued_points, promotions
           FROM order_lines WHERE order_pk = $1 ORDER BY line_no FOR UPDATE
         """,
         order["id"],
@@ -105,6 +105,7 @@ async def refund(
                 before=sold[share.line_no]["refunded_qty"],
                 after=sold[share.line_no]["refunded_qty"] + share.qty,
                 qty=sold[share.line_no]["qty"],
+                promotions=msgspec.convert(sold[share.line_no]["promotions"] or (), tuple[AppliedPromotion, ...]),
             )
             for share in plan
         ]
