@@ -225,6 +225,12 @@ class BookReading(Protocol):
         truth, even when 20 tills commit against the last use of a budget at once."""
         ...
 
+    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
+        """What ``pricing`` gave (the order's use of each promotion, and the budgets this reading
+        locked), as common table expressions for the order's own insert to carry: they name the new
+        order ``o`` (its key ``o.id``)."""
+        ...
+
 
 class PromotionBook(Protocol):
     """Where the engine counts its promotions' limits and records what applied to which line, in the
@@ -237,11 +243,6 @@ class PromotionBook(Protocol):
     async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
         """Price for a calculate, on the caller's connection (no second one from the pool): limits read
         as they stand, without locks; the commit counts again under its locks."""
-        ...
-
-    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
-        """What ``pricing`` gave (its lines' promotions, uses and budgets), as common table expressions
-        for the order's own insert to carry: they name the new order ``o`` (its key ``o.id``)."""
         ...
 
     async def refunded(

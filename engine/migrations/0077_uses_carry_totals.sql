@@ -1,7 +1,11 @@
 -- A promotion's use of an order now carries what it gave there in all and what refunds took back;
--- what it gave on each line lives on the order's lines (0076). The per-line table goes: a commit with
--- promotions wrote it as a third table (~0.1 ms of a ~4 ms commit), and each of its rows repeated
--- what the line's refunded quantity already says.
+-- what it gave on each line lives on the order's lines (0076). The per-line table is no longer
+-- written: a commit with promotions wrote it as a third table (~0.1 ms of a ~4 ms commit), and each of
+-- its rows repeated what the line's refunded quantity already says.
+--
+-- It is kept, read by no one, for one release: a replica of the release before still writes it (and
+-- its uses without totals) during a rolling deploy. The release that drops it first copies in what
+-- was written there meanwhile, with the two statements below.
 ALTER TABLE promotion_uses
     ADD COLUMN discount bigint NOT NULL DEFAULT 0 CHECK (discount >= 0),
     ADD COLUMN points bigint NOT NULL DEFAULT 0 CHECK (points >= 0),
@@ -30,7 +34,16 @@ SELECT p.order_pk, p.promotion_id, min(p.revision), o.customer_id, o.purchased_a
    SET discount = excluded.discount, points = excluded.points,
        returned_discount = excluded.returned_discount, returned_points = excluded.returned_points;
 
-DROP TABLE order_promotions;
+-- A budget counts over the promotion's life: every row as its uses say (a row made when a budget was
+-- added to a running promotion started at nothing), so that a refund of an order from before it gives
+-- back what the row holds.
+UPDATE promotion_budgets b
+   SET orders = coalesce(s.orders, 0), discount = coalesce(s.discount, 0), points = coalesce(s.points, 0)
+  FROM promotion_budgets r
+  LEFT JOIN (SELECT promotion_id, count(*) FILTER (WHERE NOT returned) AS orders,
+                    sum(discount - returned_discount) AS discount, sum(points - returned_points) AS points
+               FROM promotion_uses GROUP BY promotion_id) s ON s.promotion_id = r.promotion_id
+ WHERE b.promotion_id = r.promotion_id;
 
 -- A promotion's usage so far (the staff's view of it) sums its uses.
 CREATE INDEX promotion_uses_promotion ON promotion_uses (promotion_id);

@@ -52,30 +52,6 @@ class PromotionBook:
         candidates, personal = catalog.state_needed(lines)
         return Reading(self.engine, catalog, candidates, customer_id, at, lock=lock, personal=personal)
 
-    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
-        # A use for every promotion, limited now or not: a later revision may add a per-customer limit
-        # or a budget, which counts the orders before it too. What each gave on which line is on the
-        # order's lines (the wallet writes them); the use carries the order's totals.
-        totals: dict[str, tuple[int, int, int]] = {}
-        for line in pricing.lines:
-            for a in line.promotions:
-                _, d, p = totals.get(a.id, (a.revision, 0, 0))
-                totals[a.id] = (a.revision, d + a.discount, p + a.points)
-        if not totals:
-            return None
-        ids = list(totals)
-        return Part(
-            _RECORD,
-            {
-                "book_customer": UUID(customer_id),
-                "book_at": at,
-                "book_ids": ids,
-                "book_revisions": [totals[i][0] for i in ids],
-                "book_discounts": [totals[i][1] for i in ids],
-                "book_points": [totals[i][2] for i in ids],
-            },
-        )
-
     async def refunded(
         self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
     ) -> tuple[ReturnedPromotion, ...]:
@@ -92,16 +68,21 @@ class PromotionBook:
         sums = {pid: (d, p) for pid, (_, d, p) in back.items() if d or p}
         if sums:
             ids = list(sums)
-            await conn.execute(
-                "UPDATE promotion_uses u SET returned_discount = u.returned_discount + b.discount, "
-                "returned_points = u.returned_points + b.points "
-                "FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS b (id, discount, points) "
-                "WHERE u.order_pk = $1 AND u.promotion_id = b.id",
-                order_pk,
-                ids,
-                [sums[i][0] for i in ids],
-                [sums[i][1] for i in ids],
-            )
+            # Only what the book recorded goes back: a line may name promotions another engine gave.
+            recorded = {
+                r["promotion_id"]
+                for r in await conn.fetch(
+                    "UPDATE promotion_uses u SET returned_discount = u.returned_discount + b.discount, "
+                    "returned_points = u.returned_points + b.points "
+                    "FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS b (id, discount, points) "
+                    "WHERE u.order_pk = $1 AND u.promotion_id = b.id RETURNING u.promotion_id",
+                    order_pk,
+                    ids,
+                    [sums[i][0] for i in ids],
+                    [sums[i][1] for i in ids],
+                )
+            }
+            sums = {pid: share for pid, share in sums.items() if pid in recorded}
         returned_uses: list[str] = []
         if full:
             returned_uses = [
@@ -114,10 +95,15 @@ class PromotionBook:
             ]
         ids = sorted(set(sums) | set(returned_uses))
         if ids:
+            # The rows locked in id order first, as a commit locks them: an UPDATE joined to a list
+            # locks in whatever order its plan meets them, and a commit and a refund would deadlock.
+            await conn.execute(_LOCK_BUDGETS, ids)
+            # Never below nothing: a use a commit made on the catalog before its budget was added is in
+            # no row (``BUDGET_ROWS``), and giving it back must not fail the refund.
             await conn.execute(
                 """
-                UPDATE promotion_budgets b SET orders = b.orders - u.orders, discount = b.discount - u.discount,
-                       points = b.points - u.points
+                UPDATE promotion_budgets b SET orders = greatest(b.orders - u.orders, 0),
+                       discount = greatest(b.discount - u.discount, 0), points = greatest(b.points - u.points, 0)
                   FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[]) AS u (id, discount, points, orders)
                  WHERE b.promotion_id = u.id
                 """,
@@ -156,7 +142,7 @@ class Reading:
     scalar subquery (:attr:`part`) that a commit's snapshot statement carries, or on its own
     (:meth:`fetch`), then priced with the catalog they were picked from."""
 
-    __slots__ = ("_catalog", "_engine", "_lock", "_promotions", "part")
+    __slots__ = ("_budgeted", "_catalog", "_engine", "_lock", "_promotions", "part")
 
     def __init__(
         self,
@@ -170,6 +156,7 @@ class Reading:
         personal: bool,
     ) -> None:
         self._engine, self._catalog, self._promotions, self._lock = engine, catalog, promotions, lock
+        self._budgeted = frozenset(a.id for a in promotions if _budgeted(a)) if lock else frozenset()
         self.part = state_part(customer_id, promotions, at, lock=lock, offers=personal)
 
     async def fetch(self, conn: Connection) -> Any:
@@ -177,6 +164,35 @@ class Reading:
         if self.part is None:
             return None
         return await conn.fetchval(*named(f"SELECT ({self.part.sql})").bind(**self.part.values))
+
+    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
+        # A use for every promotion, limited now or not: a later revision may add a per-customer limit
+        # or a budget, which counts the orders before it too. What each gave on which line is on the
+        # order's lines (the wallet writes them); the use carries the order's totals. Only the budget
+        # rows this reading locked are counted: a row takes no lock out of id order.
+        totals: dict[str, tuple[int, int, int]] = {}
+        for line in pricing.lines:
+            for a in line.promotions:
+                _, d, p = totals.get(a.id, (a.revision, 0, 0))
+                totals[a.id] = (a.revision, d + a.discount, p + a.points)
+        if not totals:
+            return None
+        ids = list(totals)
+        counted_ids = [i for i in ids if i in self._budgeted]
+        return Part(
+            _RECORD,
+            {
+                "book_customer": UUID(customer_id),
+                "book_at": at,
+                "book_ids": ids,
+                "book_revisions": [totals[i][0] for i in ids],
+                "book_discounts": [totals[i][1] for i in ids],
+                "book_points": [totals[i][2] for i in ids],
+                "book_budgets": counted_ids,
+                "book_budget_discounts": [totals[i][1] for i in counted_ids],
+                "book_budget_points": [totals[i][2] for i in counted_ids],
+            },
+        )
 
     async def price(self, conn: Connection, request: PricingRequest, read: Any) -> Pricing:
         used, offers, missing = counted(read, self._promotions)
@@ -202,7 +218,7 @@ def state_part(
     commit's one UPDATE in :meth:`PromotionBook.recording` is the only one."""
     fields: list[str] = []
     values: dict[str, Any] = {}
-    budgeted = sorted(a.id for a in promotions if a.promotion.limits.budget and a.promotion.limits.budget.limited)
+    budgeted = sorted(a.id for a in promotions if _budgeted(a))
     if budgeted:
         fields.append(f"'budgets', {_BUDGETS.format(lock=' FOR UPDATE' if lock else '')}")
         values["book_budgeted"] = budgeted
@@ -231,8 +247,7 @@ def counted(read: Any, promotions: Sequence[Active]) -> tuple[dict[str, Used], f
     used: dict[str, Used] = {}
     missing: list[str] = []
     for a in promotions:
-        budget = a.promotion.limits.budget
-        if budget and budget.limited and a.id not in totals:
+        if _budgeted(a) and a.id not in totals:
             missing.append(a.id)
         orders, discount, points = totals.get(a.id, (0, 0, 0))
         used[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
@@ -247,6 +262,11 @@ async def used_in(
     part = state_part(customer_id, promotions, at, lock=False, offers=False)
     read = await conn.fetchval(*named(f"SELECT ({part.sql})").bind(**part.values)) if part else None
     return counted(read, promotions)[0]
+
+
+def _budgeted(promotion: Active) -> bool:
+    budget = promotion.promotion.limits.budget
+    return budget is not None and budget.limited
 
 
 def _since(promotion: Active, at: datetime) -> datetime:
@@ -275,6 +295,7 @@ _OFFERS = (
     "(SELECT coalesce(json_agg(promotion_id), '[]') FROM promotion_offers "
     "WHERE customer_id = :book_customer::uuid AND valid_until > :book_at::timestamptz)"
 )
+_LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
 #: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
 #: over the promotion's life, so one a later revision adds counts the orders before it too (a commit
 #: still running on the catalog before it is the exception: its use is counted by no row).
@@ -295,7 +316,7 @@ _MAKE_BUDGETS = (
     "RETURNING promotion_id, orders, discount, points"
 )
 #: What a commit gave, as CTEs the order's insert carries (the new order is ``o``): the order's use of
-#: each promotion, with its totals, and the budgets (only promotions with budgets have a row).
+#: each promotion, with its totals, and the budget rows the reading locked.
 _RECORD = """
 book_uses AS (
     INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at, discount, points)
@@ -305,7 +326,8 @@ book_uses AS (
 ), book_budgets AS (
     UPDATE promotion_budgets b SET orders = b.orders + 1, discount = b.discount + u.discount,
            points = b.points + u.points
-      FROM unnest(:book_ids::text[], :book_discounts::bigint[], :book_points::bigint[]) AS u (id, discount, points)
+      FROM unnest(:book_budgets::text[], :book_budget_discounts::bigint[], :book_budget_points::bigint[])
+              AS u (id, discount, points)
      WHERE b.promotion_id = u.id
 )"""
 

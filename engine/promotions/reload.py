@@ -108,10 +108,19 @@ async def read_snapshot(conn: Connection) -> Snapshot:
 
 
 async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
-    """The budget row of every promotion with a budget, made before any commit prices with it: a commit
-    then only locks rows (in id order), and two first commits never make rows in each other's way."""
+    """A budget row for every promotion with a budget, made before any commit prices with it: a commit
+    then only locks rows (in id order), and two first commits never make rows in each other's way.
+
+    A row is kept only while its promotion has a budget: a commit counts only the rows it locked, so a
+    row left behind would miss the orders made without a budget, and a budget added again later must
+    start from the uses, as a new one does (``BUDGET_ROWS``). Rows go in id order, as commits lock them."""
     budgeted = sorted(
         p.id for p in snapshot.promotions if p.promotion.limits.budget is not None and p.promotion.limits.budget.limited
+    )
+    await conn.execute(
+        "DELETE FROM promotion_budgets WHERE promotion_id IN (SELECT promotion_id FROM promotion_budgets"
+        " WHERE promotion_id <> ALL($1::text[]) ORDER BY promotion_id FOR UPDATE)",
+        budgeted,
     )
     if budgeted:
         await conn.execute(

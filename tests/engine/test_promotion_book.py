@@ -15,6 +15,7 @@ from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import parse_promotion
+from engine.promotions.reload import LivePromotion, Snapshot, ensure_budget_rows
 from engine.promotions.store import Usages
 from engine.setup import promotion_book
 from kartka.clock import FakeClock
@@ -245,6 +246,94 @@ async def test_a_budget_a_later_revision_adds_counts_the_orders_before_it(pool: 
         budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert budget is not None
         assert tuple(budget) == (3, 900)
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_commits_and_refunds_at_once_never_deadlock_and_budgets_stay_the_sum_of_their_uses(
+    pool: Pool, clock: FakeClock
+) -> None:
+    """Budget rows are locked in id order by commits and refunds alike (a refund's UPDATE joined to a
+    list used to lock in plan order: about one in three of these deadlocked)."""
+    skus = ["a", "b", "c", "d"]
+    orders = service(
+        clock,
+        *(
+            {
+                "id": f"{sku}-off",
+                "group": f"g-{sku}",
+                "benefit": {"type": "amount_off", "lines": {"skus": [sku]}, "amount": 10},
+                "limits": {"budget": {"count": 1_000}},
+            }
+            for sku in skus
+        ),
+    )
+    async with pool.acquire() as conn:
+        cards = [await card(orders, conn, n) for n in range(24)]
+
+    async def one(n: int) -> None:
+        lines = [CartLine(sku=sku, qty=1, unit_price=100) for sku in (skus[n % 4 :] + skus[: n % 4])[: 2 + n % 3]]
+        if n % 2:
+            lines.reverse()
+        async with pool.acquire() as conn:
+            await buy(orders, conn, cards[n], f"o-{n}", *lines)
+            async with conn.transaction():
+                back = tuple(ReturnLine(sku=line.sku, qty=1) for line in lines[: 1 + n % len(lines)])
+                data = RefundInput(refund_id=f"r-{n}", lines=back)
+                await orders.refund(conn, f"o-{n}", data, idempotency_key=f"r-{n}", api_key_id=None, store="s1")
+
+    await asyncio.gather(*(one(n) for n in range(24)))
+    async with pool.acquire() as conn:
+        budgets = await conn.fetch("SELECT promotion_id, orders, discount FROM promotion_budgets ORDER BY 1")
+        uses = await conn.fetch(
+            "SELECT promotion_id, count(*) FILTER (WHERE NOT returned) AS orders,"
+            " sum(discount - returned_discount) AS discount FROM promotion_uses GROUP BY 1 ORDER BY 1"
+        )
+    assert [tuple(r) for r in budgets] == [tuple(r) for r in uses]
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_refund_gives_back_only_what_the_book_recorded(pool: Pool, clock: FakeClock) -> None:
+    """An order priced without the book (a remote engine, before the switch to the embedded one) names
+    promotions on its lines; its refund takes nothing from a budget it never counted in."""
+    budgeted = {
+        "id": "five",
+        "benefit": {"type": "amount_off", "lines": {}, "amount": 100},
+        "limits": {"budget": {"count": 5}},
+    }
+    orders = service(clock, budgeted)
+    unbooked = OrderService(program=DEFAULT_PROGRAM, engine=orders.engine, customers=orders.customers, clock=clock)
+    async with pool.acquire() as conn:
+        first, second = await card(orders, conn, 1), await card(orders, conn, 2)
+        assert (await buy(orders, conn, first, "booked"))["discount"] == 300
+        assert (await buy(unbooked, conn, second, "unbooked"))["discount"] == 300
+        assert await conn.fetchval("SELECT count(*) FROM order_lines WHERE promotions IS NOT NULL") == 2
+        returned = await give_back(orders, conn, "unbooked", 3, "r-1")
+        assert not any("«x»" in line for line in returned["receipt_lines"])
+        budget = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets")
+        assert budget is not None
+        assert tuple(budget) == (1, 300)  # the booked order, as it was
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_the_live_catalog_keeps_a_budget_row_only_while_the_budget_lasts(pool: Pool, clock: FakeClock) -> None:
+    """A row is made from the uses so far when a budget appears (a reload), and goes when it does."""
+    free = {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}}
+    orders = service(clock, free)
+    async with pool.acquire() as conn:
+        numbers = [await card(orders, conn, n) for n in range(2)]
+        for n in range(2):
+            assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+
+        def snapshot(body: dict[str, Any]) -> Snapshot:
+            live = LivePromotion("free", 1, parse_promotion({"title": {"en": "x"}, **body}), clock.now())
+            return Snapshot(version=1, promotions=(live,))
+
+        await ensure_budget_rows(conn, snapshot({**free, "limits": {"budget": {"count": 3}}}))
+        row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
+        assert row is not None
+        assert tuple(row) == (2, 600)
+        await ensure_budget_rows(conn, snapshot(free))
+        assert await conn.fetchval("SELECT count(*) FROM promotion_budgets") == 0
 
 
 @pytest.mark.usefixtures("database_url")

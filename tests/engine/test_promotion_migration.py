@@ -1,4 +1,5 @@
-"""Migration 0077: what order_promotions said moves onto the order's lines and its uses, unchanged."""
+"""Migration 0077: what order_promotions said moves onto the order's lines and its uses, unchanged, and the
+budget rows count what their uses say."""
 
 from __future__ import annotations
 
@@ -63,9 +64,13 @@ async def test_the_per_line_rows_move_onto_the_lines_and_the_uses(fresh_database
             [(orders["kept"], "a", customer, at), (orders["kept"], "b", customer, at)],
         )
 
+        # A budget added while "a" ran: its row started at nothing
+        await conn.execute("INSERT INTO promotion_budgets (promotion_id) VALUES ('a')")
+
         await SCHEMA.migrate(conn)
 
-        assert await conn.fetchval("SELECT to_regclass('order_promotions')") is None
+        # Kept, unwritten, for a rolling deploy's replicas of the release before
+        assert await conn.fetchval("SELECT count(*) FROM order_promotions") == 6
         lines = await conn.fetch(
             "SELECT promotions FROM order_lines WHERE order_pk = $1 ORDER BY line_no", orders["kept"]
         )
@@ -87,5 +92,8 @@ async def test_the_per_line_rows_move_onto_the_lines_and_the_uses(fresh_database
             ("returned", "b", True, 0, 40, 0, 40),
         ]
         assert await Usages().totals(conn, "a") == (1, 200, 0)
+        budget = await conn.fetchrow("SELECT orders, discount, points FROM promotion_budgets")
+        assert budget is not None
+        assert tuple(budget) == (1, 200, 0)  # as the uses say
     finally:
         await conn.close()

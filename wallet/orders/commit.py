@@ -132,8 +132,8 @@ async def commit(
 
     # What the promotions gave (lines, uses, budgets) rides on the order's insert, as the read did.
     given = (
-        orders.book.recording(customer_id=str(customer_id), at=purchased_at, pricing=pricing)
-        if orders.book is not None
+        reading.recording(customer_id=str(customer_id), at=purchased_at, pricing=pricing)
+        if reading is not None
         else None
     )
     try:
@@ -325,9 +325,9 @@ def _line_arrays(quote: Quote) -> dict[str, list[object]]:
         "discounts": [line.discount for line in lines],
         "redeemed": [line.redeem_points for line in lines],
         "accrued": [line.accrue_points for line in lines],
-        "promotions": [line.promotion for line in lines],
+        "first_promotions": [line.promotion for line in lines],
         # As the receipt named them; JSON text, as asyncpg would read nested lists as a 2-D array.
-        "applied": [_encode_json(line.promotions).decode() if line.promotions else None for line in lines],
+        "promotions": [_encode_json(line.promotions).decode() if line.promotions else None for line in lines],
     }
 
 
@@ -349,7 +349,7 @@ WITH o AS (
            l.promotions::jsonb
       FROM o, unnest(:skus::text[], :names::text[], :categories::text[], :on_sale::bool[], :qtys::int[],
                      :unit_prices::bigint[], :discounts::bigint[], :redeemed::bigint[], :accrued::bigint[],
-                     :promotions::text[], :applied::text[])
+                     :first_promotions::text[], :promotions::text[])
               WITH ORDINALITY AS l (sku, name, category, on_sale, qty, unit_price, discount, redeemed, accrued,
                                     promotion, promotions, n)
 )"""
