@@ -48,6 +48,18 @@ async def card(orders: OrderService, conn: Connection, n: int) -> str:
     return shopper.card.number
 
 
+FREE = {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}}
+"""10 % off every line, unlimited: 300 off a ``TEA`` cart."""
+
+
+async def shoppers(orders: OrderService, conn: Connection, count: int, *, bought: int) -> list[str]:
+    """``count`` shoppers' cards; the first ``bought`` of them each bought ``TEA`` (order ``o-n``) with ``FREE``."""
+    numbers = [await card(orders, conn, n) for n in range(count)]
+    for n in range(bought):
+        assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+    return numbers
+
+
 async def buy(orders: OrderService, conn: Connection, number: str, order_id: str, *lines: CartLine) -> Any:
     async with conn.transaction():
         data = CommitInput(order_id=order_id, card=number, lines=lines or (TEA,))
@@ -232,14 +244,11 @@ async def test_an_unlimited_promotion_counts_its_uses_and_a_limit_added_later_co
 @pytest.mark.usefixtures("database_url")
 async def test_a_budget_a_later_revision_adds_counts_the_orders_before_it(pool: Pool, clock: FakeClock) -> None:
     """A budget is over the promotion's life: its row starts from the uses so far, refunds taken back."""
-    free = {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}}
-    orders = service(clock, free)
+    orders = service(clock, FREE)
     async with pool.acquire() as conn:
-        numbers = [await card(orders, conn, n) for n in range(5)]
-        for n in range(3):
-            assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+        numbers = await shoppers(orders, conn, 5, bought=3)
         await give_back(orders, conn, "o-2", 3, "r-2")  # all of o-2 went back: its use with it
-    budgeted = service(clock, {**free, "limits": {"budget": {"count": 3}}})
+    budgeted = service(clock, {**FREE, "limits": {"budget": {"count": 3}}})
     async with pool.acquire() as conn:
         assert (await buy(budgeted, conn, numbers[3], "o-3"))["discount"] == 300  # the third order
         assert (await buy(budgeted, conn, numbers[4], "o-4"))["discount"] == 0
@@ -317,22 +326,19 @@ async def test_a_refund_gives_back_only_what_the_book_recorded(pool: Pool, clock
 @pytest.mark.usefixtures("database_url")
 async def test_the_live_catalog_keeps_a_budget_row_only_while_the_budget_lasts(pool: Pool, clock: FakeClock) -> None:
     """A row is made from the uses so far when a budget appears (a reload), and goes when it does."""
-    free = {"id": "free", "benefit": {"type": "percent_off", "lines": {}, "percent_bp": 1000}}
-    orders = service(clock, free)
+    orders = service(clock, FREE)
     async with pool.acquire() as conn:
-        numbers = [await card(orders, conn, n) for n in range(2)]
-        for n in range(2):
-            assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
+        await shoppers(orders, conn, 2, bought=2)
 
         def snapshot(body: dict[str, Any]) -> Snapshot:
             live = LivePromotion("free", 1, parse_promotion({"title": {"en": "x"}, **body}), clock.now())
             return Snapshot(version=1, promotions=(live,))
 
-        await ensure_budget_rows(conn, snapshot({**free, "limits": {"budget": {"count": 3}}}))
+        await ensure_budget_rows(conn, snapshot({**FREE, "limits": {"budget": {"count": 3}}}))
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (2, 600)
-        await ensure_budget_rows(conn, snapshot(free))
+        await ensure_budget_rows(conn, snapshot(FREE))
         assert await conn.fetchval("SELECT count(*) FROM promotion_budgets") == 0
 
 

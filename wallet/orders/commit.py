@@ -79,7 +79,8 @@ async def commit(
         return replay
 
     # The book's read of the limits this cart meets (their rows locked) rides on the snapshot: a commit
-    # with promotions makes as many round trips as one without.
+    # with promotions makes as many round trips as one without. The snapshot's two subqueries are
+    # aggregates, so it is always one row and the book's part always runs, its locks with it.
     reading = orders.book.reading(data.lines, customer_id=str(customer_id), at=purchased_at) if orders.book else None
     book = reading.part if reading is not None else None
     snapshot = await conn.fetchrow(
