@@ -5,7 +5,12 @@
 --
 -- It is kept, read by no one, for one release: a replica of the release before still writes it (and
 -- its uses without totals) during a rolling deploy. The release that drops it first copies in what
--- was written there meanwhile, with the two statements below.
+-- was written there meanwhile, with the three statements below.
+--
+-- Run as the release step (`kartka migrate`), it takes its tables' locks for a moment: a commit of the
+-- release before that holds a budget row and then writes a use can deadlock with it, and PostgreSQL
+-- then ends one of the two after a second (a till retries a 503; run the migration again if it was the
+-- one).
 ALTER TABLE promotion_uses
     ADD COLUMN discount bigint NOT NULL DEFAULT 0 CHECK (discount >= 0),
     ADD COLUMN points bigint NOT NULL DEFAULT 0 CHECK (points >= 0),

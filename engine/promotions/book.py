@@ -25,7 +25,7 @@ import msgspec
 
 from engine.embedded import EmbeddedEngine
 from engine.promotions.evaluate import Active, Catalog, Used
-from engine.promotions.model import text_in
+from engine.promotions.model import Promotion, text_in
 from kartka.db import Connection
 from kartka.sql import Part, named
 from wallet.money import prorate
@@ -49,8 +49,13 @@ class PromotionBook:
 
     def _reading(self, lines: Sequence[CartLine], customer_id: str | None, at: datetime, *, lock: bool) -> Reading:
         catalog = self.engine.catalog.current  # pinned: the read and the pricing see the same promotions
-        candidates, personal = catalog.state_needed(lines)
-        return Reading(self.engine, catalog, candidates, customer_id, at, lock=lock, personal=personal)
+        limited, personal = catalog.state_needed(lines)
+        # A commit locks the budget row of every promotion the cart meets that has one, budgeted in this
+        # catalog or not: a row, once made, counts every order of its promotion (a process still on the
+        # catalog before a budget was added counts into it too, and a budget removed and added again
+        # finds it true). A promotion that never had a budget has no row: no lock.
+        rows = sorted(a.id for a in catalog.candidates(lines)) if lock else None
+        return Reading(self.engine, catalog, limited, customer_id, at, lock=lock, personal=personal, rows=rows)
 
     async def refunded(
         self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
@@ -98,8 +103,8 @@ class PromotionBook:
             # The rows locked in id order first, as a commit locks them: an UPDATE joined to a list
             # locks in whatever order its plan meets them, and a commit and a refund would deadlock.
             await conn.execute(_LOCK_BUDGETS, ids)
-            # Never below nothing: a use a commit made on the catalog before its budget was added is in
-            # no row (``BUDGET_ROWS``), and giving it back must not fail the refund.
+            # Never below nothing: the use of a commit that ran while its budget's row was being made may
+            # be in no row (``BUDGET_ROWS``), and giving it back must not fail the refund.
             await conn.execute(
                 """
                 UPDATE promotion_budgets b SET orders = greatest(b.orders - u.orders, 0),
@@ -154,10 +159,11 @@ class Reading:
         *,
         lock: bool,
         personal: bool,
+        rows: list[str] | None = None,
     ) -> None:
         self._engine, self._catalog, self._promotions, self._lock = engine, catalog, promotions, lock
-        self._budgeted = frozenset(a.id for a in promotions if _budgeted(a)) if lock else frozenset()
-        self.part = state_part(customer_id, promotions, at, lock=lock, offers=personal)
+        self._budgeted: set[str] = set()  # the budget rows the read locked (or a commit made): counted
+        self.part = state_part(customer_id, promotions, at, lock=lock, offers=personal, rows=rows)
 
     async def fetch(self, conn: Connection) -> Any:
         """The part's value, read in a statement of its own."""
@@ -196,11 +202,15 @@ class Reading:
 
     async def price(self, conn: Connection, request: PricingRequest, read: Any) -> Pricing:
         used, offers, missing = counted(read, self._promotions)
+        if self._lock:
+            self._budgeted.update(pid for pid, *_ in (read or {}).get("budgets", ()))
         if self._lock and missing:
-            # A catalog built otherwise than by the live reload (tests, benchmarks), or a commit racing a
-            # reload, meets a budget without its row: made here, locked, and counted as it now stands.
+            # Only a catalog built otherwise than by the live reload (tests, benchmarks) meets a budget
+            # without its row: the reload makes a budget's row before any commit prices with it, and
+            # rows are never deleted. Made here, locked, and counted as it now stands.
             for row in await conn.fetch(_MAKE_BUDGETS, missing):
                 pid = row["promotion_id"]
+                self._budgeted.add(pid)
                 used[pid] = msgspec.structs.replace(
                     used[pid], orders=row["orders"], discount=row["discount"], points=row["points"]
                 )
@@ -208,17 +218,23 @@ class Reading:
 
 
 def state_part(
-    customer_id: str | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
+    customer_id: str | None,
+    promotions: Sequence[Active],
+    at: datetime,
+    *,
+    lock: bool,
+    offers: bool,
+    rows: list[str] | None = None,
 ) -> Part | None:
-    """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (their rows
-    locked in id order when ``lock``: a parallel commit meeting the same budget waits on the row, then
-    reads the new totals); ``mine``, this customer's uses in each ``per_customer`` window (their
-    commits queue on the account's lock already); ``offers``, when asked, the personal offers the
-    customer holds now. ``None`` when there is nothing to read. A lock writes no row version: the
-    commit's one UPDATE in :meth:`PromotionBook.recording` is the only one."""
+    """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (when
+    ``lock``, the rows of ``rows``, sorted ids, locked in id order: a parallel commit meeting the same
+    budget waits on the row, then reads the new totals); ``mine``, this customer's uses in each
+    ``per_customer`` window (their commits queue on the account's lock already); ``offers``, when
+    asked, the personal offers the customer holds now. ``None`` when there is nothing to read. A lock
+    writes no row version: the commit's one UPDATE in :meth:`Reading.recording` is the only one."""
     fields: list[str] = []
     values: dict[str, Any] = {}
-    budgeted = sorted(a.id for a in promotions if _budgeted(a))
+    budgeted = rows if lock and rows is not None else sorted(a.id for a in promotions if has_budget(a.promotion))
     if budgeted:
         fields.append(f"'budgets', {_BUDGETS.format(lock=' FOR UPDATE' if lock else '')}")
         values["book_budgeted"] = budgeted
@@ -247,7 +263,7 @@ def counted(read: Any, promotions: Sequence[Active]) -> tuple[dict[str, Used], f
     used: dict[str, Used] = {}
     missing: list[str] = []
     for a in promotions:
-        if _budgeted(a) and a.id not in totals:
+        if has_budget(a.promotion) and a.id not in totals:
             missing.append(a.id)
         orders, discount, points = totals.get(a.id, (0, 0, 0))
         used[a.id] = Used(customer=mine.get(a.id, 0), orders=orders, discount=discount, points=points)
@@ -264,8 +280,9 @@ async def used_in(
     return counted(read, promotions)[0]
 
 
-def _budgeted(promotion: Active) -> bool:
-    budget = promotion.promotion.limits.budget
+def has_budget(promotion: Promotion) -> bool:
+    """Whether the promotion (as one revision has it) has a budget that limits anything."""
+    budget = promotion.limits.budget
     return budget is not None and budget.limited
 
 
@@ -297,8 +314,9 @@ _OFFERS = (
 )
 _LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
 #: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
-#: over the promotion's life, so one a later revision adds counts the orders before it too (a commit
-#: still running on the catalog before it is the exception: its use is counted by no row).
+#: over the promotion's life, so one a later revision adds counts the orders before it too. Left out:
+#: a commit whose read ran before the row was made and whose use is committed after these sums (the
+#: window of one commit, while a change that adds a budget arrives).
 BUDGET_ROWS = (
     "SELECT b.id, count(u.order_pk) FILTER (WHERE NOT u.returned), "
     "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "

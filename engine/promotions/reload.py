@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from engine.promotions.book import NEW_BUDGET_ROWS
+from engine.promotions.book import NEW_BUDGET_ROWS, has_budget
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.model import DEFAULT_GROUP, Group, Promotion
 from engine.promotions.store import CHANNEL
@@ -108,20 +108,12 @@ async def read_snapshot(conn: Connection) -> Snapshot:
 
 
 async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
-    """A budget row for every promotion with a budget, made before any commit prices with it: a commit
-    then only locks rows (in id order), and two first commits never make rows in each other's way.
-
-    A row is kept only while its promotion has a budget: a commit counts only the rows it locked, so a
-    row left behind would miss the orders made without a budget, and a budget added again later must
-    start from the uses, as a new one does (``BUDGET_ROWS``). Rows go in id order, as commits lock them."""
-    budgeted = sorted(
-        p.id for p in snapshot.promotions if p.promotion.limits.budget is not None and p.promotion.limits.budget.limited
-    )
-    await conn.execute(
-        "DELETE FROM promotion_budgets WHERE promotion_id IN (SELECT promotion_id FROM promotion_budgets"
-        " WHERE promotion_id <> ALL($1::text[]) ORDER BY promotion_id FOR UPDATE)",
-        budgeted,
-    )
+    """A budget row for every promotion with a budget, made before any commit prices with it (from the
+    uses so far: ``NEW_BUDGET_ROWS``): a commit then only locks rows, in id order, and two first
+    commits never make rows in each other's way. Rows are never deleted: every commit that meets a
+    promotion with a row counts into it, budget or not, so a budget removed and added again finds it
+    true."""
+    budgeted = sorted(p.id for p in snapshot.promotions if has_budget(p.promotion))
     if budgeted:
         await conn.execute(
             f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"

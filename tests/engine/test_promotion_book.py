@@ -264,20 +264,19 @@ async def test_commits_and_refunds_at_once_never_deadlock_and_budgets_stay_the_s
     """Budget rows are locked in id order by commits and refunds alike (a refund's UPDATE joined to a
     list used to lock in plan order: about one in three of these deadlocked)."""
     skus = ["a", "b", "c", "d"]
-    orders = service(
-        clock,
-        *(
-            {
-                "id": f"{sku}-off",
-                "group": f"g-{sku}",
-                "benefit": {"type": "amount_off", "lines": {"skus": [sku]}, "amount": 10},
-                "limits": {"budget": {"count": 1_000}},
-            }
-            for sku in skus
-        ),
-    )
+    budgets = [
+        {
+            "id": f"{sku}-off",
+            "group": f"g-{sku}",
+            "benefit": {"type": "amount_off", "lines": {"skus": [sku]}, "amount": 10},
+            "limits": {"budget": {"count": 1_000}},
+        }
+        for sku in skus
+    ]
+    orders = service(clock, *budgets)
     async with pool.acquire() as conn:
         cards = [await card(orders, conn, n) for n in range(24)]
+        await ensure_budget_rows(conn, snapshot(clock, *budgets))  # as the live catalog makes them
 
     async def one(n: int) -> None:
         lines = [CartLine(sku=sku, qty=1, unit_price=100) for sku in (skus[n % 4 :] + skus[: n % 4])[: 2 + n % 3]]
@@ -323,23 +322,37 @@ async def test_a_refund_gives_back_only_what_the_book_recorded(pool: Pool, clock
         assert tuple(budget) == (1, 300)  # the booked order, as it was
 
 
+def snapshot(clock: FakeClock, *promotions: dict[str, Any]) -> Snapshot:
+    """The live catalog's snapshot of ``promotions`` (revision 1), as a reload reads it."""
+    return Snapshot(
+        version=1,
+        promotions=tuple(
+            LivePromotion(p["id"], 1, parse_promotion({"title": {"en": "x"}, **p}), clock.now()) for p in promotions
+        ),
+    )
+
+
 @pytest.mark.usefixtures("database_url")
-async def test_the_live_catalog_keeps_a_budget_row_only_while_the_budget_lasts(pool: Pool, clock: FakeClock) -> None:
-    """A row is made from the uses so far when a budget appears (a reload), and goes when it does."""
+async def test_a_budget_row_once_made_counts_every_order_of_its_promotion(pool: Pool, clock: FakeClock) -> None:
+    """The reload makes a budget's row from the uses so far; a commit on a catalog without the budget
+    (another process not reloaded yet, or the budget removed) still counts into it, so a budget added
+    again finds it true."""
+    budgeted = {**FREE, "limits": {"budget": {"count": 4}}}
     orders = service(clock, FREE)
     async with pool.acquire() as conn:
-        await shoppers(orders, conn, 2, bought=2)
-
-        def snapshot(body: dict[str, Any]) -> Snapshot:
-            live = LivePromotion("free", 1, parse_promotion({"title": {"en": "x"}, **body}), clock.now())
-            return Snapshot(version=1, promotions=(live,))
-
-        await ensure_budget_rows(conn, snapshot({**FREE, "limits": {"budget": {"count": 3}}}))
+        numbers = await shoppers(orders, conn, 6, bought=2)
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (2, 600)
-        await ensure_budget_rows(conn, snapshot(FREE))
-        assert await conn.fetchval("SELECT count(*) FROM promotion_budgets") == 0
+        assert (await buy(orders, conn, numbers[2], "o-2"))["discount"] == 300  # priced without the budget...
+        await ensure_budget_rows(conn, snapshot(clock, FREE))  # ... which is removed: the row stays
+        row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
+        assert row is not None
+        assert tuple(row) == (3, 900)  # ... and counted
+        again = service(clock, budgeted)
+        assert (await buy(again, conn, numbers[3], "o-3"))["discount"] == 300  # the fourth
+        assert (await buy(again, conn, numbers[4], "o-4"))["discount"] == 0
 
 
 @pytest.mark.usefixtures("database_url")
