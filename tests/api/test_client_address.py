@@ -3,36 +3,19 @@ only. Served by uvicorn as ``kartka serve`` runs it, so the peer address is a re
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
-import uvicorn
 
 from boot.web import create_app
 from kartka.settings import Settings
+from tests.served import served_here
 
 
-@contextlib.asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def served(settings: Settings) -> contextlib.AbstractAsyncContextManager[str]:
     app = create_app(msgspec.structs.replace(settings, otp_per_ip_per_hour=2))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, proxy_headers=False, log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return served_here(app, proxy_headers=False, log_level="warning")
 
 
 async def _statuses(base: str, forwarded: list[str], *, source: str = "127.0.0.1", first: int = 0) -> list[int]:

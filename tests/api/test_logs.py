@@ -4,17 +4,14 @@ or reorder what a reader sees, however it reached the record (an argument, a pat
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from litestar import Litestar, post
 from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
@@ -25,6 +22,7 @@ from boot.web import create_app
 from kartka.logs import LogFormat, formatter
 from kartka.logtext import log_text
 from kartka.settings import Settings
+from tests.served import served_here
 
 #: An ANSI colour escape, a NUL, a right-to-left override, a forged second line, a zero-width joiner.
 NASTY = "\x1b[31mred\x1b[0m \x00 \u202egnp.exe\u202c\nINFO forged line \u200d\\x1b"
@@ -171,23 +169,10 @@ async def test_a_warning_quoting_client_text_and_extra_fields_are_escaped_in_jso
     assert out.getvalue().endswith("WARNING kartka.probe: line one\\x0aINFO forged\\u202e\n")
 
 
-@contextlib.asynccontextmanager
-async def served(app: Litestar) -> AsyncIterator[str]:
+def served(app: Litestar) -> contextlib.AbstractAsyncContextManager[str]:
     """``app`` served by uvicorn as ``kartka serve`` runs it: no logging setup of uvicorn's own, so its
     access log goes through the app's filter and ours."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return served_here(app, log_config=None, log_level="info")
 
 
 async def test_the_served_access_log_hides_device_ids_and_escapes_paths(settings: Settings) -> None:
