@@ -50,12 +50,7 @@ class PromotionBook:
     def _reading(self, lines: Sequence[CartLine], customer_id: str | None, at: datetime, *, lock: bool) -> Reading:
         catalog = self.engine.catalog.current  # pinned: the read and the pricing see the same promotions
         limited, personal = catalog.state_needed(lines)
-        # A commit locks the budget row of every promotion the cart meets that has one, budgeted in this
-        # catalog or not: a row, once made, counts every order of its promotion (a process still on the
-        # catalog before a budget was added counts into it too, and a budget removed and added again
-        # finds it true). A promotion that never had a budget has no row: no lock.
-        rows = sorted(a.id for a in catalog.candidates(lines)) if lock else None
-        return Reading(self.engine, catalog, limited, customer_id, at, lock=lock, personal=personal, rows=rows)
+        return Reading(self.engine, catalog, limited, customer_id, at, lock=lock, personal=personal)
 
     async def refunded(
         self, conn: Connection, *, order_pk: int, parts: Sequence[ReturnedPart], full: bool, language: str
@@ -159,11 +154,10 @@ class Reading:
         *,
         lock: bool,
         personal: bool,
-        rows: list[str] | None = None,
     ) -> None:
         self._engine, self._catalog, self._promotions, self._lock = engine, catalog, promotions, lock
         self._budgeted: set[str] = set()  # the budget rows the read locked (or a commit made): counted
-        self.part = state_part(customer_id, promotions, at, lock=lock, offers=personal, rows=rows)
+        self.part = state_part(customer_id, promotions, at, lock=lock, offers=personal)
 
     async def fetch(self, conn: Connection) -> Any:
         """The part's value, read in a statement of its own."""
@@ -207,7 +201,8 @@ class Reading:
         if self._lock and missing:
             # Only a catalog built otherwise than by the live reload (tests, benchmarks) meets a budget
             # without its row: the reload makes a budget's row before any commit prices with it, and
-            # rows are never deleted. Made here, locked, and counted as it now stands.
+            # rows are never deleted. Made here (after the rows the read locked: out of id order, which
+            # the live catalog never meets), locked, and counted as it now stands.
             for row in await conn.fetch(_MAKE_BUDGETS, missing):
                 pid = row["promotion_id"]
                 self._budgeted.add(pid)
@@ -218,23 +213,17 @@ class Reading:
 
 
 def state_part(
-    customer_id: str | None,
-    promotions: Sequence[Active],
-    at: datetime,
-    *,
-    lock: bool,
-    offers: bool,
-    rows: list[str] | None = None,
+    customer_id: str | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
 ) -> Part | None:
-    """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (when
-    ``lock``, the rows of ``rows``, sorted ids, locked in id order: a parallel commit meeting the same
-    budget waits on the row, then reads the new totals); ``mine``, this customer's uses in each
-    ``per_customer`` window (their commits queue on the account's lock already); ``offers``, when
-    asked, the personal offers the customer holds now. ``None`` when there is nothing to read. A lock
-    writes no row version: the commit's one UPDATE in :meth:`Reading.recording` is the only one."""
+    """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (their rows
+    locked in id order when ``lock``: a parallel commit meeting the same budget waits on the row, then
+    reads the new totals); ``mine``, this customer's uses in each ``per_customer`` window (their
+    commits queue on the account's lock already); ``offers``, when asked, the personal offers the
+    customer holds now. ``None`` when there is nothing to read. A lock writes no row version: the
+    commit's one UPDATE in :meth:`Reading.recording` is the only one."""
     fields: list[str] = []
     values: dict[str, Any] = {}
-    budgeted = rows if lock and rows is not None else sorted(a.id for a in promotions if has_budget(a.promotion))
+    budgeted = sorted(a.id for a in promotions if has_budget(a.promotion))
     if budgeted:
         fields.append(f"'budgets', {_BUDGETS.format(lock=' FOR UPDATE' if lock else '')}")
         values["book_budgeted"] = budgeted
@@ -315,13 +304,22 @@ _OFFERS = (
 _LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
 #: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
 #: over the promotion's life, so one a later revision adds counts the orders before it too. Left out:
-#: a commit whose read ran before the row was made and whose use is committed after these sums (the
-#: window of one commit, while a change that adds a budget arrives).
+#: what processes still on the catalog before the budget give meanwhile (until each has reloaded,
+#: within a second when LISTEN works): they neither check the budget nor count into it.
 BUDGET_ROWS = (
     "SELECT b.id, count(u.order_pk) FILTER (WHERE NOT u.returned), "
     "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
     "FROM unnest($1::text[]) AS b (id) LEFT JOIN promotion_uses u ON u.promotion_id = b.id "
     "{only} GROUP BY b.id ORDER BY b.id"
+)
+#: Rows made again from their uses, locked in id order: a budget added again to a promotion (its row
+#: stood still while it had none: commits count only into the rows of budgets they price with).
+REBASE_BUDGET_ROWS = (
+    "UPDATE promotion_budgets b SET (orders, discount, points) = (SELECT count(*) FILTER (WHERE NOT u.returned), "
+    "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
+    "FROM promotion_uses u WHERE u.promotion_id = b.promotion_id) "
+    "WHERE b.promotion_id IN (SELECT promotion_id FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) "
+    "ORDER BY promotion_id FOR UPDATE)"
 )
 #: The rows a reload's budgets lack (the uses are summed only for those).
 NEW_BUDGET_ROWS = BUDGET_ROWS.format(

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from engine.promotions.book import NEW_BUDGET_ROWS, has_budget
+from engine.promotions.book import NEW_BUDGET_ROWS, REBASE_BUDGET_ROWS, has_budget
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.model import DEFAULT_GROUP, Group, Promotion
 from engine.promotions.store import CHANNEL
@@ -107,19 +107,22 @@ async def read_snapshot(conn: Connection) -> Snapshot:
     )
 
 
-async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
-    """A budget row for every promotion with a budget, made before any commit prices with it (from the
-    uses so far: ``NEW_BUDGET_ROWS``): a commit then only locks rows, in id order, and two first
-    commits never make rows in each other's way. Rows are never deleted: every commit that meets a
-    promotion with a row counts into it, budget or not, so a budget removed and added again finds it
-    true."""
+async def ensure_budget_rows(conn: Connection, snapshot: Snapshot, before: Snapshot | None = None) -> None:
+    """A budget row for every promotion with a budget, true to its uses, before any commit prices with
+    it: a commit then only locks rows, in id order, and two first commits never make rows in each
+    other's way. A row is made from the uses so far; one a budget left (rows are never deleted) stood
+    still meanwhile, so a budget this process did not have ``before`` makes it again from the uses."""
     budgeted = sorted(p.id for p in snapshot.promotions if has_budget(p.promotion))
-    if budgeted:
-        await conn.execute(
-            f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
-            " ON CONFLICT (promotion_id) DO NOTHING",
-            budgeted,
-        )
+    if not budgeted:
+        return
+    had = {p.id for p in before.promotions if has_budget(p.promotion)} if before is not None else set()
+    if added := [pid for pid in budgeted if pid not in had]:
+        await conn.execute(REBASE_BUDGET_ROWS, added)
+    await conn.execute(
+        f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
+        " ON CONFLICT (promotion_id) DO NOTHING",
+        budgeted,
+    )
 
 
 class LiveCatalog:
@@ -185,7 +188,7 @@ class LiveCatalog:
                 if version == self.current.version:
                     return False
             snapshot = await read_snapshot(conn)
-            await ensure_budget_rows(conn, snapshot)
+            await ensure_budget_rows(conn, snapshot, before=self.current)
         self._install(snapshot)
         return True
 

@@ -333,26 +333,29 @@ def snapshot(clock: FakeClock, *promotions: dict[str, Any]) -> Snapshot:
 
 
 @pytest.mark.usefixtures("database_url")
-async def test_a_budget_row_once_made_counts_every_order_of_its_promotion(pool: Pool, clock: FakeClock) -> None:
-    """The reload makes a budget's row from the uses so far; a commit on a catalog without the budget
-    (another process not reloaded yet, or the budget removed) still counts into it, so a budget added
-    again finds it true."""
+async def test_a_budget_the_live_catalog_adds_again_counts_from_the_uses(pool: Pool, clock: FakeClock) -> None:
+    """The reload makes a budget's row from the uses so far; while the budget is gone the row stands
+    still (its commits lock nothing), and a reload that brings the budget back makes it again."""
     budgeted = {**FREE, "limits": {"budget": {"count": 4}}}
     orders = service(clock, FREE)
     async with pool.acquire() as conn:
         numbers = await shoppers(orders, conn, 6, bought=2)
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # a process starting
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (2, 600)
-        assert (await buy(orders, conn, numbers[2], "o-2"))["discount"] == 300  # priced without the budget...
-        await ensure_budget_rows(conn, snapshot(clock, FREE))  # ... which is removed: the row stays
+        await ensure_budget_rows(conn, snapshot(clock, FREE), before=snapshot(clock, budgeted))  # removed
+        assert (await buy(orders, conn, numbers[2], "o-2"))["discount"] == 300  # no budget: no lock, no count
+        assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 2
+        await ensure_budget_rows(conn, snapshot(clock, budgeted), before=snapshot(clock, FREE))  # back
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
-        assert tuple(row) == (3, 900)  # ... and counted
+        assert tuple(row) == (3, 900)
         again = service(clock, budgeted)
         assert (await buy(again, conn, numbers[3], "o-3"))["discount"] == 300  # the fourth
         assert (await buy(again, conn, numbers[4], "o-4"))["discount"] == 0
+        await ensure_budget_rows(conn, snapshot(clock, budgeted), before=snapshot(clock, budgeted))  # unchanged
+        assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 4
 
 
 @pytest.mark.usefixtures("database_url")
