@@ -50,5 +50,10 @@ UPDATE promotion_budgets b
                FROM promotion_uses GROUP BY promotion_id) s ON s.promotion_id = r.promotion_id
  WHERE b.promotion_id = r.promotion_id;
 
+-- Whether commits count into the row: a commit counts only into the rows of the budgets it prices
+-- with, so the row of a promotion whose budget went stands still until the budget comes back and the
+-- live catalog makes it again from the uses (engine/promotions/reload.py).
+ALTER TABLE promotion_budgets ADD COLUMN counting boolean NOT NULL DEFAULT true;
+
 -- A promotion's usage so far (the staff's view of it) sums its uses.
 CREATE INDEX promotion_uses_promotion ON promotion_uses (promotion_id);

@@ -97,7 +97,7 @@ class PromotionBook:
         if ids:
             # The rows locked in id order first, as a commit locks them: an UPDATE joined to a list
             # locks in whatever order its plan meets them, and a commit and a refund would deadlock.
-            await conn.execute(_LOCK_BUDGETS, ids)
+            await conn.execute(LOCK_BUDGETS, ids)
             # Never below nothing: the use of a commit that ran while its budget's row was being made may
             # be in no row (``BUDGET_ROWS``), and giving it back must not fail the refund.
             await conn.execute(
@@ -301,7 +301,9 @@ _OFFERS = (
     "(SELECT coalesce(json_agg(promotion_id), '[]') FROM promotion_offers "
     "WHERE customer_id = :book_customer::uuid AND valid_until > :book_at::timestamptz)"
 )
-_LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
+#: Budget rows locked in id order, as every commit locks them (an UPDATE joined to a list would lock
+#: them in whatever order its plan meets them).
+LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
 #: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
 #: over the promotion's life, so one a later revision adds counts the orders before it too. Left out:
 #: what processes still on the catalog before the budget give meanwhile (until each has reloaded,
@@ -312,14 +314,16 @@ BUDGET_ROWS = (
     "FROM unnest($1::text[]) AS b (id) LEFT JOIN promotion_uses u ON u.promotion_id = b.id "
     "{only} GROUP BY b.id ORDER BY b.id"
 )
-#: Rows made again from their uses, locked in id order: a budget added again to a promotion (its row
-#: stood still while it had none: commits count only into the rows of budgets they price with).
+#: A row that stopped counting (its promotion lost its budget: commits count only into the rows of
+#: budgets they price with) made again from the uses, counting again. Run after ``LOCK_BUDGETS`` in
+#: the same transaction: a statement of its own sees every commit that counted into the row before
+#: the lock was granted (a lock and the sum in one statement would sum the uses as they stood when
+#: the statement began).
 REBASE_BUDGET_ROWS = (
     "UPDATE promotion_budgets b SET (orders, discount, points) = (SELECT count(*) FILTER (WHERE NOT u.returned), "
     "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
-    "FROM promotion_uses u WHERE u.promotion_id = b.promotion_id) "
-    "WHERE b.promotion_id IN (SELECT promotion_id FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) "
-    "ORDER BY promotion_id FOR UPDATE)"
+    "FROM promotion_uses u WHERE u.promotion_id = b.promotion_id), counting = true "
+    "WHERE b.promotion_id = ANY($1::text[])"
 )
 #: The rows a reload's budgets lack (the uses are summed only for those).
 NEW_BUDGET_ROWS = BUDGET_ROWS.format(

@@ -107,17 +107,41 @@ async def read_snapshot(conn: Connection) -> Snapshot:
     )
 
 
-async def ensure_budget_rows(conn: Connection, snapshot: Snapshot, before: Snapshot | None = None) -> None:
+async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
     """A budget row for every promotion with a budget, true to its uses, before any commit prices with
     it: a commit then only locks rows, in id order, and two first commits never make rows in each
-    other's way. A row is made from the uses so far; one a budget left (rows are never deleted) stood
-    still meanwhile, so a budget this process did not have ``before`` makes it again from the uses."""
+    other's way.
+
+    Rows are never deleted. A commit counts only into the rows of the budgets it prices with, so a row
+    whose promotion has no budget in ``snapshot`` stops counting (``counting``: a process still on the
+    catalog before keeps counting into it until it reloads); when a budget comes back, its row is made
+    again from the uses. Left out: what processes on a catalog without the budget give while it is
+    added (they neither check it nor count into it), until each has reloaded."""
     budgeted = sorted(p.id for p in snapshot.promotions if has_budget(p.promotion))
+    async with conn.transaction():
+        gone = [
+            r["promotion_id"]
+            for r in await conn.fetch(
+                "SELECT promotion_id FROM promotion_budgets WHERE counting AND promotion_id <> ALL($1::text[])"
+                " ORDER BY promotion_id FOR UPDATE",
+                budgeted,
+            )
+        ]
+        if gone:
+            await conn.execute("UPDATE promotion_budgets SET counting = false WHERE promotion_id = ANY($1)", gone)
     if not budgeted:
         return
-    had = {p.id for p in before.promotions if has_budget(p.promotion)} if before is not None else set()
-    if added := [pid for pid in budgeted if pid not in had]:
-        await conn.execute(REBASE_BUDGET_ROWS, added)
+    async with conn.transaction():
+        back = [
+            r["promotion_id"]
+            for r in await conn.fetch(
+                "SELECT promotion_id FROM promotion_budgets WHERE NOT counting AND promotion_id = ANY($1::text[])"
+                " ORDER BY promotion_id FOR UPDATE",
+                budgeted,
+            )
+        ]
+        if back:
+            await conn.execute(REBASE_BUDGET_ROWS, back)  # a statement after the locks: it sees every count
     await conn.execute(
         f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
         " ON CONFLICT (promotion_id) DO NOTHING",
@@ -188,7 +212,7 @@ class LiveCatalog:
                 if version == self.current.version:
                     return False
             snapshot = await read_snapshot(conn)
-            await ensure_budget_rows(conn, snapshot, before=self.current)
+            await ensure_budget_rows(conn, snapshot)
         self._install(snapshot)
         return True
 

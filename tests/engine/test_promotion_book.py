@@ -340,22 +340,54 @@ async def test_a_budget_the_live_catalog_adds_again_counts_from_the_uses(pool: P
     orders = service(clock, FREE)
     async with pool.acquire() as conn:
         numbers = await shoppers(orders, conn, 6, bought=2)
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # a process starting
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (2, 600)
-        await ensure_budget_rows(conn, snapshot(clock, FREE), before=snapshot(clock, budgeted))  # removed
+        await ensure_budget_rows(conn, snapshot(clock, FREE))  # the budget went
         assert (await buy(orders, conn, numbers[2], "o-2"))["discount"] == 300  # no budget: no lock, no count
         assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 2
-        await ensure_budget_rows(conn, snapshot(clock, budgeted), before=snapshot(clock, FREE))  # back
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # back
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (3, 900)
         again = service(clock, budgeted)
         assert (await buy(again, conn, numbers[3], "o-3"))["discount"] == 300  # the fourth
         assert (await buy(again, conn, numbers[4], "o-4"))["discount"] == 0
-        await ensure_budget_rows(conn, snapshot(clock, budgeted), before=snapshot(clock, budgeted))  # unchanged
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # a process starting: the row is true
         assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 4
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_making_a_row_again_counts_the_commit_it_waited_for(pool: Pool, clock: FakeClock) -> None:
+    """A commit that priced with the budget holds its row while the row is made again: the sums are
+    taken after it has committed, not as the uses stood when the reload began."""
+    budgeted = {**FREE, "limits": {"budget": {"count": 4}}}
+    orders = service(clock, FREE)
+    async with pool.acquire() as conn:
+        await shoppers(orders, conn, 2, bought=2)
+        await ensure_budget_rows(conn, snapshot(clock, budgeted))
+        await ensure_budget_rows(conn, snapshot(clock, FREE))  # the row stops counting
+    async with pool.acquire() as till, pool.acquire() as reload:
+        async with till.transaction():  # a commit on a process that already has the budget back
+            await till.execute("SELECT FROM promotion_budgets WHERE promotion_id = 'free' FOR UPDATE")
+            await till.execute(
+                "INSERT INTO promotion_uses (order_pk, promotion_id, revision, customer_id, used_at, discount, points)"
+                " VALUES (1000000, 'free', 1, gen_random_uuid(), now(), 300, 0)"
+            )
+            await till.execute(
+                "UPDATE promotion_budgets SET orders = orders + 1, discount = discount + 300"
+                " WHERE promotion_id = 'free'"
+            )
+            making = asyncio.create_task(ensure_budget_rows(reload, snapshot(clock, budgeted)))
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = $1"
+            while not await till.fetchval(waiting, reload.get_server_pid()):  # the reload waits on the row
+                assert not making.done()
+                await asyncio.sleep(0.01)
+        await making
+        row = await reload.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
+    assert row is not None
+    assert tuple(row) == (3, 900)
 
 
 @pytest.mark.usefixtures("database_url")
