@@ -107,46 +107,40 @@ async def read_snapshot(conn: Connection) -> Snapshot:
     )
 
 
-async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> None:
+async def ensure_budget_rows(conn: Connection, snapshot: Snapshot) -> bool:
     """A budget row for every promotion with a budget, true to its uses, before any commit prices with
     it: a commit then only locks rows, in id order, and two first commits never make rows in each
-    other's way.
+    other's way. False, changing nothing, when the catalog is no longer ``snapshot``'s version (read it
+    again): a stale catalog must not undo what a newer one did to the rows.
 
     Rows are never deleted. A commit counts only into the rows of the budgets it prices with, so a row
-    whose promotion has no budget in ``snapshot`` stops counting (``counting``: a process still on the
-    catalog before keeps counting into it until it reloads); when a budget comes back, its row is made
-    again from the uses. Left out: what processes on a catalog without the budget give while it is
+    whose promotion has no budget in ``snapshot`` stops counting (``counting``; a process still on the
+    catalog before keeps counting into it until it reloads), and when a budget comes back its row is
+    made again from the uses. Left out: what processes on a catalog without the budget give while it is
     added (they neither check it nor count into it), until each has reloaded."""
     budgeted = sorted(p.id for p in snapshot.promotions if has_budget(p.promotion))
     async with conn.transaction():
-        gone = [
-            r["promotion_id"]
-            for r in await conn.fetch(
-                "SELECT promotion_id FROM promotion_budgets WHERE counting AND promotion_id <> ALL($1::text[])"
-                " ORDER BY promotion_id FOR UPDATE",
-                budgeted,
-            )
-        ]
-        if gone:
+        # Shared: a change to the catalog waits until the rows are done (and this waits for one under way).
+        if (await conn.fetchval("SELECT version FROM promotion_catalog FOR SHARE") or 0) != snapshot.version:
+            return False
+        # The rows whose counting changes, locked in one statement in id order, as commits lock them.
+        changing = await conn.fetch(
+            "SELECT promotion_id, counting FROM promotion_budgets"
+            " WHERE (counting AND promotion_id <> ALL($1::text[])) OR (NOT counting AND promotion_id = ANY($1::text[]))"
+            " ORDER BY promotion_id FOR UPDATE",
+            budgeted,
+        )
+        if gone := [r["promotion_id"] for r in changing if r["counting"]]:
             await conn.execute("UPDATE promotion_budgets SET counting = false WHERE promotion_id = ANY($1)", gone)
-    if not budgeted:
-        return
-    async with conn.transaction():
-        back = [
-            r["promotion_id"]
-            for r in await conn.fetch(
-                "SELECT promotion_id FROM promotion_budgets WHERE NOT counting AND promotion_id = ANY($1::text[])"
-                " ORDER BY promotion_id FOR UPDATE",
+        if back := [r["promotion_id"] for r in changing if not r["counting"]]:
+            await conn.execute(REBASE_BUDGET_ROWS, back)  # a statement after the locks: it sees every count
+        if budgeted:
+            await conn.execute(
+                f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
+                " ON CONFLICT (promotion_id) DO NOTHING",
                 budgeted,
             )
-        ]
-        if back:
-            await conn.execute(REBASE_BUDGET_ROWS, back)  # a statement after the locks: it sees every count
-    await conn.execute(
-        f"INSERT INTO promotion_budgets (promotion_id, orders, discount, points) {NEW_BUDGET_ROWS}"
-        " ON CONFLICT (promotion_id) DO NOTHING",
-        budgeted,
-    )
+    return True
 
 
 class LiveCatalog:
@@ -212,7 +206,8 @@ class LiveCatalog:
                 if version == self.current.version:
                     return False
             snapshot = await read_snapshot(conn)
-            await ensure_budget_rows(conn, snapshot)
+            while not await ensure_budget_rows(conn, snapshot):  # the catalog changed meanwhile
+                snapshot = await read_snapshot(conn)
         self._install(snapshot)
         return True
 

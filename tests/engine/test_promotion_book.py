@@ -276,7 +276,7 @@ async def test_commits_and_refunds_at_once_never_deadlock_and_budgets_stay_the_s
     orders = service(clock, *budgets)
     async with pool.acquire() as conn:
         cards = [await card(orders, conn, n) for n in range(24)]
-        await ensure_budget_rows(conn, snapshot(clock, *budgets))  # as the live catalog makes them
+        await reloaded(conn, clock, *budgets)  # as the live catalog makes them
 
     async def one(n: int) -> None:
         lines = [CartLine(sku=sku, qty=1, unit_price=100) for sku in (skus[n % 4 :] + skus[: n % 4])[: 2 + n % 3]]
@@ -322,10 +322,16 @@ async def test_a_refund_gives_back_only_what_the_book_recorded(pool: Pool, clock
         assert tuple(budget) == (1, 300)  # the booked order, as it was
 
 
-def snapshot(clock: FakeClock, *promotions: dict[str, Any]) -> Snapshot:
+async def reloaded(conn: Connection, clock: FakeClock, *promotions: dict[str, Any]) -> None:
+    """What a process's live catalog does to the budget rows as it loads ``promotions`` (revision 1)."""
+    version = await conn.fetchval("SELECT version FROM promotion_catalog") or 0
+    assert await ensure_budget_rows(conn, snapshot(clock, *promotions, version=version))
+
+
+def snapshot(clock: FakeClock, *promotions: dict[str, Any], version: int = 0) -> Snapshot:
     """The live catalog's snapshot of ``promotions`` (revision 1), as a reload reads it."""
     return Snapshot(
-        version=1,
+        version=version,
         promotions=tuple(
             LivePromotion(p["id"], 1, parse_promotion({"title": {"en": "x"}, **p}), clock.now()) for p in promotions
         ),
@@ -340,21 +346,21 @@ async def test_a_budget_the_live_catalog_adds_again_counts_from_the_uses(pool: P
     orders = service(clock, FREE)
     async with pool.acquire() as conn:
         numbers = await shoppers(orders, conn, 6, bought=2)
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))
+        await reloaded(conn, clock, budgeted)
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (2, 600)
-        await ensure_budget_rows(conn, snapshot(clock, FREE))  # the budget went
+        await reloaded(conn, clock, FREE)  # the budget went
         assert (await buy(orders, conn, numbers[2], "o-2"))["discount"] == 300  # no budget: no lock, no count
         assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 2
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # back
+        await reloaded(conn, clock, budgeted)  # back
         row = await conn.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
         assert row is not None
         assert tuple(row) == (3, 900)
         again = service(clock, budgeted)
         assert (await buy(again, conn, numbers[3], "o-3"))["discount"] == 300  # the fourth
         assert (await buy(again, conn, numbers[4], "o-4"))["discount"] == 0
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))  # a process starting: the row is true
+        await reloaded(conn, clock, budgeted)  # a process starting: the row is true
         assert await conn.fetchval("SELECT orders FROM promotion_budgets") == 4
 
 
@@ -366,8 +372,8 @@ async def test_making_a_row_again_counts_the_commit_it_waited_for(pool: Pool, cl
     orders = service(clock, FREE)
     async with pool.acquire() as conn:
         await shoppers(orders, conn, 2, bought=2)
-        await ensure_budget_rows(conn, snapshot(clock, budgeted))
-        await ensure_budget_rows(conn, snapshot(clock, FREE))  # the row stops counting
+        await reloaded(conn, clock, budgeted)
+        await reloaded(conn, clock, FREE)  # the row stops counting
     async with pool.acquire() as till, pool.acquire() as reload:
         async with till.transaction():  # a commit on a process that already has the budget back
             await till.execute("SELECT FROM promotion_budgets WHERE promotion_id = 'free' FOR UPDATE")
@@ -379,7 +385,7 @@ async def test_making_a_row_again_counts_the_commit_it_waited_for(pool: Pool, cl
                 "UPDATE promotion_budgets SET orders = orders + 1, discount = discount + 300"
                 " WHERE promotion_id = 'free'"
             )
-            making = asyncio.create_task(ensure_budget_rows(reload, snapshot(clock, budgeted)))
+            making = asyncio.create_task(reloaded(reload, clock, budgeted))
             waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = $1"
             while not await till.fetchval(waiting, reload.get_server_pid()):  # the reload waits on the row
                 assert not making.done()
@@ -388,6 +394,24 @@ async def test_making_a_row_again_counts_the_commit_it_waited_for(pool: Pool, cl
         row = await reload.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'free'")
     assert row is not None
     assert tuple(row) == (3, 900)
+
+
+@pytest.mark.usefixtures("database_url")
+async def test_a_catalog_read_before_a_change_leaves_the_budget_rows_alone(pool: Pool, clock: FakeClock) -> None:
+    """A process that read the catalog just before a change must not undo what the newer one did to the
+    rows: it reads again instead."""
+    budgeted = {**FREE, "limits": {"budget": {"count": 4}}}
+    async with pool.acquire() as conn:
+        await reloaded(conn, clock, budgeted)
+        before = await conn.fetchval("SELECT version FROM promotion_catalog") or 0
+        await conn.execute(
+            "INSERT INTO promotion_catalog (singleton, version) VALUES (true, $1)"
+            " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+            before + 1,
+        )
+        await reloaded(conn, clock, FREE)  # the newer catalog: the budget went
+        assert not await ensure_budget_rows(conn, snapshot(clock, budgeted, version=before))  # the stale one
+        assert await conn.fetchval("SELECT counting FROM promotion_budgets") is False
 
 
 @pytest.mark.usefixtures("database_url")
