@@ -161,9 +161,7 @@ class Reading:
 
     async def fetch(self, conn: Connection) -> Any:
         """The part's value, read in a statement of its own."""
-        if self.part is None:
-            return None
-        return await conn.fetchval(*named(f"SELECT ({self.part.sql})").bind(**self.part.values))
+        return await _read(conn, self.part)
 
     def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
         # A use for every promotion, limited now or not: a later revision may add a per-customer limit
@@ -264,9 +262,15 @@ async def used_in(
 ) -> Mapping[str, Used]:
     """What each limited promotion has counted, read as it stands (no locks): a backtest's or a preview's
     view of the limits."""
-    part = state_part(customer_id, promotions, at, lock=False, offers=False)
-    read = await conn.fetchval(*named(f"SELECT ({part.sql})").bind(**part.values)) if part else None
+    read = await _read(conn, state_part(customer_id, promotions, at, lock=False, offers=False))
     return counted(read, promotions)[0]
+
+
+async def _read(conn: Connection, part: Part | None) -> Any:
+    """A :func:`state_part` read in a statement of its own (``None`` for nothing to read)."""
+    if part is None:
+        return None
+    return await conn.fetchval(*named(f"SELECT ({part.sql})").bind(**part.values))
 
 
 def has_budget(promotion: Promotion) -> bool:
@@ -304,13 +308,18 @@ _OFFERS = (
 #: Budget rows locked in id order, as every commit locks them (an UPDATE joined to a list would lock
 #: them in whatever order its plan meets them).
 LOCK_BUDGETS = "SELECT FROM promotion_budgets WHERE promotion_id = ANY($1::text[]) ORDER BY promotion_id FOR UPDATE"
+#: What uses ``u`` of a promotion have given, refunds taken back: orders (the uses not returned in a
+#: full refund), discount, points; what its budget row counts and its usage shows.
+USE_TOTALS = (
+    "count(u.order_pk) FILTER (WHERE NOT u.returned), coalesce(sum(u.discount - u.returned_discount), 0)::bigint, "
+    "coalesce(sum(u.points - u.returned_points), 0)::bigint"
+)
 #: A budget row for each of ``$1``, with the totals of the promotion's uses so far: a budget counts
 #: over the promotion's life, so one a later revision adds counts the orders before it too. Left out:
 #: what processes still on the catalog before the budget give meanwhile (until each has reloaded,
 #: within a second when LISTEN works): they neither check the budget nor count into it.
 BUDGET_ROWS = (
-    "SELECT b.id, count(u.order_pk) FILTER (WHERE NOT u.returned), "
-    "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
+    f"SELECT b.id, {USE_TOTALS} "
     "FROM unnest($1::text[]) AS b (id) LEFT JOIN promotion_uses u ON u.promotion_id = b.id "
     "{only} GROUP BY b.id ORDER BY b.id"
 )
@@ -320,8 +329,7 @@ BUDGET_ROWS = (
 #: the lock was granted (a lock and the sum in one statement would sum the uses as they stood when
 #: the statement began).
 REBASE_BUDGET_ROWS = (
-    "UPDATE promotion_budgets b SET (orders, discount, points) = (SELECT count(*) FILTER (WHERE NOT u.returned), "
-    "coalesce(sum(u.discount - u.returned_discount), 0), coalesce(sum(u.points - u.returned_points), 0) "
+    f"UPDATE promotion_budgets b SET (orders, discount, points) = (SELECT {USE_TOTALS} "
     "FROM promotion_uses u WHERE u.promotion_id = b.promotion_id), counting = true "
     "WHERE b.promotion_id = ANY($1::text[])"
 )

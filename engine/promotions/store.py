@@ -25,6 +25,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from engine.promotions.book import USE_TOTALS
 from engine.promotions.model import DEFAULT_GROUP, Group, Mode, Promotion
 from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
@@ -186,17 +187,10 @@ class Usages:
 
     async def totals(self, conn: Connection, promotion_id: str) -> tuple[int, int, int]:
         """(orders, discount, points) the promotion has given so far, refunds taken back."""
-        row = await conn.fetchrow(
-            """
-            SELECT count(*) FILTER (WHERE NOT returned) AS orders,
-                   coalesce(sum(discount - returned_discount), 0)::bigint AS discount,
-                   coalesce(sum(points - returned_points), 0)::bigint AS points
-              FROM promotion_uses WHERE promotion_id = $1
-            """,
-            promotion_id,
-        )
+        row = await conn.fetchrow(f"SELECT {USE_TOTALS} FROM promotion_uses u WHERE u.promotion_id = $1", promotion_id)
         assert row is not None
-        return row["orders"], row["discount"], row["points"]
+        orders, discount, points = row
+        return orders, discount, points
 
     async def of(self, conn: Connection, promotion_id: str, live: Promotion | None) -> Usage:
         orders, discount, points = await self.totals(conn, promotion_id)

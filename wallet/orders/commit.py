@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
-import msgspec
 
 from kartka import texts
 from kartka.db import Connection
@@ -310,9 +309,6 @@ async def _tell(
         await tell_engine(events, conn, order_notice(order_pk, order), now)
 
 
-_encode_json = msgspec.json.Encoder().encode
-
-
 def _line_arrays(quote: Quote) -> dict[str, list[object]]:
     """The quote's lines as one array per column, for ``unnest`` in :data:`INSERT_ORDER`."""
     lines = quote.lines
@@ -328,7 +324,7 @@ def _line_arrays(quote: Quote) -> dict[str, list[object]]:
         "accrued": [line.accrue_points for line in lines],
         "first_promotions": [line.promotion for line in lines],
         # As the receipt named them; JSON text, as asyncpg would read nested lists as a 2-D array.
-        "promotions": [_encode_json(line.promotions).decode() if line.promotions else None for line in lines],
+        "promotions": [encoder.encode(line.promotions).decode() if line.promotions else None for line in lines],
     }
 
 
