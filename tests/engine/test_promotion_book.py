@@ -67,6 +67,24 @@ async def buy(orders: OrderService, conn: Connection, number: str, order_id: str
     return msgspec.json.decode(stored.body)
 
 
+FIVE = {
+    "id": "five",
+    "benefit": {"type": "amount_off", "lines": {"categories": ["tea"]}, "amount": 100},
+    "limits": {"budget": {"count": 5}},
+}
+"""1.00 off each tea, for five orders in all."""
+
+
+async def at_once(orders: OrderService, pool: Pool, cards: list[str]) -> list[Any]:
+    """A ``TEA`` commit on each card (order ``o-n``), all at once, each on a connection of its own."""
+
+    async def one(n: int) -> Any:
+        async with pool.acquire() as conn:
+            return await buy(orders, conn, cards[n], f"o-{n}")
+
+    return list(await asyncio.gather(*(one(n) for n in range(len(cards)))))
+
+
 async def give_back(orders: OrderService, conn: Connection, order_id: str, qty: int, refund_id: str) -> Any:
     async with conn.transaction():
         data = RefundInput(refund_id=refund_id, lines=(ReturnLine(sku="tea", qty=qty),))
@@ -76,23 +94,12 @@ async def give_back(orders: OrderService, conn: Connection, order_id: str, qty: 
 
 @pytest.mark.usefixtures("database_url")
 async def test_twenty_parallel_commits_against_a_budget_of_five(pool: Pool, clock: FakeClock) -> None:
-    orders = service(
-        clock,
-        {
-            "id": "five",
-            "benefit": {"type": "amount_off", "lines": {"categories": ["tea"]}, "amount": 100},
-            "limits": {"budget": {"count": 5}},
-        },
-    )
+    orders = service(clock, FIVE)
     async with pool.acquire() as conn:
         cards = [await card(orders, conn, n) for n in range(20)]
 
-    async def one(n: int) -> Any:
-        async with pool.acquire() as conn:
-            return await buy(orders, conn, cards[n], f"o-{n}")
-
     # 20 commits at once: each waits on the budget's row and reads the totals the one before it left.
-    answers = await asyncio.gather(*(one(n) for n in range(20)))
+    answers = await at_once(orders, pool, cards[:20])
     discounted = [a for a in answers if a["discount"]]
     assert len(discounted) == 5
     assert all(a["discount"] == 300 for a in discounted)
@@ -113,23 +120,12 @@ async def test_parallel_commits_against_a_budget_whose_row_exists_lock_it_and_co
 ) -> None:
     """The first limited commit makes the budget's row; later ones lock it without writing it (one row
     version per commit, written by the count): still exact when they race."""
-    orders = service(
-        clock,
-        {
-            "id": "five",
-            "benefit": {"type": "amount_off", "lines": {"categories": ["tea"]}, "amount": 100},
-            "limits": {"budget": {"count": 5}},
-        },
-    )
+    orders = service(clock, FIVE)
     async with pool.acquire() as conn:
         cards = [await card(orders, conn, n) for n in range(21)]
         assert (await buy(orders, conn, cards[20], "first"))["discount"] == 300
 
-    async def one(n: int) -> Any:
-        async with pool.acquire() as conn:
-            return await buy(orders, conn, cards[n], f"o-{n}")
-
-    answers = await asyncio.gather(*(one(n) for n in range(20)))
+    answers = await at_once(orders, pool, cards[:20])
     assert len([a for a in answers if a["discount"]]) == 4
     budget = await pool.fetchrow("SELECT orders, discount FROM promotion_budgets WHERE promotion_id = 'five'")
     assert budget is not None

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncpg
 import msgspec
@@ -159,3 +161,13 @@ def serve(clock: FakeClock) -> Iterator[Callable[[Settings], Served]]:
     yield start
     for served in running:
         served.__exit__()
+
+
+async def stopped(process: subprocess.Popen[Any], grace: float = 20) -> None:
+    """``process`` asked to stop (SIGTERM) and given ``grace`` seconds, then killed if it has not."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(process.wait, grace)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -10,7 +10,6 @@ through the crash, still sends what is queued after it.
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import time
 import uuid
@@ -24,7 +23,7 @@ import pytest
 from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.settings import Settings
-from tests.faults.conftest import KARTKA, eventually, worker_env
+from tests.faults.conftest import KARTKA, eventually, stopped, worker_env
 from tests.faults.test_worker_faults import delivered, send_one
 from tests.helpers import Keys
 from tests.pgcluster import Cluster
@@ -146,9 +145,4 @@ async def test_tills_commit_through_a_database_crash_and_nothing_is_lost_or_doub
             f"load and recovery {recovered:.1f} s"
         )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(worker.wait, 20)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
+        await stopped(worker)

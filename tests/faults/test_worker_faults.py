@@ -22,7 +22,7 @@ from kartka.db import Pool
 from kartka.settings import Settings
 from notifications.model import Category, Channel
 from notifications.outbox import Message, enqueue
-from tests.faults.conftest import DATABASE, KARTKA, eventually, worker_env
+from tests.faults.conftest import DATABASE, KARTKA, eventually, stopped, worker_env
 from tests.pgcluster import Cluster
 from tests.served import Served
 
@@ -154,12 +154,7 @@ async def test_the_worker_waits_when_the_database_fails_between_its_pools(
         await eventually(lambda: delivered(cluster_pool, phone), 20, "the worker to send once it could connect", log)
     finally:
         if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(worker.wait, 20)
-            finally:
-                if worker.poll() is None:
-                    worker.kill()
+            await stopped(worker)
         for hog in hogs:
             hog.terminate()
         await admin.close()
@@ -215,12 +210,7 @@ async def test_serve_restarts_its_worker_and_ready_sees_a_stuck_one(
             # The same worker: time it spent stopped is not held against its loops (it is not "stuck").
             assert children(serve.pid, "worker") == [second], log.read_text()[-3000:]
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(serve.wait, 30)
-        finally:
-            if serve.poll() is None:
-                serve.kill()
+        await stopped(serve, 30)
     assert not children(serve.pid, "worker")
 
 
