@@ -15,10 +15,8 @@ from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder
 from kartka.texts import format_points, text
 from wallet.pricing import (
-    AppliedPromotion,
     BonusPoints,
     EngineInfo,
-    LinePricing,
     Message,
     Pricing,
     PricingRequest,
@@ -121,20 +119,14 @@ class EmbeddedEngine:
             nudge = self._tier_nudge(request, to_pay)
             if nudge is not None:
                 messages.append(nudge)
-        lines: list[LinePricing] = []
         titles: dict[str, str] = {}
-        language = request.language
+        names = catalog.titles(request.language)
         for line in result.lines:
-            applied = line.promotions
-            if not applied:
-                lines.append(LinePricing(line.discount, None, (), line.redeemable))
-                continue
-            lines.append(LinePricing(line.discount, _first_discount(applied), applied, line.redeemable))
-            for a in applied:
-                if a.id not in titles and (title := catalog.title(a.id, language)) is not None:
+            for a in line.promotions:
+                if (title := names.get(a.id) or catalog.title(a.id, request.language)) is not None:
                     titles[a.id] = title
         return Pricing(
-            lines=tuple(lines),
+            lines=result.lines,
             max_redeem_points=result.max_redeem,
             redeem_points=result.redeem,
             accrue_points=result.accrue + plain,
@@ -166,14 +158,6 @@ class EmbeddedEngine:
 
 
 _NONE: frozenset[str] = frozenset()
-
-
-def _first_discount(applied: tuple[AppliedPromotion, ...]) -> str | None:
-    """The first promotion that took money off the line (what a remote engine reports)."""
-    for a in applied:
-        if a.discount:
-            return a.id
-    return None
 
 
 def limited(active: Active) -> bool:

@@ -3,6 +3,7 @@ The words come from the text catalog (:mod:`kartka.texts`), numbers and dates fr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -15,15 +16,22 @@ def promotion_lines(language: str, promotions: list[tuple[str, int]], currency: 
     """One line per promotion applied: its title and what it took off (or that it gave points)."""
     if not promotions:
         return []
-    # The two templates are looked up once and filled as ``text`` fills them: a quote names several.
-    texts = catalog()
-    took_off, gave = texts.text(language, "receipt.promotion_discount"), texts.text(language, "receipt.promotion")
+    # Every quote and receipt names several: the templates are looked up once per language and
+    # filled as ``text`` fills them.
+    took_off, gave = _promotion_templates(language)
+    number = catalog().number
     return [
-        took_off.format_map({"title": t, "amount": texts.number(d, language), "currency": currency})
+        took_off.format_map({"title": t, "amount": number(d, language), "currency": currency})
         if d
         else gave.format_map({"title": t})
         for t, d in promotions
     ]
+
+
+@functools.cache
+def _promotion_templates(language: str) -> tuple[str, str]:
+    texts = catalog()
+    return texts.text(language, "receipt.promotion_discount"), texts.text(language, "receipt.promotion")
 
 
 def quote_lines(language: str, *, discount: int, redeem: int, max_redeem: int, accrue: int, currency: str) -> list[str]:

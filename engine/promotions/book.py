@@ -219,6 +219,8 @@ def state_part(
     commits queue on the account's lock already); ``offers``, when asked, the personal offers the
     customer holds now. ``None`` when there is nothing to read. A lock writes no row version: the
     commit's one UPDATE in :meth:`Reading.recording` is the only one."""
+    if not promotions and not offers:
+        return None
     fields: list[str] = []
     values: dict[str, Any] = {}
     budgeted = sorted(a.id for a in promotions if has_budget(a.promotion))
@@ -244,7 +246,10 @@ def state_part(
 def counted(read: Any, promotions: Sequence[Active]) -> tuple[dict[str, Used], frozenset[str], list[str]]:
     """What :func:`state_part` read: each promotion's :class:`Used`, the offers held, and the budgeted
     promotions whose budget has no row yet."""
-    read = read or {}
+    if not read:
+        if not promotions:
+            return {}, frozenset(), []
+        read = {}
     totals = {pid: (orders, discount, points) for pid, orders, discount, points in read.get("budgets", ())}
     mine: dict[str, int] = read.get("mine", {})
     used: dict[str, Used] = {}

@@ -57,7 +57,7 @@ from engine.promotions.model import (
 )
 from kartka.texts import format_points, text
 from wallet.money import BP, allocate, share_floor, share_round
-from wallet.pricing import AppliedPromotion, CartLine
+from wallet.pricing import AppliedPromotion, CartLine, LinePricing
 
 Reason = str
 """Why a promotion did not apply: ``audience``, ``where``, ``when``, ``condition`` or ``limit``."""
@@ -371,6 +371,8 @@ class Catalog:
         self._any_rules = tuple(self._rules[n] for n in anywhere)
         self._any_limited = tuple(n for n in anywhere if self._rules[n].limited)
         self._any_personal = any(self._rules[n].personal for n in anywhere)
+        self._asks = any(rule.limited or rule.personal for rule in self._rules)
+        """Whether a cart can meet a promotion with limits to count or a personal one (most catalogs: a few)."""
         self._found_by = [None if n in paired else rule.lines for n, rule in enumerate(self._rules)]
         """The selector the index finds each promotion by; None for a bundle, whose line the index finds
         could be its trigger's or its target's."""
@@ -396,9 +398,7 @@ class Catalog:
 
     def title(self, promotion_id: str, language: str) -> str | None:
         """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
-        titles = self._titles.get(language)
-        if titles is None:
-            titles = self._titles[language] = {}
+        titles = self.titles(language)
         found = titles.get(promotion_id)
         if found is None:
             index = self._index.get(promotion_id)
@@ -407,6 +407,13 @@ class Catalog:
             found = titles[promotion_id] = self._rules[index].title(language)
         return found
 
+    def titles(self, language: str) -> dict[str, str]:
+        """The titles in ``language`` worked out so far, by id (:meth:`title` adds the others)."""
+        titles = self._titles.get(language)
+        if titles is None:
+            titles = self._titles[language] = {}
+        return titles
+
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
         return [rule.active for rule in self._candidates(lines)]
@@ -414,6 +421,8 @@ class Catalog:
     def state_needed(self, lines: Sequence[CartLine]) -> tuple[list[Active], bool]:
         """What pricing this cart needs to know of its customer: the candidates with limits to count, and
         whether any is personal (the customer's offers decide it)."""
+        if not self._asks:
+            return [], False
         rules, found = self._rules, self._lookup(lines)[0]
         # The "any line" promotions are candidates of every cart: their part is worked out once.
         limited = [n for n in found if rules[n].limited]
@@ -523,11 +532,9 @@ Applied = AppliedPromotion
 """What one promotion revision gave on one line (the port's own shape: no copying on the way out)."""
 
 
-class PricedLine(msgspec.Struct, frozen=True):
-    discount: int
-    promotions: tuple[Applied, ...] = ()
-    redeemable: bool = True
-    """Points may pay for the line (not on sale, no ``no_redeem`` promotion on it)."""
+PricedLine = LinePricing
+"""A line's discount, the first promotion that took money off it, what each promotion gave on it, and
+whether points may pay for it (not on sale, no ``no_redeem`` promotion on it): the port's own shape."""
 
 
 class Award(msgspec.Struct, frozen=True):
@@ -736,9 +743,14 @@ def evaluate(
     redeemable = set(base_lines)
     if cart.given or cart.points:
         applied = _breakdown(cart, runnable)
-        priced = tuple([PricedLine(d, applied[i], i in redeemable) for i, d in enumerate(discount)])
+        priced = tuple(
+            [
+                PricedLine(d, _first_discount(applied[i]) if d else None, applied[i], i in redeemable)
+                for i, d in enumerate(discount)
+            ]
+        )
     else:
-        priced = tuple([PricedLine(d, (), i in redeemable) for i, d in enumerate(discount)])
+        priced = tuple([PricedLine(d, None, (), i in redeemable) for i, d in enumerate(discount)])
     return Outcome(
         lines=priced,
         redeem_base=redeem_base,
@@ -870,6 +882,14 @@ def _breakdown(cart: _Cart, runnable: list[_Rule]) -> list[tuple[Applied, ...]]:
                 if d or p:
                     per_line[i].append(Applied(pid, revision, d, p))
     return [tuple(applied) for applied in per_line]
+
+
+def _first_discount(applied: tuple[Applied, ...]) -> str | None:
+    """The first promotion that took money off the line (what a remote engine reports)."""
+    for a in applied:
+        if a.discount:
+            return a.id
+    return None
 
 
 def _could_apply(rule: _Rule, cart: _Cart, paid: list[int]) -> bool:
@@ -1203,13 +1223,12 @@ def _cart_amount_off(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int
 def _sets(rule: _Rule, benefit: Benefit, cart: _Cart, price: list[int], taken: Set) -> Proposal:
     """``n_for_m`` and ``nth_percent``: sets of ``n`` units, the dearest first."""
     assert isinstance(benefit, NForM | NthPercent)
-    if taken:  # _open, written out
-        chosen = [u for u in cart.units(rule.lines) if u not in taken and price[u] > 0]
-    else:
-        chosen = [u for u in cart.units(rule.lines) if price[u] > 0]
-    n = benefit.n
-    sets = len(chosen) // n
+    units, n = cart.units(rule.lines), benefit.n
     out: Proposal = {}
+    if len(units) < n:  # not one set, whatever is taken (most carts meet a set promotion with one unit)
+        return out
+    chosen = [u for u in units if u not in taken and price[u] > 0] if taken else [u for u in units if price[u] > 0]
+    sets = len(chosen) // n
     if not sets:
         return out
     chosen = _dearest_first(chosen, price)
