@@ -121,7 +121,7 @@ async def commit(
         pricing = await reading.price(conn, request, snapshot["book"] if book else None)
     else:
         pricing = await orders.engine.calculate(request)
-    quote = await orders.quote(request, pricing)
+    quote = await orders.quote(request, pricing, receipt=False)  # the order's answer prints its own receipt
     if quote.redeem_points < data.redeem_points:
         raise ledger.InsufficientPoints(
             f"this cart may be paid with at most {texts.points(quote.max_redeem_points, 'en')} "

@@ -91,9 +91,10 @@ class OrderService:
             segments=tuple(sorted(await self.segments.segments(conn, str(customer_id)))),
         )
 
-    async def quote(self, request: PricingRequest, pricing: Pricing | None = None) -> Quote:
+    async def quote(self, request: PricingRequest, pricing: Pricing | None = None, *, receipt: bool = True) -> Quote:
         """The engine's answer spread over the lines: what each line spends and earns, so a later refund
-        takes back exactly a returned part's share."""
+        takes back exactly a returned part's share. ``receipt=False`` leaves out the receipt's lines (a
+        commit prints its own)."""
         if pricing is None:
             pricing = await self.engine.calculate(request)
         lines = request.lines
@@ -109,12 +110,14 @@ class OrderService:
         accrue_parts = allocate(pricing.accrue_points, paid_eligible)
         # Points a promotion gives with their own expiry are earned on the lines it gave them on: they
         # join each line's accrual, so a refund of a line takes back its share of them as well.
-        quick = {b.promotion for b in pricing.bonus_points}
-        accrue_parts = [
-            part + sum(a.points for a in priced.promotions if a.id in quick)
-            for part, priced in zip(accrue_parts, pricing.lines, strict=True)
-        ]
-        accrue_total = pricing.accrue_points + sum(b.points for b in pricing.bonus_points)
+        accrue_total = pricing.accrue_points
+        if pricing.bonus_points:
+            quick = {b.promotion for b in pricing.bonus_points}
+            accrue_parts = [
+                part + sum(a.points for a in priced.promotions if a.id in quick)
+                for part, priced in zip(accrue_parts, pricing.lines, strict=True)
+            ]
+            accrue_total += sum(b.points for b in pricing.bonus_points)
         quote_lines = [
             QuoteLine(
                 sku=line.sku,
@@ -154,7 +157,9 @@ class OrderService:
                 max_redeem=pricing.max_redeem_points,
                 accrue=accrue_total,
                 currency=self.program.currency,
-            ),
+            )
+            if receipt
+            else [],
             engine=pricing.engine,
         )
 
