@@ -127,6 +127,9 @@ def matches(selector: Selector, line: CartLine) -> bool:
 # -- the compiled catalog ------------------------------------------------------------------------
 
 
+_NO_VALUES: frozenset[str] = frozenset()
+
+
 class _Match:
     """A selector compiled: its values as sets (a line is tested in three hash lookups), ``{}`` a flag.
     Compared by identity, so a cart remembers which lines each one matched in a plain dict."""
@@ -135,9 +138,11 @@ class _Match:
 
     def __init__(self, selector: Selector) -> None:
         self.any = selector.any_line
-        self.skus = frozenset(selector.skus)
-        self.categories = frozenset(selector.categories)
-        self.brands = frozenset(selector.brands)
+        # Most selectors list one kind of value: the others share one empty set (a set of their own each
+        # would be 200 bytes apiece for a cart's line to look into).
+        self.skus = frozenset(selector.skus) if selector.skus else _NO_VALUES
+        self.categories = frozenset(selector.categories) if selector.categories else _NO_VALUES
+        self.brands = frozenset(selector.brands) if selector.brands else _NO_VALUES
 
     def __call__(self, line: CartLine) -> bool:
         if line.on_sale:
