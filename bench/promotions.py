@@ -12,13 +12,20 @@
 - ``calculate, engine only``: the embedded engine pricing the same carts in process
   (``EmbeddedEngine.price``), 500 promotions against none: the strictest form, where nothing else
   dilutes the promotions' cost (CPU time of the benchmark process).
+- ``calculate, instructions``: the work a calculate adds to a request in process (the engine's pricing,
+  the quote spread over the lines with its receipt, the answer's JSON) on the same carts, counted in CPU
+  instructions per cart by valgrind's callgrind, 500 promotions against none. Instructions are not
+  time (they miss what cold caches cost, which a shared machine varies from run to run), but they are
+  the same on every run of the same code: the figure to judge a change to the engine by.
 - ``commit``: ``OrderService.commit`` on a fresh database (``KARTKA_BENCH_ADMIN_URL``), the cart meeting
   promotions with a budget and a per-customer limit (the budget row locked and counted, the applied
   promotions recorded) among 500 active ones, against today's commit with none. Target: at most
   10 % slower.
 
 Rounds alternate the two sides so that a busy machine slows both alike (commits take turns one by one);
-the median is reported and the figures are written to ``bench/results/``.
+the median is reported and the figures are written to ``bench/results/``. Every side prices its carts
+at the same hour of the day (:data:`AT`; the API's and the commit's clocks start there), whenever the
+benchmark runs: the catalog has promotions that keep to morning hours.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,7 +53,8 @@ import asyncpg
 import httpx
 import msgspec
 
-from bench.harness import free_port, fresh_database, parse_wrk, save, scratch, start_server
+from bench.app import ShiftedClock, next_at
+from bench.harness import ROOT, free_port, fresh_database, parse_wrk, save, scratch, start_server
 from bench.run import seed
 from engine.embedded import EmbeddedEngine
 from engine.promotions.book import PromotionBook
@@ -53,7 +62,7 @@ from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import Group, Mode, parse_promotion
 from engine.promotions.store import catalog_changed
-from kartka.clock import SystemClock
+from kartka.clock import Clock, SystemClock
 from kartka.db import _init_connection
 from notifications.audience import ALL_CHANNELS
 from notifications.triggers import Notifier
@@ -64,6 +73,11 @@ from wallet.program import DEFAULT_PROGRAM
 
 SKUS, CATEGORIES, BRANDS = 5_000, 300, 200
 LINES = 5
+AT = datetime(2026, 12, 2, 12, tzinfo=UTC)
+"""When carts are priced: 15:00 in the program's zone (Minsk), outside the morning hours (07:00–09:00)
+that some "any line" promotions keep to. Over HTTP the API's clock starts at the same hour of the day
+(``--at``); in those hours every cart would meet those promotions too, a heavier catalog for two hours
+of the day, so a run's figures would depend on when it ran."""
 
 
 def catalog_of(count: int, *, limited: bool = False, seed_: int = 7) -> Catalog:
@@ -141,7 +155,7 @@ def request(lines: tuple[CartLine, ...]) -> PricingRequest:
         spend_365d=0,
         available_points=10_000,
         requested_points=2_000,
-        at=datetime(2026, 12, 2, 12, tzinfo=UTC),
+        at=AT,
         language="ru",
         currency="BYN",
         customer_id="00000000-0000-0000-0000-000000000001",
@@ -169,12 +183,8 @@ def calculate(seconds: float, rounds: int) -> dict[str, Any]:
     return {"none_per_s": round(none), "with_500_per_s": round(many), "share": round(many / none, 3)}
 
 
-async def commit(url: str, customers: int, per_round: int, rounds: int) -> dict[str, Any]:
-    cards, _ = await seed(url, customers)
-    await promotion_history(url)
-    pool = await asyncpg.create_pool(url, min_size=2, max_size=4, init=_init_connection)
-    clock = SystemClock()
-    people = CustomerService(
+def people(clock: Clock) -> CustomerService:
+    return CustomerService(
         region="BY",
         card_prefix="2",
         program=DEFAULT_PROGRAM,
@@ -182,13 +192,98 @@ async def commit(url: str, customers: int, per_round: int, rounds: int) -> dict[
         clock=clock,
     )
 
+
+def instructions() -> dict[str, Any]:
+    """Instructions per cart of calculate's in-process work with 500 promotions and with none, each side
+    counted in a Python of its own under callgrind (``count_side``) from after its warm-up pass to the
+    end of its measured one."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return {"skipped": "valgrind is not installed (Debian: apt install valgrind)"}
+    per_cart: dict[str, int] = {}
+    for side in ("none", "500"):
+        with scratch() as folder:
+            out = folder / "callgrind.out"
+            process = subprocess.Popen(
+                [
+                    *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"),
+                    *(sys.executable, "-m", "bench.promotions", "--count-side", side, str(folder)),
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                for signal_file, switch in (("ready", "on"), ("done", "off")):
+                    _await_file(folder / signal_file, process)
+                    subprocess.run(
+                        ["callgrind_control", "-i", switch, str(process.pid)], check=True, capture_output=True
+                    )
+                    (folder / signal_file).unlink()
+                process.wait(timeout=120)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            totals = re.search(r"^totals:\s+(\d+)", out.read_text(), re.MULTILINE)
+            if totals is None:
+                raise RuntimeError(f"callgrind wrote no totals for {side}")
+            per_cart[side] = int(totals[1]) // COUNTED_CARTS
+    return {
+        "none_per_cart": per_cart["none"],
+        "with_500_per_cart": per_cart["500"],
+        "share": round(per_cart["none"] / per_cart["500"], 3),
+    }
+
+
+COUNTED_CARTS = 200
+
+
+def count_side(side: str, folder: Path) -> None:
+    """One side of :func:`instructions`, run under callgrind: a warm-up pass over the carts, then
+    ``ready`` (instrumentation goes on), the measured pass, ``done`` (it goes off)."""
+    rng = random.Random(1)
+    carts = [request(cart(rng)) for _ in range(COUNTED_CARTS)]
+    catalog = catalog_of(500) if side == "500" else Catalog(zone=DEFAULT_PROGRAM.zone)
+    engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=CatalogHolder(catalog))
+    clock = SystemClock()  # unread: each cart carries its moment (AT)
+    orders = OrderService(program=DEFAULT_PROGRAM, engine=engine, customers=people(clock), clock=clock)
+    encoder = msgspec.json.Encoder()
+
+    async def calculate_all() -> None:
+        for r in carts:  # what PromotionBook.quote does for a cart whose promotions have nothing to read
+            encoder.encode(await orders.quote(r, engine.price(r)))
+
+    asyncio.run(calculate_all())
+    for signal_file in ("ready", "done"):
+        if signal_file == "done":
+            asyncio.run(calculate_all())
+        (folder / signal_file).touch()
+        while (folder / signal_file).exists():
+            time.sleep(0.01)
+
+
+def _await_file(path: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the counted side stopped before {path.name}")
+        time.sleep(0.05)
+
+
+async def commit(url: str, customers: int, per_round: int, rounds: int) -> dict[str, Any]:
+    cards, _ = await seed(url, customers)
+    await promotion_history(url)
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=4, init=_init_connection)
+    clock = ShiftedClock(next_at(f"{AT:%H:%M}"))  # the same hour of the day on every run, as calculate's
+    shoppers = people(clock)
+
     def service(catalog: Catalog | None) -> OrderService:
         if catalog is None:  # today's commit: no promotions, no book
             engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=CatalogHolder(Catalog(zone=DEFAULT_PROGRAM.zone)))
-            return OrderService(program=DEFAULT_PROGRAM, engine=engine, customers=people, clock=clock)
+            return OrderService(program=DEFAULT_PROGRAM, engine=engine, customers=shoppers, clock=clock)
         engine = EmbeddedEngine(DEFAULT_PROGRAM, catalog=CatalogHolder(catalog))
         return OrderService(
-            program=DEFAULT_PROGRAM, engine=engine, customers=people, clock=clock, book=PromotionBook(engine)
+            program=DEFAULT_PROGRAM, engine=engine, customers=shoppers, clock=clock, book=PromotionBook(engine)
         )
 
     sides = {"today": service(None), "promotions": service(catalog_of(500, limited=True))}
@@ -289,10 +384,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def api_process(url: str) -> Iterator[tuple[str, int]]:
-    """One API process (``bench.harness.start_server``): its base URL and its pid."""
+def api_process(url: str, at: str) -> Iterator[tuple[str, int]]:
+    """One API process (``bench.harness.start_server``) whose clock shows ``at`` (``HH:MM`` UTC) when it
+    starts (``bench.app.ShiftedClock``): its base URL and its pid."""
     port = free_port()
-    process = start_server(url, port, 1)
+    process = start_server(url, port, 1, {"BENCH_AT": at})
     try:
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
@@ -300,7 +396,7 @@ def api_process(url: str) -> Iterator[tuple[str, int]]:
         process.wait(timeout=30)
 
 
-def calculate_http(seconds: float, rounds: int, customers: int, connections: int) -> dict[str, Any]:
+def calculate_http(seconds: float, rounds: int, customers: int, connections: int, at: str) -> dict[str, Any]:
     """The till's calculate against an API process with 500 promotions and one with none: requests per
     second (wall clock), and requests per CPU second of the API process, which is what its throughput
     is when it has a core to itself and what a shared, loaded machine does not distort."""
@@ -329,7 +425,7 @@ def calculate_http(seconds: float, rounds: int, customers: int, connections: int
             )
             scripts[side] = workdir / f"{side}.lua"
             scripts[side].write_text(LUA % {"bodies": bodies, "seed": secrets.randbelow(2**31), "key": key})
-            bases[side], pids[side] = stack.enter_context(api_process(url))
+            bases[side], pids[side] = stack.enter_context(api_process(url, at))
             first = httpx.post(
                 f"{bases[side]}/v1/pos/orders/calculate",
                 content=bodies.read_text().splitlines()[0],
@@ -386,14 +482,25 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=25, help="commits per side per round")
     parser.add_argument("--commit-rounds", type=int, default=10, help="commit: rounds, sides alternating")
     parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument(
+        "--at",
+        default=f"{AT:%H:%M}",
+        help="calculate over HTTP: the hour (HH:MM UTC) the API's clock starts at (default: the engine side's)",
+    )
+    parser.add_argument("--count-side", nargs=2, metavar=("SIDE", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count_side:  # one side of the instruction count, run under callgrind by instructions()
+        count_side(args.count_side[0], Path(args.count_side[1]))
+        return
     results: dict[str, Any] = {
-        "calculate_http": calculate_http(args.http_seconds, args.http_rounds, args.customers, args.connections)
+        "calculate_http": calculate_http(args.http_seconds, args.http_rounds, args.customers, args.connections, args.at)
     }
     print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])} at the start")  # noqa: SIM115
     print("calculate over HTTP (one API process, wrk):", results["calculate_http"])
     results["calculate"] = calculate(args.seconds, args.rounds)
     print("calculate (engine only, 5-line cart):", results["calculate"])
+    results["instructions"] = instructions()
+    print("calculate in process, instructions per cart (callgrind):", results["instructions"])
     with fresh_database("kartka_bench_promotions") as url:
         results["commit"] = asyncio.run(commit(url, args.customers, args.commits, args.commit_rounds))
     print("commit (one connection, sequential):", results["commit"])
