@@ -79,8 +79,9 @@ def free_port() -> int:
 
 
 def start_server(url: str, port: int, workers: int, settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """The bench app under uvicorn; ``settings`` are extra ``KARTKA_*`` variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_")}
+    """The bench app under uvicorn; ``settings`` are extra environment variables (``KARTKA_*`` settings,
+    ``BENCH_AT`` for ``bench.app``), none inherited from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KARTKA_") and k != "BENCH_AT"}
     env |= {
         "DATABASE_URL": url,
         "KARTKA_ENV": "test",

@@ -403,7 +403,7 @@ class Catalog:
 
     def title(self, promotion_id: str, language: str) -> str | None:
         """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
-        titles = self.titles(language)
+        titles = self._titles_in(language)
         found = titles.get(promotion_id)
         if found is None:
             index = self._index.get(promotion_id)
@@ -412,8 +412,11 @@ class Catalog:
             found = titles[promotion_id] = self._rules[index].title(language)
         return found
 
-    def titles(self, language: str) -> dict[str, str]:
+    def titles(self, language: str) -> Mapping[str, str]:
         """The titles in ``language`` worked out so far, by id (:meth:`title` adds the others)."""
+        return self._titles_in(language)
+
+    def _titles_in(self, language: str) -> dict[str, str]:
         titles = self._titles.get(language)
         if titles is None:
             titles = self._titles[language] = {}
@@ -748,6 +751,8 @@ def evaluate(
     redeemable = set(base_lines)
     if cart.given or cart.points:
         applied = _breakdown(cart, runnable)
+        # A line's discount is the sum of what promotions took off it, none of them negative: a line
+        # with none off names no first promotion.
         priced = tuple(
             [
                 PricedLine(d, _first_discount(applied[i]) if d else None, applied[i], i in redeemable)
