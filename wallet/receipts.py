@@ -16,22 +16,39 @@ def promotion_lines(language: str, promotions: list[tuple[str, int]], currency: 
     """One line per promotion applied: its title and what it took off (or that it gave points)."""
     if not promotions:
         return []
-    # Every quote and receipt names several: the templates are looked up once per language and
-    # filled as ``text`` fills them.
-    took_off, gave = _promotion_templates(language)
+    # Every quote and receipt names several, and a promotion's line differs from one receipt to the
+    # next only in its amount: the text around the amount is filled once per promotion.
     number = catalog().number
-    return [
-        took_off.format_map({"title": t, "amount": number(d, language), "currency": currency})
-        if d
-        else gave.format_map({"title": t})
-        for t, d in promotions
-    ]
+    lines = []
+    for title, discount in promotions:
+        if discount:
+            around = _took_off(language, title, currency)
+            amount = number(discount, language)
+            lines.append(
+                around[0] + amount + around[1]
+                if around is not None
+                else text(language, "receipt.promotion_discount", title=title, amount=amount, currency=currency)
+            )
+        else:
+            lines.append(_gave(language, title))
+    return lines
 
 
-@functools.cache
-def _promotion_templates(language: str) -> tuple[str, str]:
-    texts = catalog()
-    return texts.text(language, "receipt.promotion_discount"), texts.text(language, "receipt.promotion")
+@functools.lru_cache(maxsize=4096)
+def _took_off(language: str, title: str, currency: str) -> tuple[str, str] | None:
+    """A discount line's text before and after its amount (the template filled as ``text`` fills it),
+    or None for a template that does not name the amount exactly once (filled whole, line by line)."""
+    template = catalog().text(language, "receipt.promotion_discount")
+    head, amount, tail = template.partition("{amount}")
+    if not amount or "{amount}" in tail or "{{" in template:  # (an escaped brace could hide the field)
+        return None
+    params = {"title": title, "currency": currency}
+    return head.format_map(params), tail.format_map(params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _gave(language: str, title: str) -> str:
+    return catalog().text(language, "receipt.promotion", title=title)
 
 
 def quote_lines(language: str, *, discount: int, redeem: int, max_redeem: int, accrue: int, currency: str) -> list[str]:
