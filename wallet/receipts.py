@@ -8,47 +8,55 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from kartka.texts import Catalog as TextCatalog
 from kartka.texts import catalog, format_datetime, format_percent, format_points, points, text
 from wallet.models import BalanceView, TierView
 
 
-def promotion_lines(language: str, promotions: list[tuple[str, int]], currency: str) -> list[str]:
-    """One line per promotion applied: its title and what it took off (or that it gave points)."""
+def promotion_lines(
+    language: str, promotions: list[tuple[str, int]], currency: str, *, texts: TextCatalog | None = None
+) -> list[str]:
+    """One line per promotion applied: its title and what it took off (or that it gave points), from
+    ``texts`` (the shipped catalog unless given)."""
     if not promotions:
         return []
     # Every quote and receipt names several, and a promotion's line differs from one receipt to the
     # next only in its amount: the text around the amount is filled once per promotion.
-    number = catalog().number
+    texts = texts or catalog()
     lines = []
     for title, discount in promotions:
         if discount:
-            around = _took_off(language, title, currency)
-            amount = number(discount, language)
+            around = _took_off(texts, language, title, currency)
+            amount = texts.number(discount, language)
             lines.append(
                 around[0] + amount + around[1]
                 if around is not None
-                else text(language, "receipt.promotion_discount", title=title, amount=amount, currency=currency)
+                else texts.text(language, "receipt.promotion_discount", title=title, amount=amount, currency=currency)
             )
         else:
-            lines.append(_gave(language, title))
+            lines.append(_gave(texts, language, title))
     return lines
 
 
 @functools.lru_cache(maxsize=4096)
-def _took_off(language: str, title: str, currency: str) -> tuple[str, str] | None:
+def _took_off(texts: TextCatalog, language: str, title: str, currency: str) -> tuple[str, str] | None:
     """A discount line's text before and after its amount (the template filled as ``text`` fills it),
-    or None for a template that does not name the amount exactly once (filled whole, line by line)."""
-    template = catalog().text(language, "receipt.promotion_discount")
+    or None where that cannot be told apart from the whole template filled line by line: the amount
+    not named exactly once as a bare ``{amount}``, an escaped brace, a field the halves cannot fill."""
+    template = texts.text(language, "receipt.promotion_discount")
     head, amount, tail = template.partition("{amount}")
-    if not amount or "{amount}" in tail or "{{" in template:  # (an escaped brace could hide the field)
+    if not amount or "{amount}" in tail or "{{" in template:
         return None
     params = {"title": title, "currency": currency}
-    return head.format_map(params), tail.format_map(params)
+    try:
+        return head.format_map(params), tail.format_map(params)
+    except (KeyError, ValueError, IndexError, AttributeError):  # e.g. "{amount!r}" beside "{amount}"
+        return None
 
 
 @functools.lru_cache(maxsize=4096)
-def _gave(language: str, title: str) -> str:
-    return catalog().text(language, "receipt.promotion", title=title)
+def _gave(texts: TextCatalog, language: str, title: str) -> str:
+    return texts.text(language, "receipt.promotion", title=title)
 
 
 def quote_lines(language: str, *, discount: int, redeem: int, max_redeem: int, accrue: int, currency: str) -> list[str]:
