@@ -120,10 +120,9 @@ class EmbeddedEngine:
             if nudge is not None:
                 messages.append(nudge)
         titles: dict[str, str] = {}
-        names = catalog.titles(request.language)
         for line in result.lines:
             for a in line.promotions:
-                if (title := names.get(a.id) or catalog.title(a.id, request.language)) is not None:
+                if a.id not in titles and (title := catalog.title(a.id, request.language)) is not None:
                     titles[a.id] = title
         return Pricing(
             lines=result.lines,

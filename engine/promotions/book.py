@@ -246,10 +246,9 @@ def state_part(
 def counted(read: Any, promotions: Sequence[Active]) -> tuple[dict[str, Used], frozenset[str], list[str]]:
     """What :func:`state_part` read: each promotion's :class:`Used`, the offers held, and the budgeted
     promotions whose budget has no row yet."""
-    if not read:
-        if not promotions:
-            return {}, frozenset(), []
-        read = {}
+    if not read and not promotions:
+        return {}, frozenset(), []
+    read = read or {}
     totals = {pid: (orders, discount, points) for pid, orders, discount, points in read.get("budgets", ())}
     mine: dict[str, int] = read.get("mine", {})
     used: dict[str, Used] = {}

@@ -403,7 +403,9 @@ class Catalog:
 
     def title(self, promotion_id: str, language: str) -> str | None:
         """A promotion's title in ``language`` (as receipts name it), or None for one not in the catalog."""
-        titles = self._titles_in(language)
+        titles = self._titles.get(language)
+        if titles is None:
+            titles = self._titles[language] = {}
         found = titles.get(promotion_id)
         if found is None:
             index = self._index.get(promotion_id)
@@ -411,16 +413,6 @@ class Catalog:
                 return None
             found = titles[promotion_id] = self._rules[index].title(language)
         return found
-
-    def titles(self, language: str) -> Mapping[str, str]:
-        """The titles in ``language`` worked out so far, by id (:meth:`title` adds the others)."""
-        return self._titles_in(language)
-
-    def _titles_in(self, language: str) -> dict[str, str]:
-        titles = self._titles.get(language)
-        if titles is None:
-            titles = self._titles[language] = {}
-        return titles
 
     def candidates(self, lines: Sequence[CartLine]) -> list[Active]:
         """The promotions some line of the cart could trigger, in creation order."""
