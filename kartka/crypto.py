@@ -11,15 +11,20 @@ ago, and for a few minutes access tokens, sign-in codes and QR codes. So a deriv
 version-1 key of the same purpose in :attr:`DerivedKey.previous`, and verifiers accept either
 (:func:`verification_keys`); everything new is made with the HKDF key. Rate-limit buckets are named
 with the new key only: their windows start afresh once, at the upgrade.
+
+Private keys read from files (the wallets' signing keys, service accounts, the APNs key) go through
+:func:`load_private_key`, which parses each distinct key once per process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _INFO_PREFIX: Final = b"kartka/v2/"
@@ -57,3 +62,14 @@ def verification_keys(key: bytes) -> tuple[bytes, ...]:
 def keyed_hash(key: bytes, *parts: str) -> bytes:
     """HMAC-SHA256 of the parts, joined unambiguously (a part may contain any character but NUL)."""
     return hmac.new(key, "\0".join(parts).encode(), hashlib.sha256).digest()
+
+
+@functools.lru_cache(maxsize=64)
+def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKeyTypes:
+    """A PEM (``-----BEGIN``) or DER private key, parsed once per distinct key and password: parsing an
+    RSA key checks it (tens of milliseconds), and every start of the services reads the same keys, the
+    API's and the worker's alike. Raises as ``cryptography`` does (ValueError, TypeError); a failure is
+    not remembered. Key objects are immutable, so sharing one is safe."""
+    if b"-----BEGIN" in data:
+        return serialization.load_pem_private_key(data, password)
+    return serialization.load_der_private_key(data, password)

@@ -42,6 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kartka.crypto import load_private_key
 from kartka.settings import Settings
 from notifications.model import Channel, Outbound, Outcome, ProviderUnavailable, SendResult, retry_after_seconds
 from wallet.passes.identity import PassIdentity
@@ -308,7 +309,7 @@ def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
 def _check_key(key_pem: str) -> None:
     """Fail at start-up, not at the first push, when the .p8 file is not an ES256 key."""
     try:
-        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        key = load_private_key(key_pem.encode())
     except (ValueError, TypeError) as exc:
         raise ValueError("the APNs key is not a PEM private key (expected the .p8 file from Apple)") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
@@ -326,7 +327,7 @@ def _check_client_certificate(pem: bytes) -> None:
     except ValueError:
         raise ValueError(f"{what} holds no certificate (expected certificate, intermediates, then key)") from None
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        key = load_private_key(pem)
     except TypeError:
         raise ValueError(f"the private key in {what} is encrypted; APNs needs it unencrypted") from None
     except ValueError:

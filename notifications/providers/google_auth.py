@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from kartka.crypto import load_private_key
 from notifications.model import ProviderUnavailable
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -95,7 +95,7 @@ def check_service_account(account: Mapping[str, str], *, required: Sequence[str]
     if missing:
         raise ValueError(f"the {label} service account lacks {', '.join(missing)}")
     try:
-        key = serialization.load_pem_private_key(account["private_key"].encode(), password=None)
+        key = load_private_key(account["private_key"].encode())
     except (ValueError, TypeError) as exc:
         raise ValueError(f"the {label} service account's private_key is not a PEM private key") from exc
     if not isinstance(key, rsa.RSAPrivateKey):

@@ -8,11 +8,13 @@ import uuid
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kartka.clock import FakeClock
-from kartka.crypto import derive_key, legacy_key, verification_keys
+from kartka.crypto import derive_key, legacy_key, load_private_key, verification_keys
 from kartka.errors import InvalidInput, Unauthenticated
 from kartka.tokens import ALGORITHM, Audience, Tokens
 from notifications.preferences import OptOutLinks
@@ -84,3 +86,23 @@ def test_an_app_qr_code_shown_across_the_upgrade_is_accepted() -> None:
     forged = QrTokens(legacy_key(SECRET, "jwt"), 60).issue("2000000000015", clock.now()).token
     with pytest.raises(QrTokenInvalid):
         tokens.card_number(forged, clock.now())
+
+
+def test_a_private_key_is_parsed_once_and_read_as_pem_or_der_with_its_password() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    first = load_private_key(pem)
+    assert load_private_key(pem) is first  # every start of the services reads the same file again
+    assert first.private_numbers() == key.private_numbers()  # type: ignore[union-attr]
+    assert load_private_key(der, b"secret").private_numbers() == key.private_numbers()  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        load_private_key(der)  # encrypted: the password is part of what is asked
+    with pytest.raises(ValueError, match="password"):
+        load_private_key(der, b"wrong")
+    with pytest.raises(ValueError, match="PEM"):
+        load_private_key(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")

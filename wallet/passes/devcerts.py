@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kartka.crypto import load_private_key
 from wallet.passes.identity import (
     DEV_GOOGLE_PROJECT_ID,
     DEV_ROOT_CN,
@@ -229,7 +230,7 @@ def _chain_usable(directory: Path, pass_type_id: str, team_id: str, organization
 
 def _usable_apns_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        key = load_private_key(path.read_bytes())
     except (OSError, ValueError, TypeError):
         return None
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
@@ -240,7 +241,7 @@ def _usable_apns_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
 def _usable_google(path: Path) -> dict[str, str] | None:
     try:
         info = json.loads(path.read_text())
-        key = serialization.load_pem_private_key(info["private_key"].encode(), None)
+        key = load_private_key(info["private_key"].encode())
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     if not isinstance(info, dict) or not isinstance(key, rsa.RSAPrivateKey) or info.get("type") != "service_account":

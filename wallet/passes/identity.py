@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from kartka.crypto import load_private_key
+
 #: Apple's marker for a Pass Type ID (Passbook signing) leaf certificate; its value is the DER string of
 #: the pass type identifier. Apple's own trust policy requires it on the signer of a pass.
 PASS_TYPE_EXTENSION: Final = x509.ObjectIdentifier("1.2.840.113635.100.6.1.16")
@@ -148,10 +150,7 @@ def _load_private_key(path: Path, password: str | None) -> PrivateKey:
     data = _read(path, "the Pass Type ID private key")
     secret = password.encode() if password is not None else None
     try:
-        if b"-----BEGIN" in data:
-            key = serialization.load_pem_private_key(data, secret)
-        else:
-            key = serialization.load_der_private_key(data, secret)
+        key = load_private_key(data, secret)
     except TypeError:
         if secret is None:
             raise ValueError(f"{path}: the private key is encrypted; give its password") from None
