@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.promotions.evaluate import Active, Catalog, Facts, Outcome, Used, evaluate
+from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.legacy import default_catalog
 from engine.promotions.live import CatalogHolder
+from engine.promotions.shapes import Facts, Outcome, Used
 from kartka.texts import format_points, text
 from wallet.pricing import (
     BonusPoints,

@@ -24,8 +24,9 @@ from uuid import UUID
 import msgspec
 
 from engine.embedded import EmbeddedEngine
-from engine.promotions.evaluate import Active, Catalog, Used
+from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.model import Promotion, text_in
+from engine.promotions.shapes import Used
 from kartka.db import Connection
 from kartka.sql import Part, named
 from wallet.money import prorate

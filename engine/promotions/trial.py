@@ -15,20 +15,10 @@ import msgspec
 
 from engine.embedded import limited
 from engine.promotions.book import held_offers, used_in
-from engine.promotions.evaluate import (
-    Active,
-    Applied,
-    Award,
-    Catalog,
-    Facts,
-    NotApplied,
-    Note,
-    Outcome,
-    Used,
-    evaluate,
-)
+from engine.promotions.evaluate import Active, Applied, Catalog, evaluate
 from engine.promotions.model import Promotion
 from engine.promotions.reload import LiveCatalog, LivePromotion, Snapshot
+from engine.promotions.shapes import Award, Facts, NotApplied, Note, Outcome, Used
 from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound

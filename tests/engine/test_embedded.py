@@ -9,10 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.embedded import EmbeddedEngine
-from engine.promotions.evaluate import Active, Catalog, Used
+from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.legacy import DEFAULT_PROMOTIONS
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import parse_promotion
+from engine.promotions.shapes import Used
 from kartka.texts import format_points
 from wallet.money import add_months, allocate, prorate, share_floor
 from wallet.pricing import CartLine, NextTierInfo, Pricing, PricingRequest, TierInfo

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.promotions.evaluate import Active, Catalog, Facts, NotApplied, Outcome, Used, evaluate
+from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.model import Group, parse_promotion
+from engine.promotions.shapes import Facts, NotApplied, Outcome, Used
 from wallet.pricing import CartLine
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 12:00 in Minsk

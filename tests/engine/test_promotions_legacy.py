@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from engine.promotions.evaluate import Active, Catalog, Facts, evaluate
+from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.legacy import DEFAULT_PROMOTIONS, read_legacy
 from engine.promotions.model import Bundle, NForM, Selector, parse_promotion
+from engine.promotions.shapes import Facts
 from wallet.pricing import CartLine
 
 OLD_FILE = """

@@ -8,8 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.promotions.evaluate import Active, Catalog, Facts, Outcome, evaluate
+from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.model import Group, Mode, parse_promotion
+from engine.promotions.shapes import Facts, Outcome
 from wallet.money import prorate, share_floor, share_round
 from wallet.pricing import CartLine
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine.promotions import evaluate as core
 from engine.promotions.model import parse_promotion
+from engine.promotions.shapes import Facts
 from kartka.texts import LOCALES_DIR, Catalog, CatalogError, catalog, format_points, points, text
 from notifications.templates import render
 from wallet.models import BalanceView, Expiring, TierView
@@ -104,7 +105,7 @@ def test_engine_messages_come_from_the_catalog() -> None:
     cart = [CartLine(sku="t", qty=2, unit_price=300)]
     said = {}
     for language in ("ru", "en"):
-        facts = core.Facts(at=datetime(2026, 3, 2, tzinfo=UTC), tier="standart", rate_bp=500, language=language)
+        facts = Facts(at=datetime(2026, 3, 2, tzinfo=UTC), tier="standart", rate_bp=500, language=language)
         said[language] = [m.text for m in core.evaluate(cart, facts, promotions).messages]
     assert said == {
         "ru": ["Добавьте ещё один товар по акции «Чай» — он будет бесплатным"],
