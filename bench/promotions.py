@@ -61,6 +61,7 @@ from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import Group, Mode, parse_promotion
+from engine.promotions.native import compiled
 from engine.promotions.store import catalog_changed
 from kartka.clock import Clock, SystemClock
 from kartka.db import _init_connection
@@ -397,7 +398,8 @@ def api_process(url: str, at: str) -> Iterator[tuple[str, int]]:
     """One API process (``bench.harness.start_server``) whose clock shows ``at`` (``HH:MM`` UTC) when it
     starts (``bench.app.ShiftedClock``): its base URL and its pid."""
     port = free_port()
-    process = start_server(url, port, 1, {"BENCH_AT": at})
+    pure = {"KARTKA_PURE_PYTHON_ENGINE": "1"} if os.environ.get("KARTKA_PURE_PYTHON_ENGINE") else {}
+    process = start_server(url, port, 1, {"BENCH_AT": at, **pure})  # the core this benchmark measures
     try:
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
@@ -501,9 +503,10 @@ def main() -> None:
     if args.count_side:  # one side of the instruction count, run under callgrind by instructions()
         count_side(args.count_side[0], Path(args.count_side[1]))
         return
-    results: dict[str, Any] = {
-        "calculate_http": calculate_http(args.http_seconds, args.http_rounds, args.customers, args.connections, args.at)
-    }
+    core = "compiled (mypyc)" if compiled() else "plain Python"
+    print(f"pricing core: {core} (KARTKA_PURE_PYTHON_ENGINE=1 measures the plain one)")
+    http = calculate_http(args.http_seconds, args.http_rounds, args.customers, args.connections, args.at)
+    results: dict[str, Any] = {"core": core, "calculate_http": http}
     print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])} at the start")  # noqa: SIM115
     print("calculate over HTTP (one API process, wrk):", results["calculate_http"])
     results["calculate"] = calculate(args.seconds, args.rounds)
