@@ -1,50 +1,62 @@
 """Compile the pricing core (``engine/promotions/evaluate.py``) with mypyc into ``engine/promotions/_native``,
-stamped with the source it was built from (``engine.promotions.native`` says when the build is used).
+stamped with the sources it was built from (``engine.promotions.native`` says when the build is used).
 
-    python -m engine.build_native [--required]
+    python -m engine.build_native [--required] [--opt-level N]
 
-Nothing to do when the build there is current. Needs mypy (mypyc ships with it), setuptools and a C
-compiler with Python's headers; without them it says so and the plain module runs (``--required``: it
-fails instead, as on CI).
+Nothing to do when the build there is current and was made by the same mypyc at the same level. Needs
+mypy (mypyc ships with it), setuptools and a C compiler with Python's headers; without them it says so
+and the plain module runs (``--required``: it fails instead, as CI and the Dockerfile do).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import io
+import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from engine.promotions.native import BUILD, HERE, SOURCE, current, source_digest, stamp
+from engine.promotions.native import BUILD, ROOT, SOURCE, current, read_stamp, sources, stamp, suffix
+
+
+def _compiler() -> str:
+    try:
+        return f"mypy {importlib.metadata.version('mypy')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "mypy (not installed)"
+
+
+def fresh(opt_level: str) -> bool:
+    """Whether the build there is current and made by this mypyc at ``opt_level``."""
+    found = read_stamp()
+    return current() and found is not None and found.get("made_by") == [_compiler(), opt_level]
 
 
 def build(*, opt_level: str = "2") -> bool:
-    """Compile ``evaluate.py`` into ``_native`` unless the build there is current; True if it built.
-    Raises when it cannot (no mypy, no compiler, a type error mypyc refuses): the plain module runs."""
-    if current():
+    """Compile ``evaluate.py`` into ``_native`` unless the build there is :func:`fresh`; True if it built.
+    Raises when it cannot (no mypy, no compiler, a type error mypyc refuses)."""
+    if fresh(opt_level):
         return False
     # Build time only: a service that never builds its core needs neither.
     from mypyc.build import mypycify  # noqa: PLC0415
     from setuptools import Distribution  # type: ignore[import-untyped]  # noqa: PLC0415
 
-    root = HERE.parent.parent
-    said = io.StringIO()  # mypyc's notes and the compiler's command lines: shown only when it fails
+    said = io.StringIO()  # mypyc's notes and setuptools' lines: shown only when it fails
     with tempfile.TemporaryDirectory(prefix="kartka-native-") as scratch:
         work = Path(scratch)
-        here = Path.cwd()
-        digest = source_digest()
-        os.chdir(root)  # mypyc names the module by its path: engine/promotions/evaluate.py
-        cache = os.environ.get("MYPY_CACHE_DIR")
-        # A cache of its own: mypyc checks with other options than ./scripts/test's mypy, which may run beside it.
-        os.environ["MYPY_CACHE_DIR"] = str(root / ".mypy_cache" / "native")
+        here, cache = Path.cwd(), os.environ.get("MYPY_CACHE_DIR")
+        hashed = sources()
+        os.chdir(ROOT)  # mypyc names the module by its path: engine/promotions/evaluate.py
+        os.environ["MYPY_CACHE_DIR"] = str(work / "mypy")  # its own: builds for two virtualenvs may run at once
         try:
             with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
                 extensions = mypycify(
-                    [str(SOURCE.relative_to(root))], opt_level=opt_level, target_dir=str(work / "c"), verbose=False
+                    [str(SOURCE.relative_to(ROOT))], opt_level=opt_level, target_dir=str(work / "c"), verbose=False
                 )
                 dist = Distribution({"name": "kartka-native", "ext_modules": extensions})
                 dist.verbose = False
@@ -60,16 +72,21 @@ def build(*, opt_level: str = "2") -> bool:
                 del os.environ["MYPY_CACHE_DIR"]
             else:
                 os.environ["MYPY_CACHE_DIR"] = cache
-        built = sorted((work / "lib" / "engine" / "promotions").glob("*.*"))
-        if not built or source_digest() != digest:  # nothing built, or evaluate.py changed meanwhile
-            return False
+        built = sorted((work / "lib" / "engine" / "promotions").glob(f"*{suffix()}"))
+        if not built:
+            raise RuntimeError(f"mypyc built nothing for {suffix()}:\n{said.getvalue()[-3000:]}")
+        if sources() != hashed:
+            raise RuntimeError("the sources changed while they were compiled: build again")
         BUILD.mkdir(exist_ok=True)
         stamp().unlink(missing_ok=True)  # no stamp while the files change: the plain module runs meanwhile
         for file in built:
             staged = BUILD / f".{file.name}.new"
             shutil.copyfile(file, staged)
             staged.replace(BUILD / file.name)  # a process that has the old file mapped keeps it
-        stamp().write_text(digest + "\n")
+        made = {"sources": hashed, "files": [f.name for f in built], "made_by": [_compiler(), opt_level]}
+        staged = stamp().with_name(f".{stamp().name}.new")
+        staged.write_text(json.dumps(made, indent=1) + "\n")
+        staged.replace(stamp())
     return True
 
 
@@ -83,6 +100,9 @@ def main() -> None:
     except (ImportError, RuntimeError, OSError) as exc:
         sys.stderr.write(f"the pricing core was not compiled, plain Python prices carts: {exc}\n")
         raise SystemExit(1 if args.required else 0) from exc
+    if args.required and not current():  # never quietly plain where the build is required
+        sys.stderr.write(f"no current build of the pricing core in {BUILD}\n")
+        raise SystemExit(1)
     if done:
         sys.stderr.write(f"compiled the pricing core with mypyc into {BUILD}\n")
 

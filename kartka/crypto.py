@@ -64,12 +64,16 @@ def keyed_hash(key: bytes, *parts: str) -> bytes:
     return hmac.new(key, "\0".join(parts).encode(), hashlib.sha256).digest()
 
 
-@functools.lru_cache(maxsize=64)
 def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKeyTypes:
     """A PEM (``-----BEGIN``) or DER private key, parsed once per distinct key and password: parsing an
     RSA key checks it (tens of milliseconds), and every start of the services reads the same keys, the
     API's and the worker's alike. Raises as ``cryptography`` does (ValueError, TypeError); a failure is
     not remembered. Key objects are immutable, so sharing one is safe."""
+    return _load_private_key(bytes(data), password)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_private_key(data: bytes, password: bytes | None) -> PrivateKeyTypes:
     if b"-----BEGIN" in data:
         return serialization.load_pem_private_key(data, password)
     return serialization.load_der_private_key(data, password)

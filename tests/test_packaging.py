@@ -16,6 +16,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -230,7 +231,7 @@ def test_the_dockerfiles_build_steps_install_a_working_app_from_the_lean_context
     src.mkdir()
     venv = tmp_path / "venv"  # /opt/kartka
     steps = re.findall(r"^(COPY|RUN|WORKDIR)\s+(.+)$", build, flags=re.MULTILINE)
-    assert [kind for kind, _ in steps].count("RUN") == 5, "the test knows five RUN steps: teach it the new one"
+    assert [kind for kind, _ in steps].count("RUN") == 6, "the test knows six RUN steps: teach it the new one"
     for kind, arguments in steps:
         if kind == "WORKDIR":
             assert arguments == "/src"
@@ -279,14 +280,24 @@ def _run_step(arguments: str, src: Path, venv: Path) -> None:
     if arguments == "python -m venv /opt/kartka":
         subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=60)
     elif arguments.startswith("apt-get update && apt-get install"):
-        assert shutil.which("gcc"), "the image installs a C compiler; this machine has none"
+        pass  # the image's C compiler: this machine's serves (scripts/test compiled the core with it)
     elif arguments == "/opt/kartka/bin/python -m engine.build_native --required":
-        # The checkout's build, when it is that of the same evaluate.py for this Python, is what the step
-        # would make again (scripts/test made it): the step must find it current and keep it.
-        if native.current():
-            shutil.copytree(native.BUILD, src / "engine" / "promotions" / "_native")
+        # The step's compile is the one scripts/test ran on the same sources (CI: from a clean clone, with
+        # the build required); what is replayed here is the rest: the step finds that build current in
+        # the lean context, and the install ships it. Compiling again would cost the suite ~20 s.
+        if not native.current():
+            if os.environ.get("CI"):
+                pytest.fail("no current build of the pricing core: scripts/test makes one before pytest")
+            pytest.skip("the pricing core is not compiled here (no C compiler?): the image's build cannot be replayed")
+        shutil.copytree(native.BUILD, src / "engine" / "promotions" / "_native")
         compiling = [str(venv / "bin" / "python"), "-m", "engine.build_native", "--required"]
         subprocess.run(compiling, cwd=src, check=True, timeout=300)
+    elif arguments.startswith("/opt/kartka/bin/pip uninstall --yes "):
+        subprocess.run(
+            [str(UV), "pip", "uninstall", "--quiet", "--python", str(venv / "bin" / "python"), *arguments.split()[4:]],
+            check=True,
+            timeout=60,
+        )
     else:
         assert arguments.startswith("/opt/kartka/bin/pip install "), f"RUN {arguments}: teach the test this step"
         _uv("--python", str(venv / "bin" / "python"), *arguments.split()[2:], cwd=src)

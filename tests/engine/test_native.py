@@ -1,15 +1,17 @@
 """The compiled pricing core (``engine.promotions.native``) answers exactly as the plain module does, and
-is used only while it is the build of the source beside it."""
+is used only while it is the build of the sources as they are."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,11 +20,16 @@ from hypothesis import strategies as st
 
 from bench.promotions import cart, catalog_of
 from engine.promotions import evaluate as core
-from engine.promotions.native import SOURCE, compiled, current, native_path, source_digest, stamp
+from engine.promotions.model import Group, parse_promotion
+from engine.promotions.native import SOURCE, compiled, current, native_path, sources, stamp
 from engine.promotions.shapes import Facts, Used
-from tests.engine.test_promotions_properties import catalogs, lines_st
+from tests.engine.test_promotions_properties import MODES, benefit_st, bp_st, lines_st
 from wallet.pricing import CartLine
 from wallet.program import DEFAULT_PROGRAM
+
+needs_build = pytest.mark.skipif(
+    not compiled(), reason="the core runs as plain Python here (no current build): nothing to compare it with"
+)
 
 
 def _plain() -> ModuleType:
@@ -41,17 +48,23 @@ def _plain() -> ModuleType:
 PLAIN = _plain()
 
 
-def _twin(catalog: core.Catalog) -> object:
+def _twin(catalog: core.Catalog) -> Any:
     """The same catalog built by the plain module."""
     return PLAIN.Catalog(
         [PLAIN.Active(a.promotion, a.revision, a.seq) for a in catalog.promotions], catalog.groups, zone=catalog.zone
     )
 
 
-def _same(lines: list[CartLine], facts: Facts, catalog: core.Catalog, twin: object, **kwargs: object) -> None:
-    ours = core.evaluate(lines, facts, catalog, **kwargs)  # type: ignore[arg-type]
+def _same(lines: list[CartLine], facts: Facts, catalog: core.Catalog, twin: Any, **kwargs: Any) -> None:
+    ours = core.evaluate(lines, facts, catalog, **kwargs)
     plain = PLAIN.evaluate(lines, facts, twin, **kwargs)
     assert msgspec.json.encode(ours) == msgspec.json.encode(plain)
+    assert [a.id for a in catalog.candidates(lines)] == [a.id for a in twin.candidates(lines)]
+    limited, personal = catalog.state_needed(lines)
+    assert ([a.id for a in limited], personal) == (
+        [a.id for a in twin.state_needed(lines)[0]],
+        twin.state_needed(lines)[1],
+    )
 
 
 def test_ci_prices_with_the_compiled_core() -> None:
@@ -61,8 +74,10 @@ def test_ci_prices_with_the_compiled_core() -> None:
     assert compiled(), "CI runs the plain pricing core: engine/promotions/_native is missing or stale"
 
 
+@needs_build
 def test_the_benchmark_catalog_prices_alike_at_every_hour_with_and_without_reasons() -> None:
     assert str(PLAIN.__file__).endswith(".py")
+    assert not str(core.__file__).endswith(".py")
     catalog = catalog_of(500, limited=True)
     twin = _twin(catalog)
     rng = random.Random(11)
@@ -88,24 +103,107 @@ def test_the_benchmark_catalog_prices_alike_at_every_hour_with_and_without_reaso
                 explain=explain,
                 redeem_cap_bp=DEFAULT_PROGRAM.redeem_cap_bp,
             )
+        for language in ("ru", "en"):
+            assert catalog.title("p-3", language) == twin.title("p-3", language)
 
 
-@settings(max_examples=150, deadline=None)
-@given(lines_st, catalogs(), st.integers(0, 100_000), st.booleans())
-def test_random_catalogs_price_alike(lines: list[CartLine], catalog: core.Catalog, points: int, explain: bool) -> None:
-    facts = Facts(at=datetime(2026, 3, 2, 9, tzinfo=UTC), tier="standart", rate_bp=500, language="en")
-    _same(lines, facts, catalog, _twin(catalog), available_points=points, requested_points=points, explain=explain)
+WHO = st.fixed_dictionaries(
+    {},
+    optional={
+        "audience": st.sampled_from(
+            [{"tiers": ["gold"]}, {"personal": True}, {"segments": ["s1"]}, {"exclude_segments": ["s2"]}]
+        ),
+        "where": st.sampled_from([{"stores": ["minsk-1"]}, {"channels": ["online"]}]),
+        "when": st.sampled_from(
+            [
+                {"weekdays": [1, 2]},
+                {"hours": {"from": "08:00", "to": "11:00"}},
+                {"hours": {"from": "22:00", "to": "02:00"}},
+            ]
+        ),
+        "condition": st.sampled_from([{"min_subtotal": 3000}, {"min_qty": 3, "lines": {"categories": ["coffee"]}}]),
+        "limits": st.sampled_from(
+            [{"per_customer": {"count": 1}}, {"budget": {"discount": 500}}, {"budget": {"points": 300, "count": 2}}]
+        ),
+    },
+)
 
 
-def test_a_build_counts_only_while_its_source_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = tmp_path / "evaluate.py"
-    source.write_text("x = 1\n")
+@st.composite
+def rich_catalogs(draw: st.DrawFn) -> core.Catalog:
+    """Catalogs whose promotions have audiences, places, hours, conditions and limits too."""
+    groups = {
+        name: Group(mode=draw(st.sampled_from(MODES)), priority=draw(st.integers(0, 3)), max_discount_bp=draw(bp_st))
+        for name in ("default", "g1")
+    }
+    promotions = []
+    for seq, benefit in enumerate(draw(st.lists(benefit_st, min_size=1, max_size=6))):
+        data = {
+            "id": f"p{seq}",
+            "title": {"en": "t", "ru": "т"},
+            "benefit": benefit,
+            "group": draw(st.sampled_from(list(groups))),
+            "priority": draw(st.integers(0, 3)),
+            **draw(WHO),
+        }
+        promotions.append(core.Active(parse_promotion(data), revision=1, seq=seq))
+    return core.Catalog(promotions, groups, zone=DEFAULT_PROGRAM.zone)
+
+
+facts_st = st.builds(
+    Facts,
+    at=st.datetimes(datetime(2026, 3, 2), datetime(2026, 3, 9), timezones=st.just(UTC)),
+    tier=st.sampled_from(["standart", "gold"]),
+    rate_bp=st.integers(0, 1000),
+    customer_id=st.just("c1"),
+    store=st.sampled_from([None, "minsk-1", "brest-2"]),
+    channel=st.sampled_from(["pos", "online", "app"]),
+    offers=st.frozensets(st.sampled_from(["p0", "p1", "p2"])),
+    segments=st.frozensets(st.sampled_from(["s1", "s2"])),
+    language=st.sampled_from(["ru", "en"]),
+)
+used_st = st.dictionaries(
+    st.sampled_from(["p0", "p1", "p2", "p3"]),
+    st.builds(Used, customer=st.integers(0, 2), orders=st.integers(0, 3), discount=st.integers(0, 600)),
+)
+
+
+@needs_build
+@settings(max_examples=200, deadline=None)
+@given(lines_st, rich_catalogs(), facts_st, used_st, st.integers(0, 100_000), st.booleans())
+def test_random_catalogs_carts_and_shoppers_price_alike(
+    lines: list[CartLine], catalog: core.Catalog, facts: Facts, used: dict[str, Used], points: int, explain: bool
+) -> None:
+    twin = _twin(catalog)
+    _same(lines, facts, catalog, twin, used=used, available_points=points, requested_points=points, explain=explain)
+
+
+def test_a_build_is_used_only_while_every_source_it_was_made_from_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "tree"
+    (root / "engine" / "promotions").mkdir(parents=True)
+    (root / "wallet").mkdir()
+    source = root / "engine" / "promotions" / "evaluate.py"
+    source.write_text("from wallet.money import BP\nimport json\n")
+    money = root / "wallet" / "money.py"
+    money.write_text("BP = 10_000\n")
     built = tmp_path / "_native"
     built.mkdir()
-    assert not current(built, source)  # no build
-    stamp(built).write_text(source_digest(source) + "\n")
-    assert current(built, source)
-    source.write_text("x = 2\n")  # edited after the build: the plain module runs
-    assert not current(built, source)
+    assert not current(built, source, root)  # no build
+    (built / "evaluate.so").write_bytes(b"")
+    made = {"sources": sources(source, root), "files": ["evaluate.so"], "made_by": ["mypy", "2"]}
+    assert set(made["sources"]) == {"engine/promotions/evaluate.py", "wallet/money.py"}  # json is not ours
+    stamp(built).write_text(json.dumps(made))
+    assert current(built, source, root)
+    assert native_path(["src"], built, source, root) == [str(built), "src"]
     monkeypatch.setenv("KARTKA_PURE_PYTHON_ENGINE", "1")
-    assert native_path(["somewhere"]) == ["somewhere"]
+    assert native_path(["src"], built, source, root) == ["src"]  # asked for plain Python
+    monkeypatch.delenv("KARTKA_PURE_PYTHON_ENGINE")
+    money.write_text("BP = 100\n")  # a module the core read types from changed: the build is not it
+    assert not current(built, source, root)
+    assert native_path(["src"], built, source, root) == ["src"]
+    money.write_text("BP = 10_000\n")
+    assert current(built, source, root)
+    (built / "evaluate.so").unlink()  # half a build
+    assert not current(built, source, root)
