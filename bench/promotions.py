@@ -469,6 +469,7 @@ def calculate_http(seconds: float, rounds: int, customers: int, connections: int
     per_cpu = {side: statistics.median(r["per_cpu_s"] for r in runs[side]) for side in runs}
     errors = sum(r["errors"] for side in runs for r in runs[side])
     p50 = {side: statistics.median(r["p50_ms"] for r in runs[side]) for side in runs}
+    pairs = [b["per_cpu_s"] / a["per_cpu_s"] for a, b in zip(runs["none"], runs["500"], strict=True) if a["per_cpu_s"]]
     return {
         "none_per_s": round(rates["none"]),
         "with_500_per_s": round(rates["500"]),
@@ -476,6 +477,9 @@ def calculate_http(seconds: float, rounds: int, customers: int, connections: int
         "none_per_cpu_s": round(per_cpu["none"]),
         "with_500_per_cpu_s": round(per_cpu["500"]),
         "share_per_cpu": round(per_cpu["500"] / per_cpu["none"], 3),
+        # Each round's 500-promotion side against the no-promotion side measured just before it: a machine
+        # whose speed drifts over the run (neighbours come and go) moves both of a pair alike.
+        "share_per_cpu_of_pairs": round(statistics.median(pairs), 3) if pairs else None,
         "p50_ms": {side: round(v, 2) for side, v in p50.items()},
         "rounds": {side: [round(r["requests_per_second"]) for r in runs[side]] for side in runs},
         "rounds_per_cpu_s": {side: [round(r["per_cpu_s"]) for r in runs[side]] for side in runs},
