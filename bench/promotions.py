@@ -61,7 +61,7 @@ from engine.promotions.book import PromotionBook
 from engine.promotions.evaluate import Active, Catalog
 from engine.promotions.live import CatalogHolder
 from engine.promotions.model import Group, Mode, parse_promotion
-from engine.promotions.native import compiled
+from engine.promotions.native import compiled, pure_requested
 from engine.promotions.store import catalog_changed
 from kartka.clock import Clock, SystemClock
 from kartka.db import _init_connection
@@ -398,7 +398,7 @@ def api_process(url: str, at: str) -> Iterator[tuple[str, int]]:
     """One API process (``bench.harness.start_server``) whose clock shows ``at`` (``HH:MM`` UTC) when it
     starts (``bench.app.ShiftedClock``): its base URL and its pid."""
     port = free_port()
-    pure = {"KARTKA_PURE_PYTHON_ENGINE": "1"} if os.environ.get("KARTKA_PURE_PYTHON_ENGINE") else {}
+    pure = {"KARTKA_PURE_PYTHON_ENGINE": "1"} if pure_requested() else {}
     process = start_server(url, port, 1, {"BENCH_AT": at, **pure})  # the core this benchmark measures
     try:
         yield f"http://127.0.0.1:{port}", process.pid

@@ -5,13 +5,17 @@ stamped with the sources it was built from (``engine.promotions.native`` says wh
 
 Nothing to do when the build there is current and was made by the same mypyc at the same level. Needs
 mypy (mypyc ships with it), setuptools and a C compiler with Python's headers; without them it says so
-and the plain module runs (``--required``: it fails instead, as CI and the Dockerfile do).
+and the plain module runs (``--required``: it fails instead, as CI and the Dockerfile do). Builds for
+one checkout take turns (a lock file in ``_native``). It builds in a source tree (a checkout, or the
+Dockerfile's ``/src`` before ``pip install .`` ships the build as package data), not inside an
+installed package, whose record of its files would not know the build.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import importlib.metadata
 import io
 import json
@@ -21,7 +25,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.promotions.native import BUILD, ROOT, SOURCE, current, read_stamp, sources, stamp, suffix
+from engine.promotions.native import (
+    BUILD,
+    FORMAT,
+    ROOT,
+    SOURCE,
+    built_files,
+    current,
+    read_stamp,
+    sources,
+    stamp,
+)
 
 
 def _compiler() -> str:
@@ -32,16 +46,30 @@ def _compiler() -> str:
 
 
 def fresh(opt_level: str) -> bool:
-    """Whether the build there is current and made by this mypyc at ``opt_level``."""
+    """Whether the build there is current, made by this mypyc at ``opt_level``, from every source it
+    should have hashed (a stamp that hashed fewer is built again)."""
     found = read_stamp()
-    return current() and found is not None and found.get("made_by") == [_compiler(), opt_level]
+    return (
+        current()
+        and found is not None
+        and found.get("made_by") == [_compiler(), opt_level]
+        and set(found.get("sources", {})) == set(sources())
+    )
 
 
 def build(*, opt_level: str = "2") -> bool:
     """Compile ``evaluate.py`` into ``_native`` unless the build there is :func:`fresh`; True if it built.
     Raises when it cannot (no mypy, no compiler, a type error mypyc refuses)."""
-    if fresh(opt_level):
-        return False
+    BUILD.mkdir(exist_ok=True)
+    with (BUILD / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another build of this checkout finishes first (then this one is fresh)
+        if fresh(opt_level):
+            return False
+        _build(opt_level)
+    return True
+
+
+def _build(opt_level: str) -> None:
     # Build time only: a service that never builds its core needs neither.
     from mypyc.build import mypycify  # noqa: PLC0415
     from setuptools import Distribution  # type: ignore[import-untyped]  # noqa: PLC0415
@@ -50,10 +78,10 @@ def build(*, opt_level: str = "2") -> bool:
     with tempfile.TemporaryDirectory(prefix="kartka-native-") as scratch:
         work = Path(scratch)
         here, cache = Path.cwd(), os.environ.get("MYPY_CACHE_DIR")
-        hashed = sources()
         os.chdir(ROOT)  # mypyc names the module by its path: engine/promotions/evaluate.py
         os.environ["MYPY_CACHE_DIR"] = str(work / "mypy")  # its own: builds for two virtualenvs may run at once
         try:
+            hashed = sources()
             with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
                 extensions = mypycify(
                     [str(SOURCE.relative_to(ROOT))], opt_level=opt_level, target_dir=str(work / "c"), verbose=False
@@ -72,22 +100,21 @@ def build(*, opt_level: str = "2") -> bool:
                 del os.environ["MYPY_CACHE_DIR"]
             else:
                 os.environ["MYPY_CACHE_DIR"] = cache
-        built = sorted((work / "lib" / "engine" / "promotions").glob(f"*{suffix()}"))
-        if not built:
-            raise RuntimeError(f"mypyc built nothing for {suffix()}:\n{said.getvalue()[-3000:]}")
+        out = work / "lib" / "engine" / "promotions"
+        missing = [name for name in built_files() if not (out / name).is_file()]
+        if missing:
+            raise RuntimeError(f"mypyc did not build {missing}:\n{said.getvalue()[-3000:]}")
         if sources() != hashed:
             raise RuntimeError("the sources changed while they were compiled: build again")
-        BUILD.mkdir(exist_ok=True)
         stamp().unlink(missing_ok=True)  # no stamp while the files change: the plain module runs meanwhile
-        for file in built:
-            staged = BUILD / f".{file.name}.new"
-            shutil.copyfile(file, staged)
-            staged.replace(BUILD / file.name)  # a process that has the old file mapped keeps it
-        made = {"sources": hashed, "files": [f.name for f in built], "made_by": [_compiler(), opt_level]}
+        for name in built_files():
+            staged = BUILD / f".{name}.new"
+            shutil.copyfile(out / name, staged)
+            staged.replace(BUILD / name)  # a process that has the old file mapped keeps it
+        made = {"format": FORMAT, "sources": hashed, "files": built_files(), "made_by": [_compiler(), opt_level]}
         staged = stamp().with_name(f".{stamp().name}.new")
         staged.write_text(json.dumps(made, indent=1) + "\n")
         staged.replace(stamp())
-    return True
 
 
 def main() -> None:
@@ -97,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         done = build(opt_level=args.opt_level)
-    except (ImportError, RuntimeError, OSError) as exc:
+    except (ImportError, RuntimeError, OSError, SyntaxError, ValueError) as exc:
         sys.stderr.write(f"the pricing core was not compiled, plain Python prices carts: {exc}\n")
         raise SystemExit(1 if args.required else 0) from exc
     if args.required and not current():  # never quietly plain where the build is required

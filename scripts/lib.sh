@@ -51,13 +51,13 @@ ensure_venv() {
 }
 
 # Compile the pricing core into engine/promotions/_native with mypyc (python -m engine.build_native) with
-# the virtualenv $1's Python, unless the build there is that of engine/promotions/evaluate.py as it is
-# now (about 20 s when it is not). The plain module runs where it cannot be built (no C compiler): the
-# script says so and goes on, except on CI, where the tests must price carts as the image does.
+# the virtualenv $1's Python, unless the build there is that of engine/promotions/evaluate.py and what it
+# imports as they are now (about 20 s when it is not). The plain module runs where it cannot be built (no
+# C compiler): the script says so and goes on, except on CI, where the tests must price carts as the
+# image does. `build_native_args` is what to pass it.
+build_native_args() {
+    if [ -n "${CI:-}" ]; then echo "--required"; fi
+}
 build_native() {
-    if [ -n "${CI:-}" ]; then
-        "$1/bin/python" -m engine.build_native --required
-    else
-        "$1/bin/python" -m engine.build_native
-    fi
+    "$1/bin/python" -m engine.build_native $(build_native_args)
 }

@@ -293,11 +293,15 @@ def _run_step(arguments: str, src: Path, venv: Path) -> None:
         compiling = [str(venv / "bin" / "python"), "-m", "engine.build_native", "--required"]
         subprocess.run(compiling, cwd=src, check=True, timeout=300)
     elif arguments.startswith("/opt/kartka/bin/pip uninstall --yes "):
-        subprocess.run(
-            [str(UV), "pip", "uninstall", "--quiet", "--python", str(venv / "bin" / "python"), *arguments.split()[4:]],
-            check=True,
-            timeout=60,
+        uninstall, check = arguments.split(" && ")
+        python = ["--python", str(venv / "bin" / "python")]
+        dropped = uninstall.split()[3:]  # after "pip uninstall --yes"
+        subprocess.run([str(UV), "pip", "uninstall", "--quiet", *python, *dropped], check=True, timeout=60)
+        assert check == "/opt/kartka/bin/pip check", f"RUN {arguments}: teach the test this step"
+        checked = subprocess.run(
+            [str(UV), "pip", "check", *python], check=False, timeout=60, capture_output=True, text=True
         )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     else:
         assert arguments.startswith("/opt/kartka/bin/pip install "), f"RUN {arguments}: teach the test this step"
         _uv("--python", str(venv / "bin" / "python"), *arguments.split()[2:], cwd=src)

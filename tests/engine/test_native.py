@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bench.promotions import cart, catalog_of
 from engine.promotions import evaluate as core
 from engine.promotions.model import Group, parse_promotion
-from engine.promotions.native import SOURCE, compiled, current, native_path, sources, stamp
+from engine.promotions.native import FORMAT, SOURCE, built_files, compiled, current, native_path, sources, stamp
 from engine.promotions.shapes import Facts, Used
 from tests.engine.test_promotions_properties import MODES, benefit_st, bp_st, lines_st
 from wallet.pricing import CartLine
@@ -178,32 +178,66 @@ def test_random_catalogs_carts_and_shoppers_price_alike(
     _same(lines, facts, catalog, twin, used=used, available_points=points, requested_points=points, explain=explain)
 
 
+def _tree(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A source tree whose core imports wallet.money, which imports kartka.bounds; a built folder."""
+    root = tmp_path / "tree"
+    for folder in ("engine/promotions", "wallet", "kartka"):
+        (root / folder).mkdir(parents=True)
+    source = root / "engine" / "promotions" / "evaluate.py"
+    source.write_text("import json\n\nfrom wallet.money import BP\n")
+    (root / "wallet" / "money.py").write_text("from kartka.bounds import LIMIT\n\nBP = 10_000\n")
+    (root / "kartka" / "bounds.py").write_text("LIMIT = 1\n")
+    built = tmp_path / "_native"
+    built.mkdir()
+    return root, source, built
+
+
+def _stamp_it(built: Path, source: Path, root: Path, **changes: Any) -> None:
+    for name in built_files():
+        (built / name).write_bytes(b"")
+    made = {"format": FORMAT, "sources": sources(source, root), "files": built_files(), "made_by": ["mypy", "2"]}
+    stamp(built).write_text(json.dumps(made | changes))
+
+
 def test_a_build_is_used_only_while_every_source_it_was_made_from_is_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "tree"
-    (root / "engine" / "promotions").mkdir(parents=True)
-    (root / "wallet").mkdir()
-    source = root / "engine" / "promotions" / "evaluate.py"
-    source.write_text("from wallet.money import BP\nimport json\n")
-    money = root / "wallet" / "money.py"
-    money.write_text("BP = 10_000\n")
-    built = tmp_path / "_native"
-    built.mkdir()
+    root, source, built = _tree(tmp_path)
     assert not current(built, source, root)  # no build
-    (built / "evaluate.so").write_bytes(b"")
-    made = {"sources": sources(source, root), "files": ["evaluate.so"], "made_by": ["mypy", "2"]}
-    assert set(made["sources"]) == {"engine/promotions/evaluate.py", "wallet/money.py"}  # json is not ours
-    stamp(built).write_text(json.dumps(made))
+    _stamp_it(built, source, root)
+    # Every module the core imports, directly or through another (json is not ours).
+    assert set(sources(source, root)) == {"engine/promotions/evaluate.py", "wallet/money.py", "kartka/bounds.py"}
     assert current(built, source, root)
     assert native_path(["src"], built, source, root) == [str(built), "src"]
     monkeypatch.setenv("KARTKA_PURE_PYTHON_ENGINE", "1")
     assert native_path(["src"], built, source, root) == ["src"]  # asked for plain Python
     monkeypatch.delenv("KARTKA_PURE_PYTHON_ENGINE")
-    money.write_text("BP = 100\n")  # a module the core read types from changed: the build is not it
+    bounds = root / "kartka" / "bounds.py"
+    bounds.write_text("LIMIT = 2\n")  # a module the core reads types through changed: the build is not it
     assert not current(built, source, root)
     assert native_path(["src"], built, source, root) == ["src"]
-    money.write_text("BP = 10_000\n")
+    bounds.write_text("LIMIT = 1\n")
     assert current(built, source, root)
-    (built / "evaluate.so").unlink()  # half a build
+    (built / built_files()[1]).unlink()  # half a build
+    assert not current(built, source, root)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"format": 1},  # a stamp that hashed fewer sources
+        {"files": [1]},
+        {"files": []},
+        {"sources": {"engine/promotions/evaluate.py\u0000": "x"}},
+        {"sources": {"../outside.py": "x", "engine/promotions/evaluate.py": "x"}},
+        {"sources": {"\ud800": "x"}},
+        {"sources": ["engine/promotions/evaluate.py"]},
+    ],
+)
+def test_a_stamp_in_any_state_means_plain_python_never_an_error(tmp_path: Path, changes: dict[str, Any]) -> None:
+    """The check runs when engine.promotions is imported: whatever the stamp holds, the app starts."""
+    root, source, built = _tree(tmp_path)
+    _stamp_it(built, source, root, **changes)
+    assert not current(built, source, root)
+    stamp(built).write_text("[" * 100_000)  # deeper than the JSON parser goes
     assert not current(built, source, root)
