@@ -38,8 +38,6 @@ BUILD = HERE / "_native"
 ROOT = HERE.parent.parent
 """The folder the project's top-level packages are in (the checkout, or site-packages)."""
 OURS = ("engine", "wallet", "kartka", "analytics", "notifications", "api", "boot")
-
-
 FORMAT = 2
 """The stamp's format: a stamp of another format (one that hashed fewer sources) is not current."""
 
@@ -101,7 +99,7 @@ def current(build: Path = BUILD, source: Path = SOURCE, root: Path = ROOT) -> bo
     whatever is wrong with a build, the plain module runs."""
     try:
         return _current(build, source, root)
-    except Exception:
+    except Exception:  # a stamp or a file in any state: the plain module runs, the app starts
         return False
 
 
@@ -112,15 +110,21 @@ def _current(build: Path, source: Path, root: Path) -> bool:
     built, hashed = found.get("files"), found.get("sources")
     if not isinstance(built, list) or not isinstance(hashed, dict) or set(built) != set(built_files()):
         return False
-    if source.relative_to(root).as_posix() not in hashed:
+    return (
+        source.relative_to(root).as_posix() in hashed
+        and all(_unchanged(root, name, digest) for name, digest in hashed.items())
+        and all((build / name).is_file() for name in built)
+    )
+
+
+def _unchanged(root: Path, name: object, digest: object) -> bool:
+    """Whether the tree's own file ``name`` (no absolute path, no ``..``) still has SHA-256 ``digest``."""
+    if not (isinstance(name, str) and isinstance(digest, str)):
         return False
-    for name, digest in hashed.items():
-        file = root / name
-        if not (isinstance(name, str) and isinstance(digest, str)) or ".." in Path(name).parts or not file.is_file():
-            return False
-        if _digest(file) != digest:
-            return False
-    return all((build / name).is_file() for name in built)
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts or not (root / path).is_file():
+        return False
+    return _digest(root / path) == digest
 
 
 def _digest(file: Path) -> str:

@@ -230,6 +230,7 @@ def test_a_build_is_used_only_while_every_source_it_was_made_from_is_unchanged(
         {"files": []},
         {"sources": {"engine/promotions/evaluate.py\u0000": "x"}},
         {"sources": {"../outside.py": "x", "engine/promotions/evaluate.py": "x"}},
+        {"sources": {"/dev/zero": "x", "engine/promotions/evaluate.py": "x"}},
         {"sources": {"\ud800": "x"}},
         {"sources": ["engine/promotions/evaluate.py"]},
     ],
