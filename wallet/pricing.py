@@ -97,6 +97,17 @@ class LinePricing(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     (lines on sale never are), so the points a cart spends are spread only where they may pay."""
 
 
+def applied_totals(lines: Sequence[LinePricing]) -> dict[str, tuple[int, int, int]]:
+    """Promotion id → (revision, discount, points) over a priced cart's lines, in the order the promotions
+    first appear: what a promotion's limits count and its use records."""
+    totals: dict[str, tuple[int, int, int]] = {}
+    for line in lines:
+        for a in line.promotions:
+            _, d, p = totals.get(a.id, (a.revision, 0, 0))
+            totals[a.id] = (a.revision, d + a.discount, p + a.points)
+    return totals
+
+
 class Message(msgspec.Struct, frozen=True):
     code: str
     text: str

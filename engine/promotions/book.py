@@ -30,7 +30,7 @@ from engine.promotions.shapes import Used
 from kartka.db import Connection
 from kartka.sql import Part, named
 from wallet.money import prorate
-from wallet.pricing import CartLine, Pricing, PricingRequest, ReturnedPart, ReturnedPromotion
+from wallet.pricing import CartLine, Pricing, PricingRequest, ReturnedPart, ReturnedPromotion, applied_totals
 
 #: The start of a window with no ``days``: before any order (``datetime.min`` in a zone east of UTC
 #: overflows when converted to UTC).
@@ -169,11 +169,7 @@ class Reading:
         # or a budget, which counts the orders before it too. What each gave on which line is on the
         # order's lines (the wallet writes them); the use carries the order's totals. Only the budget
         # rows this reading locked are counted: a row takes no lock out of id order.
-        totals: dict[str, tuple[int, int, int]] = {}
-        for line in pricing.lines:
-            for a in line.promotions:
-                _, d, p = totals.get(a.id, (a.revision, 0, 0))
-                totals[a.id] = (a.revision, d + a.discount, p + a.points)
+        totals = applied_totals(pricing.lines)
         if not totals:
             return None
         ids = list(totals)

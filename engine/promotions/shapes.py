@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from wallet.pricing import LinePricing
+from wallet.pricing import LinePricing, applied_totals
 
 Reason = str
 """Why a promotion did not apply: ``audience``, ``where``, ``when``, ``condition`` or ``limit``."""
@@ -96,9 +96,4 @@ class Outcome(msgspec.Struct, frozen=True):
 
     def applied(self) -> dict[str, tuple[int, int, int]]:
         """Promotion id → (revision, discount, points) over the whole cart: what its limits count."""
-        totals: dict[str, tuple[int, int, int]] = {}
-        for line in self.lines:
-            for a in line.promotions:
-                _, d, p = totals.get(a.id, (a.revision, 0, 0))
-                totals[a.id] = (a.revision, d + a.discount, p + a.points)
-        return totals
+        return applied_totals(self.lines)
