@@ -1,8 +1,10 @@
 """Fixtures for the staff console in a real browser: Debian's Chromium driven by Playwright, against the app
 served over HTTP on a free port. One server and one browser per test module; each module names its own
 xdist_group, so the modules run side by side. Every page visited is checked with axe-core (no serious or
-critical violations) and photographed at tablet and desktop size into ``screenshots/console/``
-(git-ignored) for a reviewer to look at."""
+critical violations) and laid out at tablet and desktop size without the page scrolling sideways. With
+``KARTKA_CONSOLE_SCREENSHOTS`` set (``scripts/test`` passes it through), each is also photographed at
+both sizes into ``screenshots/console/`` (git-ignored) for a reviewer to look at: a second apiece, so
+not on every run."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from kartka.staff import Role, create_staff
 from tests.helpers import PASSWORDS
 from tests.served import Served
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Debian's headless build of Chromium (``chromium-headless-shell``, what Playwright runs headless), else the
+#: full browser: the same engine, a third of the CPU.
+CHROMIUM = shutil.which("chromium-headless-shell") or shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "screenshots" / "console"
 PASSWORD = "correct horse battery staple"
 SIZES: dict[str, ViewportSize] = {"tablet": {"width": 820, "height": 1180}, "desktop": {"width": 1440, "height": 900}}
@@ -33,7 +37,7 @@ SIZES: dict[str, ViewportSize] = {"tablet": {"width": 820, "height": 1180}, "des
 @pytest.fixture(autouse=True)
 def _chromium() -> None:
     if CHROMIUM is None and not os.environ.get("CI"):  # scripts/test installs it where it can (root, apt-get)
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it as root)")
+        pytest.skip("neither chromium-headless-shell nor chromium is installed (scripts/test installs one as root)")
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +73,20 @@ expect.set_options(timeout=20_000)
 
 
 async def look(page: Page, name: str) -> None:
-    """Check the page with axe-core and photograph it at both sizes."""
+    """Check the page with axe-core, and that it fits both sizes' width (a wide table scrolls in its own
+    box, never the page); photograph it at both when asked (``KARTKA_CONSOLE_SCREENSHOTS``)."""
     results = await _AXE.run(page)
     bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: " + "; ".join(f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in bad)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    photograph = bool(os.environ.get("KARTKA_CONSOLE_SCREENSHOTS"))
+    if photograph:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for size, viewport in SIZES.items():
         await page.set_viewport_size(viewport)
-        await page.screenshot(path=SCREENSHOTS / f"{name}-{size}.png", full_page=True)
+        overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{name} at {size} size scrolls sideways by {overflow} px"
+        if photograph:
+            await page.screenshot(path=SCREENSHOTS / f"{name}-{size}.png", full_page=True)
     await page.set_viewport_size(SIZES["desktop"])
 
 
