@@ -7,6 +7,11 @@
 # no network. tests/test_packaging.py runs venv_current and ensure_venv on a virtualenv of its own.
 
 PYTHON="${PYTHON:-python3}"
+# Bytecode is written, whatever the environment says (CI sets PYTHONDONTWRITEBYTECODE): into our own
+# virtualenvs and the checkout's git-ignored __pycache__ folders. Otherwise every process the tests start
+# (each pytest worker, kartka serve, its worker, the CLI) would compile again all it imports, and
+# compiling everything ahead instead costs ~18 s of CPU for the many modules nothing imports.
+unset PYTHONDONTWRITEBYTECODE
 
 # What a virtualenv of lock $1 is made from: requirements/$1.txt, the installer's lock and pyproject.toml.
 venv_inputs() {
@@ -43,9 +48,7 @@ ensure_venv() {
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
         -r requirements/tools.txt
     uv="$venv/bin/uv pip install --quiet --python $venv/bin/python"
-    # Compiled here once (--compile-bytecode): with PYTHONDONTWRITEBYTECODE set, as on CI, every process
-    # the tests start would compile what it imports again.
-    $uv --require-hashes --only-binary :all: --compile-bytecode -r "$lock"
+    $uv --require-hashes --only-binary :all: -r "$lock"
     $uv --no-deps --no-build-isolation -e .
     venv_stamp "$venv" "$2"
 }
