@@ -133,31 +133,68 @@ def fuzzed_app(fuzzed_settings: Settings, clock: FakeClock) -> Iterator[Litestar
 def test_every_operation_answers_as_documented_whoever_calls(
     fuzzed_app: Litestar, fuzzed_settings: Settings, credentials: dict[str, dict[str, str]], kind: str
 ) -> None:
-    schema = schemathesis.openapi.from_asgi("/schema/openapi.json", fuzzed_app)
-    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) > 40
+    """Each operation that takes ``kind``'s credential (and, for ``none``, each open one), explored in
+    depth with it: the handler runs."""
     findings: list[str] = []
     twilio_url = fuzzed_settings.public_base + TWILIO_WEBHOOK
     refused: list[str] = []  # operations whose accepted credential was refused every time
 
-    for operation in operations:
-        schemes = {name for requirement in operation.definition.raw.get("security", []) for name in requirement}
+    for operation in _operations(fuzzed_app):
+        schemes = _schemes(operation)
         # An open operation ignores credentials: it is explored once, without any.
-        accepted = any(kind in ACCEPTS.get(scheme, set()) for scheme in schemes) if schemes else kind == "none"
-        if kind == "provider" and not accepted:
+        if not (_accepts(schemes, kind) if schemes else kind == "none"):
             continue
         headers = _provider(credentials[kind], schemes, twilio_url) if kind == "provider" else _same(credentials[kind])
         statuses: set[int] = set()
         try:
-            _fuzz(operation, headers, EXAMPLES if accepted else REFUSED_EXAMPLES, statuses)
+            _fuzz(operation, [headers], EXAMPLES, statuses)
         except (Exception, BaseExceptionGroup) as exc:  # every finding is collected, then reported together
             findings.append(f"{operation.label} as {kind}: {str(exc).strip()[:1500]}")
-        if accepted and schemes and statuses <= {401, 403}:
+        if schemes and statuses <= {401, 403}:
             refused.append(f"{operation.label}: {sorted(statuses)}")
 
     assert not findings, f"{len(findings)} findings:\n\n" + "\n\n".join(findings)
     if kind == "provider":  # the credentials the fuzzer makes are right: the handlers run
         assert refused == []
+
+
+def test_every_operation_refuses_as_documented_whoever_else_calls(
+    fuzzed_app: Litestar, credentials: dict[str, dict[str, str]]
+) -> None:
+    """Each operation called with every kind of credential it does not take (the provider's are tried
+    only where they belong), and each open one with every credential it ignores: one generated request
+    apiece, sent by each of them, since the refusal (or the ignored header) is the same whatever the
+    body."""
+    findings: list[str] = []
+    for operation in _operations(fuzzed_app):
+        schemes = _schemes(operation)
+        # An open operation ignores credentials: the kinds other than none send theirs for nothing.
+        others = [k for k in KINDS if k != "provider" and (not _accepts(schemes, k) if schemes else k != "none")]
+        if not others:
+            continue
+        statuses: set[int] = set()
+        try:
+            _fuzz(operation, [_same(credentials[kind]) for kind in others], REFUSED_EXAMPLES, statuses)
+        except (Exception, BaseExceptionGroup) as exc:
+            findings.append(f"{operation.label} as {', '.join(others)}: {str(exc).strip()[:1500]}")
+        if schemes and not statuses <= {401, 403}:
+            findings.append(f"{operation.label} as {', '.join(others)}: answered {sorted(statuses)}, not a refusal")
+    assert not findings, f"{len(findings)} findings:\n\n" + "\n\n".join(findings)
+
+
+def _operations(app: Litestar) -> list[Any]:
+    schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert len(operations) > 40
+    return operations
+
+
+def _schemes(operation: Any) -> set[str]:
+    return {name for requirement in operation.definition.raw.get("security", []) for name in requirement}
+
+
+def _accepts(schemes: set[str], kind: str) -> bool:
+    return any(kind in ACCEPTS.get(scheme, set()) for scheme in schemes)
 
 
 def _same(headers: dict[str, str]) -> Callable[[Any], dict[str, str]]:
@@ -184,7 +221,9 @@ def _provider(credential: dict[str, str], schemes: set[str], twilio_url: str) ->
     return headers
 
 
-def _fuzz(operation: Any, headers: Callable[[Any], dict[str, str]], examples: int, statuses: set[int]) -> None:
+def _fuzz(operation: Any, callers: list[Callable[[Any], dict[str, str]]], examples: int, statuses: set[int]) -> None:
+    """``examples`` generated requests to ``operation``, each sent with the headers of every caller."""
+
     @hypothesis.settings(
         max_examples=examples,
         deadline=None,
@@ -195,6 +234,7 @@ def _fuzz(operation: Any, headers: Callable[[Any], dict[str, str]], examples: in
     )
     @hypothesis.given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
-        statuses.add(case.call_and_validate(headers=headers(case), checks=CHECKS).status_code)
+        for headers in callers:
+            statuses.add(case.call_and_validate(headers=headers(case), checks=CHECKS).status_code)
 
     fuzz()
