@@ -72,7 +72,9 @@ class ThreadedServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        """Stop serving at once: a request still in the handler (a ``slow`` fake's sleep) is dropped, not
+        waited for, as a provider that goes away drops it."""
         if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
+            self._server.should_exit = self._server.force_exit = True
             self._thread.join(timeout=10)
             self._server = None
