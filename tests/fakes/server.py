@@ -72,8 +72,9 @@ class ThreadedServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
-        """Stop serving at once: a request still in the handler (a ``slow`` fake's sleep) is dropped, not
-        waited for, as a provider that goes away drops it."""
+        """Stop serving without waiting out a request still in the handler (a ``slow`` fake's sleep):
+        uvicorn cancels it (the client, if still there, gets a 500). Python 3.12 and later still wait
+        for open connections to close; the tests stop a fake after the app that called it."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = self._server.force_exit = True
             self._thread.join(timeout=10)
