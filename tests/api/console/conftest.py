@@ -2,7 +2,7 @@
 served over HTTP on a free port. One server and one browser per test module; each module names its own
 xdist_group, so the modules run side by side. Every page visited is checked with axe-core (no serious or
 critical violations) and laid out at tablet and desktop size without the page scrolling sideways. With
-``KARTKA_CONSOLE_SCREENSHOTS`` set (``scripts/test`` passes it through), each is also photographed at
+``KARTKA_CONSOLE_SCREENSHOTS`` set, each is also photographed at
 both sizes into ``screenshots/console/`` (git-ignored) for a reviewer to look at: a second apiece, so
 not on every run."""
 
