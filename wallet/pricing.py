@@ -8,9 +8,10 @@ over lines and never lets a cart spend more than the customer has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
+from uuid import UUID
 
 import msgspec
 
@@ -236,10 +237,10 @@ class BookReading(Protocol):
         truth, even when 20 tills commit against the last use of a budget at once."""
         ...
 
-    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
-        """What ``pricing`` gave (the order's use of each promotion, and the budgets this reading
-        locked), as common table expressions for the order's own insert to carry: they name the new
-        order ``o`` (its key ``o.id``)."""
+    def recording(self, *, customer_id: UUID, at: datetime, totals: Mapping[str, tuple[int, int, int]]) -> Part | None:
+        """What the pricing gave, its :func:`applied_totals` (the order's use of each promotion, and the
+        budgets this reading locked), as common table expressions for the order's own insert to carry:
+        they name the new order ``o`` (its key ``o.id``)."""
         ...
 
 
@@ -247,7 +248,7 @@ class PromotionBook(Protocol):
     """Where the engine counts its promotions' limits and records what applied to which line, in the
     commit's and refund's own transactions (the embedded engine's tables; wallet never reads them)."""
 
-    def reading(self, lines: Sequence[CartLine], *, customer_id: str, at: datetime) -> BookReading:
+    def reading(self, lines: Sequence[CartLine], *, customer_id: UUID, at: datetime) -> BookReading:
         """What a commit of ``lines`` must lock and read before it is priced, at ``at``."""
         ...
 

@@ -30,7 +30,7 @@ from engine.promotions.shapes import Used
 from kartka.db import Connection
 from kartka.sql import Part, named
 from wallet.money import prorate
-from wallet.pricing import CartLine, Pricing, PricingRequest, ReturnedPart, ReturnedPromotion, applied_totals
+from wallet.pricing import CartLine, Pricing, PricingRequest, ReturnedPart, ReturnedPromotion
 
 #: The start of a window with no ``days``: before any order (``datetime.min`` in a zone east of UTC
 #: overflows when converted to UTC).
@@ -41,14 +41,15 @@ class PromotionBook:
     def __init__(self, engine: EmbeddedEngine) -> None:
         self.engine = engine
 
-    def reading(self, lines: Sequence[CartLine], *, customer_id: str, at: datetime) -> Reading:
+    def reading(self, lines: Sequence[CartLine], *, customer_id: UUID, at: datetime) -> Reading:
         return self._reading(lines, customer_id, at, lock=True)
 
     async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
-        reading = self._reading(request.lines, request.customer_id, request.at, lock=False)
+        customer = UUID(request.customer_id) if request.customer_id else None
+        reading = self._reading(request.lines, customer, request.at, lock=False)
         return await reading.price(conn, request, await reading.fetch(conn))
 
-    def _reading(self, lines: Sequence[CartLine], customer_id: str | None, at: datetime, *, lock: bool) -> Reading:
+    def _reading(self, lines: Sequence[CartLine], customer_id: UUID | None, at: datetime, *, lock: bool) -> Reading:
         catalog = self.engine.catalog.current  # pinned: the read and the pricing see the same promotions
         limited, personal = catalog.state_needed(lines)
         return Reading(self.engine, catalog, limited, customer_id, at, lock=lock, personal=personal)
@@ -150,7 +151,7 @@ class Reading:
         engine: EmbeddedEngine,
         catalog: Catalog,
         promotions: list[Active],
-        customer_id: str | None,
+        customer_id: UUID | None,
         at: datetime,
         *,
         lock: bool,
@@ -164,12 +165,11 @@ class Reading:
         """The part's value, read in a statement of its own."""
         return await _read(conn, self.part)
 
-    def recording(self, *, customer_id: str, at: datetime, pricing: Pricing) -> Part | None:
+    def recording(self, *, customer_id: UUID, at: datetime, totals: Mapping[str, tuple[int, int, int]]) -> Part | None:
         # A use for every promotion, limited now or not: a later revision may add a per-customer limit
         # or a budget, which counts the orders before it too. What each gave on which line is on the
         # order's lines (the wallet writes them); the use carries the order's totals. Only the budget
         # rows this reading locked are counted: a row takes no lock out of id order.
-        totals = applied_totals(pricing.lines)
         if not totals:
             return None
         ids = list(totals)
@@ -177,7 +177,7 @@ class Reading:
         return Part(
             _RECORD,
             {
-                "book_customer": UUID(customer_id),
+                "book_customer": customer_id,
                 "book_at": at,
                 "book_ids": ids,
                 "book_revisions": [totals[i][0] for i in ids],
@@ -208,7 +208,7 @@ class Reading:
 
 
 def state_part(
-    customer_id: str | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
+    customer_id: UUID | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
 ) -> Part | None:
     """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (their rows
     locked in id order when ``lock``: a parallel commit meeting the same budget waits on the row, then
@@ -236,7 +236,7 @@ def state_part(
     if not fields:
         return None
     if customer_id and (windows or offers):
-        values["book_customer"] = UUID(customer_id)
+        values["book_customer"] = customer_id
     return Part(f"SELECT json_build_object({', '.join(fields)})", values)
 
 
@@ -259,7 +259,7 @@ def counted(read: Any, promotions: Sequence[Active]) -> tuple[dict[str, Used], f
 
 
 async def used_in(
-    conn: Connection, customer_id: str | None, promotions: Sequence[Active], at: datetime
+    conn: Connection, customer_id: UUID | None, promotions: Sequence[Active], at: datetime
 ) -> Mapping[str, Used]:
     """What each limited promotion has counted, read as it stands (no locks): a backtest's or a preview's
     view of the limits."""

@@ -160,7 +160,7 @@ class Trials:
         )
         catalog = _catalog(self.catalog.current, drafts, self.program.zone)
         limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
-        used = await used_in(conn, facts.customer_id, limited_ones, at)
+        used = await used_in(conn, customer_id, limited_ones, at)
         outcome = evaluate(
             data.lines,
             facts,

@@ -4,6 +4,7 @@ the remote engine's notice) queued in the same transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from wallet.ledger import EntryKind
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
 from wallet.orders.notices import order_notice, tell_engine
 from wallet.orders.structs import CLOCK_SKEW, Channel, CommitInput, OrderResult, OrderScope, Quote, Stored
-from wallet.pricing import CommittedOrder, Pricing
+from wallet.pricing import CommittedOrder, Pricing, applied_totals
 from wallet.program import Program, Tier
 from wallet.tiers import tier_view, upgrade_if_earned
 
@@ -28,13 +29,16 @@ if TYPE_CHECKING:
     from wallet.orders.service import OrderService
 
 
-def promotion_totals(pricing: Pricing) -> list[tuple[str, int]]:
-    """(title, discount) of each promotion applied, in the order they first appear on the lines."""
-    totals: dict[str, int] = {}
-    for line in pricing.lines:
-        for applied in line.promotions:
-            totals[applied.id] = totals.get(applied.id, 0) + applied.discount
-    return [(pricing.promotion_titles.get(pid, pid), discount) for pid, discount in totals.items()]
+def promotion_totals(
+    pricing: Pricing, totals: Mapping[str, tuple[int, int, int]] | None = None
+) -> list[tuple[str, int]]:
+    """(title, discount) of each promotion applied, in the order they first appear on the lines
+    (``totals``: the pricing's :func:`applied_totals`, when the caller has them already)."""
+    titles = pricing.promotion_titles
+    return [
+        (titles.get(pid, pid), discount)
+        for pid, (_, discount, _) in (applied_totals(pricing.lines) if totals is None else totals).items()
+    ]
 
 
 def purchase_time(program: Program, data: CommitInput, now: datetime) -> datetime:
@@ -80,7 +84,7 @@ async def commit(
     # The book's read of the limits this cart meets (their rows locked) rides on the snapshot: a commit
     # with promotions makes as many round trips as one without. The snapshot's two subqueries are
     # aggregates, so it is always one row and the book's part always runs, its locks with it.
-    reading = orders.book.reading(data.lines, customer_id=str(customer_id), at=purchased_at) if orders.book else None
+    reading = orders.book.reading(data.lines, customer_id=customer_id, at=purchased_at) if orders.book else None
     book = reading.part if reading is not None else None
     snapshot = await conn.fetchrow(
         *named(_SNAPSHOT + (f", ({book.sql}) AS book" if book else "") + _SNAPSHOT_FROM).bind(
@@ -131,11 +135,8 @@ async def commit(
         )
 
     # What the promotions gave (lines, uses, budgets) rides on the order's insert, as the read did.
-    given = (
-        reading.recording(customer_id=str(customer_id), at=purchased_at, pricing=pricing)
-        if reading is not None
-        else None
-    )
+    totals = applied_totals(pricing.lines)
+    given = reading.recording(customer_id=customer_id, at=purchased_at, totals=totals) if reading is not None else None
     try:
         order_pk: int = await conn.fetchval(
             *named(INSERT_ORDER + (f",\n{given.sql}" if given else "") + "\nSELECT id FROM o").bind(
@@ -238,7 +239,7 @@ async def commit(
         balance=balance,
         tier=tier_after,
         tier_upgraded=upgraded is not None,
-        receipt_lines=receipts.promotion_lines(program.language, promotion_totals(pricing), program.currency)
+        receipt_lines=receipts.promotion_lines(program.language, promotion_totals(pricing, totals), program.currency)
         + receipts.order_lines(
             program.language,
             program.zone,
