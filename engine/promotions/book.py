@@ -45,11 +45,12 @@ class PromotionBook:
         return self._reading(lines, customer_id, at, lock=True)
 
     async def quote(self, conn: Connection, request: PricingRequest) -> Pricing:
-        customer = UUID(request.customer_id) if request.customer_id else None
-        reading = self._reading(request.lines, customer, request.at, lock=False)
+        reading = self._reading(request.lines, request.customer_id, request.at, lock=False)
         return await reading.price(conn, request, await reading.fetch(conn))
 
-    def _reading(self, lines: Sequence[CartLine], customer_id: UUID | None, at: datetime, *, lock: bool) -> Reading:
+    def _reading(
+        self, lines: Sequence[CartLine], customer_id: UUID | str | None, at: datetime, *, lock: bool
+    ) -> Reading:
         catalog = self.engine.catalog.current  # pinned: the read and the pricing see the same promotions
         limited, personal = catalog.state_needed(lines)
         return Reading(self.engine, catalog, limited, customer_id, at, lock=lock, personal=personal)
@@ -151,7 +152,7 @@ class Reading:
         engine: EmbeddedEngine,
         catalog: Catalog,
         promotions: list[Active],
-        customer_id: UUID | None,
+        customer_id: UUID | str | None,
         at: datetime,
         *,
         lock: bool,
@@ -208,7 +209,7 @@ class Reading:
 
 
 def state_part(
-    customer_id: UUID | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
+    customer_id: UUID | str | None, promotions: Sequence[Active], at: datetime, *, lock: bool, offers: bool
 ) -> Part | None:
     """A scalar subquery of a JSON object: ``budgets``, the totals of ``promotions``' budgets (their rows
     locked in id order when ``lock``: a parallel commit meeting the same budget waits on the row, then
@@ -235,8 +236,8 @@ def state_part(
         values["book_at"] = at
     if not fields:
         return None
-    if customer_id and (windows or offers):
-        values["book_customer"] = customer_id
+    if customer_id and (windows or offers):  # a calculate's id is text, parsed only when it is read
+        values["book_customer"] = customer_id if isinstance(customer_id, UUID) else UUID(customer_id)
     return Part(f"SELECT json_build_object({', '.join(fields)})", values)
 
 
