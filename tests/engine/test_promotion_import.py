@@ -12,6 +12,9 @@ from boot.cli import main as kartka
 from engine.promotions.importer import read_file
 from engine.promotions.model import Bundle, InvalidPromotion, NForM, Selector
 from kartka.db import Connection
+from tests.api.test_promotions import no_promotions_left
+
+__all__ = ["no_promotions_left"]  # the fixture, shared: imports go live in the suite's app, which outlives the test
 
 PROGRAM = """
 redeem_cap_bp = 6000
