@@ -96,7 +96,9 @@ class _OrderHandlers(Controller):
         principal = principal_of(request)
         services = services_of(request.app.state)
         async with services.pool.acquire() as conn:  # read-only and hot: inline, as identify does
-            return await services.orders.calculate(conn, data, store=principal.store, terminal=principal.terminal)
+            return await services.orders.calculate(
+                conn, data, store=principal.store, terminal=principal.terminal, channel=_channel(principal)
+            )
 
     @post(
         "/",

@@ -316,6 +316,25 @@ MILK = {
 }
 
 
+async def test_a_promotion_kept_to_one_channel_is_shown_and_given_by_that_channel_only(
+    staff: Staff, app: Litestar, client: Client, pos: dict[str, str], integration: dict[str, str]
+) -> None:
+    """The online shop's calculate prices as its commit will (``where.channels``), and so does the till's."""
+    await staff.call("mark", "POST", BASE, 201, json=MILK | {"where": {"channels": ["online"]}})
+    await staff.call("mark", "POST", f"{BASE}/milk-10/submit", 200)
+    await staff.call("ada", "POST", f"{BASE}/milk-10/approve", 200)
+    await catalog_holds(app, {"milk-10"})
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375291234567"}, headers=pos)).json()
+    cart = {"card": card["card"]["number"], "lines": [{"sku": "milk", "qty": 2, "unit_price": 250}]}
+    for base, headers, discount in (("/v1/integrations/orders", integration, 50), ("/v1/pos/orders", pos, 0)):
+        quote = await client.post(f"{base}/calculate", json=cart, headers=headers)
+        assert quote.status_code == 200, quote.text
+        order = cart | {"order_id": f"o-{discount}"}
+        committed = await client.post(base, json=order, headers=headers | {"Idempotency-Key": f"k-{discount}"})
+        assert committed.status_code == 201, committed.text
+        assert (base, quote.json()["discount"], committed.json()["discount"]) == (base, discount, discount)
+
+
 async def test_preview_prices_a_cart_with_drafts_and_says_why_the_others_did_not_apply(
     staff: Staff, app: Litestar, client: Client, pos: dict[str, str]
 ) -> None:

@@ -444,9 +444,13 @@ async def test_calculate_shows_a_promotion_only_while_it_fits_its_limits(pool: P
     assert promotion_book(orders.engine) is not None  # the embedded engine's book: calculate reads what it counted
     async with pool.acquire() as conn:
         numbers = [await card(orders, conn, n) for n in range(3)]
-        quote = await orders.calculate(conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t")
+        quote = await orders.calculate(
+            conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t", channel="pos"
+        )
         assert quote.discount == 300
         for n in range(2):
             assert (await buy(orders, conn, numbers[n], f"o-{n}"))["discount"] == 300
-        quote = await orders.calculate(conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t")
+        quote = await orders.calculate(
+            conn, CalculateInput(card=numbers[2], lines=(TEA,)), store="s1", terminal="t", channel="pos"
+        )
         assert quote.discount == 0

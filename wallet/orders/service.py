@@ -70,7 +70,7 @@ class OrderService:
         at: datetime,
         store: str | None,
         terminal: str | None,
-        channel: Channel = "pos",
+        channel: Channel,
     ) -> PricingRequest:
         tier = self.program.tier(tier_code)
         nxt = self.program.next_tier(tier)
@@ -164,10 +164,10 @@ class OrderService:
         )
 
     async def calculate(
-        self, conn: Connection, data: CalculateInput, *, store: str | None, terminal: str | None
+        self, conn: Connection, data: CalculateInput, *, store: str | None, terminal: str | None, channel: Channel
     ) -> Quote:
-        """Price a cart for the customer behind ``data.card``; writes nothing. A request for more
-        points than may be redeemed is cut to the maximum."""
+        """Price a cart for the customer behind ``data.card``, as a commit from the same ``channel`` would;
+        writes nothing. A request for more points than may be redeemed is cut to the maximum."""
         now = self.clock.now()
         who = await self.customers.identify(conn, data.card, now)
         request = await self.pricing_request(
@@ -181,6 +181,7 @@ class OrderService:
             at=now,
             store=store,
             terminal=terminal,
+            channel=channel,
         )
         pricing = await self.book.quote(conn, request) if self.book is not None else None
         return await self.quote(request, pricing)
