@@ -289,7 +289,7 @@ class Trials:
         lines: dict[int, list[CartLine]] = defaultdict(list)
         for line in await conn.fetch(
             """
-            SELECT order_pk, sku, qty, unit_price, category, on_sale FROM order_lines
+            SELECT order_pk, sku, qty, unit_price, category, brand, on_sale FROM order_lines
              WHERE order_pk = ANY($1::bigint[]) ORDER BY order_pk, line_no
             """,
             ids,
@@ -300,6 +300,7 @@ class Trials:
                     qty=line["qty"],
                     unit_price=line["unit_price"],
                     category=line["category"],
+                    brand=line["brand"],
                     on_sale=line["on_sale"],
                 )
             )

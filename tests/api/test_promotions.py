@@ -404,6 +404,26 @@ async def test_a_backtest_reprices_the_period_with_the_promotion_and_its_limits(
     assert backwards["errors"][0]["field"] == "to"
 
 
+async def test_a_backtest_sees_the_brand_the_till_sent(
+    staff: Staff, client: Client, pos: dict[str, str], pool: Pool, clock: FakeClock
+) -> None:
+    """Lines keep their brand: a promotion on a brand re-prices the stored orders that had it."""
+    card = (await client.post("/v1/pos/customers", json={"phone": "+375291234500"}, headers=pos)).json()
+    for n, brand in enumerate(("savushkin", "other", None)):
+        line = {"sku": "milk", "qty": 2, "unit_price": 250} | ({"brand": brand} if brand else {})
+        body = {"order_id": f"o-{n}", "card": card["card"]["number"], "lines": [line]}
+        answer = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": f"k-{n}"})
+        assert answer.status_code == 201, answer.text
+        clock.advance(timedelta(minutes=1))
+    stored = await pool.fetch("SELECT brand FROM order_lines ORDER BY order_pk")
+    assert [r["brand"] for r in stored] == ["savushkin", "other", None]
+    savushkin = MILK | {"id": "savushkin-10", "benefit": MILK["benefit"] | {"lines": {"brands": ["savushkin"]}}}
+    await staff.call("mark", "POST", BASE, 201, json=savushkin)
+    period = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat()}
+    tried = await staff.call("sue", "POST", f"{BASE}/savushkin-10/backtest", 200, json=period)
+    assert (tried["orders"], tried["orders_affected"], tried["discount"]) == (3, 1, 50)
+
+
 async def test_usage_counts_the_orders_that_used_the_promotion(
     staff: Staff, app: Litestar, client: Client, pos: dict[str, str], pool: Pool
 ) -> None:

@@ -4,7 +4,7 @@ the remote engine's notice) queued in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from wallet.ledger import EntryKind
 from wallet.orders.idempotency import encoder, racing_conflict, request_hash, seen_before
 from wallet.orders.notices import order_notice, tell_engine
 from wallet.orders.structs import CLOCK_SKEW, Channel, CommitInput, OrderResult, OrderScope, Quote, Stored
-from wallet.pricing import CommittedOrder, Pricing, applied_totals
+from wallet.pricing import CartLine, CommittedOrder, Pricing, applied_totals
 from wallet.program import Program, Tier
 from wallet.tiers import tier_view, upgrade_if_earned
 
@@ -160,7 +160,7 @@ async def commit(
                 degraded=quote.engine.degraded,
                 channel=channel,
                 engine_notified=not orders.engine_remote,  # the embedded engine needs no telling
-                **_line_arrays(quote),
+                **_line_arrays(quote, data.lines),
                 **(given.values if given else {}),
             )
         )
@@ -310,10 +310,12 @@ async def _tell(
         await tell_engine(events, conn, order_notice(order_pk, order), now)
 
 
-def _line_arrays(quote: Quote) -> dict[str, list[object]]:
-    """The quote's lines as one array per column, for ``unnest`` in :data:`INSERT_ORDER`."""
+def _line_arrays(quote: Quote, cart: Sequence[CartLine]) -> dict[str, list[object]]:
+    """The quote's lines (of ``cart``, in its order) as one array per column, for ``unnest`` in
+    :data:`INSERT_ORDER`."""
     lines = quote.lines
     return {
+        "brands": [line.brand for line in cart],
         "skus": [line.sku for line in lines],
         "names": [line.name for line in lines],
         "categories": [line.category for line in lines],
@@ -340,16 +342,16 @@ WITH o AS (
             :tier_code, :rate_bp, :engine, :degraded, :channel, :engine_notified)
     RETURNING id
 ), lines AS (
-    INSERT INTO order_lines (order_pk, line_no, sku, name, category, on_sale, qty, unit_price, total, discount,
-                             redeemed_points, paid, accrued_points, promotion, promotions)
-    SELECT o.id, l.n - 1, l.sku, l.name, l.category, l.on_sale, l.qty, l.unit_price, l.qty * l.unit_price,
-           l.discount, l.redeemed, l.qty * l.unit_price - l.discount - l.redeemed, l.accrued, l.promotion,
-           l.promotions::jsonb
-      FROM o, unnest(:skus::text[], :names::text[], :categories::text[], :on_sale::bool[], :qtys::int[],
-                     :unit_prices::bigint[], :discounts::bigint[], :redeemed::bigint[], :accrued::bigint[],
-                     :first_promotions::text[], :promotions::text[])
-              WITH ORDINALITY AS l (sku, name, category, on_sale, qty, unit_price, discount, redeemed, accrued,
-                                    promotion, promotions, n)
+    INSERT INTO order_lines (order_pk, line_no, sku, name, category, brand, on_sale, qty, unit_price, total,
+                             discount, redeemed_points, paid, accrued_points, promotion, promotions)
+    SELECT o.id, l.n - 1, l.sku, l.name, l.category, l.brand, l.on_sale, l.qty, l.unit_price,
+           l.qty * l.unit_price, l.discount, l.redeemed, l.qty * l.unit_price - l.discount - l.redeemed, l.accrued,
+           l.promotion, l.promotions::jsonb
+      FROM o, unnest(:skus::text[], :names::text[], :categories::text[], :brands::text[], :on_sale::bool[],
+                     :qtys::int[], :unit_prices::bigint[], :discounts::bigint[], :redeemed::bigint[],
+                     :accrued::bigint[], :first_promotions::text[], :promotions::text[])
+              WITH ORDINALITY AS l (sku, name, category, brand, on_sale, qty, unit_price, discount, redeemed,
+                                    accrued, promotion, promotions, n)
 )"""
 
 #: The balance and the tier window's spend before the purchase; a commit may add the book's read.

@@ -132,13 +132,14 @@ def _refund_of(row: Any) -> EngineNotice:
     return refund_notice(row["id"], row["order_pk"], refunded)
 
 
-# The order as its notice told it: the lines as the till sent them, in their order (the brand a line
-# may have had is not stored).
+# The order as its notice told it: the lines as the till sent them, in their order (no brand for a
+# line stored before lines kept theirs).
 _UNHEARD_ORDERS: Final = """
 SELECT o.id, o.order_id, o.customer_id, o.card_number, o.discount, o.redeemed_points, o.accrued_points,
        o.paid, o.purchased_at, o.store, o.terminal, o.channel,
        (SELECT json_agg(json_build_object('sku', l.sku, 'qty', l.qty, 'unit_price', l.unit_price,
-                                          'name', l.name, 'category', l.category, 'on_sale', l.on_sale)
+                                          'name', l.name, 'category', l.category, 'on_sale', l.on_sale,
+                                          'brand', l.brand)
                         ORDER BY l.line_no)
           FROM order_lines l WHERE l.order_pk = o.id)::text AS lines
   FROM orders o
