@@ -10,6 +10,7 @@ rules (as they are now); a rule that would reach itself is refused when it is sa
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -710,3 +711,11 @@ class SegmentLookup:
         except ValueError:
             return frozenset()
         return await self.membership.segments_of(conn, key, self.clock.now())
+
+    async def members(self, conn: Connection, customer_ids: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        keys: dict[UUID, str] = {}
+        for customer_id in customer_ids:
+            with contextlib.suppress(ValueError):
+                keys[UUID(customer_id)] = customer_id
+        found = await self.membership.members_of(conn, list(keys), self.clock.now())
+        return {keys[key]: ids for key, ids in found.items()}

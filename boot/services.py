@@ -131,6 +131,7 @@ def build_services(
         clock=clock,
     )
     limiter = RateLimiter(derive_key(secret, "rate"))
+    segments = SegmentLookup(program, clock)  # saved segments' members: calculate's, preview's and backtest's
     texts = TextBudget(
         limiter,
         per_hour=settings.sms_budget_per_hour,
@@ -158,7 +159,7 @@ def build_services(
             customers=customers,
             clock=clock,
             book=promotion_book(engine),
-            segments=SegmentsWhenAimed(SegmentLookup(program, clock), holder) if holder else NO_SEGMENTS,
+            segments=SegmentsWhenAimed(segments, holder) if holder else NO_SEGMENTS,
         ),
         tokens=tokens,
         passwords=passwords,
@@ -202,7 +203,9 @@ def build_services(
         promotions=PromotionAdmin(remote=engine.remote, approval=program.promotion_approval),
         shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
         catalog=catalog,
-        trials=Trials(catalog=catalog, customers=customers, program=program) if catalog is not None else None,
+        trials=Trials(catalog=catalog, customers=customers, program=program, segments=segments)
+        if catalog is not None
+        else None,
         receipts=ReceiptService(program=program, clock=clock),
         receipt_importer=ReceiptImporter(pool, clock),
         kpis=KpiService(program),

@@ -273,10 +273,17 @@ class SegmentSource(Protocol):
 
     async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]: ...
 
+    async def members(self, conn: Connection, customer_ids: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        """The segments of many customers at once (a backtest's orders); a customer in none may be left out."""
+        ...
+
 
 class _NoSegments:
     async def segments(self, conn: Connection, customer_id: str) -> frozenset[str]:
         return frozenset()
+
+    async def members(self, conn: Connection, customer_ids: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        return {}
 
 
 NO_SEGMENTS: SegmentSource = _NoSegments()

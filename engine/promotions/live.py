@@ -3,6 +3,8 @@ by live reload, and what the store knows of a customer (personal offers, what li
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from engine.promotions.evaluate import EMPTY_CATALOG, Catalog
 from kartka.db import Connection
 from wallet.pricing import SegmentSource
@@ -35,3 +37,8 @@ class SegmentsWhenAimed:
         if not self.holder.current.needs_segments:
             return frozenset()
         return await self.source.segments(conn, customer_id)
+
+    async def members(self, conn: Connection, customer_ids: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        if not self.holder.current.needs_segments:
+            return {}
+        return await self.source.members(conn, customer_ids)

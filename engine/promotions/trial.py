@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo
@@ -23,7 +24,7 @@ from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 from wallet.customers import CustomerService
-from wallet.pricing import CartLine
+from wallet.pricing import NO_SEGMENTS, CartLine, SegmentSource
 from wallet.program import Program
 
 #: A backtest re-prices at most this many orders (the answer says when it stopped short).
@@ -118,10 +119,21 @@ def _catalog(snapshot: Snapshot, extra: list[LivePromotion], zone: ZoneInfo) -> 
 
 
 class Trials:
-    def __init__(self, *, catalog: LiveCatalog, customers: CustomerService, program: Program) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: LiveCatalog,
+        customers: CustomerService,
+        program: Program,
+        segments: SegmentSource = NO_SEGMENTS,
+    ) -> None:
         self.catalog = catalog
         self.customers = customers
         self.program = program
+        self.segments = segments
+        """Saved segments' members, asked only when a promotion tried is aimed at segments: as a cart's
+        calculate sees them. A backtest sees each customer's segments as they are now (membership has
+        no history)."""
 
     async def preview(self, conn: Connection, data: PromotionPreviewInput, now: datetime) -> PromotionPreview:
         at = data.at or now
@@ -147,6 +159,12 @@ class Trials:
                     id=draft_id, revision=0, promotion=msgspec.structs.replace(draft, id=draft_id), created_at=now
                 )
             )
+        catalog = _catalog(self.catalog.current, drafts, self.program.zone)
+        segments = (
+            await self.segments.segments(conn, str(customer_id))
+            if customer_id is not None and catalog.needs_segments
+            else frozenset[str]()
+        )
         facts = Facts(
             at=at,
             tier=tier,
@@ -155,10 +173,10 @@ class Trials:
             store=data.store,
             channel=data.channel,
             offers=offers,
+            segments=segments,
             language=language,
             currency=self.program.currency,
         )
-        catalog = _catalog(self.catalog.current, drafts, self.program.zone)
         limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
         used = await used_in(conn, customer_id, limited_ones, at)
         outcome = evaluate(
@@ -304,6 +322,9 @@ class Trials:
                     on_sale=line["on_sale"],
                 )
             )
+        members: Mapping[str, frozenset[str]] = {}
+        if with_it.needs_segments or without.needs_segments:
+            members = await self.segments.members(conn, sorted({str(o["customer_id"]) for o in orders}))  # type: ignore[index]
         result = _BatchResult(totals=totals)
         for order in orders:
             cart = lines.get(order["id"])  # type: ignore[index]
@@ -323,6 +344,7 @@ class Trials:
                 store=order["store"],  # type: ignore[index]
                 channel=order["channel"],  # type: ignore[index]
                 offers=frozenset({tried.id}),  # a personal promotion is tried as if offered to everyone
+                segments=members.get(customer, frozenset()),
             )
             used = {tried.id: msgspec.structs.replace(result.totals, customer=len(recent))}
             before = evaluate(cart, facts, without, explain=False)

@@ -222,6 +222,8 @@ async def test_each_field_of_the_rule_selects_what_it_says(conn: Connection, poo
         who["b"]: frozenset(),
         who["c"]: frozenset({"newbies", "gold-or-new"}),
     }
+    many = await lookup.members(conn, [str(who["b"]), str(who["c"]), "not-a-customer"])  # a backtest's batch
+    assert many == {str(who["b"]): frozenset(), str(who["c"]): frozenset({"newbies", "gold-or-new"})}
 
 
 async def test_touched_customers_are_refreshed_between_daily_runs(

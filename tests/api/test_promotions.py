@@ -15,6 +15,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from analytics.segments_daily import run_daily
 from api.state import services_of
 from boot.web import create_app
 from engine.promotions.model import parse_promotion
@@ -26,6 +27,7 @@ from kartka.settings import EngineKind, Settings
 from tests.api.conftest import Staff
 from tests.conftest import START
 from tests.helpers import Keys, problem, sign_in
+from wallet.program import DEFAULT_PROGRAM
 
 Client = AsyncTestClient[Litestar]
 BASE = "/v1/admin/promotions"
@@ -417,11 +419,47 @@ async def test_a_backtest_sees_the_brand_the_till_sent(
         clock.advance(timedelta(minutes=1))
     stored = await pool.fetch("SELECT brand FROM order_lines ORDER BY order_pk")
     assert [r["brand"] for r in stored] == ["savushkin", "other", None]
-    savushkin = MILK | {"id": "savushkin-10", "benefit": MILK["benefit"] | {"lines": {"brands": ["savushkin"]}}}
+    benefit = {"type": "percent_off", "lines": {"brands": ["savushkin"]}, "percent_bp": 1000}
+    savushkin = MILK | {"id": "savushkin-10", "benefit": benefit}
     await staff.call("mark", "POST", BASE, 201, json=savushkin)
     period = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat()}
     tried = await staff.call("sue", "POST", f"{BASE}/savushkin-10/backtest", 200, json=period)
     assert (tried["orders"], tried["orders_affected"], tried["discount"]) == (3, 1, 50)
+
+
+async def test_preview_and_backtest_see_the_shoppers_segments(
+    staff: Staff, client: Client, pos: dict[str, str], keys: Keys, pool: Pool, clock: FakeClock
+) -> None:
+    """A draft aimed at a saved segment is previewed and backtested for its members only, as calculate
+    would price it for them (a backtest reads who is in the segment now)."""
+    cards = []
+    for n, orders in enumerate((2, 1)):
+        card = (await client.post("/v1/pos/customers", json={"phone": f"+37529123456{n}"}, headers=pos)).json()
+        cards.append(card["card"]["number"])
+        for k in range(orders):
+            body = {
+                "order_id": f"o-{n}-{k}",
+                "card": cards[-1],
+                "lines": [{"sku": "milk", "qty": 2, "unit_price": 250}],
+            }
+            answer = await client.post("/v1/pos/orders", json=body, headers=pos | {"Idempotency-Key": f"k-{n}-{k}"})
+            assert answer.status_code == 201, answer.text
+            clock.advance(timedelta(minutes=1))
+    assert await run_daily(pool, DEFAULT_PROGRAM, clock.now()) is not None
+    regulars = {"title": "Regulars", "rule": {"orders_365d": {"min": 2}}}
+    saved = await client.put("/v1/admin/segments/regulars", json=regulars, headers=await keys.headers(Scope.ADMIN))
+    assert saved.status_code == 201, saved.text
+    draft = MILK | {"audience": {"segments": ["regulars"]}}
+    cart = [{"sku": "milk", "qty": 2, "unit_price": 250}]
+    for card, discount in zip(cards, (50, 0), strict=True):
+        previewed = await staff.call(
+            "sue", "POST", f"{BASE}/preview", 200, json={"card": card, "lines": cart, "drafts": [draft]}
+        )
+        assert previewed["discount"] == discount
+    await staff.call("mark", "POST", BASE, 201, json=draft)
+    period = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat()}
+    tried = await staff.call("sue", "POST", f"{BASE}/milk-10/backtest", 200, json=period)
+    assert (tried["orders"], tried["orders_affected"], tried["customers_affected"], tried["discount"]) == (3, 2, 1, 100)
 
 
 async def test_usage_counts_the_orders_that_used_the_promotion(
