@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -292,12 +293,37 @@ async def test_an_ended_promotion_stays_ended(staff: Staff) -> None:
 async def test_a_remote_engine_leaves_no_promotions_to_manage(settings: Settings, clock: FakeClock, keys: Keys) -> None:
     remote = msgspec.structs.replace(settings, engine=EngineKind.HTTP, engine_url="http://127.0.0.1:9")
     admin = await keys.headers(Scope.ADMIN)
+    one = f"{BASE}/pastry-with-coffee"
+    period = {"from": START.isoformat(), "to": (START + timedelta(days=1)).isoformat()}
+    customer = f"/v1/admin/customers/{uuid.uuid4()}/offers"
+    calls: list[tuple[str, str, object]] = [
+        ("GET", BASE, None),
+        ("POST", BASE, promotion()),
+        ("POST", f"{BASE}/preview", {"lines": [{"sku": "milk", "qty": 1, "unit_price": 100}]}),
+        ("GET", one, None),
+        ("PUT", one, promotion()),
+        ("GET", f"{one}/history", None),
+        ("POST", f"{one}/backtest", period),
+        *(("POST", f"{one}/{step}", {"reason": "no"} if step == "reject" else None) for step in _STEPS),
+        ("GET", "/v1/admin/promotion-groups", None),
+        ("PUT", "/v1/admin/promotion-groups/weekend", {"mode": "best", "priority": 10}),
+        ("GET", customer, None),
+        ("POST", customer, {"promotion": "pastry-with-coffee", "valid_until": period["to"]}),
+    ]
     async with AsyncTestClient(create_app(remote, clock=clock)) as client:
-        for method, path in (("GET", BASE), ("POST", BASE), ("GET", "/v1/admin/promotion-groups")):
-            answer = problem(await client.request(method, path, json=promotion(), headers=admin))
-            assert (answer["status"], answer["code"]) == (409, "promotions-managed-remotely")
+        for method, path, body in calls:
+            answer = problem(await client.request(method, path, json=body, headers=admin))
+            assert (method, path, answer["status"], answer["code"]) == (
+                method,
+                path,
+                409,
+                "promotions-managed-remotely",
+            )
     with pytest.raises(ManagedRemotely):
         PromotionAdmin(remote=True, approval=True)._local()
+
+
+_STEPS = ("submit", "approve", "reject", "pause", "resume", "end", "archive")
 
 
 def test_the_audit_diff_names_each_changed_field_old_to_new() -> None:
