@@ -132,6 +132,14 @@ def build_services(
     )
     limiter = RateLimiter(derive_key(secret, "rate"))
     segments = SegmentLookup(program, clock)  # saved segments' members: calculate's, preview's and backtest's
+    orders = OrderService(
+        program=program,
+        engine=engine,
+        customers=customers,
+        clock=clock,
+        book=promotion_book(engine),
+        segments=SegmentsWhenAimed(segments, holder) if holder else NO_SEGMENTS,
+    )
     texts = TextBudget(
         limiter,
         per_hour=settings.sms_budget_per_hour,
@@ -153,14 +161,7 @@ def build_services(
         opt_out=opt_out_links(settings),
         customers=customers,
         importer=Importer(pool, region=settings.default_region, card_prefix=settings.card_prefix),
-        orders=OrderService(
-            program=program,
-            engine=engine,
-            customers=customers,
-            clock=clock,
-            book=promotion_book(engine),
-            segments=SegmentsWhenAimed(segments, holder) if holder else NO_SEGMENTS,
-        ),
+        orders=orders,
         tokens=tokens,
         passwords=passwords,
         signin=SignInService(
@@ -203,7 +204,7 @@ def build_services(
         promotions=PromotionAdmin(remote=engine.remote, approval=program.promotion_approval),
         shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
         catalog=catalog,
-        trials=Trials(catalog=catalog, customers=customers, program=program, segments=segments)
+        trials=Trials(catalog=catalog, customers=customers, orders=orders, program=program, segments=segments)
         if catalog is not None
         else None,
         receipts=ReceiptService(program=program, clock=clock),

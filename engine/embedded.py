@@ -107,51 +107,14 @@ class EmbeddedEngine:
             requested_points=request.requested_points,
             explain=False,
         )
-        # Points with their own expiry are booked apart; the rest expire with the program's.
-        bonus = tuple(
-            BonusPoints(a.id, a.revision, a.points, a.expires_in_days)
-            for a in result.awards
-            if a.expires_in_days is not None and a.points
+        return priced(
+            self.program,
+            request,
+            result,
+            catalog,
+            EngineInfo(name=self.name, degraded=self.degraded),
+            nudge=not self.degraded,
         )
-        plain = sum(a.points for a in result.awards if a.expires_in_days is None)
-        messages = [Message(code=n.code, text=n.text) for n in result.messages]
-        if self.program.tier_nudge_within and request.next_tier is not None and not self.degraded:  # else no nudge
-            to_pay = sum(line.qty * line.unit_price for line in request.lines) - result.discount - result.redeem
-            nudge = self._tier_nudge(request, to_pay)
-            if nudge is not None:
-                messages.append(nudge)
-        titles: dict[str, str] = {}
-        for line in result.lines:
-            for a in line.promotions:
-                if a.id not in titles and (title := catalog.title(a.id, request.language)) is not None:
-                    titles[a.id] = title
-        return Pricing(
-            lines=result.lines,
-            max_redeem_points=result.max_redeem,
-            redeem_points=result.redeem,
-            accrue_points=result.accrue + plain,
-            messages=tuple(messages),
-            engine=EngineInfo(name=self.name, degraded=self.degraded),
-            bonus_points=bonus,
-            promotion_titles=titles,
-        )
-
-    def _tier_nudge(self, request: PricingRequest, to_pay: int) -> Message | None:
-        nxt = request.next_tier
-        within = self.program.tier_nudge_within
-        if nxt is None or within == 0 or self.degraded:
-            return None
-        missing = nxt.threshold - (request.spend_365d + to_pay)
-        if not 0 < missing <= within:
-            return None
-        message = text(
-            request.language,
-            "engine.tier_nudge",
-            amount=format_points(missing, request.language),
-            currency=request.currency,
-            tier=nxt.name,
-        )
-        return Message(code=f"tier-nudge:{nxt.code}", text=message)
 
     async def close(self) -> None:
         return None
@@ -164,3 +127,57 @@ def limited(active: Active) -> bool:
     """Whether a promotion has limits a commit must count."""
     limits = active.promotion.limits
     return limits.per_customer is not None or (limits.budget is not None and limits.budget.limited)
+
+
+def priced(
+    program: Program, request: PricingRequest, result: Outcome, catalog: Catalog, engine: EngineInfo, *, nudge: bool
+) -> Pricing:
+    """The core's outcome as the engine port answers it (``Pricing``): the points promotions give with an
+    expiry of their own booked apart, the tier nudge (``nudge``) among the messages, the promotions named
+    in the request's language."""
+    # Points with their own expiry are booked apart; the rest expire with the program's.
+    bonus = tuple(
+        BonusPoints(a.id, a.revision, a.points, a.expires_in_days)
+        for a in result.awards
+        if a.expires_in_days is not None and a.points
+    )
+    plain = sum(a.points for a in result.awards if a.expires_in_days is None)
+    messages = [Message(code=n.code, text=n.text) for n in result.messages]
+    if nudge and program.tier_nudge_within and request.next_tier is not None:
+        to_pay = sum(line.qty * line.unit_price for line in request.lines) - result.discount - result.redeem
+        said = _tier_nudge(program, request, to_pay)
+        if said is not None:
+            messages.append(said)
+    titles: dict[str, str] = {}
+    for line in result.lines:
+        for a in line.promotions:
+            if a.id not in titles and (title := catalog.title(a.id, request.language)) is not None:
+                titles[a.id] = title
+    return Pricing(
+        lines=result.lines,
+        max_redeem_points=result.max_redeem,
+        redeem_points=result.redeem,
+        accrue_points=result.accrue + plain,
+        messages=tuple(messages),
+        engine=engine,
+        bonus_points=bonus,
+        promotion_titles=titles,
+    )
+
+
+def _tier_nudge(program: Program, request: PricingRequest, to_pay: int) -> Message | None:
+    nxt = request.next_tier
+    within = program.tier_nudge_within
+    if nxt is None or within == 0:
+        return None
+    missing = nxt.threshold - (request.spend_365d + to_pay)
+    if not 0 < missing <= within:
+        return None
+    message = text(
+        request.language,
+        "engine.tier_nudge",
+        amount=format_points(missing, request.language),
+        currency=request.currency,
+        tier=nxt.name,
+    )
+    return Message(code=f"tier-nudge:{nxt.code}", text=message)

@@ -10,21 +10,23 @@ from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Final, Literal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from engine.embedded import limited
+from engine.embedded import limited, priced
 from engine.promotions.book import held_offers, used_in
-from engine.promotions.evaluate import Active, Applied, Catalog, evaluate
+from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.model import Promotion
 from engine.promotions.reload import LiveCatalog, LivePromotion, Snapshot
-from engine.promotions.shapes import Award, Facts, NotApplied, Note, Outcome, Used
+from engine.promotions.shapes import Award, Facts, NotApplied, Outcome, Used
 from kartka.bounds import Instant, check_instant
 from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 from wallet.customers import CustomerService
-from wallet.pricing import NO_SEGMENTS, CartLine, SegmentSource
+from wallet.orders import OrderService, Quote
+from wallet.pricing import NO_SEGMENTS, CartLine, EngineInfo, NextTierInfo, PricingRequest, SegmentSource, TierInfo
 from wallet.program import Program
 
 #: A backtest re-prices at most this many orders (the answer says when it stopped short).
@@ -54,29 +56,15 @@ class PromotionPreviewInput(msgspec.Struct, frozen=True, forbid_unknown_fields=T
         check_instant(self.at, "at")
 
 
-class PreviewLine(msgspec.Struct, frozen=True):
-    sku: str
-    qty: int
-    unit_price: int
-    total: int
-    discount: int
-    promotions: tuple[Applied, ...]
-    """Every promotion revision that gave something on this line (revision 0: a draft of the request)."""
+class PromotionPreview(Quote, frozen=True):
+    """The calculate answer for the cart, as the till would get it with the drafts running (every
+    promotion applied on each line, revision 0 for a draft of the request), and what preview adds."""
 
-
-class PromotionPreview(msgspec.Struct, frozen=True):
     at: datetime
     tier: str
-    subtotal: int
-    discount: int
-    max_redeem_points: int
-    redeem_points: int
-    accrue_points: int
     bonus_points: int
-    to_pay: int
-    lines: tuple[PreviewLine, ...]
+    """The part of ``accrue_points`` that promotions give (the rest is the tier's)."""
     awards: tuple[Award, ...]
-    messages: tuple[Note, ...]
     not_applied: tuple[NotApplied, ...]
     """Promotions that met the cart and did not apply, with why: ``audience``, ``where``, ``when``,
     ``condition`` or ``limit``."""
@@ -124,11 +112,14 @@ class Trials:
         *,
         catalog: LiveCatalog,
         customers: CustomerService,
+        orders: OrderService,
         program: Program,
         segments: SegmentSource = NO_SEGMENTS,
     ) -> None:
         self.catalog = catalog
         self.customers = customers
+        self.orders = orders
+        """Spreads a preview's pricing over its lines and prints its receipt, as for a calculate."""
         self.program = program
         self.segments = segments
         """Saved segments' members, asked only when a promotion tried is aimed at segments: as a cart's
@@ -137,17 +128,13 @@ class Trials:
 
     async def preview(self, conn: Connection, data: PromotionPreviewInput, now: datetime) -> PromotionPreview:
         at = data.at or now
-        tier, rate, customer_id, offers, available = (
-            self.program.base_tier.code,
-            self.program.base_tier.rate_bp,
-            None,
-            frozenset[str](),
-            0,
-        )
+        tier, spend, available = self.program.base_tier, 0, 0
+        customer_id: UUID | None = None
+        offers = frozenset[str]()
         language = self.program.language
         if data.card is not None:
             who = await self.customers.identify(conn, data.card, at)
-            tier, rate, available = who.tier.code, who.tier.rate, who.balance.available
+            tier, spend, available = self.program.tier(who.tier.code), who.tier.spend_365d, who.balance.available
             customer_id = who.customer.id
             offers = frozenset(await held_offers(conn, customer_id, at))
             language = await conn.fetchval("SELECT language FROM customers WHERE id = $1", customer_id) or language
@@ -165,11 +152,30 @@ class Trials:
             if customer_id is not None and catalog.needs_segments
             else frozenset[str]()
         )
+        following = self.program.next_tier(tier)
+        request = PricingRequest(  # what the till's calculate would ask the engine for this shopper
+            lines=data.lines,
+            tier=TierInfo(code=tier.code, name=tier.name, rate_bp=tier.rate_bp),
+            next_tier=NextTierInfo(code=following.code, name=following.name, threshold=following.threshold)
+            if following
+            else None,
+            spend_365d=spend,
+            available_points=available,
+            requested_points=data.redeem_points,
+            at=at,
+            language=language,
+            currency=self.program.currency,
+            customer_id=str(customer_id) if customer_id else None,
+            store=data.store,
+            channel=data.channel,
+            offers=tuple(sorted(offers)),
+            segments=tuple(sorted(segments)),
+        )
         facts = Facts(
             at=at,
-            tier=tier,
-            rate_bp=rate,
-            customer_id=str(customer_id) if customer_id else None,
+            tier=tier.code,
+            rate_bp=tier.rate_bp,
+            customer_id=request.customer_id,
             store=data.store,
             channel=data.channel,
             offers=offers,
@@ -188,30 +194,14 @@ class Trials:
             available_points=available,
             requested_points=data.redeem_points,
         )
-        subtotal = sum(line.total for line in data.lines)
+        engine = EngineInfo(name=self.orders.engine.name, degraded=False)
+        quote = await self.orders.quote(request, priced(self.program, request, outcome, catalog, engine, nudge=True))
         return PromotionPreview(
+            **msgspec.structs.asdict(quote),
             at=at,
-            tier=tier,
-            subtotal=subtotal,
-            discount=outcome.discount,
-            max_redeem_points=outcome.max_redeem,
-            redeem_points=outcome.redeem,
-            accrue_points=outcome.accrue,
+            tier=tier.code,
             bonus_points=outcome.bonus_points,
-            to_pay=subtotal - outcome.discount - outcome.redeem,
-            lines=tuple(
-                PreviewLine(
-                    sku=line.sku,
-                    qty=line.qty,
-                    unit_price=line.unit_price,
-                    total=line.total,
-                    discount=priced.discount,
-                    promotions=priced.promotions,
-                )
-                for line, priced in zip(data.lines, outcome.lines, strict=True)
-            ),
             awards=outcome.awards,
-            messages=outcome.messages,
             not_applied=outcome.not_applied,
         )
 

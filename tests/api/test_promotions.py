@@ -389,6 +389,12 @@ async def test_preview_prices_a_cart_with_drafts_and_says_why_the_others_did_not
     assert preview["lines"][2]["promotions"] == [{"id": "milk-10", "revision": 0, "discount": 50, "points": 0}]
     assert {"id": "later", "reason": "when"} in preview["not_applied"]
     assert preview["to_pay"] == 1_300 - 140
+    # Without drafts, the preview is the till's calculate answer, with what preview adds.
+    till = {"card": cart["card"], "lines": cart["lines"], "redeem_points": 0}
+    calculated = (await client.post("/v1/pos/orders/calculate", json=till, headers=pos)).json()
+    previewed = await staff.call("sue", "POST", f"{BASE}/preview", 200, json=till)
+    assert set(previewed) - set(calculated) == {"at", "tier", "bonus_points", "awards", "not_applied"}
+    assert {k: v for k, v in previewed.items() if k in calculated} == calculated
     unknown = problem(
         await client.post(f"{BASE}/preview", json=cart | {"card": "2000000000008"}, headers=staff.headers["sue"])
     )
