@@ -126,7 +126,8 @@ class NForM(_Benefit, frozen=True, tag="n_for_m"):
 
 
 class NthPercent(_Benefit, frozen=True, tag="nth_percent"):
-    """Every ``n``-th matching unit, counted cheapest first, gets ``percent_bp`` off."""
+    """Every ``n``-th matching unit gets ``percent_bp`` off: the units make sets of ``n``, dearest first,
+    and the cheapest of each full set is the one discounted (as ``n_for_m`` frees the cheapest)."""
 
     lines: Selector
     n: Annotated[int, msgspec.Meta(ge=2, le=100)]
