@@ -202,7 +202,7 @@ def build_services(
             clock=clock,
         ),
         promotions=PromotionAdmin(remote=engine.remote, approval=program.promotion_approval),
-        shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program),
+        shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program, segments=segments),
         catalog=catalog,
         trials=Trials(catalog=catalog, customers=customers, orders=orders, program=program, segments=segments)
         if catalog is not None

@@ -1,9 +1,9 @@
 """``GET /v1/me/offers``: the promotions a shopper can use now, in their language.
 
 Read from this process's live catalog (what the tills price with), filtered by what is known of the
-shopper here: their tier, their personal offers, and the promotion's time (dates, weekdays, hours in the
-program's time zone). Promotions aimed at segments are left out: this list promises only what the
-shopper is sure to get.
+shopper here: their tier, their personal offers, the saved segments they are in (asked only when a
+promotion is aimed at segments), and the promotion's time (dates, weekdays, hours in the program's time
+zone).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from engine.promotions.model import Promotion, text_in
 from engine.promotions.reload import LiveCatalog, LivePromotion
 from kartka.db import Connection
 from wallet.customers import CustomerService
+from wallet.pricing import NO_SEGMENTS, SegmentSource
 from wallet.program import Program
 
 
@@ -56,10 +57,18 @@ def runs_at(promotion: Promotion, at: datetime, program: Program) -> bool:
 
 
 class ShopperOffers:
-    def __init__(self, *, catalog: LiveCatalog | None, customers: CustomerService, program: Program) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: LiveCatalog | None,
+        customers: CustomerService,
+        program: Program,
+        segments: SegmentSource = NO_SEGMENTS,
+    ) -> None:
         self.catalog = catalog
         self.customers = customers
         self.program = program
+        self.segments = segments
 
     async def of(self, conn: Connection, customer_id: UUID, now: datetime) -> list[ShopperOffer]:
         who = await self.customers.identify_customer(conn, customer_id, now)
@@ -69,15 +78,24 @@ class ShopperOffers:
             self.program.language
         )
         held = await held_offers(conn, customer_id, now)
+        promotions = self.catalog.current.promotions
+        aimed = any(p.promotion.audience.segments or p.promotion.audience.exclude_segments for p in promotions)
+        mine = await self.segments.segments(conn, str(customer_id)) if aimed else frozenset[str]()
         offers: list[ShopperOffer] = []
-        for live in self.catalog.current.promotions:
-            offer = self._offer(live, who.tier.code, held, language, now)
+        for live in promotions:
+            offer = self._offer(live, who.tier.code, held, mine, language, now)
             if offer is not None:
                 offers.append(offer)
         return offers
 
     def _offer(
-        self, live: LivePromotion, tier: str, held: dict[str, datetime], language: str, now: datetime
+        self,
+        live: LivePromotion,
+        tier: str,
+        held: dict[str, datetime],
+        segments: frozenset[str],
+        language: str,
+        now: datetime,
     ) -> ShopperOffer | None:
         promotion = live.promotion
         audience = promotion.audience
@@ -85,7 +103,9 @@ class ShopperOffers:
             return None
         if audience.personal and live.id not in held:
             return None
-        if audience.segments or audience.exclude_segments:
+        if audience.segments and segments.isdisjoint(audience.segments):  # as the core's audience check
+            return None
+        if audience.exclude_segments and not segments.isdisjoint(audience.exclude_segments):
             return None
         if not runs_at(promotion, now, self.program):
             return None

@@ -459,11 +459,12 @@ async def test_a_backtest_sees_the_brand_the_till_sent(
     assert (tried["orders"], tried["orders_affected"], tried["discount"]) == (3, 1, 50)
 
 
-async def test_preview_and_backtest_see_the_shoppers_segments(
-    staff: Staff, client: Client, pos: dict[str, str], keys: Keys, pool: Pool, clock: FakeClock
+async def test_preview_backtest_and_offers_see_the_shoppers_segments(
+    staff: Staff, client: Client, pos: dict[str, str], keys: Keys, pool: Pool, clock: FakeClock, app: Litestar
 ) -> None:
     """A draft aimed at a saved segment is previewed and backtested for its members only, as calculate
-    would price it for them (a backtest reads who is in the segment now)."""
+    would price it for them (a backtest reads who is in the segment now); once it runs, its members
+    find it among their offers and the others do not."""
     cards = []
     for n, orders in enumerate((2, 1)):
         card = (await client.post("/v1/pos/customers", json={"phone": f"+37529123456{n}"}, headers=pos)).json()
@@ -492,6 +493,13 @@ async def test_preview_and_backtest_see_the_shoppers_segments(
     period = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat()}
     tried = await staff.call("sue", "POST", f"{BASE}/milk-10/backtest", 200, json=period)
     assert (tried["orders"], tried["orders_affected"], tried["customers_affected"], tried["discount"]) == (3, 2, 1, 100)
+    await staff.call("mark", "POST", f"{BASE}/milk-10/submit", 200)
+    await staff.call("ada", "POST", f"{BASE}/milk-10/approve", 200)
+    await catalog_holds(app, {"milk-10"})
+    for n, listed in enumerate((["milk-10"], [])):
+        shopper = await sign_in(client, pool, f"+37529123456{n}")
+        offers = (await client.get("/v1/me/offers", headers=shopper["headers"])).json()
+        assert [o["id"] for o in offers] == listed
 
 
 async def test_usage_counts_the_orders_that_used_the_promotion(
