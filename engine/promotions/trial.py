@@ -131,13 +131,12 @@ class Trials:
         tier, spend, available = self.program.base_tier, 0, 0
         customer_id: UUID | None = None
         offers = frozenset[str]()
-        language = self.program.language
+        language = self.program.language  # the till's, as calculate answers in it
         if data.card is not None:
             who = await self.customers.identify(conn, data.card, at)
             tier, spend, available = self.program.tier(who.tier.code), who.tier.spend_365d, who.balance.available
             customer_id = who.customer.id
             offers = frozenset(await held_offers(conn, customer_id, at))
-            language = await conn.fetchval("SELECT language FROM customers WHERE id = $1", customer_id) or language
         drafts = []
         for index, draft in enumerate(data.drafts):
             draft_id = draft.id or f"draft-{index + 1}"
