@@ -21,8 +21,9 @@ from wallet.pricing import (
     Message,
     Pricing,
     PricingRequest,
+    TierInfo,
 )
-from wallet.program import Program
+from wallet.program import Program, Tier
 
 
 class EmbeddedEngine:
@@ -51,19 +52,7 @@ class EmbeddedEngine:
         return self.price(request)
 
     def facts(self, request: PricingRequest, offers: frozenset[str] = frozenset()) -> Facts:
-        tier = self.program.base_tier if self.degraded else request.tier
-        return Facts(
-            at=request.at,
-            tier=tier.code,
-            rate_bp=tier.rate_bp,
-            customer_id=request.customer_id,
-            store=request.store,
-            channel=request.channel,
-            offers=(offers | frozenset(request.offers)) if request.offers else offers,
-            segments=frozenset(request.segments) if request.segments else _NONE,
-            language=request.language,
-            currency=request.currency,
-        )
+        return request_facts(request, offers, tier=self.program.base_tier if self.degraded else request.tier)
 
     def outcome(
         self,
@@ -181,3 +170,24 @@ def _tier_nudge(program: Program, request: PricingRequest, to_pay: int) -> Messa
         tier=nxt.name,
     )
     return Message(code=f"tier-nudge:{nxt.code}", text=message)
+
+
+def request_facts(
+    request: PricingRequest, offers: frozenset[str] = frozenset(), *, tier: Tier | TierInfo | None = None
+) -> Facts:
+    """What the core knows of the shopper and the moment, from a pricing request (``tier``: another than
+    the request's, as a degraded engine prices with the base tier); ``offers`` join the request's."""
+    if tier is None:
+        tier = request.tier
+    return Facts(
+        at=request.at,
+        tier=tier.code,
+        rate_bp=tier.rate_bp,
+        customer_id=request.customer_id,
+        store=request.store,
+        channel=request.channel,
+        offers=(offers | frozenset(request.offers)) if request.offers else offers,
+        segments=frozenset(request.segments) if request.segments else _NONE,
+        language=request.language,
+        currency=request.currency,
+    )

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from engine.embedded import limited, priced
+from engine.embedded import limited, priced, request_facts
 from engine.promotions.book import held_offers, used_in
 from engine.promotions.evaluate import Active, Catalog, evaluate
 from engine.promotions.model import Promotion
@@ -170,18 +170,7 @@ class Trials:
             offers=tuple(sorted(offers)),
             segments=tuple(sorted(segments)),
         )
-        facts = Facts(
-            at=at,
-            tier=tier.code,
-            rate_bp=tier.rate_bp,
-            customer_id=request.customer_id,
-            store=data.store,
-            channel=data.channel,
-            offers=offers,
-            segments=segments,
-            language=language,
-            currency=self.program.currency,
-        )
+        facts = request_facts(request)
         limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
         used = await used_in(conn, customer_id, limited_ones, at)
         outcome = evaluate(
