@@ -58,6 +58,10 @@ class NextTierInfo(msgspec.Struct, frozen=True):
     threshold: int
 
 
+SaleChannel = Literal["pos", "online", "app"]
+"""Where a cart is priced: the till, the online shop, the app (the promotions' ``where.channels``)."""
+
+
 class PricingRequest(msgspec.Struct, frozen=True):
     lines: tuple[CartLine, ...]
     tier: TierInfo
@@ -71,7 +75,7 @@ class PricingRequest(msgspec.Struct, frozen=True):
     customer_id: str | None = None
     store: str | None = None
     terminal: str | None = None
-    channel: Literal["pos", "online", "app"] = "pos"
+    channel: SaleChannel = "pos"
     offers: tuple[str, ...] = ()
     """Promotions the customer holds a personal offer of, when the caller knows them."""
     segments: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from kartka.db import Connection
 from kartka.errors import InvalidInput, NotFound
 from wallet.customers import CustomerService
 from wallet.orders import OrderService, Quote
-from wallet.pricing import NO_SEGMENTS, CartLine, EngineInfo, NextTierInfo, PricingRequest, SegmentSource, TierInfo
+from wallet.pricing import NO_SEGMENTS, CartLine, EngineInfo, SaleChannel, SegmentSource
 from wallet.program import Program
 
 #: A backtest re-prices at most this many orders (the answer says when it stopped short).
@@ -41,7 +41,7 @@ class PromotionPreviewInput(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     """A card or phone, as a till would scan it: the shopper's tier, offers and points. Without one, a
     shopper of the base tier with no offers and no points."""
     store: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-    channel: Literal["pos", "online", "app"] = "pos"
+    channel: SaleChannel = "pos"
     at: Instant | None = None
     """When the cart is priced (default: now): try a promotion's hours or its first day."""
     codes: Annotated[
@@ -128,13 +128,12 @@ class Trials:
 
     async def preview(self, conn: Connection, data: PromotionPreviewInput, now: datetime) -> PromotionPreview:
         at = data.at or now
-        tier, spend, available = self.program.base_tier, 0, 0
+        tier, spend, available = self.program.base_tier.code, 0, 0
         customer_id: UUID | None = None
         offers = frozenset[str]()
-        language = self.program.language  # the till's, as calculate answers in it
         if data.card is not None:
             who = await self.customers.identify(conn, data.card, at)
-            tier, spend, available = self.program.tier(who.tier.code), who.tier.spend_365d, who.balance.available
+            tier, spend, available = who.tier.code, who.tier.spend_365d, who.balance.available
             customer_id = who.customer.id
             offers = frozenset(await held_offers(conn, customer_id, at))
         drafts = []
@@ -151,24 +150,19 @@ class Trials:
             if customer_id is not None and catalog.needs_segments
             else frozenset[str]()
         )
-        following = self.program.next_tier(tier)
-        request = PricingRequest(  # what the till's calculate would ask the engine for this shopper
-            lines=data.lines,
-            tier=TierInfo(code=tier.code, name=tier.name, rate_bp=tier.rate_bp),
-            next_tier=NextTierInfo(code=following.code, name=following.name, threshold=following.threshold)
-            if following
-            else None,
-            spend_365d=spend,
-            available_points=available,
-            requested_points=data.redeem_points,
+        request = self.orders.request_for(  # what the till's calculate would ask the engine for this shopper
+            customer_id,
+            tier,
+            spend,
+            data.lines,
+            available=available,
+            requested=data.redeem_points,
             at=at,
-            language=language,
-            currency=self.program.currency,
-            customer_id=str(customer_id) if customer_id else None,
             store=data.store,
+            terminal=None,
             channel=data.channel,
-            offers=tuple(sorted(offers)),
-            segments=tuple(sorted(segments)),
+            segments=segments,
+            offers=offers,
         )
         facts = request_facts(request)
         limited_ones = [a for a in catalog.candidates(data.lines) if limited(a)]
@@ -187,7 +181,7 @@ class Trials:
         return PromotionPreview(
             **msgspec.structs.asdict(quote),
             at=at,
-            tier=tier.code,
+            tier=tier,
             bonus_points=outcome.bonus_points,
             awards=outcome.awards,
             not_applied=outcome.not_applied,

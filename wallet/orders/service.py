@@ -29,6 +29,7 @@ from wallet.pricing import (
     Pricing,
     PricingRequest,
     PromotionBook,
+    SaleChannel,
     SegmentSource,
     TierInfo,
 )
@@ -72,6 +73,38 @@ class OrderService:
         terminal: str | None,
         channel: Channel,
     ) -> PricingRequest:
+        return self.request_for(
+            customer_id,
+            tier_code,
+            spend,
+            lines,
+            available=available,
+            requested=requested,
+            at=at,
+            store=store,
+            terminal=terminal,
+            channel=channel,
+            segments=await self.segments.segments(conn, str(customer_id)),
+        )
+
+    def request_for(
+        self,
+        customer_id: UUID | None,
+        tier_code: str,
+        spend: int,
+        lines: tuple[CartLine, ...],
+        *,
+        available: int,
+        requested: int,
+        at: datetime,
+        store: str | None,
+        terminal: str | None,
+        channel: SaleChannel,
+        segments: frozenset[str] = frozenset(),
+        offers: frozenset[str] = frozenset(),
+    ) -> PricingRequest:
+        """What the engine is asked for a cart of this customer (``None``: nobody in particular), whose
+        segments and offers the caller has looked up (:meth:`pricing_request` reads the segments)."""
         tier = self.program.tier(tier_code)
         nxt = self.program.next_tier(tier)
         return PricingRequest(
@@ -84,11 +117,12 @@ class OrderService:
             at=at,
             language=self.program.language,
             currency=self.program.currency,
-            customer_id=str(customer_id),
+            customer_id=str(customer_id) if customer_id is not None else None,
             store=store,
             terminal=terminal,
             channel=channel,
-            segments=tuple(sorted(await self.segments.segments(conn, str(customer_id)))),
+            offers=tuple(sorted(offers)),
+            segments=tuple(sorted(segments)),
         )
 
     async def quote(self, request: PricingRequest, pricing: Pricing | None = None, *, receipt: bool = True) -> Quote:
