@@ -72,13 +72,16 @@ def children(pid: int, word: str) -> list[int]:
 
 
 async def in_flight(
-    cluster: Cluster, pool: Pool, log: Path, tables: tuple[str, ...] = ("lots",)
+    cluster: Cluster, pool: Pool, log: Path, tables: tuple[str, ...] = ("lots",), *, seen: bool = True
 ) -> asyncpg.Connection[Any]:
     """Return once a statement of the worker is running on the server: it waits for a lock on ``tables``
     (the lots: its timed jobs; the outbox: its dispatcher), which the connection returned holds (until
-    the caller terminates it or a crash ends it)."""
+    the caller terminates it or a crash ends it). ``seen=False`` returns once the lock is held, for a
+    caller that learns of the wait otherwise."""
     blocker = await asyncpg.connect(cluster.url(DATABASE), timeout=10)
     await blocker.execute(f"BEGIN; LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    if not seen:
+        return blocker
 
     async def waiting() -> bool:
         return bool(  # (not on the blocker: inside its transaction pg_stat_activity stays as first read)
@@ -249,7 +252,9 @@ async def test_a_hung_jobs_loop_ends_the_worker_and_ready_and_its_health_check_s
 
             await eventually(ready, 20, "/ready to see the worker", log)
             await eventually(healthy, 10, "kartka worker --check to pass", log)
-            blocker = await in_flight(cluster, cluster_pool, log)  # the timed jobs wait on the lots' lock
+            # The timed jobs wait on the lots' lock. The worker gives up on them after 3 s, which polling
+            # the server's activity can miss on a loaded machine: its exit and its log say it waited.
+            blocker = await in_flight(cluster, cluster_pool, log, seen=False)
             assert await asyncio.to_thread(worker.wait, 15) == EXIT_STUCK, log.read_text()[-3000:]
             assert "stuck (the timed jobs for" in log.read_text()
 
