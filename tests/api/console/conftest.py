@@ -90,6 +90,14 @@ async def look(page: Page, name: str) -> None:
     await page.set_viewport_size(SIZES["desktop"])
 
 
+async def htmx_ready(page: Page, selector: str) -> None:
+    """Wait until htmx has taken up ``selector``: typing into a page that is still loading its deferred
+    htmx would be typing into a plain form, and the preview the test waits for would never come."""
+    await page.wait_for_function(
+        "(selector) => document.querySelector(selector)?.['htmx-internal-data'] !== undefined", arg=selector
+    )
+
+
 async def staff(pool: Pool, username: str, role: Role) -> str:
     async with pool.acquire() as conn:
         await create_staff(conn, PASSWORDS, username=username, role=role, password=PASSWORD)

@@ -15,7 +15,7 @@ from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.keys import Scope
 from kartka.staff import Role
-from tests.api.console.conftest import PASSWORD, look, sign_in_as, staff
+from tests.api.console.conftest import PASSWORD, htmx_ready, look, sign_in_as, staff
 from tests.helpers import Keys, sign_in
 from tests.served import Served
 
@@ -109,8 +109,7 @@ async def test_support_finds_a_shopper_by_phone_and_grants_points(
 
         await page.get_by_role("navigation").get_by_role("link", name="Shoppers").click()
         await expect(page.get_by_role("heading", name="Shoppers", level=1)).to_be_visible()  # (home has a search too)
-        # Typing before htmx has taken up the swapped-in field would be typing into a plain form.
-        await page.wait_for_function("() => document.querySelector('#q')['htmx-internal-data'] !== undefined")
+        await htmx_ready(page, "#q")
         await page.get_by_label("Phone, card number or name").fill("+375 29 123-45-67")
         results = page.locator("#results")
         await expect(results.get_by_role("row")).to_have_count(2)  # htmx brought the results as she typed

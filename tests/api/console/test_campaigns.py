@@ -25,7 +25,7 @@ from notifications.preferences import OptOutLinks
 from notifications.providers.dev import DevProvider
 from notifications.worker import Dispatcher, Lane, WorkerConfig
 from tests.analytics.data import customer, order
-from tests.api.console.conftest import look, sign_in_as, staff
+from tests.api.console.conftest import htmx_ready, look, sign_in_as, staff
 from wallet.program import DEFAULT_PROGRAM
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-campaigns")]
@@ -94,6 +94,7 @@ async def test_a_marketer_composes_schedules_and_reads_a_campaign_against_its_co
 
     # Composing: the part counter follows each text (UCS-2 for Cyrillic, GSM-7 for plain Latin).
     await page.get_by_role("link", name="New campaign").click()
+    await htmx_ready(page, "#text_ru")
     ru_counter, en_counter = page.locator("#parts-ru"), page.locator("#parts-en")
     await expect(ru_counter).to_have_text("GSM-7: 0 characters, 1 SMS part(s) (up to 160 per part)")
     await page.get_by_label("Campaign name").fill("Weekend sale")

@@ -15,7 +15,7 @@ from kartka.clock import FakeClock
 from kartka.db import Pool
 from kartka.staff import Role
 from tests.analytics.data import customer, order
-from tests.api.console.conftest import look, sign_in_as, staff
+from tests.api.console.conftest import htmx_ready, look, sign_in_as, staff
 from wallet.program import DEFAULT_PROGRAM
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-segments")]
@@ -42,6 +42,7 @@ async def test_a_marketer_builds_saves_and_opens_segments_and_the_rfm_grid(
 
     # The builder: an empty rule is everyone; the size follows the rule as it is typed.
     await page.get_by_role("link", name="New segment").click()
+    await htmx_ready(page, ".builder-fields")
     size = page.locator("#size")
     await expect(size).to_have_text("30")
     await page.locator("#spend_365d_min").fill("10")
