@@ -41,6 +41,7 @@ import barcode
 import pdf417gen
 import qrcode
 import qrcode.constants
+from barcode.charsets import code128
 from barcode.writer import ImageWriter, SVGWriter
 from pdf417gen.compaction import compact as pdf417_compact
 from PIL import Image, features
@@ -65,7 +66,7 @@ class ImageType(enum.StrEnum):
 
 MEDIA_TYPES: Final[dict[ImageType, str]] = {ImageType.PNG: "image/png", ImageType.SVG: "image/svg+xml"}
 
-RENDERER_VERSION: Final = 1
+RENDERER_VERSION: Final = 2
 """Part of every ETag: bump it whenever a parameter below or the drawing code changes."""
 
 MAX_CONTENT_LENGTH: Final = 300
@@ -220,11 +221,25 @@ def _qr(content: str, image_type: ImageType) -> bytes:
     return _svg_document(root, x=0, y=0, width=side, height=side, px=QR_MODULE_PX)
 
 
+_START_C: Final = code128.START_CODES["C"]
+_TO_A_OR_B: Final = frozenset({code128.C["TO_A"], code128.C["TO_B"]})
+
+
+class _Code128(barcode.Code128):  # type: ignore[misc]
+    """python-barcode's Code128 without its leading-"99" bug (python-barcode#251, fixed upstream after
+    0.16.1, not released): it folds a start in charset C and a switch to another charset into one start
+    code, and took the pair "99" (code 99 in charset C, the same number as the switch to C elsewhere)
+    for a switch, so "9912" drew as "12" and "999" as "9". Only a switch to A or B is folded here."""
+
+    def _try_to_optimize(self, encoded: list[int]) -> list[int]:
+        if len(encoded) > 1 and encoded[0] == _START_C and encoded[1] in _TO_A_OR_B:
+            encoded[:2] = [code128.TO[encoded[1]]]
+        return encoded
+
+
 def _linear(content: str, symbology: Symbology, image_type: ImageType) -> bytes:
     kind, quiet = (
-        (barcode.Code128, CODE128_QUIET_MODULES)
-        if symbology is Symbology.CODE128
-        else (barcode.EAN13, EAN13_QUIET_MODULES)
+        (_Code128, CODE128_QUIET_MODULES) if symbology is Symbology.CODE128 else (barcode.EAN13, EAN13_QUIET_MODULES)
     )
     # Code128.build() leaves charset state behind: measure with one object, draw with another.
     width = len(kind(content).build()[0]) + 2 * quiet

@@ -120,6 +120,15 @@ def test_short_printable_ascii_round_trips_through_code128_and_pdf417(symbology:
     assert _decode(_png(render(content, symbology, ImageType.PNG))) == [(content, FORMATS[symbology])]
 
 
+@pytest.mark.parametrize("content", ["99", "999", "9912345678", "99 ", "99A", "1299", "9"])
+@pytest.mark.parametrize("image_type", list(ImageType))
+def test_code128_keeps_a_leading_99(content: str, image_type: ImageType) -> None:
+    """python-barcode 0.16.1 drops a leading "99" pair (the same code number as a switch to charset C):
+    "999" read back as "9". Found by the property test above."""
+    data = render(content, Symbology.CODE128, image_type)
+    assert _decode(_raster(data, image_type)) == [(content, zxingcpp.BarcodeFormat.Code128)]
+
+
 def test_the_longest_content_still_renders_and_decodes() -> None:
     content = ("KQ1.2000000000017.1764640000.AbCd_-~!@#$%^&*()[]{}<>?/|\\'\" " * 6)[: barcodes.MAX_CONTENT_LENGTH]
     for symbology in (Symbology.QR, Symbology.PDF417):
