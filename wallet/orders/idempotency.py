@@ -30,11 +30,16 @@ def racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: s
     return OrderConflict(f"{what} {external_id} is already recorded under another Idempotency-Key", field=f"{what}_id")
 
 
-# An id is looked for in its scope only (the unique indexes' expression), a key among the caller's own.
+# A key is looked for among the caller's own, an id in its scope only (the unique indexes' expressions):
+# two index lookups, the key's first (a retry is found by it). Not one ``WHERE … OR …``: PostgreSQL
+# planned that again on every commit (~0.1 ms, more than running it), while each lookup keeps its plan.
 _SEEN = """
-SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
- WHERE (channel = $4 AND coalesce(store, '') = $5 AND {what}_id = $1) OR (api_key_id = $2 AND idempotency_key = $3)
- LIMIT 1
+(SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
+  WHERE api_key_id = $2 AND idempotency_key = $3)
+UNION ALL
+(SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
+  WHERE channel = $4 AND coalesce(store, '') = $5 AND {what}_id = $1)
+LIMIT 1
 """
 
 
