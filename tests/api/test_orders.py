@@ -193,6 +193,14 @@ async def test_retries_are_idempotent_and_conflicts_are_409(till: Till, client: 
     assert no_key.status_code == 422
     assert "Idempotency-Key" in problem(no_key)["detail"]
     assert await counts(conn) == before
+    # Both reused, each by another order: the key speaks first, whichever row the table holds first.
+    second = body | {"order_id": "till7-0003"}
+    assert (
+        await client.post("/v1/pos/orders", json=second, headers=till.headers | {"Idempotency-Key": "k-3"})
+    ).status_code == 201
+    both = await client.post("/v1/pos/orders", json=second, headers=headers)
+    assert both.status_code == 409
+    assert problem(both)["code"] == "idempotency-key-reused"
 
 
 async def test_redeeming_more_than_available_is_409_and_writes_nothing(

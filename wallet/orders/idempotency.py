@@ -31,8 +31,9 @@ def racing_conflict(exc: asyncpg.UniqueViolationError, what: str, external_id: s
 
 
 # A key is looked for among the caller's own, an id in its scope only (the unique indexes' expressions):
-# two index lookups, the key's first (a retry is found by it). Not one ``WHERE … OR …``: PostgreSQL
-# planned that again on every commit (~0.1 ms, more than running it), while each lookup keeps its plan.
+# two index lookups, the key's first (a retry is found by it, and a key reused for another order is
+# what a 409 names when the id is taken too). Not one ``WHERE … OR …``: on the benchmark's orders
+# PostgreSQL planned that again on every commit (~0.1 ms, more than running it); each lookup keeps its plan.
 _SEEN = """
 (SELECT api_key_id, idempotency_key, request_hash, response::text AS response FROM {what}s
   WHERE api_key_id = $2 AND idempotency_key = $3)

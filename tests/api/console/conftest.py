@@ -93,8 +93,9 @@ async def look(page: Page, name: str) -> None:
 async def htmx_ready(page: Page, selector: str) -> None:
     """Wait until htmx has taken up ``selector``: typing into a page that is still loading its deferred
     htmx would be typing into a plain form, and the preview the test waits for would never come."""
+    await expect(page.locator(selector)).to_have_count(1)  # a wrong selector fails here, by name
     await page.wait_for_function(
-        "(selector) => document.querySelector(selector)?.['htmx-internal-data'] !== undefined", arg=selector
+        "(selector) => document.querySelector(selector)['htmx-internal-data'] !== undefined", arg=selector
     )
 
 
