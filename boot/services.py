@@ -132,13 +132,15 @@ def build_services(
     )
     limiter = RateLimiter(derive_key(secret, "rate"))
     segments = SegmentLookup(program, clock)  # saved segments' members: calculate's, preview's and backtest's
+    # Asked by calculate and the shopper's offers only while a live promotion is aimed at segments.
+    live_segments = SegmentsWhenAimed(segments, holder) if holder else NO_SEGMENTS
     orders = OrderService(
         program=program,
         engine=engine,
         customers=customers,
         clock=clock,
         book=promotion_book(engine),
-        segments=SegmentsWhenAimed(segments, holder) if holder else NO_SEGMENTS,
+        segments=live_segments,
     )
     texts = TextBudget(
         limiter,
@@ -202,7 +204,7 @@ def build_services(
             clock=clock,
         ),
         promotions=PromotionAdmin(remote=engine.remote, approval=program.promotion_approval),
-        shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program, segments=segments),
+        shopper_offers=ShopperOffers(catalog=catalog, customers=customers, program=program, segments=live_segments),
         catalog=catalog,
         trials=Trials(catalog=catalog, customers=customers, orders=orders, program=program, segments=segments)
         if catalog is not None

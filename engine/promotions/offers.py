@@ -69,6 +69,8 @@ class ShopperOffers:
         self.customers = customers
         self.program = program
         self.segments = segments
+        """The shopper's saved segments, as calculate asks for them (``SegmentsWhenAimed``: only while a live
+        promotion is aimed at segments)."""
 
     async def of(self, conn: Connection, customer_id: UUID, now: datetime) -> list[ShopperOffer]:
         who = await self.customers.identify_customer(conn, customer_id, now)
@@ -78,11 +80,9 @@ class ShopperOffers:
             self.program.language
         )
         held = await held_offers(conn, customer_id, now)
-        promotions = self.catalog.current.promotions
-        aimed = any(p.promotion.audience.segments or p.promotion.audience.exclude_segments for p in promotions)
-        mine = await self.segments.segments(conn, str(customer_id)) if aimed else frozenset[str]()
+        mine = await self.segments.segments(conn, str(customer_id))  # (none asked when no promotion aims at any)
         offers: list[ShopperOffer] = []
-        for live in promotions:
+        for live in self.catalog.current.promotions:
             offer = self._offer(live, who.tier.code, held, mine, language, now)
             if offer is not None:
                 offers.append(offer)
